@@ -1,0 +1,49 @@
+from django.contrib import admin
+
+from .models import Case, CaseDiagnosis, Diagnosis, Patient, Scan
+
+
+@admin.register(Patient)
+class PatientAdmin(admin.ModelAdmin):
+    list_display = ["identifier", "created_at"]
+    search_fields = ["identifier"]
+
+
+@admin.register(Scan)
+class ScanAdmin(admin.ModelAdmin):
+    list_display = ["id", "original_filename", "format", "width", "height", "uploaded_by", "created_at"]
+    list_filter = ["format"]
+    search_fields = ["original_filename", "sha256"]
+    readonly_fields = ["sha256", "created_at"]
+    raw_id_fields = ["uploaded_by"]
+
+
+class CaseDiagnosisInline(admin.TabularInline):
+    model = CaseDiagnosis
+    extra = 0
+    raw_id_fields = ["diagnosis", "recorded_by"]
+
+
+@admin.register(Case)
+class CaseAdmin(admin.ModelAdmin):
+    list_display = ["id", "patient", "tumour_type", "tumour_type_source", "mask_source", "source_ref", "created_at"]
+    list_filter = ["tumour_type", "tumour_type_source", "mask_source"]
+    search_fields = ["patient__identifier", "source_ref", "notes"]
+    list_select_related = ["patient"]
+    raw_id_fields = ["patient", "scan", "created_by", "mask_updated_by"]
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [CaseDiagnosisInline]
+
+
+@admin.register(Diagnosis)
+class DiagnosisAdmin(admin.ModelAdmin):
+    list_display = ["name", "key", "tumour_type", "added_automatically", "created_at"]
+    list_filter = ["tumour_type", "added_automatically"]
+    search_fields = ["name", "key"]
+    raw_id_fields = ["first_case", "created_by"]
+
+
+@admin.register(CaseDiagnosis)
+class CaseDiagnosisAdmin(admin.ModelAdmin):
+    list_display = ["case", "diagnosis", "recorded_by", "recorded_at"]
+    raw_id_fields = ["case", "diagnosis", "recorded_by"]

@@ -1,0 +1,128 @@
+"""The clinical record: pseudonymous patients, their scans, cases and diagnoses."""
+
+from django.conf import settings
+from django.db import models
+
+
+class TumourType(models.TextChoices):
+    MENINGIOMA = "meningioma", "Meningioma"
+    GLIOMA = "glioma", "Glioma"
+    PITUITARY = "pituitary", "Pituitary tumour"
+
+
+class TypeSource(models.TextChoices):
+    CLINICIAN = "clinician", "Entered by a clinician"
+    PREDICTED = "predicted", "Predicted"
+    IMPORTED = "imported", "Imported with the dataset"
+
+
+class MaskSource(models.TextChoices):
+    IMPORTED = "imported", "Imported with the dataset"
+    CORRECTED = "corrected", "Corrected by a clinician"
+
+
+class ScanFormat(models.TextChoices):
+    PNG = "png", "PNG"
+    JPEG = "jpeg", "JPEG"
+    TIFF = "tiff", "TIFF"
+    DICOM = "dicom", "DICOM"
+    MAT = "mat", "Figshare MATLAB v7.3"
+
+
+class Patient(models.Model):
+    # Pseudonymous: never a name or a hospital number (DICOM uploads are de-identified first).
+    identifier = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["identifier"]
+
+    def __str__(self) -> str:
+        return self.identifier
+
+
+class Scan(models.Model):
+    file = models.FileField(upload_to="scans/%Y/%m/")
+    original_filename = models.CharField(max_length=255)
+    format = models.CharField(max_length=8, choices=ScanFormat.choices)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64, db_index=True)
+    pixel_spacing_mm = models.FloatField(null=True, blank=True, help_text="Row spacing (mm between rows)")
+    pixel_spacing_col_mm = models.FloatField(null=True, blank=True, help_text="Column spacing (mm)")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.original_filename} ({self.width}x{self.height} {self.format})"
+
+
+class Case(models.Model):
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
+    scan = models.OneToOneField(Scan, on_delete=models.CASCADE, related_name="case")
+    # Where an imported case came from, e.g. "figshare:123": makes imports idempotent.
+    source_ref = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    tumour_type = models.CharField(max_length=16, choices=TumourType.choices, null=True, blank=True)
+    tumour_type_source = models.CharField(max_length=16, choices=TypeSource.choices, null=True, blank=True)
+    predicted_tumour_type = models.CharField(max_length=16, choices=TumourType.choices, null=True, blank=True)
+    predicted_confidence = models.FloatField(null=True, blank=True)
+    ground_truth_mask = models.FileField(upload_to="masks/%Y/%m/", null=True, blank=True)
+    mask_source = models.CharField(max_length=16, choices=MaskSource.choices, null=True, blank=True)
+    mask_updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    mask_updated_at = models.DateTimeField(null=True, blank=True)
+    notes = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="cases_created"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Case {self.pk} ({self.patient_id and self.patient.identifier})"
+
+    @property
+    def in_case_base(self) -> bool:
+        """A case joins the similar-case base once its tumour outline is known (imported or corrected)."""
+        return bool(self.ground_truth_mask) and self.mask_source in (MaskSource.IMPORTED, MaskSource.CORRECTED)
+
+
+class Diagnosis(models.Model):
+    name = models.CharField(max_length=200, help_text="As first entered")
+    key = models.CharField(max_length=200, unique=True, help_text="Normalised name, for matching")
+    tumour_type = models.CharField(max_length=16, choices=TumourType.choices, null=True, blank=True)
+    added_automatically = models.BooleanField(default=False)
+    first_case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "diagnoses"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CaseDiagnosis(models.Model):
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="case_diagnoses")
+    diagnosis = models.ForeignKey(Diagnosis, on_delete=models.PROTECT, related_name="case_diagnoses")
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["case", "diagnosis"], name="unique_case_diagnosis")]
+        verbose_name_plural = "case diagnoses"
+
+    def __str__(self) -> str:
+        return f"{self.case_id}: {self.diagnosis_id}"

@@ -1,0 +1,1 @@
+"""Settings modules: ``base`` (embedded defaults, read from the environment), ``test``, ``production``."""

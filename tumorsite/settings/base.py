@@ -1,0 +1,155 @@
+"""Settings shared by every mode; the environment is read here and only here.
+
+With no environment at all this is the embedded mode: SQLite under ``TUMORSITE_VAR_DIR`` and
+Celery tasks run on an in-process background thread (see ``tumorsite.queue``). Setting
+``DATABASE_URL=postgres://...`` and ``CELERY_BROKER_URL=redis://...`` runs the same code on
+Postgres with real Celery workers.
+"""
+
+from pathlib import Path
+
+from tumorsite.env import env, envbool, envint, envlist, parse_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+# === Environment ===
+SECRET_KEY_FROM_ENV = env("SECRET_KEY")
+DEBUG = envbool("DEBUG", True)
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+DATABASE_URL = env("DATABASE_URL")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL")
+TUMORSITE_VAR_DIR = Path(env("TUMORSITE_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+TUMORSITE_DATA = Path(env("TUMORSITE_DATA", str(BASE_DIR.parent / "shared" / "data" / "figshare"))).resolve()
+TUMORSITE_MODELS_DIR = Path(env("TUMORSITE_MODELS_DIR", str(BASE_DIR / "models"))).resolve()
+TUMORSITE_MAX_UPLOAD_MB = envint("TUMORSITE_MAX_UPLOAD_MB", 50)
+TUMORSITE_MAX_PIXELS = envint("TUMORSITE_MAX_PIXELS", 8192 * 8192)
+
+# Only for the embedded mode and tests; production refuses to start without SECRET_KEY.
+SECRET_KEY = SECRET_KEY_FROM_ENV or "django-insecure-embedded-mode-only-never-use-in-production-4f1c9e"
+
+# === Applications ===
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "cases",
+    "segmentation",
+    "recommender",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "tumorsite.urls"
+WSGI_APPLICATION = "tumorsite.wsgi.application"
+ASGI_APPLICATION = "tumorsite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# === Database ===
+if DATABASE_URL:
+    DATABASES = {"default": parse_database_url(DATABASE_URL)}
+else:
+    DATABASES = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(TUMORSITE_VAR_DIR / "db.sqlite3")}
+    }
+    # SQLite creates the file but not its folder; the embedded mode should start on a fresh checkout.
+    TUMORSITE_VAR_DIR.mkdir(parents=True, exist_ok=True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded worker thread writes while a request reads: wait for the lock instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20})
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# === Auth ===
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# === I18n ===
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# === Files ===
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "/media/"
+MEDIA_ROOT = TUMORSITE_VAR_DIR / "media"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = TUMORSITE_MAX_UPLOAD_MB * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# === REST API ===
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 25,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "TumorSite API",
+    "DESCRIPTION": "Brain-tumour MRI segmentation and similar-case retrieval",
+    "VERSION": "0.1.0",
+}
+
+# === Celery ===
+# Without a broker, tumorsite.queue runs the same tasks in-process; Celery is never contacted.
+CELERY_RESULT_BACKEND = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_RESULT_EXPIRES = 24 * 3600
+
+# === Logging ===
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+}

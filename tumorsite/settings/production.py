@@ -1,0 +1,33 @@
+"""Production: Postgres, Redis, Celery workers, HTTPS in front. Refuses to start without SECRET_KEY."""
+
+from django.core.exceptions import ImproperlyConfigured
+
+from tumorsite.env import envbool, envint
+
+from .base import *  # noqa: F403
+from .base import SECRET_KEY_FROM_ENV
+
+if not SECRET_KEY_FROM_ENV:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set. Production settings need a long random SECRET_KEY in the environment, e.g. "
+        "SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(50))')"
+    )
+SECRET_KEY = SECRET_KEY_FROM_ENV
+DEBUG = False
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# TLS terminates at the proxy in front of gunicorn.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]

@@ -1,0 +1,13 @@
+"""Settings for pytest: the embedded defaults, unless DATABASE_URL / CELERY_BROKER_URL say otherwise."""
+
+from .base import *  # noqa: F403
+from .base import DATABASES, TUMORSITE_VAR_DIR
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MEDIA_ROOT = TUMORSITE_VAR_DIR / "test-media"
+
+# A fixed test database name, so a Celery worker started beforehand with
+# DATABASE_URL=.../test_<name> works on the very database pytest creates (see .ci/run).
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}"}
