@@ -1,0 +1,66 @@
+"""Image readers: bytes in, a grayscale slice plus metadata out. No Django here.
+
+``read_image(data, filename)`` picks the reader from the file's first bytes (its extension only when
+the bytes say nothing) and raises ``ImageReadError`` with a plain-words message on anything unusable.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+from .base import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, FIGSHARE_LABELS, ImageReadError, Limits, ScanImage, to_uint8
+from .dicom import deidentify, read_dicom
+from .mat import has_hdf5_signature, read_mat
+from .raster import read_raster
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "FIGSHARE_LABELS",
+    "ImageReadError",
+    "Limits",
+    "ScanImage",
+    "deidentify",
+    "detect_format",
+    "read_dicom",
+    "read_image",
+    "read_mat",
+    "read_raster",
+    "to_uint8",
+]
+
+_RASTER_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*")
+_EXTENSIONS = {
+    ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff",
+    ".dcm": "dicom", ".dicom": "dicom", ".mat": "mat",
+}
+
+
+def detect_format(data: bytes, filename: str = "") -> str | None:
+    """'png' | 'jpeg' | 'tiff' | 'dicom' | 'mat' from magic bytes, else from the extension; None if neither."""
+    if data.startswith(_RASTER_MAGIC[0]):
+        return "png"
+    if data.startswith(_RASTER_MAGIC[1]):
+        return "jpeg"
+    if data.startswith(_RASTER_MAGIC[2:]):
+        return "tiff"
+    if data[128:132] == b"DICM":
+        return "dicom"
+    if data.startswith(b"MATLAB") or has_hdf5_signature(data):
+        return "mat"
+    return _EXTENSIONS.get(PurePath(filename).suffix.lower())
+
+
+def read_image(
+    data: bytes, filename: str = "", *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> ScanImage:
+    limits = Limits(max_bytes=max_bytes, max_pixels=max_pixels)
+    limits.check_bytes(len(data))
+    fmt = detect_format(data, filename)
+    if fmt is None:
+        raise ImageReadError("The file is not an image we can read (PNG, JPEG, TIFF, DICOM or Figshare .mat).")
+    if fmt == "dicom":
+        return read_dicom(data, limits)
+    if fmt == "mat":
+        return read_mat(data, limits)
+    return read_raster(data, limits)

@@ -1,0 +1,80 @@
+"""What every reader returns, the one error they raise, and the limits they enforce."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 8192 * 8192
+
+# Figshare's cjdata.label codes.
+FIGSHARE_LABELS = {1: "meningioma", 2: "glioma", 3: "pituitary"}
+
+
+class ImageReadError(ValueError):
+    """The upload cannot be used; ``str(error)`` is a plain-words message meant for the clinician."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def check_bytes(self, size: int) -> None:
+        if size == 0:
+            raise ImageReadError("The file is empty.")
+        if size > self.max_bytes:
+            raise ImageReadError(
+                f"The file is too large ({size / 1024 / 1024:.1f} MB); the limit is "
+                f"{self.max_bytes / 1024 / 1024:.0f} MB."
+            )
+
+    def check_pixels(self, width: int, height: int) -> None:
+        if width <= 0 or height <= 0:
+            raise ImageReadError(f"The image has no pixels ({width}x{height}).")
+        if width * height > self.max_pixels:
+            raise ImageReadError(
+                f"The image is too large ({width}x{height} pixels); the limit is {self.max_pixels:,} pixels."
+            )
+
+
+@dataclass
+class ScanImage:
+    """One 2D grayscale slice as read from an upload.
+
+    ``pixels`` is H x W (uint8, uint16, int16/int32 or float32, whatever the source held after its
+    lookup tables), with row 0 at the top. ``stored_bytes`` is what should be kept instead of the upload
+    (the de-identified DICOM), or None to keep the upload itself.
+    """
+
+    pixels: np.ndarray
+    format: str  # png, jpeg, tiff, dicom, mat
+    pixel_spacing_mm: float | None = None  # between rows
+    pixel_spacing_col_mm: float | None = None  # between columns
+    mask: np.ndarray | None = None  # bool H x W, a ground-truth tumour mask if the file carries one
+    label: str | None = None  # tumour type if the file carries one
+    patient_id: str | None = None
+    tumour_border: np.ndarray | None = None  # (N, 2) x/y points, Figshare only
+    metadata: dict = field(default_factory=dict)  # JSON-serialisable, never PHI
+    stored_bytes: bytes | None = None
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Display copy of any grayscale array: uint8 kept as is, anything else min-max scaled to 0..255."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    values = pixels.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(pixels.shape, dtype=np.uint8)
+    return np.round((values - low) * (255.0 / (high - low))).astype(np.uint8)
