@@ -1,0 +1,74 @@
+import csv
+import re
+from pathlib import Path
+
+from django.core.management.base import CommandParser
+from tqdm import tqdm
+
+from cases.management.reporting import ReportingCommand, RunReport
+from cases.readers import FIGSHARE_LABELS, ImageReadError, to_uint8
+from cases.selectors import case_base_list, case_ground_truth_mask, scan_read
+from cases.models import Case
+from cases.services import mask_to_png_bytes, pixels_to_png_bytes
+
+LABEL_CODES = {name: code for code, name in FIGSHARE_LABELS.items()}
+COLUMNS = ["id", "label", "label_name", "pid", "patient_group", "orig_height", "orig_width", "mask_pixels_orig"]
+
+
+class Command(ReportingCommand):
+    help = (
+        "Export every case with a ground-truth mask in the shared dataset layout: cases.csv, images/{id}.png "
+        "(8-bit grayscale) and masks/{id}.png (0/255), at the stored resolution, so import_cases can read it "
+        "back. Imported cases keep their dataset id; others are named case<pk>."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("outdir", help="Folder to write (created if needed; files of the same name are replaced).")
+        super().add_arguments(parser)
+
+    def handle(self, *args, outdir: str, **options):
+        out = Path(outdir)
+        (out / "images").mkdir(parents=True, exist_ok=True)
+        (out / "masks").mkdir(parents=True, exist_ok=True)
+        report = RunReport(verb="exported")
+        cases = case_base_list().order_by("id")
+        report.skipped = Case.objects.count() - cases.count()  # no ground-truth mask yet
+        rows = []
+        for case in tqdm(cases, total=cases.count(), desc="export_cases", unit="case", disable=options["no_progress"]):
+            case_id = _export_id(case)
+            try:
+                pixels = to_uint8(scan_read(scan=case.scan).pixels)
+                mask = case_ground_truth_mask(case=case)
+            except (ImageReadError, OSError, ValueError) as exc:
+                report.fail(case.scan.file.name, exc)
+                continue
+            (out / "images" / f"{case_id}.png").write_bytes(pixels_to_png_bytes(pixels))
+            (out / "masks" / f"{case_id}.png").write_bytes(mask_to_png_bytes(mask))
+            pid = case.patient.identifier
+            rows.append(
+                {
+                    "id": case_id,
+                    "label": LABEL_CODES.get(case.tumour_type, ""),
+                    "label_name": case.tumour_type or "",
+                    "pid": pid,
+                    # The dataset's convention: a trailing letter marks a re-scan of the same person.
+                    "patient_group": re.sub(r"(?<=\d)[A-Za-z]$", "", pid),
+                    "orig_height": case.scan.height,
+                    "orig_width": case.scan.width,
+                    "mask_pixels_orig": int(mask.sum()),
+                }
+            )
+            report.done += 1
+        with (out / "cases.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.finish(report, options["json_path"])
+
+
+def _export_id(case) -> str:
+    if case.source_ref and case.source_ref.startswith("figshare:"):
+        return case.source_ref.split(":", 1)[1]
+    return f"case{case.pk}"
+
+

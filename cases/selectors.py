@@ -1,0 +1,48 @@
+"""Reads from the clinical record."""
+
+from __future__ import annotations
+
+import numpy as np
+from django.db.models import Q, QuerySet
+from PIL import Image
+
+from .models import Case, MaskSource
+from .readers import ScanImage, read_image
+
+
+def case_list(*, tumour_type: str | None = None, patient_identifier: str | None = None) -> QuerySet[Case]:
+    cases = Case.objects.select_related("patient", "scan")
+    if tumour_type:
+        cases = cases.filter(tumour_type=tumour_type)
+    if patient_identifier:
+        cases = cases.filter(patient__identifier=patient_identifier)
+    return cases
+
+
+def case_get(*, case_id: int) -> Case | None:
+    return Case.objects.select_related("patient", "scan").filter(pk=case_id).first()
+
+
+def case_base_list() -> QuerySet[Case]:
+    """Cases with a known tumour outline (imported or corrected): what similar-case search can return."""
+    return (
+        case_list()
+        .exclude(Q(ground_truth_mask="") | Q(ground_truth_mask__isnull=True))
+        .filter(mask_source__in=[MaskSource.IMPORTED, MaskSource.CORRECTED])
+    )
+
+
+def scan_read(*, scan) -> ScanImage:
+    """The stored scan as a grayscale slice (de-identified DICOM and .mat-derived PNG included)."""
+    with scan.file.open("rb") as f:
+        data = f.read()
+    # Stored files were validated on the way in; the limits here only guard against a swapped file.
+    return read_image(data, scan.file.name, max_bytes=max(len(data), 1), max_pixels=max(scan.width * scan.height, 1))
+
+
+def case_ground_truth_mask(*, case: Case) -> np.ndarray | None:
+    """The case's ground-truth mask as bool H x W, or None."""
+    if not case.ground_truth_mask:
+        return None
+    with case.ground_truth_mask.open("rb") as f:
+        return np.asarray(Image.open(f).convert("L")) > 0
