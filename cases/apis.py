@@ -1,0 +1,168 @@
+"""REST endpoints for cases: upload, list, detail, thumbnail (thin: serializers + services/selectors)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from django.db import transaction
+from django.http import Http404, HttpResponse
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_serializer, inline_serializer
+from PIL import Image
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cases.models import Case, TumourType
+from cases.readers import ImageReadError, to_uint8
+from cases.selectors import case_get, case_list, scan_read
+from cases.services import case_create
+from segmentation.apis import SegmentationRunOutputSerializer
+from segmentation.selectors import case_processing_status, case_runs
+from segmentation.services import segmentation_runs_create_for_case
+
+THUMBNAIL_PX = 160
+
+
+class CaseDiagnosisOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="diagnosis.id")
+    name = serializers.CharField(source="diagnosis.name")
+    added_automatically = serializers.BooleanField(source="diagnosis.added_automatically")
+    recorded_by = serializers.CharField(source="recorded_by.username", default=None)
+    recorded_at = serializers.DateTimeField()
+
+
+def _case_status(case: Case) -> str:
+    return case_processing_status(list(case.segmentation_runs.all()))
+
+
+class CaseListApi(APIView):
+    """``GET``: cases, newest first, paginated. ``POST``: upload a slice; the segmentations start at once."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    class Pagination(PageNumberPagination):
+        page_size = 25
+        page_size_query_param = "page_size"
+        max_page_size = 200
+
+    @extend_schema_serializer(component_name="CaseFilter")
+    class FilterSerializer(serializers.Serializer):
+        tumour_type = serializers.ChoiceField(choices=TumourType.choices, required=False)
+        patient = serializers.CharField(required=False)
+
+    @extend_schema_serializer(component_name="CaseInput")
+    class InputSerializer(serializers.Serializer):
+        image = serializers.FileField()
+        patient = serializers.CharField(required=False, allow_blank=True, max_length=64)
+        tumour_type = serializers.ChoiceField(choices=TumourType.choices, required=False, allow_blank=True)
+
+    @extend_schema_serializer(component_name="CaseOutput")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        status = serializers.SerializerMethodField()
+        patient = serializers.CharField(source="patient.identifier")
+        tumour_type = serializers.CharField(allow_null=True)
+        tumour_type_source = serializers.CharField(allow_null=True)
+        created_at = serializers.DateTimeField()
+
+        def get_status(self, case) -> str:
+            return _case_status(case)
+
+    @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer(many=True))
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        cases = case_list(tumour_type=filters.validated_data.get("tumour_type"),
+                          patient_identifier=filters.validated_data.get("patient")).prefetch_related(
+            "segmentation_runs").order_by("-created_at", "-id")
+        paginator = self.Pagination()
+        page = paginator.paginate_queryset(cases, request, view=self)
+        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer},
+        responses={201: inline_serializer("CaseCreated", {"id": serializers.IntegerField(),
+                                                          "status": serializers.CharField()}),
+                   400: inline_serializer("UploadError", {"error": serializers.CharField()})},
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        if not serializer.is_valid():
+            return Response({"error": _first_error(serializer.errors), "fields": serializer.errors},
+                            status=status.HTTP_400_BAD_REQUEST)
+        data = serializer.validated_data
+        upload = data["image"]
+        try:
+            with transaction.atomic():
+                case = case_create(image_file=upload, filename=upload.name, user=request.user,
+                                   patient_identifier=data.get("patient") or None,
+                                   tumour_type=data.get("tumour_type") or None)
+                runs = segmentation_runs_create_for_case(case=case)
+        except (ImageReadError, ValueError) as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"id": case.pk, "status": case_processing_status(runs)}, status=status.HTTP_201_CREATED)
+
+
+def _first_error(errors: dict) -> str:
+    for field, messages in errors.items():
+        message = messages[0] if isinstance(messages, list) and messages else messages
+        return f"{field}: {message}"
+    return "Invalid input."
+
+
+class CaseDetailApi(APIView):
+    @extend_schema_serializer(component_name="CaseDetailOutput")
+    class OutputSerializer(CaseListApi.OutputSerializer):
+        predicted_tumour_type = serializers.CharField(allow_null=True)
+        predicted_confidence = serializers.FloatField(allow_null=True)
+        width = serializers.IntegerField(source="scan.width")
+        height = serializers.IntegerField(source="scan.height")
+        thumbnail_url = serializers.SerializerMethodField()
+        has_ground_truth = serializers.SerializerMethodField()
+        segmentations = serializers.SerializerMethodField()
+        diagnoses = CaseDiagnosisOutputSerializer(source="case_diagnoses", many=True)
+        notes = serializers.CharField()
+
+        def get_thumbnail_url(self, case) -> str:
+            return thumbnail_url(self.context["request"], case.pk)
+
+        def get_has_ground_truth(self, case) -> bool:
+            return bool(case.ground_truth_mask)
+
+        @extend_schema_field(SegmentationRunOutputSerializer(many=True))
+        def get_segmentations(self, case) -> list:
+            return SegmentationRunOutputSerializer(case_runs(case=case), many=True, context=self.context).data
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request, case_id: int):
+        case = case_get(case_id=case_id)
+        if case is None:
+            raise Http404
+        return Response(self.OutputSerializer(case, context={"request": request}).data)
+
+
+def thumbnail_url(request, case_id: int) -> str:
+    from django.urls import reverse
+
+    return request.build_absolute_uri(reverse("api:case-thumbnail", args=[case_id]))
+
+
+class CaseThumbnailApi(APIView):
+    """A small PNG of the slice (any stored format, DICOM included), for result lists."""
+
+    @extend_schema(responses={(200, "image/png"): bytes})
+    def get(self, request, case_id: int):
+        case = case_get(case_id=case_id)
+        if case is None:
+            raise Http404
+        pixels = to_uint8(np.asarray(scan_read(scan=case.scan).pixels))
+        image = Image.fromarray(pixels)
+        image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        response = HttpResponse(buf.getvalue(), content_type="image/png")
+        response["Cache-Control"] = "private, max-age=3600"
+        return response

@@ -1,0 +1,127 @@
+"""Nearest-neighbour search over the case base: exact numpy, or pgvector HNSW on PostgreSQL.
+
+Both backends keep one contract: ``search(vector, n, tumour_type=None, exclude_patient_ids=(),
+exclude_case_ids=())`` returns up to ``n`` ``Hit``s of base cases, nearest first (Euclidean distance on
+the combined vector). The type filter is applied inside the search, not after it:
+- numpy: a boolean mask before the arg-partition;
+- pgvector: ``hnsw.iterative_scan = relaxed_order`` (pgvector >= 0.8), so the HNSW scan keeps going
+  until enough rows pass the filter instead of returning ``ef_search`` rows and filtering them to few.
+  Relaxed order may return rows slightly out of order, so hits are re-sorted by exact distance.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Max
+
+from recommender.fields import parse_vector, to_pgvector_literal
+from recommender.models import CaseFeatures
+
+
+@dataclass(frozen=True)
+class Hit:
+    case_id: int
+    distance: float
+    tumour_type: str | None
+    patient_id: int | None
+
+
+class NumpyIndex:
+    """Exact search; the base is loaded once per process and reloaded when it changes."""
+
+    name = "numpy"
+    _lock = threading.Lock()
+    _cache: dict = {}
+
+    def _arrays(self):
+        base = CaseFeatures.objects.filter(in_base=True, combined__isnull=False)
+        stamp = tuple(base.aggregate(n=Count("id"), last=Max("updated_at"), scaler=Max("scaler_id")).values())
+        with self._lock:
+            if self._cache.get("stamp") != stamp:
+                rows = list(base.order_by("case_id").values_list("case_id", "patient_id", "tumour_type", "combined"))
+                self._cache = {
+                    "stamp": stamp,
+                    "case_ids": np.array([r[0] for r in rows], dtype=np.int64),
+                    "patient_ids": np.array([r[1] if r[1] is not None else -1 for r in rows], dtype=np.int64),
+                    "types": np.array([r[2] or "" for r in rows], dtype=object),
+                    "vectors": np.stack([parse_vector(r[3]) for r in rows]) if rows
+                    else np.zeros((0, 1), np.float32),
+                }
+            return self._cache
+
+    def search(self, vector, n: int, *, tumour_type: str | None = None, exclude_patient_ids=(),
+               exclude_case_ids=()) -> list[Hit]:
+        a = self._arrays()
+        if len(a["case_ids"]) == 0:
+            return []
+        q = np.asarray(vector, dtype=np.float32)
+        keep = np.ones(len(a["case_ids"]), dtype=bool)
+        if tumour_type:
+            keep &= a["types"] == tumour_type
+        if len(exclude_patient_ids):
+            keep &= ~np.isin(a["patient_ids"], np.fromiter(exclude_patient_ids, dtype=np.int64))
+        if len(exclude_case_ids):
+            keep &= ~np.isin(a["case_ids"], np.fromiter(exclude_case_ids, dtype=np.int64))
+        idx = np.flatnonzero(keep)
+        if idx.size == 0:
+            return []
+        d = np.sqrt(((a["vectors"][idx] - q) ** 2).sum(axis=1, dtype=np.float64))
+        n = min(n, idx.size)
+        top = np.argpartition(d, n - 1)[:n] if n < idx.size else np.arange(idx.size)
+        top = top[np.lexsort((a["case_ids"][idx[top]], d[top]))]
+        return [Hit(int(a["case_ids"][idx[i]]), float(d[i]), a["types"][idx[i]] or None,
+                    int(a["patient_ids"][idx[i]]) if a["patient_ids"][idx[i]] >= 0 else None) for i in top]
+
+
+class PgvectorIndex:
+    """HNSW (``vector_l2_ops``) over base cases; see migration 0002 for the index."""
+
+    name = "pgvector"
+    ef_search = 100
+
+    def search(self, vector, n: int, *, tumour_type: str | None = None, exclude_patient_ids=(),
+               exclude_case_ids=()) -> list[Hit]:
+        literal = to_pgvector_literal(vector)
+        where = ["in_base", "combined IS NOT NULL"]
+        params: list = [literal]
+        if tumour_type:
+            where.append("tumour_type = %s")
+            params.append(tumour_type)
+        if len(exclude_patient_ids):
+            where.append("(patient_id IS NULL OR NOT (patient_id = ANY(%s)))")
+            params.append([int(p) for p in exclude_patient_ids])
+        if len(exclude_case_ids):
+            where.append("NOT (case_id = ANY(%s))")
+            params.append([int(c) for c in exclude_case_ids])
+        params += [literal, int(n)]
+        sql = (
+            "SELECT case_id, combined <-> %s::vector AS distance, tumour_type, patient_id "
+            f"FROM {CaseFeatures._meta.db_table} WHERE {' AND '.join(where)} "
+            "ORDER BY combined <-> %s::vector LIMIT %s"
+        )
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            cursor.execute(f"SET LOCAL hnsw.ef_search = {max(int(self.ef_search), int(n))}")
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        hits = [Hit(int(r[0]), float(r[1]), r[2], r[3]) for r in rows]
+        hits.sort(key=lambda h: (h.distance, h.case_id))
+        return hits
+
+
+def get_index(name: str | None = None):
+    """TUMORSITE_VECTOR_INDEX ("numpy" or "pgvector"); by default pgvector on PostgreSQL, numpy elsewhere."""
+    name = name or getattr(settings, "TUMORSITE_VECTOR_INDEX", "") or (
+        "pgvector" if connection.vendor == "postgresql" else "numpy")
+    if name == "pgvector":
+        if connection.vendor != "postgresql":
+            raise ValueError("the pgvector index needs PostgreSQL: set DATABASE_URL=postgres://...")
+        return PgvectorIndex()
+    if name == "numpy":
+        return NumpyIndex()
+    raise ValueError(f"unknown vector index {name!r}: use numpy or pgvector")

@@ -1,0 +1,59 @@
+"""Stored case descriptions for similar-case retrieval and tumour-type suggestion."""
+
+from django.db import models
+
+from recommender.features import N_FEATURES
+from recommender.fields import VectorField
+
+# The learned embedding is reduced by PCA (fitted on the case base) to this many dimensions, so the
+# combined vector has a fixed length whatever the segmenter's bottleneck width.
+EMBEDDING_DIM = 32
+COMBINED_DIM = N_FEATURES + EMBEDDING_DIM
+
+
+class MaskKind(models.TextChoices):
+    GROUND_TRUTH = "ground_truth", "Ground-truth mask (imported or corrected)"
+    VALIDATED = "validated", "AI mask validated by a clinician"
+    PRIMARY = "primary", "AI mask of the primary model"
+
+
+class CaseFeatures(models.Model):
+    case = models.OneToOneField("cases.Case", on_delete=models.CASCADE, related_name="features")
+    extractor_version = models.CharField(max_length=32)
+    mask_kind = models.CharField(max_length=16, choices=MaskKind.choices)
+    features = VectorField(dimensions=N_FEATURES, help_text="Raw hand-made features, see recommender.features")
+    # Pooled bottleneck of the primary segmenter (width depends on the model, hence no fixed dimension).
+    embedding = VectorField(null=True, blank=True)
+    embedding_model = models.CharField(max_length=100, blank=True)
+    # Standardised features + PCA-reduced embedding, weighted (recommender.scaling). Null until a scaler exists.
+    combined = VectorField(dimensions=COMBINED_DIM, null=True, blank=True)
+    scaler = models.ForeignKey("FeatureScaler", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Denormalised from the case so the vector index can filter without a join.
+    in_base = models.BooleanField(default=False, db_index=True)
+    tumour_type = models.CharField(max_length=16, null=True, blank=True)
+    patient_id = models.BigIntegerField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "case features"
+
+    def __str__(self) -> str:
+        return f"features of case {self.case_id} ({self.extractor_version}, {self.mask_kind})"
+
+
+class FeatureScaler(models.Model):
+    """How raw features and embeddings become the combined vector; refitted on the case base."""
+
+    extractor_version = models.CharField(max_length=32)
+    embedding_model = models.CharField(max_length=100, blank=True)
+    params = models.JSONField(help_text="feature mean/std, embedding mean, PCA components and scales, weights")
+    n_cases = models.PositiveIntegerField()
+    is_current = models.BooleanField(default=True)
+    fitted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-fitted_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"scaler {self.pk} ({self.extractor_version}, {self.n_cases} cases)"

@@ -1,0 +1,128 @@
+"""Reads for the recommender: the current scaler, similar cases, the type vote, diagnosis autocomplete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.db.models import Count, Q, QuerySet
+
+from cases.models import Case, Diagnosis, TypeSource
+from recommender import ranking
+from recommender.features import describe_agreement
+from recommender.index import get_index
+from recommender.models import CaseFeatures, FeatureScaler
+from recommender.names import normalise
+
+KNN_K = 10
+_scaler_cache: dict[int, ranking.Scaler] = {}
+
+
+def current_scaler() -> tuple[FeatureScaler, ranking.Scaler] | None:
+    row = FeatureScaler.objects.filter(is_current=True).first()
+    if row is None:
+        return None
+    if row.pk not in _scaler_cache:
+        _scaler_cache.clear()
+        _scaler_cache[row.pk] = ranking.Scaler.from_params(row.params)
+    return row, _scaler_cache[row.pk]
+
+
+@dataclass
+class Query:
+    """What a similar-case search needs to know about the case it starts from."""
+
+    combined: np.ndarray
+    z: np.ndarray  # standardised hand-made features, for the "why"
+    tumour_type: str | None = None
+    type_confidence: float = 0.0  # 1 for a clinician's or imported type, the vote's share for a prediction
+    exclude_patient_ids: set[int] = field(default_factory=set)
+    exclude_case_ids: set[int] = field(default_factory=set)
+
+
+@dataclass
+class Match:
+    case_id: int
+    distance: float
+    similarity: float
+    score: float
+    tumour_type: str | None
+    why: list[str]
+
+
+def query_for_case(case: Case) -> Query | None:
+    """None until the case has features and a scaler exists."""
+    feats = CaseFeatures.objects.filter(case=case).first()
+    current = current_scaler()
+    if feats is None or current is None:
+        return None
+    _, scaler = current
+    combined = scaler.transform(feats.features, feats.embedding)
+    if case.tumour_type and case.tumour_type_source in (TypeSource.CLINICIAN, TypeSource.IMPORTED):
+        ttype, confidence = case.tumour_type, 1.0
+    else:
+        ttype, confidence = case.predicted_tumour_type, float(case.predicted_confidence or 0.0)
+    return Query(combined=combined, z=scaler.standardise(feats.features), tumour_type=ttype,
+                 type_confidence=confidence, exclude_patient_ids={case.patient_id}, exclude_case_ids={case.pk})
+
+
+def type_vote(query: Query, *, k: int = KNN_K) -> tuple[str | None, float]:
+    """kNN vote over the case base (other patients only): (type, confidence in [0, 1])."""
+    hits = get_index().search(query.combined, k, exclude_patient_ids=query.exclude_patient_ids,
+                              exclude_case_ids=query.exclude_case_ids)
+    return ranking.knn_vote([h.distance for h in hits], [h.tumour_type for h in hits], k=k)
+
+
+def similar_for_query(query: Query, *, k: int = 10, tumour_type: str | None = None) -> list[Match]:
+    """The top ``k`` base cases by ``ranking.score`` (see recommender.ranking for the formula)."""
+    index = get_index()
+    pool = max(4 * k, 40)
+    kwargs = {"exclude_patient_ids": query.exclude_patient_ids, "exclude_case_ids": query.exclude_case_ids}
+    hits = {h.case_id: h for h in index.search(query.combined, pool, tumour_type=tumour_type, **kwargs)}
+    if not tumour_type and query.tumour_type:
+        # Same-type neighbours may all lie beyond the unfiltered pool: fetch them with the filter too.
+        for h in index.search(query.combined, pool, tumour_type=query.tumour_type, **kwargs):
+            hits.setdefault(h.case_id, h)
+    scored = sorted(
+        hits.values(),
+        key=lambda h: (-ranking.score(h.distance, h.tumour_type, query.tumour_type, query.type_confidence),
+                       h.distance, h.case_id),
+    )[:k]
+    raw = dict(CaseFeatures.objects.filter(case_id__in=[h.case_id for h in scored]).values_list("case_id", "features"))
+    current = current_scaler()
+    matches = []
+    for h in scored:
+        why = []
+        if query.tumour_type and h.tumour_type == query.tumour_type:
+            why.append(f"same tumour type ({h.tumour_type})")
+        if current is not None and h.case_id in raw:
+            why += [f"similar {label}" for label in describe_agreement(query.z, current[1].standardise(raw[h.case_id]))]
+        matches.append(Match(h.case_id, h.distance, ranking.similarity(h.distance),
+                             ranking.score(h.distance, h.tumour_type, query.tumour_type, query.type_confidence),
+                             h.tumour_type, why))
+    return matches
+
+
+def similar_cases(*, case: Case, k: int = 10, tumour_type: str | None = None) -> list[Match]:
+    query = query_for_case(case)
+    if query is None:
+        return []
+    return similar_for_query(query, k=k, tumour_type=tumour_type)
+
+
+def case_base() -> QuerySet[Case]:
+    """Cases whose outline is trusted: a ground-truth mask (imported or corrected) or a validated AI mask."""
+    from segmentation.models import ReviewStatus
+
+    return Case.objects.filter(
+        Q(ground_truth_mask__gt="", mask_source__in=["imported", "corrected"])
+        | Q(segmentation_runs__review_status=ReviewStatus.VALIDATED)
+    ).distinct()
+
+
+def diagnoses_search(*, q: str = "", limit: int = 20) -> QuerySet[Diagnosis]:
+    """Autocomplete: catalogue entries whose normalised key contains every word typed, most used first."""
+    qs = Diagnosis.objects.annotate(uses=Count("case_diagnoses"))
+    for token in normalise(q).split():
+        qs = qs.filter(key__contains=token)
+    return qs.order_by("-uses", "name")[:limit]

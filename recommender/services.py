@@ -1,0 +1,242 @@
+"""Writes for the recommender: case features, the scaler, type suggestions, and the diagnosis catalogue."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from cases.selectors import case_ground_truth_mask
+from cases.models import Case, CaseDiagnosis, Diagnosis, MaskSource, TypeSource
+from recommender import features as feature_extractor
+from recommender import names, ranking
+from recommender.models import EMBEDDING_DIM, CaseFeatures, FeatureScaler, MaskKind
+from recommender.selectors import current_scaler, query_for_case, type_vote
+
+logger = logging.getLogger(__name__)
+
+
+# === Describing a slice ===
+
+def embedding_model_version():
+    """The segmenter whose bottleneck gives the learned embedding: the primary model, or the ensemble's
+    best member (an ensemble has no bottleneck of its own)."""
+    from segmentation.services import _best_per_architecture, primary_model_version
+    from segmentation.models import ModelVersion
+
+    primary = primary_model_version()
+    if primary is None or not primary.is_ensemble:
+        return primary
+    members = list(ModelVersion.objects.filter(name__in=primary.members))
+    if not members:
+        return None
+    from segmentation.services import _val_dice
+
+    return max(_best_per_architecture(members), key=_val_dice)
+
+
+def describe_slice(image: np.ndarray, mask: np.ndarray, *, embed_version=None) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(hand-made features, learned embedding or None, embedding model name)."""
+    feats = feature_extractor.extract(image, mask)
+    if embed_version is None:
+        return feats, None, ""
+    from segmentation.services import _segmenter
+
+    embedding = _segmenter(embed_version).embed(image, mask)
+    return feats, np.asarray(embedding, dtype=np.float32), embed_version.name
+
+
+def combine(feats: np.ndarray, embedding: np.ndarray | None, embedding_model: str,
+            scaler_row: FeatureScaler, scaler: ranking.Scaler) -> np.ndarray:
+    usable = embedding if embedding_model and embedding_model == scaler_row.embedding_model else None
+    return scaler.transform(feats, usable)
+
+
+def case_mask(case: Case) -> tuple[np.ndarray, str] | None:
+    """The best outline of the case's tumour: ground truth, else a validated AI mask, else the primary run's."""
+    from segmentation.models import ReviewStatus, RunStatus
+    from segmentation.services import load_mask, primary_model_version
+
+    if case.ground_truth_mask and case.mask_source in (MaskSource.IMPORTED, MaskSource.CORRECTED):
+        return case_ground_truth_mask(case=case), MaskKind.GROUND_TRUTH
+    runs = case.segmentation_runs.filter(status=RunStatus.DONE).select_related("model_version")
+    validated = [r for r in runs if r.review_status == ReviewStatus.VALIDATED]
+    primary = primary_model_version()
+    validated.sort(key=lambda r: r.model_version_id != (primary.pk if primary else None))
+    if validated:
+        return load_mask(validated[0]), MaskKind.VALIDATED
+    if primary is not None:
+        run = next((r for r in runs if r.model_version_id == primary.pk), None)
+        if run is not None and run.area_px:
+            return load_mask(run), MaskKind.PRIMARY
+    return None
+
+
+def case_features_compute(*, case: Case, embed_version=None, use_embedding: bool = True) -> CaseFeatures | None:
+    """Describe the case from its best mask and store the vectors; None when it has no usable mask yet."""
+    from segmentation.services import scan_pixels
+
+    found = case_mask(case)
+    if found is None:
+        CaseFeatures.objects.filter(case=case).delete()
+        return None
+    mask, kind = found
+    image = scan_pixels(case)
+    if use_embedding and embed_version is None:
+        embed_version = embedding_model_version()
+    try:
+        feats, embedding, embedding_model = describe_slice(image, mask, embed_version=embed_version)
+    except feature_extractor.FeatureError as exc:
+        logger.info("case %s not described: %s", case.pk, exc)
+        CaseFeatures.objects.filter(case=case).delete()
+        return None
+    in_base = kind in (MaskKind.GROUND_TRUTH, MaskKind.VALIDATED) and bool(case.tumour_type) and \
+        case.tumour_type_source in (TypeSource.CLINICIAN, TypeSource.IMPORTED)
+    current = current_scaler()
+    combined = combine(feats, embedding, embedding_model, *current) if current else None
+    row, _ = CaseFeatures.objects.update_or_create(
+        case=case,
+        defaults={
+            "extractor_version": feature_extractor.EXTRACTOR_VERSION, "mask_kind": kind, "features": feats,
+            "embedding": embedding, "embedding_model": embedding_model, "combined": combined,
+            "scaler": current[0] if current else None, "in_base": in_base,
+            "tumour_type": case.tumour_type if in_base else None, "patient_id": case.patient_id,
+        },
+    )
+    return row
+
+
+# === Scaler ===
+
+def feature_scaler_fit(*, embedding_dim: int = EMBEDDING_DIM, weights: dict | None = None) -> FeatureScaler | None:
+    """Fit on the base cases' features, make it current and recompute every stored combined vector."""
+    base = list(CaseFeatures.objects.filter(in_base=True, extractor_version=feature_extractor.EXTRACTOR_VERSION))
+    if len(base) < 2:
+        return None
+    models = [r.embedding_model for r in base if r.embedding_model]
+    embedding_model = max(set(models), key=models.count) if models else ""
+    embeddings = [r.embedding for r in base if r.embedding_model == embedding_model and r.embedding is not None]
+    scaler = ranking.Scaler.fit(np.stack([r.features for r in base]),
+                                np.stack(embeddings) if len(embeddings) >= 2 else None,
+                                embedding_dim=embedding_dim, weights=weights)
+    with transaction.atomic():
+        FeatureScaler.objects.update(is_current=False)
+        row = FeatureScaler.objects.create(
+            extractor_version=feature_extractor.EXTRACTOR_VERSION, embedding_model=embedding_model,
+            params=scaler.to_params(), n_cases=len(base), is_current=True)
+        feature_vectors_recombine(scaler_row=row, scaler=scaler)
+    return row
+
+
+def feature_vectors_recombine(*, scaler_row: FeatureScaler, scaler: ranking.Scaler) -> int:
+    rows = list(CaseFeatures.objects.all())
+    for r in rows:
+        r.combined = combine(r.features, r.embedding, r.embedding_model, scaler_row, scaler)
+        r.scaler = scaler_row
+    CaseFeatures.objects.bulk_update(rows, ["combined", "scaler", "updated_at"], batch_size=500)
+    return len(rows)
+
+
+# === Tumour type ===
+
+def case_tumour_type_suggest(*, case: Case) -> tuple[str | None, float]:
+    """kNN vote; stored as the case's prediction, and as its type only where no one has entered one."""
+    query = query_for_case(case)
+    if query is None:
+        return None, 0.0
+    ttype, confidence = type_vote(query)
+    if ttype is None:
+        return None, 0.0
+    updates = {"predicted_tumour_type": ttype, "predicted_confidence": round(confidence, 4)}
+    Case.objects.filter(pk=case.pk).update(**updates)
+    # Conditional, so a clinician's entry made meanwhile is never overwritten.
+    Case.objects.filter(pk=case.pk).filter(
+        Q(tumour_type_source__isnull=True) | Q(tumour_type_source=TypeSource.PREDICTED)
+    ).update(tumour_type=ttype, tumour_type_source=TypeSource.PREDICTED)
+    case.refresh_from_db()
+    return ttype, confidence
+
+
+def case_analyse(*, case: Case) -> CaseFeatures | None:
+    """After a segmentation or a review: describe the case, then suggest its type."""
+    row = case_features_compute(case=case)
+    if row is not None and current_scaler() is not None:
+        case_tumour_type_suggest(case=case)
+    return row
+
+
+def case_base_build(*, refit: bool = True, use_embedding: bool = True,
+                    progress: Callable[[int, int], None] | None = None) -> dict:
+    """Describe every case of the base that lacks current features, then refit the scaler."""
+    from recommender.selectors import case_base
+
+    embed_version = embedding_model_version() if use_embedding else None
+    cases = list(case_base().select_related("scan"))
+    done = failed = skipped = 0
+    for i, case in enumerate(cases, 1):
+        existing = CaseFeatures.objects.filter(case=case).first()
+        if existing is not None and existing.extractor_version == feature_extractor.EXTRACTOR_VERSION and \
+                existing.embedding_model == (embed_version.name if embed_version else "") and existing.in_base:
+            skipped += 1
+        else:
+            try:
+                if case_features_compute(case=case, embed_version=embed_version, use_embedding=use_embedding):
+                    done += 1
+                else:
+                    failed += 1
+            except Exception:  # noqa: BLE001 - one unreadable case must not stop the rebuild
+                logger.exception("could not describe case %s", case.pk)
+                failed += 1
+        if progress:
+            progress(i, len(cases))
+    scaler = feature_scaler_fit() if refit else None
+    return {"described": done, "unchanged": skipped, "failed": failed,
+            "scaler_cases": scaler.n_cases if scaler else 0}
+
+
+# === Diagnoses ===
+
+def diagnosis_record(*, case: Case, name: str, user) -> tuple[Diagnosis, bool, Diagnosis | None]:
+    """Record a diagnosis on a case: (catalogue entry, newly added?, existing entry it was matched to).
+
+    - same normalised key -> that entry (``created`` False, ``matched_existing`` None);
+    - a near-duplicate key (see recommender.names) -> linked to that entry, reported in ``matched_existing``;
+    - otherwise a new entry marked ``added_automatically`` with its first case and author. Two doctors
+      adding it at the same moment get one entry: the key is unique and the loser of the race reads
+      the winner's row.
+    """
+    display = " ".join(name.split())
+    key = names.normalise(display)
+    if not key:
+        raise ValueError("A diagnosis needs at least one letter or digit.")
+    if len(display) > Diagnosis._meta.get_field("name").max_length:
+        raise ValueError("A diagnosis name is limited to 200 characters.")
+    matched = None
+    diagnosis = Diagnosis.objects.filter(key=key).first()
+    created = False
+    if diagnosis is None:
+        near = names.find_near_duplicate(key, Diagnosis.objects.values_list("key", "pk").iterator())
+        if near is not None:
+            diagnosis = matched = Diagnosis.objects.get(pk=near)
+    if diagnosis is None:
+        diagnosis, created = _diagnosis_get_or_create(key=key, name=display, case=case, user=user)
+    try:
+        with transaction.atomic():
+            CaseDiagnosis.objects.get_or_create(case=case, diagnosis=diagnosis, defaults={"recorded_by": user})
+    except IntegrityError:  # the same doctor double-submitted: the row exists, which is what we want
+        pass
+    return diagnosis, created, matched
+
+
+def _diagnosis_get_or_create(*, key: str, name: str, case: Case, user) -> tuple[Diagnosis, bool]:
+    defaults = {"name": name, "added_automatically": True, "first_case": case, "created_by": user,
+                "tumour_type": None}
+    try:
+        with transaction.atomic():
+            return Diagnosis.objects.get_or_create(key=key, defaults=defaults)
+    except IntegrityError:
+        # Another transaction inserted the key between our SELECT and INSERT: theirs is the entry.
+        return Diagnosis.objects.get(key=key), False

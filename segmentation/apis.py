@@ -1,0 +1,71 @@
+"""REST endpoints of the segmentation app (thin: serializers + a service call)."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from segmentation.models import SegmentationRun
+from segmentation.services import primary_model_version, segmentation_run_review
+
+
+def _url(request, field_file) -> str | None:
+    if not field_file:
+        return None
+    url = field_file.url
+    return request.build_absolute_uri(url) if request is not None else url
+
+
+class SegmentationRunOutputSerializer(serializers.Serializer):
+    """One model's segmentation of a case; shared with the case detail endpoint."""
+
+    id = serializers.IntegerField()
+    model = serializers.CharField(source="model_version.name")
+    is_ensemble = serializers.BooleanField(source="model_version.is_ensemble")
+    is_primary = serializers.SerializerMethodField()
+    status = serializers.CharField()
+    error = serializers.CharField()
+    attempts = serializers.IntegerField()
+    mask_url = serializers.SerializerMethodField()
+    probability_url = serializers.SerializerMethodField()
+    area_px = serializers.IntegerField(allow_null=True)
+    area_mm2 = serializers.FloatField(allow_null=True)
+    bbox = serializers.ListField(child=serializers.IntegerField(), allow_null=True)
+    centroid = serializers.ListField(child=serializers.FloatField(), allow_null=True)
+    runtime_ms = serializers.FloatField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    review_status = serializers.CharField()
+
+    def get_is_primary(self, run) -> bool:
+        primary = self.context.get("primary_model_id")
+        if primary is None:
+            version = primary_model_version()
+            primary = self.context["primary_model_id"] = version.pk if version else -1
+        return run.model_version_id == primary
+
+    def get_mask_url(self, run) -> str | None:
+        return _url(self.context.get("request"), run.mask_file)
+
+    def get_probability_url(self, run) -> str | None:
+        return _url(self.context.get("request"), run.probability_file)
+
+
+class SegmentationReviewApi(APIView):
+    """A clinician validates or rejects an AI mask; a validated mask brings the case into the case base."""
+
+    @extend_schema_serializer(component_name="SegmentationReviewInput")
+    class InputSerializer(serializers.Serializer):
+        validated = serializers.BooleanField()
+
+    @extend_schema(request=InputSerializer, responses=SegmentationRunOutputSerializer)
+    def post(self, request, run_id: int):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run = get_object_or_404(SegmentationRun.objects.select_related("case", "model_version"), pk=run_id)
+        run = segmentation_run_review(run=run, user=request.user, validated=serializer.validated_data["validated"])
+        return Response(SegmentationRunOutputSerializer(run, context={"request": request}).data,
+                        status=status.HTTP_200_OK)

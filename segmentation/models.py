@@ -1,0 +1,82 @@
+"""Model versions (the segmenters this site can run) and segmentation runs (one model on one case)."""
+
+from django.conf import settings
+from django.db import models
+
+ENSEMBLE_NAME = "ensemble"
+
+
+class ModelVersion(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    architecture = models.CharField(max_length=32, help_text='unet, unet_plus_plus, attention_unet or "ensemble"')
+    encoder = models.CharField(max_length=32, blank=True)
+    # Relative to TUMORSITE_MODELS_DIR, so the record survives moving the models volume. Empty for the ensemble.
+    file_path = models.CharField(max_length=255, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    threshold = models.FloatField(default=0.5)
+    input_size = models.PositiveIntegerField(default=128)
+    is_active = models.BooleanField(default=True)
+    is_ensemble = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["is_ensemble", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def members(self) -> list[str]:
+        """For the ensemble: the names of the model versions whose probabilities it averages."""
+        return list(self.metadata.get("members", [])) if self.is_ensemble else []
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ReviewStatus(models.TextChoices):
+    PENDING = "pending", "Pending review"
+    VALIDATED = "validated", "Validated by a clinician"
+    REJECTED = "rejected", "Rejected by a clinician"
+
+
+class SegmentationRun(models.Model):
+    case = models.ForeignKey("cases.Case", on_delete=models.CASCADE, related_name="segmentation_runs")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="runs")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    # 0/255 PNG at the scan's size.
+    mask_file = models.FileField(upload_to="segmentations/%Y/%m/", blank=True)
+    # uint8 PNG of round(prob * 255): 8 bits are plenty for display and for averaging into the ensemble.
+    probability_file = models.FileField(upload_to="segmentations/%Y/%m/", blank=True)
+    area_px = models.PositiveIntegerField(null=True, blank=True)
+    area_mm2 = models.FloatField(null=True, blank=True)
+    bbox = models.JSONField(null=True, blank=True, help_text="[x0, y0, x1, y1], x1/y1 exclusive, in pixels")
+    centroid = models.JSONField(null=True, blank=True, help_text="[x, y] in pixels")
+    runtime_ms = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    review_status = models.CharField(max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.PENDING)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["case_id", "model_version__is_ensemble", "model_version__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "model_version"], name="unique_run_per_case_and_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_version} on case {self.case_id}: {self.status}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (RunStatus.DONE, RunStatus.FAILED)

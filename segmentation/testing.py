@@ -1,0 +1,103 @@
+"""Pytest fixtures shared by tests/segmentation, tests/recommender and tests/api.
+
+Each of those folders' ``conftest.py`` star-imports this module. Model bundles here are tiny and
+untrained (``build_model(..., input_size=64, base_filters=4)``): they exercise the pipeline, not the
+quality of the shipped weights.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+TINY_ARCHITECTURES = ("unet", "attention_unet")
+
+services = pytest.mark.skipif(
+    not (os.environ.get("DATABASE_URL", "").startswith("postgres") and os.environ.get("CELERY_BROKER_URL")),
+    reason="needs DATABASE_URL=postgres://... and CELERY_BROKER_URL (set in CI)",
+)
+postgres_only = pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="needs DATABASE_URL=postgres://..."
+)
+
+
+def synthetic_slice(size: int = 96, *, center=(48, 48), radius: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A head-like ellipse with a bright round lesion: (uint8 image, bool mask)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    head = (yy - size / 2) ** 2 / (0.42 * size) ** 2 + (xx - size / 2) ** 2 / (0.36 * size) ** 2 <= 1
+    image = np.zeros((size, size), np.float64)
+    image[head] = 100 + rng.normal(0, 8, head.sum())
+    lesion = (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
+    image[lesion] = 220 + rng.normal(0, 10, lesion.sum())
+    return np.clip(image, 0, 255).astype(np.uint8), lesion
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def tiny_bundles_dir(tmp_path_factory):
+    """A models directory with one tiny untrained bundle per architecture in TINY_ARCHITECTURES."""
+    from ml.inference import save_bundle
+    from ml.models import build_model
+
+    directory = tmp_path_factory.mktemp("models")
+    for i, architecture in enumerate(TINY_ARCHITECTURES):
+        model = build_model(architecture, input_size=64, base_filters=4)
+        spec = {"architecture": architecture, "encoder": "plain", "input_size": 64, "base_filters": 4}
+        # Threshold 0: an untrained net's probabilities hover around 0.5, and the pipeline needs a
+        # non-empty mask to describe the case.
+        save_bundle(model, directory, f"tiny_{architecture}", {
+            "architecture": architecture, "encoder": "plain", "input_size": 64, "threshold": 0.0, "spec": spec,
+            "metrics": {"val": {"dice_mean": 0.5 + i / 100}},
+        })
+    return directory
+
+
+@pytest.fixture
+def models_dir(settings, tiny_bundles_dir):
+    settings.TUMORSITE_MODELS_DIR = tiny_bundles_dir
+    settings.TUMORSITE_PRIMARY_MODEL = "ensemble"
+    return tiny_bundles_dir
+
+
+@pytest.fixture
+def media_dir(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def clinician(django_user_model):
+    return django_user_model.objects.create_user("dr_owner", password="pw-owner-123")
+
+
+@pytest.fixture
+def colleague(django_user_model):
+    return django_user_model.objects.create_user("dr_colleague", password="pw-colleague-123")
+
+
+def make_case(*, user=None, patient: str = "P1", seed: int = 0, center=(48, 48), radius: int = 10,
+              tumour_type: str | None = None, ground_truth: bool = False, size: int = 96):
+    """A case in the record from a synthetic slice; with ``ground_truth`` it is imported with its mask."""
+    from cases.models import TypeSource
+    from cases.readers import read_image
+    from cases.services import case_prepare, cases_save, patients_get_or_create
+
+    image, mask = synthetic_slice(size, center=center, radius=radius, seed=seed)
+    data = png_bytes(image)
+    patient_row = patients_get_or_create(identifiers=[patient])[patient]
+    prepared = case_prepare(
+        image=read_image(data, "slice.png"), data=data, filename=f"slice{seed}.png", patient=patient_row, user=user,
+        tumour_type=tumour_type, tumour_type_source=(TypeSource.IMPORTED if ground_truth else TypeSource.CLINICIAN)
+        if tumour_type else None, mask=mask if ground_truth else None,
+    )
+    return cases_save([prepared])[0]

@@ -1,0 +1,39 @@
+import pytest
+from django.core.management import call_command
+
+from segmentation.models import ModelVersion
+from segmentation.services import model_versions_sync, primary_model_version
+
+pytestmark = pytest.mark.django_db
+
+
+def test_sync_registers_each_bundle_and_one_ensemble(models_dir):
+    versions = model_versions_sync()
+    names = sorted(v.name for v in versions)
+    assert names == ["ensemble", "tiny_attention_unet", "tiny_unet"]
+    ensemble = ModelVersion.objects.get(name="ensemble")
+    assert ensemble.is_ensemble and sorted(ensemble.members) == ["tiny_attention_unet", "tiny_unet"]
+    unet = ModelVersion.objects.get(name="tiny_unet")
+    assert unet.file_path == "tiny_unet.keras" and unet.input_size == 64 and unet.architecture == "unet"
+
+
+def test_sync_is_idempotent_and_deactivates_vanished_bundles(models_dir, settings, tmp_path):
+    model_versions_sync()
+    model_versions_sync()
+    assert ModelVersion.objects.count() == 3
+    settings.TUMORSITE_MODELS_DIR = tmp_path  # empty
+    model_versions_sync()
+    assert not ModelVersion.objects.filter(is_active=True).exists()
+
+
+def test_primary_model_is_configurable(models_dir, settings):
+    model_versions_sync()
+    assert primary_model_version().name == "ensemble"
+    settings.TUMORSITE_PRIMARY_MODEL = "tiny_unet"
+    assert primary_model_version().name == "tiny_unet"
+
+
+def test_sync_models_command_lists_what_it_registered(models_dir, capsys):
+    call_command("sync_models")
+    out = capsys.readouterr().out
+    assert "ensemble: ensemble = mean(tiny_attention_unet, tiny_unet)" in out

@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from segmentation import services
+from segmentation.models import RunStatus, SegmentationRun
+from segmentation.tasks import MAX_RETRIES, run_segmentation_task
+from segmentation.testing import make_case
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def case(models_dir, media_dir, clinician):
+    services.model_versions_sync()
+    return make_case(user=clinician, size=80)
+
+
+def _runs(case):
+    return {r.model_version.name: r for r in SegmentationRun.objects.filter(case=case).select_related("model_version")}
+
+
+def test_one_run_per_active_model_and_the_ensemble(case):
+    runs = services.segmentation_runs_create_for_case(case=case)
+    assert sorted(r.model_version.name for r in runs) == ["ensemble", "tiny_attention_unet", "tiny_unet"]
+    assert all(r.status == RunStatus.QUEUED for r in runs)
+    # Creating again keeps the existing runs.
+    services.segmentation_runs_create_for_case(case=case)
+    assert SegmentationRun.objects.filter(case=case).count() == 3
+
+
+def test_a_run_stores_mask_probability_and_measurements_at_the_scans_size(case):
+    services.segmentation_runs_create_for_case(case=case)
+    for name in ("tiny_unet", "tiny_attention_unet", "ensemble"):
+        assert run_segmentation_task.apply(args=[_runs(case)[name].pk]).get() == "done"
+    for run in _runs(case).values():
+        assert run.status == RunStatus.DONE, run.error
+        with run.mask_file.open("rb") as fh:
+            mask = np.asarray(Image.open(fh))
+        with run.probability_file.open("rb") as fh:
+            prob = np.asarray(Image.open(fh))
+        assert mask.shape == prob.shape == (80, 80) and mask.dtype == prob.dtype == np.uint8
+        assert set(np.unique(mask)) <= {0, 255}
+        assert run.area_px == int((mask > 0).sum()) and run.area_mm2 is None  # PNG: spacing unknown
+        assert run.bbox is not None and run.centroid is not None
+        assert run.runtime_ms > 0 and run.finished_at >= run.started_at
+        assert run.attempts == 1
+
+
+def test_the_ensemble_averages_its_members_stored_probabilities(case):
+    services.segmentation_runs_create_for_case(case=case)
+    for name in ("tiny_unet", "tiny_attention_unet", "ensemble"):
+        run_segmentation_task.apply(args=[_runs(case)[name].pk])
+    runs = _runs(case)
+    members = [services.load_probability(runs[n]) for n in ("tiny_unet", "tiny_attention_unet")]
+    ensemble = services.load_probability(runs["ensemble"])
+    np.testing.assert_allclose(ensemble, np.mean(members, axis=0), atol=1.5 / 255)
+
+
+def test_a_task_delivered_twice_gives_one_result(case):
+    services.segmentation_runs_create_for_case(case=case)
+    run = _runs(case)["tiny_unet"]
+    assert run_segmentation_task.apply(args=[run.pk]).get() == "done"
+    first = SegmentationRun.objects.get(pk=run.pk)
+    assert run_segmentation_task.apply(args=[run.pk]).get() == "skipped"
+    again = SegmentationRun.objects.get(pk=run.pk)
+    assert again.attempts == 1 and again.mask_file.name == first.mask_file.name
+    assert again.finished_at == first.finished_at
+
+
+def test_a_task_for_a_deleted_run_returns_quietly(case):
+    assert run_segmentation_task.apply(args=[987654]).get() == "skipped"
+
+
+def test_a_transient_error_is_retried_then_the_run_fails_with_its_message(case, monkeypatch):
+    services.segmentation_runs_create_for_case(case=case)
+    run = _runs(case)["tiny_unet"]
+    calls = []
+
+    def flaky(_case):
+        calls.append(1)
+        raise ConnectionError("media storage did not answer")
+
+    monkeypatch.setattr(services, "scan_pixels", flaky)
+    result = run_segmentation_task.apply(args=[run.pk])
+    assert result.get() == "failed"
+    run.refresh_from_db()
+    assert len(calls) == MAX_RETRIES + 1 == run.attempts
+    assert run.status == RunStatus.FAILED
+    assert "media storage did not answer" in run.error and "Gave up after" in run.error
+
+
+def test_a_transient_error_then_success_ends_done(case, monkeypatch):
+    services.segmentation_runs_create_for_case(case=case)
+    run = _runs(case)["tiny_unet"]
+    real = services.scan_pixels
+    calls = []
+
+    def flaky_once(c):
+        calls.append(1)
+        if len(calls) == 1:
+            raise TimeoutError("database is locked")
+        return real(c)
+
+    monkeypatch.setattr(services, "scan_pixels", flaky_once)
+    assert run_segmentation_task.apply(args=[run.pk]).get() == "done"
+    run.refresh_from_db()
+    assert run.status == RunStatus.DONE and run.attempts == 2 and run.error == ""
+
+
+def test_a_permanent_error_fails_at_once_with_a_readable_message(case, monkeypatch):
+    services.segmentation_runs_create_for_case(case=case)
+    run = _runs(case)["tiny_unet"]
+    run.model_version.file_path = "gone.keras"
+    run.model_version.save()
+    assert run_segmentation_task.apply(args=[run.pk]).get() == "failed"
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and run.attempts == 1
+    assert "model file for tiny_unet is missing" in run.error
+
+
+def test_measurements_use_the_pixel_spacing_when_known():
+    mask = np.zeros((10, 20), bool)
+    mask[2:4, 5:10] = True
+    m = services.measurements(mask, (0.5, 0.25))
+    assert m == {"area_px": 10, "area_mm2": 1.25, "bbox": [5, 2, 10, 4], "centroid": [7.0, 2.5]}
