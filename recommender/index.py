@@ -83,6 +83,8 @@ class PgvectorIndex:
 
     name = "pgvector"
     ef_search = 100
+    # Tests and benchmarks set this so that small tables still go through the HNSW index.
+    force_index = False
 
     def search(self, vector, n: int, *, tumour_type: str | None = None, exclude_patient_ids=(),
                exclude_case_ids=()) -> list[Hit]:
@@ -107,6 +109,8 @@ class PgvectorIndex:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             cursor.execute(f"SET LOCAL hnsw.ef_search = {max(int(self.ef_search), int(n))}")
+            if self.force_index:
+                cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         hits = [Hit(int(r[0]), float(r[1]), r[2], r[3]) for r in rows]

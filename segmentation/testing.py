@@ -16,13 +16,20 @@ from PIL import Image
 
 TINY_ARCHITECTURES = ("unet", "attention_unet")
 
-services = pytest.mark.skipif(
-    not (os.environ.get("DATABASE_URL", "").startswith("postgres") and os.environ.get("CELERY_BROKER_URL")),
-    reason="needs DATABASE_URL=postgres://... and CELERY_BROKER_URL (set in CI)",
-)
-postgres_only = pytest.mark.skipif(
-    not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="needs DATABASE_URL=postgres://..."
-)
+_PG = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+
+
+def needs_services(test):
+    """Marks a test ``services``; it runs only with Postgres and a broker (CI sets both variables)."""
+    skip = pytest.mark.skipif(not (_PG and os.environ.get("CELERY_BROKER_URL")),
+                              reason="needs DATABASE_URL=postgres://... and CELERY_BROKER_URL (set in CI)")
+    return pytest.mark.services(skip(test))
+
+
+def needs_postgres(test):
+    """Marks a test ``services``; it runs only when DATABASE_URL points at PostgreSQL (as in CI)."""
+    skip = pytest.mark.skipif(not _PG, reason="needs DATABASE_URL=postgres://... (set in CI)")
+    return pytest.mark.services(skip(test))
 
 
 def synthetic_slice(size: int = 96, *, center=(48, 48), radius: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -101,3 +108,29 @@ def make_case(*, user=None, patient: str = "P1", seed: int = 0, center=(48, 48),
         if tumour_type else None, mask=mask if ground_truth else None,
     )
     return cases_save([prepared])[0]
+
+
+TYPE_LAYOUT = {  # where and how big each synthetic "type" is: (row, col) as fractions of the size, radius
+    "meningioma": ((0.30, 0.20), 0.11),
+    "glioma": ((0.45, 0.36), 0.08),
+    "pituitary": ((0.62, 0.50), 0.05),
+}
+
+
+def synthetic_case_kwargs(tumour_type: str, i: int, size: int = 96) -> dict:
+    (fr, fc), fradius = TYPE_LAYOUT[tumour_type]
+    rng = np.random.default_rng(1000 + i)
+    jitter = rng.integers(-2, 3, size=3)
+    return {"center": (int(fr * size) + int(jitter[0]), int(fc * size) + int(jitter[1])),
+            "radius": max(3, int(fradius * size) + int(jitter[2])), "seed": i, "size": size}
+
+
+def make_case_base(*, n_per_type: int = 6, user=None, size: int = 96) -> list:
+    """Imported cases with ground-truth masks, one patient each, ``n_per_type`` of each synthetic type."""
+    cases = []
+    for t, tumour_type in enumerate(sorted(TYPE_LAYOUT)):
+        for j in range(n_per_type):
+            i = t * 100 + j
+            cases.append(make_case(user=user, patient=f"BASE-{tumour_type}-{j}", tumour_type=tumour_type,
+                                   ground_truth=True, **synthetic_case_kwargs(tumour_type, i, size)))
+    return cases

@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+
+from cases.models import Case, TypeSource
+from django.db import connection
+
+from recommender.fields import to_pgvector_literal
+from recommender.index import NumpyIndex, PgvectorIndex
+from recommender.models import CaseFeatures
+from recommender.selectors import query_for_case, similar_cases
+from recommender.services import case_base_build, case_features_compute, case_tumour_type_suggest
+from segmentation.testing import make_case, make_case_base, needs_postgres, synthetic_case_kwargs
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def base(media_dir, clinician):
+    cases = make_case_base(n_per_type=6, user=clinician)
+    summary = case_base_build(use_embedding=False)
+    assert summary["described"] == 18 and summary["failed"] == 0 and summary["scaler_cases"] == 18
+    return cases
+
+
+def _new_query_case(tumour_type, *, patient="NEW", seed=7, ground_truth=True, clinician_type=None):
+    kwargs = synthetic_case_kwargs(tumour_type, 500 + seed)
+    case = make_case(patient=patient, ground_truth=ground_truth, tumour_type=clinician_type, **kwargs)
+    if clinician_type:
+        Case.objects.filter(pk=case.pk).update(tumour_type_source=TypeSource.CLINICIAN)
+        case.refresh_from_db()
+    case_features_compute(case=case, use_embedding=False)
+    return case
+
+
+def test_the_base_is_described_and_indexed(base):
+    rows = CaseFeatures.objects.filter(in_base=True)
+    assert rows.count() == 18
+    assert all(r.combined is not None and r.tumour_type for r in rows)
+
+
+def test_the_type_suggestion_is_a_confident_knn_vote(base):
+    for tumour_type in ("meningioma", "glioma", "pituitary"):
+        case = _new_query_case(tumour_type, patient=f"NEW-{tumour_type}")
+        Case.objects.filter(pk=case.pk).update(tumour_type=None, tumour_type_source=None)
+        case.refresh_from_db()
+        predicted, confidence = case_tumour_type_suggest(case=case)
+        case.refresh_from_db()
+        assert predicted == tumour_type and confidence > 0.6
+        assert case.tumour_type == tumour_type and case.tumour_type_source == TypeSource.PREDICTED
+        assert case.predicted_confidence == pytest.approx(confidence, abs=1e-4)
+
+
+def test_a_clinicians_type_is_never_overwritten(base):
+    case = _new_query_case("pituitary", clinician_type="glioma")
+    predicted, _ = case_tumour_type_suggest(case=case)
+    case.refresh_from_db()
+    assert predicted == "pituitary"
+    assert case.tumour_type == "glioma" and case.tumour_type_source == TypeSource.CLINICIAN
+
+
+def test_similar_cases_rank_the_same_type_first_and_say_why(base):
+    case = _new_query_case("meningioma", clinician_type="meningioma")
+    results = similar_cases(case=case, k=8)
+    assert len(results) == 8
+    assert [r.tumour_type for r in results[:6]] == ["meningioma"] * 6
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+    assert results[0].why[0] == "same tumour type (meningioma)" and len(results[0].why) > 1
+    assert all(0 < r.similarity <= 1 for r in results)
+
+
+def test_similar_cases_exclude_the_same_patient_and_filter_by_type(base):
+    same_patient = base[0]  # a glioma base case
+    case = _new_query_case("glioma", patient=same_patient.patient.identifier, clinician_type="glioma")
+    results = similar_cases(case=case, k=20)
+    ids = {r.case_id for r in results}
+    assert same_patient.pk not in ids and case.pk not in ids and len(ids) == 17
+    only = similar_cases(case=case, k=20, tumour_type="pituitary")
+    assert {r.tumour_type for r in only} == {"pituitary"} and len(only) == 6
+
+
+def test_a_case_without_features_has_no_similar_cases_yet(base):
+    case = make_case(patient="EMPTY")
+    assert query_for_case(case) is None and similar_cases(case=case) == []
+
+
+@needs_postgres
+@pytest.mark.usefixtures("base")
+def test_numpy_and_pgvector_agree_on_the_top_k():
+    n_queries = 5
+    rng = np.random.default_rng(3)
+    rows = list(CaseFeatures.objects.filter(in_base=True))
+    hnsw = PgvectorIndex()
+    hnsw.force_index = True  # 18 rows: without this the planner would scan the table
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute("EXPLAIN SELECT case_id FROM recommender_casefeatures WHERE in_base "
+                       "ORDER BY combined <-> %s::vector LIMIT 5", [to_pgvector_literal(rows[0].combined)])
+        assert "combined_hnsw" in " ".join(r[0] for r in cursor.fetchall())
+        cursor.execute("SET enable_seqscan = on")
+    for i in range(n_queries):
+        q = rows[i].combined + rng.normal(0, 0.05, rows[i].combined.shape).astype(np.float32)
+        for tumour_type in (None, "glioma"):
+            exact = NumpyIndex().search(q, 5, tumour_type=tumour_type, exclude_patient_ids={rows[i].patient_id})
+            approx = hnsw.search(q, 5, tumour_type=tumour_type, exclude_patient_ids={rows[i].patient_id})
+            assert [h.case_id for h in approx] == [h.case_id for h in exact]
+            np.testing.assert_allclose([h.distance for h in approx], [h.distance for h in exact], rtol=1e-4)
