@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import connections
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,6 @@ def _forget(future: Future) -> None:
 
 
 def _run_in_process(task: Any, args: tuple, kwargs: dict) -> Any:
-    close_old_connections()
     try:
         result = task.apply(args=args, kwargs=kwargs)
         if result.failed():

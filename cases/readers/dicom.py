@@ -79,7 +79,7 @@ _REPLACE_UID = (
     "ConcatenationUID DimensionOrganizationUID IrradiationEventUID StorageMediaFileSetUID TransactionUID "
     "FiducialUID TargetUID UID"
 ).split()
-_DEIDENTIFICATION_METHOD = "DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile (TumorSite)"
+_DEIDENTIFICATION_METHOD = "DICOM PS3.15 Annex E basic profile (TumorSite)"  # LO: 64 chars at most
 
 # Non-identifying header fields worth keeping next to the scan.
 _KEEP_METADATA = (

@@ -1,0 +1,157 @@
+"""The embedded and production modes, chosen by the environment alone, and loud failures on bad values.
+
+Settings are read once per process, so each mode is checked in a fresh Python process.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from celery import shared_task
+
+from tumorsite.env import EnvError, envbool, envint, parse_database_url
+from tumorsite.queue import enqueue, wait_idle
+
+REPO = Path(__file__).resolve().parent.parent
+PROBE = """
+import json, django
+from django.conf import settings
+django.setup()
+db = settings.DATABASES["default"]
+print(json.dumps({"engine": db["ENGINE"], "name": str(db["NAME"]), "host": db.get("HOST"), "port": db.get("PORT"),
+    "user": db.get("USER"), "test_name": db.get("TEST", {}).get("NAME"), "broker": settings.CELERY_BROKER_URL,
+    "backend": settings.CELERY_RESULT_BACKEND, "media": str(settings.MEDIA_ROOT), "debug": settings.DEBUG}))
+"""
+MODE_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "DEBUG", "TUMORSITE_VAR_DIR", "ALLOWED_HOSTS")
+
+
+def _run(args, settings_module, tmp_path, **env):
+    clean = {k: v for k, v in os.environ.items() if k not in MODE_VARIABLES and k != "DJANGO_SETTINGS_MODULE"}
+    clean.update(DJANGO_SETTINGS_MODULE=settings_module, TUMORSITE_VAR_DIR=str(tmp_path / "var"), **env)
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=clean, capture_output=True, text=True, timeout=120)
+
+
+def _probe(tmp_path, settings_module="tumorsite.settings.base", **env) -> dict:
+    result = _run(["-c", PROBE], settings_module, tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_no_environment_means_embedded_sqlite_and_in_process_tasks(tmp_path):
+    probe = _probe(tmp_path)
+    assert probe["engine"] == "django.db.backends.sqlite3"
+    assert probe["name"] == str(tmp_path / "var" / "db.sqlite3")
+    assert probe["media"] == str(tmp_path / "var" / "media")
+    assert probe["broker"] == "" and probe["backend"] is None
+
+
+def test_service_urls_mean_postgres_and_a_redis_broker(tmp_path):
+    probe = _probe(
+        tmp_path, "tumorsite.settings.test",
+        DATABASE_URL="postgres://ts:s%40cret@db.internal:5433/tumorsite", CELERY_BROKER_URL="redis://cache:6379/0",
+    )
+    assert probe["engine"] == "django.db.backends.postgresql"
+    assert (probe["name"], probe["host"], probe["port"], probe["user"]) == ("tumorsite", "db.internal", "5433", "ts")
+    assert probe["test_name"] == "test_tumorsite"  # what .ci/run points the Celery worker at
+    assert probe["broker"] == probe["backend"] == "redis://cache:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("DEBUG", "perhaps", "DEBUG='perhaps' is not a boolean"),
+        ("DATABASE_URL", "mysql://u:p@h/db", "unsupported scheme 'mysql'"),
+        ("DATABASE_URL", "postgres://u:p@h:port/db", "port that is not a number"),
+        ("TUMORSITE_MAX_UPLOAD_MB", "fifty", "is not an integer"),
+    ],
+)
+def test_a_bad_value_stops_start_up_with_its_name(tmp_path, variable, value, words):
+    result = _run(["-c", PROBE], "tumorsite.settings.base", tmp_path, **{variable: value})
+    assert result.returncode != 0
+    assert words in result.stderr and "EnvError" in result.stderr
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path):
+    result = _run(["manage.py", "check"], "tumorsite.settings.production", tmp_path)
+    assert result.returncode != 0 and "SECRET_KEY is not set" in result.stderr
+
+
+def test_production_passes_the_deployment_checklist(tmp_path):
+    secret = "x7Kq!2vR9mZ$pL4wT8nB3cY6hJ1dF5gS0aE-uI_oP+lM=zN&rW"
+    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], "tumorsite.settings.production",
+                  tmp_path, SECRET_KEY=secret, ALLOWED_HOSTS="tumorsite.example.org")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///var/db.sqlite3", {"ENGINE": "django.db.backends.sqlite3", "NAME": "var/db.sqlite3"}),
+        ("sqlite:////abs/db.sqlite3", {"ENGINE": "django.db.backends.sqlite3", "NAME": "/abs/db.sqlite3"}),
+        (
+            "postgresql://me:p%2Fw@localhost/ts?sslmode=require",
+            {"ENGINE": "django.db.backends.postgresql", "NAME": "ts", "USER": "me", "PASSWORD": "p/w",
+             "HOST": "localhost", "PORT": "", "OPTIONS": {"sslmode": "require"}},
+        ),
+    ],
+)
+def test_database_urls_are_parsed(url, expected):
+    assert parse_database_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "postgres://u:p@h:5432/", "redis://h/0"])
+def test_unusable_database_urls_are_refused(url):
+    with pytest.raises(EnvError):
+        parse_database_url(url)
+
+
+def test_typed_helpers_read_defaults_and_values():
+    assert envbool("X", True, environ={}) is True
+    assert envbool("X", environ={"X": "off"}) is False
+    assert envint("N", 3, environ={"N": " 12 "}) == 12
+    with pytest.raises(EnvError, match="N='1.5' is not an integer"):
+        envint("N", 3, environ={"N": "1.5"})
+
+
+# === The in-process queue of the embedded mode ===
+
+release = threading.Event()
+seen = []
+
+
+@shared_task
+def _wait_then_record_task(value):
+    release.wait(timeout=10)
+    seen.append((value, threading.current_thread().name))
+    return value * 2
+
+
+def test_embedded_enqueue_returns_at_once_and_runs_jobs_one_at_a_time(settings):
+    settings.CELERY_BROKER_URL = ""
+    release.clear()
+    seen.clear()
+    futures = [enqueue(_wait_then_record_task, n) for n in (1, 2, 3)]
+    assert seen == []  # the caller was not kept waiting
+    release.set()
+    assert wait_idle(timeout=20)
+    assert [f.result().get() for f in futures] == [2, 4, 6]
+    assert [value for value, _ in seen] == [1, 2, 3]
+    assert {thread for _, thread in seen} == {"tumorsite-tasks_0"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_embedded_tasks_see_the_database(settings):
+    from cases.tasks import scan_checksum_verify_task
+    from tests.conftest import CaseFactory
+
+    settings.CELERY_BROKER_URL = ""
+    case = CaseFactory()
+    future = enqueue(scan_checksum_verify_task, case.scan_id)
+    assert wait_idle(timeout=20)
+    result = future.result().get()
+    assert result["scan_id"] == case.scan_id and result["ok"] is False  # the factory's sha256 is made up
