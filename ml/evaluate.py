@@ -1,0 +1,66 @@
+"""Evaluation at each image's own resolution, per image, averaged (see ``ml.losses`` for empty masks)."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ml.data import TUMOUR_TYPES, Slices
+
+SMOOTH = 1e-6
+
+
+def dice_iou(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    inter = np.logical_and(pred, truth).sum()
+    total = pred.sum() + truth.sum()
+    return float((2 * inter + SMOOTH) / (total + SMOOTH)), float((inter + SMOOTH) / (total - inter + SMOOTH))
+
+
+def summarise(scores: Sequence[tuple[float, float]], types: Sequence[str | None]) -> dict:
+    dices = np.array([s[0] for s in scores], float)
+    ious = np.array([s[1] for s in scores], float)
+    out = {"dice_mean": float(dices.mean()) if len(dices) else float("nan"),
+           "iou_mean": float(ious.mean()) if len(ious) else float("nan"),
+           "dice_by_type": {}, "iou_by_type": {}, "n_by_type": {}, "n": int(len(dices))}
+    for t in TUMOUR_TYPES:
+        sel = np.array([x == t for x in types], bool)
+        if sel.any():
+            out["dice_by_type"][t] = float(dices[sel].mean())
+            out["iou_by_type"][t] = float(ious[sel].mean())
+            out["n_by_type"][t] = int(sel.sum())
+    return out
+
+
+def evaluate_masks(predict: Callable[[list[np.ndarray]], list[np.ndarray]], slices: Slices, *,
+                   batch_size: int = 16, progress=None) -> dict:
+    """Run ``predict`` (images -> bool masks at their sizes) over ``slices`` in batches and score it."""
+    scores, elapsed = [], 0.0
+    for start in range(0, len(slices), batch_size):
+        images = slices.images[start:start + batch_size]
+        t0 = time.perf_counter()
+        masks = predict(images)
+        elapsed += time.perf_counter() - t0
+        scores += [dice_iou(m, t) for m, t in zip(masks, slices.masks[start:start + batch_size])]
+        if progress is not None:
+            progress(len(images))
+    result = summarise(scores, [r.tumour_type for r in slices.records])
+    result["ms_per_slice"] = 1000.0 * elapsed / max(len(slices), 1)
+    return result
+
+
+def choose_postprocess(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
+                       thresholds=np.round(np.arange(0.30, 0.71, 0.05), 2)) -> dict:
+    """Pick the threshold and keep-largest flag that maximise mean Dice (call on validation data only)."""
+    from ml.postprocess import binarize
+
+    best = None
+    for keep_largest in (False, True):
+        for thr in thresholds:
+            d = np.mean([dice_iou(binarize(p, thr, keep_largest=keep_largest), t)[0]
+                         for p, t in zip(probs, truths)])
+            if best is None or d > best["val_dice"] + 1e-9:
+                best = {"threshold": float(thr), "keep_largest": keep_largest, "val_dice": float(d)}
+    return best

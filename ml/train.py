@@ -1,0 +1,300 @@
+"""Training a segmenter end to end: split, fit, pick the threshold on validation, write the bundle.
+
+Resumable: every epoch writes ``<run_dir>/last.keras`` and ``state.json``; running the same
+configuration again continues from there. The best epoch (by validation Dice) is kept in
+``best.weights.h5``; the CSV log and a training-curve PNG sit beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ml.data import Augmentation, data_fingerprint, load_slices, make_dataset, read_records, split_by_patient, to_arrays
+from ml.evaluate import choose_postprocess, dice_iou, summarise
+
+RANDOM_INIT_NOTE = (
+    "Encoder trained from random initialisation: ImageNet weights could not be downloaded on the "
+    "machine that trained this model."
+)
+
+
+@dataclass
+class TrainConfig:
+    architecture: str
+    data_dir: str
+    encoder: str = "plain"
+    image_size: int = 128
+    epochs: int = 40
+    batch_size: int = 16
+    encoder_weights: str | None = None
+    name: str | None = None
+    output_dir: str = "models"
+    run_dir: str | None = None
+    base_filters: int = 16
+    depth: int = 4
+    dropout: float = 0.0
+    deep_supervision: bool = False
+    loss: str = "bce_dice"
+    lr_start: float = 1e-3
+    lr_end: float = 1e-4
+    patience: int = 12
+    precision: str = "auto"
+    seed: int = 42
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    max_minutes: float | None = None
+    limit: int | None = None  # use at most this many train and val slices (smoke tests)
+    augment: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.name is None:
+            self.name = f"{self.architecture}_{self.encoder}_{self.image_size}"
+        if self.run_dir is None:
+            self.run_dir = str(Path("runs") / self.name)
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1.")
+
+
+def _lr_for_epoch(cfg: TrainConfig, epoch: int, progress_by_time: float = 0.0) -> float:
+    """Exponential decay from lr_start to lr_end.
+
+    Progress is the larger of the epoch fraction and, under a time budget, the fraction of the budget
+    used, so a run cut short by ``max_minutes`` still ends at the low learning rate.
+    """
+    by_epoch = epoch / (cfg.epochs - 1) if cfg.epochs > 1 else 1.0
+    progress = min(1.0, max(by_epoch, progress_by_time))
+    return cfg.lr_start * (cfg.lr_end / cfg.lr_start) ** progress
+
+
+def _library_versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__}
+
+
+def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict, log):
+    import keras
+
+    budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
+    session_start = time.time()
+    used_before = state.get("train_seconds", 0.0)
+
+    def _time_progress() -> float:
+        if not budget_s:
+            return 0.0
+        # The first epochs' pace predicts the rest: aim to reach lr_end one epoch before the budget ends.
+        done = state.get("epochs_done", 0)
+        elapsed = used_before + time.time() - session_start
+        per_epoch = elapsed / done if done else budget_s
+        return min(1.0, elapsed / max(budget_s - per_epoch, 1.0))
+
+    class EpochState(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            score = float(logs.get("val_dice", logs.get("val_mask_x0" + str(cfg.depth) + "_dice", 0.0)))
+            state["epochs_done"] = epoch + 1
+            if score > state.get("best_val_dice", -1.0):
+                state["best_val_dice"], state["best_epoch"] = score, epoch + 1
+                self.model.save_weights(run_dir / "best.weights.h5")
+                state["stale"] = 0
+            else:
+                state["stale"] = state.get("stale", 0) + 1
+            self.model.save(run_dir / "last.keras")
+            log(f"epoch {epoch + 1}/{cfg.epochs}: val_dice={score:.4f} best={state['best_val_dice']:.4f} "
+                f"(epoch {state['best_epoch']})")
+            if state["stale"] >= cfg.patience:
+                log(f"early stopping: no val_dice gain for {cfg.patience} epochs")
+                self.model.stop_training = True
+            elapsed = used_before + time.time() - session_start
+            state["train_seconds"] = elapsed
+            (run_dir / "state.json").write_text(json.dumps(state, indent=2))
+            if budget_s and elapsed + elapsed / state["epochs_done"] > budget_s:
+                log(f"time budget of {cfg.max_minutes} min reached: stopping after epoch {epoch + 1}")
+                state["stopped_by_time_budget"] = True
+                self.model.stop_training = True
+
+    return [
+        keras.callbacks.LearningRateScheduler(lambda epoch: _lr_for_epoch(cfg, epoch, _time_progress())),
+        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
+        EpochState(),
+    ]
+
+
+def plot_curves(csv_path: Path, png_path: Path) -> None:
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with csv_path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in ("loss", "val_loss"):
+        if key in rows[0]:
+            ax1.plot(epochs, [float(r[key]) for r in rows], label=key)
+    for key in ("dice", "val_dice", "iou", "val_iou"):
+        if key in rows[0]:
+            ax2.plot(epochs, [float(r[key]) for r in rows], label=key)
+    ax1.set_xlabel("epoch"), ax2.set_xlabel("epoch"), ax1.legend(), ax2.legend()
+    ax1.set_title("loss"), ax2.set_title("per-image Dice / IoU at 0.5 (model input size)")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=90)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
+    """Train per ``cfg``; returns the metadata written to ``<output_dir>/<name>.json``."""
+    import keras
+    import tensorflow as tf
+
+    from ml import losses
+    from ml.inference import Segmenter, save_bundle, set_precision
+    from ml.models import ModelSpec
+
+    precision = set_precision(cfg.precision)
+    keras.utils.set_random_seed(cfg.seed)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    records = read_records(cfg.data_dir)
+    split = split_by_patient(records, seed=cfg.seed, val_fraction=cfg.val_fraction,
+                             test_fraction=cfg.test_fraction)
+    train_ids, val_ids = split["train"], split["val"]
+    if cfg.limit:
+        train_ids, val_ids = train_ids[:cfg.limit], val_ids[:cfg.limit]
+    log(f"split by patient group (seed {cfg.seed}): train {len(split['train'])}, val {len(split['val'])}, "
+        f"test {len(split['test'])} slices" + (f"; using {len(train_ids)}/{len(val_ids)}" if cfg.limit else ""))
+    train_slices = load_slices(cfg.data_dir, train_ids)
+    val_slices = load_slices(cfg.data_dir, val_ids)
+    x_train, y_train = to_arrays(train_slices, cfg.image_size)
+    x_val, y_val = to_arrays(val_slices, cfg.image_size)
+
+    spec = ModelSpec(architecture=cfg.architecture, encoder=cfg.encoder, input_size=cfg.image_size,
+                     base_filters=cfg.base_filters, depth=cfg.depth, dropout=cfg.dropout,
+                     deep_supervision=cfg.deep_supervision)
+    state_path = run_dir / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    heads = cfg.depth if cfg.deep_supervision else 1
+    if state.get("epochs_done") and (run_dir / "last.keras").exists():
+        log(f"resuming {cfg.name} after epoch {state['epochs_done']} from {run_dir / 'last.keras'}")
+        model = keras.models.load_model(run_dir / "last.keras")
+    else:
+        state = {"config": asdict(cfg), "epochs_done": 0, "best_val_dice": -1.0, "best_epoch": 0,
+                 "train_seconds": 0.0}
+        model = spec.build(cfg.encoder_weights)
+        model.compile(optimizer=keras.optimizers.Adam(cfg.lr_start), loss=losses.get_loss(cfg.loss),
+                      metrics=[losses.dice, losses.iou] if heads == 1 else None)
+    log(f"{cfg.name}: {model.count_params():,} parameters, {precision}, input {cfg.image_size}px")
+
+    if state["epochs_done"] < cfg.epochs and not state.get("stale", 0) >= cfg.patience:
+        augmentation = Augmentation() if cfg.augment else None
+        train_ds = make_dataset(x_train, y_train, batch_size=cfg.batch_size, shuffle=True,
+                                augmentation=augmentation, seed=cfg.seed, repeat_outputs=heads)
+        val_ds = make_dataset(x_val, y_val, batch_size=cfg.batch_size, repeat_outputs=heads)
+        if heads > 1:  # name the last head's Dice val_dice for the epoch bookkeeping
+            model.compile(optimizer=model.optimizer, loss=losses.get_loss(cfg.loss),
+                          metrics={f"mask_x0{heads}": [losses.dice]})
+        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=state["epochs_done"],
+                  callbacks=_callbacks(cfg, run_dir, state, log), verbose=verbose)
+    state_path.write_text(json.dumps(state, indent=2))
+    model.load_weights(run_dir / "best.weights.h5")
+
+    # Threshold and clean-up chosen on the validation split, at the masks' native resolution.
+    segmenter = Segmenter(model, {"name": cfg.name})
+    probs = segmenter.predict_proba(val_slices.images)
+    post = choose_postprocess(probs, val_slices.masks)
+    from ml.postprocess import binarize
+
+    scores = [dice_iou(binarize(p, post["threshold"], keep_largest=post["keep_largest"]), t)
+              for p, t in zip(probs, val_slices.masks)]
+    val_metrics = summarise(scores, [r.tumour_type for r in val_slices.records])
+    log(f"validation at native resolution: Dice {val_metrics['dice_mean']:.4f}, IoU {val_metrics['iou_mean']:.4f}, "
+        f"by type {json.dumps({k: round(v, 4) for k, v in val_metrics['dice_by_type'].items()})}; "
+        f"threshold {post['threshold']}, keep_largest {post['keep_largest']}")
+
+    weights_source = "none" if cfg.encoder_weights in (None, "none") else str(cfg.encoder_weights)
+    metadata = {
+        "spec": spec.get_config(),
+        "architecture": cfg.architecture,
+        "encoder": cfg.encoder,
+        "encoder_weights": weights_source,
+        "encoder_weights_note": RANDOM_INIT_NOTE if weights_source == "none" and cfg.encoder != "plain"
+        else ("Plain encoder: trained from random initialisation." if cfg.encoder == "plain" else
+              f"Encoder initialised from {weights_source}."),
+        "input_size": cfg.image_size,
+        "parameters": int(model.count_params()),
+        "threshold": post["threshold"],
+        "postprocess": {"keep_largest": post["keep_largest"], "min_component_px": 0},
+        "metrics": {"val": val_metrics},
+        "training": {
+            "data_dir_fingerprint": data_fingerprint(cfg.data_dir),
+            "split": {"by": "patient_group", "stratified_by": "tumour_type", "seed": cfg.seed,
+                      "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction,
+                      "n_train": len(train_ids), "n_val": len(val_ids), "n_test": len(split["test"])},
+            "epochs_planned": cfg.epochs, "epochs_done": state["epochs_done"], "best_epoch": state["best_epoch"],
+            "stopped_by_time_budget": bool(state.get("stopped_by_time_budget")),
+            "batch_size": cfg.batch_size, "loss": cfg.loss, "optimizer": "adam",
+            "lr": {"start": cfg.lr_start, "end": cfg.lr_end, "schedule": "exponential per epoch"},
+            "augmentation": asdict(Augmentation()) if cfg.augment else None,
+            "precision": precision, "train_seconds": round(state["train_seconds"], 1),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "library_versions": _library_versions(), "machine": platform.machine(),
+        },
+    }
+    path = save_bundle(model, cfg.output_dir, cfg.name, metadata)
+    if (run_dir / "log.csv").exists():
+        plot_curves(run_dir / "log.csv", run_dir / "curves.png")
+    log(f"wrote {path} and {path.with_suffix('.json')}; run files in {run_dir}")
+    tf.keras.backend.clear_session() if hasattr(tf, "keras") else None
+    return {"name": cfg.name, "path": str(path), **metadata}
+
+
+def main(argv=None) -> None:
+    """``python -m ml.train``: the same training as ``manage.py train_model``, without Django."""
+    import argparse
+
+    from ml.encoders import ENCODERS
+    from ml.models import ARCHITECTURES
+
+    parser = argparse.ArgumentParser(description="Train a TumorSite segmenter on data in the shared layout.")
+    parser.add_argument("--architecture", required=True, choices=ARCHITECTURES)
+    parser.add_argument("--encoder", default="plain", choices=ENCODERS)
+    parser.add_argument("--data", required=True, help="folder with cases.csv, images/ and masks/")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--base-filters", type=int, default=16)
+    parser.add_argument("--encoder-weights", default="none", help="none, imagenet or a weights file path")
+    parser.add_argument("--name")
+    parser.add_argument("--output-dir", default="models")
+    parser.add_argument("--run-dir")
+    parser.add_argument("--max-minutes", type=float)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+    train(TrainConfig(architecture=args.architecture, encoder=args.encoder, data_dir=args.data,
+                      image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
+                      base_filters=args.base_filters, encoder_weights=args.encoder_weights, name=args.name,
+                      output_dir=args.output_dir, run_dir=args.run_dir, max_minutes=args.max_minutes,
+                      precision=args.precision, seed=args.seed),
+          log=lambda msg: print(msg, flush=True))
+
+
+if __name__ == "__main__":
+    main()
