@@ -24,6 +24,8 @@ TUMORSITE_DATA = Path(env("TUMORSITE_DATA", str(BASE_DIR.parent / "shared" / "da
 TUMORSITE_MODELS_DIR = Path(env("TUMORSITE_MODELS_DIR", str(BASE_DIR / "models"))).resolve()
 TUMORSITE_MAX_UPLOAD_MB = envint("TUMORSITE_MAX_UPLOAD_MB", 50)
 TUMORSITE_MAX_PIXELS = envint("TUMORSITE_MAX_PIXELS", 8192 * 8192)
+# Run by `manage.py demo_setup` (make demo) after the import, when they exist; apps may append theirs.
+TUMORSITE_DEMO_SETUP_COMMANDS = ["sync_models", "build_case_base"]
 
 # Only for the embedded mode and tests; production refuses to start without SECRET_KEY.
 SECRET_KEY = SECRET_KEY_FROM_ENV or "django-insecure-embedded-mode-only-never-use-in-production-4f1c9e"

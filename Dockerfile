@@ -1,0 +1,31 @@
+# One image for the web (gunicorn) and worker (celery) services of docker-compose.yml.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    DJANGO_SETTINGS_MODULE=tumorsite.settings.production \
+    TUMORSITE_VAR_DIR=/var/lib/tumorsite \
+    TUMORSITE_MODELS_DIR=/models
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends curl libgomp1 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --create-home --uid 1000 tumorsite \
+ && mkdir -p /var/lib/tumorsite/media /models \
+ && chown -R tumorsite /var/lib/tumorsite /models
+
+WORKDIR /app
+# Dependencies first, so code changes do not reinstall them.
+COPY pyproject.toml README.md ./
+RUN mkdir -p tumorsite cases segmentation recommender ml \
+ && touch tumorsite/__init__.py cases/__init__.py segmentation/__init__.py recommender/__init__.py ml/__init__.py \
+ && pip install . \
+ && pip uninstall -y tumorsite
+COPY . .
+RUN pip install --no-deps -e . \
+ && SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
+
+USER tumorsite
+EXPOSE 8000
+CMD ["gunicorn", "tumorsite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]
