@@ -4,11 +4,12 @@ from django.db import models
 
 from recommender.features import N_FEATURES
 from recommender.fields import VectorField
+from recommender.ranking import DISCRIMINANT_DIM
 
 # The learned embedding is reduced by PCA (fitted on the case base) to this many dimensions, so the
 # combined vector has a fixed length whatever the segmenter's bottleneck width.
 EMBEDDING_DIM = 32
-COMBINED_DIM = N_FEATURES + EMBEDDING_DIM
+COMBINED_DIM = DISCRIMINANT_DIM + N_FEATURES + EMBEDDING_DIM
 
 
 class MaskKind(models.TextChoices):
@@ -25,7 +26,7 @@ class CaseFeatures(models.Model):
     # Pooled bottleneck of the primary segmenter (width depends on the model, hence no fixed dimension).
     embedding = VectorField(null=True, blank=True)
     embedding_model = models.CharField(max_length=100, blank=True)
-    # Standardised features + PCA-reduced embedding, weighted (recommender.scaling). Null until a scaler exists.
+    # Discriminants + standardised features + PCA-reduced embedding, weighted (recommender.ranking). Null until a scaler exists.
     combined = VectorField(dimensions=COMBINED_DIM, null=True, blank=True)
     scaler = models.ForeignKey("FeatureScaler", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Denormalised from the case so the vector index can filter without a join.

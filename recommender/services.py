@@ -118,10 +118,9 @@ def feature_scaler_fit(*, embedding_dim: int = EMBEDDING_DIM, weights: dict | No
         return None
     models = [r.embedding_model for r in base if r.embedding_model]
     embedding_model = max(set(models), key=models.count) if models else ""
-    embeddings = [r.embedding for r in base if r.embedding_model == embedding_model and r.embedding is not None]
-    scaler = ranking.Scaler.fit(np.stack([r.features for r in base]),
-                                np.stack(embeddings) if len(embeddings) >= 2 else None,
-                                embedding_dim=embedding_dim, weights=weights)
+    embeddings = [r.embedding if r.embedding_model == embedding_model else None for r in base]
+    scaler = ranking.Scaler.fit(np.stack([r.features for r in base]), embeddings,
+                                [r.tumour_type for r in base], embedding_dim=embedding_dim, weights=weights)
     with transaction.atomic():
         FeatureScaler.objects.update(is_current=False)
         row = FeatureScaler.objects.create(

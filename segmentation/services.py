@@ -250,7 +250,18 @@ def _segmenter(version: ModelVersion):
 
 
 def _probability(run: SegmentationRun, image: np.ndarray) -> np.ndarray:
-    version = run.model_version
+    stored = {}
+    if run.model_version.is_ensemble:
+        # Members that already ran on this case are not run again: their stored maps are averaged.
+        for member_run in SegmentationRun.objects.filter(
+                case=run.case, model_version__name__in=run.model_version.members, status=RunStatus.DONE
+        ).select_related("model_version"):
+            stored[member_run.model_version.name] = load_probability(member_run)
+    return predict_probability(run.model_version, image, stored=stored)
+
+
+def predict_probability(version: ModelVersion, image: np.ndarray, *, stored: dict | None = None) -> np.ndarray:
+    """One model's (or the ensemble's) probability map at the image's size, without touching the record."""
     if not version.is_ensemble:
         return _segmenter(version).predict_proba([image])[0]
     from ml.inference import ensemble_proba
@@ -260,12 +271,17 @@ def _probability(run: SegmentationRun, image: np.ndarray) -> np.ndarray:
         raise SegmentationError("The ensemble has no member models; run `manage.py sync_models`.")
     probs = []
     for member in members:
-        stored = SegmentationRun.objects.filter(case=run.case, model_version=member, status=RunStatus.DONE).first()
-        prob = load_probability(stored) if stored is not None else None
+        prob = (stored or {}).get(member.name)
         if prob is None or prob.shape != image.shape:
             prob = _segmenter(member).predict_proba([image])[0]
         probs.append(prob)
     return ensemble_proba(probs)
+
+
+def segment_image(version: ModelVersion, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(probability map, bool mask) of one slice, as a run would store them; nothing is stored."""
+    prob = predict_probability(version, image)
+    return prob, _binarize(version, prob)
 
 
 def _binarize(version: ModelVersion, prob: np.ndarray) -> np.ndarray:

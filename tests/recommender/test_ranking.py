@@ -6,13 +6,27 @@ from recommender import ranking
 def test_scaler_round_trips_and_gives_fixed_length_vectors():
     rng = np.random.default_rng(0)
     feats, emb = rng.normal(size=(50, 5)), rng.normal(size=(50, 12))
-    scaler = ranking.Scaler.fit(feats, emb, embedding_dim=8)
+    labels = ["glioma", "meningioma", "pituitary"] * 16 + ["glioma", "glioma"]
+    scaler = ranking.Scaler.fit(feats, emb, labels, embedding_dim=8)
     again = ranking.Scaler.from_params(scaler.to_params())
     v = scaler.transform(feats[0], emb[0])
-    assert v.shape == (13,)
-    np.testing.assert_allclose(v, again.transform(feats[0], emb[0]), rtol=1e-6)
+    assert v.shape == (ranking.DISCRIMINANT_DIM + 5 + 8,)
+    np.testing.assert_allclose(v, again.transform(feats[0], emb[0]), rtol=1e-5)
     # An embedding of the wrong width (another model) is left out, not mixed in.
-    assert np.all(scaler.transform(feats[0], np.zeros(3))[5:] == 0)
+    assert np.all(scaler.transform(feats[0], np.zeros(3))[-8:] == 0)
+
+
+def test_the_discriminants_separate_the_types():
+    rng = np.random.default_rng(1)
+    labels = np.array(["glioma", "meningioma", "pituitary"] * 40)
+    centres = {"glioma": 0.0, "meningioma": 1.0, "pituitary": -1.0}
+    feats = rng.normal(size=(120, 6))
+    feats[:, 0] += 3 * np.array([centres[t] for t in labels])  # one informative feature among noise
+    scaler = ranking.Scaler.fit(feats, None, labels, weights={"discriminant": 1.0, "features": 0.0})
+    d = np.stack([scaler.transform(f, None)[: ranking.DISCRIMINANT_DIM] for f in feats])
+    means = {t: d[labels == t].mean(axis=0) for t in centres}
+    spread = np.mean([d[labels == t].std(axis=0).mean() for t in centres])
+    assert min(np.linalg.norm(means[a] - means[b]) for a in centres for b in centres if a < b) > 3 * spread
 
 
 def test_knn_vote_weights_by_distance_and_reports_a_share():

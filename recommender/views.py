@@ -1,0 +1,58 @@
+"""HTML pages of the diagnosis catalogue, and recording a diagnosis on a case."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from cases.browse import mask_state
+from cases.models import Case, Diagnosis
+from cases.views import case_or_404
+from recommender.names import normalise
+from recommender.services import diagnosis_record
+
+
+@login_required
+@require_POST
+def case_diagnosis_add_view(request: HttpRequest, case_id: int) -> HttpResponse:
+    case = case_or_404(case_id)
+    typed = " ".join(request.POST.get("name", "").split())
+    try:
+        diagnosis, created, matched = diagnosis_record(case=case, name=typed, user=request.user)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        if created:
+            messages.success(request, f"New diagnosis added to the catalogue: “{diagnosis.name}”.")
+        elif matched is not None:
+            messages.info(request, f"“{typed}” matched the existing catalogue entry “{matched.name}”; "
+                                   "recorded as that entry.")
+        else:
+            messages.success(request, f"Recorded “{diagnosis.name}” (already in the catalogue).")
+    return redirect(reverse("case-detail", args=[case.pk]) + "#diagnoses")
+
+
+@login_required
+def diagnosis_list_view(request: HttpRequest) -> HttpResponse:
+    q = request.GET.get("q", "").strip()
+    entries = Diagnosis.objects.annotate(n_cases=Count("case_diagnoses")).select_related("created_by", "first_case")
+    for token in normalise(q).split():
+        entries = entries.filter(key__contains=token)
+    page = Paginator(entries.order_by("name"), 50).get_page(request.GET.get("page"))
+    return render(request, "recommender/diagnosis_list.html", {"page": page, "q": q})
+
+
+@login_required
+def diagnosis_detail_view(request: HttpRequest, diagnosis_id: int) -> HttpResponse:
+    diagnosis = get_object_or_404(Diagnosis.objects.select_related("created_by", "first_case"), pk=diagnosis_id)
+    cases = Case.objects.filter(case_diagnoses__diagnosis=diagnosis).select_related("patient", "scan") \
+        .prefetch_related("segmentation_runs").order_by("-created_at", "-id")
+    page = Paginator(cases, 24).get_page(request.GET.get("page"))
+    rows = [{"case": c, "state": mask_state(c, c.segmentation_runs.all())} for c in page]
+    return render(request, "recommender/diagnosis_detail.html", {"diagnosis": diagnosis, "page": page, "rows": rows})

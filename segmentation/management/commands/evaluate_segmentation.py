@@ -1,0 +1,83 @@
+"""Score shipped segmenters (and their ensemble) on a folder in the shared layout."""
+
+import json
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = (
+        "Evaluate segmenters on DIR (cases.csv, images/, masks/ at any resolution; masks must match "
+        "their images). Dice and IoU are computed per slice at the image's own resolution and averaged. "
+        "Writes {'models': {name: {dice_mean, iou_mean, dice_by_type, n, ms_per_slice, ...}}}."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--data", required=True, help="dataset folder in the shared layout")
+        parser.add_argument("--models", nargs="*", default=None,
+                            help="bundle names in the models directory, or 'ensemble' "
+                                 "(default: every shipped model and the ensemble)")
+        parser.add_argument("--models-dir", default=str(settings.TUMORSITE_MODELS_DIR),
+                            help="where the <name>.keras/.json bundles are (default: TUMORSITE_MODELS_DIR)")
+        parser.add_argument("--json", required=True, dest="json_out", help="write the results here")
+        parser.add_argument("--split", choices=["all", "train", "val", "test"], default="all",
+                            help="evaluate only this patient-group split of DIR, as made at training time "
+                                 "(seed and fractions from the first model's metadata)")
+        parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped slice")
+        parser.add_argument("--precision", choices=["saved", "fp32", "bf16"], default="saved",
+                            help="run the models in this precision (default: as saved)")
+        parser.add_argument("--limit", type=int, help="evaluate at most N slices")
+
+    def handle(self, *args, **o):
+        from tqdm import tqdm
+
+        from ml.data import load_slices, read_records, split_by_patient
+        from ml.evaluate import evaluate_masks
+        from ml.inference import Ensemble, load_segmenter, shipped_bundles
+
+        data, models_dir = Path(o["data"]), Path(o["models_dir"])
+        try:
+            records = read_records(data)
+        except FileNotFoundError as exc:
+            raise CommandError(str(exc)) from exc
+        bundles = {p.stem: p for p in shipped_bundles(models_dir)}
+        if not bundles:
+            raise CommandError(f"No model bundles (<name>.keras + <name>.json) in {models_dir}.")
+        wanted = o["models"] or [*bundles, "ensemble"]
+        unknown = [n for n in wanted if n not in bundles and n != "ensemble"]
+        if unknown:
+            raise CommandError(f"Unknown model(s) {', '.join(unknown)}; shipped: {', '.join(bundles)}, ensemble.")
+
+        precision = None if o["precision"] == "saved" else o["precision"]
+        segmenters = {name: load_segmenter(path, precision=precision) for name, path in bundles.items()}
+        ids = [r.id for r in records]
+        if o["split"] != "all":
+            split_cfg = next(iter(segmenters.values())).metadata.get("training", {}).get("split", {})
+            ids = split_by_patient(records, seed=split_cfg.get("seed", 42),
+                                   val_fraction=split_cfg.get("val_fraction", 0.15),
+                                   test_fraction=split_cfg.get("test_fraction", 0.15))[o["split"]]
+        if o["limit"]:
+            ids = ids[: o["limit"]]
+        slices = load_slices(data, ids)
+        self.stdout.write(f"{len(slices)} slices from {data} (split: {o['split']})")
+
+        results = {}
+        for name in wanted:
+            model = Ensemble([segmenters[n] for n in bundles]) if name == "ensemble" else segmenters[name]
+            model.segment(slices.images[:1], tta=o["tta"])  # warm-up: trace the tf.function once
+            with tqdm(total=len(slices), desc=name, unit="slice", disable=None) as bar:
+                started = time.perf_counter()
+                res = evaluate_masks(lambda imgs: model.segment(imgs, tta=o["tta"]), slices,
+                                     progress=bar.update)
+            res["wall_seconds"] = round(time.perf_counter() - started, 2)
+            results[name] = res
+            by_type = ", ".join(f"{t} {d:.4f}" for t, d in res["dice_by_type"].items())
+            self.stdout.write(f"{name}: Dice {res['dice_mean']:.4f} IoU {res['iou_mean']:.4f} ({by_type}); "
+                              f"{res['ms_per_slice']:.1f} ms/slice")
+        out = {"models": results, "data": str(data), "split": o["split"], "n": len(slices), "tta": o["tta"]}
+        Path(o["json_out"]).parent.mkdir(parents=True, exist_ok=True)
+        Path(o["json_out"]).write_text(json.dumps(out, indent=2) + "\n")
+        self.stdout.write(self.style.SUCCESS(f"wrote {o['json_out']}"))

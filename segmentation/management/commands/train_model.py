@@ -1,0 +1,65 @@
+"""Train a segmenter and register it as a model version (thin wrapper over ``ml.train``)."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = (
+        "Train a segmenter on data in the shared layout (cases.csv, images/, masks/), split by patient "
+        "group; write <name>.keras and <name>.json to the models directory and register the model "
+        "version. Re-running the same --name resumes from its last epoch."
+    )
+
+    def add_arguments(self, parser):
+        from ml.encoders import ENCODERS
+        from ml.models import ARCHITECTURES
+
+        parser.add_argument("--architecture", required=True, choices=ARCHITECTURES, help="decoder architecture")
+        parser.add_argument("--encoder", default="plain", choices=ENCODERS, help="encoder (default: plain)")
+        parser.add_argument("--data", default=str(settings.TUMORSITE_DATA),
+                            help="dataset folder in the shared layout (default: TUMORSITE_DATA)")
+        parser.add_argument("--image-size", type=int, default=128, help="square model input, a multiple of 16/32")
+        parser.add_argument("--epochs", type=int, default=40, help="maximum epochs (early stopping may end sooner)")
+        parser.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
+        parser.add_argument("--base-filters", type=int, default=16, help="filters of the first stage")
+        parser.add_argument("--encoder-weights", default="none",
+                            help="'none' (random init), 'imagenet' (downloaded by Keras) or a weights file path")
+        parser.add_argument("--name", help="bundle name (default: <architecture>_<encoder>_<size>)")
+        parser.add_argument("--output-dir", default=str(settings.TUMORSITE_MODELS_DIR),
+                            help="where to write the bundle (default: TUMORSITE_MODELS_DIR)")
+        parser.add_argument("--run-dir", help="checkpoints, CSV log and curves (default: runs/<name>)")
+        parser.add_argument("--max-minutes", type=float, help="stop after the epoch that would exceed this budget")
+        parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                            help="auto: bf16 where the CPU has AMX/AVX512-BF16 or on a GPU, else fp32")
+        parser.add_argument("--seed", type=int, default=42, help="split and initialisation seed")
+        parser.add_argument("--limit", type=int, help="use at most N train and N val slices (smoke runs)")
+        parser.add_argument("--no-register", action="store_true", help="do not register the model version")
+
+    def handle(self, *args, **o):
+        from ml.train import TrainConfig, train
+
+        data = Path(o["data"])
+        if not (data / "cases.csv").is_file():
+            raise CommandError(f"{data} has no cases.csv: pass --data DIR in the shared layout.")
+        try:
+            cfg = TrainConfig(
+                architecture=o["architecture"], encoder=o["encoder"], data_dir=str(data),
+                image_size=o["image_size"], epochs=o["epochs"], batch_size=o["batch_size"],
+                base_filters=o["base_filters"], encoder_weights=o["encoder_weights"], name=o["name"],
+                output_dir=o["output_dir"], run_dir=o["run_dir"], max_minutes=o["max_minutes"],
+                precision=o["precision"], seed=o["seed"], limit=o["limit"])
+            result = train(cfg, log=self.stdout.write, verbose=1 if self.stdout.isatty() else 2)
+        except (ValueError, RuntimeError, FileNotFoundError) as exc:
+            raise CommandError(str(exc)) from exc
+        val = result["metrics"]["val"]
+        self.stdout.write(self.style.SUCCESS(
+            f"{result['name']}: validation Dice {val['dice_mean']:.4f}, IoU {val['iou_mean']:.4f} "
+            f"({val['n']} slices), threshold {result['threshold']}"))
+        if not o["no_register"]:
+            from segmentation.services import model_versions_sync
+
+            model_versions_sync(directory=Path(o["output_dir"]))
+            self.stdout.write(f"registered model version {result['name']}")

@@ -1,0 +1,38 @@
+"""HTML actions on one segmentation run: a clinician's sign-off, and the mask downloads."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from cases.views import mask_download
+from segmentation.models import SegmentationRun
+from segmentation.services import load_mask, segmentation_run_review
+
+
+@login_required
+@require_POST
+def run_review_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    """``decision=validate`` or ``decision=reject``; the record keeps who and when."""
+    run = get_object_or_404(SegmentationRun.objects.select_related("case", "model_version"), pk=run_id)
+    decision = request.POST.get("decision")
+    if decision not in ("validate", "reject"):
+        messages.error(request, "Choose validate or reject.")
+    elif run.status != "done":
+        messages.error(request, f"The {run.model_version.name} mask is not ready to review yet.")
+    else:
+        segmentation_run_review(run=run, user=request.user, validated=decision == "validate")
+        word = "validated" if decision == "validate" else "rejected"
+        messages.success(request, f"The {run.model_version.name} mask is {word}.")
+    return redirect(reverse("case-detail", args=[run.case_id]) + "#models")
+
+
+@login_required
+def run_mask_view(request: HttpRequest, case_id: int, run_id: int, fmt: str) -> HttpResponse:
+    run = get_object_or_404(SegmentationRun.objects.select_related("case__scan", "model_version"),
+                            pk=run_id, case_id=case_id)
+    return mask_download(run.case, load_mask(run), stem=f"case{case_id}_{run.model_version.name}_mask", fmt=fmt)

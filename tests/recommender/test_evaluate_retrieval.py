@@ -1,0 +1,53 @@
+import csv
+import json
+
+import pytest
+from django.core.management import call_command
+from PIL import Image
+
+from recommender.models import CaseFeatures, FeatureScaler
+from recommender.services import case_base_build
+from segmentation.services import model_versions_sync
+from segmentation.testing import TYPE_LAYOUT, make_case_base, synthetic_case_kwargs, synthetic_slice
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+@pytest.fixture
+def query_dir(tmp_path):
+    """Six new patients' slices in the shared layout (cases.csv, images/, masks/)."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    rows = []
+    for n, tumour_type in enumerate(sorted(TYPE_LAYOUT) * 2, 1):
+        kwargs = synthetic_case_kwargs(tumour_type, 700 + n)
+        image, mask = synthetic_slice(kwargs["size"], center=kwargs["center"], radius=kwargs["radius"], seed=n)
+        Image.fromarray(image).save(tmp_path / "images" / f"{n}.png")
+        Image.fromarray(mask.astype("uint8") * 255).save(tmp_path / "masks" / f"{n}.png")
+        rows.append({"id": n, "label": 0, "label_name": tumour_type, "pid": f"Q{n}", "patient_group": f"Q{n}"})
+    with (tmp_path / "cases.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return tmp_path
+
+
+def test_evaluate_retrieval_runs_the_pipeline_and_stores_nothing(models_dir, media_dir, query_dir, tmp_path):
+    model_versions_sync()
+    make_case_base(n_per_type=5)
+    case_base_build()
+    before = (CaseFeatures.objects.count(), FeatureScaler.objects.count(),
+              list(CaseFeatures.objects.filter(in_base=True).values_list("case_id", flat=True)))
+    out = tmp_path / "retrieval.json"
+    call_command("evaluate_retrieval", "--data", str(query_dir), "--json", str(out), "--k", "5", verbosity=0)
+    result = json.loads(out.read_text())
+    assert {"map", "precision_at_10", "type_accuracy", "n_queries", "query_ms_p50", "pipeline_ms_p50"} <= set(result)
+    assert result["n_queries"] == 6 and result["pipeline_ms_p50"] >= result["query_ms_p50"] > 0
+    after = (CaseFeatures.objects.count(), FeatureScaler.objects.count(),
+             list(CaseFeatures.objects.filter(in_base=True).values_list("case_id", flat=True)))
+    assert after == before
+
+    call_command("evaluate_retrieval", "--data", str(query_dir), "--json", str(out), "--ground-truth-masks",
+                 verbosity=0)
+    result = json.loads(out.read_text())
+    assert result["type_accuracy"] == 1.0 and result["map"] > 0.6
