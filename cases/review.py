@@ -1,0 +1,51 @@
+"""A clinician's decisions on a case, made from the web pages: the corrected mask and the tumour type.
+
+Both end by re-describing the case for the recommender (``recommender.services.case_analyse``), so a
+corrected or confirmed case joins the similar-case base at once. That step may fail (e.g. no model is
+installed) without undoing the clinician's decision: it is logged, and the next review redoes it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from django.db import transaction
+
+from cases.models import Case, TumourType, TypeSource
+from cases.services import case_ground_truth_set
+
+logger = logging.getLogger(__name__)
+
+
+def case_mask_correct(*, case: Case, mask: np.ndarray, user) -> Case:
+    """Store the clinician's corrected outline as the case's ground truth (the AI masks are kept).
+
+    A saved correction counts as validated: ``mask_source`` becomes "corrected", with who and when.
+    """
+    if not np.asarray(mask).any():
+        raise ValueError("The corrected mask is empty: paint the tumour before saving.")
+    with transaction.atomic():
+        case = case_ground_truth_set(case=case, mask=mask, user=user)
+    _reanalyse(case)
+    return case
+
+
+def case_tumour_type_set(*, case: Case, tumour_type: str, user) -> Case:
+    """The clinician confirms the suggested type or enters another one; it is never overwritten again."""
+    if tumour_type not in TumourType.values:
+        raise ValueError(f"Unknown tumour type {tumour_type!r}; choose one of {', '.join(TumourType.labels)}.")
+    case.tumour_type = tumour_type
+    case.tumour_type_source = TypeSource.CLINICIAN
+    case.save(update_fields=["tumour_type", "tumour_type_source", "updated_at"])
+    _reanalyse(case)
+    return case
+
+
+def _reanalyse(case: Case) -> None:
+    from recommender.services import case_analyse
+
+    try:
+        case_analyse(case=case)
+    except Exception:  # noqa: BLE001 - the clinician's decision stands even if describing the case fails
+        logger.exception("re-describing case %s after a review failed", case.pk)

@@ -1,0 +1,223 @@
+/* The case page: slice viewer with mask layers, the models side by side, live status, similar cases. */
+(function () {
+  var app = document.getElementById("case-app");
+  if (!app) return;
+  var el = TS.el;
+  var canvas = document.getElementById("viewer-canvas");
+  var ctx = canvas.getContext("2d");
+  var toggles = document.getElementById("layer-toggles");
+  var cards = document.getElementById("model-cards");
+  var opacityInput = document.getElementById("opacity");
+  var opacityOut = document.getElementById("opacity-value");
+
+  var slice = null, state = null, pollTimer = null, similarTries = 0, similarDone = false;
+  var opacity = opacityInput.value / 100, mode = "filled";
+  var layers = new Map();  // key -> {key, label, colour, url, mask, visible, checkbox}
+  var paletteIndex = 0;
+
+  var STATUS_TEXT = { queued: "Queued", running: "Segmenting…", done: "Segmentation finished",
+                      none: "Not segmented" };
+
+  TS.loadImage(app.dataset.sliceUrl).then(function (img) { slice = img; redraw(); })
+    .catch(function () { document.getElementById("case-status").textContent = "The slice could not be shown."; });
+
+  opacityInput.addEventListener("input", function () {
+    opacity = opacityInput.value / 100;
+    opacityOut.textContent = opacityInput.value + "%";
+    redraw();
+  });
+  document.querySelectorAll("input[name=draw-mode]").forEach(function (radio) {
+    radio.addEventListener("change", function () { if (radio.checked) { mode = radio.value; redraw(); } });
+  });
+
+  function colourFor(key, isEnsemble) {
+    if (key === "ground_truth") return TS.COLOURS.ground_truth;
+    if (isEnsemble) return TS.COLOURS.ensemble;
+    var c = TS.COLOURS.palette[paletteIndex % TS.COLOURS.palette.length];
+    paletteIndex += 1;
+    return c;
+  }
+
+  function ensureLayer(key, label, url, isEnsemble, visible) {
+    var layer = layers.get(key);
+    if (!layer) {
+      layer = { key: key, label: label, colour: colourFor(key, isEnsemble), url: null, mask: null, visible: visible };
+      layers.set(key, layer);
+      var id = "layer-" + key.replace(/[^a-z0-9_-]/gi, "_");
+      var box = el("input", { type: "checkbox", id: id, "data-layer": key });
+      box.checked = visible;
+      box.addEventListener("change", function () { layer.visible = box.checked; redraw(); });
+      var swatch = el("span", { class: "swatch", "aria-hidden": "true" });
+      swatch.style.background = TS.rgb(layer.colour);
+      toggles.appendChild(el("div", { class: "toggle" }, [box, el("label", { for: id }, [swatch, label])]));
+      layer.checkbox = box;
+      var empty = document.getElementById("layers-empty");
+      if (empty) empty.remove();
+    }
+    if (url && layer.url !== url) {
+      layer.url = url;
+      TS.loadImage(url).then(function (img) { layer.mask = TS.maskFromImage(img); redraw(); });
+    }
+    return layer;
+  }
+
+  function paint(target, only) {
+    var c = target.getContext("2d");
+    c.clearRect(0, 0, target.width, target.height);
+    if (slice) c.drawImage(slice, 0, 0, target.width, target.height);
+    layers.forEach(function (layer) {
+      var show = only ? layer.key === only : layer.visible;
+      if (show && layer.mask) TS.drawMask(c, layer.mask, layer.colour, opacity, mode);
+    });
+  }
+
+  function redraw() {
+    paint(canvas, null);
+    cards.querySelectorAll("canvas[data-layer]").forEach(function (mini) { paint(mini, mini.dataset.layer); });
+  }
+
+  function reviewForm(seg, decision, text) {
+    return el("form", { method: "post", action: seg.review_url, class: "inline" }, [
+      el("input", { type: "hidden", name: "csrfmiddlewaretoken", value: TS.csrfToken() }),
+      el("input", { type: "hidden", name: "decision", value: decision }),
+      el("button", { type: "submit", class: decision === "validate" ? "small ok" : "small danger",
+                     "aria-label": text + " the " + seg.model + " mask", text: text }),
+    ]);
+  }
+
+  function reviewBadge(seg) {
+    var text = seg.review_label;
+    if (seg.reviewed_by) text += " — " + seg.reviewed_by + ", " + TS.formatWhen(seg.reviewed_at);
+    return el("p", { class: "badge review-" + seg.review_status, text: text });
+  }
+
+  function card(key, title, subtitle, body) {
+    var layer = layers.get(key);
+    var swatch = el("span", { class: "swatch", "aria-hidden": "true" });
+    if (layer) swatch.style.background = TS.rgb(layer.colour);
+    var mini = el("canvas", { width: canvas.width, height: canvas.height, "data-layer": key, role: "img",
+                              "aria-label": title + " mask over the slice" });
+    return el("article", { class: "model-card", "data-model": key }, [
+      el("h3", {}, [swatch, title]), subtitle ? el("p", { class: "muted small", text: subtitle }) : null,
+      mini].concat(body));
+  }
+
+  function downloads(png, nifti, name) {
+    if (!png) return null;
+    return el("p", { class: "small" }, ["Download mask: ",
+      el("a", { href: png, download: "", "aria-label": "Download the " + name + " mask as PNG", text: "PNG" }), " · ",
+      el("a", { href: nifti, download: "", "aria-label": "Download the " + name + " mask as NIfTI", text: "NIfTI" })]);
+  }
+
+  function renderCards() {
+    cards.replaceChildren();
+    var gt = state.ground_truth;
+    if (gt) {
+      var who = gt.updated_by ? " by " + gt.updated_by : "";
+      cards.appendChild(card("ground_truth", "Ground truth",
+        gt.label + who + (gt.updated_at ? ", " + TS.formatWhen(gt.updated_at) : ""), [
+          el("p", {}, ["Area: ", el("strong", { text: TS.formatArea(gt.area_mm2, gt.area_px) })]),
+          el("p", { class: "badge review-validated",
+                    text: gt.source === "corrected" ? "Validated (corrected by a clinician)" : "Imported with the dataset" }),
+          downloads(gt.mask_png, gt.mask_nifti, "ground truth")]));
+    }
+    state.segmentations.forEach(function (seg) {
+      var body = [];
+      if (seg.status === "done") {
+        body.push(el("p", {}, ["Area: ", el("strong", { text: TS.formatArea(seg.area_mm2, seg.area_px) }),
+          seg.runtime_ms ? el("span", { class: "muted small", text: " · " + Math.round(seg.runtime_ms) + " ms" }) : null]));
+        body.push(reviewBadge(seg));
+        body.push(el("div", { class: "button-row" }, [reviewForm(seg, "validate", "Validate"),
+                                                       reviewForm(seg, "reject", "Reject")]));
+        body.push(downloads(seg.mask_png, seg.mask_nifti, seg.model));
+      } else if (seg.status === "failed") {
+        body.push(el("p", { class: "error", role: "alert", text: "Failed: " + seg.error }));
+      } else {
+        body.push(el("p", { class: "badge status-" + seg.status, text: seg.status === "running" ? "Segmenting…" : "Queued" }));
+      }
+      var subtitle = seg.is_ensemble ? "Mean of the models' probabilities" : "";
+      if (seg.is_primary) subtitle = (subtitle ? subtitle + " · " : "") + "primary mask";
+      cards.appendChild(card(seg.model, seg.model, subtitle, body));
+    });
+    if (!cards.children.length) cards.appendChild(el("p", { class: "muted", text: "No model has run on this case." }));
+    redraw();
+  }
+
+  function renderType() {
+    var current = document.getElementById("type-current");
+    current.textContent = state.tumour_type ? TS.TYPE_LABELS[state.tumour_type] : "not known yet";
+    var source = { clinician: "entered by a clinician", predicted: "predicted", imported: "imported with the dataset" };
+    document.getElementById("type-source").textContent = state.tumour_type_source ? "(" + source[state.tumour_type_source] + ")" : "";
+    if (state.predicted_tumour_type) {
+      var box = document.getElementById("type-suggestion");
+      box.replaceChildren("Suggested: ", el("strong", { text: TS.TYPE_LABELS[state.predicted_tumour_type] }),
+        ", confidence " + Math.round(100 * (state.predicted_confidence || 0)) + "%");
+      var select = document.getElementById("type-select");
+      if (!state.tumour_type_source || state.tumour_type_source === "predicted") select.value = state.predicted_tumour_type;
+    }
+  }
+
+  function apply(newState) {
+    state = newState;
+    document.getElementById("case-status").textContent = STATUS_TEXT[state.status] || state.status;
+    document.getElementById("case-status").className = "badge status-" + state.status;
+    var ms = document.getElementById("mask-state");
+    ms.textContent = state.mask_state.label;
+    ms.className = "badge state-" + state.mask_state.code;
+    if (state.ground_truth) ensureLayer("ground_truth", "Ground truth (" + state.ground_truth.source + ")",
+                                        state.ground_truth.mask_png + "?v=" + encodeURIComponent(state.ground_truth.updated_at || ""), false, true);
+    state.segmentations.forEach(function (seg) {
+      var label = seg.model + (seg.is_primary ? " (primary)" : "");
+      ensureLayer(seg.model, label, seg.status === "done" ? seg.mask_png : null, seg.is_ensemble,
+                  seg.is_primary && !state.ground_truth);
+    });
+    renderType();
+    renderCards();
+    if (state.status === "queued" || state.status === "running") {
+      pollTimer = setTimeout(poll, 1500);
+    } else {
+      loadSimilar();
+    }
+  }
+
+  function poll() {
+    TS.fetchJSON(app.dataset.stateUrl).then(apply).catch(function () { pollTimer = setTimeout(poll, 5000); });
+  }
+
+  function loadSimilar() {
+    if (similarDone) return;
+    var box = document.getElementById("similar-list");
+    TS.fetchJSON(app.dataset.similarUrl).then(function (data) {
+      if (data.status !== "ready") {
+        similarTries += 1;
+        box.replaceChildren(el("p", { class: "muted", text: "The case is being described for the similar-case search…" }));
+        if (similarTries < 15) setTimeout(loadSimilar, 2000);
+        else box.replaceChildren(el("p", { class: "muted", text: "No similar cases: this case has no usable mask yet." }));
+        return;
+      }
+      similarDone = true;
+      if (!data.results.length) {
+        box.replaceChildren(el("p", { class: "muted", text: "No similar case in the case base." }));
+        return;
+      }
+      box.replaceChildren.apply(box, data.results.map(function (r) {
+        var href = TS.caseUrl(app.dataset.caseUrl, r.case_id);
+        return el("a", { class: "similar-card", href: href, "data-case": r.case_id }, [
+          el("img", { src: TS.caseUrl(app.dataset.thumbUrl, r.case_id), alt: "Case " + r.case_id + " with its tumour outline",
+                      width: 120, height: 120, loading: "lazy" }),
+          el("div", {}, [
+            el("strong", { text: "Case " + r.case_id }),
+            el("p", { class: "small" }, [el("span", { class: "similarity", text: Math.round(100 * r.similarity) + "% similar" }),
+              " · ", el("span", { class: "tag type-" + r.tumour_type, text: TS.TYPE_LABELS[r.tumour_type] || "type unknown" })]),
+            el("p", { class: "small", text: r.diagnoses.length ? r.diagnoses.join(", ") : "No diagnosis recorded" }),
+            el("p", { class: "small muted", text: "Why: " + (r.why.length ? r.why.join("; ") : "close overall") }),
+          ]),
+        ]);
+      }));
+    }).catch(function () {
+      box.replaceChildren(el("p", { class: "error", text: "Similar cases could not be loaded." }));
+    });
+  }
+
+  poll();
+})();

@@ -1,0 +1,119 @@
+/* Mask correction: brush and eraser on a canvas over the slice, with undo; saved as a PNG data URL. */
+(function () {
+  var app = document.getElementById("correct-app");
+  if (!app) return;
+  var sliceCanvas = document.getElementById("slice-layer");
+  var maskCanvas = document.getElementById("mask-layer");
+  var mctx = maskCanvas.getContext("2d", { willReadFrequently: true });
+  var form = document.getElementById("correct-form");
+  var sizeInput = document.getElementById("brush-size");
+  var undoButton = document.getElementById("undo");
+  var statusBox = document.getElementById("editor-status");
+  var PAINT = "rgb(255, 48, 48)";
+  var history = [], drawing = false, last = null, dirty = false;
+
+  function load(url) {
+    return new Promise(function (resolve, reject) {
+      var img = new Image();
+      img.onload = function () { resolve(img); };
+      img.onerror = reject;
+      img.src = url;
+    });
+  }
+
+  load(app.dataset.sliceUrl).then(function (img) { sliceCanvas.getContext("2d").drawImage(img, 0, 0); });
+  if (app.dataset.maskUrl) {
+    load(app.dataset.maskUrl).then(function (img) {
+      // White (tumour) becomes opaque paint, black becomes transparent.
+      var tmp = document.createElement("canvas");
+      tmp.width = maskCanvas.width; tmp.height = maskCanvas.height;
+      var t = tmp.getContext("2d");
+      t.drawImage(img, 0, 0, tmp.width, tmp.height);
+      var src = t.getImageData(0, 0, tmp.width, tmp.height);
+      var out = mctx.createImageData(tmp.width, tmp.height);
+      for (var i = 0; i < src.data.length; i += 4) {
+        if (src.data[i] > 127) { out.data[i] = 255; out.data[i + 1] = 48; out.data[i + 2] = 48; out.data[i + 3] = 255; }
+      }
+      mctx.putImageData(out, 0, 0);
+    });
+  }
+
+  function setOpacity() { maskCanvas.style.opacity = document.getElementById("mask-opacity").value / 100; }
+  document.getElementById("mask-opacity").addEventListener("input", setOpacity);
+  setOpacity();
+  sizeInput.addEventListener("input", function () { document.getElementById("brush-size-value").textContent = sizeInput.value; });
+
+  function tool() { return form.elements.tool.value; }
+
+  function snapshot() {
+    history.push(mctx.getImageData(0, 0, maskCanvas.width, maskCanvas.height));
+    if (history.length > 30) history.shift();
+    undoButton.disabled = false;
+  }
+
+  function undo() {
+    if (!history.length) return;
+    mctx.putImageData(history.pop(), 0, 0);
+    undoButton.disabled = history.length === 0;
+    statusBox.textContent = "Undone.";
+  }
+
+  function point(e) {
+    var r = maskCanvas.getBoundingClientRect();
+    return { x: (e.clientX - r.left) * (maskCanvas.width / r.width), y: (e.clientY - r.top) * (maskCanvas.height / r.height) };
+  }
+
+  function stroke(from, to) {
+    var scale = maskCanvas.width / maskCanvas.getBoundingClientRect().width;
+    mctx.globalCompositeOperation = tool() === "eraser" ? "destination-out" : "source-over";
+    mctx.strokeStyle = mctx.fillStyle = PAINT;
+    mctx.lineWidth = sizeInput.value * scale;
+    mctx.lineCap = mctx.lineJoin = "round";
+    mctx.beginPath();
+    mctx.moveTo(from.x, from.y);
+    mctx.lineTo(to.x + 0.01, to.y);
+    mctx.stroke();
+    mctx.globalCompositeOperation = "source-over";
+  }
+
+  maskCanvas.addEventListener("pointerdown", function (e) {
+    e.preventDefault();
+    maskCanvas.setPointerCapture(e.pointerId);
+    snapshot();
+    drawing = true; dirty = true;
+    last = point(e);
+    stroke(last, last);
+  });
+  maskCanvas.addEventListener("pointermove", function (e) {
+    if (!drawing) return;
+    var p = point(e);
+    stroke(last, p);
+    last = p;
+  });
+  ["pointerup", "pointercancel"].forEach(function (name) {
+    maskCanvas.addEventListener(name, function () {
+      if (drawing) statusBox.textContent = tool() === "eraser" ? "Erased part of the mask." : "Painted.";
+      drawing = false;
+    });
+  });
+
+  undoButton.addEventListener("click", undo);
+  document.getElementById("clear").addEventListener("click", function () {
+    snapshot();
+    mctx.clearRect(0, 0, maskCanvas.width, maskCanvas.height);
+    dirty = true;
+    statusBox.textContent = "Cleared. Paint the tumour, or undo.";
+  });
+  document.addEventListener("keydown", function (e) {
+    if (e.target.matches("input[type=text], textarea")) return;
+    if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") { e.preventDefault(); undo(); }
+    else if (!e.ctrlKey && !e.metaKey && e.key.toLowerCase() === "b") form.elements.tool.value = "brush";
+    else if (!e.ctrlKey && !e.metaKey && e.key.toLowerCase() === "e") form.elements.tool.value = "eraser";
+  });
+
+  form.addEventListener("submit", function () {
+    document.getElementById("mask-data").value = maskCanvas.toDataURL("image/png");
+    dirty = false;
+  });
+  window.addEventListener("beforeunload", function (e) { if (dirty) { e.preventDefault(); e.returnValue = ""; } });
+})();
