@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Max
 
-from recommender.fields import parse_vector, to_pgvector_literal
+from recommender.fields import to_pgvector_literal
 from recommender.models import CaseFeatures
 
 
@@ -44,12 +44,12 @@ class NumpyIndex:
         with self._lock:
             if self._cache.get("stamp") != stamp:
                 rows = list(base.order_by("case_id").values_list("case_id", "patient_id", "tumour_type", "combined"))
-                self._cache = {
+                type(self)._cache = {
                     "stamp": stamp,
                     "case_ids": np.array([r[0] for r in rows], dtype=np.int64),
                     "patient_ids": np.array([r[1] if r[1] is not None else -1 for r in rows], dtype=np.int64),
                     "types": np.array([r[2] or "" for r in rows], dtype=object),
-                    "vectors": np.stack([parse_vector(r[3]) for r in rows]) if rows
+                    "vectors": np.stack([r[3] for r in rows]) if rows
                     else np.zeros((0, 1), np.float32),
                 }
             return self._cache

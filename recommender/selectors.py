@@ -15,17 +15,19 @@ from recommender.models import CaseFeatures, FeatureScaler
 from recommender.names import normalise
 
 KNN_K = 10
-_scaler_cache: dict[int, ranking.Scaler] = {}
+_scaler_cache: dict[int, tuple[FeatureScaler, ranking.Scaler]] = {}
 
 
 def current_scaler() -> tuple[FeatureScaler, ranking.Scaler] | None:
-    row = FeatureScaler.objects.filter(is_current=True).first()
-    if row is None:
+    """The current scaler row and its numpy form (parsed once per process and scaler)."""
+    pk = FeatureScaler.objects.filter(is_current=True).values_list("pk", flat=True).first()
+    if pk is None:
         return None
-    if row.pk not in _scaler_cache:
+    if pk not in _scaler_cache:
+        row = FeatureScaler.objects.get(pk=pk)
         _scaler_cache.clear()
-        _scaler_cache[row.pk] = ranking.Scaler.from_params(row.params)
-    return row, _scaler_cache[row.pk]
+        _scaler_cache[pk] = (row, ranking.Scaler.from_params(row.params))
+    return _scaler_cache[pk]
 
 
 @dataclass

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from segmentation.models import SegmentationRun
-from segmentation.services import primary_model_version, segmentation_run_review
+from segmentation.services import SegmentationError, primary_model_version, segmentation_run_review
 
 
 def _url(request, field_file) -> str | None:
@@ -66,6 +66,10 @@ class SegmentationReviewApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         run = get_object_or_404(SegmentationRun.objects.select_related("case", "model_version"), pk=run_id)
-        run = segmentation_run_review(run=run, user=request.user, validated=serializer.validated_data["validated"])
+        try:
+            run = segmentation_run_review(run=run, user=request.user,
+                                          validated=serializer.validated_data["validated"])
+        except SegmentationError as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(SegmentationRunOutputSerializer(run, context={"request": request}).data,
                         status=status.HTTP_200_OK)

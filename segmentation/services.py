@@ -362,6 +362,8 @@ def segmentation_run_review(*, run: SegmentationRun, user, validated: bool) -> S
     """A clinician validates (the mask joins the case base) or rejects an AI mask."""
     from segmentation.models import ReviewStatus
 
+    if run.status != RunStatus.DONE:
+        raise SegmentationError("Only a finished segmentation can be reviewed.")
     run.review_status = ReviewStatus.VALIDATED if validated else ReviewStatus.REJECTED
     run.reviewed_by = user
     run.reviewed_at = timezone.now()

@@ -1,0 +1,194 @@
+"""Similar-case search at scale: pgvector HNSW against exact numpy, on synthetic vectors.
+
+    DATABASE_URL=postgres://tumorsite:tumorsite@127.0.0.1:5432/tumorsite \
+        .venv/bin/python benchmarks/recommender.py --sizes 10000 100000 [1000000] [--json out.json]
+
+For each size N it makes N vectors of the real dimension (recommender.models.COMBINED_DIM), drawn from
+a mixture of Gaussian clusters with a tumour type each (case vectors are clustered, not uniform),
+loads them into a scratch table with COPY, builds the same HNSW index as migration 0002
+(vector_l2_ops, m=16, ef_construction=64), then times ``--queries`` nearest-10 queries:
+- exact numpy (float32, brute force over all N; the embedded mode's search);
+- pgvector HNSW without a filter, and with a tumour-type filter (iterative scan, relaxed order): the
+  query's own type (what the app asks) and another type (a user's explicit filter), for each
+  ``--ef-search``, fetching 4 x 10 rows and keeping the 10 nearest, as the app does;
+- then the same filtered queries with one partial HNSW index per type (migration 0004);
+recall@10 is measured against the exact result of the same (filtered) query. The scratch table is
+dropped at the end. Prints a table; ``--json`` writes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+TYPES = ("meningioma", "glioma", "pituitary")
+
+
+def _dimension() -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tumorsite.settings.base")
+    import django
+
+    django.setup()
+    from recommender.models import COMBINED_DIM
+
+    return COMBINED_DIM
+
+
+def synthetic(n: int, dim: int, rng: np.random.Generator, clusters: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    centres = rng.normal(0, 1.0, size=(clusters, dim)).astype(np.float32)
+    types = np.arange(clusters) % len(TYPES)
+    which = rng.integers(0, clusters, size=n)
+    vectors = centres[which] + rng.normal(0, 0.6, size=(n, dim)).astype(np.float32)
+    return vectors.astype(np.float32), types[which]
+
+
+def _literal(v: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.6g}" for x in v) + "]"
+
+
+def exact_top(vectors: np.ndarray, q: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
+    d = ((vectors - q) ** 2).sum(axis=1)
+    if mask is not None:
+        d = np.where(mask, d, np.inf)
+    top = np.argpartition(d, k)[:k]
+    return top[np.argsort(d[top])]
+
+
+def run_size(conn, n: int, dim: int, args, rng) -> dict:
+    vectors, types = synthetic(n, dim, rng)
+    table = f"bench_recommender_{n}"
+    result: dict = {"n": n, "dim": dim}
+    with conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        cur.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, tumour_type text, combined vector({dim}))")
+        started = time.perf_counter()
+        with cur.copy(f"COPY {table} (id, tumour_type, combined) FROM STDIN") as copy:
+            for start in range(0, n, 20000):
+                buf = io.StringIO()
+                for i in range(start, min(n, start + 20000)):
+                    buf.write(f"{i}\t{TYPES[types[i]]}\t{_literal(vectors[i])}\n")
+                copy.write(buf.getvalue())
+        result["load_s"] = round(time.perf_counter() - started, 1)
+        cur.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
+        cur.execute(f"SET max_parallel_maintenance_workers = {args.build_workers}")
+        started = time.perf_counter()
+        cur.execute(f"CREATE INDEX ON {table} USING hnsw (combined vector_l2_ops) WITH (m = 16, ef_construction = 64)")
+        result["index_build_s"] = round(time.perf_counter() - started, 1)
+        cur.execute(f"ANALYZE {table}")
+    conn.commit()
+
+    # The app filters by the query's own (entered or suggested) type; a user may also ask for another type.
+    source = rng.integers(0, n, size=args.queries)
+    queries = vectors[source] + rng.normal(0, 0.3, size=(args.queries, dim)).astype(np.float32)
+    own_types = types[source]
+    other_types = (own_types + rng.integers(1, len(TYPES), size=args.queries)) % len(TYPES)
+    k = 10
+
+    # Exact numpy.
+    times, truth = [], {"none": [], "own": [], "other": []}
+    for q, own, other in zip(queries, own_types, other_types):
+        started = time.perf_counter()
+        truth["none"].append(exact_top(vectors, q, k))
+        times.append((time.perf_counter() - started) * 1000)
+        truth["own"].append(exact_top(vectors, q, k, types == own))
+        truth["other"].append(exact_top(vectors, q, k, types == other))
+    result["numpy"] = {"p50_ms": round(float(np.percentile(times, 50)), 2),
+                       "p99_ms": round(float(np.percentile(times, 99)), 2), "recall_at_10": 1.0}
+
+    def measure(label: str, ef: int) -> None:
+        for filt, wanted in (("none", None), ("own", own_types), ("other", other_types)):
+            times, recalls = [], []
+            with conn.cursor() as cur:
+                cur.execute("SET hnsw.iterative_scan = relaxed_order")
+                cur.execute(f"SET hnsw.ef_search = {ef}")
+                for i, q in enumerate(queries):
+                    lit = _literal(q)
+                    where = f"WHERE tumour_type = '{TYPES[wanted[i]]}' " if wanted is not None else ""
+                    # As recommender.index + selectors do: fetch 4k, re-sort by exact distance, keep k
+                    # (relaxed_order may return rows slightly out of order).
+                    started = time.perf_counter()
+                    cur.execute(f"SELECT id, combined <-> %s::vector AS d FROM {table} {where}"
+                                "ORDER BY combined <-> %s::vector LIMIT %s", [lit, lit, 4 * k])
+                    ids = [row[0] for row in sorted(cur.fetchall(), key=lambda r: r[1])[:k]]
+                    times.append((time.perf_counter() - started) * 1000)
+                    recalls.append(len(set(ids) & set(truth[filt][i].tolist())) / k)
+            conn.commit()
+            if label == "partial" and filt == "none":
+                continue
+            key = f"{label}_ef{ef}" + {"none": "", "own": "_own_type", "other": "_other_type"}[filt]
+            result[key] = {"p50_ms": round(float(np.percentile(times, 50)), 2),
+                           "p99_ms": round(float(np.percentile(times, 99)), 2),
+                           "recall_at_10": round(float(np.mean(recalls)), 4)}
+
+    for ef in args.ef_search:
+        measure("hnsw", ef)
+    if args.partial:
+        # As migration 0004: one partial HNSW index per type, so a type filter searches its own graph.
+        with conn.cursor() as cur:
+            started = time.perf_counter()
+            for t in TYPES:
+                cur.execute(f"CREATE INDEX ON {table} USING hnsw (combined vector_l2_ops) "
+                            f"WITH (m = 16, ef_construction = 64) WHERE tumour_type = '{t}'")
+            result["partial_index_build_s"] = round(time.perf_counter() - started, 1)
+            cur.execute(f"ANALYZE {table}")
+        conn.commit()
+        for ef in args.ef_search:
+            measure("partial", ef)
+    if not args.keep:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP TABLE {table}")
+        conn.commit()
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[40, 100])
+    parser.add_argument("--maintenance-work-mem", default="1GB")
+    parser.add_argument("--build-workers", type=int, default=2)
+    parser.add_argument("--no-partial", dest="partial", action="store_false",
+                        help="skip the per-type partial indexes")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch tables")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        parser.error("set DATABASE_URL=postgres://... (a database with the vector extension)")
+    import psycopg
+
+    dim = _dimension()
+    rng = np.random.default_rng(args.seed)
+    results = []
+    with psycopg.connect(url.replace("postgres://", "postgresql://", 1)) as conn:
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.commit()
+        for n in args.sizes:
+            print(f"N={n:,}: loading and indexing ...", flush=True)
+            results.append(run_size(conn, n, dim, args, rng))
+            r = results[-1]
+            print(f"  load {r['load_s']} s, HNSW build {r['index_build_s']} s, "
+                  f"per-type partial indexes {r.get('partial_index_build_s', '-')} s")
+            print(f"  {'method':<28}{'p50 ms':>9}{'p99 ms':>9}{'recall@10':>11}")
+            for key, value in r.items():
+                if isinstance(value, dict):
+                    print(f"  {key:<28}{value['p50_ms']:>9}{value['p99_ms']:>9}{value['recall_at_10']:>11}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
