@@ -10,7 +10,8 @@
   var opacityInput = document.getElementById("opacity");
   var opacityOut = document.getElementById("opacity-value");
 
-  var slice = null, state = null, pollTimer = null, similarTries = 0, similarDone = false;
+  var slice = null, state = null, pollTimer = null, similarTries = 0, similarDone = false, followUps = 0;
+  var similarLoading = false;
   var opacity = opacityInput.value / 100, mode = "filled";
   var layers = new Map();  // key -> {key, label, colour, url, mask, visible, checkbox}
   var paletteIndex = 0;
@@ -173,8 +174,15 @@
     });
     renderType();
     renderCards();
+    var awaitingSuggestion = !state.predicted_tumour_type && state.segmentations.length &&
+      (!state.tumour_type_source || state.tumour_type_source === "predicted");
     if (state.status === "queued" || state.status === "running") {
       pollTimer = setTimeout(poll, 1500);
+    } else if (awaitingSuggestion && followUps < 10) {
+      // The suggestion is made just after the primary mask is stored: ask again for a short while.
+      followUps += 1;
+      pollTimer = setTimeout(poll, 1500);
+      loadSimilar();
     } else {
       loadSimilar();
     }
@@ -185,9 +193,11 @@
   }
 
   function loadSimilar() {
-    if (similarDone) return;
+    if (similarDone || similarLoading) return;
+    similarLoading = true;
     var box = document.getElementById("similar-list");
     TS.fetchJSON(app.dataset.similarUrl).then(function (data) {
+      similarLoading = false;
       if (data.status !== "ready") {
         similarTries += 1;
         box.replaceChildren(el("p", { class: "muted", text: "The case is being described for the similar-case search…" }));
@@ -215,6 +225,7 @@
         ]);
       }));
     }).catch(function () {
+      similarLoading = false;
       box.replaceChildren(el("p", { class: "error", text: "Similar cases could not be loaded." }));
     });
   }
