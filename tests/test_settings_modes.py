@@ -155,3 +155,9 @@ def test_embedded_tasks_see_the_database(settings):
     assert wait_idle(timeout=20)
     result = future.result().get()
     assert result["scan_id"] == case.scan_id and result["ok"] is False  # the factory's sha256 is made up
+
+
+@pytest.mark.django_db
+def test_healthz_answers_without_signing_in(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
