@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml
 # Embedded mode: SQLite and media under ./var, tasks on an in-process background thread.
 demo: install
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py migrate --noinput
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py collectstatic --noinput -v0
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py demo_setup --data '$(DATA)'
 	@echo "TumorSite is starting on http://$(HOST)/ (Ctrl-C stops it)"
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py runserver $(HOST)

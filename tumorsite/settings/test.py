@@ -11,3 +11,6 @@ MEDIA_ROOT = TUMORSITE_VAR_DIR / "test-media"
 # DATABASE_URL=.../test_<name> works on the very database pytest creates (see .ci/run).
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}"}
+
+# Tests never run collectstatic; without a STATIC_ROOT WhiteNoise serves through the finders only.
+STATIC_ROOT = None
