@@ -134,6 +134,7 @@ def case_state_view(request: HttpRequest, case_id: int) -> JsonResponse:
         seg["mask_nifti"] = reverse("run-mask", args=[case.pk, run.pk, "nii.gz"]) if run.mask_file else None
         seg["review_url"] = reverse("run-review", args=[run.pk])
     state = mask_state(case, runs.values())
+    data["status"] = case_status(runs.values())  # "none" rather than the API's "queued" when nothing ran
     data["mask_state"] = {"code": state.code, "label": state.label}
     data["spacing_known"] = bool(case.scan.pixel_spacing_mm)
     data["ground_truth"] = None
@@ -256,7 +257,9 @@ def case_report_view(request: HttpRequest, case_id: int) -> HttpResponse:
     return render(request, "cases/case_report.html", {
         "case": case, "runs": runs, "state": mask_state(case, runs), "area": case_area(case, best),
         "has_mask": best is not None,
-        "similar": [{"match": m, "diagnoses": names.get(m.case_id, [])} for m in similar],
+        "similar": [{"match": m, "diagnoses": names.get(m.case_id, []),
+                     "type_label": TumourType(m.tumour_type).label if m.tumour_type in TumourType.values else None}
+                    for m in similar],
         "diagnoses": case.case_diagnoses.select_related("diagnosis", "recorded_by").order_by("recorded_at"),
         "corrected": case.mask_source == MaskSource.CORRECTED,
     })

@@ -32,6 +32,10 @@
         setTimeout(function () { watch(row, caseId); }, 1500);
         return;
       }
+      if (!s.segmentations.length) {
+        status.textContent = "Recorded, but not segmented: no segmentation model is installed.";
+        return;
+      }
       var primary = s.segmentations.filter(function (x) { return x.is_primary; })[0];
       var failed = s.segmentations.filter(function (x) { return x.status === "failed"; });
       var text = "Segmented";

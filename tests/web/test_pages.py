@@ -220,3 +220,10 @@ def test_the_report_lists_the_models_the_measurements_and_the_diagnoses(owner_cl
 def test_a_missing_case_is_a_404(owner_client):
     assert owner_client.get("/cases/999999/").status_code == 404
     assert owner_client.get("/cases/999999/state.json").status_code == 404
+
+
+def test_an_imported_case_has_no_segmentation_to_wait_for(owner_client, media_dir):
+    case = make_case(patient="IMPORTED", seed=6, ground_truth=True, tumour_type="meningioma")
+    state = owner_client.get(f"/cases/{case.pk}/state.json").json()
+    assert state["status"] == "none" and state["segmentations"] == []
+    assert state["mask_state"]["code"] == "imported" and state["ground_truth"]["source"] == "imported"
