@@ -15,7 +15,8 @@ Metrics (Cheng et al. 2016: a result is relevant when its tumour type is the que
   R the number of base cases of the query's type (hundreds on the real data, so the divisor is k);
 - ``type_accuracy``: the suggested type equals the label;
 - ``query_ms_p50``: the type vote + similar-case query; ``pipeline_ms_p50``: segmentation to results.
-A query whose predicted mask is empty gets no type and no results: it counts as wrong, with AP 0.
+A query whose predicted mask is empty is described by its faint outline (``outline_from_probability``), as
+an upload would be; one with no outline at all gets no type and no results: wrong, with AP 0.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from django.db.models import Count
 from cases.models import Patient
 from recommender.models import CaseFeatures
 from recommender.selectors import Query, current_scaler, similar_for_query, type_vote
-from recommender.services import combine, describe_slice, embedding_model_version, feature_scaler_fit
+from recommender.services import outline_from_probability, combine, describe_slice, embedding_model_version, feature_scaler_fit
 from recommender import features as feature_extractor
 
 
@@ -112,7 +113,8 @@ def _evaluate(*, data_dir: Path, records: list, k: int, ground_truth_masks: bool
         if ground_truth_masks:
             mask = np.asarray(Image.open(Path(data_dir) / "masks" / f"{record.id}.png").convert("L")) > 127
         else:
-            _, mask = segment_image(primary, image)
+            prob, mask = segment_image(primary, image)
+            mask = outline_from_probability(prob, mask)
         try:
             feats, embedding, embedding_model = describe_slice(image, mask, embed_version=embed_version)
         except feature_extractor.FeatureError:

@@ -55,10 +55,24 @@ def combine(feats: np.ndarray, embedding: np.ndarray | None, embedding_model: st
     return scaler.transform(feats, usable)
 
 
+def outline_from_probability(prob: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The mask to describe a case by: the model's own mask, or when that is empty, the largest region
+    above half the map's peak (so a faint tumour still gets a description and a type suggestion)."""
+    from scipy import ndimage
+
+    if mask.any() or prob is None or float(prob.max()) < 0.05:
+        return mask
+    labels, n = ndimage.label(prob >= 0.5 * float(prob.max()))
+    if n == 0:
+        return mask
+    sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
+    return labels == (int(np.argmax(sizes)) + 1)
+
+
 def case_mask(case: Case) -> tuple[np.ndarray, str] | None:
     """The best outline of the case's tumour: ground truth, else a validated AI mask, else the primary run's."""
     from segmentation.models import ReviewStatus, RunStatus
-    from segmentation.services import load_mask, primary_model_version
+    from segmentation.services import load_mask, load_probability, primary_model_version
 
     if case.ground_truth_mask and case.mask_source in (MaskSource.IMPORTED, MaskSource.CORRECTED):
         return case_ground_truth_mask(case=case), MaskKind.GROUND_TRUTH
@@ -70,8 +84,8 @@ def case_mask(case: Case) -> tuple[np.ndarray, str] | None:
         return load_mask(validated[0]), MaskKind.VALIDATED
     if primary is not None:
         run = next((r for r in runs if r.model_version_id == primary.pk), None)
-        if run is not None and run.area_px:
-            return load_mask(run), MaskKind.PRIMARY
+        if run is not None:
+            return outline_from_probability(load_probability(run), load_mask(run)), MaskKind.PRIMARY
     return None
 
 

@@ -81,7 +81,8 @@ def _flow(api, wait):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_upload_to_similar_cases_in_the_embedded_mode(api, models_dir, media_dir, clinician):
+def test_upload_to_similar_cases_in_the_embedded_mode(api, models_dir, media_dir, clinician, settings):
+    settings.CELERY_BROKER_URL = ""  # the in-process queue, even when the suite runs beside a broker
     model_versions_sync()
     make_case_base(n_per_type=4, user=clinician)
     case_base_build()

@@ -72,3 +72,17 @@ def test_agreement_lists_the_closest_features_first():
     z2 = np.full(N_FEATURES, 3.0)
     z2[FEATURE_NAMES.index("solidity")] = 0.1
     assert describe_agreement(z1, z2) == ["solidity (convexity)"]
+
+
+def test_a_faint_tumour_is_outlined_from_the_probability_map():
+    from recommender.services import outline_from_probability
+
+    prob = np.zeros((40, 40), np.float32)
+    prob[10:20, 10:20] = 0.3  # below the model's threshold: its mask is empty
+    prob[30:32, 30:32] = 0.2
+    outline = outline_from_probability(prob, prob > 0.5)
+    assert outline.sum() == 100 and outline[15, 15]
+    kept = np.zeros((40, 40), bool)
+    kept[0, 0] = True
+    assert outline_from_probability(prob, kept) is kept
+    assert not outline_from_probability(np.zeros((4, 4)), np.zeros((4, 4), bool)).any()
