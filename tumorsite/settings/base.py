@@ -8,7 +8,7 @@ Postgres with real Celery workers.
 
 from pathlib import Path
 
-from tumorsite.env import env, envbool, envint, envlist, parse_database_url
+from tumorsite.env import EnvError, env, envbool, envint, envlist, parse_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -24,6 +24,12 @@ TUMORSITE_DATA = Path(env("TUMORSITE_DATA", str(BASE_DIR.parent / "shared" / "da
 TUMORSITE_MODELS_DIR = Path(env("TUMORSITE_MODELS_DIR", str(BASE_DIR / "models"))).resolve()
 TUMORSITE_MAX_UPLOAD_MB = envint("TUMORSITE_MAX_UPLOAD_MB", 50)
 TUMORSITE_MAX_PIXELS = envint("TUMORSITE_MAX_PIXELS", 8192 * 8192)
+# The model whose mask is a case's primary mask (and whose finish triggers the case's description).
+TUMORSITE_PRIMARY_MODEL = env("TUMORSITE_PRIMARY_MODEL", "ensemble")
+# Similar-case search: "numpy" (exact) or "pgvector" (HNSW); empty = pgvector on PostgreSQL, else numpy.
+TUMORSITE_VECTOR_INDEX = env("TUMORSITE_VECTOR_INDEX", "")
+if TUMORSITE_VECTOR_INDEX not in ("", "numpy", "pgvector"):
+    raise EnvError(f"TUMORSITE_VECTOR_INDEX={TUMORSITE_VECTOR_INDEX!r}: use numpy or pgvector")
 # Run by `manage.py demo_setup` (make demo) after the import, when they exist; apps may append theirs.
 TUMORSITE_DEMO_SETUP_COMMANDS = ["sync_models", "build_case_base"]
 
