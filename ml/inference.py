@@ -229,3 +229,37 @@ def save_bundle(model, directory: str | Path, name: str, metadata: dict) -> Path
 def clear_cache() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
+
+
+class Ensemble:
+    """Averages its members' probability maps (each at the image's own size).
+
+    Threshold: the mean of the members' validation-chosen thresholds; keep-largest clean-up when most
+    members use it.
+    """
+
+    def __init__(self, members: Sequence[Segmenter], name: str = "ensemble"):
+        if not members:
+            raise ValueError("An ensemble needs at least one member.")
+        self.members = list(members)
+        self.name = name
+        self.threshold = float(np.mean([m.threshold for m in self.members]))
+        self.keep_largest = sum(m.keep_largest for m in self.members) * 2 > len(self.members)
+        self.min_component_px = 0
+
+    def predict_proba(self, images: Sequence[np.ndarray], *, tta: bool = False, batch_size: int = 16):
+        per_member = [m.predict_proba(images, tta=tta, batch_size=batch_size) for m in self.members]
+        return [ensemble_proba(list(ps)) for ps in zip(*per_member)]
+
+    def binarize(self, prob: np.ndarray) -> np.ndarray:
+        return binarize(prob, self.threshold, min_component_px=self.min_component_px,
+                        keep_largest=self.keep_largest)
+
+    def segment(self, images: Sequence[np.ndarray], *, tta: bool = False) -> list[np.ndarray]:
+        return [self.binarize(p) for p in self.predict_proba(images, tta=tta)]
+
+
+def shipped_bundles(directory: str | Path) -> list[Path]:
+    """The ``.keras`` files in ``directory`` that have their ``.json`` beside them, by name."""
+    directory = Path(directory)
+    return sorted(p for p in directory.glob("*.keras") if p.with_suffix(".json").is_file())

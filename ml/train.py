@@ -265,6 +265,14 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
     return {"name": cfg.name, "path": str(path), **metadata}
 
 
+def set_threads(n: int) -> None:
+    """Limit TensorFlow to ``n`` intra-op threads (and one inter-op thread); call before any op runs."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(n)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
 def main(argv=None) -> None:
     """``python -m ml.train``: the same training as ``manage.py train_model``, without Django."""
     import argparse
@@ -287,7 +295,10 @@ def main(argv=None) -> None:
     parser.add_argument("--max-minutes", type=float)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
     args = parser.parse_args(argv)
+    if args.threads:
+        set_threads(args.threads)
     train(TrainConfig(architecture=args.architecture, encoder=args.encoder, data_dir=args.data,
                       image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
                       base_filters=args.base_filters, encoder_weights=args.encoder_weights, name=args.name,

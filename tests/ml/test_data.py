@@ -1,0 +1,98 @@
+"""Patient-group splits and the training pipeline."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from ml.data import Record, kfold_by_patient, split_by_patient
+
+
+def _records():
+    recs, n = [], 0
+    for g in range(60):
+        ttype = ("meningioma", "glioma", "pituitary")[g % 3]
+        for _ in range(1 + g % 5):
+            n += 1
+            recs.append(Record(id=str(n), tumour_type=ttype, patient_group=f"P{g}"))
+    return recs
+
+
+def test_no_patient_group_is_on_two_sides():
+    recs = _records()
+    split = split_by_patient(recs, seed=1)
+    group = {r.id: r.patient_group for r in recs}
+    sides = {name: {group[i] for i in ids} for name, ids in split.items()}
+    assert not sides["train"] & sides["val"] and not sides["train"] & sides["test"] and not sides["val"] & sides["test"]
+    assert sorted(sum(split.values(), []), key=int) == [r.id for r in recs]
+
+
+def test_split_is_seeded_and_stratified_by_type():
+    recs = _records()
+    assert split_by_patient(recs, seed=3) == split_by_patient(recs, seed=3)
+    assert split_by_patient(recs, seed=3) != split_by_patient(recs, seed=4)
+    ttype = {r.id: r.tumour_type for r in recs}
+    test = Counter(ttype[i] for i in split_by_patient(recs, seed=3)["test"])
+    assert set(test) == {"meningioma", "glioma", "pituitary"}
+    total = len(recs)
+    n_test = sum(test.values())
+    assert 0.08 * total < n_test < 0.22 * total
+
+
+def test_bad_fractions_are_refused():
+    with pytest.raises(ValueError, match="sum to less than 1"):
+        split_by_patient(_records(), val_fraction=0.6, test_fraction=0.5)
+
+
+def test_kfold_partitions_by_patient_group():
+    recs = _records()
+    folds = kfold_by_patient(recs, k=5, seed=0)
+    group = {r.id: r.patient_group for r in recs}
+    seen = set()
+    for fold in folds:
+        groups = {group[i] for i in fold}
+        assert not groups & seen
+        seen |= groups
+    assert sum(len(f) for f in folds) == len(recs)
+    sizes = [len(f) for f in folds]
+    assert max(sizes) - min(sizes) <= 6
+
+
+def test_augmentation_moves_image_and_mask_together():
+    import tensorflow as tf
+
+    from ml.data import Augmentation, _augment
+
+    tf.random.set_seed(0)
+    image = np.zeros((32, 32, 1), np.float32)
+    image[4:12, 4:12] = 1.0
+    mask = image.copy()
+    aug = Augmentation(max_brightness=0.0, max_contrast=0.0)
+    for _ in range(5):
+        img2, mask2 = (t.numpy() for t in _augment(tf.constant(image), tf.constant(mask), aug))
+        assert set(np.unique(mask2)) <= {0.0, 1.0}
+        assert img2.min() >= 0.0 and img2.max() <= 1.0
+        bright = img2[..., 0] > 0.5
+        overlap = (bright & (mask2[..., 0] > 0)).sum() / max(bright.sum(), 1)
+        assert overlap > 0.85
+
+
+def test_dataset_batches_have_the_model_shape():
+    from ml.data import make_dataset
+
+    x = np.random.rand(5, 32, 32, 1).astype("float32")
+    y = (x > 0.5).astype("float32")
+    batches = list(make_dataset(x, y, batch_size=2, repeat_outputs=3))
+    assert len(batches) == 3
+    assert batches[0][0].shape == (2, 32, 32, 1) and len(batches[0][1]) == 3
+
+
+@pytest.mark.realdata
+def test_the_shared_split_keeps_patients_apart(figshare_dir):
+    from ml.data import read_records
+
+    recs = read_records(figshare_dir)
+    split = split_by_patient(recs, seed=42)
+    group = {r.id: r.patient_group for r in recs}
+    assert not {group[i] for i in split["train"]} & {group[i] for i in split["test"]}
+    assert len(recs) == sum(len(v) for v in split.values())

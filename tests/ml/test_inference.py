@@ -1,0 +1,109 @@
+"""Inference cache, sizes, TTA, embedding and the ensemble."""
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    from ml.inference import save_bundle
+    from ml.models import ModelSpec
+
+    spec = ModelSpec(architecture="unet", input_size=32, base_filters=4, depth=3)
+    path = save_bundle(spec.build(), tmp_path_factory.mktemp("models"), "tiny",
+                       {"spec": spec.get_config(), "threshold": 0.4,
+                        "postprocess": {"keep_largest": True, "min_component_px": 0}})
+    return path
+
+
+def test_it_loads_once_per_process(bundle):
+    from ml.inference import load_segmenter
+
+    assert load_segmenter(bundle) is load_segmenter(bundle)
+    assert load_segmenter(bundle).threshold == 0.4
+
+
+def test_masks_come_back_at_the_original_size(bundle):
+    from ml.inference import load_segmenter
+
+    seg = load_segmenter(bundle)
+    images = [np.random.rand(50, 70), (np.random.rand(256, 256) * 255).astype(np.uint8), np.zeros((33, 33))]
+    probs = seg.predict_proba(images)
+    assert [p.shape for p in probs] == [(50, 70), (256, 256), (33, 33)]
+    assert all(p.dtype == np.float32 and 0 <= p.min() and p.max() <= 1 for p in probs)
+    masks = seg.segment(images, tta=True)
+    assert [m.shape for m in masks] == [(50, 70), (256, 256), (33, 33)]
+
+
+def test_batched_and_single_calls_agree(bundle):
+    from ml.inference import load_segmenter
+
+    seg = load_segmenter(bundle)
+    images = [np.random.default_rng(i).random((40, 40)) for i in range(5)]
+    together = seg.predict_proba(images, batch_size=4)
+    alone = [seg.predict_proba([img])[0] for img in images]
+    for a, b in zip(together, alone):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_tta_averages_the_flipped_prediction(bundle):
+    from ml.inference import load_segmenter
+
+    seg = load_segmenter(bundle)
+    img = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    plain = seg.predict_proba([img])[0]
+    flipped = seg.predict_proba([img[:, ::-1].copy()])[0][:, ::-1]
+    np.testing.assert_allclose(seg.predict_proba([img], tta=True)[0], (plain + flipped) / 2, atol=1e-5)
+
+
+def test_embedding_pools_the_bottleneck_over_the_tumour(bundle):
+    from ml.inference import load_segmenter
+
+    seg = load_segmenter(bundle)
+    img = np.random.default_rng(1).random((64, 64))
+    mask = np.zeros((64, 64), bool)
+    mask[5:20, 5:20] = True
+    with_mask = seg.embed(img, mask)
+    without = seg.embed(img)
+    channels = seg.model.get_layer("bottleneck_relu2").output.shape[-1]
+    assert with_mask.shape == without.shape == (2 * channels,)
+    np.testing.assert_allclose(with_mask[channels:], without[channels:], atol=1e-5)  # global half is the same
+
+
+def test_fp32_rebuild_keeps_the_weights(bundle):
+    from ml.inference import load_segmenter
+
+    saved = load_segmenter(bundle)
+    fp32 = load_segmenter(bundle, precision="fp32")
+    img = [np.random.default_rng(2).random((32, 32))]
+    np.testing.assert_allclose(fp32.predict_proba(img)[0], saved.predict_proba(img)[0], atol=1e-4)
+
+
+def test_ensemble_averages_its_members(bundle):
+    from ml.inference import Ensemble, ensemble_proba, load_segmenter
+
+    seg = load_segmenter(bundle)
+    ens = Ensemble([seg, seg])
+    img = [np.random.default_rng(3).random((32, 32))]
+    np.testing.assert_allclose(ens.predict_proba(img)[0], seg.predict_proba(img)[0], atol=1e-6)
+    assert ens.threshold == 0.4 and ens.keep_largest
+    np.testing.assert_allclose(ensemble_proba([np.zeros((2, 2)), np.ones((2, 2))]), np.full((2, 2), 0.5))
+    with pytest.raises(ValueError):
+        ensemble_proba([])
+
+
+def test_a_bundle_without_metadata_is_refused(tmp_path):
+    from ml.inference import load_segmenter
+    from ml.models import build_model
+
+    path = tmp_path / "orphan.keras"
+    build_model("unet", input_size=32, base_filters=2, depth=2).save(path)
+    with pytest.raises(FileNotFoundError, match="metadata"):
+        load_segmenter(path)
+
+
+def test_precision_auto_resolves_to_a_real_policy():
+    from ml.inference import resolve_precision
+
+    assert resolve_precision("auto") in {"fp32", "bf16"}
+    assert resolve_precision("fp32") == "fp32"

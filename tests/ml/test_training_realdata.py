@@ -1,0 +1,46 @@
+"""Training on a few real slices: the whole path from the shared folder to a registered bundle."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+
+
+def test_two_training_steps_on_real_slices_write_a_complete_bundle(figshare_dir, tmp_path):
+    from ml.inference import load_segmenter
+    from ml.train import TrainConfig, train
+
+    cfg = TrainConfig(architecture="unet", data_dir=str(figshare_dir), image_size=32, base_filters=4, depth=3,
+                      epochs=1, batch_size=4, limit=8, output_dir=str(tmp_path / "models"),
+                      run_dir=str(tmp_path / "run"), name="smoke", precision="fp32")
+    result = train(cfg, log=lambda *_: None, verbose=0)
+
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert len(log) == 2  # header + one epoch of 8 slices / batch 4 = 2 steps
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 0
+    meta = json.loads((tmp_path / "models" / "smoke.json").read_text())
+    assert meta["architecture"] == "unet" and meta["encoder_weights"] == "none"
+    assert meta["training"]["split"]["by"] == "patient_group"
+    assert len(meta["training"]["data_dir_fingerprint"]) == 64
+    assert 0.3 <= meta["threshold"] <= 0.7
+    assert meta["metrics"]["val"]["n"] == 8 and set(meta["metrics"]["val"]["dice_by_type"]) <= {
+        "meningioma", "glioma", "pituitary"}
+    seg = load_segmenter(result["path"])
+    assert seg.predict_proba([np.zeros((256, 256), np.uint8)])[0].shape == (256, 256)
+
+
+def test_a_finished_run_resumes_instead_of_starting_again(figshare_dir, tmp_path):
+    from ml.train import TrainConfig, train
+
+    kwargs = dict(architecture="unet", data_dir=str(figshare_dir), image_size=32, base_filters=4, depth=2,
+                  batch_size=4, limit=4, output_dir=str(tmp_path / "models"), run_dir=str(tmp_path / "run"),
+                  name="resume", precision="fp32")
+    train(TrainConfig(epochs=1, **kwargs), log=lambda *_: None, verbose=0)
+    messages = []
+    train(TrainConfig(epochs=2, **kwargs), log=messages.append, verbose=0)
+    assert any("resuming resume after epoch 1" in m for m in messages)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["epochs_done"] == 2
+    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 3
