@@ -33,6 +33,17 @@ def pytest_collection_modifyitems(items):
                 item.add_marker(pytest.mark.skip(reason=f"{CHROMIUM} is not installed (apt-get install chromium)"))
 
 
+@pytest.fixture(autouse=True)
+def _in_process_queue(settings):
+    """Segmentations run on this process's background thread, in both modes.
+
+    In CI's production mode a Celery worker is running too, but it reads another media folder than the
+    one each test isolates (tests/conftest.py), so it could not open the uploads. What the browser tests
+    check is the interface; the worker round trip has its own tests (tests/api, tests/cases).
+    """
+    settings.CELERY_BROKER_URL = ""
+
+
 @pytest.fixture(scope="session")
 def browser():
     from playwright.sync_api import sync_playwright

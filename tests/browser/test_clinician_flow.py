@@ -60,11 +60,25 @@ def test_the_whole_clinician_flow(page, live_server, case_base, doctor, real_sli
     expect(bad_row.locator(".error")).to_contain_text("Not uploaded:")
     good_row = page.locator(".upload-row", has_text=real_slice.name)
     expect(good_row).to_contain_text("Uploaded as case")
+    # Meanwhile, in a second tab, the case page follows the segmentation live, without reloading.
+    case_tab = page.context.new_page()
+    case_tab.goto(live_server.url + good_row.get_by_role("link").get_attribute("href"))
+    case_tab.evaluate("""() => {
+        window.sameDocument = true;
+        window.statuses = [document.getElementById('case-status').textContent];
+        new MutationObserver(() => window.statuses.push(document.getElementById('case-status').textContent))
+            .observe(document.getElementById('case-status'), {childList: true, characterData: true, subtree: true});
+    }""")
     expect(good_row.locator(".upload-status")).to_contain_text("Segmented", timeout=SLOW)
     expect(good_row.locator("img.upload-thumb")).to_be_visible()
     error_text = bad_row.locator(".error").inner_text()
     assert "Traceback" not in error_text and len(error_text) > len("Not uploaded: ") + 10
     screenshot("03-upload-one-good-one-bad")
+    expect(case_tab.locator("#case-status")).to_have_text("Segmentation finished", timeout=SLOW)
+    expect(case_tab.locator(".model-card")).to_have_count(3)
+    assert case_tab.evaluate("window.sameDocument") is True
+    print("case page statuses seen live:", case_tab.evaluate("window.statuses"))
+    case_tab.close()
     case = Case.objects.get(patient__identifier="BROWSER-PATIENT")
     assert Case.objects.filter(scan__original_filename=bad.name).count() == 0
 
