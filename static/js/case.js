@@ -198,6 +198,12 @@
     var box = document.getElementById("similar-list");
     TS.fetchJSON(app.dataset.similarUrl).then(function (data) {
       similarLoading = false;
+      if (data.status !== "ready" && !state.segmentations.length) {
+        similarDone = true;  // nothing will describe this case by itself: don't wait
+        box.replaceChildren(el("p", { class: "muted", text: "This case is not in the similar-case search yet: " +
+          "save a corrected mask, or ask an administrator to rebuild the case base." }));
+        return;
+      }
       if (data.status !== "ready") {
         similarTries += 1;
         box.replaceChildren(el("p", { class: "muted", text: "The case is being described for the similar-case search…" }));

@@ -227,3 +227,21 @@ def test_an_imported_case_has_no_segmentation_to_wait_for(owner_client, media_di
     state = owner_client.get(f"/cases/{case.pk}/state.json").json()
     assert state["status"] == "none" and state["segmentations"] == []
     assert state["mask_state"]["code"] == "imported" and state["ground_truth"]["source"] == "imported"
+
+
+def test_a_dicom_case_shows_its_slice_and_areas_in_mm2(owner_client, owner, media_dir):
+    from cases.services import case_create
+    from segmentation.testing import synthetic_slice
+    from tests.cases.builders import dicom_bytes
+    from tests.web.conftest import add_finished_run
+
+    image, lesion = synthetic_slice(96, center=(40, 50), radius=9)
+    case = case_create(image_file=dicom_bytes(image.astype(np.uint16) * 16, spacing=(0.5, 0.75)),
+                       filename="slice.dcm", user=owner, patient_identifier="DICOM-1")
+    add_finished_run(case, "unet_a", lesion)
+    assert _png(owner_client.get(f"/cases/{case.pk}/slice.png")).shape == (96, 96)
+    assert "pixel spacing 0.500 mm" in owner_client.get(f"/cases/{case.pk}/").content.decode()
+    state = owner_client.get(f"/cases/{case.pk}/state.json").json()
+    assert state["spacing_known"] and state["segmentations"][0]["area_mm2"] == pytest.approx(lesion.sum() * 0.375)
+    report = owner_client.get(f"/cases/{case.pk}/report/").content.decode()
+    assert f"{lesion.sum() * 0.375:.1f} mm²" in report
