@@ -1,7 +1,7 @@
 """Nearest-neighbour search over the case base: exact numpy, or pgvector HNSW on PostgreSQL.
 
 Both backends keep one contract: ``search(vector, n, tumour_type=None, exclude_patient_ids=(),
-exclude_case_ids=())`` returns up to ``n`` ``Hit``s of base cases, nearest first (Euclidean distance on
+exclude_case_ids=(), exact=False)`` returns up to ``n`` ``Hit``s of base cases, nearest first (Euclidean distance on
 the combined vector). The type filter is applied inside the search, not after it:
 - numpy: a boolean mask before the arg-partition;
 - pgvector: ``hnsw.iterative_scan = relaxed_order`` (pgvector >= 0.8), so the HNSW scan keeps going
@@ -55,7 +55,7 @@ class NumpyIndex:
             return self._cache
 
     def search(self, vector, n: int, *, tumour_type: str | None = None, exclude_patient_ids=(),
-               exclude_case_ids=()) -> list[Hit]:
+               exclude_case_ids=(), exact: bool = False) -> list[Hit]:
         a = self._arrays()
         if len(a["case_ids"]) == 0:
             return []
@@ -87,7 +87,9 @@ class PgvectorIndex:
     force_index = False
 
     def search(self, vector, n: int, *, tumour_type: str | None = None, exclude_patient_ids=(),
-               exclude_case_ids=()) -> list[Hit]:
+               exclude_case_ids=(), exact: bool = False) -> list[Hit]:
+        """``exact``: a sequential scan instead of the graph walk, for filters whose matches may lie far
+        from the query (see README, "Search at scale")."""
         literal = to_pgvector_literal(vector)
         where = ["in_base", "combined IS NOT NULL"]
         params: list = [literal]
@@ -109,7 +111,9 @@ class PgvectorIndex:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             cursor.execute(f"SET LOCAL hnsw.ef_search = {max(int(self.ef_search), int(n))}")
-            if self.force_index:
+            if exact:
+                cursor.execute("SET LOCAL enable_indexscan = off")
+            elif self.force_index:
                 cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute(sql, params)
             rows = cursor.fetchall()

@@ -80,7 +80,11 @@ def similar_for_query(query: Query, *, k: int = 10, tumour_type: str | None = No
     index = get_index()
     pool = max(4 * k, 40)
     kwargs = {"exclude_patient_ids": query.exclude_patient_ids, "exclude_case_ids": query.exclude_case_ids}
-    hits = {h.case_id: h for h in index.search(query.combined, pool, tumour_type=tumour_type, **kwargs)}
+    # A filter to a type other than the query's own: its matches may lie far from the query, where an
+    # HNSW walk finds them poorly (README, "Search at scale"), so that search is exact.
+    exact = bool(tumour_type) and tumour_type != query.tumour_type
+    hits = {h.case_id: h for h in index.search(query.combined, pool, tumour_type=tumour_type, exact=exact,
+                                               **kwargs)}
     if not tumour_type and query.tumour_type:
         # Same-type neighbours may all lie beyond the unfiltered pool: fetch them with the filter too.
         for h in index.search(query.combined, pool, tumour_type=query.tumour_type, **kwargs):

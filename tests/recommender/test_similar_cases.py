@@ -104,3 +104,6 @@ def test_numpy_and_pgvector_agree_on_the_top_k():
             approx = hnsw.search(q, 5, tumour_type=tumour_type, exclude_patient_ids={rows[i].patient_id})
             assert [h.case_id for h in approx] == [h.case_id for h in exact]
             np.testing.assert_allclose([h.distance for h in approx], [h.distance for h in exact], rtol=1e-4)
+            scanned = PgvectorIndex().search(q, 5, tumour_type=tumour_type, exclude_patient_ids={rows[i].patient_id},
+                                             exact=True)
+            assert [h.case_id for h in scanned] == [h.case_id for h in exact]
