@@ -101,7 +101,21 @@ def patient_detail_view(request: HttpRequest, patient_id: int) -> HttpResponse:
         timeline.append({"case": case, "state": mask_state(case, runs), "status": case_status(runs),
                          "area": case_area(case, case_best_mask(case)),
                          "diagnoses": [cd.diagnosis.name for cd in case.case_diagnoses.all()]})
-    return render(request, "cases/patient_detail.html", {"patient": patient, "timeline": timeline})
+    return render(request, "cases/patient_detail.html", {"patient": patient, "timeline": timeline,
+                                                         "chart": _area_chart(timeline)})
+
+
+def _area_chart(timeline: list[dict]) -> dict | None:
+    """Bars of the tumour area per case, in mm² when every measured case has a spacing, else in pixels."""
+    measured = [row for row in timeline if row["area"]["area_px"] is not None]
+    if not measured:
+        return None
+    in_mm2 = all(row["area"]["area_mm2"] is not None for row in measured)
+    values = [row["area"]["area_mm2" if in_mm2 else "area_px"] for row in measured]
+    top = max(values) or 1
+    return {"unit": "mm²" if in_mm2 else "pixels", "bars": [
+        {"case_id": row["case"].pk, "date": row["case"].created_at, "value": value,
+         "percent": round(100 * value / top, 1)} for row, value in zip(measured, values)]}
 
 
 # === One case ===

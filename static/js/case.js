@@ -78,11 +78,12 @@
   }
 
   function reviewForm(seg, decision, text) {
+    var current = seg.review_status === (decision === "validate" ? "validated" : "rejected");
     return el("form", { method: "post", action: seg.review_url, class: "inline" }, [
       el("input", { type: "hidden", name: "csrfmiddlewaretoken", value: TS.csrfToken() }),
       el("input", { type: "hidden", name: "decision", value: decision }),
       el("button", { type: "submit", class: decision === "validate" ? "small ok" : "small danger",
-                     "aria-label": text + " the " + seg.model + " mask", text: text }),
+                     "aria-label": text + " the " + seg.model + " mask", text: text, disabled: current }),
     ]);
   }
 

@@ -205,6 +205,9 @@ def test_the_patient_page_shows_each_case_with_its_area(owner_client, segmented_
     assert rows[0]["area"]["area_px"] == segmented_case.segmentation_runs.get(model_version__name="ensemble").area_px
     assert rows[1]["area"]["area_px"] == case_ground_truth_mask(case=later).sum()
     assert "px</strong>" in response.content.decode()
+    chart = response.context["chart"]
+    assert chart["unit"] == "pixels" and [b["case_id"] for b in chart["bars"]] == [segmented_case.pk, later.pk]
+    assert max(b["percent"] for b in chart["bars"]) == 100
 
 
 def test_the_report_lists_the_models_the_measurements_and_the_diagnoses(owner_client, segmented_case, owner):
