@@ -24,8 +24,8 @@ logger = logging.getLogger(__name__)
 def embedding_model_version():
     """The segmenter whose bottleneck gives the learned embedding: the primary model, or the ensemble's
     best member (an ensemble has no bottleneck of its own)."""
-    from segmentation.services import _best_per_architecture, primary_model_version
     from segmentation.models import ModelVersion
+    from segmentation.services import best_per_architecture, primary_model_version, val_dice
 
     primary = primary_model_version()
     if primary is None or not primary.is_ensemble:
@@ -33,9 +33,7 @@ def embedding_model_version():
     members = list(ModelVersion.objects.filter(name__in=primary.members))
     if not members:
         return None
-    from segmentation.services import _val_dice
-
-    return max(_best_per_architecture(members), key=_val_dice)
+    return max(best_per_architecture(members), key=val_dice)
 
 
 def describe_slice(image: np.ndarray, mask: np.ndarray, *, embed_version=None) -> tuple[np.ndarray, np.ndarray | None, str]:

@@ -72,8 +72,9 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
             defaults={
                 "architecture": meta.get("architecture") or spec.get("architecture") or "",
                 "encoder": meta.get("encoder") or spec.get("encoder") or "",
-                "file_path": str(keras_path.relative_to(directory)) if keras_path.is_relative_to(directory)
-                else str(keras_path),
+                # Relative to TUMORSITE_MODELS_DIR when inside it (the record survives moving the volume).
+                "file_path": str(keras_path.resolve().relative_to(models_dir().resolve()))
+                if keras_path.resolve().is_relative_to(models_dir().resolve()) else str(keras_path.resolve()),
                 "metadata": meta,
                 "threshold": float(meta.get("threshold", 0.5)),
                 "input_size": int(meta.get("input_size") or spec.get("input_size") or 128),
@@ -84,7 +85,7 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
         seen.append(version)
     ModelVersion.objects.filter(is_ensemble=False).exclude(pk__in=[v.pk for v in seen]).update(is_active=False)
 
-    members = _best_per_architecture(seen)
+    members = best_per_architecture(seen)
     if members:
         ensemble, _ = ModelVersion.objects.update_or_create(
             name=ENSEMBLE_NAME,
@@ -92,8 +93,12 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
                 "architecture": ENSEMBLE_NAME,
                 "encoder": "",
                 "file_path": "",
+                # As ml.inference.Ensemble: mean threshold, keep-largest when most members use it.
                 "metadata": {"members": [m.name for m in members],
-                             "description": "mean of the members' probability maps"},
+                             "description": "mean of the members' probability maps",
+                             "postprocess": {"keep_largest": 2 * sum(
+                                 bool(m.metadata.get("postprocess", {}).get("keep_largest")) for m in members)
+                                 > len(members), "min_component_px": 0}},
                 "threshold": float(np.mean([m.threshold for m in members])),
                 "input_size": max(m.input_size for m in members),
                 "is_active": True,
@@ -106,17 +111,17 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
     return seen
 
 
-def _val_dice(version: ModelVersion) -> float:
+def val_dice(version: ModelVersion) -> float:
     try:
         return float(version.metadata["metrics"]["val"]["dice_mean"])
     except (KeyError, TypeError, ValueError):
         return -1.0
 
 
-def _best_per_architecture(versions: list[ModelVersion]) -> list[ModelVersion]:
+def best_per_architecture(versions: list[ModelVersion]) -> list[ModelVersion]:
     best: dict[str, ModelVersion] = {}
     for v in versions:
-        if v.architecture not in best or _val_dice(v) > _val_dice(best[v.architecture]):
+        if v.architecture not in best or val_dice(v) > val_dice(best[v.architecture]):
             best[v.architecture] = v
     return [best[a] for a in sorted(best)]
 
@@ -127,7 +132,7 @@ def primary_model_version() -> ModelVersion | None:
     version = ModelVersion.objects.filter(name=wanted, is_active=True).first()
     if version is None:
         active = list(ModelVersion.objects.filter(is_active=True))
-        version = max(active, key=lambda v: (v.is_ensemble, _val_dice(v)), default=None)
+        version = max(active, key=lambda v: (v.is_ensemble, val_dice(v)), default=None)
     return version
 
 
@@ -287,7 +292,7 @@ def segment_image(version: ModelVersion, image: np.ndarray) -> tuple[np.ndarray,
 def _binarize(version: ModelVersion, prob: np.ndarray) -> np.ndarray:
     from ml.postprocess import binarize
 
-    post = version.metadata.get("postprocess", {}) if not version.is_ensemble else {}
+    post = version.metadata.get("postprocess", {})
     return binarize(prob, version.threshold, min_component_px=int(post.get("min_component_px", 0)),
                     keep_largest=bool(post.get("keep_largest", False)))
 
