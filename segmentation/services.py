@@ -211,6 +211,7 @@ def segmentation_run_execute(*, run_id: int) -> SegmentationRun | None:
         image = scan_pixels(run.case)
         prob = _probability(run, image)
         mask = _binarize(run.model_version, prob)
+        _store_result(run, mask, prob, (time.perf_counter() - started) * 1000.0)
     except FileNotFoundError as exc:
         segmentation_run_fail(run_id=run_id, message=f"A file is missing: {exc}")
         return SegmentationRun.objects.get(pk=run_id)
@@ -224,8 +225,6 @@ def segmentation_run_execute(*, run_id: int) -> SegmentationRun | None:
         logger.exception("segmentation run %s failed", run_id)
         segmentation_run_fail(run_id=run_id, message=_readable(exc))
         return SegmentationRun.objects.get(pk=run_id)
-    runtime_ms = (time.perf_counter() - started) * 1000.0
-    _store_result(run, mask, prob, runtime_ms)
     _after_run_finished(run_id)
     return SegmentationRun.objects.get(pk=run_id)
 

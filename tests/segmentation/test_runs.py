@@ -124,3 +124,21 @@ def test_measurements_use_the_pixel_spacing_when_known():
     mask[2:4, 5:10] = True
     m = services.measurements(mask, (0.5, 0.25))
     assert m == {"area_px": 10, "area_mm2": 1.25, "bbox": [5, 2, 10, 4], "centroid": [7.0, 2.5]}
+
+
+def test_a_storage_error_while_saving_is_retried(case, monkeypatch):
+    services.segmentation_runs_create_for_case(case=case)
+    run = _runs(case)["tiny_unet"]
+    real = services._store_result
+    calls = []
+
+    def full_disk_once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real(*args)
+
+    monkeypatch.setattr(services, "_store_result", full_disk_once)
+    assert run_segmentation_task.apply(args=[run.pk]).get() == "done"
+    run.refresh_from_db()
+    assert run.status == RunStatus.DONE and run.attempts == 2
