@@ -1,7 +1,7 @@
 """Playwright (sync API) driving Debian's Chromium against pytest-django's live server.
 
 The tests skip only when /usr/bin/chromium is absent; CI installs it through apt (.ci/services.sh).
-Screenshots go to test-artifacts/ (git-ignored). Segmentation runs on the embedded queue's
+Screenshots go to $CI_ARTIFACTS, else test-artifacts/ (git-ignored). Segmentation runs on the embedded queue's
 background thread with tiny untrained model bundles (segmentation.testing).
 """
 
@@ -18,12 +18,8 @@ from tests.conftest import PASSWORD, REPO_ROOT, UserFactory
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-ARTIFACTS = REPO_ROOT / "test-artifacts"
-
-# Playwright's sync API keeps an event loop running in this thread; the ORM calls the tests make
-# between browser steps are still plain synchronous code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
+# Where CI collects its artefacts (.ci/run), else test-artifacts/ in the checkout (git-ignored).
+ARTIFACTS = Path(os.environ.get("CI_ARTIFACTS") or REPO_ROOT / "test-artifacts")
 
 def pytest_collection_modifyitems(items):
     for item in items:
@@ -44,14 +40,25 @@ def _in_process_queue(settings):
     settings.CELERY_BROKER_URL = ""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per test module, stopped afterwards so no event loop outlives the browser tests."""
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    # Playwright's sync API runs an event loop in this thread, so Django would refuse the ORM calls the
+    # tests make between browser steps; those calls are plain synchronous code, which is safe here.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
@@ -68,7 +75,7 @@ def page(browser):
 
 @pytest.fixture
 def screenshot(page):
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     def take(name: str, *, full_page: bool = True) -> Path:
         path = ARTIFACTS / f"{name}.png"
