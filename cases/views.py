@@ -16,7 +16,7 @@ from django.db.models import Count, Max
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import etag, require_POST
 
 from cases import rendering
 from cases.browse import STATUS_FILTERS, case_area, case_best_mask, case_search, case_status, mask_state
@@ -170,7 +170,19 @@ def case_slice_view(request: HttpRequest, case_id: int) -> HttpResponse:
     return _png(rendering.png_bytes(rendering.slice_uint8(case)), max_age=3600)
 
 
+def _case_pictures_etag(request: HttpRequest, case_id: int, **kwargs) -> str | None:
+    """Changes whenever what a case's pictures show can change: the case row (its mask, its type), a run
+    finishing, or a review. Lists revalidate their thumbnails cheaply instead of redrawing them."""
+    row = Case.objects.filter(pk=case_id).annotate(
+        last_run=Max("segmentation_runs__finished_at"), last_review=Max("segmentation_runs__reviewed_at"),
+    ).values_list("updated_at", "last_run", "last_review").first()
+    if row is None:
+        return None
+    return "-".join(f"{moment.timestamp():.6f}" if moment else "0" for moment in row)
+
+
 @login_required
+@etag(_case_pictures_etag)
 def case_thumbnail_view(request: HttpRequest, case_id: int) -> HttpResponse:
     """A small picture of the slice with the case's best outline (for lists and the similar-cases panel)."""
     case = case_or_404(case_id)
@@ -178,6 +190,7 @@ def case_thumbnail_view(request: HttpRequest, case_id: int) -> HttpResponse:
 
 
 @login_required
+@etag(_case_pictures_etag)
 def case_overlay_view(request: HttpRequest, case_id: int) -> HttpResponse:
     """The full-size slice with one outline filled in: ``?run=<id>`` for an AI mask, else the best one."""
     from segmentation.services import load_mask

@@ -248,3 +248,12 @@ def test_a_dicom_case_shows_its_slice_and_areas_in_mm2(owner_client, owner, medi
     assert state["spacing_known"] and state["segmentations"][0]["area_mm2"] == pytest.approx(lesion.sum() * 0.375)
     report = owner_client.get(f"/cases/{case.pk}/report/").content.decode()
     assert f"{lesion.sum() * 0.375:.1f} mm²" in report
+
+
+def test_thumbnails_are_revalidated_not_redrawn_until_the_case_changes(owner_client, owner, segmented_case):
+    url = f"/cases/{segmented_case.pk}/thumbnail.png"
+    tag = owner_client.get(url)["ETag"]
+    assert owner_client.get(url, HTTP_IF_NONE_MATCH=tag).status_code == 304
+    run = segmented_case.segmentation_runs.first()
+    owner_client.post(f"/runs/{run.pk}/review/", {"decision": "validate"})
+    assert owner_client.get(url, HTTP_IF_NONE_MATCH=tag).status_code == 200
