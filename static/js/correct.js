@@ -97,6 +97,41 @@
     });
   });
 
+  // Keyboard drawing: a pen the arrow keys move over the slice; Space stamps, Shift+arrow draws a line.
+  var penBox = document.getElementById("pen");
+  var pen = { x: maskCanvas.width / 2, y: maskCanvas.height / 2 };
+  function showPen() {
+    var r = maskCanvas.getBoundingClientRect(), k = r.width / maskCanvas.width, size = Number(sizeInput.value);
+    penBox.hidden = false;
+    penBox.style.width = penBox.style.height = size + "px";
+    penBox.style.left = (pen.x * k - size / 2) + "px";
+    penBox.style.top = (pen.y * k - size / 2) + "px";
+  }
+  maskCanvas.addEventListener("focus", showPen);
+  maskCanvas.addEventListener("blur", function () { penBox.hidden = true; });
+  maskCanvas.addEventListener("keydown", function (e) {
+    var step = maskCanvas.width / maskCanvas.getBoundingClientRect().width * 4;
+    var moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+    if (moves[e.key]) {
+      e.preventDefault();
+      var from = { x: pen.x, y: pen.y };
+      pen.x = Math.min(maskCanvas.width - 1, Math.max(0, pen.x + moves[e.key][0]));
+      pen.y = Math.min(maskCanvas.height - 1, Math.max(0, pen.y + moves[e.key][1]));
+      if (e.shiftKey) {
+        if (!e.repeat) snapshot();
+        stroke(from, pen);
+        dirty = true;
+      }
+      showPen();
+    } else if (e.key === " " || e.key === "Enter") {
+      e.preventDefault();
+      snapshot();
+      stroke(pen, pen);
+      dirty = true;
+      statusBox.textContent = tool() === "eraser" ? "Erased at the pen." : "Painted at the pen.";
+    }
+  });
+
   undoButton.addEventListener("click", undo);
   document.getElementById("clear").addEventListener("click", function () {
     snapshot();

@@ -136,6 +136,15 @@ def test_the_whole_clinician_flow(page, live_server, case_base, doctor, real_sli
     page.mouse.up()
     page.keyboard.press("Control+z")  # undo the eraser dab
     page.get_by_label("Brush").check()
+    # From the keyboard: focus the slice, move the pen, paint a short line with Shift+arrows.
+    page.locator("#mask-layer").focus()
+    expect(page.locator("#pen")).to_be_visible()
+    for _ in range(3):
+        page.keyboard.press("ArrowDown")
+    page.keyboard.press("Space")
+    for _ in range(5):
+        page.keyboard.press("Shift+ArrowRight")
+    expect(page.locator("#editor-status")).to_have_text("Painted at the pen.")
     screenshot("06-mask-correction")
     page.get_by_role("button", name="Save corrected mask").click()
     expect(page.locator(".messages")).to_contain_text("Corrected mask saved")
