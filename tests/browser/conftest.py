@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from segmentation.testing import *  # noqa: F401,F403  (shared fixtures: models_dir, media_dir, ...)
-from tests.conftest import PASSWORD, REPO_ROOT, UserFactory
+from tests.conftest import REPO_ROOT, UserFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -88,19 +88,3 @@ def screenshot(page):
 @pytest.fixture
 def doctor(transactional_db):
     return UserFactory(username="dr_browser", first_name="Dana", last_name="Browser")
-
-
-def sign_in(page, live_server, username: str, password: str = PASSWORD) -> None:
-    page.goto(live_server.url + "/")
-    page.wait_for_url("**/accounts/login/**")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(live_server.url + "/")
-
-
-def unlabelled_inputs(page) -> list[str]:
-    """Visible form controls with neither a <label> nor an aria-label (should be none)."""
-    return page.evaluate("""() => Array.from(document.querySelectorAll(
-        'input:not([type=hidden]), select, textarea')).filter(e =>
-        !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.outerHTML)""")

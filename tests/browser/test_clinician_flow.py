@@ -14,7 +14,7 @@ from cases.selectors import case_ground_truth_mask
 from recommender.services import case_base_build
 from segmentation.services import model_versions_sync
 from segmentation.testing import make_case_base
-from tests.browser.conftest import sign_in, unlabelled_inputs
+from tests.browser.helpers import sign_in, unlabelled_inputs
 
 SLOW = 120_000  # ms: segmentation runs on a busy CPU
 

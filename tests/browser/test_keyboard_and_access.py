@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from cases.models import Case
 from segmentation.testing import png_bytes, synthetic_slice
-from tests.browser.conftest import unlabelled_inputs
+from tests.browser.helpers import unlabelled_inputs
 from tests.conftest import PASSWORD
 
 

@@ -236,7 +236,7 @@ def test_a_dicom_case_shows_its_slice_and_areas_in_mm2(owner_client, owner, medi
     from cases.services import case_create
     from segmentation.testing import synthetic_slice
     from tests.cases.builders import dicom_bytes
-    from tests.web.conftest import add_finished_run
+    from tests.web.builders import add_finished_run
 
     image, lesion = synthetic_slice(96, center=(40, 50), radius=9)
     case = case_create(image_file=dicom_bytes(image.astype(np.uint16) * 16, spacing=(0.5, 0.75)),
