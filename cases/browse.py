@@ -105,3 +105,21 @@ def case_area(case: Case, mask: np.ndarray | None) -> dict:
         return {"area_px": None, "area_mm2": None}
     m = measurements(np.asarray(mask, dtype=bool), (case.scan.pixel_spacing_mm, case.scan.pixel_spacing_col_mm))
     return {"area_px": m["area_px"], "area_mm2": m["area_mm2"]}
+
+
+def similar_rows(matches) -> list[dict]:
+    """Similar-case matches (recommender.selectors.Match) with what a card shows: the case, its mask
+    state, its diagnoses and the type's label, in the matches' order."""
+    from cases.models import TumourType
+
+    cases = {c.pk: c for c in Case.objects.filter(pk__in=[m.case_id for m in matches]).select_related(
+        "patient", "scan").prefetch_related("segmentation_runs")}
+    names: dict[int, list[str]] = {}
+    for case_id, name in CaseDiagnosis.objects.filter(case_id__in=list(cases)).values_list(
+            "case_id", "diagnosis__name").order_by("recorded_at"):
+        names.setdefault(case_id, []).append(name)
+    labels = dict(TumourType.choices)
+    return [{"match": m, "case": cases[m.case_id], "state": mask_state(cases[m.case_id],
+                                                                        cases[m.case_id].segmentation_runs.all()),
+             "diagnoses": names.get(m.case_id, []), "type_label": labels.get(m.tumour_type)}
+            for m in matches if m.case_id in cases]

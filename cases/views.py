@@ -19,12 +19,14 @@ from django.urls import reverse
 from django.views.decorators.http import etag, require_POST
 
 from cases import rendering
-from cases.browse import STATUS_FILTERS, case_area, case_best_mask, case_search, case_status, mask_state
+from cases.browse import (STATUS_FILTERS, case_area, case_best_mask, case_search, case_status, mask_state,
+                          similar_rows)
 from cases.models import Case, MaskSource, Patient, TumourType
 from cases.review import case_mask_correct, case_tumour_type_set
 from cases.selectors import case_get, case_ground_truth_mask
 
 CASES_PER_PAGE = 20
+SIMILAR_K = 6
 
 
 def case_or_404(case_id: int) -> Case:
@@ -268,25 +270,30 @@ def case_tumour_type_view(request: HttpRequest, case_id: int) -> HttpResponse:
 
 
 @login_required
+def case_similar_view(request: HttpRequest, case_id: int) -> HttpResponse:
+    """The similar-cases panel as an HTML fragment; ``X-Similar-Status: pending`` until the case is
+    described for the search (ranking and "why" come from recommender.selectors)."""
+    from recommender.selectors import query_for_case, similar_for_query
+
+    case = case_or_404(case_id)
+    query = query_for_case(case)
+    rows = similar_rows(similar_for_query(query, k=SIMILAR_K)) if query is not None else []
+    response = render(request, "cases/_similar_cases.html", {"rows": rows, "pending": query is None})
+    response["X-Similar-Status"] = "pending" if query is None else "ready"
+    return response
+
+
+@login_required
 def case_report_view(request: HttpRequest, case_id: int) -> HttpResponse:
     """A printable summary: the slice and outlines, measurements, the models, similar cases, diagnoses."""
-    from cases.models import CaseDiagnosis
     from recommender.selectors import similar_cases
 
     case = case_or_404(case_id)
     runs = list(case.segmentation_runs.select_related("model_version", "reviewed_by"))
     best = case_best_mask(case)
-    similar = similar_cases(case=case, k=5)
-    names: dict[int, list[str]] = {}
-    for cid, name in CaseDiagnosis.objects.filter(case_id__in=[m.case_id for m in similar]).values_list(
-            "case_id", "diagnosis__name").order_by("recorded_at"):
-        names.setdefault(cid, []).append(name)
     return render(request, "cases/case_report.html", {
         "case": case, "runs": runs, "state": mask_state(case, runs), "area": case_area(case, best),
-        "has_mask": best is not None,
-        "similar": [{"match": m, "diagnoses": names.get(m.case_id, []),
-                     "type_label": TumourType(m.tumour_type).label if m.tumour_type in TumourType.values else None}
-                    for m in similar],
+        "has_mask": best is not None, "similar": similar_rows(similar_cases(case=case, k=5)),
         "diagnoses": case.case_diagnoses.select_related("diagnosis", "recorded_by").order_by("recorded_at"),
         "corrected": case.mask_source == MaskSource.CORRECTED,
     })

@@ -34,6 +34,7 @@ urlpatterns = [
     path("cases/<int:case_id>/correct/", case_views.case_correct_view, name="case-correct"),
     path("cases/<int:case_id>/tumour-type/", case_views.case_tumour_type_view, name="case-tumour-type"),
     path("cases/<int:case_id>/diagnoses/", recommender_views.case_diagnosis_add_view, name="case-diagnosis-add"),
+    path("cases/<int:case_id>/similar/", case_views.case_similar_view, name="case-similar"),
     path("cases/<int:case_id>/report/", case_views.case_report_view, name="case-report"),
     path("runs/<int:run_id>/review/", segmentation_views.run_review_view, name="run-review"),
     path("patients/", case_views.patient_list_view, name="patient-list"),

@@ -197,40 +197,24 @@
     if (similarDone || similarLoading) return;
     similarLoading = true;
     var box = document.getElementById("similar-list");
-    TS.fetchJSON(app.dataset.similarUrl).then(function (data) {
+    fetch(app.dataset.similarUrl, { credentials: "same-origin" }).then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.text().then(function (html) { return { html: html, ready: r.headers.get("X-Similar-Status") === "ready" }; });
+    }).then(function (result) {
       similarLoading = false;
-      if (data.status !== "ready" && !state.segmentations.length) {
+      if (result.ready) {
+        similarDone = true;
+        box.innerHTML = result.html;  // rendered and escaped by Django
+      } else if (!state.segmentations.length) {
         similarDone = true;  // nothing will describe this case by itself: don't wait
         box.replaceChildren(el("p", { class: "muted", text: "This case is not in the similar-case search yet: " +
           "save a corrected mask, or ask an administrator to rebuild the case base." }));
-        return;
+      } else if (++similarTries < 15) {
+        box.innerHTML = result.html;
+        setTimeout(loadSimilar, 2000);
+      } else {
+        box.replaceChildren(el("p", { class: "muted", text: "No similar cases: this case has no usable mask yet." }));
       }
-      if (data.status !== "ready") {
-        similarTries += 1;
-        box.replaceChildren(el("p", { class: "muted", text: "The case is being described for the similar-case search…" }));
-        if (similarTries < 15) setTimeout(loadSimilar, 2000);
-        else box.replaceChildren(el("p", { class: "muted", text: "No similar cases: this case has no usable mask yet." }));
-        return;
-      }
-      similarDone = true;
-      if (!data.results.length) {
-        box.replaceChildren(el("p", { class: "muted", text: "No similar case in the case base." }));
-        return;
-      }
-      box.replaceChildren.apply(box, data.results.map(function (r) {
-        var href = TS.caseUrl(app.dataset.caseUrl, r.case_id);
-        return el("a", { class: "similar-card", href: href, "data-case": r.case_id }, [
-          el("img", { src: TS.caseUrl(app.dataset.thumbUrl, r.case_id), alt: "Case " + r.case_id + " with its tumour outline",
-                      width: 120, height: 120, loading: "lazy" }),
-          el("div", {}, [
-            el("strong", { text: "Case " + r.case_id }),
-            el("p", { class: "small" }, [el("span", { class: "similarity", text: Math.round(100 * r.similarity) + "% similar" }),
-              " · ", el("span", { class: "tag type-" + r.tumour_type, text: TS.TYPE_LABELS[r.tumour_type] || "type unknown" })]),
-            el("p", { class: "small", text: r.diagnoses.length ? r.diagnoses.join(", ") : "No diagnosis recorded" }),
-            el("p", { class: "small muted", text: "Why: " + (r.why.length ? r.why.join("; ") : "close overall") }),
-          ]),
-        ]);
-      }));
     }).catch(function () {
       similarLoading = false;
       box.replaceChildren(el("p", { class: "error", text: "Similar cases could not be loaded." }));

@@ -257,3 +257,26 @@ def test_thumbnails_are_revalidated_not_redrawn_until_the_case_changes(owner_cli
     run = segmented_case.segmentation_runs.first()
     owner_client.post(f"/runs/{run.pk}/review/", {"decision": "validate"})
     assert owner_client.get(url, HTTP_IF_NONE_MATCH=tag).status_code == 200
+
+
+def test_the_similar_cases_panel_shows_each_match_with_its_outline_state(owner_client, media_dir):
+    from recommender.services import case_base_build, case_features_compute
+    from segmentation.testing import make_case_base, synthetic_case_kwargs
+
+    make_case_base(n_per_type=3)
+    case_base_build(use_embedding=False)
+    query = make_case(patient="QUERY", ground_truth=True, tumour_type="glioma", **synthetic_case_kwargs("glioma", 77))
+    pending = owner_client.get(f"/cases/{query.pk}/similar/")
+    assert pending["X-Similar-Status"] == "pending" and "being described" in pending.content.decode()
+
+    case_features_compute(case=query, use_embedding=False)
+    response = owner_client.get(f"/cases/{query.pk}/similar/")
+    assert response["X-Similar-Status"] == "ready"
+    rows = response.context["rows"]
+    assert len(rows) == 6 and rows[0]["match"].tumour_type == "glioma"
+    assert all(r["case"].patient_id != query.patient_id for r in rows)
+    html = response.content.decode()
+    assert html.count('class="similar-card"') == 6 and "% similar" in html and "Why: same tumour type (glioma)" in html
+    assert "Imported ground truth" in html and "Glioma" in html
+    report = owner_client.get(f"/cases/{query.pk}/report/").content.decode()
+    assert report.count("Imported ground truth") >= 5
