@@ -92,12 +92,16 @@ def mask_from_png_data(data: bytes, shape: tuple[int, int]) -> np.ndarray:
     """
     try:
         picture = Image.open(io.BytesIO(data))
-        picture.load()
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a bad file
         raise ValueError("The corrected mask could not be read as a PNG picture.") from exc
+    # The header alone gives the size: a wrong (or huge) picture is refused before it is decoded.
     if (picture.height, picture.width) != tuple(shape):
         raise ValueError(f"The corrected mask is {picture.width}x{picture.height}; "
                          f"the slice is {shape[1]}x{shape[0]}.")
+    try:
+        picture.load()
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError("The corrected mask could not be read as a PNG picture.") from exc
     if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
         return np.asarray(picture.convert("RGBA"))[:, :, 3] >= 128
     return np.asarray(picture.convert("L")) >= 128
