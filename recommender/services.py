@@ -186,23 +186,29 @@ def case_base_build(*, refit: bool = True, use_embedding: bool = True,
 
     embed_version = embedding_model_version() if use_embedding else None
     cases = list(case_base().select_related("scan"))
+    existing = {r.case_id: r for r in CaseFeatures.objects.only(
+        "case_id", "extractor_version", "embedding_model", "in_base")}
+    wanted_model = embed_version.name if embed_version else ""
     done = failed = skipped = 0
-    for i, case in enumerate(cases, 1):
-        existing = CaseFeatures.objects.filter(case=case).first()
-        if existing is not None and existing.extractor_version == feature_extractor.EXTRACTOR_VERSION and \
-                existing.embedding_model == (embed_version.name if embed_version else "") and existing.in_base:
-            skipped += 1
-        else:
-            try:
-                if case_features_compute(case=case, embed_version=embed_version, use_embedding=use_embedding):
-                    done += 1
+    for start in range(0, len(cases), 100):
+        # One transaction per 100 cases (far fewer commits on SQLite), a savepoint per case.
+        with transaction.atomic():
+            for i, case in enumerate(cases[start:start + 100], start + 1):
+                row = existing.get(case.pk)
+                if row is not None and row.extractor_version == feature_extractor.EXTRACTOR_VERSION and \
+                        row.embedding_model == wanted_model and row.in_base:
+                    skipped += 1
                 else:
-                    failed += 1
-            except Exception:  # noqa: BLE001 - one unreadable case must not stop the rebuild
-                logger.exception("could not describe case %s", case.pk)
-                failed += 1
-        if progress:
-            progress(i, len(cases))
+                    try:
+                        with transaction.atomic():
+                            described = case_features_compute(case=case, embed_version=embed_version,
+                                                              use_embedding=use_embedding)
+                        done, failed = (done + 1, failed) if described else (done, failed + 1)
+                    except Exception:  # noqa: BLE001 - one unreadable case must not stop the rebuild
+                        logger.exception("could not describe case %s", case.pk)
+                        failed += 1
+                if progress:
+                    progress(i, len(cases))
     scaler = feature_scaler_fit() if refit else None
     return {"described": done, "unchanged": skipped, "failed": failed,
             "scaler_cases": scaler.n_cases if scaler else 0}
