@@ -76,6 +76,7 @@ class Segmenter:
         self.threshold = float(metadata.get("threshold", 0.5))
         self.keep_largest = bool(metadata.get("postprocess", {}).get("keep_largest", False))
         self.min_component_px = int(metadata.get("postprocess", {}).get("min_component_px", 0))
+        self.tta = bool(metadata.get("tta", False))
         self.input_size = int(model.input_shape[1])
         self._lock = threading.Lock()
 
@@ -99,8 +100,13 @@ class Segmenter:
             batch[i] = tf.image.resize(x, (self.input_size, self.input_size), method="area").numpy()[0]
         return batch
 
-    def predict_small(self, batch: np.ndarray, *, tta: bool = False, batch_size: int = 16) -> np.ndarray:
-        """Probabilities at the model's input size for a prepared ``(N, S, S, 1)`` batch."""
+    def predict_small(self, batch: np.ndarray, *, tta: bool | None = None, batch_size: int = 16) -> np.ndarray:
+        """Probabilities at the model's input size for a prepared ``(N, S, S, 1)`` batch.
+
+        ``tta`` None uses the model's own choice (made on its validation split); True averages the
+        prediction with that of the horizontally flipped slice.
+        """
+        tta = self.tta if tta is None else tta
         out = []
         with self._lock:
             for start in range(0, len(batch), batch_size):
@@ -111,7 +117,7 @@ class Segmenter:
                 out.append(p)
         return np.concatenate(out) if out else np.zeros((0, self.input_size, self.input_size, 1), np.float32)
 
-    def predict_proba(self, images: Sequence[np.ndarray], *, tta: bool = False,
+    def predict_proba(self, images: Sequence[np.ndarray], *, tta: bool | None = None,
                       batch_size: int = 16) -> list[np.ndarray]:
         """Tumour probability maps, float32, each at its image's original ``(H, W)``."""
         import tensorflow as tf
@@ -127,7 +133,7 @@ class Segmenter:
         return binarize(prob, self.threshold, min_component_px=self.min_component_px,
                         keep_largest=self.keep_largest)
 
-    def segment(self, images: Sequence[np.ndarray], *, tta: bool = False) -> list[np.ndarray]:
+    def segment(self, images: Sequence[np.ndarray], *, tta: bool | None = None) -> list[np.ndarray]:
         """Bool masks at the original sizes, after this model's post-processing."""
         return [self.binarize(p) for p in self.predict_proba(images, tta=tta)]
 
@@ -234,20 +240,26 @@ def clear_cache() -> None:
 class Ensemble:
     """Averages its members' probability maps (each at the image's own size).
 
-    Threshold: the mean of the members' validation-chosen thresholds; keep-largest clean-up when most
-    members use it.
+    Its threshold and clean-up come from ``metadata`` (``ensemble.json``, chosen on the validation
+    split by ``ml.calibrate``); without it, the mean of the members' thresholds, and keep-largest when
+    most members use it. Each member applies its own flip-TTA choice.
     """
 
-    def __init__(self, members: Sequence[Segmenter], name: str = "ensemble"):
+    def __init__(self, members: Sequence[Segmenter], name: str = "ensemble", metadata: dict | None = None):
         if not members:
             raise ValueError("An ensemble needs at least one member.")
         self.members = list(members)
         self.name = name
-        self.threshold = float(np.mean([m.threshold for m in self.members]))
-        self.keep_largest = sum(m.keep_largest for m in self.members) * 2 > len(self.members)
-        self.min_component_px = 0
+        meta = metadata or {}
+        majority = lambda flags: sum(flags) * 2 > len(self.members)  # noqa: E731
+        self.threshold = float(meta.get("threshold", np.mean([m.threshold for m in self.members])))
+        post = meta.get("postprocess", {})
+        self.keep_largest = bool(post.get("keep_largest", majority([m.keep_largest for m in self.members])))
+        self.min_component_px = int(post.get("min_component_px", 0))
+        self.tta = meta.get("tta")  # None: each member uses its own choice
 
-    def predict_proba(self, images: Sequence[np.ndarray], *, tta: bool = False, batch_size: int = 16):
+    def predict_proba(self, images: Sequence[np.ndarray], *, tta: bool | None = None, batch_size: int = 16):
+        tta = self.tta if tta is None else tta
         per_member = [m.predict_proba(images, tta=tta, batch_size=batch_size) for m in self.members]
         return [ensemble_proba(list(ps)) for ps in zip(*per_member)]
 
@@ -255,8 +267,17 @@ class Ensemble:
         return binarize(prob, self.threshold, min_component_px=self.min_component_px,
                         keep_largest=self.keep_largest)
 
-    def segment(self, images: Sequence[np.ndarray], *, tta: bool = False) -> list[np.ndarray]:
+    def segment(self, images: Sequence[np.ndarray], *, tta: bool | None = None) -> list[np.ndarray]:
         return [self.binarize(p) for p in self.predict_proba(images, tta=tta)]
+
+
+def load_ensemble(directory: str | Path, members: Sequence[Segmenter]) -> Ensemble:
+    """The ensemble of ``members`` with its calibration from ``<directory>/ensemble.json`` when present."""
+    path = Path(directory) / "ensemble.json"
+    meta = json.loads(path.read_text()) if path.is_file() else None
+    if meta and sorted(meta.get("members", [])) != sorted(m.name for m in members):
+        meta = None  # calibrated for another set of members
+    return Ensemble(members, metadata=meta)
 
 
 def shipped_bundles(directory: str | Path) -> list[Path]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ml.data import Augmentation, data_fingerprint, load_slices, make_dataset, read_records, split_by_patient, to_arrays
-from ml.evaluate import choose_postprocess, dice_iou, summarise
+from ml.calibrate import calibrate
 
 RANDOM_INIT_NOTE = (
     "Encoder trained from random initialisation: ImageNet weights could not be downloaded on the "
@@ -52,6 +52,7 @@ class TrainConfig:
     test_fraction: float = 0.15
     max_minutes: float | None = None
     limit: int | None = None  # use at most this many train and val slices (smoke tests)
+    init_from: str | None = None  # a .keras model whose same-named, same-shaped layers seed this one
     augment: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -73,6 +74,25 @@ def _lr_for_epoch(cfg: TrainConfig, epoch: int, progress_by_time: float = 0.0) -
     by_epoch = epoch / (cfg.epochs - 1) if cfg.epochs > 1 else 1.0
     progress = min(1.0, max(by_epoch, progress_by_time))
     return cfg.lr_start * (cfg.lr_end / cfg.lr_start) ** progress
+
+
+def transfer_weights(source, target) -> list[str]:
+    """Copy weights layer by layer where the name and every weight shape agree; returns the names.
+
+    A trained U-Net seeds an Attention U-Net this way: encoder, bottleneck and decoder blocks share
+    names and shapes, and only the attention gates start from scratch.
+    """
+    by_name = {layer.name: layer for layer in source.layers}
+    copied = []
+    for layer in target.layers:
+        twin = by_name.get(layer.name)
+        if twin is None or not layer.weights:
+            continue
+        src, dst = twin.get_weights(), layer.get_weights()
+        if len(src) == len(dst) and all(a.shape == b.shape for a, b in zip(src, dst)):
+            layer.set_weights(src)
+            copied.append(layer.name)
+    return copied
 
 
 def _library_versions() -> dict:
@@ -176,6 +196,10 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
     split = split_by_patient(records, seed=cfg.seed, val_fraction=cfg.val_fraction,
                              test_fraction=cfg.test_fraction)
     train_ids, val_ids = split["train"], split["val"]
+    if not train_ids or not val_ids:
+        raise ValueError(
+            f"{cfg.data_dir} has too few patient groups for a train/validation split "
+            f"({len(train_ids)} train and {len(val_ids)} validation slices): add data from more patients.")
     if cfg.limit:
         train_ids, val_ids = train_ids[:cfg.limit], val_ids[:cfg.limit]
     log(f"split by patient group (seed {cfg.seed}): train {len(split['train'])}, val {len(split['val'])}, "
@@ -198,6 +222,13 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
         state = {"config": asdict(cfg), "epochs_done": 0, "best_val_dice": -1.0, "best_epoch": 0,
                  "train_seconds": 0.0}
         model = spec.build(cfg.encoder_weights)
+        if cfg.init_from:
+            copied = transfer_weights(keras.models.load_model(cfg.init_from, compile=False), model)
+            if not copied:
+                raise ValueError(f"{cfg.init_from} shares no layer (same name and shapes) with this model.")
+            state["init_from"] = {"path": str(cfg.init_from), "layers_copied": len(copied),
+                                  "layers_with_weights": sum(1 for layer in model.layers if layer.weights)}
+            log(f"initialised {len(copied)} layers from {cfg.init_from}")
         model.compile(optimizer=keras.optimizers.Adam(cfg.lr_start), loss=losses.get_loss(cfg.loss),
                       metrics=[losses.dice, losses.iou] if heads == 1 else None)
     log(f"{cfg.name}: {model.count_params():,} parameters, {precision}, input {cfg.image_size}px")
@@ -215,18 +246,12 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
     state_path.write_text(json.dumps(state, indent=2))
     model.load_weights(run_dir / "best.weights.h5")
 
-    # Threshold and clean-up chosen on the validation split, at the masks' native resolution.
-    segmenter = Segmenter(model, {"name": cfg.name})
-    probs = segmenter.predict_proba(val_slices.images)
-    post = choose_postprocess(probs, val_slices.masks)
-    from ml.postprocess import binarize
-
-    scores = [dice_iou(binarize(p, post["threshold"], keep_largest=post["keep_largest"]), t)
-              for p, t in zip(probs, val_slices.masks)]
-    val_metrics = summarise(scores, [r.tumour_type for r in val_slices.records])
+    # TTA, threshold and clean-up chosen on the validation split, at the masks' native resolution.
+    choice = calibrate(Segmenter(model, {"name": cfg.name}), val_slices)
+    val_metrics = choice["val_metrics"]
     log(f"validation at native resolution: Dice {val_metrics['dice_mean']:.4f}, IoU {val_metrics['iou_mean']:.4f}, "
         f"by type {json.dumps({k: round(v, 4) for k, v in val_metrics['dice_by_type'].items()})}; "
-        f"threshold {post['threshold']}, keep_largest {post['keep_largest']}")
+        f"threshold {choice['threshold']}, tta {choice['tta']}, keep_largest {choice['postprocess']['keep_largest']}")
 
     weights_source = "none" if cfg.encoder_weights in (None, "none") else str(cfg.encoder_weights)
     metadata = {
@@ -238,15 +263,18 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
         else ("Plain encoder: trained from random initialisation." if cfg.encoder == "plain" else
               f"Encoder initialised from {weights_source}."),
         "input_size": cfg.image_size,
+        "initialised_from": state.get("init_from"),
         "parameters": int(model.count_params()),
-        "threshold": post["threshold"],
-        "postprocess": {"keep_largest": post["keep_largest"], "min_component_px": 0},
+        "threshold": choice["threshold"],
+        "tta": choice["tta"],
+        "postprocess": choice["postprocess"],
         "metrics": {"val": val_metrics},
         "training": {
             "data_dir_fingerprint": data_fingerprint(cfg.data_dir),
             "split": {"by": "patient_group", "stratified_by": "tumour_type", "seed": cfg.seed,
                       "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction,
-                      "n_train": len(train_ids), "n_val": len(val_ids), "n_test": len(split["test"])},
+                      "n_train": len(train_ids), "n_val": len(val_ids), "n_test": len(split["test"]),
+                      "sizes": {side: len(ids) for side, ids in split.items()}},
             "epochs_planned": cfg.epochs, "epochs_done": state["epochs_done"], "best_epoch": state["best_epoch"],
             "stopped_by_time_budget": bool(state.get("stopped_by_time_budget")),
             "batch_size": cfg.batch_size, "loss": cfg.loss, "optimizer": "adam",
@@ -296,6 +324,7 @@ def main(argv=None) -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
+    parser.add_argument("--init-from", help="a .keras model whose same-named, same-shaped layers seed this one")
     args = parser.parse_args(argv)
     if args.threads:
         set_threads(args.threads)
@@ -303,7 +332,7 @@ def main(argv=None) -> None:
                       image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
                       base_filters=args.base_filters, encoder_weights=args.encoder_weights, name=args.name,
                       output_dir=args.output_dir, run_dir=args.run_dir, max_minutes=args.max_minutes,
-                      precision=args.precision, seed=args.seed),
+                      precision=args.precision, seed=args.seed, init_from=args.init_from),
           log=lambda msg: print(msg, flush=True))
 
 

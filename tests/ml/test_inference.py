@@ -107,3 +107,42 @@ def test_precision_auto_resolves_to_a_real_policy():
 
     assert resolve_precision("auto") in {"fp32", "bf16"}
     assert resolve_precision("fp32") == "fp32"
+
+
+def test_the_ensemble_uses_its_calibration_file_for_the_same_members(bundle, tmp_path):
+    import json
+
+    from ml.inference import load_ensemble, load_segmenter
+
+    seg = load_segmenter(bundle)
+    (tmp_path / "ensemble.json").write_text(json.dumps({
+        "members": [seg.name], "threshold": 0.65, "tta": True,
+        "postprocess": {"keep_largest": False, "min_component_px": 3}}))
+    ens = load_ensemble(tmp_path, [seg])
+    assert (ens.threshold, ens.tta, ens.keep_largest, ens.min_component_px) == (0.65, True, False, 3)
+    assert load_ensemble(tmp_path / "nothing-here", [seg]).tta is None  # members use their own
+    other = load_ensemble(tmp_path, [seg, seg.__class__(seg.model, {"name": "other"})])
+    assert other.threshold != 0.65  # calibrated for other members: falls back to the members' own
+
+
+def test_calibration_picks_what_scores_best_on_validation():
+    from ml.calibrate import calibrate
+    from ml.data import Record, Slices
+
+    class Oracle:
+        """Probabilities that are right only at threshold > 0.6, and only without TTA."""
+
+        def predict_proba(self, images, tta=False):
+            out = []
+            for img in images:
+                p = np.where(img > 0, 0.7, 0.55).astype(np.float32)
+                out.append(p if not tta else np.full_like(p, 0.5))
+            return out
+
+    truth = np.zeros((16, 16), bool)
+    truth[4:9, 4:9] = True
+    val = Slices([Record("1", "glioma", "g1")], [truth.astype(np.uint8)], [truth])
+    choice = calibrate(Oracle(), val)
+    assert choice["tta"] is False and choice["threshold"] >= 0.55
+    assert choice["val_metrics"]["dice_mean"] == pytest.approx(1.0)
+    assert choice["val_metrics"]["dice_by_type"] == {"glioma": pytest.approx(1.0)}

@@ -26,7 +26,8 @@ class Command(BaseCommand):
         parser.add_argument("--split", choices=["all", "train", "val", "test"], default="all",
                             help="evaluate only this patient-group split of DIR, as made at training time "
                                  "(seed and fractions from the first model's metadata)")
-        parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped slice")
+        parser.add_argument("--tta", choices=["model", "on", "off"], default="model",
+                            help="flip test-time augmentation: each model's own choice (default), or force it")
         parser.add_argument("--precision", choices=["saved", "fp32", "bf16"], default="saved",
                             help="run the models in this precision (default: as saved)")
         parser.add_argument("--limit", type=int, help="evaluate at most N slices")
@@ -36,7 +37,7 @@ class Command(BaseCommand):
 
         from ml.data import load_slices, read_records, split_by_patient
         from ml.evaluate import evaluate_masks
-        from ml.inference import Ensemble, load_segmenter, shipped_bundles
+        from ml.inference import load_ensemble, load_segmenter, shipped_bundles
 
         data, models_dir = Path(o["data"]), Path(o["models_dir"])
         try:
@@ -51,6 +52,7 @@ class Command(BaseCommand):
         if unknown:
             raise CommandError(f"Unknown model(s) {', '.join(unknown)}; shipped: {', '.join(bundles)}, ensemble.")
 
+        tta = {"model": None, "on": True, "off": False}[o["tta"]]
         precision = None if o["precision"] == "saved" else o["precision"]
         segmenters = {name: load_segmenter(path, precision=precision) for name, path in bundles.items()}
         ids = [r.id for r in records]
@@ -66,11 +68,11 @@ class Command(BaseCommand):
 
         results = {}
         for name in wanted:
-            model = Ensemble([segmenters[n] for n in bundles]) if name == "ensemble" else segmenters[name]
-            model.segment(slices.images[:1], tta=o["tta"])  # warm-up: trace the tf.function once
+            model = load_ensemble(models_dir, list(segmenters.values())) if name == "ensemble" else segmenters[name]
+            model.segment(slices.images[:1], tta=tta)  # warm-up: trace the tf.function once
             with tqdm(total=len(slices), desc=name, unit="slice", disable=None) as bar:
                 started = time.perf_counter()
-                res = evaluate_masks(lambda imgs: model.segment(imgs, tta=o["tta"]), slices,
+                res = evaluate_masks(lambda imgs: model.segment(imgs, tta=tta), slices,
                                      progress=bar.update)
             res["wall_seconds"] = round(time.perf_counter() - started, 2)
             results[name] = res

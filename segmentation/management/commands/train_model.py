@@ -21,6 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("--encoder", default="plain", choices=ENCODERS, help="encoder (default: plain)")
         parser.add_argument("--data", default=str(settings.TUMORSITE_DATA),
                             help="dataset folder in the shared layout (default: TUMORSITE_DATA)")
+        parser.add_argument("--from-record", action="store_true",
+                            help="train on the clinical record instead: every case with an imported or "
+                                 "clinician-corrected mask, exported with export_cases to a temporary folder")
         parser.add_argument("--image-size", type=int, default=128, help="square model input, a multiple of 16/32")
         parser.add_argument("--epochs", type=int, default=40, help="maximum epochs (early stopping may end sooner)")
         parser.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
@@ -39,9 +42,19 @@ class Command(BaseCommand):
         parser.add_argument("--no-register", action="store_true", help="do not register the model version")
 
     def handle(self, *args, **o):
+        if o["from_record"]:
+            import tempfile
+
+            from django.core.management import call_command
+
+            with tempfile.TemporaryDirectory(prefix="tumorsite-record-") as tmp:
+                call_command("export_cases", tmp, "--no-progress", stdout=self.stdout)
+                return self._train(Path(tmp), o)
+        return self._train(Path(o["data"]), o)
+
+    def _train(self, data: Path, o: dict):
         from ml.train import TrainConfig, train
 
-        data = Path(o["data"])
         if not (data / "cases.csv").is_file():
             raise CommandError(f"{data} has no cases.csv: pass --data DIR in the shared layout.")
         try:

@@ -1,0 +1,130 @@
+"""train_model and evaluate_segmentation, end to end on tiny data."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+from PIL import Image
+
+pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+
+
+def _full_size_dir(figshare_dir, tmp_path, n=3):
+    """A shared-layout folder built from the 512x512 samples (images and masks at 512)."""
+    src = figshare_dir / "samples_512"
+    rows = {r["id"]: r for r in csv.DictReader((figshare_dir / "cases.csv").open())}
+    ids = sorted(p.stem for p in src.glob("*.png") if not p.stem.endswith("_mask"))[:n]
+    out = tmp_path / "data512"
+    (out / "images").mkdir(parents=True)
+    (out / "masks").mkdir()
+    for i in ids:
+        shutil.copy(src / f"{i}.png", out / "images" / f"{i}.png")
+        shutil.copy(src / f"{i}_mask.png", out / "masks" / f"{i}.png")
+    with (out / "cases.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(next(iter(rows.values()))))
+        writer.writeheader()
+        writer.writerows(rows[i] for i in ids)
+    return out, ids
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    from ml.inference import save_bundle
+    from ml.models import ModelSpec
+
+    directory = tmp_path_factory.mktemp("models")
+    for arch in ("unet", "attention_unet"):
+        spec = ModelSpec(architecture=arch, input_size=32, base_filters=4, depth=3)
+        save_bundle(spec.build(), directory, f"tiny_{arch}", {"spec": spec.get_config(), "threshold": 0.5})
+    return directory
+
+
+def test_evaluate_segmentation_scores_every_model_and_the_ensemble_at_full_size(figshare_dir, tmp_path, tiny_models):
+    data, ids = _full_size_dir(figshare_dir, tmp_path)
+    assert Image.open(data / "images" / f"{ids[0]}.png").size == (512, 512)
+    out = tmp_path / "eval.json"
+    call_command("evaluate_segmentation", "--data", str(data), "--models-dir", str(tiny_models), "--json", str(out))
+    result = json.loads(out.read_text())["models"]
+    assert set(result) == {"tiny_unet", "tiny_attention_unet", "ensemble"}
+    for scores in result.values():
+        assert scores["n"] == len(ids)
+        assert 0.0 <= scores["dice_mean"] <= 1.0 and 0.0 <= scores["iou_mean"] <= scores["dice_mean"] + 1e-9
+        assert set(scores["dice_by_type"]) <= {"meningioma", "glioma", "pituitary"}
+        assert scores["ms_per_slice"] > 0
+
+
+def test_evaluate_segmentation_refuses_unknown_models_and_bad_folders(tmp_path, tiny_models, figshare_dir):
+    with pytest.raises(CommandError, match="no cases.csv"):
+        call_command("evaluate_segmentation", "--data", str(tmp_path), "--models-dir", str(tiny_models),
+                     "--json", str(tmp_path / "x.json"))
+    with pytest.raises(CommandError, match="Unknown model"):
+        call_command("evaluate_segmentation", "--data", str(figshare_dir), "--models-dir", str(tiny_models),
+                     "--models", "nope", "--json", str(tmp_path / "x.json"))
+
+
+def test_evaluate_segmentation_refuses_masks_of_another_size(figshare_dir, tmp_path, tiny_models):
+    data, ids = _full_size_dir(figshare_dir, tmp_path, n=1)
+    Image.fromarray(np.zeros((256, 256), np.uint8)).save(data / "masks" / f"{ids[0]}.png")
+    with pytest.raises(ValueError, match="differ in size"):
+        call_command("evaluate_segmentation", "--data", str(data), "--models-dir", str(tiny_models),
+                     "--json", str(tmp_path / "x.json"))
+
+
+@pytest.mark.django_db
+def test_train_model_writes_the_bundle_and_registers_the_version(figshare_dir, tmp_path):
+    from segmentation.models import ModelVersion
+
+    call_command("train_model", "--architecture", "attention_unet", "--data", str(figshare_dir),
+                 "--image-size", "32", "--base-filters", "2", "--epochs", "1", "--batch-size", "4",
+                 "--limit", "4", "--precision", "fp32", "--name", "smoke_att", "--output-dir", str(tmp_path / "m"),
+                 "--run-dir", str(tmp_path / "run"))
+    meta = json.loads((tmp_path / "m" / "smoke_att.json").read_text())
+    assert meta["spec"]["architecture"] == "attention_unet" and meta["input_size"] == 32
+    version = ModelVersion.objects.get(name="smoke_att")
+    assert version.architecture == "attention_unet" and version.threshold == meta["threshold"]
+    assert ModelVersion.objects.filter(is_ensemble=True, is_active=True).exists()
+
+
+def test_train_model_refuses_a_folder_that_is_not_a_dataset(tmp_path):
+    with pytest.raises(CommandError, match="no cases.csv"):
+        call_command("train_model", "--architecture", "unet", "--data", str(tmp_path))
+
+
+@pytest.mark.django_db
+def test_train_model_can_learn_from_the_clinical_record(figshare_dir, tmp_path):
+    """Imported cases go out through export_cases and come back in as training data."""
+    rows = list(csv.DictReader((figshare_dir / "cases.csv").open()))[::60]  # ~40 slices, many patients
+    data = tmp_path / "subset"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    for r in rows:
+        shutil.copy(figshare_dir / "images" / f"{r['id']}.png", data / "images")
+        shutil.copy(figshare_dir / "masks" / f"{r['id']}.png", data / "masks")
+    with (data / "cases.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    call_command("import_cases", str(data), "--no-progress")
+
+    call_command("train_model", "--architecture", "unet", "--from-record", "--image-size", "32",
+                 "--base-filters", "2", "--epochs", "1", "--batch-size", "4", "--limit", "4", "--precision", "fp32",
+                 "--name", "from_record", "--output-dir", str(tmp_path / "m"), "--run-dir", str(tmp_path / "run"),
+                 "--no-register")
+    meta = json.loads((tmp_path / "m" / "from_record.json").read_text())
+    assert sum(meta["training"]["split"]["sizes"].values()) == len(rows)
+
+
+def test_training_refuses_data_with_no_validation_patients(tmp_path):
+    from ml.train import TrainConfig, train
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "cases.csv").write_text("id,label,label_name,pid,patient_group\n1,1,meningioma,p1,p1\n")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "images" / "1.png")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "masks" / "1.png")
+    with pytest.raises(ValueError, match="too few patient groups"):
+        train(TrainConfig(architecture="unet", data_dir=str(tmp_path), run_dir=str(tmp_path / "r")),
+              log=lambda *_: None)
