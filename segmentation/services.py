@@ -87,6 +87,7 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
 
     members = best_per_architecture(seen)
     if members:
+        calibration = _ensemble_calibration(directory, members)
         ensemble, _ = ModelVersion.objects.update_or_create(
             name=ENSEMBLE_NAME,
             defaults={
@@ -96,10 +97,11 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
                 # As ml.inference.Ensemble: mean threshold, keep-largest when most members use it.
                 "metadata": {"members": [m.name for m in members],
                              "description": "mean of the members' probability maps",
-                             "postprocess": {"keep_largest": 2 * sum(
+                             "postprocess": calibration.get("postprocess") or {"keep_largest": 2 * sum(
                                  bool(m.metadata.get("postprocess", {}).get("keep_largest")) for m in members)
-                                 > len(members), "min_component_px": 0}},
-                "threshold": float(np.mean([m.threshold for m in members])),
+                                 > len(members), "min_component_px": 0},
+                             "tta": calibration.get("tta"), "calibrated": bool(calibration)},
+                "threshold": float(calibration.get("threshold", np.mean([m.threshold for m in members]))),
                 "input_size": max(m.input_size for m in members),
                 "is_active": True,
                 "is_ensemble": True,
@@ -109,6 +111,18 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
     else:
         ModelVersion.objects.filter(is_ensemble=True).update(is_active=False)
     return seen
+
+
+def _ensemble_calibration(directory: Path, members: list[ModelVersion]) -> dict:
+    """``<models dir>/ensemble.json`` (ml.calibrate: threshold, clean-up, TTA chosen on the validation
+    split) when it was made for exactly these members, as ``ml.inference.load_ensemble`` reads it."""
+    path = Path(directory) / "ensemble.json"
+    try:
+        meta = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        logger.warning("ignoring %s: not valid JSON", path)
+        return {}
+    return meta if sorted(meta.get("members", [])) == sorted(m.name for m in members) else {}
 
 
 def val_dice(version: ModelVersion) -> float:
@@ -273,11 +287,12 @@ def predict_probability(version: ModelVersion, image: np.ndarray, *, stored: dic
     members = list(ModelVersion.objects.filter(name__in=version.members))
     if not members:
         raise SegmentationError("The ensemble has no member models; run `manage.py sync_models`.")
+    tta = version.metadata.get("tta")  # None: each member's own choice, as its stored run made it
     probs = []
     for member in members:
-        prob = (stored or {}).get(member.name)
+        prob = (stored or {}).get(member.name) if tta is None else None
         if prob is None or prob.shape != image.shape:
-            prob = _segmenter(member).predict_proba([image])[0]
+            prob = _segmenter(member).predict_proba([image], tta=tta)[0]
         probs.append(prob)
     return ensemble_proba(probs)
 

@@ -37,3 +37,21 @@ def test_sync_models_command_lists_what_it_registered(models_dir, capsys):
     call_command("sync_models")
     out = capsys.readouterr().out
     assert "ensemble: ensemble = mean(tiny_attention_unet, tiny_unet)" in out
+
+
+def test_the_ensemble_takes_its_calibration_when_made_for_its_members(models_dir, tmp_path, settings):
+    import json
+    import shutil
+
+    for f in models_dir.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    settings.TUMORSITE_MODELS_DIR = tmp_path
+    (tmp_path / "ensemble.json").write_text(json.dumps({
+        "members": ["tiny_unet", "tiny_attention_unet"], "threshold": 0.35,
+        "postprocess": {"keep_largest": True, "min_component_px": 0}, "tta": False}))
+    model_versions_sync()
+    ensemble = ModelVersion.objects.get(name="ensemble")
+    assert ensemble.threshold == 0.35 and ensemble.metadata["postprocess"]["keep_largest"] is True
+    (tmp_path / "ensemble.json").write_text(json.dumps({"members": ["other"], "threshold": 0.9}))
+    model_versions_sync()
+    assert ModelVersion.objects.get(name="ensemble").threshold == 0.0  # mean of the members' own
