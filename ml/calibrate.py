@@ -43,6 +43,10 @@ def validation_slices(data_dir: str | Path, split_meta: dict) -> Slices:
     return load_slices(data_dir, ids)
 
 
+def _split_key(split_meta: dict) -> tuple:
+    return tuple(split_meta.get(k) for k in ("by", "stratified_by", "seed", "val_fraction", "test_fraction"))
+
+
 def _apply(meta: dict, choice: dict) -> dict:
     meta = dict(meta)
     meta["threshold"], meta["tta"], meta["postprocess"] = choice["threshold"], choice["tta"], choice["postprocess"]
@@ -66,7 +70,7 @@ def main(argv=None) -> None:
     val = validation_slices(args.data, split_meta)
     for path in [] if args.ensemble_only else bundles:
         meta = read_metadata(path)
-        if meta["training"]["split"] != split_meta:
+        if _split_key(meta["training"]["split"]) != _split_key(split_meta):
             raise SystemExit(f"{path.name} was trained on another split; calibrate it on its own.")
         choice = calibrate(load_segmenter(path), val)
         path.with_suffix(".json").write_text(json.dumps(_apply(meta, choice), indent=2, sort_keys=True) + "\n")

@@ -224,7 +224,8 @@ def save_bundle(model, directory: str | Path, name: str, metadata: dict) -> Path
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.keras"
-    clean = keras.models.clone_model(model)
+    # A fresh, uncompiled copy of the graph: no optimizer state in the shipped file.
+    clean = keras.Model.from_config(model.get_config())
     clean.set_weights(model.get_weights())
     clean.save(path)
     meta = {"name": name, **metadata}

@@ -146,3 +146,25 @@ def test_calibration_picks_what_scores_best_on_validation():
     assert choice["tta"] is False and choice["threshold"] >= 0.55
     assert choice["val_metrics"]["dice_mean"] == pytest.approx(1.0)
     assert choice["val_metrics"]["dice_by_type"] == {"glioma": pytest.approx(1.0)}
+
+
+def test_a_bundle_carries_no_optimizer_state(tmp_path):
+    import zipfile
+
+    import h5py
+    import keras
+
+    from ml import losses
+    from ml.inference import save_bundle
+    from ml.models import build_model
+
+    model = build_model("unet", input_size=32, base_filters=2, depth=2)
+    model.compile(optimizer=keras.optimizers.Adam(), loss=losses.bce_dice_loss)
+    model.train_on_batch(np.zeros((1, 32, 32, 1), np.float32), np.zeros((1, 32, 32, 1), np.float32))
+    path = save_bundle(model, tmp_path, "lean", {})
+    with zipfile.ZipFile(path) as zf:
+        zf.extract("model.weights.h5", tmp_path)
+    with h5py.File(tmp_path / "model.weights.h5") as h5:
+        stored = []
+        h5.visititems(lambda name, obj: stored.append(name) if isinstance(obj, h5py.Dataset) else None)
+    assert stored and not [name for name in stored if name.startswith("optimizer")]
