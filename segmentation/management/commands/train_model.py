@@ -38,6 +38,9 @@ class Command(BaseCommand):
         parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                             help="auto: bf16 where the CPU has AMX/AVX512-BF16 or on a GPU, else fp32")
         parser.add_argument("--seed", type=int, default=42, help="split and initialisation seed")
+        parser.add_argument("--init-from", help="a .keras model whose same-named, same-shaped layers seed this one "
+                                                 "(e.g. a trained U-Net for an Attention U-Net)")
+        parser.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
         parser.add_argument("--limit", type=int, help="use at most N train and N val slices (smoke runs)")
         parser.add_argument("--no-register", action="store_true", help="do not register the model version")
 
@@ -53,7 +56,10 @@ class Command(BaseCommand):
         return self._train(Path(o["data"]), o)
 
     def _train(self, data: Path, o: dict):
-        from ml.train import TrainConfig, train
+        from ml.train import TrainConfig, set_threads, train
+
+        if o["threads"]:
+            set_threads(o["threads"])
 
         if not (data / "cases.csv").is_file():
             raise CommandError(f"{data} has no cases.csv: pass --data DIR in the shared layout.")
@@ -63,7 +69,7 @@ class Command(BaseCommand):
                 image_size=o["image_size"], epochs=o["epochs"], batch_size=o["batch_size"],
                 base_filters=o["base_filters"], encoder_weights=o["encoder_weights"], name=o["name"],
                 output_dir=o["output_dir"], run_dir=o["run_dir"], max_minutes=o["max_minutes"],
-                precision=o["precision"], seed=o["seed"], limit=o["limit"])
+                precision=o["precision"], seed=o["seed"], limit=o["limit"], init_from=o["init_from"])
             result = train(cfg, log=self.stdout.write, verbose=1 if self.stdout.isatty() else 2)
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
