@@ -59,7 +59,7 @@ def read_records(data_dir: str | Path) -> list[Record]:
         rows = list(csv.DictReader(fh))
     records = []
     for row in rows:
-        name = row.get("label_name") or LABEL_NAMES.get(int(row["label"])) if row.get("label") else None
+        name = row.get("label_name") or (LABEL_NAMES.get(int(row["label"])) if row.get("label") else None)
         group = row.get("patient_group") or row.get("pid") or row["id"]
         records.append(Record(id=str(row["id"]), tumour_type=name or None, patient_group=group,
                               pid=row.get("pid", "")))
@@ -101,6 +101,17 @@ def _group_types(records: list[Record]) -> dict[str, str]:
     return {g: c.most_common(1)[0][0] for g, c in by_group.items()}
 
 
+def _shuffled_groups_by_type(records: list[Record], seed: int):
+    """Yield ``(groups, sizes)`` per tumour type (sorted), each type's groups shuffled by one seeded RNG."""
+    group_type = _group_types(records)
+    sizes = Counter(r.patient_group for r in records)
+    rng = random.Random(seed)
+    for ttype in sorted(set(group_type.values())):
+        groups = sorted(g for g, t in group_type.items() if t == ttype)
+        rng.shuffle(groups)
+        yield groups, sizes
+
+
 def split_by_patient(records: list[Record], *, seed: int = 42, val_fraction: float = 0.15,
                      test_fraction: float = 0.15) -> dict[str, list[str]]:
     """Split slice ids into train/val/test by patient group, stratified by tumour type, seeded.
@@ -110,13 +121,8 @@ def split_by_patient(records: list[Record], *, seed: int = 42, val_fraction: flo
     """
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1.")
-    group_type = _group_types(records)
-    sizes = Counter(r.patient_group for r in records)
-    rng = random.Random(seed)
     assignment: dict[str, str] = {}
-    for ttype in sorted(set(group_type.values())):
-        groups = sorted(g for g, t in group_type.items() if t == ttype)
-        rng.shuffle(groups)
+    for groups, sizes in _shuffled_groups_by_type(records, seed):
         total = sum(sizes[g] for g in groups)
         targets = [("test", test_fraction * total), ("val", val_fraction * total)]
         filled = {"test": 0, "val": 0}
@@ -137,13 +143,8 @@ def split_by_patient(records: list[Record], *, seed: int = 42, val_fraction: flo
 
 def kfold_by_patient(records: list[Record], k: int = 5, *, seed: int = 42) -> list[list[str]]:
     """``k`` folds of slice ids by patient group, each type's groups dealt round-robin by size."""
-    group_type = _group_types(records)
-    sizes = Counter(r.patient_group for r in records)
-    rng = random.Random(seed)
     fold_of: dict[str, int] = {}
-    for ttype in sorted(set(group_type.values())):
-        groups = sorted(g for g, t in group_type.items() if t == ttype)
-        rng.shuffle(groups)
+    for groups, sizes in _shuffled_groups_by_type(records, seed):
         load = [0] * k
         for g in sorted(groups, key=lambda g: -sizes[g]):
             f = min(range(k), key=lambda i: (load[i], i))
