@@ -11,6 +11,15 @@ MEDIA_ROOT = TUMORSITE_VAR_DIR / "test-media"
 # DATABASE_URL=.../test_<name> works on the very database pytest creates (see .ci/run).
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}"}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not Django's default in-memory test database: with an in-memory database the live
+    # server's request threads and the in-process worker share one connection, and two concurrent
+    # uploads interleave their savepoints ("no such savepoint"). One file per pytest process.
+    import os
+    import tempfile
+
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"tumorsite-test-{os.getpid()}.sqlite3")}
 
 # Tests never run collectstatic; without a STATIC_ROOT WhiteNoise serves through the finders only.
 STATIC_ROOT = None
