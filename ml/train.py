@@ -8,7 +8,6 @@ configuration again continues from there. The best epoch (by validation Dice) is
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -93,6 +92,23 @@ def transfer_weights(source, target) -> list[str]:
             layer.set_weights(src)
             copied.append(layer.name)
     return copied
+
+
+def source_provenance(model_path) -> dict | None:
+    """What a warm start's source model was and how it was trained, from its ``.json`` beside it.
+
+    Kept in the new model's metadata so a chain of warm starts stays traceable to random init.
+    """
+    meta_path = Path(model_path).with_suffix(".json")
+    if not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text())
+    training = meta.get("training", {})
+    keep = ("epochs_done", "best_epoch", "train_seconds", "precision", "finished_at")
+    return {"name": meta.get("name"), "encoder_weights": meta.get("encoder_weights"),
+            "val_dice_mean": meta.get("metrics", {}).get("val", {}).get("dice_mean"),
+            "training": {key: training[key] for key in keep if key in training},
+            "initialised_from": meta.get("initialised_from")}
 
 
 def _library_versions() -> dict:
@@ -227,7 +243,8 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             if not copied:
                 raise ValueError(f"{cfg.init_from} shares no layer (same name and shapes) with this model.")
             state["init_from"] = {"path": str(cfg.init_from), "layers_copied": len(copied),
-                                  "layers_with_weights": sum(1 for layer in model.layers if layer.weights)}
+                                  "layers_with_weights": sum(1 for layer in model.layers if layer.weights),
+                                  "source": source_provenance(cfg.init_from)}
             log(f"initialised {len(copied)} layers from {cfg.init_from}")
         model.compile(optimizer=keras.optimizers.Adam(cfg.lr_start), loss=losses.get_loss(cfg.loss),
                       metrics=[losses.dice, losses.iou] if heads == 1 else None)
@@ -259,9 +276,10 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
         "architecture": cfg.architecture,
         "encoder": cfg.encoder,
         "encoder_weights": weights_source,
-        "encoder_weights_note": RANDOM_INIT_NOTE if weights_source == "none" and cfg.encoder != "plain"
-        else ("Plain encoder: trained from random initialisation." if cfg.encoder == "plain" else
-              f"Encoder initialised from {weights_source}."),
+        "encoder_weights_note": (RANDOM_INIT_NOTE if weights_source == "none" and cfg.encoder != "plain"
+                                 else ("Plain encoder: trained from random initialisation." if cfg.encoder == "plain"
+                                       else f"Encoder initialised from {weights_source}."))
+        + (f" Then warm-started from {cfg.init_from}: see initialised_from." if cfg.init_from else ""),
         "input_size": cfg.image_size,
         "initialised_from": state.get("init_from"),
         "parameters": int(model.count_params()),
@@ -289,7 +307,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
     if (run_dir / "log.csv").exists():
         plot_curves(run_dir / "log.csv", run_dir / "curves.png")
     log(f"wrote {path} and {path.with_suffix('.json')}; run files in {run_dir}")
-    tf.keras.backend.clear_session() if hasattr(tf, "keras") else None
+    keras.backend.clear_session()  # free the graph before another run in the same process
     return {"name": cfg.name, "path": str(path), **metadata}
 
 

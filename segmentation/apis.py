@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -12,10 +14,14 @@ from segmentation.models import SegmentationRun
 from segmentation.services import SegmentationError, primary_model_version, segmentation_run_review
 
 
-def _url(request, field_file) -> str | None:
-    if not field_file:
+RUN_FILES = {"mask": "mask_file", "probability": "probability_file"}
+
+
+def _url(request, run, kind: str) -> str | None:
+    """The authenticated API address of a run's stored PNG (media files are not served publicly)."""
+    if not getattr(run, RUN_FILES[kind]):
         return None
-    url = field_file.url
+    url = reverse("api:segmentation-file", kwargs={"run_id": run.pk, "kind": kind})
     return request.build_absolute_uri(url) if request is not None else url
 
 
@@ -48,10 +54,10 @@ class SegmentationRunOutputSerializer(serializers.Serializer):
         return run.model_version_id == primary
 
     def get_mask_url(self, run) -> str | None:
-        return _url(self.context.get("request"), run.mask_file)
+        return _url(self.context.get("request"), run, "mask")
 
     def get_probability_url(self, run) -> str | None:
-        return _url(self.context.get("request"), run.probability_file)
+        return _url(self.context.get("request"), run, "probability")
 
 
 class SegmentationReviewApi(APIView):
@@ -73,3 +79,19 @@ class SegmentationReviewApi(APIView):
             return Response({"error": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(SegmentationRunOutputSerializer(run, context={"request": request}).data,
                         status=status.HTTP_200_OK)
+
+
+class SegmentationFileApi(APIView):
+    """A run's mask (0/255) or probability map (0-255 = 0.0-1.0) as the PNG that was stored."""
+
+    @extend_schema(responses={(200, "image/png"): bytes})
+    def get(self, request, run_id: int, kind: str):
+        run = get_object_or_404(SegmentationRun, pk=run_id)
+        field_file = getattr(run, RUN_FILES[kind])
+        if not field_file:
+            raise Http404("This run has no stored output (yet).")
+        with field_file.open("rb") as fh:
+            response = HttpResponse(fh.read(), content_type="image/png")
+        response["Content-Disposition"] = f'inline; filename="run{run.pk}_{kind}.png"'
+        response["Cache-Control"] = "private, max-age=3600"
+        return response

@@ -1,9 +1,13 @@
 """Through the API: upload -> finished runs -> features -> type suggestion -> similar cases -> diagnoses."""
 
+import io
 import os
+
+import numpy as np
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
 from rest_framework.test import APIClient
 
 from cases.models import Case, Scan
@@ -45,8 +49,13 @@ def _flow(api, wait):
     assert {s["model"] for s in detail["segmentations"]} == {"ensemble", "tiny_unet", "tiny_attention_unet"}
     for seg in detail["segmentations"]:
         assert seg["status"] == "done", seg["error"]
-        assert seg["mask_url"].startswith("http://testserver/media/") and seg["area_px"] > 0
+        assert seg["mask_url"] == f"http://testserver/api/segmentations/{seg['id']}/mask.png" and seg["area_px"] > 0
         assert "area_mm2" in seg
+        mask_png = api.get(seg["mask_url"])
+        assert mask_png.status_code == 200 and mask_png["Content-Type"] == "image/png"
+        assert (np.asarray(Image.open(io.BytesIO(mask_png.content))) > 127).sum() == seg["area_px"]
+        prob = np.asarray(Image.open(io.BytesIO(api.get(seg["probability_url"]).content)))
+        assert prob.shape == (detail["height"], detail["width"]) and prob.max() > 127
     assert [s["is_primary"] for s in detail["segmentations"] if s["model"] == "ensemble"] == [True]
     # The primary (ensemble) run finished: the case was described and got a suggested type.
     assert CaseFeatures.objects.get(case_id=case_id).embedding is not None

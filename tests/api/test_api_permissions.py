@@ -11,6 +11,8 @@ ENDPOINTS = [
     ("get", "/api/cases/1/similar/"),
     ("post", "/api/cases/1/diagnoses/"),
     ("post", "/api/segmentations/1/review/"),
+    ("get", "/api/segmentations/1/mask.png"),
+    ("get", "/api/segmentations/1/probability.png"),
     ("get", "/api/diagnoses/?q=gli"),
     ("get", "/api/schema/"),
     ("get", "/api/docs/"),
@@ -48,3 +50,10 @@ def test_the_openapi_schema_and_swagger_ui_are_served_to_users(clinician):
     assert {"/api/cases/", "/api/cases/{case_id}/", "/api/cases/{case_id}/similar/",
             "/api/cases/{case_id}/diagnoses/", "/api/diagnoses/", "/api/auth/token/"} <= set(paths)
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_run_files_are_served_only_for_known_kinds_and_existing_outputs(clinician):
+    client = APIClient()
+    client.force_authenticate(clinician)
+    assert client.get("/api/segmentations/999999/mask.png").status_code == 404
+    assert client.get("/api/segmentations/1/weights.png").status_code == 404

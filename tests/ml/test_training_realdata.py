@@ -44,3 +44,19 @@ def test_a_finished_run_resumes_instead_of_starting_again(figshare_dir, tmp_path
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["epochs_done"] == 2
     assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 3
+
+
+def test_a_warm_start_records_its_source_model_and_how_that_was_trained(figshare_dir, tmp_path):
+    from ml.train import TrainConfig, train
+
+    kwargs = dict(architecture="unet", data_dir=str(figshare_dir), image_size=32, base_filters=4, depth=2,
+                  batch_size=4, limit=4, epochs=1, output_dir=str(tmp_path / "models"), precision="fp32")
+    first = train(TrainConfig(name="first", run_dir=str(tmp_path / "run1"), **kwargs), log=lambda *_: None, verbose=0)
+    train(TrainConfig(name="second", run_dir=str(tmp_path / "run2"), init_from=first["path"], **kwargs),
+          log=lambda *_: None, verbose=0)
+    meta = json.loads((tmp_path / "models" / "second.json").read_text())
+    warm = meta["initialised_from"]
+    assert warm["path"] == first["path"] and warm["layers_copied"] == warm["layers_with_weights"]
+    assert warm["source"]["name"] == "first" and warm["source"]["training"]["epochs_done"] == 1
+    assert warm["source"]["initialised_from"] is None  # the chain ends at random initialisation
+    assert "warm-started from" in meta["encoder_weights_note"]
