@@ -11,9 +11,14 @@ loads them into a scratch table with COPY, builds the same HNSW index as migrati
 - pgvector HNSW without a filter, and with a tumour-type filter (iterative scan, relaxed order): the
   query's own type (what the app asks) and another type (a user's explicit filter), for each
   ``--ef-search``, fetching 4 x 10 rows and keeping the 10 nearest, as the app does;
-- then the same filtered queries with one partial HNSW index per type (migration 0004);
-recall@10 is measured against the exact result of the same (filtered) query. The scratch table is
+- then the same filtered queries with one partial HNSW index per type (migration 0004), on a second
+  copy of the table;
+recall@10 is measured against the exact result of the same (filtered) query. The scratch tables are
 dropped at the end. Prints a table; ``--json`` writes the figures.
+
+A 1M build takes many minutes. To build while the machine is busy and time the queries when it is
+quiet: ``--build-only`` (keeps the tables), later ``--reuse`` (same --sizes and --seed; the build
+figures printed are the stored ones, with when they were measured).
 """
 
 from __future__ import annotations
@@ -63,28 +68,70 @@ def exact_top(vectors: np.ndarray, q: np.ndarray, k: int, mask: np.ndarray | Non
     return top[np.argsort(d[top])]
 
 
+def _prepared(cur, table: str, n: int) -> dict | None:
+    """The build figures of a scratch table kept by ``--keep`` with all N rows and its index, else None."""
+    cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", [table])
+    row = cur.fetchone()
+    if not row or not row[0]:
+        return None
+    built = json.loads(row[0])
+    return built if built.get("n") == n else None
+
+
+def _load_and_index(cur, table: str, vectors: np.ndarray, types: np.ndarray, args, *, partial: bool) -> dict:
+    """COPY the vectors into a fresh table and build the HNSW index(es); returns load and build seconds.
+
+    ``partial``: one HNSW index per tumour type (as migration 0004) instead of one over all rows. The two
+    layouts live in separate tables so that the planner cannot mix them up when they are both kept.
+    """
+    n, dim = vectors.shape
+    cur.execute(f"DROP TABLE IF EXISTS {table}")
+    cur.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, tumour_type text, combined vector({dim}))")
+    started = time.perf_counter()
+    with cur.copy(f"COPY {table} (id, tumour_type, combined) FROM STDIN") as copy:
+        for start in range(0, n, 20000):
+            buf = io.StringIO()
+            for i in range(start, min(n, start + 20000)):
+                buf.write(f"{i}\t{TYPES[types[i]]}\t{_literal(vectors[i])}\n")
+            copy.write(buf.getvalue())
+    built = {"n": n, "load_s": round(time.perf_counter() - started, 1)}
+    cur.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
+    cur.execute(f"SET max_parallel_maintenance_workers = {args.build_workers}")
+    started = time.perf_counter()
+    for where in ([f" WHERE tumour_type = '{t}'" for t in TYPES] if partial else [""]):
+        cur.execute(f"CREATE INDEX ON {table} USING hnsw (combined vector_l2_ops) "
+                    f"WITH (m = 16, ef_construction = 64){where}")
+    built["build_s"] = round(time.perf_counter() - started, 1)
+    built["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    cur.execute(f"ANALYZE {table}")
+    from psycopg import sql  # utility statements take no bound parameters: quote client-side
+
+    cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(table), sql.Literal(json.dumps(built))))
+    return built
+
+
+def _table(conn, table: str, vectors, types, args, *, partial: bool) -> dict:
+    with conn.cursor() as cur:
+        built = _prepared(cur, table, len(vectors)) if args.reuse else None
+        if built is None:
+            built = _load_and_index(cur, table, vectors, types, args, partial=partial)
+        else:
+            built = {**built, "reused": True}
+    conn.commit()
+    return built
+
+
 def run_size(conn, n: int, dim: int, args, rng) -> dict:
     vectors, types = synthetic(n, dim, rng)
     table = f"bench_recommender_{n}"
-    result: dict = {"n": n, "dim": dim}
-    with conn.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {table}")
-        cur.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, tumour_type text, combined vector({dim}))")
-        started = time.perf_counter()
-        with cur.copy(f"COPY {table} (id, tumour_type, combined) FROM STDIN") as copy:
-            for start in range(0, n, 20000):
-                buf = io.StringIO()
-                for i in range(start, min(n, start + 20000)):
-                    buf.write(f"{i}\t{TYPES[types[i]]}\t{_literal(vectors[i])}\n")
-                copy.write(buf.getvalue())
-        result["load_s"] = round(time.perf_counter() - started, 1)
-        cur.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
-        cur.execute(f"SET max_parallel_maintenance_workers = {args.build_workers}")
-        started = time.perf_counter()
-        cur.execute(f"CREATE INDEX ON {table} USING hnsw (combined vector_l2_ops) WITH (m = 16, ef_construction = 64)")
-        result["index_build_s"] = round(time.perf_counter() - started, 1)
-        cur.execute(f"ANALYZE {table}")
-    conn.commit()
+    built = _table(conn, table, vectors, types, args, partial=False)
+    result: dict = {"n": n, "dim": dim, "load_s": built["load_s"], "index_build_s": built["build_s"],
+                    "index_reused_from": built["built_at"] if built.get("reused") else None}
+    if args.build_only:
+        if args.partial:
+            result["partial_index_build_s"] = _table(conn, f"{table}_by_type", vectors, types, args,
+                                                     partial=True)["build_s"]
+        return result
 
     # The app filters by the query's own (entered or suggested) type; a user may also ask for another type.
     source = rng.integers(0, n, size=args.queries)
@@ -106,6 +153,8 @@ def run_size(conn, n: int, dim: int, args, rng) -> dict:
 
     def measure(label: str, ef: int) -> None:
         for filt, wanted in (("none", None), ("own", own_types), ("other", other_types)):
+            if label == "partial" and filt == "none":
+                continue  # the per-type table has no index over all rows
             times, recalls = [], []
             with conn.cursor() as cur:
                 cur.execute("SET hnsw.iterative_scan = relaxed_order")
@@ -116,36 +165,29 @@ def run_size(conn, n: int, dim: int, args, rng) -> dict:
                     # As recommender.index + selectors do: fetch 4k, re-sort by exact distance, keep k
                     # (relaxed_order may return rows slightly out of order).
                     started = time.perf_counter()
-                    cur.execute(f"SELECT id, combined <-> %s::vector AS d FROM {table} {where}"
+                    cur.execute(f"SELECT id, combined <-> %s::vector AS d FROM {tables[label]} {where}"
                                 "ORDER BY combined <-> %s::vector LIMIT %s", [lit, lit, 4 * k])
                     ids = [row[0] for row in sorted(cur.fetchall(), key=lambda r: r[1])[:k]]
                     times.append((time.perf_counter() - started) * 1000)
                     recalls.append(len(set(ids) & set(truth[filt][i].tolist())) / k)
             conn.commit()
-            if label == "partial" and filt == "none":
-                continue
             key = f"{label}_ef{ef}" + {"none": "", "own": "_own_type", "other": "_other_type"}[filt]
             result[key] = {"p50_ms": round(float(np.percentile(times, 50)), 2),
                            "p99_ms": round(float(np.percentile(times, 99)), 2),
                            "recall_at_10": round(float(np.mean(recalls)), 4)}
 
+    tables = {"hnsw": table, "partial": f"{table}_by_type"}
     for ef in args.ef_search:
         measure("hnsw", ef)
     if args.partial:
         # As migration 0004: one partial HNSW index per type, so a type filter searches its own graph.
-        with conn.cursor() as cur:
-            started = time.perf_counter()
-            for t in TYPES:
-                cur.execute(f"CREATE INDEX ON {table} USING hnsw (combined vector_l2_ops) "
-                            f"WITH (m = 16, ef_construction = 64) WHERE tumour_type = '{t}'")
-            result["partial_index_build_s"] = round(time.perf_counter() - started, 1)
-            cur.execute(f"ANALYZE {table}")
-        conn.commit()
+        result["partial_index_build_s"] = _table(conn, tables["partial"], vectors, types, args, partial=True)["build_s"]
         for ef in args.ef_search:
             measure("partial", ef)
     if not args.keep:
         with conn.cursor() as cur:
-            cur.execute(f"DROP TABLE {table}")
+            for name in tables.values():
+                cur.execute(f"DROP TABLE IF EXISTS {name}")
         conn.commit()
     return result
 
@@ -159,10 +201,17 @@ def main(argv=None) -> int:
     parser.add_argument("--build-workers", type=int, default=2)
     parser.add_argument("--no-partial", dest="partial", action="store_false",
                         help="skip the per-type partial indexes")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch tables")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the scratch tables (with their indexes) for a later --reuse")
+    parser.add_argument("--reuse", action="store_true",
+                        help="use tables kept by an earlier --keep run of the same size and seed instead of "
+                             "loading and indexing again (the build figures are the stored ones)")
+    parser.add_argument("--build-only", action="store_true",
+                        help="load and index, then stop (implies --keep): build on a busy machine, time later")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
+    args.keep = args.keep or args.build_only
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
         parser.error("set DATABASE_URL=postgres://... (a database with the vector extension)")
@@ -179,8 +228,9 @@ def main(argv=None) -> int:
             print(f"N={n:,}: loading and indexing ...", flush=True)
             results.append(run_size(conn, n, dim, args, rng))
             r = results[-1]
+            reused = f" (indexes built {r['index_reused_from']}, reused)" if r["index_reused_from"] else ""
             print(f"  load {r['load_s']} s, HNSW build {r['index_build_s']} s, "
-                  f"per-type partial indexes {r.get('partial_index_build_s', '-')} s")
+                  f"per-type partial indexes {r.get('partial_index_build_s', '-')} s{reused}")
             print(f"  {'method':<28}{'p50 ms':>9}{'p99 ms':>9}{'recall@10':>11}")
             for key, value in r.items():
                 if isinstance(value, dict):
