@@ -218,15 +218,30 @@ def ensemble_proba(probs: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def save_bundle(model, directory: str | Path, name: str, metadata: dict) -> Path:
-    """Write ``<name>.keras`` (weights and graph, no optimizer state) and ``<name>.json``."""
+    """Write ``<name>.keras`` (weights and graph, no optimizer state) and ``<name>.json``.
+
+    The file is always float32, whatever precision trained it (the metadata records that): a bundle
+    trained in mixed bf16 on one machine must not run in emulated bf16 on a machine without bf16 units.
+    ``load_segmenter(..., precision="bf16")`` rebuilds it in bf16 where that pays off.
+    """
     import keras
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.keras"
-    # A fresh, uncompiled copy of the graph: no optimizer state in the shipped file.
-    clean = keras.Model.from_config(model.get_config())
-    clean.set_weights(model.get_weights())
+    # A fresh, uncompiled float32 copy of the graph: no optimizer state in the shipped file.
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        if metadata.get("spec"):
+            from ml.models import ModelSpec
+
+            clean = ModelSpec.from_config(metadata["spec"]).build()
+        else:
+            clean = keras.Model.from_config(model.get_config())
+        clean.set_weights(model.get_weights())
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     clean.save(path)
     meta = {"name": name, **metadata}
     (directory / f"{name}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

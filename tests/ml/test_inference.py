@@ -168,3 +168,23 @@ def test_a_bundle_carries_no_optimizer_state(tmp_path):
         stored = []
         h5.visititems(lambda name, obj: stored.append(name) if isinstance(obj, h5py.Dataset) else None)
     assert stored and not [name for name in stored if name.startswith("optimizer")]
+
+
+def test_a_bundle_trained_in_bf16_is_saved_in_float32_with_the_same_weights(tmp_path):
+    import keras
+
+    from ml.inference import load_segmenter, save_bundle
+    from ml.models import ModelSpec
+
+    spec = ModelSpec(architecture="attention_unet", input_size=32, base_filters=4, depth=2)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        trained = spec.build()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert "bfloat16" in {layer.compute_dtype for layer in trained.layers if layer.weights}
+    path = save_bundle(trained, tmp_path, "bf16_trained", {"spec": spec.get_config(), "threshold": 0.5})
+    loaded = load_segmenter(path).model
+    assert {layer.dtype_policy.name for layer in loaded.layers if layer.weights} == {"float32"}
+    for saved, original in zip(loaded.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(saved, original)
