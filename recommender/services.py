@@ -37,14 +37,18 @@ def embedding_model_version():
 
 
 def describe_slice(image: np.ndarray, mask: np.ndarray, *, embed_version=None) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """(hand-made features, learned embedding or None, embedding model name)."""
+    """(hand-made features, learned embedding or None, the embedding model's weights key).
+
+    The key (``name@hash``) changes when that model's weights do, so embeddings from old weights are
+    never mixed with new ones: ``combine`` leaves them out until ``build_case_base`` refits the scaler.
+    """
     feats = feature_extractor.extract(image, mask)
     if embed_version is None:
         return feats, None, ""
     from segmentation.services import _segmenter
 
     embedding = _segmenter(embed_version).embed(image, mask)
-    return feats, np.asarray(embedding, dtype=np.float32), embed_version.name
+    return feats, np.asarray(embedding, dtype=np.float32), embed_version.weights_key
 
 
 def combine(feats: np.ndarray, embedding: np.ndarray | None, embedding_model: str,
@@ -188,7 +192,7 @@ def case_base_build(*, refit: bool = True, use_embedding: bool = True,
     cases = list(case_base().select_related("scan"))
     existing = {r.case_id: r for r in CaseFeatures.objects.only(
         "case_id", "extractor_version", "embedding_model", "in_base")}
-    wanted_model = embed_version.name if embed_version else ""
+    wanted_model = embed_version.weights_key if embed_version else ""
     done = failed = skipped = 0
     for start in range(0, len(cases), 100):
         # One transaction per 100 cases (far fewer commits on SQLite), a savepoint per case.

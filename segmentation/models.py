@@ -13,6 +13,9 @@ class ModelVersion(models.Model):
     # Relative to TUMORSITE_MODELS_DIR, so the record survives moving the models volume. Empty for the ensemble.
     file_path = models.CharField(max_length=255, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # SHA-256 of the .keras file as last synced: new weights under the same name are a new model to
+    # anything that stored its outputs (e.g. the recommender's embeddings). Empty for the ensemble.
+    file_sha256 = models.CharField(max_length=64, blank=True)
     threshold = models.FloatField(default=0.5)
     input_size = models.PositiveIntegerField(default=128)
     is_active = models.BooleanField(default=True)
@@ -24,6 +27,11 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def weights_key(self) -> str:
+        """``name@<first 12 hex of the file hash>``: names the exact weights (stored with their outputs)."""
+        return f"{self.name}@{self.file_sha256[:12]}" if self.file_sha256 else self.name
 
     @property
     def members(self) -> list[str]:

@@ -11,6 +11,7 @@ Execution is split so that a Celery task stays a thin entry point:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -49,6 +50,14 @@ def models_dir() -> Path:
     return Path(settings.TUMORSITE_MODELS_DIR)
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
     """Register every ``<name>.keras`` + ``<name>.json`` bundle in the models directory, and the ensemble.
 
@@ -67,6 +76,10 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
         if name == ENSEMBLE_NAME:
             raise SegmentationError(f'"{ENSEMBLE_NAME}" is reserved for the ensemble; rename {keras_path.name}')
         spec = meta.get("spec") or {}
+        sha = file_sha256(keras_path)
+        if ModelVersion.objects.filter(name=name).exclude(file_sha256__in=["", sha]).exists():
+            logger.warning("the weights of %s changed: run build_case_base so that stored embeddings and "
+                           "the scaler come from the new weights (until then old embeddings are left out)", name)
         version, _ = ModelVersion.objects.update_or_create(
             name=name,
             defaults={
@@ -76,6 +89,7 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
                 "file_path": str(keras_path.resolve().relative_to(models_dir().resolve()))
                 if keras_path.resolve().is_relative_to(models_dir().resolve()) else str(keras_path.resolve()),
                 "metadata": meta,
+                "file_sha256": sha,
                 "threshold": float(meta.get("threshold", 0.5)),
                 "input_size": int(meta.get("input_size") or spec.get("input_size") or 128),
                 "is_active": True,

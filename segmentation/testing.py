@@ -69,6 +69,21 @@ def tiny_bundles_dir(tmp_path_factory):
     return directory
 
 
+def retrain_bundle(directory, name: str, seed: int) -> None:
+    """Write new weights under an existing bundle's name (same metadata), as a retraining would."""
+    import json
+
+    import keras
+
+    from ml.inference import save_bundle
+    from ml.models import ModelSpec
+
+    meta = json.loads((directory / f"{name}.json").read_text())
+    meta.pop("name")
+    keras.utils.set_random_seed(seed)
+    save_bundle(ModelSpec.from_config(meta["spec"]).build(), directory, name, meta)
+
+
 @pytest.fixture
 def models_dir(settings, tiny_bundles_dir):
     settings.TUMORSITE_MODELS_DIR = tiny_bundles_dir

@@ -107,3 +107,34 @@ def test_numpy_and_pgvector_agree_on_the_top_k():
             scanned = PgvectorIndex().search(q, 5, tumour_type=tumour_type, exclude_patient_ids={rows[i].patient_id},
                                              exact=True)
             assert [h.case_id for h in scanned] == [h.case_id for h in exact]
+
+
+def test_new_embedding_weights_are_never_mixed_with_old_embeddings(media_dir, clinician, models_dir, tmp_path, settings):
+    import shutil
+
+    from recommender.models import CaseFeatures, FeatureScaler
+    from segmentation.services import model_versions_sync
+    from segmentation.testing import retrain_bundle
+
+    for f in models_dir.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    settings.TUMORSITE_MODELS_DIR = tmp_path
+    model_versions_sync()
+    make_case_base(n_per_type=2, user=clinician)
+    assert case_base_build()["described"] == 6
+    old_key = FeatureScaler.objects.get(is_current=True).embedding_model
+    assert old_key.startswith("tiny_attention_unet@")  # the ensemble's best member by validation Dice
+
+    retrain_bundle(tmp_path, "tiny_attention_unet", seed=7)
+    model_versions_sync()
+    kwargs = synthetic_case_kwargs("glioma", 503)
+    row = case_features_compute(case=make_case(patient="NEW", ground_truth=True, **kwargs))
+    assert row.embedding is not None and row.embedding_model.startswith("tiny_attention_unet@")
+    assert row.embedding_model != old_key
+    # The scaler still belongs to the old weights: the new embedding is left out of the combined vector.
+    plain = case_features_compute(case=make_case(patient="NEW2", ground_truth=True, **kwargs), use_embedding=False)
+    np.testing.assert_allclose(row.combined, plain.combined, atol=1e-6)
+
+    rebuilt = case_base_build()
+    assert rebuilt["described"] == 8 and rebuilt["unchanged"] == 0  # the 6 + the 2 new (imported) cases
+    assert FeatureScaler.objects.get(is_current=True).embedding_model == row.embedding_model

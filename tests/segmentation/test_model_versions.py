@@ -3,6 +3,7 @@ from django.core.management import call_command
 
 from segmentation.models import ModelVersion
 from segmentation.services import model_versions_sync, primary_model_version
+from segmentation.testing import retrain_bundle
 
 pytestmark = pytest.mark.django_db
 
@@ -55,3 +56,26 @@ def test_the_ensemble_takes_its_calibration_when_made_for_its_members(models_dir
     (tmp_path / "ensemble.json").write_text(json.dumps({"members": ["other"], "threshold": 0.9}))
     model_versions_sync()
     assert ModelVersion.objects.get(name="ensemble").threshold == 0.0  # mean of the members' own
+
+
+
+def test_new_weights_under_the_same_name_get_a_new_weights_key(models_dir, tmp_path, settings, caplog):
+    import shutil
+
+    for f in models_dir.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    settings.TUMORSITE_MODELS_DIR = tmp_path
+    model_versions_sync()
+    before = ModelVersion.objects.get(name="tiny_unet")
+    assert len(before.file_sha256) == 64 and before.weights_key == f"tiny_unet@{before.file_sha256[:12]}"
+    assert ModelVersion.objects.get(name="ensemble").weights_key == "ensemble"
+
+    model_versions_sync()  # same files: same key, no warning
+    assert ModelVersion.objects.get(name="tiny_unet").weights_key == before.weights_key
+    assert "changed" not in caplog.text
+
+    retrain_bundle(tmp_path, "tiny_unet", seed=123)
+    model_versions_sync()
+    after = ModelVersion.objects.get(name="tiny_unet")
+    assert after.pk == before.pk and after.weights_key != before.weights_key
+    assert "the weights of tiny_unet changed: run build_case_base" in caplog.text
