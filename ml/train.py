@@ -339,6 +339,8 @@ def main(argv=None) -> None:
     parser.add_argument("--output-dir", default="models")
     parser.add_argument("--run-dir")
     parser.add_argument("--max-minutes", type=float)
+    parser.add_argument("--lr-start", type=float, default=1e-3, help="initial learning rate (default 1e-3)")
+    parser.add_argument("--lr-end", type=float, default=1e-4, help="final learning rate (default 1e-4)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
@@ -350,6 +352,7 @@ def main(argv=None) -> None:
                       image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
                       base_filters=args.base_filters, encoder_weights=args.encoder_weights, name=args.name,
                       output_dir=args.output_dir, run_dir=args.run_dir, max_minutes=args.max_minutes,
+                      lr_start=args.lr_start, lr_end=args.lr_end,
                       precision=args.precision, seed=args.seed, init_from=args.init_from),
           log=lambda msg: print(msg, flush=True))
 

@@ -35,6 +35,9 @@ class Command(BaseCommand):
                             help="where to write the bundle (default: TUMORSITE_MODELS_DIR)")
         parser.add_argument("--run-dir", help="checkpoints, CSV log and curves (default: runs/<name>)")
         parser.add_argument("--max-minutes", type=float, help="stop after the epoch that would exceed this budget")
+        parser.add_argument("--lr-start", type=float, default=1e-3,
+                            help="initial learning rate (default 1e-3; lower it to fine-tune a warm start)")
+        parser.add_argument("--lr-end", type=float, default=1e-4, help="final learning rate (default 1e-4)")
         parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                             help="auto: bf16 where the CPU has AMX/AVX512-BF16 or on a GPU, else fp32")
         parser.add_argument("--seed", type=int, default=42, help="split and initialisation seed")
@@ -69,6 +72,7 @@ class Command(BaseCommand):
                 image_size=o["image_size"], epochs=o["epochs"], batch_size=o["batch_size"],
                 base_filters=o["base_filters"], encoder_weights=o["encoder_weights"], name=o["name"],
                 output_dir=o["output_dir"], run_dir=o["run_dir"], max_minutes=o["max_minutes"],
+                lr_start=o["lr_start"], lr_end=o["lr_end"],
                 precision=o["precision"], seed=o["seed"], limit=o["limit"], init_from=o["init_from"])
             result = train(cfg, log=self.stdout.write, verbose=1 if self.stdout.isatty() else 2)
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
