@@ -277,9 +277,10 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
         "encoder": cfg.encoder,
         "encoder_weights": weights_source,
         "encoder_weights_note": (RANDOM_INIT_NOTE if weights_source == "none" and cfg.encoder != "plain"
-                                 else ("Plain encoder: trained from random initialisation." if cfg.encoder == "plain"
+                                 else ("Plain encoder: no pretrained weights (random initialisation)." if cfg.encoder == "plain"
                                        else f"Encoder initialised from {weights_source}."))
-        + (f" Then warm-started from {cfg.init_from}: see initialised_from." if cfg.init_from else ""),
+        + (f" This run continued from the weights of {cfg.init_from}: initialised_from says how those were "
+           "trained." if cfg.init_from else ""),
         "input_size": cfg.image_size,
         "initialised_from": state.get("init_from"),
         "parameters": int(model.count_params()),

@@ -59,4 +59,4 @@ def test_a_warm_start_records_its_source_model_and_how_that_was_trained(figshare
     assert warm["path"] == first["path"] and warm["layers_copied"] == warm["layers_with_weights"]
     assert warm["source"]["name"] == "first" and warm["source"]["training"]["epochs_done"] == 1
     assert warm["source"]["initialised_from"] is None  # the chain ends at random initialisation
-    assert "warm-started from" in meta["encoder_weights_note"]
+    assert "continued from the weights of" in meta["encoder_weights_note"]
