@@ -1,0 +1,27 @@
+"""The committed bundles load from a clean checkout and reproduce the README's test-split table."""
+
+import json
+
+import pytest
+from django.core.management import call_command
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+
+
+def test_the_shipped_bundles_reproduce_the_published_test_scores(figshare_dir, tmp_path):
+    out = tmp_path / "test.json"
+    call_command("evaluate_segmentation", "--data", str(figshare_dir), "--split", "test",
+                 "--models-dir", str(REPO_ROOT / "models"), "--json", str(out))
+    measured = json.loads(out.read_text())["models"]
+    published = json.loads((REPO_ROOT / "docs" / "results" / "segmentation_test.json").read_text())["models"]
+    assert set(measured) == set(published) == {"unet", "attention_unet", "unet_plus_plus", "ensemble"}
+    for name, expected in published.items():
+        got = measured[name]
+        assert got["n"] == expected["n"] == 406
+        # Float32 on CPU: thread counts reorder sums, so allow rounding noise, not a different model.
+        assert got["dice_mean"] == pytest.approx(expected["dice_mean"], abs=1e-3), name
+        assert got["iou_mean"] == pytest.approx(expected["iou_mean"], abs=1e-3), name
+        for tumour_type, dice in expected["dice_by_type"].items():
+            assert got["dice_by_type"][tumour_type] == pytest.approx(dice, abs=2e-3), (name, tumour_type)
