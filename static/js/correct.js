@@ -11,6 +11,13 @@
   var statusBox = document.getElementById("editor-status");
   var PAINT = "rgb(255, 48, 48)";
   var history = [], drawing = false, last = null, dirty = false;
+  // Edits wait for the starting mask: a mask arriving after a stroke or a Clear would overwrite it.
+  var ready = false;
+  function markReady(message) {
+    ready = true;
+    app.dataset.ready = "true";
+    if (message) statusBox.textContent = message;
+  }
 
   function load(url) {
     return new Promise(function (resolve, reject) {
@@ -35,7 +42,12 @@
         if (src.data[i] > 127) { out.data[i] = 255; out.data[i + 1] = 48; out.data[i + 2] = 48; out.data[i + 3] = 255; }
       }
       mctx.putImageData(out, 0, 0);
+      markReady("Starting from the current mask.");
+    }).catch(function () {
+      markReady("The current mask could not be loaded: paint the tumour, or reload the page.");
     });
+  } else {
+    markReady();
   }
 
   function setOpacity() { maskCanvas.style.opacity = document.getElementById("mask-opacity").value / 100; }
@@ -78,6 +90,7 @@
 
   maskCanvas.addEventListener("pointerdown", function (e) {
     e.preventDefault();
+    if (!ready) return;
     maskCanvas.setPointerCapture(e.pointerId);
     snapshot();
     drawing = true; dirty = true;
@@ -110,6 +123,7 @@
   maskCanvas.addEventListener("focus", showPen);
   maskCanvas.addEventListener("blur", function () { penBox.hidden = true; });
   maskCanvas.addEventListener("keydown", function (e) {
+    if (!ready) return;
     var step = maskCanvas.width / maskCanvas.getBoundingClientRect().width * 4;
     var moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
     if (moves[e.key]) {
@@ -134,6 +148,7 @@
 
   undoButton.addEventListener("click", undo);
   document.getElementById("clear").addEventListener("click", function () {
+    if (!ready) return;
     snapshot();
     mctx.clearRect(0, 0, maskCanvas.width, maskCanvas.height);
     dirty = true;
@@ -146,7 +161,12 @@
     else if (!e.ctrlKey && !e.metaKey && e.key.toLowerCase() === "e") form.elements.tool.value = "eraser";
   });
 
-  form.addEventListener("submit", function () {
+  form.addEventListener("submit", function (e) {
+    if (!ready) {  // the canvas does not hold the starting mask yet: saving now would lose it
+      e.preventDefault();
+      statusBox.textContent = "Still loading the current mask: try again in a moment.";
+      return;
+    }
     document.getElementById("mask-data").value = maskCanvas.toDataURL("image/png");
     dirty = false;
   });

@@ -120,6 +120,8 @@ def test_the_whole_clinician_flow(page, live_server, case_base, doctor, real_sli
     page.get_by_role("link", name="Correct mask").click()
     expect(page.get_by_role("heading", name=re.compile("Correct the mask"))).to_be_visible()
     assert unlabelled_inputs(page) == []
+    # Edits wait for the starting mask (a late mask must not overwrite them); the status says when.
+    expect(page.locator("#editor-status")).to_have_text("Starting from the current mask.", timeout=SLOW)
     # Untrained test models outline everything: start from a blank mask and paint the tumour.
     page.get_by_role("button", name="Clear").click()
     box = page.locator("#mask-layer").bounding_box()
