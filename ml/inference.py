@@ -220,8 +220,9 @@ def ensemble_proba(probs: Sequence[np.ndarray]) -> np.ndarray:
 def save_bundle(model, directory: str | Path, name: str, metadata: dict) -> Path:
     """Write ``<name>.keras`` (weights and graph, no optimizer state) and ``<name>.json``.
 
-    The file is always float32, whatever precision trained it (the metadata records that): a bundle
-    trained in mixed bf16 on one machine must not run in emulated bf16 on a machine without bf16 units.
+    With a ``spec`` in the metadata (as ``ml.train`` writes) the file is float32 whatever precision
+    trained it (the metadata records that): a bundle trained in mixed bf16 on one machine must not run
+    in emulated bf16 on a machine without bf16 units. Without a spec the graph is copied as it is.
     ``load_segmenter(..., precision="bf16")`` rebuilds it in bf16 where that pays off.
     """
     import keras
@@ -287,13 +288,19 @@ class Ensemble:
         return [self.binarize(p) for p in self.predict_proba(images, tta=tta)]
 
 
-def load_ensemble(directory: str | Path, members: Sequence[Segmenter]) -> Ensemble:
-    """The ensemble of ``members`` with its calibration from ``<directory>/ensemble.json`` when present."""
+def ensemble_calibration(directory: str | Path, member_names: Sequence[str]) -> dict | None:
+    """``<directory>/ensemble.json`` (written by ``ml.calibrate``) when it was made for exactly these
+    members; None when absent or calibrated for another set. Raises ``ValueError`` on invalid JSON."""
     path = Path(directory) / "ensemble.json"
     meta = json.loads(path.read_text()) if path.is_file() else None
-    if meta and sorted(meta.get("members", [])) != sorted(m.name for m in members):
-        meta = None  # calibrated for another set of members
-    return Ensemble(members, metadata=meta)
+    if meta and sorted(meta.get("members", [])) != sorted(member_names):
+        return None
+    return meta
+
+
+def load_ensemble(directory: str | Path, members: Sequence[Segmenter]) -> Ensemble:
+    """The ensemble of ``members`` with its calibration from ``<directory>/ensemble.json`` when present."""
+    return Ensemble(members, metadata=ensemble_calibration(directory, [m.name for m in members]))
 
 
 def shipped_bundles(directory: str | Path) -> list[Path]:

@@ -128,15 +128,14 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
 
 
 def _ensemble_calibration(directory: Path, members: list[ModelVersion]) -> dict:
-    """``<models dir>/ensemble.json`` (ml.calibrate: threshold, clean-up, TTA chosen on the validation
-    split) when it was made for exactly these members, as ``ml.inference.load_ensemble`` reads it."""
-    path = Path(directory) / "ensemble.json"
+    """ml.calibrate's choices for exactly these members (``ml.inference.ensemble_calibration``), or {}."""
+    from ml.inference import ensemble_calibration
+
     try:
-        meta = json.loads(path.read_text()) if path.is_file() else {}
+        return ensemble_calibration(directory, [m.name for m in members]) or {}
     except ValueError:
-        logger.warning("ignoring %s: not valid JSON", path)
+        logger.warning("ignoring %s: not valid JSON", Path(directory) / "ensemble.json")
         return {}
-    return meta if sorted(meta.get("members", [])) == sorted(m.name for m in members) else {}
 
 
 def val_dice(version: ModelVersion) -> float:
