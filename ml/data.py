@@ -198,6 +198,22 @@ class Augmentation:
     max_contrast: float = 0.10     # multiplicative around the mean
 
 
+# Named presets for ``--augmentation``. "strong" doubles the geometric range and raises the intensity
+# changes, against the overfitting seen at 128 px (training Dice 0.81-0.83 against validation 0.69).
+AUGMENTATIONS = {
+    "none": None,
+    "standard": Augmentation(),
+    "strong": Augmentation(max_rotation_deg=20.0, max_scale=0.20, max_brightness=0.15, max_contrast=0.25),
+}
+
+
+def augmentation_preset(name: str) -> Augmentation | None:
+    """The augmentation called ``name``; an unknown name raises ``ValueError`` listing the choices."""
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {name!r}: choose one of {', '.join(AUGMENTATIONS)}")
+    return AUGMENTATIONS[name]
+
+
 def _augment(image, mask, aug: Augmentation):
     import math
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.data import Augmentation, data_fingerprint, load_slices, make_dataset, read_records, split_by_patient, to_arrays
+from ml.data import augmentation_preset, data_fingerprint, load_slices, make_dataset, read_records, split_by_patient, to_arrays
 from ml.calibrate import calibrate
 
 RANDOM_INIT_NOTE = (
@@ -52,7 +52,7 @@ class TrainConfig:
     max_minutes: float | None = None
     limit: int | None = None  # use at most this many train and val slices (smoke tests)
     init_from: str | None = None  # a .keras model whose same-named, same-shaped layers seed this one
-    augment: bool = True
+    augmentation: str = "standard"  # a preset of ml.data.AUGMENTATIONS: none, standard or strong
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -62,6 +62,9 @@ class TrainConfig:
             self.run_dir = str(Path("runs") / self.name)
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+        augmentation_preset(self.augmentation)  # fails early on an unknown name
 
 
 def _lr_for_epoch(cfg: TrainConfig, epoch: int, progress_by_time: float = 0.0) -> float:
@@ -251,7 +254,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
     log(f"{cfg.name}: {model.count_params():,} parameters, {precision}, input {cfg.image_size}px")
 
     if state["epochs_done"] < cfg.epochs and not state.get("stale", 0) >= cfg.patience:
-        augmentation = Augmentation() if cfg.augment else None
+        augmentation = augmentation_preset(cfg.augmentation)
         train_ds = make_dataset(x_train, y_train, batch_size=cfg.batch_size, shuffle=True,
                                 augmentation=augmentation, seed=cfg.seed, repeat_outputs=heads)
         val_ds = make_dataset(x_val, y_val, batch_size=cfg.batch_size, repeat_outputs=heads)
@@ -298,7 +301,8 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             "stopped_by_time_budget": bool(state.get("stopped_by_time_budget")),
             "batch_size": cfg.batch_size, "loss": cfg.loss, "optimizer": "adam",
             "lr": {"start": cfg.lr_start, "end": cfg.lr_end, "schedule": "exponential per epoch"},
-            "augmentation": asdict(Augmentation()) if cfg.augment else None,
+            "augmentation": (None if augmentation_preset(cfg.augmentation) is None
+                             else {"preset": cfg.augmentation, **asdict(augmentation_preset(cfg.augmentation))}),
             "precision": precision, "train_seconds": round(state["train_seconds"], 1),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "library_versions": _library_versions(), "machine": platform.machine(),
@@ -324,6 +328,7 @@ def main(argv=None) -> None:
     """``python -m ml.train``: the same training as ``manage.py train_model``, without Django."""
     import argparse
 
+    from ml.data import AUGMENTATIONS
     from ml.encoders import ENCODERS
     from ml.models import ARCHITECTURES
 
@@ -346,6 +351,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
     parser.add_argument("--init-from", help="a .keras model whose same-named, same-shaped layers seed this one")
+    parser.add_argument("--augmentation", default="standard", choices=list(AUGMENTATIONS),
+                        help="training augmentation preset (default standard)")
+    parser.add_argument("--dropout", type=float, default=0.0, help="spatial dropout after the bottleneck block (default 0)")
     args = parser.parse_args(argv)
     if args.threads:
         set_threads(args.threads)
@@ -354,7 +362,8 @@ def main(argv=None) -> None:
                       base_filters=args.base_filters, encoder_weights=args.encoder_weights, name=args.name,
                       output_dir=args.output_dir, run_dir=args.run_dir, max_minutes=args.max_minutes,
                       lr_start=args.lr_start, lr_end=args.lr_end,
-                      precision=args.precision, seed=args.seed, init_from=args.init_from),
+                      precision=args.precision, seed=args.seed, init_from=args.init_from,
+                      augmentation=args.augmentation, dropout=args.dropout),
           log=lambda msg: print(msg, flush=True))
 
 

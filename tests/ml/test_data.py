@@ -77,6 +77,22 @@ def test_augmentation_moves_image_and_mask_together():
         assert overlap > 0.85
 
 
+def test_augmentation_presets_and_unknown_names():
+    from ml.data import Augmentation, augmentation_preset
+    from ml.train import TrainConfig
+
+    assert augmentation_preset("none") is None
+    assert augmentation_preset("standard") == Augmentation()
+    strong = augmentation_preset("strong")
+    assert strong.max_rotation_deg > Augmentation().max_rotation_deg and strong.max_scale > Augmentation().max_scale
+    with pytest.raises(ValueError, match="none, standard, strong"):
+        augmentation_preset("extreme")
+    with pytest.raises(ValueError, match="augmentation"):
+        TrainConfig(architecture="unet", data_dir=".", augmentation="extreme")
+    with pytest.raises(ValueError, match="dropout"):
+        TrainConfig(architecture="unet", data_dir=".", dropout=1.5)
+
+
 def test_dataset_batches_have_the_model_shape():
     from ml.data import make_dataset
 

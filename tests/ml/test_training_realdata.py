@@ -14,7 +14,7 @@ def test_two_training_steps_on_real_slices_write_a_complete_bundle(figshare_dir,
 
     cfg = TrainConfig(architecture="unet", data_dir=str(figshare_dir), image_size=32, base_filters=4, depth=3,
                       epochs=1, batch_size=4, limit=8, output_dir=str(tmp_path / "models"),
-                      run_dir=str(tmp_path / "run"), name="smoke", precision="fp32")
+                      run_dir=str(tmp_path / "run"), name="smoke", precision="fp32", augmentation="strong")
     result = train(cfg, log=lambda *_: None, verbose=0)
 
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
@@ -23,6 +23,8 @@ def test_two_training_steps_on_real_slices_write_a_complete_bundle(figshare_dir,
     meta = json.loads((tmp_path / "models" / "smoke.json").read_text())
     assert meta["architecture"] == "unet" and meta["encoder_weights"] == "none"
     assert meta["training"]["split"]["by"] == "patient_group"
+    assert meta["training"]["augmentation"]["preset"] == "strong"
+    assert meta["training"]["augmentation"]["max_rotation_deg"] == 20.0
     assert len(meta["training"]["data_dir_fingerprint"]) == 64
     assert 0.3 <= meta["threshold"] <= 0.7
     assert meta["metrics"]["val"]["n"] == 8 and set(meta["metrics"]["val"]["dice_by_type"]) <= {

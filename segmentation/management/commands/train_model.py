@@ -14,6 +14,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
+        from ml.data import AUGMENTATIONS
         from ml.encoders import ENCODERS
         from ml.models import ARCHITECTURES
 
@@ -45,6 +46,10 @@ class Command(BaseCommand):
                                                  "(e.g. a trained U-Net for an Attention U-Net)")
         parser.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
         parser.add_argument("--limit", type=int, help="use at most N train and N val slices (smoke runs)")
+        parser.add_argument("--augmentation", default="standard", choices=list(AUGMENTATIONS),
+                            help="training augmentation: none, standard (flip, ±10° rotation, ±10%% scale, "
+                                 "brightness and contrast) or strong (±20°, ±20%%, larger intensity changes)")
+        parser.add_argument("--dropout", type=float, default=0.0, help="spatial dropout after the bottleneck block (default 0)")
         parser.add_argument("--no-register", action="store_true", help="do not register the model version")
 
     def handle(self, *args, **o):
@@ -73,7 +78,8 @@ class Command(BaseCommand):
                 base_filters=o["base_filters"], encoder_weights=o["encoder_weights"], name=o["name"],
                 output_dir=o["output_dir"], run_dir=o["run_dir"], max_minutes=o["max_minutes"],
                 lr_start=o["lr_start"], lr_end=o["lr_end"],
-                precision=o["precision"], seed=o["seed"], limit=o["limit"], init_from=o["init_from"])
+                precision=o["precision"], seed=o["seed"], limit=o["limit"], init_from=o["init_from"],
+                augmentation=o["augmentation"], dropout=o["dropout"])
             result = train(cfg, log=self.stdout.write, verbose=1 if self.stdout.isatty() else 2)
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
