@@ -149,3 +149,26 @@ def make_case_base(*, n_per_type: int = 6, user=None, size: int = 96) -> list:
             cases.append(make_case(user=user, patient=f"BASE-{tumour_type}-{j}", tumour_type=tumour_type,
                                    ground_truth=True, **synthetic_case_kwargs(tumour_type, i, size)))
     return cases
+
+
+def write_shared_layout(directory, *, n_per_type: int = 2, first: int = 700, prefix: str = "Q") -> list[dict]:
+    """Synthetic slices in the shared layout (cases.csv, images/, masks/), one new patient each; the rows."""
+    import csv
+    from pathlib import Path
+
+    directory = Path(directory)
+    (directory / "images").mkdir(parents=True, exist_ok=True)
+    (directory / "masks").mkdir(exist_ok=True)
+    rows = []
+    for n, tumour_type in enumerate(sorted(TYPE_LAYOUT) * n_per_type, 1):
+        kwargs = synthetic_case_kwargs(tumour_type, first + n)
+        image, mask = synthetic_slice(kwargs["size"], center=kwargs["center"], radius=kwargs["radius"], seed=n)
+        Image.fromarray(image).save(directory / "images" / f"{n}.png")
+        Image.fromarray(mask.astype("uint8") * 255).save(directory / "masks" / f"{n}.png")
+        rows.append({"id": n, "label": 0, "label_name": tumour_type, "pid": f"{prefix}{n}",
+                     "patient_group": f"{prefix}{n}"})
+    with (directory / "cases.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows

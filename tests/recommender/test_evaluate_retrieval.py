@@ -1,14 +1,12 @@
-import csv
 import json
 
 import pytest
 from django.core.management import call_command
-from PIL import Image
 
 from recommender.models import CaseFeatures, FeatureScaler
 from recommender.services import case_base_build
 from segmentation.services import model_versions_sync
-from segmentation.testing import TYPE_LAYOUT, make_case_base, synthetic_case_kwargs, synthetic_slice
+from segmentation.testing import make_case_base, write_shared_layout
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -16,19 +14,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 @pytest.fixture
 def query_dir(tmp_path):
     """Six new patients' slices in the shared layout (cases.csv, images/, masks/)."""
-    (tmp_path / "images").mkdir()
-    (tmp_path / "masks").mkdir()
-    rows = []
-    for n, tumour_type in enumerate(sorted(TYPE_LAYOUT) * 2, 1):
-        kwargs = synthetic_case_kwargs(tumour_type, 700 + n)
-        image, mask = synthetic_slice(kwargs["size"], center=kwargs["center"], radius=kwargs["radius"], seed=n)
-        Image.fromarray(image).save(tmp_path / "images" / f"{n}.png")
-        Image.fromarray(mask.astype("uint8") * 255).save(tmp_path / "masks" / f"{n}.png")
-        rows.append({"id": n, "label": 0, "label_name": tumour_type, "pid": f"Q{n}", "patient_group": f"Q{n}"})
-    with (tmp_path / "cases.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_shared_layout(tmp_path, n_per_type=2)
     return tmp_path
 
 

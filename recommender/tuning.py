@@ -1,0 +1,174 @@
+"""Choosing the combined vector's block weights by cross-validation, away from the test patients.
+
+``manage.py tune_retrieval`` describes every slice of the training + validation patients of
+``ml.data.split_by_patient`` twice, as ``evaluate_retrieval`` would:
+
+- as a base case: features and embedding from its ground-truth mask (``build_case_base`` does the same);
+- as a query: features and embedding from the primary model's predicted mask (an upload's path).
+
+It then runs k-fold cross-validation by patient group (``ml.data.kfold_by_patient``): for each fold
+the scaler (standardisation, PCA, discriminants) is fitted on the other folds' base rows with the
+candidate weights, and each query of the fold gets the kNN type vote (``ranking.knn_vote``) and the
+similar-case ranking (``ranking.score`` over the same candidate pool as
+``selectors.similar_for_query``: the 4k nearest, plus the 4k nearest of the voted type). Search here is
+exact. The test patients are never read, so the weights can be chosen here and the test split
+scored once afterwards with ``evaluate_retrieval``.
+
+The describing pass (a segmentation and an embedding per slice) is the slow part; its result is cached
+in an ``.npz`` keyed by the models' weights and the extractor version, so a grid can be widened cheaply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recommender import features as feature_extractor
+from recommender import ranking
+from recommender.evaluation import average_precision_at_k
+
+
+@dataclass
+class Described:
+    """Per slice: ids, types and groups; base (ground-truth mask) and query (predicted mask) vectors.
+
+    A row whose ground-truth mask gave no features has ``base_ok`` False; a query with no outline has
+    ``query_ok`` False (it counts as a wrong vote with AP 0, as in ``evaluate_retrieval``).
+    """
+
+    ids: list[str]
+    types: list[str]
+    groups: list[str]
+    base_features: np.ndarray
+    query_features: np.ndarray
+    base_ok: np.ndarray
+    query_ok: np.ndarray
+    base_embeddings: dict[str, np.ndarray]
+    query_embeddings: dict[str, np.ndarray]
+
+    def save(self, path: Path, key: str) -> None:
+        arrays = {"base_features": self.base_features, "query_features": self.query_features,
+                  "base_ok": self.base_ok, "query_ok": self.query_ok}
+        for name, emb in self.base_embeddings.items():
+            arrays[f"base_emb::{name}"] = emb
+            arrays[f"query_emb::{name}"] = self.query_embeddings[name]
+        meta = json.dumps({"key": key, "ids": self.ids, "types": self.types, "groups": self.groups})
+        np.savez_compressed(path, meta=np.array(meta), **arrays)
+
+    @classmethod
+    def load(cls, path: Path, key: str) -> Described | None:
+        if not Path(path).is_file():
+            return None
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta["key"] != key:
+                return None
+            base_emb = {k.split("::", 1)[1]: z[k] for k in z.files if k.startswith("base_emb::")}
+            query_emb = {k.split("::", 1)[1]: z[k] for k in z.files if k.startswith("query_emb::")}
+            return cls(meta["ids"], meta["types"], meta["groups"], z["base_features"], z["query_features"],
+                       z["base_ok"], z["query_ok"], base_emb, query_emb)
+
+
+def cache_key(ids: list[str], primary_key: str, embedding_keys: list[str]) -> str:
+    payload = json.dumps([sorted(ids), primary_key, sorted(embedding_keys), feature_extractor.EXTRACTOR_VERSION])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def describe_records(data_dir: Path, records: list, *, primary, embed_versions: list,
+                     progress: Callable[[int, int], None] | None = None) -> Described:
+    """Describe each record from its ground-truth mask and from ``primary``'s predicted mask."""
+    from PIL import Image
+
+    from recommender.services import outline_from_probability
+    from segmentation.services import _segmenter, segment_image
+
+    n = len(records)
+    dim = feature_extractor.N_FEATURES
+    base_f, query_f = np.zeros((n, dim), np.float32), np.zeros((n, dim), np.float32)
+    base_ok, query_ok = np.zeros(n, bool), np.zeros(n, bool)
+    base_e: dict[str, list] = {v.weights_key: [] for v in embed_versions}
+    query_e: dict[str, list] = {v.weights_key: [] for v in embed_versions}
+    segmenters = {v.weights_key: _segmenter(v) for v in embed_versions}
+    for i, r in enumerate(records):
+        image = np.asarray(Image.open(Path(data_dir) / "images" / f"{r.id}.png").convert("L"))
+        truth = np.asarray(Image.open(Path(data_dir) / "masks" / f"{r.id}.png").convert("L")) > 127
+        prob, mask = segment_image(primary, image)
+        predicted = outline_from_probability(prob, mask)
+        for target, ok, m in ((base_f, base_ok, truth), (query_f, query_ok, predicted)):
+            try:
+                target[i] = feature_extractor.extract(image, m)
+                ok[i] = True
+            except feature_extractor.FeatureError:
+                pass
+        for key, seg in segmenters.items():
+            base_e[key].append(seg.embed(image, truth))
+            query_e[key].append(seg.embed(image, predicted))
+        if progress:
+            progress(i + 1, n)
+    return Described([r.id for r in records], [r.tumour_type for r in records], [r.patient_group for r in records],
+                     base_f, query_f, base_ok, query_ok,
+                     {k: np.asarray(v, np.float32) for k, v in base_e.items()},
+                     {k: np.asarray(v, np.float32) for k, v in query_e.items()})
+
+
+def _fold_scores(d: Described, base_rows: np.ndarray, query_rows: np.ndarray, weights: dict,
+                 embedding: str | None, k: int) -> tuple[list[int], list[float], list[str]]:
+    base_rows = base_rows[d.base_ok[base_rows]]
+    types = np.asarray(d.types)
+    b_emb = d.base_embeddings[embedding][base_rows] if embedding else [None] * len(base_rows)
+    scaler = ranking.Scaler.fit(d.base_features[base_rows], list(b_emb) if embedding else None,
+                                list(types[base_rows]), weights=weights)
+    base = np.stack([scaler.transform(d.base_features[i], d.base_embeddings[embedding][i] if embedding else None)
+                     for i in base_rows])
+    base_types = list(types[base_rows])
+    n_of_type = {t: base_types.count(t) for t in set(base_types)}
+    correct, aps, query_types = [], [], []
+    pool = max(4 * k, 40)
+    for q in query_rows:
+        query_types.append(types[q])
+        if not d.query_ok[q]:
+            correct.append(0)
+            aps.append(0.0)
+            continue
+        vec = scaler.transform(d.query_features[q], d.query_embeddings[embedding][q] if embedding else None)
+        dist = np.linalg.norm(base - vec, axis=1)
+        order = np.argsort(dist, kind="stable")
+        voted, confidence = ranking.knn_vote(dist[order[:k]], [base_types[j] for j in order[:k]], k=k)
+        correct.append(int(voted == types[q]))
+        same = [j for j in order if base_types[j] == voted][:pool] if voted else []
+        candidates = sorted(set(order[:pool].tolist()) | set(same))
+        ranked = sorted(candidates, key=lambda j: (-ranking.score(dist[j], base_types[j], voted, confidence),
+                                                   dist[j], j))[:k]
+        aps.append(average_precision_at_k([base_types[j] == types[q] for j in ranked], k, n_of_type.get(types[q], 0)))
+    return correct, aps, query_types
+
+
+def cross_validate(d: Described, folds: list[list[str]], weights: dict, *, embedding: str | None,
+                   k: int = 10) -> dict:
+    """Type accuracy and mAP@k of ``weights`` over the folds (mean over queries, and per fold)."""
+    position = {identifier: i for i, identifier in enumerate(d.ids)}
+    everything = np.arange(len(d.ids))
+    correct, aps, types, per_fold = [], [], [], []
+    for fold in folds:
+        query_rows = np.array([position[i] for i in fold if i in position], dtype=int)
+        base_rows = np.setdiff1d(everything, query_rows)
+        c, a, t = _fold_scores(d, base_rows, query_rows, weights, embedding, k)
+        correct += c
+        aps += a
+        types += t
+        per_fold.append(round(float(np.mean(c)), 4) if c else 0.0)
+    by_type = {t: round(float(np.mean([c for c, tt in zip(correct, types) if tt == t])), 4) for t in sorted(set(types))}
+    return {"weights": weights, "embedding_model": embedding or "", "type_accuracy": round(float(np.mean(correct)), 4),
+            "map": round(float(np.mean(aps)), 4), "type_accuracy_by_fold": per_fold,
+            "type_accuracy_by_type": by_type, "n_queries": len(correct)}
+
+
+def grid(discriminant: list[float], features: list[float], embedding: list[float]) -> list[dict]:
+    return [{"discriminant": wd, "features": wf, "embedding": we}
+            for wd, wf, we in itertools.product(discriminant, features, embedding)]

@@ -1,0 +1,106 @@
+"""Cross-validation of the combined vector's weights (recommender.tuning, manage.py tune_retrieval)."""
+
+import json
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+
+from recommender import features as feature_extractor
+from recommender.tuning import Described, cross_validate, grid
+from segmentation.services import model_versions_sync
+from segmentation.testing import write_shared_layout
+
+TYPES = ("glioma", "meningioma", "pituitary")
+
+
+def _described(n_per_type: int, *, separable: str, seed: int = 0) -> Described:
+    """Slices whose types are told apart only by the hand-made features or only by the embedding."""
+    rng = np.random.default_rng(seed)
+    n = 3 * n_per_type
+    types = [t for t in TYPES for _ in range(n_per_type)]
+    label = np.array([TYPES.index(t) for t in types], dtype=float)
+    feats = rng.normal(size=(n, feature_extractor.N_FEATURES)).astype(np.float32)
+    emb = rng.normal(size=(n, 3)).astype(np.float32)
+    target = feats if separable == "features" else emb
+    centroids = 2.0 * rng.normal(size=(3, target.shape[1]))
+    target += centroids[label.astype(int)].astype(np.float32)
+    ok = np.ones(n, bool)
+    return Described([str(i) for i in range(n)], types, [f"P{i}" for i in range(n)], feats, feats.copy(), ok,
+                     ok.copy(), {"m": emb}, {"m": emb.copy()})
+
+
+def _folds(d: Described, k: int = 3) -> list[list[str]]:
+    return [d.ids[i::k] for i in range(k)]
+
+
+def test_separable_features_give_a_perfect_vote_and_ranking():
+    d = _described(12, separable="features")
+    result = cross_validate(d, _folds(d), {"discriminant": 1.0, "features": 1.0, "embedding": 0.0}, embedding=None)
+    assert result["type_accuracy"] == 1.0 and result["map"] == 1.0 and result["n_queries"] == 36
+    assert set(result["type_accuracy_by_type"]) == set(TYPES) and len(result["type_accuracy_by_fold"]) == 3
+
+
+def test_the_embedding_weight_is_what_lets_an_embedding_only_signal_through():
+    d = _described(12, separable="embedding")
+    without = cross_validate(d, _folds(d), {"discriminant": 0.0, "features": 1.0, "embedding": 0.0}, embedding="m")
+    heavy = cross_validate(d, _folds(d), {"discriminant": 0.0, "features": 1.0, "embedding": 6.0}, embedding="m")
+    assert without["type_accuracy"] < 0.5  # about chance: the features carry no type
+    assert heavy["type_accuracy"] > 0.85 and heavy["map"] > without["map"]
+
+
+def test_a_query_with_no_outline_counts_as_wrong():
+    d = _described(12, separable="features")
+    d.query_ok[0] = False
+    result = cross_validate(d, _folds(d), {"discriminant": 1.0, "features": 1.0, "embedding": 0.0}, embedding=None)
+    assert result["type_accuracy"] == pytest.approx(35 / 36, abs=1e-4)
+
+
+def test_grid_is_every_combination():
+    settings = grid([0.5, 1.0], [1.0], [0.0, 0.6, 1.2])
+    assert len(settings) == 6 and {"discriminant": 0.5, "features": 1.0, "embedding": 1.2} in settings
+
+
+@pytest.mark.django_db
+@pytest.mark.slow
+def test_tune_retrieval_reads_only_training_patients_and_caches(models_dir, tmp_path, capsys):
+    from ml.data import read_records, split_by_patient
+
+    data = tmp_path / "data"
+    write_shared_layout(data, n_per_type=8)
+    model_versions_sync()
+    out, cache = tmp_path / "tune.json", tmp_path / "cache.npz"
+    args = ["tune_retrieval", "--data", str(data), "--json", str(out), "--folds", "3", "--cache", str(cache),
+            "--w-embedding", "0", "1", "--embedding-models", "tiny_unet"]
+    call_command(*args)
+    result = json.loads(out.read_text())
+    assert len(result["results"]) == 2 and result["folds"] == 3
+    accuracies = [r["type_accuracy"] for r in result["results"]]
+    assert accuracies == sorted(accuracies, reverse=True) and all(0.0 <= a <= 1.0 for a in accuracies)
+    assert all(r["embedding_model"].startswith("tiny_unet@") for r in result["results"])
+
+    test_ids = set(split_by_patient(read_records(data), seed=42)["test"])
+    with np.load(cache) as z:
+        described_ids = set(json.loads(str(z["meta"]))["ids"])
+    assert test_ids and not (described_ids & test_ids)
+    assert result["n_slices"] == len(described_ids) == 24 - len(test_ids)
+
+    capsys.readouterr()
+    call_command(*args)
+    assert "using the described slices cached" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_tune_retrieval_refuses_bad_input(models_dir, tmp_path):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="no cases.csv"):
+        call_command("tune_retrieval", "--data", str(tmp_path), "--json", str(tmp_path / "o.json"))
+    data = tmp_path / "data"
+    write_shared_layout(data, n_per_type=8)
+    with pytest.raises(CommandError, match="sync_models"):
+        call_command("tune_retrieval", "--data", str(data), "--json", str(tmp_path / "o.json"))
+    model_versions_sync()
+    with pytest.raises(CommandError, match="not an active single model: nope"):
+        call_command("tune_retrieval", "--data", str(data), "--json", str(tmp_path / "o.json"),
+                     "--embedding-models", "nope")
