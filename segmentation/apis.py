@@ -42,6 +42,8 @@ class SegmentationRunOutputSerializer(serializers.Serializer):
     bbox = serializers.ListField(child=serializers.IntegerField(), allow_null=True)
     centroid = serializers.ListField(child=serializers.FloatField(), allow_null=True)
     runtime_ms = serializers.FloatField(allow_null=True)
+    weights = serializers.CharField(help_text="the exact weights that made the mask: name@sha256[:12] "
+                                              "(the ensemble lists its members'); empty until the run is done")
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
     review_status = serializers.CharField()

@@ -67,6 +67,9 @@ class SegmentationRun(models.Model):
     bbox = models.JSONField(null=True, blank=True, help_text="[x0, y0, x1, y1], x1/y1 exclusive, in pixels")
     centroid = models.JSONField(null=True, blank=True, help_text="[x, y] in pixels")
     runtime_ms = models.FloatField(null=True, blank=True)
+    # The exact weights that made this mask (``name@sha256[:12]``; for the ensemble, its members'), kept
+    # because a model version's row is updated in place when new weights arrive under the same name.
+    weights = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

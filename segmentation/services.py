@@ -358,6 +358,15 @@ def measurements(mask: np.ndarray, spacing_mm: tuple[float | None, float | None]
     return result
 
 
+def weights_used(version: ModelVersion) -> str:
+    """What a run records as its weights: the version's ``weights_key``, or for the ensemble
+    ``ensemble(<member key>, ...)`` over its current members."""
+    if not version.is_ensemble:
+        return version.weights_key
+    keys = sorted(m.weights_key for m in ModelVersion.objects.filter(name__in=version.members))
+    return f"{version.name}({', '.join(keys)})"[:255]
+
+
 def _store_result(run: SegmentationRun, mask: np.ndarray, prob: np.ndarray, runtime_ms: float) -> None:
     scan = run.case.scan
     m = measurements(mask, (scan.pixel_spacing_mm, scan.pixel_spacing_col_mm))
@@ -369,7 +378,7 @@ def _store_result(run: SegmentationRun, mask: np.ndarray, prob: np.ndarray, runt
         f"{stem}_prob.png", _png(np.clip(np.round(prob * 255.0), 0, 255).astype(np.uint8)), save=False)
     SegmentationRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
         status=RunStatus.DONE, error="", mask_file=run.mask_file.name, probability_file=run.probability_file.name,
-        runtime_ms=round(runtime_ms, 2), finished_at=timezone.now(), **m)
+        runtime_ms=round(runtime_ms, 2), finished_at=timezone.now(), weights=weights_used(run.model_version), **m)
 
 
 def _after_run_finished(run_id: int) -> None:

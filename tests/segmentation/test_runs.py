@@ -45,6 +45,29 @@ def test_a_run_stores_mask_probability_and_measurements_at_the_scans_size(case):
         assert run.bbox is not None and run.centroid is not None
         assert run.runtime_ms > 0 and run.finished_at >= run.started_at
         assert run.attempts == 1
+        version = run.model_version
+        assert run.weights == (version.weights_key if not version.is_ensemble else
+                               "ensemble(" + ", ".join(sorted(m.weights_key for m in version.__class__.objects.filter(
+                                   name__in=version.members))) + ")")
+        assert "@" in run.weights
+
+
+def test_a_run_keeps_the_weights_that_made_it_after_new_weights_arrive(case, models_dir, tmp_path, settings):
+    import shutil
+
+    from segmentation.models import ModelVersion
+    from segmentation.testing import retrain_bundle
+
+    services.segmentation_runs_create_for_case(case=case)
+    run_segmentation_task.apply(args=[_runs(case)["tiny_unet"].pk])
+    made_by = _runs(case)["tiny_unet"].weights
+    for f in models_dir.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    settings.TUMORSITE_MODELS_DIR = tmp_path
+    retrain_bundle(tmp_path, "tiny_unet", seed=321)
+    services.model_versions_sync()
+    assert ModelVersion.objects.get(name="tiny_unet").weights_key != made_by
+    assert _runs(case)["tiny_unet"].weights == made_by
 
 
 def test_the_ensemble_averages_its_members_stored_probabilities(case):
