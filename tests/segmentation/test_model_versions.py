@@ -58,6 +58,23 @@ def test_the_ensemble_takes_its_calibration_when_made_for_its_members(models_dir
     assert ModelVersion.objects.get(name="ensemble").threshold == 0.0  # mean of the members' own
 
 
+def test_a_corrupt_ensemble_json_is_ignored_with_a_warning(models_dir, tmp_path, settings, caplog):
+    import shutil
+
+    from ml.inference import ensemble_calibration
+
+    for f in models_dir.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    settings.TUMORSITE_MODELS_DIR = tmp_path
+    (tmp_path / "ensemble.json").write_text('{"members": ["tiny_unet", ')  # cut short, e.g. a full disk
+    with pytest.raises(ValueError):
+        ensemble_calibration(tmp_path, ["tiny_unet", "tiny_attention_unet"])
+    model_versions_sync()
+    ensemble = ModelVersion.objects.get(name="ensemble")
+    assert ensemble.is_active and ensemble.threshold == 0.0 and ensemble.metadata["calibrated"] is False
+    assert "ensemble.json: not valid JSON" in caplog.text
+
+
 
 def test_new_weights_under_the_same_name_get_a_new_weights_key(models_dir, tmp_path, settings, caplog):
     import shutil
