@@ -6,7 +6,7 @@
 For each size N it makes N vectors of the real dimension (recommender.models.COMBINED_DIM), drawn from
 a mixture of Gaussian clusters with a tumour type each (case vectors are clustered, not uniform),
 loads them into a scratch table with COPY, builds the same HNSW index as migration 0002
-(vector_l2_ops, m=16, ef_construction=64), then times ``--queries`` nearest-10 queries:
+(vector_l2_ops, m=16, ef_construction=64; ``--m`` / ``--ef-construction`` try a larger graph), then times ``--queries`` nearest-10 queries:
 - exact numpy (float32, brute force over all N; the embedded mode's search);
 - pgvector HNSW without a filter, and with a tumour-type filter (iterative scan, relaxed order): the
   query's own type (what the app asks) and another type (a user's explicit filter), for each
@@ -68,14 +68,16 @@ def exact_top(vectors: np.ndarray, q: np.ndarray, k: int, mask: np.ndarray | Non
     return top[np.argsort(d[top])]
 
 
-def _prepared(cur, table: str, n: int) -> dict | None:
-    """The build figures of a scratch table kept by ``--keep`` with all N rows and its index, else None."""
+def _prepared(cur, table: str, n: int, graph: dict) -> dict | None:
+    """The build figures of a scratch table kept by ``--keep`` with all N rows and an index of the same
+    ``graph`` (m, ef_construction), else None."""
     cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", [table])
     row = cur.fetchone()
     if not row or not row[0]:
         return None
     built = json.loads(row[0])
-    return built if built.get("n") == n else None
+    same_graph = (built.get("m", 16), built.get("ef_construction", 64)) == (graph["m"], graph["ef_construction"])
+    return built if built.get("n") == n and same_graph else None
 
 
 def _load_and_index(cur, table: str, vectors: np.ndarray, types: np.ndarray, args, *, partial: bool) -> dict:
@@ -94,13 +96,14 @@ def _load_and_index(cur, table: str, vectors: np.ndarray, types: np.ndarray, arg
             for i in range(start, min(n, start + 20000)):
                 buf.write(f"{i}\t{TYPES[types[i]]}\t{_literal(vectors[i])}\n")
             copy.write(buf.getvalue())
-    built = {"n": n, "load_s": round(time.perf_counter() - started, 1)}
+    built = {"n": n, "load_s": round(time.perf_counter() - started, 1), "m": args.m,
+             "ef_construction": args.ef_construction}
     cur.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
     cur.execute(f"SET max_parallel_maintenance_workers = {args.build_workers}")
     started = time.perf_counter()
     for where in ([f" WHERE tumour_type = '{t}'" for t in TYPES] if partial else [""]):
         cur.execute(f"CREATE INDEX ON {table} USING hnsw (combined vector_l2_ops) "
-                    f"WITH (m = 16, ef_construction = 64){where}")
+                    f"WITH (m = {int(args.m)}, ef_construction = {int(args.ef_construction)}){where}")
     built["build_s"] = round(time.perf_counter() - started, 1)
     built["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     cur.execute(f"ANALYZE {table}")
@@ -112,7 +115,8 @@ def _load_and_index(cur, table: str, vectors: np.ndarray, types: np.ndarray, arg
 
 def _table(conn, table: str, vectors, types, args, *, partial: bool) -> dict:
     with conn.cursor() as cur:
-        built = _prepared(cur, table, len(vectors)) if args.reuse else None
+        graph = {"m": args.m, "ef_construction": args.ef_construction}
+        built = _prepared(cur, table, len(vectors), graph) if args.reuse else None
         if built is None:
             built = _load_and_index(cur, table, vectors, types, args, partial=partial)
         else:
@@ -123,9 +127,10 @@ def _table(conn, table: str, vectors, types, args, *, partial: bool) -> dict:
 
 def run_size(conn, n: int, dim: int, args, rng) -> dict:
     vectors, types = synthetic(n, dim, rng)
-    table = f"bench_recommender_{n}"
+    table = f"bench_recommender_{n}_m{args.m}_efc{args.ef_construction}"
     built = _table(conn, table, vectors, types, args, partial=False)
-    result: dict = {"n": n, "dim": dim, "load_s": built["load_s"], "index_build_s": built["build_s"],
+    result: dict = {"n": n, "dim": dim, "m": args.m, "ef_construction": args.ef_construction,
+                    "load_s": built["load_s"], "index_build_s": built["build_s"],
                     "index_reused_from": built["built_at"] if built.get("reused") else None}
     if args.build_only:
         if args.partial:
@@ -197,6 +202,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--ef-search", type=int, nargs="+", default=[40, 100])
+    parser.add_argument("--m", type=int, default=16, help="HNSW m, links per node (default 16, as migration 0002)")
+    parser.add_argument("--ef-construction", type=int, default=64,
+                        help="HNSW ef_construction (default 64, as migration 0002)")
     parser.add_argument("--maintenance-work-mem", default="1GB")
     parser.add_argument("--build-workers", type=int, default=2)
     parser.add_argument("--no-partial", dest="partial", action="store_false",
@@ -229,7 +237,7 @@ def main(argv=None) -> int:
             results.append(run_size(conn, n, dim, args, rng))
             r = results[-1]
             reused = f" (indexes built {r['index_reused_from']}, reused)" if r["index_reused_from"] else ""
-            print(f"  load {r['load_s']} s, HNSW build {r['index_build_s']} s, "
+            print(f"  HNSW m={r['m']}, ef_construction={r['ef_construction']}: load {r['load_s']} s, HNSW build {r['index_build_s']} s, "
                   f"per-type partial indexes {r.get('partial_index_build_s', '-')} s{reused}")
             print(f"  {'method':<28}{'p50 ms':>9}{'p99 ms':>9}{'recall@10':>11}")
             for key, value in r.items():
