@@ -103,6 +103,15 @@ def source_provenance(model_path) -> dict | None:
     Kept in the new model's metadata so a chain of warm starts stays traceable to random init.
     """
     meta_path = Path(model_path).with_suffix(".json")
+    state_path = Path(model_path).parent / "state.json"
+    if not meta_path.exists() and state_path.exists():  # a run's checkpoint, e.g. runs/<name>/last.keras
+        state = json.loads(state_path.read_text())
+        config = state.get("config", {})
+        return {"name": config.get("name"), "checkpoint": Path(model_path).name,
+                "encoder_weights": config.get("encoder_weights"),
+                "val_dice_mean": state.get("best_val_dice"),  # in-training metric: threshold 0.5, no TTA
+                "training": {key: state[key] for key in ("epochs_done", "best_epoch", "train_seconds") if key in state},
+                "initialised_from": state.get("init_from")}
     if not meta_path.exists():
         return None
     meta = json.loads(meta_path.read_text())

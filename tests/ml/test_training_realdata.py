@@ -62,3 +62,11 @@ def test_a_warm_start_records_its_source_model_and_how_that_was_trained(figshare
     assert warm["source"]["name"] == "first" and warm["source"]["training"]["epochs_done"] == 1
     assert warm["source"]["initialised_from"] is None  # the chain ends at random initialisation
     assert "continued from the weights of" in meta["encoder_weights_note"]
+
+    # A warm start from a run's checkpoint (no bundle JSON beside it) keeps the chain through state.json.
+    train(TrainConfig(name="third", run_dir=str(tmp_path / "run3"), init_from=str(tmp_path / "run2" / "last.keras"),
+                      **kwargs), log=lambda *_: None, verbose=0)
+    third = json.loads((tmp_path / "models" / "third.json").read_text())["initialised_from"]["source"]
+    assert third["name"] == "second" and third["checkpoint"] == "last.keras"
+    assert third["training"]["epochs_done"] == 1
+    assert third["initialised_from"]["source"]["name"] == "first"
