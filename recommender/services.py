@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 
 import numpy as np
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
@@ -22,11 +23,18 @@ logger = logging.getLogger(__name__)
 # === Describing a slice ===
 
 def embedding_model_version():
-    """The segmenter whose bottleneck gives the learned embedding: the primary model, or the ensemble's
-    best member (an ensemble has no bottleneck of its own)."""
+    """The segmenter whose bottleneck gives the learned embedding: TUMORSITE_EMBEDDING_MODEL when it names
+    an active single model, else the primary model, or the ensemble's best member (an ensemble has no
+    bottleneck of its own)."""
     from segmentation.models import ModelVersion
     from segmentation.services import best_per_architecture, primary_model_version, val_dice
 
+    wanted = getattr(settings, "TUMORSITE_EMBEDDING_MODEL", "")
+    if wanted:
+        version = ModelVersion.objects.filter(name=wanted, is_active=True, is_ensemble=False).first()
+        if version is not None:
+            return version
+        logger.warning("TUMORSITE_EMBEDDING_MODEL=%r is not an active single model; using the default", wanted)
     primary = primary_model_version()
     if primary is None or not primary.is_ensemble:
         return primary

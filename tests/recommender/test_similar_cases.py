@@ -97,6 +97,10 @@ def test_numpy_and_pgvector_agree_on_the_top_k():
                        "ORDER BY combined <-> %s::vector LIMIT 5", [to_pgvector_literal(rows[0].combined)])
         assert "combined_hnsw" in " ".join(r[0] for r in cursor.fetchall())
         cursor.execute("SET enable_seqscan = on")
+        # The graph of migration 0004 (README, "Search at scale"), partial over the base cases.
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'recommender_casefeatures_combined_hnsw'")
+        indexdef = cursor.fetchone()[0]
+        assert "m='32'" in indexdef and "ef_construction='128'" in indexdef and "WHERE in_base" in indexdef
     for i in range(n_queries):
         q = rows[i].combined + rng.normal(0, 0.05, rows[i].combined.shape).astype(np.float32)
         for tumour_type in (None, "glioma"):
@@ -138,3 +142,20 @@ def test_new_embedding_weights_are_never_mixed_with_old_embeddings(media_dir, cl
     rebuilt = case_base_build()
     assert rebuilt["described"] == 8 and rebuilt["unchanged"] == 0  # the 6 + the 2 new (imported) cases
     assert FeatureScaler.objects.get(is_current=True).embedding_model == row.embedding_model
+
+
+def test_the_embedding_model_is_the_configured_one_else_the_ensembles_best_member(models_dir, settings, caplog):
+    from recommender.services import embedding_model_version
+    from segmentation.services import model_versions_sync
+
+    model_versions_sync()
+    settings.TUMORSITE_EMBEDDING_MODEL = ""
+    assert embedding_model_version().name == "tiny_attention_unet"  # best validation Dice of the members
+    settings.TUMORSITE_EMBEDDING_MODEL = "tiny_unet"
+    assert embedding_model_version().name == "tiny_unet"
+    # An unknown name, or the ensemble (which has no bottleneck), falls back to the default with a warning.
+    for wrong in ("no_such_model", "ensemble"):
+        settings.TUMORSITE_EMBEDDING_MODEL = wrong
+        with caplog.at_level("WARNING", logger="recommender.services"):
+            assert embedding_model_version().name == "tiny_attention_unet"
+        assert f"TUMORSITE_EMBEDDING_MODEL={wrong!r}" in caplog.text
