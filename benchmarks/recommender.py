@@ -5,13 +5,15 @@
 
 For each size N it makes N vectors of the real dimension (recommender.models.COMBINED_DIM), drawn from
 a mixture of Gaussian clusters with a tumour type each (case vectors are clustered, not uniform),
-loads them into a scratch table with COPY, builds the same HNSW index as migration 0002
-(vector_l2_ops, m=16, ef_construction=64; ``--m`` / ``--ef-construction`` try a larger graph), then times ``--queries`` nearest-10 queries:
+loads them into a scratch table with COPY, builds the same HNSW index as the app
+(vector_l2_ops, m=32, ef_construction=128 as migration 0004; ``--m`` / ``--ef-construction`` try another graph,
+e.g. pgvector's defaults 16 / 64 of migration 0002), then times ``--queries`` nearest-10 queries:
 - exact numpy (float32, brute force over all N; the embedded mode's search);
 - pgvector HNSW without a filter, and with a tumour-type filter (iterative scan, relaxed order): the
   query's own type (what the app asks) and another type (a user's explicit filter), for each
   ``--ef-search``, fetching 4 x 10 rows and keeping the 10 nearest, as the app does;
-- then the same filtered queries with one partial HNSW index per type (migration 0004), on a second
+- then the same filtered queries with one partial HNSW index per type (an alternative layout the app does
+  not use), on a second
   copy of the table;
 recall@10 is measured against the exact result of the same (filtered) query. The scratch tables are
 dropped at the end. Prints a table; ``--json`` writes the figures.
@@ -83,7 +85,7 @@ def _prepared(cur, table: str, n: int, graph: dict) -> dict | None:
 def _load_and_index(cur, table: str, vectors: np.ndarray, types: np.ndarray, args, *, partial: bool) -> dict:
     """COPY the vectors into a fresh table and build the HNSW index(es); returns load and build seconds.
 
-    ``partial``: one HNSW index per tumour type (as migration 0004) instead of one over all rows. The two
+    ``partial``: one HNSW index per tumour type (an alternative layout) instead of one over all rows. The two
     layouts live in separate tables so that the planner cannot mix them up when they are both kept.
     """
     n, dim = vectors.shape
@@ -185,7 +187,7 @@ def run_size(conn, n: int, dim: int, args, rng) -> dict:
     for ef in args.ef_search:
         measure("hnsw", ef)
     if args.partial:
-        # As migration 0004: one partial HNSW index per type, so a type filter searches its own graph.
+        # The alternative layout: one partial HNSW index per type, so a type filter searches its own graph.
         result["partial_index_build_s"] = _table(conn, tables["partial"], vectors, types, args, partial=True)["build_s"]
         for ef in args.ef_search:
             measure("partial", ef)
@@ -202,9 +204,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--ef-search", type=int, nargs="+", default=[40, 100])
-    parser.add_argument("--m", type=int, default=16, help="HNSW m, links per node (default 16, as migration 0002)")
-    parser.add_argument("--ef-construction", type=int, default=64,
-                        help="HNSW ef_construction (default 64, as migration 0002)")
+    parser.add_argument("--m", type=int, default=32, help="HNSW m, links per node (default 32, as migration 0004)")
+    parser.add_argument("--ef-construction", type=int, default=128,
+                        help="HNSW ef_construction (default 128, as migration 0004)")
     parser.add_argument("--maintenance-work-mem", default="1GB")
     parser.add_argument("--build-workers", type=int, default=2)
     parser.add_argument("--no-partial", dest="partial", action="store_false",
