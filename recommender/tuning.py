@@ -20,6 +20,7 @@ in an ``.npz`` keyed by the models' weights and the extractor version, so a grid
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -118,12 +119,20 @@ def describe_records(data_dir: Path, records: list, *, primary, embed_versions: 
 
 
 def _fold_scores(d: Described, base_rows: np.ndarray, query_rows: np.ndarray, weights: dict,
-                 embedding: str | None, k: int) -> tuple[list[int], list[float], list[str]]:
+                 embedding: str | None, k: int, fitted: dict | None = None,
+                 fold: int = 0) -> tuple[list[int], list[float], list[str]]:
     base_rows = base_rows[d.base_ok[base_rows]]
     types = np.asarray(d.types)
-    b_emb = d.base_embeddings[embedding][base_rows] if embedding else [None] * len(base_rows)
-    scaler = ranking.Scaler.fit(d.base_features[base_rows], list(b_emb) if embedding else None,
-                                list(types[base_rows]), weights=weights)
+    # The fit (standardisation, PCA, discriminants) does not depend on the block weights, which only
+    # scale the blocks in ``transform``: one fit per fold and embedding serves the whole grid.
+    key = (fold, embedding)
+    if fitted is None or key not in fitted:
+        b_emb = d.base_embeddings[embedding][base_rows] if embedding else [None] * len(base_rows)
+        scaler = ranking.Scaler.fit(d.base_features[base_rows], list(b_emb) if embedding else None,
+                                    list(types[base_rows]))
+        if fitted is not None:
+            fitted[key] = scaler
+    scaler = dataclasses.replace(fitted[key] if fitted is not None else scaler, weights=dict(weights))
     base = np.stack([scaler.transform(d.base_features[i], d.base_embeddings[embedding][i] if embedding else None)
                      for i in base_rows])
     base_types = list(types[base_rows])
@@ -150,15 +159,18 @@ def _fold_scores(d: Described, base_rows: np.ndarray, query_rows: np.ndarray, we
 
 
 def cross_validate(d: Described, folds: list[list[str]], weights: dict, *, embedding: str | None,
-                   k: int = 10) -> dict:
-    """Type accuracy and mAP@k of ``weights`` over the folds (mean over queries, and per fold)."""
+                   k: int = 10, fitted: dict | None = None) -> dict:
+    """Type accuracy and mAP@k of ``weights`` over the folds (mean over queries, and per fold).
+
+    ``fitted``: a dict kept across calls on the same ``d`` and ``folds`` to reuse each fold's fit.
+    """
     position = {identifier: i for i, identifier in enumerate(d.ids)}
     everything = np.arange(len(d.ids))
     correct, aps, types, per_fold = [], [], [], []
-    for fold in folds:
+    for n, fold in enumerate(folds):
         query_rows = np.array([position[i] for i in fold if i in position], dtype=int)
         base_rows = np.setdiff1d(everything, query_rows)
-        c, a, t = _fold_scores(d, base_rows, query_rows, weights, embedding, k)
+        c, a, t = _fold_scores(d, base_rows, query_rows, weights, embedding, k, fitted, n)
         correct += c
         aps += a
         types += t

@@ -49,6 +49,16 @@ def test_the_embedding_weight_is_what_lets_an_embedding_only_signal_through():
     assert heavy["type_accuracy"] > 0.85 and heavy["map"] > without["map"]
 
 
+def test_reusing_each_folds_fit_across_the_grid_gives_the_same_figures():
+    d = _described(12, separable="embedding")
+    fitted: dict = {}
+    for we in (0.0, 1.0, 6.0):
+        w = {"discriminant": 0.5, "features": 1.0, "embedding": we}
+        shared = cross_validate(d, _folds(d), w, embedding="m", fitted=fitted)
+        assert shared == cross_validate(d, _folds(d), w, embedding="m")
+    assert len(fitted) == len(_folds(d))  # one fit per fold, not one per setting
+
+
 def test_a_query_with_no_outline_counts_as_wrong():
     d = _described(12, separable="features")
     d.query_ok[0] = False

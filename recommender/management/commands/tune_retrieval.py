@@ -76,12 +76,13 @@ class Command(BaseCommand):
 
         folds = kfold_by_patient(records, k=o["folds"], seed=o["seed"])
         settings_ = tuning.grid(o["w_discriminant"], o["w_features"], o["w_embedding"])
-        results = []
-        for name in [v.weights_key for v in versions] or [None]:
-            for weights in settings_:
-                if name is None and weights["embedding"]:
-                    continue
-                results.append(tuning.cross_validate(described, folds, weights, embedding=name, k=o["k"]))
+        from tqdm import tqdm
+
+        runs = [(name, weights) for name in [v.weights_key for v in versions] or [None] for weights in settings_
+                if name is not None or not weights["embedding"]]
+        fitted: dict = {}  # each fold's scaler fit, shared by every weight setting of one embedding
+        results = [tuning.cross_validate(described, folds, weights, embedding=name, k=o["k"], fitted=fitted)
+                   for name, weights in tqdm(runs, unit="setting", disable=o["verbosity"] == 0)]
         results.sort(key=lambda r: (-r["type_accuracy"], -r["map"]))
         for r in results:
             w = r["weights"]
