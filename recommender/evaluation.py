@@ -155,5 +155,6 @@ def _evaluate(*, data_dir: Path, records: list, k: int, ground_truth_masks: bool
         "empty_masks": failures,
         "masks": "ground truth" if ground_truth_masks else f"predicted by {primary.name}",
         "embedding_model": current[0].embedding_model,
+        "weights": current[1].weights,
         "base_cases": current[0].n_cases,
     }

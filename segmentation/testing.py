@@ -88,6 +88,7 @@ def retrain_bundle(directory, name: str, seed: int) -> None:
 def models_dir(settings, tiny_bundles_dir):
     settings.TUMORSITE_MODELS_DIR = tiny_bundles_dir
     settings.TUMORSITE_PRIMARY_MODEL = "ensemble"
+    settings.TUMORSITE_EMBEDDING_MODEL = ""  # the default rule: the ensemble's best member
     return tiny_bundles_dir
 
 

@@ -29,6 +29,9 @@ def test_evaluate_retrieval_runs_the_pipeline_and_stores_nothing(models_dir, med
     result = json.loads(out.read_text())
     assert {"map", "precision_at_10", "type_accuracy", "n_queries", "query_ms_p50", "pipeline_ms_p50"} <= set(result)
     assert result["n_queries"] == 6 and result["pipeline_ms_p50"] >= result["query_ms_p50"] > 0
+    from recommender.ranking import DEFAULT_WEIGHTS
+
+    assert result["weights"] == DEFAULT_WEIGHTS  # the combined vector's weights are part of the figure
     after = (CaseFeatures.objects.count(), FeatureScaler.objects.count(),
              list(CaseFeatures.objects.filter(in_base=True).values_list("case_id", flat=True)))
     assert after == before

@@ -26,10 +26,11 @@ TUMORSITE_MAX_UPLOAD_MB = envint("TUMORSITE_MAX_UPLOAD_MB", 50)
 TUMORSITE_MAX_PIXELS = envint("TUMORSITE_MAX_PIXELS", 8192 * 8192)
 # The model whose mask is a case's primary mask (and whose finish triggers the case's description).
 TUMORSITE_PRIMARY_MODEL = env("TUMORSITE_PRIMARY_MODEL", "ensemble")
-# The segmenter whose bottleneck gives the recommender's learned embedding (chosen by `tune_retrieval`);
-# empty = the primary model, or the ensemble's best member by validation Dice. Re-run `build_case_base`
-# after changing it.
-TUMORSITE_EMBEDDING_MODEL = env("TUMORSITE_EMBEDDING_MODEL", "")
+# The segmenter whose bottleneck gives the recommender's learned embedding. U-Net++ was chosen by
+# `tune_retrieval` (5-fold CV by patient group on the training + validation patients; README, "Similar-case
+# recommender"). Empty = the primary model, or the ensemble's best member by validation Dice; a name that
+# is not an active single model falls back to that, with a warning. Re-run `build_case_base` after a change.
+TUMORSITE_EMBEDDING_MODEL = env("TUMORSITE_EMBEDDING_MODEL", "unet_plus_plus")
 # Similar-case search: "numpy" (exact) or "pgvector" (HNSW); empty = pgvector on PostgreSQL, else numpy.
 TUMORSITE_VECTOR_INDEX = env("TUMORSITE_VECTOR_INDEX", "")
 if TUMORSITE_VECTOR_INDEX not in ("", "numpy", "pgvector"):
