@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 # === Describing a slice ===
 
+_warned_embedding_models: set[str] = set()
+
+
 def embedding_model_version():
     """The segmenter whose bottleneck gives the learned embedding: TUMORSITE_EMBEDDING_MODEL when it names
     an active single model, else the primary model, or the ensemble's best member (an ensemble has no
@@ -34,7 +37,9 @@ def embedding_model_version():
         version = ModelVersion.objects.filter(name=wanted, is_active=True, is_ensemble=False).first()
         if version is not None:
             return version
-        logger.warning("TUMORSITE_EMBEDDING_MODEL=%r is not an active single model; using the default", wanted)
+        if wanted not in _warned_embedding_models:  # once per process, not once per upload
+            _warned_embedding_models.add(wanted)
+            logger.warning("TUMORSITE_EMBEDDING_MODEL=%r is not an active single model; using the default", wanted)
     primary = primary_model_version()
     if primary is None or not primary.is_ensemble:
         return primary

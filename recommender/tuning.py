@@ -125,14 +125,14 @@ def _fold_scores(d: Described, base_rows: np.ndarray, query_rows: np.ndarray, we
     types = np.asarray(d.types)
     # The fit (standardisation, PCA, discriminants) does not depend on the block weights, which only
     # scale the blocks in ``transform``: one fit per fold and embedding serves the whole grid.
-    key = (fold, embedding)
-    if fitted is None or key not in fitted:
+    fit = fitted.get((fold, embedding)) if fitted is not None else None
+    if fit is None:
         b_emb = d.base_embeddings[embedding][base_rows] if embedding else [None] * len(base_rows)
-        scaler = ranking.Scaler.fit(d.base_features[base_rows], list(b_emb) if embedding else None,
-                                    list(types[base_rows]))
+        fit = ranking.Scaler.fit(d.base_features[base_rows], list(b_emb) if embedding else None,
+                                 list(types[base_rows]))
         if fitted is not None:
-            fitted[key] = scaler
-    scaler = dataclasses.replace(fitted[key] if fitted is not None else scaler, weights=dict(weights))
+            fitted[(fold, embedding)] = fit
+    scaler = dataclasses.replace(fit, weights=dict(weights))
     base = np.stack([scaler.transform(d.base_features[i], d.base_embeddings[embedding][i] if embedding else None)
                      for i in base_rows])
     base_types = list(types[base_rows])

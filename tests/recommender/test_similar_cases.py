@@ -144,18 +144,24 @@ def test_new_embedding_weights_are_never_mixed_with_old_embeddings(media_dir, cl
     assert FeatureScaler.objects.get(is_current=True).embedding_model == row.embedding_model
 
 
-def test_the_embedding_model_is_the_configured_one_else_the_ensembles_best_member(models_dir, settings, caplog):
+def test_the_embedding_model_is_the_configured_one_else_the_ensembles_best_member(models_dir, settings, caplog,
+                                                                                 monkeypatch):
+    from recommender import services
     from recommender.services import embedding_model_version
     from segmentation.services import model_versions_sync
+
+    monkeypatch.setattr(services, "_warned_embedding_models", set())
 
     model_versions_sync()
     settings.TUMORSITE_EMBEDDING_MODEL = ""
     assert embedding_model_version().name == "tiny_attention_unet"  # best validation Dice of the members
     settings.TUMORSITE_EMBEDDING_MODEL = "tiny_unet"
     assert embedding_model_version().name == "tiny_unet"
-    # An unknown name, or the ensemble (which has no bottleneck), falls back to the default with a warning.
+    # An unknown name, or the ensemble (which has no bottleneck), falls back to the default with a warning,
+    # given once per process rather than on every upload.
     for wrong in ("no_such_model", "ensemble"):
         settings.TUMORSITE_EMBEDDING_MODEL = wrong
         with caplog.at_level("WARNING", logger="recommender.services"):
             assert embedding_model_version().name == "tiny_attention_unet"
-        assert f"TUMORSITE_EMBEDDING_MODEL={wrong!r}" in caplog.text
+            assert embedding_model_version().name == "tiny_attention_unet"
+        assert caplog.text.count(f"TUMORSITE_EMBEDDING_MODEL={wrong!r}") == 1
