@@ -217,13 +217,15 @@ def ensemble_proba(probs: Sequence[np.ndarray]) -> np.ndarray:
     return np.mean(np.stack([np.asarray(p, np.float32) for p in probs]), axis=0)
 
 
-def save_bundle(model, directory: str | Path, name: str, metadata: dict) -> Path:
+def save_bundle(model, directory: str | Path, name: str, metadata: dict, *, rebuild=None) -> Path:
     """Write ``<name>.keras`` (weights and graph, no optimizer state) and ``<name>.json``.
 
     With a ``spec`` in the metadata (as ``ml.train`` writes) the file is float32 whatever precision
     trained it (the metadata records that): a bundle trained in mixed bf16 on one machine must not run
-    in emulated bf16 on a machine without bf16 units. Without a spec the graph is copied as it is.
-    ``load_segmenter(..., precision="bf16")`` rebuilds it in bf16 where that pays off.
+    in emulated bf16 on a machine without bf16 units. ``rebuild`` (a no-argument builder of the same
+    graph) does the same for models that are not segmenters, such as the type classifier. Without
+    either the graph is copied as it is. ``load_segmenter(..., precision="bf16")`` rebuilds it in bf16
+    where that pays off.
     """
     import keras
 
@@ -234,7 +236,9 @@ def save_bundle(model, directory: str | Path, name: str, metadata: dict) -> Path
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy("float32")
     try:
-        if metadata.get("spec"):
+        if rebuild is not None:
+            clean = rebuild()
+        elif metadata.get("spec"):
             from ml.models import ModelSpec
 
             clean = ModelSpec.from_config(metadata["spec"]).build()

@@ -131,7 +131,10 @@ def _library_versions() -> dict:
             "numpy": np.__version__}
 
 
-def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict, log):
+def _callbacks(cfg, run_dir: Path, state: dict, log, *, monitor: str = "val_dice"):
+    """LR schedule, CSV log, and per epoch: checkpoint, best weights by ``monitor``, early stopping and the
+    time budget. ``cfg`` needs epochs, lr_start, lr_end, patience, max_minutes and depth (a ``TrainConfig``
+    or ``ml.type_classification.ClassifierConfig``)."""
     import keras
 
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
@@ -150,19 +153,23 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict, log):
     class EpochState(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            score = float(logs.get("val_dice", logs.get("val_mask_x0" + str(cfg.depth) + "_dice", 0.0)))
+            if monitor == "val_dice":  # a deep-supervision model names its last head's Dice
+                score = float(logs.get("val_dice", logs.get("val_mask_x0" + str(cfg.depth) + "_dice", 0.0)))
+            else:
+                score = float(logs.get(monitor, 0.0))
+            best_key = f"best_{monitor}"
             state["epochs_done"] = epoch + 1
-            if score > state.get("best_val_dice", -1.0):
-                state["best_val_dice"], state["best_epoch"] = score, epoch + 1
+            if score > state.get(best_key, -1.0):
+                state[best_key], state["best_epoch"] = score, epoch + 1
                 self.model.save_weights(run_dir / "best.weights.h5")
                 state["stale"] = 0
             else:
                 state["stale"] = state.get("stale", 0) + 1
             self.model.save(run_dir / "last.keras")
-            log(f"epoch {epoch + 1}/{cfg.epochs}: val_dice={score:.4f} best={state['best_val_dice']:.4f} "
+            log(f"epoch {epoch + 1}/{cfg.epochs}: {monitor}={score:.4f} best={state[best_key]:.4f} "
                 f"(epoch {state['best_epoch']})")
             if state["stale"] >= cfg.patience:
-                log(f"early stopping: no val_dice gain for {cfg.patience} epochs")
+                log(f"early stopping: no {monitor} gain for {cfg.patience} epochs")
                 self.model.stop_training = True
             elapsed = used_before + time.time() - session_start
             state["train_seconds"] = elapsed
@@ -179,7 +186,7 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict, log):
     ]
 
 
-def plot_curves(csv_path: Path, png_path: Path) -> None:
+def plot_curves(csv_path: Path, png_path: Path, *, title: str = "per-image Dice / IoU at 0.5 (model input size)") -> None:
     import csv
 
     import matplotlib
@@ -196,30 +203,19 @@ def plot_curves(csv_path: Path, png_path: Path) -> None:
     for key in ("loss", "val_loss"):
         if key in rows[0]:
             ax1.plot(epochs, [float(r[key]) for r in rows], label=key)
-    for key in ("dice", "val_dice", "iou", "val_iou"):
+    for key in ("dice", "val_dice", "iou", "val_iou", "accuracy", "val_accuracy"):
         if key in rows[0]:
             ax2.plot(epochs, [float(r[key]) for r in rows], label=key)
     ax1.set_xlabel("epoch"), ax2.set_xlabel("epoch"), ax1.legend(), ax2.legend()
-    ax1.set_title("loss"), ax2.set_title("per-image Dice / IoU at 0.5 (model input size)")
+    ax1.set_title("loss"), ax2.set_title(title)
     fig.tight_layout()
     fig.savefig(png_path, dpi=90)
     plt.close(fig)
 
 
-def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
-    """Train per ``cfg``; returns the metadata written to ``<output_dir>/<name>.json``."""
-    import keras
-    import tensorflow as tf
-
-    from ml import losses
-    from ml.inference import Segmenter, save_bundle, set_precision
-    from ml.models import ModelSpec
-
-    precision = set_precision(cfg.precision)
-    keras.utils.set_random_seed(cfg.seed)
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
+def training_slices(cfg, log):
+    """(split ids, training slices, validation slices) of ``cfg.data_dir``'s patient-group split;
+    ``cfg.limit`` caps both sides (smoke runs). Raises ``ValueError`` when a side is empty."""
     records = read_records(cfg.data_dir)
     split = split_by_patient(records, seed=cfg.seed, val_fraction=cfg.val_fraction,
                              test_fraction=cfg.test_fraction)
@@ -232,34 +228,62 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
         train_ids, val_ids = train_ids[:cfg.limit], val_ids[:cfg.limit]
     log(f"split by patient group (seed {cfg.seed}): train {len(split['train'])}, val {len(split['val'])}, "
         f"test {len(split['test'])} slices" + (f"; using {len(train_ids)}/{len(val_ids)}" if cfg.limit else ""))
-    train_slices = load_slices(cfg.data_dir, train_ids)
-    val_slices = load_slices(cfg.data_dir, val_ids)
+    return split, load_slices(cfg.data_dir, train_ids), load_slices(cfg.data_dir, val_ids)
+
+
+def start_or_resume(cfg, run_dir: Path, build, compile_model, log, *, monitor: str = "val_dice"):
+    """(model, state): the run's last checkpoint when it has one, else ``build()`` (warm-started from
+    ``cfg.init_from`` where layer names and shapes agree) compiled by ``compile_model``."""
+    import keras
+
+    state_path = run_dir / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if state.get("epochs_done") and (run_dir / "last.keras").exists():
+        log(f"resuming {cfg.name} after epoch {state['epochs_done']} from {run_dir / 'last.keras'}")
+        return keras.models.load_model(run_dir / "last.keras"), state
+    state = {"config": asdict(cfg), "epochs_done": 0, f"best_{monitor}": -1.0, "best_epoch": 0, "train_seconds": 0.0}
+    model = build()
+    if cfg.init_from:
+        copied = transfer_weights(keras.models.load_model(cfg.init_from, compile=False), model)
+        if not copied:
+            raise ValueError(f"{cfg.init_from} shares no layer (same name and shapes) with this model: warm-start "
+                             "from a model with the same encoder, base filters and depth.")
+        state["init_from"] = {"path": str(cfg.init_from), "layers_copied": len(copied),
+                              "layers_with_weights": sum(1 for layer in model.layers if layer.weights),
+                              "source": source_provenance(cfg.init_from)}
+        log(f"initialised {len(copied)} layers from {cfg.init_from}")
+    compile_model(model)
+    return model, state
+
+
+def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
+    """Train per ``cfg``; returns the metadata written to ``<output_dir>/<name>.json``."""
+    import keras
+
+    from ml import losses
+    from ml.inference import Segmenter, save_bundle, set_precision
+    from ml.models import ModelSpec
+
+    precision = set_precision(cfg.precision)
+    keras.utils.set_random_seed(cfg.seed)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    split, train_slices, val_slices = training_slices(cfg, log)
+    train_ids, val_ids = [r.id for r in train_slices.records], [r.id for r in val_slices.records]
     x_train, y_train = to_arrays(train_slices, cfg.image_size)
     x_val, y_val = to_arrays(val_slices, cfg.image_size)
 
     spec = ModelSpec(architecture=cfg.architecture, encoder=cfg.encoder, input_size=cfg.image_size,
                      base_filters=cfg.base_filters, depth=cfg.depth, dropout=cfg.dropout,
                      deep_supervision=cfg.deep_supervision)
-    state_path = run_dir / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
     heads = cfg.depth if cfg.deep_supervision else 1
-    if state.get("epochs_done") and (run_dir / "last.keras").exists():
-        log(f"resuming {cfg.name} after epoch {state['epochs_done']} from {run_dir / 'last.keras'}")
-        model = keras.models.load_model(run_dir / "last.keras")
-    else:
-        state = {"config": asdict(cfg), "epochs_done": 0, "best_val_dice": -1.0, "best_epoch": 0,
-                 "train_seconds": 0.0}
-        model = spec.build(cfg.encoder_weights)
-        if cfg.init_from:
-            copied = transfer_weights(keras.models.load_model(cfg.init_from, compile=False), model)
-            if not copied:
-                raise ValueError(f"{cfg.init_from} shares no layer (same name and shapes) with this model.")
-            state["init_from"] = {"path": str(cfg.init_from), "layers_copied": len(copied),
-                                  "layers_with_weights": sum(1 for layer in model.layers if layer.weights),
-                                  "source": source_provenance(cfg.init_from)}
-            log(f"initialised {len(copied)} layers from {cfg.init_from}")
+
+    def compile_model(model):
         model.compile(optimizer=keras.optimizers.Adam(cfg.lr_start), loss=losses.get_loss(cfg.loss),
                       metrics=[losses.dice, losses.iou] if heads == 1 else None)
+
+    model, state = start_or_resume(cfg, run_dir, lambda: spec.build(cfg.encoder_weights), compile_model, log)
     log(f"{cfg.name}: {model.count_params():,} parameters, {precision}, input {cfg.image_size}px")
 
     if state["epochs_done"] < cfg.epochs and not state.get("stale", 0) >= cfg.patience:
@@ -272,7 +296,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
                           metrics={f"mask_x0{heads}": [losses.dice]})
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=state["epochs_done"],
                   callbacks=_callbacks(cfg, run_dir, state, log), verbose=verbose)
-    state_path.write_text(json.dumps(state, indent=2))
+    (run_dir / "state.json").write_text(json.dumps(state, indent=2))
     model.load_weights(run_dir / "best.weights.h5")
 
     # TTA, threshold and clean-up chosen on the validation split, at the masks' native resolution.

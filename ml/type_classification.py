@@ -1,0 +1,315 @@
+"""The tumour-type classifier: training (resumable, split by patient group) and cached inference.
+
+Training mirrors ``ml.train``: the same patient-group split (so the test patients stay unseen), the
+same augmentation presets, a checkpoint and ``state.json`` every epoch (rerunning the same command
+resumes), the best epoch by validation accuracy, early stopping, a CSV log and a curve PNG in the run
+folder. It writes ``<output_dir>/<name>.keras`` + ``<name>.json``; the JSON holds what the model is,
+how it was trained (warm start, data fingerprint, split, time, library versions) and its validation
+accuracy per tumour type.
+
+Inference: ``load_type_classifier(path)`` loads a bundle once per process; ``probabilities(images)``
+takes slices of any size and returns ``(N, 3)`` probabilities in the order of ``ml.data.TUMOUR_TYPES``,
+averaged with the horizontally flipped slice (flip TTA), through a ``tf.function`` in batches.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ml.data import TUMOUR_TYPES, augmentation_preset, data_fingerprint, normalise
+
+DEFAULT_NAME = "type_classifier"
+_CACHE: dict[tuple, "TypeClassifier"] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+@dataclass
+class ClassifierConfig:
+    data_dir: str
+    encoder: str = "plain"
+    image_size: int = 128
+    epochs: int = 30
+    batch_size: int = 16
+    base_filters: int = 12
+    depth: int = 4
+    dropout: float = 0.3
+    hidden: int = 64
+    encoder_weights: str | None = None
+    label_smoothing: float = 0.1
+    name: str = DEFAULT_NAME
+    output_dir: str = "models/type_classifier"
+    run_dir: str | None = None
+    lr_start: float = 5e-4
+    lr_end: float = 1e-5
+    patience: int = 8
+    precision: str = "auto"
+    seed: int = 42
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    max_minutes: float | None = None
+    limit: int | None = None
+    init_from: str | None = None  # a segmenter .keras whose encoder (same names and shapes) seeds this one
+    augmentation: str = "standard"
+
+    def __post_init__(self):
+        if self.run_dir is None:
+            self.run_dir = str(Path("runs") / self.name)
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+        augmentation_preset(self.augmentation)
+
+    def spec(self) -> dict:
+        return {"encoder": self.encoder, "input_size": self.image_size, "base_filters": self.base_filters,
+                "depth": self.depth, "dropout": self.dropout, "hidden": self.hidden}
+
+
+def labels_of(records) -> np.ndarray:
+    """Class indices in ``TUMOUR_TYPES`` order; a record without a known type raises ``ValueError``."""
+    index = {t: i for i, t in enumerate(TUMOUR_TYPES)}
+    missing = [r.id for r in records if r.tumour_type not in index]
+    if missing:
+        raise ValueError(f"{len(missing)} slices have no tumour type ({', '.join(missing[:5])}...): the type "
+                         f"classifier needs one of {', '.join(TUMOUR_TYPES)} for every training slice.")
+    return np.array([index[r.tumour_type] for r in records], np.int32)
+
+
+def prepare(images: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """Min-max normalised, area-resized ``(N, size, size, 1)`` float32, as the segmenters see a slice."""
+    from ml.data import resize_batch
+
+    batch = np.zeros((len(images), size, size, 1), np.float32)
+    for i, img in enumerate(images):
+        batch[i, ..., 0] = resize_batch(normalise(img)[None], size)[0]
+    return batch
+
+
+def make_classification_dataset(images: np.ndarray, labels: np.ndarray, *, batch_size: int = 16,
+                                shuffle: bool = False, augmentation=None, seed: int = 42):
+    """``tf.data`` batches of ``(image, one-hot label)``; augmentation as for the segmenters (image only)."""
+    import tensorflow as tf
+
+    from ml.data import _augment
+
+    onehot = np.eye(len(TUMOUR_TYPES), dtype=np.float32)[labels]
+    ds = tf.data.Dataset.from_tensor_slices((images, onehot))
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    if augmentation is not None:
+        ds = ds.map(lambda x, y: (_augment(x, tf.zeros_like(x), augmentation)[0], y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def accuracy_by_type(probabilities: np.ndarray, labels: np.ndarray) -> dict:
+    """Accuracy overall and per true type, and the confusion matrix (rows: truth, columns: prediction)."""
+    predicted = np.argmax(probabilities, axis=1)
+    confusion = np.zeros((len(TUMOUR_TYPES), len(TUMOUR_TYPES)), int)
+    for t, p in zip(labels, predicted):
+        confusion[t, p] += 1
+    by_type = {t: float(confusion[i, i] / confusion[i].sum()) for i, t in enumerate(TUMOUR_TYPES) if confusion[i].sum()}
+    return {"accuracy": float(np.mean(predicted == labels)) if len(labels) else float("nan"),
+            "accuracy_by_type": by_type, "confusion": confusion.tolist(), "classes": list(TUMOUR_TYPES),
+            "n": int(len(labels))}
+
+
+def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2) -> dict:
+    """Train per ``cfg``; returns the metadata written to ``<output_dir>/<name>.json``."""
+    import keras
+
+    from ml.inference import save_bundle, set_precision
+    from ml.models.type_classifier import build_type_classifier
+    from ml.train import _callbacks, _library_versions, plot_curves, start_or_resume, training_slices
+
+    precision = set_precision(cfg.precision)
+    keras.utils.set_random_seed(cfg.seed)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    split, train_slices, val_slices = training_slices(cfg, log)
+    train_ids, val_ids = [r.id for r in train_slices.records], [r.id for r in val_slices.records]
+    y_train, y_val = labels_of(train_slices.records), labels_of(val_slices.records)
+    x_train, x_val = prepare(train_slices.images, cfg.image_size), prepare(val_slices.images, cfg.image_size)
+
+    def build():
+        return build_type_classifier(encoder_weights=cfg.encoder_weights, name=cfg.name, **cfg.spec())
+
+    def compile_model(model):
+        model.compile(optimizer=keras.optimizers.Adam(cfg.lr_start),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                      metrics=["accuracy"])
+
+    model, state = start_or_resume(cfg, run_dir, build, compile_model, log, monitor="val_accuracy")
+    log(f"{cfg.name}: {model.count_params():,} parameters, {precision}, input {cfg.image_size}px")
+
+    started = time.time()
+    if state["epochs_done"] < cfg.epochs and not state.get("stale", 0) >= cfg.patience:
+        train_ds = make_classification_dataset(x_train, y_train, batch_size=cfg.batch_size, shuffle=True,
+                                               augmentation=augmentation_preset(cfg.augmentation), seed=cfg.seed)
+        val_ds = make_classification_dataset(x_val, y_val, batch_size=cfg.batch_size)
+        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=state["epochs_done"],
+                  callbacks=_callbacks(cfg, run_dir, state, log, monitor="val_accuracy"), verbose=verbose)
+    (run_dir / "state.json").write_text(json.dumps(state, indent=2))
+    model.load_weights(run_dir / "best.weights.h5")
+
+    classifier = TypeClassifier(model, {"name": cfg.name})
+    val_metrics = accuracy_by_type(classifier.probabilities(val_slices.images), y_val)
+    log(f"validation (flip TTA): accuracy {val_metrics['accuracy']:.4f}, by type "
+        f"{json.dumps({k: round(v, 4) for k, v in val_metrics['accuracy_by_type'].items()})}")
+    weights_source = "none" if cfg.encoder_weights in (None, "none") else str(cfg.encoder_weights)
+    metadata = {
+        "task": "tumour_type_classification",
+        "classes": list(TUMOUR_TYPES),
+        "spec": cfg.spec(),
+        "encoder": cfg.encoder,
+        "encoder_weights": weights_source,
+        "encoder_weights_note": ("No ImageNet weights: the encoder starts from random initialisation"
+                                 + (f", or from the segmenter {cfg.init_from} (initialised_from says how that was "
+                                    "trained)." if cfg.init_from else ".")
+                                 if weights_source == "none" else f"Encoder initialised from {weights_source}."),
+        "input_size": cfg.image_size,
+        "initialised_from": state.get("init_from"),
+        "parameters": int(model.count_params()),
+        "tta": True,
+        "metrics": {"val": val_metrics},
+        "training": {
+            "data_dir_fingerprint": data_fingerprint(cfg.data_dir),
+            "split": {"by": "patient_group", "stratified_by": "tumour_type", "seed": cfg.seed,
+                      "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction,
+                      "n_train": len(train_ids), "n_val": len(val_ids), "n_test": len(split["test"])},
+            "epochs_planned": cfg.epochs, "epochs_done": state["epochs_done"], "best_epoch": state["best_epoch"],
+            "stopped_by_time_budget": bool(state.get("stopped_by_time_budget")),
+            "batch_size": cfg.batch_size, "loss": f"categorical cross-entropy, label smoothing {cfg.label_smoothing}",
+            "optimizer": "adam", "lr": {"start": cfg.lr_start, "end": cfg.lr_end, "schedule": "exponential per epoch"},
+            "augmentation": (None if augmentation_preset(cfg.augmentation) is None
+                             else {"preset": cfg.augmentation, **asdict(augmentation_preset(cfg.augmentation))}),
+            "precision": precision, "train_seconds": round(state.get("train_seconds", time.time() - started), 1),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "library_versions": _library_versions(),
+        },
+    }
+    path = save_bundle(model, cfg.output_dir, cfg.name, metadata, rebuild=build)
+    if (run_dir / "log.csv").exists():
+        plot_curves(run_dir / "log.csv", run_dir / "curves.png", title="accuracy (model input size, no TTA)")
+    log(f"wrote {path} and {path.with_suffix('.json')}; run files in {run_dir}")
+    keras.backend.clear_session()
+    return {"name": cfg.name, "path": str(path), **metadata}
+
+
+class TypeClassifier:
+    """A loaded classifier with its metadata. Build with ``load_type_classifier``."""
+
+    def __init__(self, model, metadata: dict, path: Path | None = None):
+        import tensorflow as tf
+
+        self.model, self.metadata, self.path = model, metadata, path
+        self.name = metadata.get("name", model.name)
+        self.classes = tuple(metadata.get("classes") or TUMOUR_TYPES)
+        self.tta = bool(metadata.get("tta", True))
+        self.input_size = int(model.input_shape[1])
+        self._lock = threading.Lock()
+        spec = tf.TensorSpec((None, self.input_size, self.input_size, 1), tf.float32)
+        self._forward = tf.function(lambda x: tf.cast(model(x, training=False), tf.float32), input_signature=[spec])
+
+    def probabilities(self, images: Sequence[np.ndarray], *, batch_size: int = 16) -> np.ndarray:
+        """``(N, len(classes))`` probabilities for slices of any size (flip TTA when the bundle says so)."""
+        batch = prepare(images, self.input_size)
+        out = []
+        with self._lock:
+            for start in range(0, len(batch), batch_size):
+                x = batch[start:start + batch_size]
+                p = self._forward(x).numpy()
+                if self.tta:
+                    p = (p + self._forward(x[:, :, ::-1].copy()).numpy()) / 2.0
+                out.append(p)
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+    def predict(self, image: np.ndarray) -> dict[str, float]:
+        """One slice: ``{type: probability}``."""
+        return {t: float(p) for t, p in zip(self.classes, self.probabilities([image])[0])}
+
+
+def load_type_classifier(keras_path: str | Path) -> TypeClassifier:
+    """Load the bundle at ``keras_path`` once per process (reloaded when the file changes)."""
+    import keras
+
+    from ml.inference import read_metadata
+
+    path = Path(keras_path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"No type classifier at {path}.")
+    key = (str(path), path.stat().st_mtime_ns)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            metadata = read_metadata(path)
+            if metadata.get("task") != "tumour_type_classification":
+                raise ValueError(f"{path} is not a tumour-type classifier bundle (its JSON has task "
+                                 f"{metadata.get('task')!r}).")
+            _CACHE[key] = TypeClassifier(keras.models.load_model(path, compile=False), metadata, path)
+        return _CACHE[key]
+
+
+def main(argv=None) -> None:
+    """``python -m ml.type_classification``: the same training as ``manage.py train_type_classifier``."""
+    import argparse
+
+    from ml.data import AUGMENTATIONS
+    from ml.encoders import ENCODERS
+
+    parser = argparse.ArgumentParser(description="Train the tumour-type classifier on data in the shared layout.")
+    add_arguments(parser, ENCODERS, AUGMENTATIONS)
+    parser.add_argument("--data", required=True, help="folder with cases.csv, images/ and masks/")
+    parser.add_argument("--output-dir", default="models/type_classifier")
+    args = parser.parse_args(argv)
+    if args.threads:
+        from ml.train import set_threads
+
+        set_threads(args.threads)
+    train_type_classifier(config_from_args(vars(args)), log=lambda msg: print(msg, flush=True))
+
+
+def add_arguments(parser, encoders, augmentations) -> None:
+    """The options shared by ``python -m ml.type_classification`` and ``manage.py train_type_classifier``."""
+    parser.add_argument("--encoder", default="plain", choices=encoders, help="encoder (default plain)")
+    parser.add_argument("--image-size", type=int, default=128, help="square model input, a multiple of 16 (default 128)")
+    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping may end sooner)")
+    parser.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
+    parser.add_argument("--base-filters", type=int, default=12, help="filters of the first encoder stage (default 12)")
+    parser.add_argument("--dropout", type=float, default=0.3, help="dropout on the pooled features (default 0.3)")
+    parser.add_argument("--encoder-weights", default="none", help="none, imagenet or a weights file (backbones)")
+    parser.add_argument("--init-from", help="a segmenter .keras whose encoder seeds the classifier, e.g. models/unet.keras")
+    parser.add_argument("--name", default=DEFAULT_NAME, help=f"bundle name (default {DEFAULT_NAME})")
+    parser.add_argument("--run-dir", help="checkpoints, CSV log and curves (default runs/<name>)")
+    parser.add_argument("--max-minutes", type=float, help="stop after the epoch that would exceed this budget")
+    parser.add_argument("--lr-start", type=float, default=5e-4, help="initial learning rate (default 5e-4)")
+    parser.add_argument("--lr-end", type=float, default=1e-5, help="final learning rate (default 1e-5)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="auto: bf16 where the CPU has AMX/AVX512-BF16 or on a GPU")
+    parser.add_argument("--seed", type=int, default=42, help="split and initialisation seed")
+    parser.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
+    parser.add_argument("--limit", type=int, help="use at most N train and N val slices (smoke runs)")
+    parser.add_argument("--augmentation", default="standard", choices=list(augmentations),
+                        help="training augmentation preset (default standard)")
+
+
+def config_from_args(o: dict) -> ClassifierConfig:
+    return ClassifierConfig(
+        data_dir=str(o["data"]), encoder=o["encoder"], image_size=o["image_size"], epochs=o["epochs"],
+        batch_size=o["batch_size"], base_filters=o["base_filters"], dropout=o["dropout"],
+        encoder_weights=None if str(o["encoder_weights"]).lower() == "none" else o["encoder_weights"],
+        name=o["name"], output_dir=str(o["output_dir"]), run_dir=o.get("run_dir"), max_minutes=o.get("max_minutes"),
+        lr_start=o["lr_start"], lr_end=o["lr_end"], precision=o["precision"], seed=o["seed"], limit=o.get("limit"),
+        init_from=o.get("init_from"), augmentation=o["augmentation"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The tumour-type classifier: shapes, warm start from a segmenter, bundle round trip, metrics, training."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ml.data import TUMOUR_TYPES, Record
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("input_size, base_filters, depth", [(32, 4, 2), (64, 4, 4)])
+def test_it_gives_three_probabilities_per_slice(input_size, base_filters, depth):
+    from ml.models.type_classifier import build_type_classifier
+
+    model = build_type_classifier(input_size=input_size, base_filters=base_filters, depth=depth, hidden=8)
+    out = np.asarray(model(np.random.default_rng(0).random((2, input_size, input_size, 1), np.float32)))
+    assert out.shape == (2, len(TUMOUR_TYPES)) and out.dtype == np.float32
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"input_size": 50}, "multiple of 16"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"hidden": 0}, "hidden"),
+])
+def test_bad_arguments_are_refused_with_a_reason(kwargs, message):
+    from ml.models.type_classifier import build_type_classifier
+
+    with pytest.raises(ValueError, match=message):
+        build_type_classifier(**kwargs)
+
+
+@pytest.mark.slow
+def test_a_trained_unet_seeds_the_whole_encoder_and_nothing_else():
+    from ml.models import build_model
+    from ml.models.type_classifier import build_type_classifier
+    from ml.train import transfer_weights
+
+    unet = build_model("unet", input_size=32, base_filters=4, depth=3)
+    classifier = build_type_classifier(input_size=32, base_filters=4, depth=3, hidden=8)
+    copied = transfer_weights(unet, classifier)
+    # 3 encoder stages and the bottleneck, each 2 convolutions + 2 batch norms.
+    assert len(copied) == 4 * 4 and all(n.startswith(("encoder_stage", "bottleneck")) for n in copied)
+    np.testing.assert_array_equal(classifier.get_layer("bottleneck_conv2").get_weights()[0],
+                                  unet.get_layer("bottleneck_conv2").get_weights()[0])
+
+
+@pytest.mark.slow
+def test_a_bundle_round_trips_and_a_segmenter_is_not_taken_for_one(tmp_path):
+    from ml.inference import save_bundle
+    from ml.models import build_model
+    from ml.models.type_classifier import build_type_classifier
+    from ml.type_classification import load_type_classifier, prepare
+
+    spec = {"input_size": 32, "base_filters": 4, "depth": 2, "hidden": 8, "dropout": 0.0}
+    model = build_type_classifier(**spec)
+    path = save_bundle(model, tmp_path, "tc", {"task": "tumour_type_classification", "classes": list(TUMOUR_TYPES),
+                                              "spec": spec, "tta": False}, rebuild=lambda: build_type_classifier(**spec))
+    loaded = load_type_classifier(path)
+    assert load_type_classifier(path) is loaded  # cached per process
+    image = (np.random.default_rng(1).random((100, 80)) * 255).astype(np.uint8)
+    expected = np.asarray(model(prepare([image], 32)))[0]  # the bundle says no TTA
+    got = loaded.predict(image)
+    assert list(got) == list(TUMOUR_TYPES)
+    np.testing.assert_allclose([got[t] for t in TUMOUR_TYPES], expected, atol=1e-5)
+
+    save_bundle(build_model("unet", input_size=32, base_filters=4, depth=2), tmp_path, "seg",
+                {"spec": {"architecture": "unet", "input_size": 32, "base_filters": 4, "depth": 2}})
+    with pytest.raises(ValueError, match="not a tumour-type classifier"):
+        load_type_classifier(tmp_path / "seg.keras")
+    with pytest.raises(FileNotFoundError):
+        load_type_classifier(tmp_path / "missing.keras")
+
+
+def test_flip_tta_averages_the_slice_and_its_mirror():
+    from ml.type_classification import TypeClassifier
+
+    class Asymmetric:
+        """A stand-in model: the probability of the first class is the left half's mean intensity."""
+        name = "asym"
+        input_shape = (None, 8, 8, 1)
+
+        def __call__(self, x, training=False):
+            import tensorflow as tf
+
+            left = tf.reduce_mean(x[:, :, :4, 0], axis=[1, 2])
+            return tf.stack([left, 1.0 - left, tf.zeros_like(left)], axis=1)
+
+    image = np.zeros((8, 8), np.uint8)
+    image[:, :4] = 255  # left half bright: the left mean is 1, the mirrored left mean 0
+    plain = TypeClassifier(Asymmetric(), {"tta": False}).predict(image)
+    tta = TypeClassifier(Asymmetric(), {"tta": True}).predict(image)
+    assert plain["meningioma"] == pytest.approx(1.0) and tta["meningioma"] == pytest.approx(0.5)
+
+
+def test_accuracy_and_the_confusion_matrix_are_counted_per_true_type():
+    from ml.type_classification import accuracy_by_type
+
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]])
+    labels = np.array([0, 1, 1, 2])  # the third is a glioma called meningioma
+    result = accuracy_by_type(probs, labels)
+    assert result["accuracy"] == pytest.approx(0.75)
+    assert result["accuracy_by_type"] == {"meningioma": 1.0, "glioma": 0.5, "pituitary": 1.0}
+    assert result["confusion"] == [[1, 0, 0], [1, 1, 0], [0, 0, 1]] and result["n"] == 4
+
+
+def test_a_slice_without_a_type_cannot_be_trained_on():
+    from ml.type_classification import labels_of
+
+    records = [Record("1", "glioma", "g1"), Record("2", None, "g2")]
+    with pytest.raises(ValueError, match="no tumour type"):
+        labels_of(records)
+    assert labels_of(records[:1]).tolist() == [TUMOUR_TYPES.index("glioma")]
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_two_training_steps_on_real_slices_write_a_classifier_bundle(figshare_dir, tmp_path):
+    from ml.models import build_model
+    from ml.type_classification import ClassifierConfig, load_type_classifier, train_type_classifier
+
+    seg = build_model("unet", input_size=32, base_filters=4, depth=2)
+    seg.save(tmp_path / "seg.keras")
+    cfg = ClassifierConfig(data_dir=str(figshare_dir), image_size=32, base_filters=4, depth=2, hidden=8, epochs=1,
+                           batch_size=4, limit=8, output_dir=str(tmp_path / "out"), run_dir=str(tmp_path / "run"),
+                           name="tc_smoke", precision="fp32", init_from=str(tmp_path / "seg.keras"))
+    messages = []
+    result = train_type_classifier(cfg, log=messages.append, verbose=0)
+    assert any("initialised 12 layers" in m for m in messages)  # 2 stages + bottleneck, 4 layers each
+    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 2  # header + 1 epoch (2 steps)
+    meta = json.loads((tmp_path / "out" / "tc_smoke.json").read_text())
+    assert meta["task"] == "tumour_type_classification" and meta["classes"] == list(TUMOUR_TYPES)
+    assert meta["training"]["split"]["by"] == "patient_group" and meta["training"]["split"]["n_val"] == 8
+    assert meta["metrics"]["val"]["n"] == 8 and 0.0 <= meta["metrics"]["val"]["accuracy"] <= 1.0
+    assert meta["initialised_from"]["layers_copied"] == 12
+    assert "random initialisation" in meta["encoder_weights_note"]
+    probs = load_type_classifier(result["path"]).probabilities([np.zeros((256, 256), np.uint8)])
+    assert probs.shape == (1, 3) and probs.sum() == pytest.approx(1.0, abs=1e-5)
