@@ -139,10 +139,11 @@ def _fisher_lda(x: np.ndarray, labels: np.ndarray, n_components: int, reg: float
     return mean, whiten @ b_evecs[:, order]
 
 
-def knn_vote(distances: np.ndarray, types: list[str], *, k: int = 10) -> tuple[str | None, float]:
-    """Distance-weighted vote of the k nearest labelled cases: (type, share of the winning weight).
+def knn_distribution(distances: np.ndarray, types: list[str], *, k: int = 10) -> dict[str, float]:
+    """Distance-weighted shares (summing to 1) of the types among the k nearest labelled cases.
 
     ``distances`` must be sorted ascending and aligned with ``types``; unlabelled neighbours are skipped.
+    Each neighbour weighs ``1 / (d + 0.001)``. Empty when no neighbour has a type.
     """
     weights: dict[str, float] = {}
     used = 0
@@ -153,10 +154,36 @@ def knn_vote(distances: np.ndarray, types: list[str], *, k: int = 10) -> tuple[s
         used += 1
         if used == k:
             break
-    if not weights:
+    total = sum(weights.values())
+    return {t: w / total for t, w in weights.items()} if total else {}
+
+
+def knn_vote(distances: np.ndarray, types: list[str], *, k: int = 10) -> tuple[str | None, float]:
+    """Distance-weighted vote of the k nearest labelled cases: (type, share of the winning weight)."""
+    return blend_votes(knn_distribution(distances, types, k=k), None, 0.0)
+
+
+def blend_votes(knn: dict[str, float], classifier: dict[str, float] | None, classifier_weight: float
+                ) -> tuple[str | None, float]:
+    """The type suggestion: ``p = (1 - w) * knn + w * classifier`` per type; (arg max, its p).
+
+    ``w`` is the classifier's share (``TUMORSITE_TYPE_CLASSIFIER_WEIGHT``, chosen on the validation
+    split). With no classifier (None) or ``w`` = 0 it is the kNN vote; with no kNN vote (an empty base)
+    it is the classifier's alone. Ties go to the alphabetically first type.
+    """
+    if not 0.0 <= classifier_weight <= 1.0:
+        raise ValueError(f"the classifier weight must be in [0, 1], got {classifier_weight}")
+    if not classifier or classifier_weight == 0.0:
+        blended = dict(knn)
+    elif not knn:
+        blended = dict(classifier)
+    else:
+        blended = {t: (1.0 - classifier_weight) * knn.get(t, 0.0) + classifier_weight * classifier.get(t, 0.0)
+                   for t in set(knn) | set(classifier)}
+    if not blended:
         return None, 0.0
-    best = max(sorted(weights), key=weights.get)
-    return best, weights[best] / sum(weights.values())
+    best = max(sorted(blended), key=blended.get)
+    return best, float(blended[best])
 
 
 def similarity(distance: float) -> float:

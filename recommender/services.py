@@ -170,11 +170,44 @@ def feature_vectors_recombine(*, scaler_row: FeatureScaler, scaler: ranking.Scal
 
 # === Tumour type ===
 
+_classifier_problems: set[str] = set()
+
+
+def type_classifier():
+    """The loaded type classifier (``TUMORSITE_TYPE_CLASSIFIER``), or None when it is disabled or missing.
+
+    A missing or unreadable bundle leaves the kNN vote alone, with a warning once per process and path.
+    """
+    path = getattr(settings, "TUMORSITE_TYPE_CLASSIFIER", "")
+    if not path:
+        return None
+    from ml.type_classification import load_type_classifier
+
+    try:
+        return load_type_classifier(path)
+    except (OSError, ValueError) as exc:
+        if path not in _classifier_problems:
+            _classifier_problems.add(path)
+            logger.warning("no type classifier (%s); the type suggestion is the kNN vote alone", exc)
+        return None
+
+
+def type_classifier_probabilities(image: np.ndarray) -> dict[str, float] | None:
+    """The classifier's ``{type: probability}`` for one slice; None without a classifier."""
+    classifier = type_classifier()
+    return None if classifier is None else classifier.predict(image)
+
+
 def case_tumour_type_suggest(*, case: Case) -> tuple[str | None, float]:
-    """kNN vote; stored as the case's prediction, and as its type only where no one has entered one."""
+    """kNN vote blended with the type classifier (``selectors.type_vote``); stored as the case's
+    prediction, and as its type only where no one has entered one."""
     query = query_for_case(case)
     if query is None:
         return None, 0.0
+    if settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT > 0:
+        from segmentation.services import scan_pixels
+
+        query.type_probabilities = type_classifier_probabilities(scan_pixels(case))
     ttype, confidence = type_vote(query)
     if ttype is None:
         return None, 0.0

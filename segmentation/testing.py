@@ -92,6 +92,29 @@ def models_dir(settings, tiny_bundles_dir):
     return tiny_bundles_dir
 
 
+@pytest.fixture(scope="session")
+def tiny_type_classifier_path(tmp_path_factory):
+    """A tiny untrained type-classifier bundle (64 px, 4 base filters): it exercises the wiring only."""
+    import keras
+
+    from ml.inference import save_bundle
+    from ml.models.type_classifier import build_type_classifier
+
+    directory = tmp_path_factory.mktemp("type_classifier")
+    spec = {"input_size": 64, "base_filters": 4, "depth": 4, "dropout": 0.0, "hidden": 8}
+    keras.utils.set_random_seed(7)
+    save_bundle(build_type_classifier(**spec), directory, "tiny_type_classifier",
+                {"task": "tumour_type_classification", "classes": ["meningioma", "glioma", "pituitary"],
+                 "spec": spec, "tta": True}, rebuild=lambda: build_type_classifier(**spec))
+    return directory / "tiny_type_classifier.keras"
+
+
+@pytest.fixture
+def tiny_type_classifier(settings, models_dir, tiny_type_classifier_path):
+    settings.TUMORSITE_TYPE_CLASSIFIER = str(tiny_type_classifier_path)
+    return tiny_type_classifier_path
+
+
 @pytest.fixture
 def media_dir(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from celery import shared_task
 
-from tumorsite.env import EnvError, envbool, envint, parse_database_url
+from tumorsite.env import EnvError, envbool, envfloat, envint, parse_database_url
 from tumorsite.queue import enqueue, wait_idle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,6 +67,8 @@ def test_service_urls_mean_postgres_and_a_redis_broker(tmp_path):
         ("DATABASE_URL", "mysql://u:p@h/db", "unsupported scheme 'mysql'"),
         ("DATABASE_URL", "postgres://u:p@h:port/db", "port that is not a number"),
         ("TUMORSITE_MAX_UPLOAD_MB", "fifty", "is not an integer"),
+        ("TUMORSITE_TYPE_CLASSIFIER_WEIGHT", "half", "is not a number"),
+        ("TUMORSITE_TYPE_CLASSIFIER_WEIGHT", "1.5", "use a number in [0, 1]"),
     ],
 )
 def test_a_bad_value_stops_start_up_with_its_name(tmp_path, variable, value, words):
@@ -116,6 +118,9 @@ def test_typed_helpers_read_defaults_and_values():
     assert envint("N", 3, environ={"N": " 12 "}) == 12
     with pytest.raises(EnvError, match="N='1.5' is not an integer"):
         envint("N", 3, environ={"N": "1.5"})
+    assert envfloat("W", 0.5, environ={}) == 0.5 and envfloat("W", 0.5, environ={"W": " 0.25 "}) == 0.25
+    with pytest.raises(EnvError, match="W='x' is not a number"):
+        envfloat("W", 0.5, environ={"W": "x"})
 
 
 # === The in-process queue of the embedded mode ===

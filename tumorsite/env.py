@@ -46,6 +46,16 @@ def envint(name: str, default: int, *, environ: Mapping[str, str] | None = None)
         raise EnvError(f"{name}={environ[name]!r} is not an integer") from None
 
 
+def envfloat(name: str, default: float, *, environ: Mapping[str, str] | None = None) -> float:
+    environ = os.environ if environ is None else environ
+    if name not in environ or environ[name].strip() == "":
+        return default
+    try:
+        return float(environ[name].strip())
+    except ValueError:
+        raise EnvError(f"{name}={environ[name]!r} is not a number") from None
+
+
 def envlist(name: str, default: list[str], *, environ: Mapping[str, str] | None = None) -> list[str]:
     environ = os.environ if environ is None else environ
     if name not in environ:

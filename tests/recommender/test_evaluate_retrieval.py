@@ -40,3 +40,48 @@ def test_evaluate_retrieval_runs_the_pipeline_and_stores_nothing(models_dir, med
                  verbosity=0)
     result = json.loads(out.read_text())
     assert result["type_accuracy"] == 1.0 and result["map"] > 0.6
+
+
+def test_evaluate_retrieval_scores_several_classifier_weights_in_one_pass(models_dir, media_dir, query_dir, tmp_path,
+                                                                          tiny_type_classifier, settings):
+    import numpy as np
+    from PIL import Image
+
+    from ml.data import read_records
+    from ml.type_classification import load_type_classifier
+
+    settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 0.0
+    model_versions_sync()
+    make_case_base(n_per_type=5)
+    case_base_build()
+    out = tmp_path / "retrieval.json"
+    call_command("evaluate_retrieval", "--data", str(query_dir), "--json", str(out), "--k", "5",
+                 "--classifier-weights", "0", "1", verbosity=0)
+    result = json.loads(out.read_text())
+    assert result["empty_masks"] == 0 and result["classifier_weight"] == 0.0
+    by_weight = result["by_classifier_weight"]
+    assert set(by_weight) == {"0.0", "1.0"}
+    assert by_weight["0.0"]["type_accuracy"] == result["type_accuracy"]  # the configured weight is the headline
+
+    # Weight 1 is the classifier alone: its accuracy on the query slices, computed here directly.
+    classifier = load_type_classifier(tiny_type_classifier)
+    hits = []
+    for record in read_records(query_dir):
+        opinion = classifier.predict(np.asarray(Image.open(query_dir / "images" / f"{record.id}.png").convert("L")))
+        hits.append(max(sorted(opinion), key=opinion.get) == record.tumour_type)
+    assert by_weight["1.0"]["type_accuracy"] == pytest.approx(np.mean(hits), abs=1e-4)
+
+
+def test_classifier_weights_need_a_classifier_and_must_lie_in_0_to_1(models_dir, media_dir, query_dir, tmp_path):
+    from django.core.management.base import CommandError
+
+    model_versions_sync()
+    make_case_base(n_per_type=3)
+    case_base_build()
+    out = tmp_path / "retrieval.json"
+    with pytest.raises(CommandError, match=r"\[0, 1\]"):
+        call_command("evaluate_retrieval", "--data", str(query_dir), "--json", str(out), "--classifier-weights", "2")
+    with pytest.raises(CommandError, match="needs the type classifier"):
+        call_command("evaluate_retrieval", "--data", str(query_dir), "--json", str(out), "--classifier-weights", "0.5",
+                     verbosity=0)
+    assert not out.exists()

@@ -50,6 +50,42 @@ def test_the_type_suggestion_is_a_confident_knn_vote(base):
         assert case.predicted_confidence == pytest.approx(confidence, abs=1e-4)
 
 
+def test_the_type_classifier_is_blended_into_the_suggestion(base, tiny_type_classifier, settings):
+    from ml.type_classification import load_type_classifier
+    from recommender.ranking import blend_votes
+    from recommender.selectors import type_distribution
+    from segmentation.services import scan_pixels
+
+    case = _new_query_case("glioma", patient="NEW-blend")
+    settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 0.0
+    assert case_tumour_type_suggest(case=case)[0] == "glioma"  # the kNN vote alone, whatever the classifier says
+
+    # The untrained classifier's opinion of this very slice, read back from the record.
+    opinion = load_type_classifier(tiny_type_classifier).predict(scan_pixels(case))
+    settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 1.0
+    predicted, confidence = case_tumour_type_suggest(case=case)
+    assert predicted == max(sorted(opinion), key=opinion.get) and confidence == pytest.approx(max(opinion.values()))
+
+    settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 0.5
+    knn = type_distribution(query_for_case(case))
+    assert knn["glioma"] > 0.6
+    predicted, confidence = case_tumour_type_suggest(case=case)
+    expected_type, expected_confidence = blend_votes(knn, opinion, 0.5)
+    assert predicted == expected_type and confidence == pytest.approx(expected_confidence, abs=1e-4)
+    case.refresh_from_db()
+    assert case.predicted_tumour_type == expected_type and case.tumour_type_source == TypeSource.PREDICTED
+
+
+def test_a_missing_classifier_leaves_the_knn_vote_with_a_warning(base, settings, tmp_path, caplog):
+    settings.TUMORSITE_TYPE_CLASSIFIER = str(tmp_path / "nowhere" / "type_classifier.keras")
+    settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 1.0
+    case = _new_query_case("pituitary", patient="NEW-missing")
+    with caplog.at_level("WARNING", logger="recommender.services"):
+        predicted, confidence = case_tumour_type_suggest(case=case)
+    assert predicted == "pituitary" and confidence > 0.6
+    assert "no type classifier" in caplog.text
+
+
 def test_a_clinicians_type_is_never_overwritten(base):
     case = _new_query_case("pituitary", clinician_type="glioma")
     predicted, _ = case_tumour_type_suggest(case=case)
@@ -116,7 +152,7 @@ def test_numpy_and_pgvector_agree_on_the_top_k():
 def test_new_embedding_weights_are_never_mixed_with_old_embeddings(media_dir, clinician, models_dir, tmp_path, settings):
     import shutil
 
-    from recommender.models import CaseFeatures, FeatureScaler
+    from recommender.models import FeatureScaler
     from segmentation.services import model_versions_sync
     from segmentation.testing import retrain_bundle
 

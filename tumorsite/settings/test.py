@@ -6,6 +6,9 @@ from .base import DATABASES, TUMORSITE_VAR_DIR
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = TUMORSITE_VAR_DIR / "test-media"
+# The kNN type vote alone, so that tests on synthetic slices do not depend on the shipped classifier's
+# opinion of them; the tests of the classifier turn one on (segmentation.testing.tiny_type_classifier).
+TUMORSITE_TYPE_CLASSIFIER = ""
 
 # A fixed test database name, so a Celery worker started beforehand with
 # DATABASE_URL=.../test_<name> works on the very database pytest creates (see .ci/run).

@@ -8,7 +8,7 @@ from recommender.evaluation import evaluate
 
 class Command(BaseCommand):
     help = ("Run each slice of DIR (shared layout) through the upload pipeline (primary segmentation, features, "
-            "type vote, similar cases) against the case base, without storing it; print and write the metrics.")
+            "type vote (kNN blended with the type classifier), similar cases) against the case base, without storing it; print and write the metrics.")
 
     def add_arguments(self, parser):
         parser.add_argument("--data", required=True, help="folder in the shared layout (cases.csv, images/, masks/)")
@@ -20,9 +20,14 @@ class Command(BaseCommand):
         parser.add_argument("--ground-truth-masks", action="store_true",
                             help="use the folder's masks instead of the primary model's (retrieval alone)")
         parser.add_argument("--limit", type=int, help="at most this many queries (a quick look)")
+        parser.add_argument("--classifier-weights", type=float, nargs="+", metavar="W", default=[],
+                            help="also score these shares of the type classifier in the type vote (0 = kNN alone, "
+                                 "1 = classifier alone), in the same pass; choose on --split val")
 
     def handle(self, *args, **options):
         data = Path(options["data"])
+        if any(not 0.0 <= w <= 1.0 for w in options["classifier_weights"]):
+            raise CommandError("--classifier-weights must lie in [0, 1].")
         ids = None
         if options["split"]:
             from ml.data import read_records, split_by_patient
@@ -38,7 +43,8 @@ class Command(BaseCommand):
 
         try:
             result = evaluate(data_dir=data, k=options["k"], ids=ids, limit=options["limit"],
-                              ground_truth_masks=options["ground_truth_masks"], progress=progress)
+                              ground_truth_masks=options["ground_truth_masks"],
+                              classifier_weights=options["classifier_weights"], progress=progress)
         except (RuntimeError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
         finally:
