@@ -23,8 +23,12 @@ RUN mkdir -p tumorsite cases segmentation recommender ml \
  && pip install . \
  && pip uninstall -y tumorsite
 COPY . .
+# The shipped bundles go into /models, so the "models" volume starts with them (Docker fills an empty
+# named volume from the image); a retrained bundle written there later survives a new image.
 RUN pip install --no-deps -e . \
- && SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
+ && SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
+ && cp -a models/. /models/ \
+ && chown -R tumorsite /models
 
 USER tumorsite
 EXPOSE 8000
