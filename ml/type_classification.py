@@ -161,10 +161,6 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
     (run_dir / "state.json").write_text(json.dumps(state, indent=2))
     model.load_weights(run_dir / "best.weights.h5")
 
-    classifier = TypeClassifier(model, {"name": cfg.name})
-    val_metrics = accuracy_by_type(classifier.probabilities(val_slices.images), y_val)
-    log(f"validation (flip TTA): accuracy {val_metrics['accuracy']:.4f}, by type "
-        f"{json.dumps({k: round(v, 4) for k, v in val_metrics['accuracy_by_type'].items()})}")
     weights_source = "none" if cfg.encoder_weights in (None, "none") else str(cfg.encoder_weights)
     metadata = {
         "task": "tumour_type_classification",
@@ -172,15 +168,11 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
         "spec": cfg.spec(),
         "encoder": cfg.encoder,
         "encoder_weights": weights_source,
-        "encoder_weights_note": ("No ImageNet weights: the encoder starts from random initialisation"
-                                 + (f", or from the segmenter {cfg.init_from} (initialised_from says how that was "
-                                    "trained)." if cfg.init_from else ".")
-                                 if weights_source == "none" else f"Encoder initialised from {weights_source}."),
+        "encoder_weights_note": _weights_note(weights_source, cfg.init_from),
         "input_size": cfg.image_size,
         "initialised_from": state.get("init_from"),
         "parameters": int(model.count_params()),
         "tta": True,
-        "metrics": {"val": val_metrics},
         "training": {
             "data_dir_fingerprint": data_fingerprint(cfg.data_dir),
             "split": {"by": "patient_group", "stratified_by": "tumour_type", "seed": cfg.seed,
@@ -198,11 +190,28 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
         },
     }
     path = save_bundle(model, cfg.output_dir, cfg.name, metadata, rebuild=build)
+    # Scored as shipped: the saved float32 bundle, not the (possibly bf16) training graph, whose
+    # rounding flips a few borderline slices.
+    shipped = TypeClassifier(keras.models.load_model(path, compile=False), {"name": cfg.name, "tta": True})
+    metadata["metrics"] = {"val": accuracy_by_type(shipped.probabilities(val_slices.images), y_val)}
+    path.with_suffix(".json").write_text(json.dumps({"name": cfg.name, **metadata}, indent=2, sort_keys=True) + "\n")
+    val_metrics = metadata["metrics"]["val"]
+    log(f"validation (flip TTA): accuracy {val_metrics['accuracy']:.4f}, by type "
+        f"{json.dumps({k: round(v, 4) for k, v in val_metrics['accuracy_by_type'].items()})}")
     if (run_dir / "log.csv").exists():
         plot_curves(run_dir / "log.csv", run_dir / "curves.png", title="accuracy (model input size, no TTA)")
     log(f"wrote {path} and {path.with_suffix('.json')}; run files in {run_dir}")
     keras.backend.clear_session()
     return {"name": cfg.name, "path": str(path), **metadata}
+
+
+def _weights_note(weights_source: str, init_from: str | None) -> str:
+    if weights_source != "none":
+        return f"Encoder initialised from {weights_source}."
+    if init_from:
+        return (f"No ImageNet weights: the encoder was initialised from the segmenter {init_from}, whose own "
+                "training chain starts from random initialisation (initialised_from says how it was trained).")
+    return "No ImageNet weights: trained from random initialisation."
 
 
 class TypeClassifier:

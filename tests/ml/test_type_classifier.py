@@ -134,6 +134,6 @@ def test_two_training_steps_on_real_slices_write_a_classifier_bundle(figshare_di
     assert meta["training"]["split"]["by"] == "patient_group" and meta["training"]["split"]["n_val"] == 8
     assert meta["metrics"]["val"]["n"] == 8 and 0.0 <= meta["metrics"]["val"]["accuracy"] <= 1.0
     assert meta["initialised_from"]["layers_copied"] == 12
-    assert "random initialisation" in meta["encoder_weights_note"]
+    assert "random initialisation" in meta["encoder_weights_note"] and "seg.keras" in meta["encoder_weights_note"]
     probs = load_type_classifier(result["path"]).probabilities([np.zeros((256, 256), np.uint8)])
     assert probs.shape == (1, 3) and probs.sum() == pytest.approx(1.0, abs=1e-5)
