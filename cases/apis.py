@@ -118,6 +118,9 @@ class CaseDetailApi(APIView):
     class OutputSerializer(CaseListApi.OutputSerializer):
         predicted_tumour_type = serializers.CharField(allow_null=True)
         predicted_confidence = serializers.FloatField(allow_null=True)
+        predicted_type_sources = serializers.JSONField(
+            allow_null=True, help_text='What the suggestion was made of: {"similar_cases": {type: share}, '
+                                       '"classifier": {type: probability} or null, "classifier_weight": w}.')
         width = serializers.IntegerField(source="scan.width")
         height = serializers.IntegerField(source="scan.height")
         thumbnail_url = serializers.SerializerMethodField()

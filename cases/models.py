@@ -68,6 +68,9 @@ class Case(models.Model):
     tumour_type_source = models.CharField(max_length=16, choices=TypeSource.choices, null=True, blank=True)
     predicted_tumour_type = models.CharField(max_length=16, choices=TumourType.choices, null=True, blank=True)
     predicted_confidence = models.FloatField(null=True, blank=True)
+    # What the suggestion was made of: {"similar_cases": {type: share}, "classifier": {type: p} or None,
+    # "classifier_weight": w} (recommender.services.case_tumour_type_suggest).
+    predicted_type_sources = models.JSONField(null=True, blank=True)
     ground_truth_mask = models.FileField(upload_to="masks/%Y/%m/", null=True, blank=True)
     mask_source = models.CharField(max_length=16, choices=MaskSource.choices, null=True, blank=True)
     mask_updated_by = models.ForeignKey(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 
 from cases.models import Case, Diagnosis, TypeSource
@@ -75,17 +74,6 @@ def type_distribution(query: Query, *, k: int = KNN_K) -> dict[str, float]:
     hits = get_index().search(query.combined, k, exclude_patient_ids=query.exclude_patient_ids,
                               exclude_case_ids=query.exclude_case_ids)
     return ranking.knn_distribution([h.distance for h in hits], [h.tumour_type for h in hits], k=k)
-
-
-def type_vote(query: Query, *, k: int = KNN_K, classifier_weight: float | None = None) -> tuple[str | None, float]:
-    """The type suggestion: (type, confidence in [0, 1]).
-
-    The kNN vote over the case base, blended with the classifier's probabilities when the query has them
-    (``ranking.blend_votes``; ``classifier_weight`` None = ``TUMORSITE_TYPE_CLASSIFIER_WEIGHT``).
-    """
-    if classifier_weight is None:
-        classifier_weight = settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT
-    return ranking.blend_votes(type_distribution(query, k=k), query.type_probabilities, classifier_weight)
 
 
 def similar_for_query(query: Query, *, k: int = 10, tumour_type: str | None = None) -> list[Match]:

@@ -15,7 +15,7 @@ from cases.models import Case, CaseDiagnosis, Diagnosis, MaskSource, TypeSource
 from recommender import features as feature_extractor
 from recommender import names, ranking
 from recommender.models import EMBEDDING_DIM, CaseFeatures, FeatureScaler, MaskKind
-from recommender.selectors import current_scaler, query_for_case, type_vote
+from recommender.selectors import current_scaler, query_for_case, type_distribution
 
 logger = logging.getLogger(__name__)
 
@@ -199,19 +199,26 @@ def type_classifier_probabilities(image: np.ndarray) -> dict[str, float] | None:
 
 
 def case_tumour_type_suggest(*, case: Case) -> tuple[str | None, float]:
-    """kNN vote blended with the type classifier (``selectors.type_vote``); stored as the case's
-    prediction, and as its type only where no one has entered one."""
+    """The kNN vote blended with the type classifier (``ranking.blend_votes``); stored as the case's
+    prediction with what it was made of, and as its type only where no one has entered one."""
     query = query_for_case(case)
     if query is None:
         return None, 0.0
-    if settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT > 0:
+    weight = float(settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT)
+    if weight > 0:
         from segmentation.services import scan_pixels
 
         query.type_probabilities = type_classifier_probabilities(scan_pixels(case))
-    ttype, confidence = type_vote(query)
+    knn = type_distribution(query)
+    ttype, confidence = ranking.blend_votes(knn, query.type_probabilities, weight)
     if ttype is None:
         return None, 0.0
-    updates = {"predicted_tumour_type": ttype, "predicted_confidence": round(confidence, 4)}
+    rounded = lambda shares: {t: round(float(v), 4) for t, v in sorted(shares.items())}  # noqa: E731
+    sources = {"similar_cases": rounded(knn),
+               "classifier": rounded(query.type_probabilities) if query.type_probabilities else None,
+               "classifier_weight": weight if query.type_probabilities else 0.0}
+    updates = {"predicted_tumour_type": ttype, "predicted_confidence": round(confidence, 4),
+               "predicted_type_sources": sources}
     Case.objects.filter(pk=case.pk).update(**updates)
     # Conditional, so a clinician's entry made meanwhile is never overwritten.
     Case.objects.filter(pk=case.pk).filter(

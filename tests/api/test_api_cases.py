@@ -62,6 +62,7 @@ def _flow(api, wait):
     assert CaseFeatures.objects.get(case_id=case_id).embedding is not None
     assert detail["predicted_tumour_type"] in {"meningioma", "glioma", "pituitary"}
     assert 0 < detail["predicted_confidence"] <= 1
+    assert detail["predicted_type_sources"]["similar_cases"][detail["predicted_tumour_type"]] > 0
     assert detail["tumour_type"] == detail["predicted_tumour_type"] and detail["tumour_type_source"] == "predicted"
 
     similar = api.get(f"/api/cases/{case_id}/similar/?k=5").json()

@@ -91,6 +91,7 @@ def test_the_whole_clinician_flow(page, live_server, case_base, doctor, real_sli
         expect(card).to_contain_text("Pending review")
     expect(page.locator("#type-suggestion")).to_contain_text("Suggested:", timeout=SLOW)
     expect(page.locator("#type-suggestion")).to_contain_text("confidence")
+    expect(page.locator("#type-sources")).to_contain_text("From similar cases:")  # what the suggestion rests on
     page.wait_for_function("() => document.querySelectorAll('#layer-toggles input:checked').length === 1")
     page.wait_for_timeout(500)  # masks are decoded asynchronously
     screenshot("04-case-page")

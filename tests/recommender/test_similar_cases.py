@@ -48,6 +48,10 @@ def test_the_type_suggestion_is_a_confident_knn_vote(base):
         assert predicted == tumour_type and confidence > 0.6
         assert case.tumour_type == tumour_type and case.tumour_type_source == TypeSource.PREDICTED
         assert case.predicted_confidence == pytest.approx(confidence, abs=1e-4)
+        sources = case.predicted_type_sources  # the tests run without a classifier: the vote alone
+        assert sources["classifier"] is None and sources["classifier_weight"] == 0.0
+        assert sources["similar_cases"][tumour_type] == pytest.approx(confidence, abs=1e-4)
+        assert sum(sources["similar_cases"].values()) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_the_type_classifier_is_blended_into_the_suggestion(base, tiny_type_classifier, settings):
@@ -74,6 +78,9 @@ def test_the_type_classifier_is_blended_into_the_suggestion(base, tiny_type_clas
     assert predicted == expected_type and confidence == pytest.approx(expected_confidence, abs=1e-4)
     case.refresh_from_db()
     assert case.predicted_tumour_type == expected_type and case.tumour_type_source == TypeSource.PREDICTED
+    assert case.predicted_type_sources == {
+        "similar_cases": {t: pytest.approx(v, abs=1e-4) for t, v in knn.items()},
+        "classifier": {t: pytest.approx(v, abs=1e-4) for t, v in opinion.items()}, "classifier_weight": 0.5}
 
 
 def test_a_missing_classifier_leaves_the_knn_vote_with_a_warning(base, settings, tmp_path, caplog):
