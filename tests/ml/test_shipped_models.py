@@ -25,3 +25,21 @@ def test_the_shipped_bundles_reproduce_the_published_test_scores(figshare_dir, t
         assert got["iou_mean"] == pytest.approx(expected["iou_mean"], abs=1e-3), name
         for tumour_type, dice in expected["dice_by_type"].items():
             assert got["dice_by_type"][tumour_type] == pytest.approx(dice, abs=2e-3), (name, tumour_type)
+
+
+def test_the_shipped_type_classifier_reproduces_its_validation_accuracy(figshare_dir):
+    """Its JSON's validation figures are re-measured from the bundle on the same patient-group split."""
+    import numpy as np
+
+    from ml.calibrate import validation_slices
+    from ml.type_classification import accuracy_by_type, labels_of, load_type_classifier
+
+    path = REPO_ROOT / "models" / "type_classifier" / "type_classifier.keras"
+    classifier = load_type_classifier(path)
+    published = classifier.metadata["metrics"]["val"]
+    val = validation_slices(figshare_dir, classifier.metadata["training"]["split"])
+    measured = accuracy_by_type(classifier.probabilities(val.images), labels_of(val.records))
+    assert measured["n"] == published["n"] == 385
+    assert measured["accuracy"] == pytest.approx(published["accuracy"], abs=1e-3)
+    assert np.abs(np.array(measured["confusion"]) - np.array(published["confusion"])).sum() <= 1
+    assert classifier.metadata["encoder_weights"] == "none"  # trained here, without ImageNet weights
