@@ -6,7 +6,7 @@ import numpy as np
 from django.db.models import Q, QuerySet
 from PIL import Image
 
-from .models import Case, MaskSource
+from .models import Case, MaskSource, TumourType
 from .readers import ScanImage, read_image
 
 
@@ -46,3 +46,23 @@ def case_ground_truth_mask(*, case: Case) -> np.ndarray | None:
         return None
     with case.ground_truth_mask.open("rb") as f:
         return np.asarray(Image.open(f).convert("L")) > 0
+
+
+def case_type_sources_summary(*, case: Case) -> str:
+    """What the type suggestion rests on, for people: "From similar cases: Glioma 62% · image classifier:
+    Glioma 91% (weighs 75%)"; empty before the first suggestion."""
+    sources = case.predicted_type_sources or {}
+    labels = dict(TumourType.choices)
+
+    def leader(shares):
+        return max(sorted(shares), key=shares.get) if shares else None
+
+    parts = []
+    knn, classifier = sources.get("similar_cases") or {}, sources.get("classifier") or {}
+    if leader(knn):
+        parts.append(f"similar cases: {labels.get(leader(knn), leader(knn))} {round(100 * knn[leader(knn)])}%")
+    if leader(classifier):
+        parts.append(f"image classifier: {labels.get(leader(classifier), leader(classifier))} "
+                     f"{round(100 * classifier[leader(classifier)])}% "
+                     f"(weighs {round(100 * float(sources.get('classifier_weight') or 0))}%)")
+    return "From " + " · ".join(parts) if parts else ""

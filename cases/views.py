@@ -23,7 +23,7 @@ from cases.browse import (STATUS_FILTERS, case_area, case_best_mask, case_search
                           similar_rows)
 from cases.models import Case, MaskSource, Patient, TumourType
 from cases.review import case_mask_correct, case_tumour_type_set
-from cases.selectors import case_get, case_ground_truth_mask
+from cases.selectors import case_get, case_ground_truth_mask, case_type_sources_summary
 
 CASES_PER_PAGE = 20
 SIMILAR_K = 6
@@ -129,7 +129,7 @@ def case_detail_view(request: HttpRequest, case_id: int) -> HttpResponse:
     return render(request, "cases/case_detail.html", {
         "case": case, "state": mask_state(case, runs), "tumour_types": TumourType.choices,
         "diagnoses": case.case_diagnoses.select_related("diagnosis", "recorded_by").order_by("recorded_at"),
-        "has_ground_truth": bool(case.ground_truth_mask),
+        "has_ground_truth": bool(case.ground_truth_mask), "type_sources": case_type_sources_summary(case=case),
     })
 
 
@@ -153,6 +153,7 @@ def case_state_view(request: HttpRequest, case_id: int) -> JsonResponse:
     data["status"] = case_status(runs.values())  # "none" rather than the API's "queued" when nothing ran
     data["mask_state"] = {"code": state.code, "label": state.label}
     data["spacing_known"] = bool(case.scan.pixel_spacing_mm)
+    data["type_sources"] = case_type_sources_summary(case=case)
     data["ground_truth"] = None
     if case.ground_truth_mask:
         gt = case_ground_truth_mask(case=case)
@@ -296,4 +297,5 @@ def case_report_view(request: HttpRequest, case_id: int) -> HttpResponse:
         "has_mask": best is not None, "similar": similar_rows(similar_cases(case=case, k=5)),
         "diagnoses": case.case_diagnoses.select_related("diagnosis", "recorded_by").order_by("recorded_at"),
         "corrected": case.mask_source == MaskSource.CORRECTED,
+        "type_sources": case_type_sources_summary(case=case),
     })

@@ -157,25 +157,7 @@
       var select = document.getElementById("type-select");
       if (!state.tumour_type_source || state.tumour_type_source === "predicted") select.value = state.predicted_tumour_type;
     }
-    renderTypeSources(state.predicted_type_sources);
-  }
-
-  // What the suggestion was made of: the similar cases' vote and the image classifier, each with its leader.
-  function renderTypeSources(sources) {
-    var line = document.getElementById("type-sources");
-    if (!line) return;
-    function leader(shares) {
-      var best = null;
-      Object.keys(shares || {}).sort().forEach(function (t) { if (best === null || shares[t] > shares[best]) best = t; });
-      return best;
-    }
-    var parts = [];
-    var knn = sources && leader(sources.similar_cases);
-    if (knn) parts.push("similar cases: " + TS.TYPE_LABELS[knn] + " " + Math.round(100 * sources.similar_cases[knn]) + "%");
-    var clf = sources && leader(sources.classifier);
-    if (clf) parts.push("image classifier: " + TS.TYPE_LABELS[clf] + " " + Math.round(100 * sources.classifier[clf]) +
-                        "% (weighs " + Math.round(100 * sources.classifier_weight) + "%)");
-    line.textContent = parts.length ? "From " + parts.join(" · ") : "";
+    document.getElementById("type-sources").textContent = state.type_sources || "";
   }
 
   function apply(newState) {

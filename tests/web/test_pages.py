@@ -185,10 +185,17 @@ def test_recording_diagnoses_says_what_happened_in_the_catalogue(owner_client, o
 
 
 def test_the_clinician_confirms_or_changes_the_tumour_type(owner_client, segmented_case):
+    sources = {"similar_cases": {"glioma": 0.6, "meningioma": 0.4},
+               "classifier": {"glioma": 0.866, "meningioma": 0.1, "pituitary": 0.034}, "classifier_weight": 0.75}
     Case.objects.filter(pk=segmented_case.pk).update(predicted_tumour_type="glioma", predicted_confidence=0.8,
-                                                     tumour_type="glioma", tumour_type_source=TypeSource.PREDICTED)
+                                                     tumour_type="glioma", tumour_type_source=TypeSource.PREDICTED,
+                                                     predicted_type_sources=sources)
     html = owner_client.get(f"/cases/{segmented_case.pk}/").content.decode()
     assert "Suggested: <strong>Glioma</strong>, confidence 80%" in html
+    what = "From similar cases: Glioma 60% · image classifier: Glioma 87% (weighs 75%)"
+    assert what in html
+    assert what in owner_client.get(f"/cases/{segmented_case.pk}/report/").content.decode()
+    assert owner_client.get(f"/cases/{segmented_case.pk}/state.json").json()["type_sources"] == what
     response = owner_client.post(f"/cases/{segmented_case.pk}/tumour-type/", {"tumour_type": "meningioma"}, follow=True)
     assert "Tumour type recorded: Meningioma." in response.content.decode()
     case = Case.objects.get(pk=segmented_case.pk)
