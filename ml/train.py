@@ -213,9 +213,20 @@ def plot_curves(csv_path: Path, png_path: Path, *, title: str = "per-image Dice 
     plt.close(fig)
 
 
-def training_slices(cfg, log):
-    """(split ids, training slices, validation slices) of ``cfg.data_dir``'s patient-group split;
-    ``cfg.limit`` caps both sides (smoke runs). Raises ``ValueError`` when a side is empty."""
+def start_run(cfg, log):
+    """Set the precision and seed, make the run folder and load the split's slices.
+
+    Returns ``(precision, run_dir, split ids, training slices, validation slices)``; ``cfg.limit``
+    caps both sides (smoke runs). Raises ``ValueError`` when a side is empty.
+    """
+    import keras
+
+    from ml.inference import set_precision
+
+    precision = set_precision(cfg.precision)
+    keras.utils.set_random_seed(cfg.seed)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     records = read_records(cfg.data_dir)
     split = split_by_patient(records, seed=cfg.seed, val_fraction=cfg.val_fraction,
                              test_fraction=cfg.test_fraction)
@@ -228,7 +239,7 @@ def training_slices(cfg, log):
         train_ids, val_ids = train_ids[:cfg.limit], val_ids[:cfg.limit]
     log(f"split by patient group (seed {cfg.seed}): train {len(split['train'])}, val {len(split['val'])}, "
         f"test {len(split['test'])} slices" + (f"; using {len(train_ids)}/{len(val_ids)}" if cfg.limit else ""))
-    return split, load_slices(cfg.data_dir, train_ids), load_slices(cfg.data_dir, val_ids)
+    return precision, run_dir, split, load_slices(cfg.data_dir, train_ids), load_slices(cfg.data_dir, val_ids)
 
 
 def start_or_resume(cfg, run_dir: Path, build, compile_model, log, *, monitor: str = "val_dice"):
@@ -261,15 +272,10 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
     import keras
 
     from ml import losses
-    from ml.inference import Segmenter, save_bundle, set_precision
+    from ml.inference import Segmenter, save_bundle
     from ml.models import ModelSpec
 
-    precision = set_precision(cfg.precision)
-    keras.utils.set_random_seed(cfg.seed)
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-    split, train_slices, val_slices = training_slices(cfg, log)
+    precision, run_dir, split, train_slices, val_slices = start_run(cfg, log)
     train_ids, val_ids = [r.id for r in train_slices.records], [r.id for r in val_slices.records]
     x_train, y_train = to_arrays(train_slices, cfg.image_size)
     x_val, y_val = to_arrays(val_slices, cfg.image_size)

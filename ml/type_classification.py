@@ -126,16 +126,11 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
     """Train per ``cfg``; returns the metadata written to ``<output_dir>/<name>.json``."""
     import keras
 
-    from ml.inference import save_bundle, set_precision
+    from ml.inference import save_bundle
     from ml.models.type_classifier import build_type_classifier
-    from ml.train import _callbacks, _library_versions, plot_curves, start_or_resume, training_slices
+    from ml.train import _callbacks, _library_versions, plot_curves, start_or_resume, start_run
 
-    precision = set_precision(cfg.precision)
-    keras.utils.set_random_seed(cfg.seed)
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-    split, train_slices, val_slices = training_slices(cfg, log)
+    precision, run_dir, split, train_slices, val_slices = start_run(cfg, log)
     train_ids, val_ids = [r.id for r in train_slices.records], [r.id for r in val_slices.records]
     y_train, y_val = labels_of(train_slices.records), labels_of(val_slices.records)
     x_train, x_val = prepare(train_slices.images, cfg.image_size), prepare(val_slices.images, cfg.image_size)
