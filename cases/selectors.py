@@ -55,14 +55,15 @@ def case_type_sources_summary(*, case: Case) -> str:
     labels = dict(TumourType.choices)
 
     def leader(shares):
-        return max(sorted(shares), key=shares.get) if shares else None
+        return max(sorted(shares), key=shares.get)
 
     parts = []
     knn, classifier = sources.get("similar_cases") or {}, sources.get("classifier") or {}
-    if leader(knn):
-        parts.append(f"similar cases: {labels.get(leader(knn), leader(knn))} {round(100 * knn[leader(knn)])}%")
-    if leader(classifier):
-        parts.append(f"image classifier: {labels.get(leader(classifier), leader(classifier))} "
-                     f"{round(100 * classifier[leader(classifier)])}% "
-                     f"(weighs {round(100 * float(sources.get('classifier_weight') or 0))}%)")
+    if knn:
+        best = leader(knn)
+        parts.append(f"similar cases: {labels.get(best, best)} {round(100 * knn[best])}%")
+    if classifier:
+        best = leader(classifier)
+        weight = round(100 * float(sources.get("classifier_weight") or 0))
+        parts.append(f"image classifier: {labels.get(best, best)} {round(100 * classifier[best])}% (weighs {weight}%)")
     return "From " + " · ".join(parts) if parts else ""

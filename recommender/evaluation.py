@@ -161,7 +161,7 @@ def _evaluate(*, data_dir: Path, records: list, k: int, ground_truth_masks: bool
             continue
         probabilities = type_classifier_probabilities(image) if use_classifier else None
         query = Query(combined=combine(feats, embedding, embedding_model, *current),
-                      z=current[1].standardise(feats), type_probabilities=probabilities,
+                      z=current[1].standardise(feats),
                       exclude_patient_ids=patients_by_group.get(_group_of(record.patient_group), set())
                       | patients_by_group.get(_group_of(record.pid or record.patient_group), set()))
         q_started = time.perf_counter()

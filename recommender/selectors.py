@@ -40,7 +40,6 @@ class Query:
     type_confidence: float = 0.0  # 1 for a clinician's or imported type, the vote's share for a prediction
     exclude_patient_ids: set[int] = field(default_factory=set)
     exclude_case_ids: set[int] = field(default_factory=set)
-    type_probabilities: dict[str, float] | None = None  # the type classifier's, when there is one
 
 
 @dataclass

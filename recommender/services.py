@@ -205,18 +205,18 @@ def case_tumour_type_suggest(*, case: Case) -> tuple[str | None, float]:
     if query is None:
         return None, 0.0
     weight = float(settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT)
+    probabilities = None
     if weight > 0:
         from segmentation.services import scan_pixels
 
-        query.type_probabilities = type_classifier_probabilities(scan_pixels(case))
+        probabilities = type_classifier_probabilities(scan_pixels(case))
     knn = type_distribution(query)
-    ttype, confidence = ranking.blend_votes(knn, query.type_probabilities, weight)
+    ttype, confidence = ranking.blend_votes(knn, probabilities, weight)
     if ttype is None:
         return None, 0.0
     rounded = lambda shares: {t: round(float(v), 4) for t, v in sorted(shares.items())}  # noqa: E731
-    sources = {"similar_cases": rounded(knn),
-               "classifier": rounded(query.type_probabilities) if query.type_probabilities else None,
-               "classifier_weight": weight if query.type_probabilities else 0.0}
+    sources = {"similar_cases": rounded(knn), "classifier": rounded(probabilities) if probabilities else None,
+               "classifier_weight": weight if probabilities else 0.0}
     updates = {"predicted_tumour_type": ttype, "predicted_confidence": round(confidence, 4),
                "predicted_type_sources": sources}
     Case.objects.filter(pk=case.pk).update(**updates)

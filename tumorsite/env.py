@@ -36,24 +36,22 @@ def envbool(name: str, default: bool = False, *, environ: Mapping[str, str] | No
     raise EnvError(f"{name}={environ[name]!r} is not a boolean: use one of 1/0, true/false, yes/no, on/off")
 
 
-def envint(name: str, default: int, *, environ: Mapping[str, str] | None = None) -> int:
+def _envnumber(name: str, default, parse, what: str, environ: Mapping[str, str] | None):
     environ = os.environ if environ is None else environ
     if name not in environ or environ[name].strip() == "":
         return default
     try:
-        return int(environ[name].strip())
+        return parse(environ[name].strip())
     except ValueError:
-        raise EnvError(f"{name}={environ[name]!r} is not an integer") from None
+        raise EnvError(f"{name}={environ[name]!r} is not {what}") from None
+
+
+def envint(name: str, default: int, *, environ: Mapping[str, str] | None = None) -> int:
+    return _envnumber(name, default, int, "an integer", environ)
 
 
 def envfloat(name: str, default: float, *, environ: Mapping[str, str] | None = None) -> float:
-    environ = os.environ if environ is None else environ
-    if name not in environ or environ[name].strip() == "":
-        return default
-    try:
-        return float(environ[name].strip())
-    except ValueError:
-        raise EnvError(f"{name}={environ[name]!r} is not a number") from None
+    return _envnumber(name, default, float, "a number", environ)
 
 
 def envlist(name: str, default: list[str], *, environ: Mapping[str, str] | None = None) -> list[str]:
