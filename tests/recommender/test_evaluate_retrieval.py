@@ -63,6 +63,15 @@ def test_evaluate_retrieval_scores_several_classifier_weights_in_one_pass(models
     assert set(by_weight) == {"0.0", "1.0"}
     assert by_weight["0.0"]["type_accuracy"] == result["type_accuracy"]  # the configured weight is the headline
 
+    # Weight 0 is the kNN vote alone: the same figures as a run with no classifier at all.
+    settings.TUMORSITE_TYPE_CLASSIFIER = ""
+    plain_out = tmp_path / "plain.json"
+    call_command("evaluate_retrieval", "--data", str(query_dir), "--json", str(plain_out), "--k", "5", verbosity=0)
+    plain = json.loads(plain_out.read_text())
+    assert plain["type_classifier"] is None and "by_classifier_weight" not in plain
+    assert {key: plain[key] for key in ("map", "type_accuracy", "type_accuracy_by_type")} == {
+        key: by_weight["0.0"][key] for key in ("map", "type_accuracy", "type_accuracy_by_type")}
+
     # Weight 1 is the classifier alone: its accuracy on the query slices, computed here directly.
     classifier = load_type_classifier(tiny_type_classifier)
     hits = []
