@@ -15,19 +15,22 @@ from recommender.models import CaseFeatures, FeatureScaler
 from recommender.names import normalise
 
 KNN_K = 10
-_scaler_cache: dict[int, tuple[FeatureScaler, ranking.Scaler]] = {}
+_scaler_cache: dict[tuple, tuple[FeatureScaler, ranking.Scaler]] = {}
 
 
 def current_scaler() -> tuple[FeatureScaler, ranking.Scaler] | None:
-    """The current scaler row and its numpy form (parsed once per process and scaler)."""
-    pk = FeatureScaler.objects.filter(is_current=True).values_list("pk", flat=True).first()
-    if pk is None:
+    """The current scaler row and its numpy form (parsed once per process and scaler).
+
+    Keyed by id and fit time: SQLite reuses the id of a row whose transaction was rolled back, so the
+    id alone could hand back another fit's scaler."""
+    key = FeatureScaler.objects.filter(is_current=True).values_list("pk", "fitted_at").first()
+    if key is None:
         return None
-    if pk not in _scaler_cache:
-        row = FeatureScaler.objects.get(pk=pk)
+    if key not in _scaler_cache:
+        row = FeatureScaler.objects.get(pk=key[0])
         _scaler_cache.clear()
-        _scaler_cache[pk] = (row, ranking.Scaler.from_params(row.params))
-    return _scaler_cache[pk]
+        _scaler_cache[key] = (row, ranking.Scaler.from_params(row.params))
+    return _scaler_cache[key]
 
 
 @dataclass
