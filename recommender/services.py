@@ -49,6 +49,23 @@ def embedding_model_version():
     return max(best_per_architecture(members), key=val_dice)
 
 
+def case_base_staleness() -> str | None:
+    """Why the case base's embeddings no longer match the embedding model's weights, or None.
+
+    Only the embedding model matters: base cases are described from their ground-truth masks, so new
+    weights for any other segmenter leave the stored features valid.
+    """
+    current = current_scaler()
+    if current is None or not current[0].embedding_model:
+        return None
+    version = embedding_model_version()
+    wanted = version.weights_key if version else ""
+    if wanted == current[0].embedding_model:
+        return None
+    return (f"the case base's embeddings come from {current[0].embedding_model}, but the embedding model is now "
+            f"{wanted or 'none'}: run build_case_base (until then similar-case search leaves embeddings out)")
+
+
 def describe_slice(image: np.ndarray, mask: np.ndarray, *, embed_version=None) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(hand-made features, learned embedding or None, the embedding model's weights key).
 
@@ -104,8 +121,11 @@ def case_mask(case: Case) -> tuple[np.ndarray, str] | None:
     return None
 
 
-def case_features_compute(*, case: Case, embed_version=None, use_embedding: bool = True) -> CaseFeatures | None:
-    """Describe the case from its best mask and store the vectors; None when it has no usable mask yet."""
+def case_features_compute(*, case: Case, embed_version=None, use_embedding: bool = True,
+                          image: np.ndarray | None = None) -> CaseFeatures | None:
+    """Describe the case from its best mask and store the vectors; None when it has no usable mask yet.
+
+    ``image`` is the case's slice when the caller has read it already (else it is read here)."""
     from segmentation.services import scan_pixels
 
     found = case_mask(case)
@@ -113,7 +133,8 @@ def case_features_compute(*, case: Case, embed_version=None, use_embedding: bool
         CaseFeatures.objects.filter(case=case).delete()
         return None
     mask, kind = found
-    image = scan_pixels(case)
+    if image is None:
+        image = scan_pixels(case)
     if use_embedding and embed_version is None:
         embed_version = embedding_model_version()
     try:
@@ -198,18 +219,22 @@ def type_classifier_probabilities(image: np.ndarray) -> dict[str, float] | None:
     return None if classifier is None else classifier.predict(image)
 
 
-def case_tumour_type_suggest(*, case: Case) -> tuple[str | None, float]:
+def case_tumour_type_suggest(*, case: Case, image: np.ndarray | None = None) -> tuple[str | None, float]:
     """The kNN vote blended with the type classifier (``ranking.blend_votes``); stored as the case's
-    prediction with what it was made of, and as its type only where no one has entered one."""
+    prediction with what it was made of, and as its type only where no one has entered one.
+
+    The slice is read (unless ``image`` is given) only when a classifier is configured and weighted."""
     query = query_for_case(case)
     if query is None:
         return None, 0.0
     weight = float(settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT)
     probabilities = None
-    if weight > 0:
-        from segmentation.services import scan_pixels
+    if weight > 0 and type_classifier() is not None:
+        if image is None:
+            from segmentation.services import scan_pixels
 
-        probabilities = type_classifier_probabilities(scan_pixels(case))
+            image = scan_pixels(case)
+        probabilities = type_classifier_probabilities(image)
     knn = type_distribution(query)
     ttype, confidence = ranking.blend_votes(knn, probabilities, weight)
     if ttype is None:
@@ -229,10 +254,13 @@ def case_tumour_type_suggest(*, case: Case) -> tuple[str | None, float]:
 
 
 def case_analyse(*, case: Case) -> CaseFeatures | None:
-    """After a segmentation or a review: describe the case, then suggest its type."""
-    row = case_features_compute(case=case)
+    """After a segmentation or a review: describe the case, then suggest its type (one read of the slice)."""
+    from segmentation.services import scan_pixels
+
+    image = scan_pixels(case)  # called after a segmentation or a review, so a mask almost always exists
+    row = case_features_compute(case=case, image=image)
     if row is not None and current_scaler() is not None:
-        case_tumour_type_suggest(case=case)
+        case_tumour_type_suggest(case=case, image=image)
     return row
 
 

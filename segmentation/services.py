@@ -78,8 +78,7 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
         spec = meta.get("spec") or {}
         sha = file_sha256(keras_path)
         if ModelVersion.objects.filter(name=name).exclude(file_sha256__in=["", sha]).exists():
-            logger.warning("the weights of %s changed: run build_case_base so that stored embeddings and "
-                           "the scaler come from the new weights (until then old embeddings are left out)", name)
+            logger.info("new weights for %s (a new weights key)", name)
         version, _ = ModelVersion.objects.update_or_create(
             name=name,
             defaults={

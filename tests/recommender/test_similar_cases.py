@@ -83,6 +83,24 @@ def test_the_type_classifier_is_blended_into_the_suggestion(base, tiny_type_clas
         "classifier": {t: pytest.approx(v, abs=1e-4) for t, v in opinion.items()}, "classifier_weight": 0.5}
 
 
+def test_analysing_a_case_reads_its_slice_once(base, tiny_type_classifier, settings, monkeypatch):
+    from recommender.services import case_analyse
+    from segmentation import services as segmentation_services
+
+    case = _new_query_case("glioma", patient="NEW-reads")
+    reads = []
+    real = segmentation_services.scan_pixels
+    monkeypatch.setattr(segmentation_services, "scan_pixels", lambda c: reads.append(c.pk) or real(c))
+    settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 0.5
+    assert case_analyse(case=case) is not None
+    case.refresh_from_db()
+    assert reads == [case.pk] and case.predicted_type_sources["classifier"] is not None
+
+    reads.clear()  # without a classifier weight the suggestion needs no pixels at all
+    settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 0.0
+    assert case_tumour_type_suggest(case=case)[0] is not None and reads == []
+
+
 def test_a_missing_classifier_leaves_the_knn_vote_with_a_warning(base, settings, tmp_path, caplog):
     settings.TUMORSITE_TYPE_CLASSIFIER = str(tmp_path / "nowhere" / "type_classifier.keras")
     settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 1.0
@@ -185,6 +203,41 @@ def test_new_embedding_weights_are_never_mixed_with_old_embeddings(media_dir, cl
     rebuilt = case_base_build()
     assert rebuilt["described"] == 8 and rebuilt["unchanged"] == 0  # the 6 + the 2 new (imported) cases
     assert FeatureScaler.objects.get(is_current=True).embedding_model == row.embedding_model
+
+
+def test_sync_models_warns_only_when_the_embedding_models_weights_change(media_dir, clinician, models_dir, tmp_path,
+                                                                          settings):
+    import shutil
+
+    from django.core.management import call_command
+
+    from segmentation.testing import retrain_bundle
+
+    for f in models_dir.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    settings.TUMORSITE_MODELS_DIR = tmp_path
+
+    def sync_output() -> str:
+        from io import StringIO
+
+        out = StringIO()
+        call_command("sync_models", stdout=out)
+        return out.getvalue()
+
+    assert "build_case_base" not in sync_output()  # no case base yet: nothing to be stale
+    make_case_base(n_per_type=2, user=clinician)
+    case_base_build()
+    assert "build_case_base" not in sync_output()
+
+    retrain_bundle(tmp_path, "tiny_unet", seed=11)  # not the embedding model: base features stay valid
+    assert "build_case_base" not in sync_output()
+
+    retrain_bundle(tmp_path, "tiny_attention_unet", seed=12)  # the embedding model (best member)
+    out = sync_output()
+    assert "embeddings come from tiny_attention_unet@" in out and "run build_case_base" in out
+
+    case_base_build()
+    assert "build_case_base" not in sync_output()
 
 
 def test_the_embedding_model_is_the_configured_one_else_the_ensembles_best_member(models_dir, settings, caplog,

@@ -79,6 +79,8 @@ def test_a_corrupt_ensemble_json_is_ignored_with_a_warning(models_dir, tmp_path,
 def test_new_weights_under_the_same_name_get_a_new_weights_key(models_dir, tmp_path, settings, caplog):
     import shutil
 
+    caplog.set_level("INFO", logger="segmentation.services")
+
     for f in models_dir.iterdir():
         shutil.copy(f, tmp_path / f.name)
     settings.TUMORSITE_MODELS_DIR = tmp_path
@@ -89,10 +91,10 @@ def test_new_weights_under_the_same_name_get_a_new_weights_key(models_dir, tmp_p
 
     model_versions_sync()  # same files: same key, no warning
     assert ModelVersion.objects.get(name="tiny_unet").weights_key == before.weights_key
-    assert "changed" not in caplog.text
+    assert "new weights" not in caplog.text
 
     retrain_bundle(tmp_path, "tiny_unet", seed=123)
     model_versions_sync()
     after = ModelVersion.objects.get(name="tiny_unet")
     assert after.pk == before.pk and after.weights_key != before.weights_key
-    assert "the weights of tiny_unet changed: run build_case_base" in caplog.text
+    assert "new weights for tiny_unet" in caplog.text

@@ -16,3 +16,13 @@ class Command(BaseCommand):
         for v in versions:
             members = f" = mean({', '.join(v.members)})" if v.is_ensemble else f" ({v.file_path})"
             self.stdout.write(f"{v.name}: {v.architecture}{members}")
+        warn_if_case_base_stale(self.stdout, self.style)
+
+
+def warn_if_case_base_stale(stdout, style) -> None:
+    """After new weights are registered: say so when the case base's embeddings came from old ones."""
+    from recommender.services import case_base_staleness
+
+    reason = case_base_staleness()
+    if reason:
+        stdout.write(style.WARNING(reason[0].upper() + reason[1:] + "."))

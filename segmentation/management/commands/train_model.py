@@ -90,5 +90,8 @@ class Command(BaseCommand):
         if not o["no_register"]:
             from segmentation.services import model_versions_sync
 
+            from segmentation.management.commands.sync_models import warn_if_case_base_stale
+
             model_versions_sync(directory=Path(o["output_dir"]))
             self.stdout.write(f"registered model version {result['name']}")
+            warn_if_case_base_stale(self.stdout, self.style)
