@@ -1,4 +1,11 @@
-"""Evaluation at each image's own resolution, per image, averaged (see ``ml.losses`` for empty masks)."""
+"""Evaluation at each image's own resolution, per image, averaged (see ``ml.losses`` for empty masks).
+
+Uncertainty: slices of one patient are not independent, so confidence intervals resample whole
+patient groups with replacement (a cluster bootstrap; Efron & Tibshirani, *An Introduction to the
+Bootstrap*, 1993, ch. 13 on dependent data) and take the 2.5th and 97.5th percentiles of the
+slice-weighted mean Dice. A paired interval for two models' difference resamples the same groups for
+both, so it answers "is model A better than model B on patients like these?".
+"""
 
 from __future__ import annotations
 
@@ -34,6 +41,28 @@ def summarise(scores: Sequence[tuple[float, float]], types: Sequence[str | None]
     return out
 
 
+def group_bootstrap_ci(values: Sequence[float], groups: Sequence[str], *, n_boot: int = 2000,
+                       seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the mean of ``values`` when whole ``groups`` are resampled with replacement.
+
+    ``values`` may be per-slice Dice scores, or per-slice differences between two models (paired).
+    Seeded, so a re-run gives the same interval.
+    """
+    values = np.asarray(values, float)
+    if len(values) != len(groups):
+        raise ValueError(f"{len(values)} values but {len(groups)} groups")
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    names, index = np.unique(np.asarray(groups, object).astype(str), return_inverse=True)
+    sums = np.bincount(index, weights=values, minlength=len(names))
+    counts = np.bincount(index, minlength=len(names)).astype(float)
+    draws = np.random.default_rng(seed).integers(0, len(names), size=(n_boot, len(names)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    tail = 100.0 * (1.0 - level) / 2.0
+    lo, hi = np.percentile(means, [tail, 100.0 - tail])
+    return float(lo), float(hi)
+
+
 def evaluate_masks(predict: Callable[[list[np.ndarray]], list[np.ndarray]], slices: Slices, *,
                    batch_size: int = 16, progress=None) -> dict:
     """Run ``predict`` (images -> bool masks at their sizes) over ``slices`` in batches and score it."""
@@ -47,7 +76,11 @@ def evaluate_masks(predict: Callable[[list[np.ndarray]], list[np.ndarray]], slic
         if progress is not None:
             progress(len(images))
     result = summarise(scores, [r.tumour_type for r in slices.records])
+    groups = [r.patient_group for r in slices.records]
+    result["dice_ci95"] = list(group_bootstrap_ci([s[0] for s in scores], groups))
+    result["n_patient_groups"] = len(set(groups))
     result["ms_per_slice"] = 1000.0 * elapsed / max(len(slices), 1)
+    result["dice_per_slice"] = [s[0] for s in scores]
     return result
 
 

@@ -47,13 +47,26 @@ def test_evaluate_segmentation_scores_every_model_and_the_ensemble_at_full_size(
     assert Image.open(data / "images" / f"{ids[0]}.png").size == (512, 512)
     out = tmp_path / "eval.json"
     call_command("evaluate_segmentation", "--data", str(data), "--models-dir", str(tiny_models), "--json", str(out))
-    result = json.loads(out.read_text())["models"]
+    written = json.loads(out.read_text())
+    result = written["models"]
     assert set(result) == {"tiny_unet", "tiny_attention_unet", "ensemble"}
     for scores in result.values():
         assert scores["n"] == len(ids)
         assert 0.0 <= scores["dice_mean"] <= 1.0 and 0.0 <= scores["iou_mean"] <= scores["dice_mean"] + 1e-9
         assert set(scores["dice_by_type"]) <= {"meningioma", "glioma", "pituitary"}
         assert scores["ms_per_slice"] > 0
+        lo, hi = scores["dice_ci95"]
+        assert lo - 1e-9 <= scores["dice_mean"] <= hi + 1e-9
+        assert "dice_per_slice" not in scores
+    # One paired comparison per pair of models; the mean difference is the difference of the means.
+    pairs = [tuple(key.split(" - ")) for key in written["paired"]]
+    assert len(pairs) == 3 and {frozenset(p) for p in pairs} == {
+        frozenset(p) for p in [("tiny_unet", "tiny_attention_unet"), ("tiny_unet", "ensemble"),
+                               ("tiny_attention_unet", "ensemble")]}
+    for a, b in pairs:
+        diff = written["paired"][f"{a} - {b}"]
+        assert diff["dice_diff"] == pytest.approx(result[a]["dice_mean"] - result[b]["dice_mean"])
+        assert diff["ci95"][0] - 1e-9 <= diff["dice_diff"] <= diff["ci95"][1] + 1e-9
 
 
 def test_evaluate_segmentation_refuses_unknown_models_and_bad_folders(tmp_path, tiny_models, figshare_dir):

@@ -1,5 +1,6 @@
 """Score shipped segmenters (and their ensemble) on a folder in the shared layout."""
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -12,7 +13,8 @@ class Command(BaseCommand):
     help = (
         "Evaluate segmenters on DIR (cases.csv, images/, masks/ at any resolution; masks must match "
         "their images). Dice and IoU are computed per slice at the image's own resolution and averaged. "
-        "Writes {'models': {name: {dice_mean, iou_mean, dice_by_type, n, ms_per_slice, ...}}}."
+        "Writes {'models': {name: {dice_mean, iou_mean, dice_by_type, n, ms_per_slice, dice_ci95, ...}}, "
+        "'paired': {'A - B': {dice_diff, ci95}}}; the 95 % intervals resample whole patient groups."
     )
 
     def add_arguments(self, parser):
@@ -33,10 +35,11 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, help="evaluate at most N slices")
 
     def handle(self, *args, **o):
+        import numpy as np
         from tqdm import tqdm
 
         from ml.data import load_slices, read_records, split_by_patient
-        from ml.evaluate import evaluate_masks
+        from ml.evaluate import evaluate_masks, group_bootstrap_ci
         from ml.inference import load_ensemble, load_segmenter, shipped_bundles
 
         data, models_dir = Path(o["data"]), Path(o["models_dir"])
@@ -66,7 +69,7 @@ class Command(BaseCommand):
         slices = load_slices(data, ids)
         self.stdout.write(f"{len(slices)} slices from {data} (split: {o['split']})")
 
-        results = {}
+        results, per_slice = {}, {}
         for name in wanted:
             model = load_ensemble(models_dir, list(segmenters.values())) if name == "ensemble" else segmenters[name]
             model.segment(slices.images[:1], tta=tta)  # warm-up: trace the tf.function once
@@ -75,11 +78,22 @@ class Command(BaseCommand):
                 res = evaluate_masks(lambda imgs: model.segment(imgs, tta=tta), slices,
                                      progress=bar.update)
             res["wall_seconds"] = round(time.perf_counter() - started, 2)
+            per_slice[name] = np.array(res.pop("dice_per_slice"))
             results[name] = res
             by_type = ", ".join(f"{t} {d:.4f}" for t, d in res["dice_by_type"].items())
-            self.stdout.write(f"{name}: Dice {res['dice_mean']:.4f} IoU {res['iou_mean']:.4f} ({by_type}); "
-                              f"{res['ms_per_slice']:.1f} ms/slice")
-        out = {"models": results, "data": str(data), "split": o["split"], "n": len(slices), "tta": o["tta"]}
+            lo, hi = res["dice_ci95"]
+            self.stdout.write(f"{name}: Dice {res['dice_mean']:.4f} (95% CI {lo:.3f}-{hi:.3f}, "
+                              f"{res['n_patient_groups']} patient groups) IoU {res['iou_mean']:.4f} "
+                              f"({by_type}); {res['ms_per_slice']:.1f} ms/slice")
+        groups = [r.patient_group for r in slices.records]
+        paired = {}
+        for a, b in itertools.combinations(wanted, 2):
+            diff = per_slice[a] - per_slice[b]
+            lo, hi = group_bootstrap_ci(diff, groups)
+            paired[f"{a} - {b}"] = {"dice_diff": float(diff.mean()), "ci95": [lo, hi]}
+            self.stdout.write(f"Dice {a} - {b}: {diff.mean():+.4f} (95% CI {lo:+.3f} to {hi:+.3f})")
+        out = {"models": results, "paired": paired, "data": str(data), "split": o["split"], "n": len(slices),
+               "tta": o["tta"]}
         Path(o["json_out"]).parent.mkdir(parents=True, exist_ok=True)
         Path(o["json_out"]).write_text(json.dumps(out, indent=2) + "\n")
         self.stdout.write(self.style.SUCCESS(f"wrote {o['json_out']}"))
