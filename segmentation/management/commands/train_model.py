@@ -16,6 +16,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         from ml.data import AUGMENTATIONS
         from ml.encoders import ENCODERS
+        from ml.losses import LOSSES
         from ml.models import ARCHITECTURES
 
         parser.add_argument("--architecture", required=True, choices=ARCHITECTURES, help="decoder architecture")
@@ -50,6 +51,9 @@ class Command(BaseCommand):
                             help="training augmentation: none, standard (flip, ±10° rotation, ±10%% scale, "
                                  "brightness and contrast) or strong (±20°, ±20%%, larger intensity changes)")
         parser.add_argument("--dropout", type=float, default=0.0, help="spatial dropout after the bottleneck block (default 0)")
+        parser.add_argument("--loss", default="bce_dice", choices=list(LOSSES),
+                            help="bce_dice (BCE + soft Dice, the default), dice, focal, or lovasz (Lovász hinge, "
+                                 "per image: for fine-tuning a bce_dice model at a low learning rate)")
         parser.add_argument("--no-register", action="store_true", help="do not register the model version")
 
     def handle(self, *args, **o):
@@ -79,7 +83,7 @@ class Command(BaseCommand):
                 output_dir=o["output_dir"], run_dir=o["run_dir"], max_minutes=o["max_minutes"],
                 lr_start=o["lr_start"], lr_end=o["lr_end"],
                 precision=o["precision"], seed=o["seed"], limit=o["limit"], init_from=o["init_from"],
-                augmentation=o["augmentation"], dropout=o["dropout"])
+                augmentation=o["augmentation"], dropout=o["dropout"], loss=o["loss"])
             result = train(cfg, log=self.stdout.write, verbose=1 if self.stdout.isatty() else 2)
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
