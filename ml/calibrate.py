@@ -1,4 +1,4 @@
-"""Post-processing chosen on the validation split only: flip TTA or not, threshold, keep-largest.
+"""Post-processing chosen on the validation split only: flip TTA or not, threshold, clean-up.
 
 ``train`` calls ``calibrate`` when it finishes. ``python -m ml.calibrate`` re-runs the choice for the
 bundles in a models folder (for example after changing the candidates) and chooses the ensemble's
@@ -20,7 +20,8 @@ ENSEMBLE_FILE = "ensemble.json"
 
 
 def calibrate(predictor, val: Slices, *, tta_choices=(False, True)) -> dict:
-    """Pick TTA, threshold and keep-largest that maximise mean validation Dice; score the pick."""
+    """Pick TTA, threshold and clean-up (``ml.evaluate.CLEANUPS``) that maximise mean validation Dice;
+    score the pick."""
     best = None
     for tta in tta_choices:
         probs = predictor.predict_proba(val.images, tta=tta)
@@ -28,11 +29,15 @@ def calibrate(predictor, val: Slices, *, tta_choices=(False, True)) -> dict:
         if best is None or post["val_dice"] > best[1]["val_dice"] + 1e-9:
             best = (tta, post, probs)
     tta, post, probs = best
-    scores = [dice_iou(binarize(p, post["threshold"], keep_largest=post["keep_largest"]), t)
-              for p, t in zip(probs, val.masks)]
-    return {"threshold": post["threshold"], "tta": tta,
-            "postprocess": {"keep_largest": post["keep_largest"], "min_component_px": 0},
+    cleanup = {"keep_largest": post["keep_largest"], "keep_by": post["keep_by"], "min_component_px": 0}
+    scores = [dice_iou(binarize(p, post["threshold"], **cleanup), t) for p, t in zip(probs, val.masks)]
+    return {"threshold": post["threshold"], "tta": tta, "postprocess": cleanup,
             "val_metrics": summarise(scores, [r.tumour_type for r in val.records])}
+
+
+def cleanup_text(post: dict) -> str:
+    """How a bundle's clean-up reads in a log line."""
+    return f"keep one component by {post.get('keep_by', 'area')}" if post.get("keep_largest") else "every component"
 
 
 def validation_slices(data_dir: str | Path, split_meta: dict) -> Slices:
@@ -75,7 +80,7 @@ def main(argv=None) -> None:
         choice = calibrate(load_segmenter(path), val)
         path.with_suffix(".json").write_text(json.dumps(_apply(meta, choice), indent=2, sort_keys=True) + "\n")
         print(f"{path.stem}: val Dice {choice['val_metrics']['dice_mean']:.4f} with threshold "
-              f"{choice['threshold']}, tta {choice['tta']}, keep_largest {choice['postprocess']['keep_largest']}")
+              f"{choice['threshold']}, tta {choice['tta']}, {cleanup_text(choice['postprocess'])}")
     members = [load_segmenter(p) for p in bundles]
     choice = calibrate(Ensemble(members), val, tta_choices=(None,))  # members keep their own TTA
     ensemble = _apply({"name": "ensemble", "members": [m.name for m in members],
@@ -83,7 +88,7 @@ def main(argv=None) -> None:
                       choice)
     (Path(args.models_dir) / ENSEMBLE_FILE).write_text(json.dumps(ensemble, indent=2, sort_keys=True) + "\n")
     print(f"ensemble: val Dice {choice['val_metrics']['dice_mean']:.4f} with threshold {choice['threshold']}, "
-          f"tta {choice['tta']}, keep_largest {choice['postprocess']['keep_largest']}")
+          f"tta {choice['tta']}, {cleanup_text(choice['postprocess'])}")
 
 
 if __name__ == "__main__":

@@ -84,16 +84,25 @@ def evaluate_masks(predict: Callable[[list[np.ndarray]], list[np.ndarray]], slic
     return result
 
 
+# Clean-up candidates, simplest first (a tie keeps the earlier): none, the largest component, the
+# component holding the highest probability (see ml.postprocess).
+CLEANUPS = ({"keep_largest": False, "keep_by": "area"}, {"keep_largest": True, "keep_by": "area"},
+            {"keep_largest": True, "keep_by": "peak"})
+THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.10, 0.71, 0.05), 2))
+
+
 def choose_postprocess(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                       thresholds=np.round(np.arange(0.30, 0.71, 0.05), 2)) -> dict:
-    """Pick the threshold and keep-largest flag that maximise mean Dice (call on validation data only)."""
+                       thresholds=THRESHOLDS, cleanups=CLEANUPS) -> dict:
+    """Pick the threshold and clean-up that maximise mean Dice (call on validation data only).
+
+    Returns ``{"threshold", "keep_largest", "keep_by", "val_dice"}``.
+    """
     from ml.postprocess import binarize
 
     best = None
-    for keep_largest in (False, True):
+    for cleanup in cleanups:
         for thr in thresholds:
-            d = np.mean([dice_iou(binarize(p, thr, keep_largest=keep_largest), t)[0]
-                         for p, t in zip(probs, truths)])
+            d = np.mean([dice_iou(binarize(p, thr, **cleanup), t)[0] for p, t in zip(probs, truths)])
             if best is None or d > best["val_dice"] + 1e-9:
-                best = {"threshold": float(thr), "keep_largest": keep_largest, "val_dice": float(d)}
+                best = {"threshold": float(thr), **cleanup, "val_dice": float(d)}
     return best

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ml.data import normalise
-from ml.postprocess import binarize
+from ml.postprocess import binarize, postprocess_options
 
 _CACHE: dict[tuple, "Segmenter"] = {}
 _CACHE_LOCK = threading.Lock()
@@ -63,7 +63,29 @@ def set_precision(precision: str) -> str:
     return precision
 
 
-class Segmenter:
+class _Masks:
+    """Masks from probabilities: ``self.threshold`` and ``self.postprocess`` (``binarize``'s keywords)."""
+
+    threshold: float
+    postprocess: dict
+
+    @property
+    def keep_largest(self) -> bool:
+        return self.postprocess["keep_largest"]
+
+    @property
+    def min_component_px(self) -> int:
+        return self.postprocess["min_component_px"]
+
+    def binarize(self, prob: np.ndarray) -> np.ndarray:
+        return binarize(prob, self.threshold, **self.postprocess)
+
+    def segment(self, images: Sequence[np.ndarray], *, tta: bool | None = None) -> list[np.ndarray]:
+        """Bool masks at the original sizes, after this model's post-processing."""
+        return [self.binarize(p) for p in self.predict_proba(images, tta=tta)]
+
+
+class Segmenter(_Masks):
     """A loaded segmenter with its metadata. Build with ``load_segmenter``."""
 
     def __init__(self, model, metadata: dict, path: Path | None = None):
@@ -74,8 +96,7 @@ class Segmenter:
         self.path = path
         self.name = metadata.get("name", model.name)
         self.threshold = float(metadata.get("threshold", 0.5))
-        self.keep_largest = bool(metadata.get("postprocess", {}).get("keep_largest", False))
-        self.min_component_px = int(metadata.get("postprocess", {}).get("min_component_px", 0))
+        self.postprocess = postprocess_options(metadata.get("postprocess"))  # binarize's clean-up keywords
         self.tta = bool(metadata.get("tta", False))
         self.input_size = int(model.input_shape[1])
         self._lock = threading.Lock()
@@ -129,13 +150,6 @@ class Segmenter:
             probs.append(tf.image.resize(p[None], (h, w), method="bilinear").numpy()[0, ..., 0])
         return probs
 
-    def binarize(self, prob: np.ndarray) -> np.ndarray:
-        return binarize(prob, self.threshold, min_component_px=self.min_component_px,
-                        keep_largest=self.keep_largest)
-
-    def segment(self, images: Sequence[np.ndarray], *, tta: bool | None = None) -> list[np.ndarray]:
-        """Bool masks at the original sizes, after this model's post-processing."""
-        return [self.binarize(p) for p in self.predict_proba(images, tta=tta)]
 
     # --- embedding --------------------------------------------------------------------------------
     def _bottleneck_model(self):
@@ -258,7 +272,7 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
-class Ensemble:
+class Ensemble(_Masks):
     """Averages its members' probability maps (each at the image's own size).
 
     Its threshold and clean-up come from ``metadata`` (``ensemble.json``, chosen on the validation
@@ -274,22 +288,14 @@ class Ensemble:
         meta = metadata or {}
         majority = lambda flags: sum(flags) * 2 > len(self.members)  # noqa: E731
         self.threshold = float(meta.get("threshold", np.mean([m.threshold for m in self.members])))
-        post = meta.get("postprocess", {})
-        self.keep_largest = bool(post.get("keep_largest", majority([m.keep_largest for m in self.members])))
-        self.min_component_px = int(post.get("min_component_px", 0))
+        self.postprocess = postprocess_options(
+            {"keep_largest": majority([m.keep_largest for m in self.members]), **meta.get("postprocess", {})})
         self.tta = meta.get("tta")  # None: each member uses its own choice
 
     def predict_proba(self, images: Sequence[np.ndarray], *, tta: bool | None = None, batch_size: int = 16):
         tta = self.tta if tta is None else tta
         per_member = [m.predict_proba(images, tta=tta, batch_size=batch_size) for m in self.members]
         return [ensemble_proba(list(ps)) for ps in zip(*per_member)]
-
-    def binarize(self, prob: np.ndarray) -> np.ndarray:
-        return binarize(prob, self.threshold, min_component_px=self.min_component_px,
-                        keep_largest=self.keep_largest)
-
-    def segment(self, images: Sequence[np.ndarray], *, tta: bool | None = None) -> list[np.ndarray]:
-        return [self.binarize(p) for p in self.predict_proba(images, tta=tta)]
 
 
 def ensemble_calibration(directory: str | Path, member_names: Sequence[str]) -> dict | None:

@@ -2,8 +2,12 @@
 
 1. Threshold at the model's own threshold, chosen on its validation split at training time.
 2. Drop connected components (8-connectivity) smaller than ``min_component_px``.
-3. Optionally keep only the largest component (``keep_largest``): each Figshare slice has one tumour,
-   and whether this helps is also decided on the validation split and stored in the model's JSON.
+3. Optionally keep one component only (``keep_largest``): each Figshare slice has one tumour. Which
+   one is ``keep_by``: ``"area"``, the largest (the default, and the only rule before it was a
+   choice), or ``"peak"``, the one holding the highest probability (ties broken by area). A model
+   that outlines the tumour with confidence and a larger look-alike (often the other side of the
+   brain, or a bright vessel) with less is mended by ``"peak"``; whether to keep one, and by which
+   rule, is decided on the validation split and stored in the model's JSON.
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ import numpy as np
 from scipy import ndimage
 
 _EIGHT = np.ones((3, 3), dtype=bool)
+KEEP_BY = ("area", "peak")
 
 
 def binarize(prob: np.ndarray, threshold: float = 0.5, *, min_component_px: int = 0,
-             keep_largest: bool = False) -> np.ndarray:
+             keep_largest: bool = False, keep_by: str = "area") -> np.ndarray:
     """Bool mask of ``prob > threshold`` after the clean-up steps above."""
-    mask = np.asarray(prob) > threshold
+    if keep_by not in KEEP_BY:
+        raise ValueError(f"keep_by must be one of {', '.join(KEEP_BY)}; got {keep_by!r}.")
+    prob = np.asarray(prob)
+    mask = prob > threshold
     if not (min_component_px or keep_largest) or not mask.any():
         return mask
     labels, n = ndimage.label(mask, structure=_EIGHT)
@@ -25,7 +33,22 @@ def binarize(prob: np.ndarray, threshold: float = 0.5, *, min_component_px: int 
         return mask
     sizes = np.bincount(labels.ravel())[1:]
     keep = sizes >= max(min_component_px, 1)
-    if keep_largest:
+    if keep_largest and keep.any():
+        candidates = np.flatnonzero(keep)
+        if keep_by == "peak":
+            peaks = ndimage.maximum(prob, labels, candidates + 1)
+            best = candidates[np.lexsort((sizes[candidates], peaks))[-1]]
+        else:
+            best = candidates[int(np.argmax(sizes[candidates]))]
         keep = np.zeros_like(keep)
-        keep[int(np.argmax(sizes))] = True
+        keep[best] = True
     return np.isin(labels, np.flatnonzero(keep) + 1)
+
+
+def postprocess_options(post: dict | None) -> dict:
+    """``binarize``'s keyword arguments from a bundle's ``postprocess`` metadata; absent keys mean no
+    clean-up (and ``keep_by`` "area", as bundles written before the choice existed)."""
+    post = post or {}
+    return {"min_component_px": int(post.get("min_component_px", 0)),
+            "keep_largest": bool(post.get("keep_largest", False)),
+            "keep_by": str(post.get("keep_by", "area"))}

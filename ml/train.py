@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ml.data import augmentation_preset, data_fingerprint, load_slices, make_dataset, read_records, split_by_patient, to_arrays
-from ml.calibrate import calibrate
+from ml.calibrate import cleanup_text, calibrate
 
 RANDOM_INIT_NOTE = (
     "Encoder trained from random initialisation: ImageNet weights could not be downloaded on the "
@@ -310,7 +310,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
     val_metrics = choice["val_metrics"]
     log(f"validation at native resolution: Dice {val_metrics['dice_mean']:.4f}, IoU {val_metrics['iou_mean']:.4f}, "
         f"by type {json.dumps({k: round(v, 4) for k, v in val_metrics['dice_by_type'].items()})}; "
-        f"threshold {choice['threshold']}, tta {choice['tta']}, keep_largest {choice['postprocess']['keep_largest']}")
+        f"threshold {choice['threshold']}, tta {choice['tta']}, {cleanup_text(choice['postprocess'])}")
 
     weights_source = "none" if cfg.encoder_weights in (None, "none") else str(cfg.encoder_weights)
     metadata = {
@@ -369,6 +369,7 @@ def main(argv=None) -> None:
 
     from ml.data import AUGMENTATIONS
     from ml.encoders import ENCODERS
+    from ml.losses import LOSSES
     from ml.models import ARCHITECTURES
 
     parser = argparse.ArgumentParser(description="Train a TumorSite segmenter on data in the shared layout.")
@@ -393,6 +394,8 @@ def main(argv=None) -> None:
     parser.add_argument("--augmentation", default="standard", choices=list(AUGMENTATIONS),
                         help="training augmentation preset (default standard)")
     parser.add_argument("--dropout", type=float, default=0.0, help="spatial dropout after the bottleneck block (default 0)")
+    parser.add_argument("--loss", default="bce_dice", choices=list(LOSSES),
+                        help="bce_dice (default), dice, focal, or lovasz (Lovász hinge: for fine-tuning at a low rate)")
     args = parser.parse_args(argv)
     if args.threads:
         set_threads(args.threads)
@@ -402,7 +405,7 @@ def main(argv=None) -> None:
                       output_dir=args.output_dir, run_dir=args.run_dir, max_minutes=args.max_minutes,
                       lr_start=args.lr_start, lr_end=args.lr_end,
                       precision=args.precision, seed=args.seed, init_from=args.init_from,
-                      augmentation=args.augmentation, dropout=args.dropout),
+                      augmentation=args.augmentation, dropout=args.dropout, loss=args.loss),
           log=lambda msg: print(msg, flush=True))
 
 

@@ -316,11 +316,9 @@ def segment_image(version: ModelVersion, image: np.ndarray) -> tuple[np.ndarray,
 
 
 def _binarize(version: ModelVersion, prob: np.ndarray) -> np.ndarray:
-    from ml.postprocess import binarize
+    from ml.postprocess import binarize, postprocess_options
 
-    post = version.metadata.get("postprocess", {})
-    return binarize(prob, version.threshold, min_component_px=int(post.get("min_component_px", 0)),
-                    keep_largest=bool(post.get("keep_largest", False)))
+    return binarize(prob, version.threshold, **postprocess_options(version.metadata.get("postprocess")))
 
 
 def load_probability(run: SegmentationRun) -> np.ndarray | None:

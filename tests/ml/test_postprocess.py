@@ -34,3 +34,57 @@ def test_choose_postprocess_prefers_keep_largest_when_it_helps():
     truth = _two_blobs() > 0.85
     choice = choose_postprocess([_two_blobs()], [truth])
     assert choice["keep_largest"] is True and choice["val_dice"] > 0.99
+
+
+def _decoy_and_tumour():
+    prob = np.zeros((20, 20), np.float32)
+    prob[2:8, 2:8] = 0.9      # 36 px look-alike
+    prob[14:18, 14:18] = 0.6  # 16 px tumour...
+    prob[15, 15] = 0.97       # ...with a confident core
+    return prob
+
+
+def test_keep_by_peak_keeps_the_most_confident_component_not_the_largest():
+    from ml.postprocess import binarize
+
+    by_area = binarize(_decoy_and_tumour(), 0.5, keep_largest=True)
+    by_peak = binarize(_decoy_and_tumour(), 0.5, keep_largest=True, keep_by="peak")
+    assert by_area.sum() == 36 and by_area[3, 3]
+    assert by_peak.sum() == 16 and by_peak[15, 15] and not by_peak[3, 3]
+
+
+def test_keep_by_peak_breaks_a_tie_by_area():
+    from ml.postprocess import binarize
+
+    prob = np.zeros((20, 20), np.float32)
+    prob[2:4, 2:4] = 1.0    # 4 px at the top probability
+    prob[10:16, 10:16] = 1.0  # 36 px at the same probability
+    mask = binarize(prob, 0.5, keep_largest=True, keep_by="peak")
+    assert mask.sum() == 36
+
+
+def test_unknown_keep_by_names_the_choices():
+    import pytest
+
+    from ml.postprocess import binarize
+
+    with pytest.raises(ValueError, match="area, peak"):
+        binarize(_two_blobs(), 0.5, keep_largest=True, keep_by="mass")
+
+
+def test_postprocess_options_reads_old_and_new_metadata():
+    from ml.postprocess import postprocess_options
+
+    assert postprocess_options(None) == {"min_component_px": 0, "keep_largest": False, "keep_by": "area"}
+    assert postprocess_options({"keep_largest": True, "min_component_px": 0}) == {
+        "min_component_px": 0, "keep_largest": True, "keep_by": "area"}
+    assert postprocess_options({"keep_largest": True, "keep_by": "peak"})["keep_by"] == "peak"
+
+
+def test_choose_postprocess_picks_keep_by_peak_when_only_it_finds_the_tumour():
+    from ml.evaluate import choose_postprocess
+
+    truth = np.zeros((20, 20), bool)
+    truth[14:18, 14:18] = True
+    choice = choose_postprocess([_decoy_and_tumour()], [truth])
+    assert (choice["keep_largest"], choice["keep_by"]) == (True, "peak") and choice["val_dice"] > 0.99
