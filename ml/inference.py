@@ -150,7 +150,6 @@ class Segmenter(_Masks):
             probs.append(tf.image.resize(p[None], (h, w), method="bilinear").numpy()[0, ..., 0])
         return probs
 
-
     # --- embedding --------------------------------------------------------------------------------
     def _bottleneck_model(self):
         import keras

@@ -188,3 +188,22 @@ def test_a_bundle_trained_in_bf16_is_saved_in_float32_with_the_same_weights(tmp_
     assert {layer.dtype_policy.name for layer in loaded.layers if layer.weights} == {"float32"}
     for saved, original in zip(loaded.get_weights(), trained.get_weights()):
         np.testing.assert_array_equal(saved, original)
+
+
+def test_segmenter_and_ensemble_masks_follow_keep_by_from_their_metadata(bundle, tmp_path):
+    import json
+
+    from ml.inference import Segmenter, load_ensemble, load_segmenter
+
+    seg = load_segmenter(bundle)
+    prob = np.zeros((20, 20), np.float32)
+    prob[2:8, 2:8] = 0.6      # larger, less confident component
+    prob[14:16, 14:16] = 0.9  # smaller, confident one
+    by_area = Segmenter(seg.model, {"name": "a", "threshold": 0.5, "postprocess": {"keep_largest": True}})
+    by_peak = Segmenter(seg.model, {"name": "p", "threshold": 0.5,
+                                    "postprocess": {"keep_largest": True, "keep_by": "peak"}})
+    assert by_area.binarize(prob).sum() == 36 and by_peak.binarize(prob).sum() == 4
+    (tmp_path / "ensemble.json").write_text(json.dumps({
+        "members": [seg.name], "threshold": 0.5, "postprocess": {"keep_largest": True, "keep_by": "peak"}}))
+    ens = load_ensemble(tmp_path, [seg])
+    assert ens.postprocess["keep_by"] == "peak" and ens.binarize(prob).sum() == 4

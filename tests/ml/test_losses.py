@@ -126,3 +126,11 @@ def test_get_loss_knows_lovasz_and_names_the_choices_for_an_unknown_loss():
     assert get_loss("lovasz") is lovasz_hinge_loss
     with pytest.raises(ValueError, match="lovasz"):
         get_loss("hinge")
+
+
+def test_lovasz_hinge_charges_an_empty_truth_its_most_confident_false_positive():
+    from ml.losses import lovasz_hinge_loss
+
+    t = np.zeros((1, 1, 3, 1), np.float32)
+    p = _sigmoid([[[[2.0], [-1.0], [0.5]]]]).astype(np.float32)  # hinge errors 1 + logit: 3, 0, 1.5
+    assert float(lovasz_hinge_loss(t, p)[0]) == pytest.approx(3.0, rel=1e-4)
