@@ -59,6 +59,25 @@ def _apply(meta: dict, choice: dict) -> dict:
     return meta
 
 
+def report_cross_validation(bundles, val: Slices, *, folds: int, repeats: int) -> None:
+    """Print what choosing the post-processing is worth on held-out validation patient groups, for the
+    current candidates (``ml.evaluate.THRESHOLDS`` x ``CLEANUPS``) against the earlier ones. Each model
+    (and the ensemble) keeps its own TTA setting."""
+    from ml.evaluate import CLEANUPS, EARLIER_CANDIDATES, THRESHOLDS, cross_validate_choice
+    from ml.inference import Ensemble, load_segmenter
+
+    members = [load_segmenter(p) for p in bundles]
+    candidates = {"current": (THRESHOLDS, CLEANUPS), "earlier": EARLIER_CANDIDATES}
+    groups = [r.patient_group for r in val.records]
+    print(f"{folds}-fold x {repeats} by patient group over {len(set(groups))} validation groups ({len(val)} slices); "
+          "held-out Dice (current = thresholds 0.10-0.70 with keep-by-peak; earlier = 0.30-0.70, area only)")
+    for model in [*members, Ensemble(members)]:
+        held_out = cross_validate_choice(model.predict_proba(val.images), val.masks, groups, candidates,
+                                         folds=folds, repeats=repeats)
+        print(f"{model.name}: current {held_out['current']:.4f}, earlier {held_out['earlier']:.4f}, "
+              f"difference {held_out['current'] - held_out['earlier']:+.4f}", flush=True)
+
+
 def main(argv=None) -> None:
     from ml.inference import Ensemble, load_segmenter, read_metadata, shipped_bundles
 
@@ -66,6 +85,11 @@ def main(argv=None) -> None:
     parser.add_argument("--data", required=True, help="the training data folder (shared layout)")
     parser.add_argument("--models-dir", default="models")
     parser.add_argument("--ensemble-only", action="store_true", help="leave the bundles as they are")
+    parser.add_argument("--cv-folds", type=int, metavar="K",
+                        help="write nothing; instead report, for each bundle and the ensemble, the held-out "
+                             "validation Dice of choosing the post-processing on the other K-1 folds of "
+                             "patient groups, with this release's candidates and with the earlier ones")
+    parser.add_argument("--cv-repeats", type=int, default=3, help="with --cv-folds: random fold deals (default 3)")
     args = parser.parse_args(argv)
 
     bundles = shipped_bundles(args.models_dir)
@@ -73,6 +97,8 @@ def main(argv=None) -> None:
         raise SystemExit(f"No bundles in {args.models_dir}.")
     split_meta = read_metadata(bundles[0])["training"]["split"]
     val = validation_slices(args.data, split_meta)
+    if args.cv_folds:
+        return report_cross_validation(bundles, val, folds=args.cv_folds, repeats=args.cv_repeats)
     for path in [] if args.ensemble_only else bundles:
         meta = read_metadata(path)
         if _split_key(meta["training"]["split"]) != _split_key(split_meta):

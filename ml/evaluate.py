@@ -106,3 +106,39 @@ def choose_postprocess(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray]
             if best is None or d > best["val_dice"] + 1e-9:
                 best = {"threshold": float(thr), **cleanup, "val_dice": float(d)}
     return best
+
+
+# The candidates before keep_by existed: thresholds 0.30-0.70, every component or the largest.
+EARLIER_CANDIDATES = (tuple(float(t) for t in np.round(np.arange(0.30, 0.71, 0.05), 2)), CLEANUPS[:2])
+
+
+def cross_validate_choice(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], groups: Sequence[str],
+                          candidates: dict[str, tuple], *, folds: int = 5, repeats: int = 3,
+                          seed: int = 0) -> dict[str, float]:
+    """Held-out mean Dice of choosing the post-processing among each named set of candidates.
+
+    ``candidates`` maps a name to ``(thresholds, cleanups)``. The patient groups are dealt at random
+    into ``folds`` folds, ``repeats`` times; each fold is scored with the settings that
+    ``choose_postprocess`` picks on the other folds. Every slice is scored ``repeats`` times, and the
+    mean over all of them is returned per name: an estimate of what the choice is worth on patients it
+    was not made on (call it on validation data only).
+    """
+    from ml.postprocess import binarize
+
+    groups = np.asarray(groups).astype(str)
+    names = np.unique(groups)
+    if len(names) < folds:
+        raise ValueError(f"{len(names)} patient groups cannot make {folds} folds.")
+    rng = np.random.default_rng(seed)
+    scores: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for held_out in np.array_split(rng.permutation(names), folds):
+            test = np.flatnonzero(np.isin(groups, held_out))
+            fit = np.flatnonzero(~np.isin(groups, held_out))
+            for name, (thresholds, cleanups) in candidates.items():
+                choice = choose_postprocess([probs[i] for i in fit], [truths[i] for i in fit],
+                                            thresholds=thresholds, cleanups=cleanups)
+                cleanup = {"keep_largest": choice["keep_largest"], "keep_by": choice["keep_by"]}
+                scores[name] += [dice_iou(binarize(probs[i], choice["threshold"], **cleanup), truths[i])[0]
+                                 for i in test]
+    return {name: float(np.mean(values)) for name, values in scores.items()}

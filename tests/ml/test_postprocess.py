@@ -88,3 +88,22 @@ def test_choose_postprocess_picks_keep_by_peak_when_only_it_finds_the_tumour():
     truth[14:18, 14:18] = True
     choice = choose_postprocess([_decoy_and_tumour()], [truth])
     assert (choice["keep_largest"], choice["keep_by"]) == (True, "peak") and choice["val_dice"] > 0.99
+
+
+def test_cross_validate_choice_scores_each_candidate_set_on_held_out_groups():
+    import pytest
+
+    from ml.evaluate import CLEANUPS, EARLIER_CANDIDATES, THRESHOLDS, cross_validate_choice
+
+    truth = np.zeros((20, 20), bool)
+    truth[14:18, 14:18] = True
+    probs, truths = [_decoy_and_tumour()] * 10, [truth] * 10
+    groups = [f"g{i // 2}" for i in range(10)]  # 5 groups of 2 slices
+    candidates = {"current": (THRESHOLDS, CLEANUPS), "earlier": EARLIER_CANDIDATES}
+    held_out = cross_validate_choice(probs, truths, groups, candidates, folds=5, repeats=2)
+    # Only keep-by-peak below 0.6 finds the tumour alone; the earlier candidates keep the decoy with it
+    # at best (Dice 2*16 / (16 + 52)).
+    assert held_out["current"] == pytest.approx(1.0)
+    assert held_out["earlier"] == pytest.approx(32 / 68, abs=1e-6)
+    with pytest.raises(ValueError, match="5 patient groups cannot make 6 folds"):
+        cross_validate_choice(probs, truths, groups, candidates, folds=6)
