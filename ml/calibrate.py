@@ -69,8 +69,12 @@ def report_cross_validation(bundles, val: Slices, *, folds: int, repeats: int) -
     members = [load_segmenter(p) for p in bundles]
     candidates = {"current": (THRESHOLDS, CLEANUPS), "earlier": EARLIER_CANDIDATES}
     groups = [r.patient_group for r in val.records]
+    def describe(thresholds, cleanups):
+        rules = ", ".join(cleanup_text(c) for c in cleanups)
+        return f"thresholds {thresholds[0]:.2f}-{thresholds[-1]:.2f}; {rules}"
+
     print(f"{folds}-fold x {repeats} by patient group over {len(set(groups))} validation groups ({len(val)} slices); "
-          "held-out Dice (current = thresholds 0.10-0.70 with keep-by-peak; earlier = 0.30-0.70, area only)")
+          + "; ".join(f"{name} = {describe(*cands)}" for name, cands in candidates.items()))
     for model in [*members, Ensemble(members)]:
         held_out = cross_validate_choice(model.predict_proba(val.images), val.masks, groups, candidates,
                                          folds=folds, repeats=repeats)

@@ -88,7 +88,12 @@ def evaluate_masks(predict: Callable[[list[np.ndarray]], list[np.ndarray]], slic
 # component holding the highest probability (see ml.postprocess).
 CLEANUPS = ({"keep_largest": False, "keep_by": "area"}, {"keep_largest": True, "keep_by": "area"},
             {"keep_largest": True, "keep_by": "peak"})
-THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.10, 0.71, 0.05), 2))
+def threshold_grid(lowest: float, highest: float = 0.70, step: float = 0.05) -> tuple[float, ...]:
+    """``lowest``, ``lowest + step``, ... up to ``highest``, rounded to 2 decimals."""
+    return tuple(float(t) for t in np.round(np.arange(lowest, highest + step / 2, step), 2))
+
+
+THRESHOLDS = threshold_grid(0.10)
 
 
 def choose_postprocess(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
@@ -109,7 +114,7 @@ def choose_postprocess(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray]
 
 
 # The candidates before keep_by existed: thresholds 0.30-0.70, every component or the largest.
-EARLIER_CANDIDATES = (tuple(float(t) for t in np.round(np.arange(0.30, 0.71, 0.05), 2)), CLEANUPS[:2])
+EARLIER_CANDIDATES = (threshold_grid(0.30), CLEANUPS[:2])
 
 
 def cross_validate_choice(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], groups: Sequence[str],
