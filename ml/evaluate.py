@@ -96,21 +96,38 @@ def threshold_grid(lowest: float, highest: float = 0.70, step: float = 0.05) -> 
 THRESHOLDS = threshold_grid(0.10)
 
 
+def _dice_table(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], thresholds, cleanups):
+    """The candidate settings, cleanup-major as ``choose_postprocess`` tries them, and each one's Dice on
+    each slice (a ``len(settings) x len(probs)`` array), so a choice on any subset of slices needs no
+    further binarising."""
+    from ml.postprocess import binarize
+
+    settings = [(dict(cleanup), float(thr)) for cleanup in cleanups for thr in thresholds]
+    table = np.array([[dice_iou(binarize(p, thr, **cleanup), t)[0] for p, t in zip(probs, truths)]
+                      for cleanup, thr in settings], float).reshape(len(settings), len(probs))
+    return settings, table
+
+
+def _best_setting(means: np.ndarray) -> int:
+    """Index of the best mean Dice; a tie (within 1e-9) keeps the earlier, i.e. the simpler, setting."""
+    best = 0
+    for i, d in enumerate(means):
+        if d > means[best] + 1e-9:
+            best = i
+    return best
+
+
 def choose_postprocess(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
                        thresholds=THRESHOLDS, cleanups=CLEANUPS) -> dict:
     """Pick the threshold and clean-up that maximise mean Dice (call on validation data only).
 
     Returns ``{"threshold", "keep_largest", "keep_by", "val_dice"}``.
     """
-    from ml.postprocess import binarize
-
-    best = None
-    for cleanup in cleanups:
-        for thr in thresholds:
-            d = np.mean([dice_iou(binarize(p, thr, **cleanup), t)[0] for p, t in zip(probs, truths)])
-            if best is None or d > best["val_dice"] + 1e-9:
-                best = {"threshold": float(thr), **cleanup, "val_dice": float(d)}
-    return best
+    settings, table = _dice_table(probs, truths, thresholds, cleanups)
+    means = table.mean(axis=1)
+    best = _best_setting(means)
+    cleanup, thr = settings[best]
+    return {"threshold": thr, **cleanup, "val_dice": float(means[best])}
 
 
 # The candidates before keep_by existed: thresholds 0.30-0.70, every component or the largest.
@@ -128,22 +145,33 @@ def cross_validate_choice(probs: Sequence[np.ndarray], truths: Sequence[np.ndarr
     mean over all of them is returned per name: an estimate of what the choice is worth on patients it
     was not made on (call it on validation data only).
     """
-    from ml.postprocess import binarize
+    tables = {name: dice_table(probs, truths, *cands) for name, cands in candidates.items()}
+    held_out = cross_validate_tables(tables, groups, folds=folds, repeats=repeats, seed=seed)
+    return {name: float(values.mean()) for name, values in held_out.items()}
 
+
+def dice_table(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], thresholds=THRESHOLDS,
+               cleanups=CLEANUPS) -> np.ndarray:
+    """Each candidate setting's Dice on each slice, ``len(cleanups) * len(thresholds) x len(probs)``; stack
+    the tables of several probability maps of the same slices (e.g. with and without zoom TTA) to let
+    ``cross_validate_tables`` choose among them too."""
+    return _dice_table(probs, truths, thresholds, cleanups)[1]
+
+
+def cross_validate_tables(tables: dict[str, np.ndarray], groups: Sequence[str], *, folds: int = 5,
+                          repeats: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
+    """Per slice, the held-out Dice of choosing a row of each table (candidates x slices) on the other
+    folds of patient groups, averaged over ``repeats`` random deals (the same deals for every table, so
+    two tables' results can be compared slice by slice, e.g. with ``group_bootstrap_ci``)."""
     groups = np.asarray(groups).astype(str)
     names = np.unique(groups)
     if len(names) < folds:
         raise ValueError(f"{len(names)} patient groups cannot make {folds} folds.")
     rng = np.random.default_rng(seed)
-    scores: dict[str, list[float]] = {name: [] for name in candidates}
+    held_out = {name: np.zeros(len(groups)) for name in tables}
     for _ in range(repeats):
-        for held_out in np.array_split(rng.permutation(names), folds):
-            test = np.flatnonzero(np.isin(groups, held_out))
-            fit = np.flatnonzero(~np.isin(groups, held_out))
-            for name, (thresholds, cleanups) in candidates.items():
-                choice = choose_postprocess([probs[i] for i in fit], [truths[i] for i in fit],
-                                            thresholds=thresholds, cleanups=cleanups)
-                cleanup = {"keep_largest": choice["keep_largest"], "keep_by": choice["keep_by"]}
-                scores[name] += [dice_iou(binarize(probs[i], choice["threshold"], **cleanup), truths[i])[0]
-                                 for i in test]
-    return {name: float(np.mean(values)) for name, values in scores.items()}
+        for fold in np.array_split(rng.permutation(names), folds):
+            test = np.isin(groups, fold)
+            for name, table in tables.items():
+                held_out[name][test] += table[_best_setting(table[:, ~test].mean(axis=1)), test]
+    return {name: values / repeats for name, values in held_out.items()}

@@ -107,3 +107,15 @@ def test_cross_validate_choice_scores_each_candidate_set_on_held_out_groups():
     assert held_out["earlier"] == pytest.approx(32 / 68, abs=1e-6)
     with pytest.raises(ValueError, match="5 patient groups cannot make 6 folds"):
         cross_validate_choice(probs, truths, groups, candidates, folds=6)
+
+
+def test_cross_validate_tables_scores_each_fold_with_the_row_chosen_on_the_others():
+    from ml.evaluate import cross_validate_tables
+
+    # Two groups of one slice each; with two folds, each slice is scored by the row that is best on
+    # the other slice. Row 0 is better on "a", row 1 on "b", so each slice gets the other's favourite.
+    table = np.array([[0.9, 0.2],
+                      [0.4, 0.8]])
+    held_out = cross_validate_tables({"t": table, "only row 0": table[:1]}, ["a", "b"], folds=2, repeats=3)
+    np.testing.assert_allclose(held_out["t"], [0.4, 0.2])
+    np.testing.assert_allclose(held_out["only row 0"], [0.9, 0.2])
