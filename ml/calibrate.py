@@ -1,4 +1,4 @@
-"""Post-processing chosen on the validation split only: flip TTA or not, threshold, clean-up.
+"""Post-processing chosen on the validation split only: flip TTA, zoom TTA, threshold, clean-up.
 
 ``train`` calls ``calibrate`` when it finishes. ``python -m ml.calibrate`` re-runs the choice for the
 bundles in a models folder (for example after changing the candidates) and chooses the ensemble's
@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from ml.data import Slices, load_slices, read_records, split_by_patient
 from ml.evaluate import choose_postprocess, dice_iou, summarise
 from ml.postprocess import binarize
@@ -19,20 +21,61 @@ from ml.postprocess import binarize
 ENSEMBLE_FILE = "ensemble.json"
 
 
-def calibrate(predictor, val: Slices, *, tta_choices=(False, True)) -> dict:
-    """Pick TTA, threshold and clean-up (``ml.evaluate.CLEANUPS``) that maximise mean validation Dice;
-    score the pick."""
-    best = None
+# Test-time zoom candidates (``Segmenter.predict_proba``'s ``scales``): none, zooming in by 15 %, and
+# zooming both in and out by 15 %. Chosen per model on the validation split, like flip TTA.
+SCALE_CHOICES = ((1.0,), (1.0, 1.15), (0.87, 1.0, 1.15))
+
+
+def _candidate_probs(predictor, images, tta_choices, scale_choices):
+    """``(tta, scales, probabilities)`` for every candidate, each view predicted once: a flipped view
+    is shared by every candidate that uses it. An ensemble (no ``view_proba``) is asked as it is."""
+    from ml.inference import combine_views
+
+    if not hasattr(predictor, "view_proba"):
+        for tta in tta_choices:
+            yield tta, None, predictor.predict_proba(images, tta=tta)
+        return
+    plain, flipped = {}, {}
     for tta in tta_choices:
-        probs = predictor.predict_proba(val.images, tta=tta)
+        for scales in scale_choices:
+            views = []
+            for s in scales:
+                if s not in plain:
+                    plain[s] = predictor.view_proba(images, scale=s, tta=False)
+                if tta and s not in flipped:
+                    flipped[s] = predictor.view_proba(images, scale=s, flip_only=True)
+                views.append([((p + q) / 2.0, w) for (p, w), (q, _) in zip(plain[s], flipped[s])]
+                             if tta else plain[s])
+            yield tta, scales, combine_views(views)
+
+
+def calibrate(predictor, val: Slices, *, tta_choices=(False, True), scale_choices=SCALE_CHOICES) -> dict:
+    """Pick flip TTA, zoom TTA (``SCALE_CHOICES``), threshold and clean-up (``ml.evaluate.CLEANUPS``) that
+    maximise mean validation Dice; score the pick. A tie keeps the earlier, cheaper candidate."""
+    return _choose(val, _candidate_probs(predictor, val.images, tta_choices, scale_choices))[0]
+
+
+def _choose(val: Slices, candidates) -> tuple[dict, list]:
+    """The best of ``(tta, scales, probabilities)`` candidates on ``val``, and its probabilities."""
+    best = None
+    for tta, scales, probs in candidates:
         post = choose_postprocess(probs, val.masks)
-        if best is None or post["val_dice"] > best[1]["val_dice"] + 1e-9:
-            best = (tta, post, probs)
-    tta, post, probs = best
+        if best is None or post["val_dice"] > best[2]["val_dice"] + 1e-9:
+            best = (tta, scales, post, probs)
+    tta, scales, post, probs = best
     cleanup = {"keep_largest": post["keep_largest"], "keep_by": post["keep_by"], "min_component_px": 0}
     scores = [dice_iou(binarize(p, post["threshold"], **cleanup), t) for p, t in zip(probs, val.masks)]
-    return {"threshold": post["threshold"], "tta": tta, "postprocess": cleanup,
-            "val_metrics": summarise(scores, [r.tumour_type for r in val.records])}
+    choice = {"threshold": post["threshold"], "tta": tta, "postprocess": cleanup,
+              "val_metrics": summarise(scores, [r.tumour_type for r in val.records])}
+    if scales is not None:
+        choice["tta_scales"] = list(scales)
+    return choice, probs
+
+
+def tta_text(choice: dict) -> str:
+    """How a bundle's test-time augmentation reads in a log line."""
+    zoom = choice.get("tta_scales") or [1.0]
+    return f"flip tta {choice['tta']}" + (f", zoom {'/'.join(f'{s:g}' for s in zoom)}" if len(zoom) > 1 else "")
 
 
 def cleanup_text(post: dict) -> str:
@@ -55,44 +98,64 @@ def _split_key(split_meta: dict) -> tuple:
 def _apply(meta: dict, choice: dict) -> dict:
     meta = dict(meta)
     meta["threshold"], meta["tta"], meta["postprocess"] = choice["threshold"], choice["tta"], choice["postprocess"]
+    if "tta_scales" in choice:
+        meta["tta_scales"] = choice["tta_scales"]
     meta.setdefault("metrics", {})["val"] = choice["val_metrics"]
     return meta
 
 
 def report_cross_validation(bundles, val: Slices, *, folds: int, repeats: int) -> None:
-    """Print what choosing the post-processing is worth on held-out validation patient groups, for the
-    current candidates (``ml.evaluate.THRESHOLDS`` x ``CLEANUPS``) against the earlier ones. Each model
-    (and the ensemble) keeps its own TTA setting."""
-    from ml.evaluate import CLEANUPS, EARLIER_CANDIDATES, THRESHOLDS, cross_validate_choice
-    from ml.inference import Ensemble, load_segmenter
+    """Print what the validation-chosen settings are worth on held-out validation patient groups (each
+    fold scored with the settings chosen on the others), for each bundle and the ensemble:
+
+    - the post-processing: the current candidates (``ml.evaluate.THRESHOLDS`` x ``CLEANUPS``) against
+      the earlier ones, on the maps without zoom TTA (each model keeps its flip-TTA choice);
+    - zoom TTA: choosing among ``SCALE_CHOICES`` as well against no zoom, with the current candidates,
+      and a paired 95 % interval of the difference that resamples patient groups. The ensemble's
+      members share one zoom setting here.
+    """
+    from ml.evaluate import (CLEANUPS, EARLIER_CANDIDATES, THRESHOLDS, cross_validate_tables, dice_table,
+                             group_bootstrap_ci)
+    from ml.inference import ensemble_proba, load_segmenter
 
     members = [load_segmenter(p) for p in bundles]
     candidates = {"current": (THRESHOLDS, CLEANUPS), "earlier": EARLIER_CANDIDATES}
     groups = [r.patient_group for r in val.records]
+
     def describe(thresholds, cleanups):
         rules = ", ".join(cleanup_text(c) for c in cleanups)
         return f"thresholds {thresholds[0]:.2f}-{thresholds[-1]:.2f}; {rules}"
 
     print(f"{folds}-fold x {repeats} by patient group over {len(set(groups))} validation groups ({len(val)} slices); "
-          + "; ".join(f"{name} = {describe(*cands)}" for name, cands in candidates.items()))
-    for model in [*members, Ensemble(members)]:
-        held_out = cross_validate_choice(model.predict_proba(val.images), val.masks, groups, candidates,
-                                         folds=folds, repeats=repeats)
-        print(f"{model.name}: current {held_out['current']:.4f}, earlier {held_out['earlier']:.4f}, "
-              f"difference {held_out['current'] - held_out['earlier']:+.4f}", flush=True)
+          + "; ".join(f"{name} = {describe(*cands)}" for name, cands in candidates.items())
+          + "; zoom = also choosing among " + ", ".join("/".join(f"{s:g}" for s in c) for c in SCALE_CHOICES))
+    by_model = {m.name: {scales: probs for _, scales, probs in
+                         _candidate_probs(m, val.images, (m.tta,), SCALE_CHOICES)} for m in members}
+    by_model["ensemble"] = {scales: [ensemble_proba(list(ps)) for ps in zip(*(by_model[m.name][scales] for m in members))]
+                            for scales in SCALE_CHOICES}
+    for name, by_scales in by_model.items():
+        plain = by_scales[SCALE_CHOICES[0]]
+        tables = {key: dice_table(plain, val.masks, *cands) for key, cands in candidates.items()}
+        tables["zoom"] = np.vstack([dice_table(by_scales[s], val.masks) for s in SCALE_CHOICES])
+        held_out = cross_validate_tables(tables, groups, folds=folds, repeats=repeats)
+        current, earlier, zoom = (held_out[k].mean() for k in ("current", "earlier", "zoom"))
+        lo, hi = group_bootstrap_ci(held_out["zoom"] - held_out["current"], groups)
+        print(f"{name}: current {current:.4f}, earlier {earlier:.4f}, difference {current - earlier:+.4f}; "
+              f"zoom {zoom:.4f}, difference {zoom - current:+.4f} (95% CI {lo:+.4f} to {hi:+.4f})", flush=True)
 
 
 def main(argv=None) -> None:
-    from ml.inference import Ensemble, load_segmenter, read_metadata, shipped_bundles
+    from ml.inference import Ensemble, ensemble_proba, load_segmenter, read_metadata, shipped_bundles
 
-    parser = argparse.ArgumentParser(description="Choose TTA, threshold and clean-up on the validation split.")
+    parser = argparse.ArgumentParser(description="Choose flip and zoom TTA, threshold and clean-up on the validation split.")
     parser.add_argument("--data", required=True, help="the training data folder (shared layout)")
     parser.add_argument("--models-dir", default="models")
     parser.add_argument("--ensemble-only", action="store_true", help="leave the bundles as they are")
     parser.add_argument("--cv-folds", type=int, metavar="K",
                         help="write nothing; instead report, for each bundle and the ensemble, the held-out "
-                             "validation Dice of choosing the post-processing on the other K-1 folds of "
-                             "patient groups, with this release's candidates and with the earlier ones")
+                             "validation Dice of choosing the settings on the other K-1 folds of patient "
+                             "groups: the post-processing with this release's candidates against the earlier "
+                             "ones, and zoom TTA against none")
     parser.add_argument("--cv-repeats", type=int, default=3, help="with --cv-folds: random fold deals (default 3)")
     args = parser.parse_args(argv)
 
@@ -103,22 +166,28 @@ def main(argv=None) -> None:
     val = validation_slices(args.data, split_meta)
     if args.cv_folds:
         return report_cross_validation(bundles, val, folds=args.cv_folds, repeats=args.cv_repeats)
+    chosen = {}  # each recalibrated bundle's validation probabilities at its new settings
     for path in [] if args.ensemble_only else bundles:
         meta = read_metadata(path)
         if _split_key(meta["training"]["split"]) != _split_key(split_meta):
             raise SystemExit(f"{path.name} was trained on another split; calibrate it on its own.")
-        choice = calibrate(load_segmenter(path), val)
+        model = load_segmenter(path)
+        choice, chosen[path] = _choose(val, _candidate_probs(model, val.images, (False, True), SCALE_CHOICES))
         path.with_suffix(".json").write_text(json.dumps(_apply(meta, choice), indent=2, sort_keys=True) + "\n")
         print(f"{path.stem}: val Dice {choice['val_metrics']['dice_mean']:.4f} with threshold "
-              f"{choice['threshold']}, tta {choice['tta']}, {cleanup_text(choice['postprocess'])}")
-    members = [load_segmenter(p) for p in bundles]
-    choice = calibrate(Ensemble(members), val, tta_choices=(None,))  # members keep their own TTA
+              f"{choice['threshold']}, {tta_text(choice)}, {cleanup_text(choice['postprocess'])}", flush=True)
+    members = [load_segmenter(p) for p in bundles]  # re-read: their JSON may have just changed
+    if len(chosen) == len(bundles):  # the members' maps at their new settings are already here
+        probs = [ensemble_proba(list(ps)) for ps in zip(*(chosen[p] for p in bundles))]
+    else:
+        probs = Ensemble(members).predict_proba(val.images)  # members keep their own TTA
+    choice, _ = _choose(val, [(None, None, probs)])
     ensemble = _apply({"name": "ensemble", "members": [m.name for m in members],
                        "description": "mean of the members' probability maps", "training": {"split": split_meta}},
                       choice)
     (Path(args.models_dir) / ENSEMBLE_FILE).write_text(json.dumps(ensemble, indent=2, sort_keys=True) + "\n")
     print(f"ensemble: val Dice {choice['val_metrics']['dice_mean']:.4f} with threshold {choice['threshold']}, "
-          f"tta {choice['tta']}, {cleanup_text(choice['postprocess'])}")
+          f"{tta_text(choice)}, {cleanup_text(choice['postprocess'])}")
 
 
 if __name__ == "__main__":

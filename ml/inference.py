@@ -63,6 +63,58 @@ def set_precision(precision: str) -> str:
     return precision
 
 
+def check_scales(scales) -> tuple[float, ...]:
+    """Zoom factors for test-time augmentation, as a tuple; at least one must be <= 1, so that every pixel of
+    the slice is covered by some view."""
+    scales = tuple(float(s) for s in scales)
+    if not scales or any(not 0.5 <= s <= 2.0 for s in scales) or min(scales) > 1.0:
+        raise ValueError(f"tta_scales must be zoom factors in [0.5, 2] with at least one <= 1; got {list(scales)}.")
+    return scales
+
+
+def zoom_view(image: np.ndarray, scale: float):
+    """The slice as the model sees it at zoom ``scale``, and how to map a probability map of that view
+    back onto the slice: ``(view, place)`` with ``place(prob_of_view, (H, W)) -> (prob, weight)``.
+
+    ``scale`` > 1 zooms in: the centred crop of ``round(H / scale) x round(W / scale)`` pixels (the
+    model then sees the middle of the slice larger; the border is not covered, weight 0). ``scale`` < 1
+    zooms out: the slice padded on each side with its minimum to ``H / scale x W / scale`` (a darker
+    background, as around a head), whose middle maps back to the slice. 1 is the slice itself.
+    """
+    image = np.asarray(image)
+    h, w = image.shape[:2]
+    if scale > 1.0:
+        ch, cw = max(1, round(h / scale)), max(1, round(w / scale))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        view = image[top:top + ch, left:left + cw]
+
+        def place(prob, shape):
+            full, weight = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+            full[top:top + ch, left:left + cw] = prob
+            weight[top:top + ch, left:left + cw] = 1.0
+            return full, weight
+        return view, place
+    if scale < 1.0:
+        ph, pw = round(h * (1.0 / scale - 1.0) / 2.0), round(w * (1.0 / scale - 1.0) / 2.0)
+        pad = ((ph, ph), (pw, pw)) + ((0, 0),) * (image.ndim - 2)
+        view = np.pad(image, pad, constant_values=image.min() if image.size else 0)
+
+        def place(prob, shape):
+            return prob[ph:ph + shape[0], pw:pw + shape[1]].astype(np.float32), np.ones(shape, np.float32)
+        return view, place
+    return image, lambda prob, shape: (prob.astype(np.float32), np.ones(shape, np.float32))
+
+
+def combine_views(per_scale: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]]) -> list[np.ndarray]:
+    """Per image, the weighted mean of its views' ``(probability, weight)`` maps (``view_proba``)."""
+    out = []
+    for views in zip(*per_scale):
+        total = np.sum([p * wt for p, wt in views], axis=0)
+        weight = np.sum([wt for _, wt in views], axis=0)
+        out.append((total / np.maximum(weight, 1e-12)).astype(np.float32))
+    return out
+
+
 class _Masks:
     """Masks from probabilities: ``self.threshold`` and ``self.postprocess`` (``binarize``'s keywords)."""
 
@@ -80,9 +132,11 @@ class _Masks:
     def binarize(self, prob: np.ndarray) -> np.ndarray:
         return binarize(prob, self.threshold, **self.postprocess)
 
-    def segment(self, images: Sequence[np.ndarray], *, tta: bool | None = None) -> list[np.ndarray]:
-        """Bool masks at the original sizes, after this model's post-processing."""
-        return [self.binarize(p) for p in self.predict_proba(images, tta=tta)]
+    def segment(self, images: Sequence[np.ndarray], *, tta: bool | None = None,
+                scales: Sequence[float] | None = None) -> list[np.ndarray]:
+        """Bool masks at the original sizes, after this model's post-processing (``tta`` and ``scales``
+        None: the model's own choices)."""
+        return [self.binarize(p) for p in self.predict_proba(images, tta=tta, scales=scales)]
 
 
 class Segmenter(_Masks):
@@ -98,6 +152,7 @@ class Segmenter(_Masks):
         self.threshold = float(metadata.get("threshold", 0.5))
         self.postprocess = postprocess_options(metadata.get("postprocess"))  # binarize's clean-up keywords
         self.tta = bool(metadata.get("tta", False))
+        self.tta_scales = check_scales(metadata.get("tta_scales", (1.0,)))
         self.input_size = int(model.input_shape[1])
         self._lock = threading.Lock()
 
@@ -121,34 +176,53 @@ class Segmenter(_Masks):
             batch[i] = tf.image.resize(x, (self.input_size, self.input_size), method="area").numpy()[0]
         return batch
 
-    def predict_small(self, batch: np.ndarray, *, tta: bool | None = None, batch_size: int = 16) -> np.ndarray:
+    def predict_small(self, batch: np.ndarray, *, tta: bool | None = None, batch_size: int = 16,
+                      flip_only: bool = False) -> np.ndarray:
         """Probabilities at the model's input size for a prepared ``(N, S, S, 1)`` batch.
 
         ``tta`` None uses the model's own choice (made on its validation split); True averages the
-        prediction with that of the horizontally flipped slice.
+        prediction with that of the horizontally flipped slice. ``flip_only`` returns the flipped
+        slice's prediction alone (mirrored back), so a caller can combine the two itself.
         """
         tta = self.tta if tta is None else tta
         out = []
         with self._lock:
             for start in range(0, len(batch), batch_size):
                 x = batch[start:start + batch_size]
-                p = self._forward(x).numpy()
-                if tta:
-                    p = (p + self._forward(x[:, :, ::-1].copy()).numpy()[:, :, ::-1]) / 2.0
+                flipped = self._forward(x[:, :, ::-1].copy()).numpy()[:, :, ::-1] if (tta or flip_only) else None
+                if flip_only:
+                    p = flipped
+                else:
+                    p = self._forward(x).numpy()
+                    if tta:
+                        p = (p + flipped) / 2.0
                 out.append(p)
         return np.concatenate(out) if out else np.zeros((0, self.input_size, self.input_size, 1), np.float32)
 
-    def predict_proba(self, images: Sequence[np.ndarray], *, tta: bool | None = None,
-                      batch_size: int = 16) -> list[np.ndarray]:
-        """Tumour probability maps, float32, each at its image's original ``(H, W)``."""
+    def view_proba(self, images: Sequence[np.ndarray], *, scale: float = 1.0, tta: bool | None = None,
+                   flip_only: bool = False, batch_size: int = 16) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each slice seen at one zoom ``scale`` (see ``zoom_view``), mapped back to its own pixels:
+        ``(probability, weight)`` per image, weight 1 where the view covers the slice and 0 elsewhere."""
         import tensorflow as tf
 
-        small = self.predict_small(self.prepare(images), tta=tta, batch_size=batch_size)
-        probs = []
-        for img, p in zip(images, small):
-            h, w = np.asarray(img).shape[:2]
-            probs.append(tf.image.resize(p[None], (h, w), method="bilinear").numpy()[0, ..., 0])
-        return probs
+        views = [zoom_view(img, scale) for img in images]
+        small = self.predict_small(self.prepare([v for v, _ in views]), tta=tta, batch_size=batch_size,
+                                   flip_only=flip_only)
+        out = []
+        for img, (view, place), p in zip(images, views, small):
+            prob = tf.image.resize(p[None], view.shape[:2], method="bilinear").numpy()[0, ..., 0]
+            out.append(place(prob, np.asarray(img).shape[:2]))
+        return out
+
+    def predict_proba(self, images: Sequence[np.ndarray], *, tta: bool | None = None,
+                      scales: Sequence[float] | None = None, batch_size: int = 16) -> list[np.ndarray]:
+        """Tumour probability maps, float32, each at its image's original ``(H, W)``.
+
+        ``scales`` (default: the model's ``tta_scales``, chosen on its validation split) are zoom
+        factors; the maps of all views are averaged where they cover the slice (``combine_views``).
+        """
+        scales = self.tta_scales if scales is None else check_scales(scales)
+        return combine_views([self.view_proba(images, scale=s, tta=tta, batch_size=batch_size) for s in scales])
 
     # --- embedding --------------------------------------------------------------------------------
     def _bottleneck_model(self):
@@ -195,7 +269,9 @@ def load_segmenter(keras_path: str | Path, *, precision: str | None = None) -> S
     path = Path(keras_path).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {path}.")
-    key = (str(path), path.stat().st_mtime_ns, precision)
+    meta_path = path.with_suffix(".json")
+    meta_time = meta_path.stat().st_mtime_ns if meta_path.is_file() else None
+    key = (str(path), path.stat().st_mtime_ns, meta_time, precision)  # recalibrated JSON = reload
     with _CACHE_LOCK:
         if key not in _CACHE:
             _CACHE[key] = _load(path, precision)
@@ -291,9 +367,10 @@ class Ensemble(_Masks):
             {"keep_largest": majority([m.keep_largest for m in self.members]), **meta.get("postprocess", {})})
         self.tta = meta.get("tta")  # None: each member uses its own choice
 
-    def predict_proba(self, images: Sequence[np.ndarray], *, tta: bool | None = None, batch_size: int = 16):
+    def predict_proba(self, images: Sequence[np.ndarray], *, tta: bool | None = None,
+                      scales: Sequence[float] | None = None, batch_size: int = 16):
         tta = self.tta if tta is None else tta
-        per_member = [m.predict_proba(images, tta=tta, batch_size=batch_size) for m in self.members]
+        per_member = [m.predict_proba(images, tta=tta, scales=scales, batch_size=batch_size) for m in self.members]
         return [ensemble_proba(list(ps)) for ps in zip(*per_member)]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ml.data import augmentation_preset, data_fingerprint, load_slices, make_dataset, read_records, split_by_patient, to_arrays
-from ml.calibrate import cleanup_text, calibrate
+from ml.calibrate import calibrate, cleanup_text, tta_text
 
 RANDOM_INIT_NOTE = (
     "Encoder trained from random initialisation: ImageNet weights could not be downloaded on the "
@@ -310,7 +310,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
     val_metrics = choice["val_metrics"]
     log(f"validation at native resolution: Dice {val_metrics['dice_mean']:.4f}, IoU {val_metrics['iou_mean']:.4f}, "
         f"by type {json.dumps({k: round(v, 4) for k, v in val_metrics['dice_by_type'].items()})}; "
-        f"threshold {choice['threshold']}, tta {choice['tta']}, {cleanup_text(choice['postprocess'])}")
+        f"threshold {choice['threshold']}, {tta_text(choice)}, {cleanup_text(choice['postprocess'])}")
 
     weights_source = "none" if cfg.encoder_weights in (None, "none") else str(cfg.encoder_weights)
     metadata = {
@@ -328,6 +328,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
         "parameters": int(model.count_params()),
         "threshold": choice["threshold"],
         "tta": choice["tta"],
+        "tta_scales": choice.get("tta_scales", [1.0]),
         "postprocess": choice["postprocess"],
         "metrics": {"val": val_metrics},
         "training": {

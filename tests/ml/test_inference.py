@@ -207,3 +207,95 @@ def test_segmenter_and_ensemble_masks_follow_keep_by_from_their_metadata(bundle,
         "members": [seg.name], "threshold": 0.5, "postprocess": {"keep_largest": True, "keep_by": "peak"}}))
     ens = load_ensemble(tmp_path, [seg])
     assert ens.postprocess["keep_by"] == "peak" and ens.binarize(prob).sum() == 4
+
+
+def test_zoom_views_map_back_onto_the_slice():
+    from ml.inference import zoom_view
+
+    img = np.arange(100, dtype=np.float32).reshape(10, 10)
+    view, place = zoom_view(img, 1.25)  # zoom in: the centred 8 x 8 crop
+    np.testing.assert_array_equal(view, img[1:9, 1:9])
+    prob, weight = place(np.full((8, 8), 0.7, np.float32), (10, 10))
+    assert weight.sum() == 64 and weight[1:9, 1:9].all() and prob[0].max() == 0 and prob[1:9, 1:9].min() == 0.7
+
+    view, place = zoom_view(img, 0.8)  # zoom out: 10 / 0.8 = 12.5, so round(1.25) = 1 pixel of padding a side
+    assert view.shape == (12, 12) and view[0].max() == img.min() and (view[1:11, 1:11] == img).all()
+    marked = np.zeros((12, 12), np.float32)
+    marked[1:11, 1:11] = 1.0
+    prob, weight = place(marked, (10, 10))
+    assert prob.min() == 1.0 and weight.min() == 1.0 and prob.shape == (10, 10)
+
+    view, place = zoom_view(img, 1.0)
+    assert view is img and place(img, (10, 10))[1].min() == 1.0
+
+
+def test_zoom_tta_averages_each_pixel_over_the_views_that_cover_it(bundle):
+    from ml.inference import load_segmenter
+
+    seg = load_segmenter(bundle)
+    img = np.random.default_rng(1).random((40, 40)).astype(np.float32)
+    whole = seg.predict_proba([img], scales=(1.0,))[0]
+    crop = seg.predict_proba([img[2:37, 2:37]], scales=(1.0,))[0]  # round(40 / 1.15) = 35, offset (40 - 35) // 2 = 2
+    both = seg.predict_proba([img], scales=(1.0, 1.15))[0]
+    np.testing.assert_allclose(both[2:37, 2:37], (whole[2:37, 2:37] + crop) / 2, atol=1e-5)
+    np.testing.assert_allclose(both[0], whole[0], atol=1e-6)  # the border is only in the whole view
+    np.testing.assert_allclose(seg.predict_proba([img])[0], whole, atol=1e-6)  # the bundle's default: no zoom
+
+
+def test_zoom_scales_must_cover_the_slice():
+    from ml.inference import check_scales
+
+    assert check_scales([0.87, 1, 1.15]) == (0.87, 1.0, 1.15)
+    for bad in ([], [1.15], [1.0, 3.0], [0.1, 1.0]):
+        with pytest.raises(ValueError, match="tta_scales"):
+            check_scales(bad)
+
+
+def test_calibration_chooses_zoom_tta_and_predicts_each_view_once():
+    from ml.calibrate import calibrate
+    from ml.data import Record, Slices
+
+    truth = np.zeros((16, 16), bool)
+    truth[4:9, 4:9] = True
+    calls = []
+
+    class Zoomed:
+        """Only the zoomed-in view finds the tumour; the flipped views see nothing."""
+
+        def view_proba(self, images, *, scale=1.0, tta=False, flip_only=False):
+            calls.append((scale, flip_only))
+            if flip_only:
+                maps = [np.full((16, 16), 0.5, np.float32) for _ in images]
+            elif scale > 1:
+                maps = [np.where(truth, 0.95, 0.05).astype(np.float32) for _ in images]
+            else:
+                maps = [np.full((16, 16), 0.55, np.float32) for _ in images]
+            return [(m, np.ones_like(m)) for m in maps]
+
+    val = Slices([Record("1", "glioma", "g1")], [truth.astype(np.uint8)], [truth])
+    choice = calibrate(Zoomed(), val)
+    # (1, 1.15) gives 0.75 inside and 0.30 outside; (0.87, 1, 1.15) also separates them, but ties and
+    # the earlier, cheaper candidate is kept.
+    assert choice["tta"] is False and choice["tta_scales"] == [1.0, 1.15]
+    assert choice["val_metrics"]["dice_mean"] == pytest.approx(1.0)
+    assert sorted(calls) == sorted({(s, f) for s in (0.87, 1.0, 1.15) for f in (False, True)})
+
+
+def test_a_recalibrated_json_is_picked_up_without_a_restart(tmp_path):
+    import json
+    import os
+
+    from ml.inference import load_segmenter, save_bundle
+    from ml.models import ModelSpec
+
+    spec = ModelSpec(architecture="unet", input_size=32, base_filters=4, depth=3)
+    path = save_bundle(spec.build(), tmp_path, "tiny2", {"spec": spec.get_config(), "threshold": 0.4})
+    first = load_segmenter(path)
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta.update(threshold=0.25, tta_scales=[1.0, 1.15])
+    meta_path.write_text(json.dumps(meta))
+    stat = meta_path.stat()
+    os.utime(meta_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a distinct mtime even on coarse clocks
+    second = load_segmenter(path)
+    assert first.threshold == 0.4 and (second.threshold, second.tta_scales) == (0.25, (1.0, 1.15))

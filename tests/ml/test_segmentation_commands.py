@@ -38,7 +38,8 @@ def tiny_models(tmp_path_factory):
     directory = tmp_path_factory.mktemp("models")
     for arch in ("unet", "attention_unet"):
         spec = ModelSpec(architecture=arch, input_size=32, base_filters=4, depth=3)
-        save_bundle(spec.build(), directory, f"tiny_{arch}", {"spec": spec.get_config(), "threshold": 0.5})
+        zoom = {"tta_scales": [1.0, 1.15]} if arch == "unet" else {}  # the other keeps the default, no zoom
+        save_bundle(spec.build(), directory, f"tiny_{arch}", {"spec": spec.get_config(), "threshold": 0.5, **zoom})
     return directory
 
 
@@ -58,6 +59,14 @@ def test_evaluate_segmentation_scores_every_model_and_the_ensemble_at_full_size(
         lo, hi = scores["dice_ci95"]
         assert lo - 1e-9 <= scores["dice_mean"] <= hi + 1e-9
         assert "dice_per_slice" not in scores
+    # Each model's zoom TTA is its bundle's own, and the ensemble's members keep theirs.
+    for name in ("tiny_unet", "tiny_attention_unet"):
+        saved = {"tiny_unet": [1.0, 1.15], "tiny_attention_unet": [1.0]}[name]
+        assert result[name]["tta_scales"] == {name: saved} and result["ensemble"]["tta_scales"][name] == saved
+    call_command("evaluate_segmentation", "--data", str(data), "--models-dir", str(tiny_models), "--json", str(out),
+                 "--models", "ensemble", "--zoom", "off")
+    assert json.loads(out.read_text())["models"]["ensemble"]["tta_scales"] == {
+        "tiny_unet": [1.0], "tiny_attention_unet": [1.0]}
     # One paired comparison per pair of models; the mean difference is the difference of the means.
     pairs = [tuple(key.split(" - ")) for key in written["paired"]]
     assert len(pairs) == 3 and {frozenset(p) for p in pairs} == {

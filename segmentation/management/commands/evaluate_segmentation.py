@@ -30,6 +30,9 @@ class Command(BaseCommand):
                                  "(seed and fractions from the first model's metadata)")
         parser.add_argument("--tta", choices=["model", "on", "off"], default="model",
                             help="flip test-time augmentation: each model's own choice (default), or force it")
+        parser.add_argument("--zoom", choices=["model", "off"], default="model",
+                            help="zoom test-time augmentation (tta_scales): each model's own choice (default), "
+                                 "or the slice at its own scale only")
         parser.add_argument("--precision", choices=["saved", "fp32", "bf16"], default="saved",
                             help="run the models in this precision (default: as saved)")
         parser.add_argument("--limit", type=int, help="evaluate at most N slices")
@@ -56,6 +59,7 @@ class Command(BaseCommand):
             raise CommandError(f"Unknown model(s) {', '.join(unknown)}; shipped: {', '.join(bundles)}, ensemble.")
 
         tta = {"model": None, "on": True, "off": False}[o["tta"]]
+        scales = None if o["zoom"] == "model" else (1.0,)
         precision = None if o["precision"] == "saved" else o["precision"]
         segmenters = {name: load_segmenter(path, precision=precision) for name, path in bundles.items()}
         ids = [r.id for r in records]
@@ -72,12 +76,14 @@ class Command(BaseCommand):
         results, per_slice = {}, {}
         for name in wanted:
             model = load_ensemble(models_dir, list(segmenters.values())) if name == "ensemble" else segmenters[name]
-            model.segment(slices.images[:1], tta=tta)  # warm-up: trace the tf.function once
+            model.segment(slices.images[:1], tta=tta, scales=scales)  # warm-up: trace the tf.function once
             with tqdm(total=len(slices), desc=name, unit="slice", disable=None) as bar:
                 started = time.perf_counter()
-                res = evaluate_masks(lambda imgs: model.segment(imgs, tta=tta), slices,
+                res = evaluate_masks(lambda imgs: model.segment(imgs, tta=tta, scales=scales), slices,
                                      progress=bar.update)
             res["wall_seconds"] = round(time.perf_counter() - started, 2)
+            members = model.members if name == "ensemble" else [model]
+            res["tta_scales"] = {m.name: list(scales or m.tta_scales) for m in members}
             per_slice[name] = np.array(res.pop("dice_per_slice"))
             results[name] = res
             by_type = ", ".join(f"{t} {d:.4f}" for t, d in res["dice_by_type"].items())
@@ -93,7 +99,7 @@ class Command(BaseCommand):
             paired[f"{a} - {b}"] = {"dice_diff": float(diff.mean()), "ci95": [lo, hi]}
             self.stdout.write(f"Dice {a} - {b}: {diff.mean():+.4f} (95% CI {lo:+.3f} to {hi:+.3f})")
         out = {"models": results, "paired": paired, "data": str(data), "split": o["split"], "n": len(slices),
-               "tta": o["tta"]}
+               "tta": o["tta"], "zoom": o["zoom"]}
         Path(o["json_out"]).parent.mkdir(parents=True, exist_ok=True)
         Path(o["json_out"]).write_text(json.dumps(out, indent=2) + "\n")
         self.stdout.write(self.style.SUCCESS(f"wrote {o['json_out']}"))
