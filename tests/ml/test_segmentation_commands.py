@@ -63,6 +63,12 @@ def test_evaluate_segmentation_scores_every_model_and_the_ensemble_at_full_size(
     for name in ("tiny_unet", "tiny_attention_unet"):
         saved = {"tiny_unet": [1.0, 1.15], "tiny_attention_unet": [1.0]}[name]
         assert result[name]["tta_scales"] == {name: saved} and result["ensemble"]["tta_scales"][name] == saved
+    # Scored alone, the ensemble predicts its members itself: the same figures as from their stored maps.
+    call_command("evaluate_segmentation", "--data", str(data), "--models-dir", str(tiny_models), "--json", str(out),
+                 "--models", "ensemble")
+    alone = json.loads(out.read_text())["models"]["ensemble"]
+    assert (alone["dice_mean"], alone["iou_mean"]) == (result["ensemble"]["dice_mean"], result["ensemble"]["iou_mean"])
+    assert result["ensemble"]["ms_per_slice"] > result["tiny_unet"]["ms_per_slice"]  # the members' cost included
     call_command("evaluate_segmentation", "--data", str(data), "--models-dir", str(tiny_models), "--json", str(out),
                  "--models", "ensemble", "--zoom", "off")
     assert json.loads(out.read_text())["models"]["ensemble"]["tta_scales"] == {

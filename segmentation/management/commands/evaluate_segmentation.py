@@ -73,16 +73,24 @@ class Command(BaseCommand):
         slices = load_slices(data, ids)
         self.stdout.write(f"{len(slices)} slices from {data} (split: {o['split']})")
 
-        results, per_slice = {}, {}
+        results, per_slice, probs = {}, {}, {}
         for name in wanted:
             model = load_ensemble(models_dir, list(segmenters.values())) if name == "ensemble" else segmenters[name]
-            model.segment(slices.images[:1], tta=tta, scales=scales)  # warm-up: trace the tf.function once
+            members = model.members if name == "ensemble" else [model]
+            stems = list(segmenters) if name == "ensemble" else [name]  # the members' bundle names
+            # The ensemble's maps are the mean of its members' maps with the same TTA, so when every member
+            # has just been scored, they are reused instead of being predicted a second time.
+            reuse = name == "ensemble" and all(m in probs for m in stems) and (tta is not None or model.tta is None)
+            if not reuse:
+                model.segment(slices.images[:1], tta=tta, scales=scales)  # warm-up: trace the tf.function once
+            predict = self._predictor(model, stems, probs, reuse=reuse, keep=name != "ensemble" and "ensemble" in wanted,
+                                      tta=tta, scales=scales)
             with tqdm(total=len(slices), desc=name, unit="slice", disable=None) as bar:
                 started = time.perf_counter()
-                res = evaluate_masks(lambda imgs: model.segment(imgs, tta=tta, scales=scales), slices,
-                                     progress=bar.update)
+                res = evaluate_masks(predict, slices, progress=bar.update)
+            if reuse:  # the whole call's cost: the members' predictions and the averaging
+                res["ms_per_slice"] += sum(results[m]["ms_per_slice"] for m in stems)
             res["wall_seconds"] = round(time.perf_counter() - started, 2)
-            members = model.members if name == "ensemble" else [model]
             res["tta_scales"] = {m.name: list(scales or m.tta_scales) for m in members}
             per_slice[name] = np.array(res.pop("dice_per_slice"))
             results[name] = res
@@ -103,3 +111,23 @@ class Command(BaseCommand):
         Path(o["json_out"]).parent.mkdir(parents=True, exist_ok=True)
         Path(o["json_out"]).write_text(json.dumps(out, indent=2) + "\n")
         self.stdout.write(self.style.SUCCESS(f"wrote {o['json_out']}"))
+
+    @staticmethod
+    def _predictor(model, stems, probs: dict, *, reuse: bool, keep: bool, tta, scales):
+        """images -> masks for ``evaluate_masks``, which asks for the slices in order. ``keep`` stores a
+        model's maps in ``probs`` (under its bundle name) for the ensemble; ``reuse`` averages the stored
+        maps of the bundles ``stems``."""
+        from ml.inference import ensemble_proba
+
+        done = [0]
+
+        def predict(images):
+            start, done[0] = done[0], done[0] + len(images)
+            if reuse:
+                maps = [ensemble_proba([probs[m][i] for m in stems]) for i in range(start, done[0])]
+            else:
+                maps = model.predict_proba(images, tta=tta, scales=scales)
+                if keep:
+                    probs.setdefault(stems[0], []).extend(maps)
+            return [model.binarize(p) for p in maps]
+        return predict
