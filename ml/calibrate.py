@@ -52,7 +52,12 @@ def _candidate_probs(predictor, images, tta_choices, scale_choices):
 def calibrate(predictor, val: Slices, *, tta_choices=(False, True), scale_choices=SCALE_CHOICES) -> dict:
     """Pick flip TTA, zoom TTA (``SCALE_CHOICES``), threshold and clean-up (``ml.evaluate.CLEANUPS``) that
     maximise mean validation Dice; score the pick. A tie keeps the earlier, cheaper candidate."""
-    return _choose(val, _candidate_probs(predictor, val.images, tta_choices, scale_choices))[0]
+    return _calibrate(predictor, val, tta_choices, scale_choices)[0]
+
+
+def _calibrate(predictor, val: Slices, tta_choices=(False, True), scale_choices=SCALE_CHOICES) -> tuple[dict, list]:
+    """``calibrate``'s choice and the chosen setting's validation probabilities."""
+    return _choose(val, _candidate_probs(predictor, val.images, tta_choices, scale_choices))
 
 
 def _choose(val: Slices, candidates) -> tuple[dict, list]:
@@ -171,8 +176,7 @@ def main(argv=None) -> None:
         meta = read_metadata(path)
         if _split_key(meta["training"]["split"]) != _split_key(split_meta):
             raise SystemExit(f"{path.name} was trained on another split; calibrate it on its own.")
-        model = load_segmenter(path)
-        choice, chosen[path] = _choose(val, _candidate_probs(model, val.images, (False, True), SCALE_CHOICES))
+        choice, chosen[path] = _calibrate(load_segmenter(path), val)
         path.with_suffix(".json").write_text(json.dumps(_apply(meta, choice), indent=2, sort_keys=True) + "\n")
         print(f"{path.stem}: val Dice {choice['val_metrics']['dice_mean']:.4f} with threshold "
               f"{choice['threshold']}, {tta_text(choice)}, {cleanup_text(choice['postprocess'])}", flush=True)
