@@ -149,6 +149,92 @@ def report_cross_validation(bundles, val: Slices, *, folds: int, repeats: int) -
               f"zoom {zoom:.4f}, difference {zoom - current:+.4f} (95% CI {lo:+.4f} to {hi:+.4f})", flush=True)
 
 
+def _stacked_tables(predictor, val: Slices):
+    """Every flip/zoom candidate's probabilities and one table of Dice per (candidate, threshold,
+    clean-up) row and slice, in ``calibrate``'s order (so the first best row is ``calibrate``'s choice)."""
+    from ml.evaluate import dice_table
+
+    probs = [p for _, _, p in _candidate_probs(predictor, val.images, (False, True), SCALE_CHOICES)]
+    tables = [dice_table(p, val.masks) for p in probs]
+    return probs, tables
+
+
+def _chosen(probs, tables):
+    """The in-sample choice's probabilities and per-slice Dice."""
+    from ml.evaluate import _best_setting
+
+    table = np.vstack(tables)
+    row = _best_setting(table.mean(axis=1))
+    return probs[row // len(tables[0])], table[row]
+
+
+def compare_bundles(candidate: Path, bundles: list[Path], val: Slices, *, folds: int = 5, repeats: int = 3) -> dict:
+    """Whether ``candidate`` (a bundle) should replace the shipped bundle of its architecture.
+
+    Both are calibrated by the same code on the validation split (flip and zoom TTA, threshold,
+    clean-up). For each, and for the ensemble with each in that place, it reports the in-sample
+    validation Dice of the choice and the held-out Dice of choosing on the other ``folds`` folds of
+    patient groups (``repeats`` deals, the same for both), with paired 95 % intervals of the
+    difference that resample patient groups. The ensemble's members keep their in-sample flip/zoom
+    choices in both ensembles; only its threshold and clean-up are chosen per fold. Writes nothing.
+    """
+    from ml.evaluate import _best_setting, cross_validate_tables, dice_table, group_bootstrap_ci
+    from ml.inference import ensemble_proba, load_segmenter, read_metadata
+
+    bundles = [p for p in bundles if p.resolve() != Path(candidate).resolve()]
+
+    def architecture(path):
+        return read_metadata(path).get("spec", {}).get("architecture")
+
+    arch = architecture(candidate)
+    replaced = [p for p in bundles if architecture(p) == arch]
+    if len(replaced) != 1:
+        raise SystemExit(f"{candidate} is a {arch}; the models folder holds {len(replaced)} bundles of that "
+                         "architecture, and a comparison needs exactly one.")
+    if _split_key(read_metadata(candidate)["training"]["split"]) != _split_key(
+            read_metadata(replaced[0])["training"]["split"]):
+        raise SystemExit(f"{candidate} was trained on another split than {replaced[0]}: they cannot be compared.")
+    groups = [r.patient_group for r in val.records]
+    types = np.array([r.tumour_type for r in val.records], object)
+    chosen = {}
+    for path in bundles + [Path(candidate)]:
+        probs, tables = _stacked_tables(load_segmenter(path), val)
+        chosen[path] = (_chosen(probs, tables), np.vstack(tables))
+        print(f"{path}: {len(tables)} flip/zoom candidates scored", flush=True)
+    rows = {}
+    for label, swap in (("shipped", replaced[0]), ("candidate", Path(candidate))):
+        (_, in_sample), table = chosen[swap]
+        members = [swap if p == replaced[0] else p for p in bundles]
+        ens_probs = [ensemble_proba(list(ps)) for ps in zip(*(chosen[p][0][0] for p in members))]
+        ens_table = dice_table(ens_probs, val.masks)
+        rows[label] = {"single": (in_sample, table), "ensemble": (ens_table[_best_setting(ens_table.mean(1))], ens_table)}
+    report = {"candidate": str(candidate), "shipped": str(replaced[0]), "folds": folds, "repeats": repeats}
+    for kind in ("single", "ensemble"):
+        held_out = cross_validate_tables({label: rows[label][kind][1] for label in rows}, groups,
+                                         folds=folds, repeats=repeats)
+        out = {}
+        for label in rows:
+            in_sample = rows[label][kind][0]
+            out[label] = {"in_sample": float(in_sample.mean()), "held_out": float(held_out[label].mean()),
+                          "held_out_by_type": {t: float(held_out[label][types == t].mean()) for t in sorted(set(types))}}
+        for key, a, b in (("in_sample", rows["candidate"][kind][0], rows["shipped"][kind][0]),
+                          ("held_out", held_out["candidate"], held_out["shipped"])):
+            lo, hi = group_bootstrap_ci(a - b, groups)
+            out[f"difference_{key}"] = {"mean": float((a - b).mean()), "ci95": [lo, hi]}
+        report[kind] = out
+        name = arch if kind == "single" else "ensemble"
+        for label in rows:
+            o = out[label]
+            by_type = ", ".join(f"{t} {d:.4f}" for t, d in o["held_out_by_type"].items())
+            print(f"{name} ({label}): validation Dice {o['in_sample']:.4f} in-sample, {o['held_out']:.4f} held-out "
+                  f"({by_type})")
+        for key in ("in_sample", "held_out"):
+            d = out[f"difference_{key}"]
+            print(f"{name}: candidate - shipped, {key.replace('_', '-')}: {d['mean']:+.4f} "
+                  f"(95% CI {d['ci95'][0]:+.4f} to {d['ci95'][1]:+.4f})", flush=True)
+    return report
+
+
 def main(argv=None) -> None:
     from ml.inference import Ensemble, ensemble_proba, load_segmenter, read_metadata, shipped_bundles
 
@@ -161,7 +247,13 @@ def main(argv=None) -> None:
                              "validation Dice of choosing the settings on the other K-1 folds of patient "
                              "groups: the post-processing with this release's candidates against the earlier "
                              "ones, and zoom TTA against none")
-    parser.add_argument("--cv-repeats", type=int, default=3, help="with --cv-folds: random fold deals (default 3)")
+    parser.add_argument("--cv-repeats", type=int, default=3,
+                        help="with --cv-folds or --compare: random fold deals (default 3)")
+    parser.add_argument("--compare", metavar="KERAS",
+                        help="write nothing; instead compare this bundle with the bundle of its architecture in "
+                             "--models-dir, both calibrated by the same code, alone and in the ensemble: "
+                             "in-sample and held-out validation Dice (--cv-folds, default 5) and paired intervals")
+    parser.add_argument("--json", metavar="OUT", help="with --compare: also write its figures to this file")
     args = parser.parse_args(argv)
 
     bundles = shipped_bundles(args.models_dir)
@@ -169,6 +261,13 @@ def main(argv=None) -> None:
         raise SystemExit(f"No bundles in {args.models_dir}.")
     split_meta = read_metadata(bundles[0])["training"]["split"]
     val = validation_slices(args.data, split_meta)
+    if args.compare:
+        if not Path(args.compare).is_file() or not Path(args.compare).with_suffix(".json").is_file():
+            raise SystemExit(f"{args.compare}: no such bundle (a .keras file with its .json beside it).")
+        report = compare_bundles(Path(args.compare), bundles, val, folds=args.cv_folds or 5, repeats=args.cv_repeats)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        return None
     if args.cv_folds:
         return report_cross_validation(bundles, val, folds=args.cv_folds, repeats=args.cv_repeats)
     chosen = {}  # each recalibrated bundle's validation probabilities at its new settings
