@@ -44,6 +44,9 @@ def test_a_clinician_works_from_the_keyboard_and_cannot_reach_admin(page, live_s
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     page.keyboard.press("Enter")
+    # The skip link moves focus to the main region; wait for it before tabbing on, or the Tabs can land
+    # before the jump does.
+    expect(page.locator("#main")).to_be_focused()
     for _ in range(3):  # patient, tumour type, then the file picker
         page.keyboard.press("Tab")
     expect(page.locator("#files")).to_be_focused()
