@@ -64,7 +64,11 @@ def test_a_copy_of_the_shipped_bundle_compares_equal_and_matches_calibrate(shipp
     # The in-sample figure is calibrate's own choice and score.
     expected = calibrate(load_segmenter(shipped / "tiny_unet.keras"), val)["val_metrics"]["dice_mean"]
     assert report["single"]["shipped"]["in_sample"] == pytest.approx(expected)
-    assert report["single"]["shipped"]["held_out"] <= report["single"]["shipped"]["in_sample"] + 1e-9
+    # Held-out settings are chosen on the other folds, so the held-out figure is usually, not always, lower:
+    # only its range and its per-type breakdown are checked here.
+    shipped_single = report["single"]["shipped"]
+    assert 0.0 <= shipped_single["held_out"] <= 1.0
+    assert set(shipped_single["held_out_by_type"]) == {"glioma", "meningioma", "pituitary"}
 
 
 def test_a_candidate_that_finds_nothing_scores_below_the_shipped_bundle(shipped, tmp_path):
