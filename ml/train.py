@@ -381,6 +381,7 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--base-filters", type=int, default=16)
+    parser.add_argument("--depth", type=int, default=4, help="downsamplings of the plain encoder (default 4)")
     parser.add_argument("--encoder-weights", default="none", help="none, imagenet or a weights file path")
     parser.add_argument("--name")
     parser.add_argument("--output-dir", default="models")
@@ -402,7 +403,7 @@ def main(argv=None) -> None:
         set_threads(args.threads)
     train(TrainConfig(architecture=args.architecture, encoder=args.encoder, data_dir=args.data,
                       image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
-                      base_filters=args.base_filters, encoder_weights=args.encoder_weights, name=args.name,
+                      base_filters=args.base_filters, depth=args.depth, encoder_weights=args.encoder_weights, name=args.name,
                       output_dir=args.output_dir, run_dir=args.run_dir, max_minutes=args.max_minutes,
                       lr_start=args.lr_start, lr_end=args.lr_end,
                       precision=args.precision, seed=args.seed, init_from=args.init_from,

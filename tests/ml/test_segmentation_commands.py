@@ -141,11 +141,12 @@ def test_train_model_can_learn_from_the_clinical_record(figshare_dir, tmp_path):
     call_command("import_cases", str(data), "--no-progress")
 
     call_command("train_model", "--architecture", "unet", "--from-record", "--image-size", "32",
-                 "--base-filters", "2", "--epochs", "1", "--batch-size", "4", "--limit", "4", "--precision", "fp32",
+                 "--base-filters", "2", "--depth", "3", "--epochs", "1", "--batch-size", "4", "--limit", "4", "--precision", "fp32",
                  "--name", "from_record", "--output-dir", str(tmp_path / "m"), "--run-dir", str(tmp_path / "run"),
                  "--no-register")
     meta = json.loads((tmp_path / "m" / "from_record.json").read_text())
     assert sum(meta["training"]["split"]["sizes"].values()) == len(rows)
+    assert meta["spec"]["depth"] == 3
 
 
 def test_training_refuses_data_with_no_validation_patients(tmp_path):

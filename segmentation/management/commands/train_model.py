@@ -30,6 +30,9 @@ class Command(BaseCommand):
         parser.add_argument("--epochs", type=int, default=40, help="maximum epochs (early stopping may end sooner)")
         parser.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
         parser.add_argument("--base-filters", type=int, default=16, help="filters of the first stage")
+        parser.add_argument("--depth", type=int, default=4,
+                            help="downsamplings of the plain encoder (default 4; at 256 px, 5 lets the "
+                                 "bottleneck see the whole slice)")
         parser.add_argument("--encoder-weights", default="none",
                             help="'none' (random init), 'imagenet' (downloaded by Keras) or a weights file path")
         parser.add_argument("--name", help="bundle name (default: <architecture>_<encoder>_<size>)")
@@ -79,7 +82,7 @@ class Command(BaseCommand):
             cfg = TrainConfig(
                 architecture=o["architecture"], encoder=o["encoder"], data_dir=str(data),
                 image_size=o["image_size"], epochs=o["epochs"], batch_size=o["batch_size"],
-                base_filters=o["base_filters"], encoder_weights=o["encoder_weights"], name=o["name"],
+                base_filters=o["base_filters"], depth=o["depth"], encoder_weights=o["encoder_weights"], name=o["name"],
                 output_dir=o["output_dir"], run_dir=o["run_dir"], max_minutes=o["max_minutes"],
                 lr_start=o["lr_start"], lr_end=o["lr_end"],
                 precision=o["precision"], seed=o["seed"], limit=o["limit"], init_from=o["init_from"],
