@@ -288,7 +288,12 @@ def main(argv=None) -> None:
     ensemble = _apply({"name": "ensemble", "members": [m.name for m in members],
                        "description": "mean of the members' probability maps", "training": {"split": split_meta}},
                       choice)
-    (Path(args.models_dir) / ENSEMBLE_FILE).write_text(json.dumps(ensemble, indent=2, sort_keys=True) + "\n")
+    ensemble_path = Path(args.models_dir) / ENSEMBLE_FILE
+    had_flag = ensemble_path.is_file() and "agreement" in json.loads(ensemble_path.read_text() or "{}")
+    ensemble_path.write_text(json.dumps(ensemble, indent=2, sort_keys=True) + "\n")
+    if had_flag:  # chosen for the old masks: gone with them
+        print("ensemble.json: the agreement flag was chosen for the old masks and is dropped; "
+              "choose it again with `python -m ml.agreement --data DIR --write`")
     print(f"ensemble: val Dice {choice['val_metrics']['dice_mean']:.4f} with threshold {choice['threshold']}, "
           f"{tta_text(choice)}, {cleanup_text(choice['postprocess'])}")
 
