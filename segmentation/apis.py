@@ -44,6 +44,13 @@ class SegmentationRunOutputSerializer(serializers.Serializer):
     runtime_ms = serializers.FloatField(allow_null=True)
     weights = serializers.CharField(help_text="the exact weights that made the mask: name@sha256[:12] "
                                               "(the ensemble lists its members'); empty until the run is done")
+    agreement = serializers.FloatField(
+        allow_null=True, help_text="ensemble only: mean Dice between every pair of its members' masks (1: they "
+                                   "outline the same pixels); null for a single model or an unfinished run")
+    agreement_flagged = serializers.BooleanField(
+        allow_null=True, help_text="ensemble only: true when the agreement is below the level chosen on the "
+                                   "validation split to flag doubtful masks (python -m ml.agreement); null "
+                                   "when no level is stored")
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
     review_status = serializers.CharField()

@@ -70,6 +70,12 @@ class SegmentationRun(models.Model):
     # The exact weights that made this mask (``name@sha256[:12]``; for the ensemble, its members'), kept
     # because a model version's row is updated in place when new weights arrive under the same name.
     weights = models.CharField(max_length=255, blank=True)
+    # Ensemble runs only: mean pairwise Dice of the members' masks (ml.agreement), and whether it fell
+    # below the flag_below chosen on the validation split for these weights (null: no choice stored).
+    agreement = models.FloatField(null=True, blank=True,
+                                  help_text="ensemble only: mean Dice between every pair of member masks")
+    agreement_flagged = models.BooleanField(null=True, blank=True,
+                                            help_text="ensemble only: agreement below the validated flag_below")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -113,7 +113,9 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
                              "postprocess": calibration.get("postprocess") or {"keep_largest": 2 * sum(
                                  bool(m.metadata.get("postprocess", {}).get("keep_largest")) for m in members)
                                  > len(members), "min_component_px": 0},
-                             "tta": calibration.get("tta"), "calibrated": bool(calibration)},
+                             "tta": calibration.get("tta"), "calibrated": bool(calibration),
+                             # ml.agreement's validated flag for these members, when stored
+                             "agreement": calibration.get("agreement")},
                 "threshold": float(calibration.get("threshold", np.mean([m.threshold for m in members]))),
                 "input_size": max(m.input_size for m in members),
                 "is_active": True,
@@ -235,9 +237,9 @@ def segmentation_run_execute(*, run_id: int) -> SegmentationRun | None:
     started = time.perf_counter()
     try:
         image = scan_pixels(run.case)
-        prob = _probability(run, image)
+        prob, agreement = _probability(run, image)
         mask = _binarize(run.model_version, prob)
-        _store_result(run, mask, prob, (time.perf_counter() - started) * 1000.0)
+        _store_result(run, mask, prob, (time.perf_counter() - started) * 1000.0, **agreement)
     except FileNotFoundError as exc:
         segmentation_run_fail(run_id=run_id, message=f"A file is missing: {exc}")
         return SegmentationRun.objects.get(pk=run_id)
@@ -279,15 +281,20 @@ def _segmenter(version: ModelVersion):
     return load_segmenter(path)
 
 
-def _probability(run: SegmentationRun, image: np.ndarray) -> np.ndarray:
+def _probability(run: SegmentationRun, image: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The run's probability map, and for the ensemble its members' agreement (``member_agreement``)."""
+    if not run.model_version.is_ensemble:
+        return predict_probability(run.model_version, image), {}
+    from ml.inference import ensemble_proba
+
+    # Members that already ran on this case are not run again: their stored maps are averaged.
     stored = {}
-    if run.model_version.is_ensemble:
-        # Members that already ran on this case are not run again: their stored maps are averaged.
-        for member_run in SegmentationRun.objects.filter(
-                case=run.case, model_version__name__in=run.model_version.members, status=RunStatus.DONE
-        ).select_related("model_version"):
-            stored[member_run.model_version.name] = load_probability(member_run)
-    return predict_probability(run.model_version, image, stored=stored)
+    for member_run in SegmentationRun.objects.filter(
+            case=run.case, model_version__name__in=run.model_version.members, status=RunStatus.DONE
+    ).select_related("model_version"):
+        stored[member_run.model_version.name] = load_probability(member_run)
+    members = member_probabilities(run.model_version, image, stored=stored)
+    return ensemble_proba([prob for _, prob in members]), member_agreement(run.model_version, members)
 
 
 def predict_probability(version: ModelVersion, image: np.ndarray, *, stored: dict | None = None) -> np.ndarray:
@@ -296,17 +303,37 @@ def predict_probability(version: ModelVersion, image: np.ndarray, *, stored: dic
         return _segmenter(version).predict_proba([image])[0]
     from ml.inference import ensemble_proba
 
+    return ensemble_proba([prob for _, prob in member_probabilities(version, image, stored=stored)])
+
+
+def member_probabilities(version: ModelVersion, image: np.ndarray, *,
+                         stored: dict | None = None) -> list[tuple[ModelVersion, np.ndarray]]:
+    """Each member of the ensemble ``version`` with its probability map of ``image``: the ``stored`` map
+    (by member name) when the member ran already with its own TTA, else a fresh prediction."""
     members = list(ModelVersion.objects.filter(name__in=version.members))
     if not members:
         raise SegmentationError("The ensemble has no member models; run `manage.py sync_models`.")
     tta = version.metadata.get("tta")  # None: each member's own choice, as its stored run made it
-    probs = []
+    out = []
     for member in members:
         prob = (stored or {}).get(member.name) if tta is None else None
         if prob is None or prob.shape != image.shape:
             prob = _segmenter(member).predict_proba([image], tta=tta)[0]
-        probs.append(prob)
-    return ensemble_proba(probs)
+        out.append((member, prob))
+    return out
+
+
+def member_agreement(version: ModelVersion, members: list[tuple[ModelVersion, np.ndarray]]) -> dict:
+    """``agreement``: mean pairwise Dice of the members' masks, each made with the member's own threshold
+    and clean-up (``ml.agreement.mask_agreement``); ``agreement_flagged``: whether it is below the
+    ensemble's ``agreement.flag_below`` (chosen on the validation split by ``python -m ml.agreement
+    --write``), or None when no such choice is stored."""
+    from ml.agreement import mask_agreement
+
+    value = mask_agreement([_binarize(member, prob) for member, prob in members])
+    flag_below = (version.metadata.get("agreement") or {}).get("flag_below")
+    flagged = None if value is None or flag_below is None else bool(value < flag_below)
+    return {"agreement": None if value is None else round(value, 4), "agreement_flagged": flagged}
 
 
 def segment_image(version: ModelVersion, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -364,7 +391,8 @@ def weights_used(version: ModelVersion) -> str:
     return f"{version.name}({', '.join(keys)})"[:255]
 
 
-def _store_result(run: SegmentationRun, mask: np.ndarray, prob: np.ndarray, runtime_ms: float) -> None:
+def _store_result(run: SegmentationRun, mask: np.ndarray, prob: np.ndarray, runtime_ms: float, *,
+                  agreement: float | None = None, agreement_flagged: bool | None = None) -> None:
     scan = run.case.scan
     m = measurements(mask, (scan.pixel_spacing_mm, scan.pixel_spacing_col_mm))
     stem = f"case{run.case_id}_{run.model_version.name}"
@@ -375,7 +403,8 @@ def _store_result(run: SegmentationRun, mask: np.ndarray, prob: np.ndarray, runt
         f"{stem}_prob.png", _png(np.clip(np.round(prob * 255.0), 0, 255).astype(np.uint8)), save=False)
     SegmentationRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
         status=RunStatus.DONE, error="", mask_file=run.mask_file.name, probability_file=run.probability_file.name,
-        runtime_ms=round(runtime_ms, 2), finished_at=timezone.now(), weights=weights_used(run.model_version), **m)
+        runtime_ms=round(runtime_ms, 2), finished_at=timezone.now(), weights=weights_used(run.model_version),
+        agreement=agreement, agreement_flagged=agreement_flagged, **m)
 
 
 def _after_run_finished(run_id: int) -> None:

@@ -93,6 +93,17 @@
     return el("p", { class: "badge review-" + seg.review_status, text: text });
   }
 
+  // How far the ensemble's members agree (mean pairwise Dice of their masks); flagged when below the
+  // level chosen on validation patients, where low agreement went with failed masks (ml/agreement.py).
+  function agreementNote(seg) {
+    var value = seg.agreement.toFixed(2);
+    if (seg.agreement_flagged) {
+      return el("p", { class: "message info agreement-flag", role: "note",
+        text: "The models disagree here (agreement " + value + "): check this outline with care." });
+    }
+    return el("p", { class: "muted small agreement", text: "Agreement between the models: " + value + " (1 = identical masks)" });
+  }
+
   function card(key, title, subtitle, body) {
     var layer = layers.get(key);
     var swatch = el("span", { class: "swatch", "aria-hidden": "true" });
@@ -128,6 +139,7 @@
       if (seg.status === "done") {
         body.push(el("p", {}, ["Area: ", el("strong", { text: TS.formatArea(seg.area_mm2, seg.area_px) }),
           seg.runtime_ms ? el("span", { class: "muted small", text: " · " + Math.round(seg.runtime_ms) + " ms" }) : null]));
+        if (seg.agreement !== null && seg.agreement !== undefined) body.push(agreementNote(seg));
         body.push(reviewBadge(seg));
         body.push(el("div", { class: "button-row" }, [reviewForm(seg, "validate", "Validate"),
                                                        reviewForm(seg, "reject", "Reject")]));
@@ -176,6 +188,11 @@
     });
     renderType();
     renderCards();
+    var flagged = state.segmentations.filter(function (seg) { return seg.is_primary && seg.agreement_flagged; })[0];
+    var warning = document.getElementById("agreement-warning");
+    warning.hidden = !flagged;
+    warning.textContent = flagged ? "The models disagree on this slice (agreement " + flagged.agreement.toFixed(2) +
+      "): check the primary outline with care." : "";
     var awaitingSuggestion = !state.predicted_tumour_type && state.segmentations.length &&
       (!state.tumour_type_source || state.tumour_type_source === "predicted");
     if (state.status === "queued" || state.status === "running") {

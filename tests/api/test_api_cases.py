@@ -52,6 +52,8 @@ def _flow(api, wait):
         assert seg["mask_url"] == f"http://testserver/api/segmentations/{seg['id']}/mask.png" and seg["area_px"] > 0
         assert "area_mm2" in seg
         assert seg["weights"].startswith(seg["model"]) and "@" in seg["weights"]
+        # Only the ensemble measures its members' agreement; the tiny members have no validated flag level.
+        assert (seg["agreement"] is not None) == (seg["model"] == "ensemble") and seg["agreement_flagged"] is None
         mask_png = api.get(seg["mask_url"])
         assert mask_png.status_code == 200 and mask_png["Content-Type"] == "image/png"
         assert (np.asarray(Image.open(io.BytesIO(mask_png.content))) > 127).sum() == seg["area_px"]

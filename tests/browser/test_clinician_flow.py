@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 from cases.models import Case, Diagnosis, MaskSource
 from cases.selectors import case_ground_truth_mask
 from recommender.services import case_base_build
+from segmentation.models import SegmentationRun
 from segmentation.services import model_versions_sync
 from segmentation.testing import make_case_base
 from tests.browser.helpers import sign_in, unlabelled_inputs
@@ -89,6 +90,9 @@ def test_the_whole_clinician_flow(page, live_server, case_base, doctor, real_sli
     for card in cards.all():
         expect(card).to_contain_text("Area:")
         expect(card).to_contain_text("Pending review")
+    expect(page.locator(".model-card[data-model=ensemble] .agreement")).to_contain_text("Agreement between the models: ")
+    expect(page.locator(".model-card[data-model=tiny_unet] .agreement")).to_have_count(0)
+    expect(page.locator("#agreement-warning")).to_be_hidden()  # the tiny members agree
     expect(page.locator("#type-suggestion")).to_contain_text("Suggested:", timeout=SLOW)
     expect(page.locator("#type-suggestion")).to_contain_text("confidence")
     expect(page.locator("#type-sources")).to_contain_text("From similar cases:")  # what the suggestion rests on
@@ -111,6 +115,19 @@ def test_the_whole_clinician_flow(page, live_server, case_base, doctor, real_sli
     page.get_by_label("Contour").check()
     page.get_by_label("ensemble (primary)").check()
     screenshot("05-case-page-toggled")
+
+    # Had the members disagreed, the status panel and the ensemble's card would say so.
+    SegmentationRun.objects.filter(case=case, model_version__name="ensemble").update(
+        agreement=0.31, agreement_flagged=True)
+    page.reload()
+    expect(page.locator("#agreement-warning")).to_have_text(
+        "The models disagree on this slice (agreement 0.31): check the primary outline with care.")
+    expect(page.locator(".model-card[data-model=ensemble] .agreement-flag")).to_contain_text("The models disagree here")
+    screenshot("05b-case-page-models-disagree")
+    SegmentationRun.objects.filter(case=case, model_version__name="ensemble").update(
+        agreement=1.0, agreement_flagged=False)
+    page.reload()
+    expect(page.locator("#agreement-warning")).to_be_hidden()
 
     # Sign-off of one AI mask keeps who did it.
     page.locator(".model-card[data-model=tiny_unet]").get_by_role("button", name="Validate").click()

@@ -49,10 +49,12 @@ def test_the_ensemble_takes_its_calibration_when_made_for_its_members(models_dir
     settings.TUMORSITE_MODELS_DIR = tmp_path
     (tmp_path / "ensemble.json").write_text(json.dumps({
         "members": ["tiny_unet", "tiny_attention_unet"], "threshold": 0.35,
-        "postprocess": {"keep_largest": True, "min_component_px": 0}, "tta": False}))
+        "postprocess": {"keep_largest": True, "min_component_px": 0}, "tta": False,
+        "agreement": {"flag_below": 0.55, "chosen_on": "val"}}))
     model_versions_sync()
     ensemble = ModelVersion.objects.get(name="ensemble")
     assert ensemble.threshold == 0.35 and ensemble.metadata["postprocess"]["keep_largest"] is True
+    assert ensemble.metadata["agreement"]["flag_below"] == 0.55
     (tmp_path / "ensemble.json").write_text(json.dumps({"members": ["other"], "threshold": 0.9}))
     model_versions_sync()
     assert ModelVersion.objects.get(name="ensemble").threshold == 0.0  # mean of the members' own

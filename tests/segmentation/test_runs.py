@@ -165,3 +165,32 @@ def test_a_storage_error_while_saving_is_retried(case, monkeypatch):
     assert run_segmentation_task.apply(args=[run.pk]).get() == "done"
     run.refresh_from_db()
     assert run.status == RunStatus.DONE and run.attempts == 2
+
+
+def test_the_ensemble_run_records_how_far_its_members_agree(case):
+    from ml.agreement import mask_agreement
+
+    services.segmentation_runs_create_for_case(case=case)
+    for name in ("tiny_unet", "tiny_attention_unet", "ensemble"):
+        run_segmentation_task.apply(args=[_runs(case)[name].pk])
+    runs = _runs(case)
+    assert runs["tiny_unet"].agreement is None and runs["tiny_unet"].agreement_flagged is None
+    # From the members' masks as stored (8-bit maps can move a pixel at the threshold, hence the tolerance).
+    stored_masks = [services.load_mask(runs[n]) for n in ("tiny_unet", "tiny_attention_unet")]
+    assert runs["ensemble"].agreement == pytest.approx(mask_agreement(stored_masks), abs=0.01)
+    assert 0.0 <= runs["ensemble"].agreement <= 1.0
+    assert runs["ensemble"].agreement_flagged is None  # no level chosen for these tiny members
+
+
+@pytest.mark.parametrize("flag_below, flagged", [(1.01, True), (0.0, False)])
+def test_the_ensemble_run_is_flagged_below_the_validated_agreement(case, flag_below, flagged):
+    from segmentation.models import ModelVersion
+
+    ensemble = ModelVersion.objects.get(name="ensemble")
+    ensemble.metadata = {**ensemble.metadata, "agreement": {"flag_below": flag_below, "chosen_on": "val"}}
+    ensemble.save()
+    services.segmentation_runs_create_for_case(case=case)
+    run_segmentation_task.apply(args=[_runs(case)["ensemble"].pk])  # the ensemble runs its members itself
+    run = _runs(case)["ensemble"]
+    assert run.status == RunStatus.DONE and run.agreement is not None
+    assert run.agreement_flagged is flagged

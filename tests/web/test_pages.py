@@ -225,6 +225,14 @@ def test_the_report_lists_the_models_the_measurements_and_the_diagnoses(owner_cl
     for text in ("Case report: case", "Tumour area", "unet_a", "ensemble", "Pending review", "Meningioma WHO grade I",
                  "Similar past cases", f"/cases/{segmented_case.pk}/overlay.png", 'media="print"'):
         assert text in html
+    assert "agreement between the models" not in html  # the fixture's runs recorded none
+
+    from segmentation.models import SegmentationRun
+
+    SegmentationRun.objects.filter(case=segmented_case, model_version__name="ensemble").update(
+        agreement=0.31, agreement_flagged=True)
+    html = owner_client.get(f"/cases/{segmented_case.pk}/report/").content.decode()
+    assert "agreement between the models 0.31: the models disagree, check this outline" in html
 
 
 def test_a_missing_case_is_a_404(owner_client):
