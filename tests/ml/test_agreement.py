@@ -64,3 +64,27 @@ def test_write_chooses_on_the_validation_split_only(capsys):
     with pytest.raises(SystemExit):
         main(["--data", "x", "--split", "test", "--write"])
     assert "--write chooses on the validation split only" in capsys.readouterr().err
+
+
+def test_the_shipped_flag_level_is_the_one_the_rule_picks_from_the_published_validation_slices():
+    """The committed figures hang together: ensemble.json's level is chosen from docs/results' validation
+    slices, and the test summary follows from its slices at that level and from the published masks."""
+    import json
+
+    from tests.conftest import REPO_ROOT
+
+    results = REPO_ROOT / "docs" / "results"
+    shipped = json.loads((REPO_ROOT / "models" / "ensemble.json").read_text())
+    val = json.loads((results / "agreement_val.json").read_text())
+    test = json.loads((results / "agreement_test.json").read_text())
+    assert val["members"] == test["members"] == sorted(shipped["members"])
+    level = choose_flag_below(val["slices"]["agreement"], val["slices"]["dice"])
+    assert shipped["agreement"]["flag_below"] == level == val["flag"]["flag_below"] == test["flag"]["flag_below"]
+    assert len(val["slices"]["dice"]) == 385 and len(test["slices"]["dice"]) == 406
+    assert test["flag"] == flag_report(test["slices"]["agreement"], test["slices"]["dice"], level)
+    assert study(test["slices"]["agreement"], test["slices"]["dice"],
+                 test["slices"]["tumour_type"])["spearman_rho"] == pytest.approx(test["spearman_rho"])
+    # The per-slice Dice are the published ensemble's, on the same slices.
+    published = json.loads((results / "segmentation_test.json").read_text())["models"]["ensemble"]
+    assert test["dice_mean"] == pytest.approx(published["dice_mean"], abs=1e-3)
+    assert shipped["metrics"]["val"]["dice_mean"] == pytest.approx(val["dice_mean"], abs=1e-3)
