@@ -75,7 +75,9 @@ def study(agreement: Sequence[float], dice: Sequence[float], types: Sequence[str
     if failed.any() and (~failed).any():
         auc = float(mannwhitneyu(agreement[~failed], agreement[failed]).statistic / (failed.sum() * (~failed).sum()))
     types = np.asarray(types)
-    return {"spearman_rho": float(spearmanr(agreement, dice).statistic), "failure_auc": auc,
+    # Undefined (None, not NaN, which JSON cannot hold) when either side is constant.
+    rho = float(spearmanr(agreement, dice).statistic) if np.ptp(agreement) and np.ptp(dice) else None
+    return {"spearman_rho": rho, "failure_auc": auc,
             "failure_dice": FAILURE_DICE, "dice_mean": float(dice.mean()),
             "failures_by_type": {t: int((failed & (types == t)).sum()) for t in sorted(set(types.tolist()))}}
 

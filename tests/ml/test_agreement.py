@@ -57,7 +57,9 @@ def test_the_flag_level_separates_failures_when_agreement_does():
 
 def test_the_area_under_the_curve_counts_ties_as_half():
     # One failure and two successes, all with the same agreement: no better than a coin.
-    assert study([0.5, 0.5, 0.5], [0.1, 0.9, 0.8], ["glioma"] * 3)["failure_auc"] == pytest.approx(0.5)
+    s = study([0.5, 0.5, 0.5], [0.1, 0.9, 0.8], ["glioma"] * 3)
+    assert s["failure_auc"] == pytest.approx(0.5)
+    assert s["spearman_rho"] is None  # a constant side has no rank correlation (and JSON has no NaN)
 
 
 def test_write_chooses_on_the_validation_split_only(capsys):
