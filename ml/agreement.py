@@ -115,7 +115,7 @@ def main(argv=None) -> None:
     from tqdm import tqdm
 
     from ml.calibrate import ENSEMBLE_FILE
-    from ml.data import load_slices, read_records, split_by_patient
+    from ml.data import load_slices, read_records, split_ids_as_trained
     from ml.inference import load_ensemble, load_segmenter, read_metadata, shipped_bundles
 
     parser = argparse.ArgumentParser(
@@ -139,10 +139,7 @@ def main(argv=None) -> None:
     if not ensemble_path.is_file():
         raise SystemExit(f"{ensemble_path} is missing: run `python -m ml.calibrate` first.")
     split = read_metadata(bundles[0])["training"]["split"]
-    ids = split_by_patient(read_records(args.data), seed=split.get("seed", 42),
-                           val_fraction=split.get("val_fraction", 0.15),
-                           test_fraction=split.get("test_fraction", 0.15))[args.split]
-    slices = load_slices(args.data, ids)
+    slices = load_slices(args.data, split_ids_as_trained(read_records(args.data), split, args.split))
     members = [load_segmenter(p) for p in bundles]
     ensemble = load_ensemble(args.models_dir, members)
     with tqdm(total=len(slices), desc=f"agreement ({args.split})", unit="slice", disable=None) as bar:

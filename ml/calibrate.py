@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.data import Slices, load_slices, read_records, split_by_patient
+from ml.data import Slices, load_slices, read_records, split_ids_as_trained
 from ml.evaluate import choose_postprocess, dice_iou, summarise
 from ml.postprocess import binarize
 
@@ -89,11 +89,7 @@ def cleanup_text(post: dict) -> str:
 
 
 def validation_slices(data_dir: str | Path, split_meta: dict) -> Slices:
-    records = read_records(data_dir)
-    ids = split_by_patient(records, seed=split_meta.get("seed", 42),
-                           val_fraction=split_meta.get("val_fraction", 0.15),
-                           test_fraction=split_meta.get("test_fraction", 0.15))["val"]
-    return load_slices(data_dir, ids)
+    return load_slices(data_dir, split_ids_as_trained(read_records(data_dir), split_meta, "val"))
 
 
 def _split_key(split_meta: dict) -> tuple:

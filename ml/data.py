@@ -141,6 +141,14 @@ def split_by_patient(records: list[Record], *, seed: int = 42, val_fraction: flo
     return split
 
 
+def split_ids_as_trained(records: list[Record], split_meta: dict, name: str) -> list[str]:
+    """The ids of split ``name`` ("train", "val" or "test") as a bundle was trained: ``split_meta`` is its
+    JSON's ``training.split`` (seed and fractions; the defaults are those of ``split_by_patient``)."""
+    return split_by_patient(records, seed=split_meta.get("seed", 42),
+                            val_fraction=split_meta.get("val_fraction", 0.15),
+                            test_fraction=split_meta.get("test_fraction", 0.15))[name]
+
+
 def kfold_by_patient(records: list[Record], k: int = 5, *, seed: int = 42) -> list[list[str]]:
     """``k`` folds of slice ids by patient group, each type's groups dealt round-robin by size."""
     fold_of: dict[str, int] = {}

@@ -90,3 +90,65 @@ def test_the_shipped_flag_level_is_the_one_the_rule_picks_from_the_published_val
     published = json.loads((results / "segmentation_test.json").read_text())["models"]["ensemble"]
     assert test["dice_mean"] == pytest.approx(published["dice_mean"], abs=1e-3)
     assert shipped["metrics"]["val"]["dice_mean"] == pytest.approx(val["dice_mean"], abs=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_main_scores_the_bundles_split_and_writes_the_level_it_chose(figshare_dir, tmp_path, capsys):
+    """End to end with two tiny bundles on a folder of real 512 px slices: the validation patients of the
+    bundles' own split are scored, --write stores the level the rule picks from those slices, and a test
+    run reuses the stored level on the test patients."""
+    import csv
+    import json
+    import shutil
+
+    from ml.data import read_records, split_ids_as_trained
+    from ml.inference import save_bundle
+    from ml.models import ModelSpec
+
+    # 30 real slices, dealt to 15 patient groups of 2 slices with 5 groups per tumour type.
+    src = figshare_dir / "samples_512"
+    stems = sorted(p.stem for p in src.glob("*.png") if not p.stem.endswith("_mask"))[:30]
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    kinds = ("meningioma", "glioma", "pituitary")
+    with (data / "cases.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "label", "label_name", "pid", "patient_group"])
+        for n, stem in enumerate(stems):
+            group = n // 2
+            writer.writerow([stem, group % 3 + 1, kinds[group % 3], f"P{group}", f"P{group}"])
+            shutil.copy(src / f"{stem}.png", data / "images" / f"{stem}.png")
+            shutil.copy(src / f"{stem}_mask.png", data / "masks" / f"{stem}.png")
+    split = {"by": "patient_group", "seed": 5, "val_fraction": 0.3, "test_fraction": 0.3}
+    models = tmp_path / "models"
+    for seed, arch in enumerate(("unet", "attention_unet")):
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        spec = ModelSpec(architecture=arch, input_size=32, base_filters=4, depth=3)
+        save_bundle(spec.build(), models, f"tiny_{arch}", {"spec": spec.get_config(), "threshold": 0.5,
+                                                           "training": {"split": split}})
+
+    argv = ["--data", str(data), "--models-dir", str(models)]
+    with pytest.raises(SystemExit, match="ensemble.json is missing"):
+        main(argv)
+    (models / "ensemble.json").write_text(json.dumps({"members": ["tiny_attention_unet", "tiny_unet"],
+                                                      "threshold": 0.5}))
+    main([*argv, "--split", "val", "--write", "--json", str(tmp_path / "val.json")])
+    val = json.loads((tmp_path / "val.json").read_text())
+    records = read_records(data)
+    assert val["slices"]["id"] == split_ids_as_trained(records, split, "val") != []
+    assert val["members"] == ["tiny_attention_unet", "tiny_unet"]
+    assert all(0.0 <= a <= 1.0 for a in val["slices"]["agreement"])
+    level = choose_flag_below(val["slices"]["agreement"], val["slices"]["dice"])
+    stored = json.loads((models / "ensemble.json").read_text())["agreement"]
+    assert stored["flag_below"] == level == val["flag"]["flag_below"] and stored["chosen_on"] == "val"
+    assert f"wrote agreement.flag_below = {level}" in capsys.readouterr().out
+
+    main([*argv, "--split", "test", "--json", str(tmp_path / "test.json")])
+    test = json.loads((tmp_path / "test.json").read_text())
+    assert test["slices"]["id"] == split_ids_as_trained(records, split, "test")
+    assert not set(test["slices"]["id"]) & set(val["slices"]["id"])
+    assert test["flag"] == flag_report(test["slices"]["agreement"], test["slices"]["dice"], level)

@@ -5,7 +5,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ml.data import Record, kfold_by_patient, split_by_patient
+from ml.data import Record, kfold_by_patient, split_by_patient, split_ids_as_trained
 
 
 def _records():
@@ -42,6 +42,17 @@ def test_split_is_seeded_and_stratified_by_type():
 def test_bad_fractions_are_refused():
     with pytest.raises(ValueError, match="sum to less than 1"):
         split_by_patient(_records(), val_fraction=0.6, test_fraction=0.5)
+
+
+def test_a_bundles_split_is_rebuilt_from_its_metadata():
+    recs = _records()
+    meta = {"by": "patient_group", "seed": 7, "val_fraction": 0.2, "test_fraction": 0.1}
+    made = split_by_patient(recs, seed=7, val_fraction=0.2, test_fraction=0.1)
+    for name in ("train", "val", "test"):
+        assert split_ids_as_trained(recs, meta, name) == made[name]
+    assert split_ids_as_trained(recs, meta, "val") != split_by_patient(recs, seed=7)["val"]  # fractions count
+    # Metadata written before the fractions were recorded: split_by_patient's defaults.
+    assert split_ids_as_trained(recs, {}, "test") == split_by_patient(recs, seed=42)["test"]
 
 
 def test_kfold_partitions_by_patient_group():

@@ -41,7 +41,7 @@ class Command(BaseCommand):
         import numpy as np
         from tqdm import tqdm
 
-        from ml.data import load_slices, read_records, split_by_patient
+        from ml.data import load_slices, read_records, split_ids_as_trained
         from ml.evaluate import evaluate_masks, group_bootstrap_ci
         from ml.inference import load_ensemble, load_segmenter, shipped_bundles
 
@@ -65,9 +65,7 @@ class Command(BaseCommand):
         ids = [r.id for r in records]
         if o["split"] != "all":
             split_cfg = next(iter(segmenters.values())).metadata.get("training", {}).get("split", {})
-            ids = split_by_patient(records, seed=split_cfg.get("seed", 42),
-                                   val_fraction=split_cfg.get("val_fraction", 0.15),
-                                   test_fraction=split_cfg.get("test_fraction", 0.15))[o["split"]]
+            ids = split_ids_as_trained(records, split_cfg, o["split"])
         if o["limit"]:
             ids = ids[: o["limit"]]
         slices = load_slices(data, ids)
