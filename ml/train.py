@@ -301,7 +301,8 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             model.compile(optimizer=model.optimizer, loss=losses.get_loss(cfg.loss),
                           metrics={f"mask_x0{heads}": [losses.dice]})
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=state["epochs_done"],
-                  callbacks=_callbacks(cfg, run_dir, state, log), verbose=verbose)
+                  callbacks=_callbacks(cfg, run_dir, state, log), verbose=verbose,
+                  shuffle=False)  # the dataset reshuffles itself each epoch (seeded)
     (run_dir / "state.json").write_text(json.dumps(state, indent=2))
     model.load_weights(run_dir / "best.weights.h5")
 

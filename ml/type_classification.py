@@ -152,7 +152,8 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
                                                augmentation=augmentation_preset(cfg.augmentation), seed=cfg.seed)
         val_ds = make_classification_dataset(x_val, y_val, batch_size=cfg.batch_size)
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=state["epochs_done"],
-                  callbacks=_callbacks(cfg, run_dir, state, log, monitor="val_accuracy"), verbose=verbose)
+                  callbacks=_callbacks(cfg, run_dir, state, log, monitor="val_accuracy"), verbose=verbose,
+                  shuffle=False)  # the dataset reshuffles itself each epoch (seeded)
     (run_dir / "state.json").write_text(json.dumps(state, indent=2))
     model.load_weights(run_dir / "best.weights.h5")
 
