@@ -60,8 +60,8 @@ class TrainConfig:
             self.name = f"{self.architecture}_{self.encoder}_{self.image_size}"
         if self.run_dir is None:
             self.run_dir = str(Path("runs") / self.name)
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be at least 1.")
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise ValueError("epochs, batch_size and patience must be at least 1.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
         augmentation_preset(self.augmentation)  # fails early on an unknown name
@@ -340,6 +340,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
                       "sizes": {side: len(ids) for side, ids in split.items()}},
             "epochs_planned": cfg.epochs, "epochs_done": state["epochs_done"], "best_epoch": state["best_epoch"],
             "stopped_by_time_budget": bool(state.get("stopped_by_time_budget")),
+            "early_stopping": {"monitor": "val_dice", "patience": cfg.patience},
             "batch_size": cfg.batch_size, "loss": cfg.loss, "optimizer": "adam",
             "lr": {"start": cfg.lr_start, "end": cfg.lr_end, "schedule": "exponential per epoch"},
             "augmentation": (None if augmentation_preset(cfg.augmentation) is None
@@ -388,6 +389,8 @@ def main(argv=None) -> None:
     parser.add_argument("--output-dir", default="models")
     parser.add_argument("--run-dir")
     parser.add_argument("--max-minutes", type=float)
+    parser.add_argument("--patience", type=int, default=12,
+                        help="early stopping: epochs without a validation Dice gain (default 12)")
     parser.add_argument("--lr-start", type=float, default=1e-3, help="initial learning rate (default 1e-3)")
     parser.add_argument("--lr-end", type=float, default=1e-4, help="final learning rate (default 1e-4)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
@@ -406,6 +409,7 @@ def main(argv=None) -> None:
                       image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
                       base_filters=args.base_filters, depth=args.depth, encoder_weights=args.encoder_weights, name=args.name,
                       output_dir=args.output_dir, run_dir=args.run_dir, max_minutes=args.max_minutes,
+                      patience=args.patience,
                       lr_start=args.lr_start, lr_end=args.lr_end,
                       precision=args.precision, seed=args.seed, init_from=args.init_from,
                       augmentation=args.augmentation, dropout=args.dropout, loss=args.loss),

@@ -40,6 +40,8 @@ class Command(BaseCommand):
                             help="where to write the bundle (default: TUMORSITE_MODELS_DIR)")
         parser.add_argument("--run-dir", help="checkpoints, CSV log and curves (default: runs/<name>)")
         parser.add_argument("--max-minutes", type=float, help="stop after the epoch that would exceed this budget")
+        parser.add_argument("--patience", type=int, default=12,
+                            help="early stopping: epochs without a validation Dice gain before stopping (default 12)")
         parser.add_argument("--lr-start", type=float, default=1e-3,
                             help="initial learning rate (default 1e-3; lower it to fine-tune a warm start)")
         parser.add_argument("--lr-end", type=float, default=1e-4, help="final learning rate (default 1e-4)")
@@ -84,7 +86,7 @@ class Command(BaseCommand):
                 image_size=o["image_size"], epochs=o["epochs"], batch_size=o["batch_size"],
                 base_filters=o["base_filters"], depth=o["depth"], encoder_weights=o["encoder_weights"], name=o["name"],
                 output_dir=o["output_dir"], run_dir=o["run_dir"], max_minutes=o["max_minutes"],
-                lr_start=o["lr_start"], lr_end=o["lr_end"],
+                patience=o["patience"], lr_start=o["lr_start"], lr_end=o["lr_end"],
                 precision=o["precision"], seed=o["seed"], limit=o["limit"], init_from=o["init_from"],
                 augmentation=o["augmentation"], dropout=o["dropout"], loss=o["loss"])
             result = train(cfg, log=self.stdout.write, verbose=1 if self.stdout.isatty() else 2)
