@@ -35,22 +35,23 @@ bench: install
 # After a bundle in models/ changes: re-derive every published figure, in the order the README gives.
 # Recalibrate (validation), re-choose the agreement level (validation), then score the test split once,
 # time the models, and re-score the recommender in a throwaway embedded instance (./var is not touched).
-# About 35 min on 2 cores with AVX512-BF16. Then update the README tables and docs/model-history.md.
-RESCORE_ENV := env -u DATABASE_URL -u CELERY_BROKER_URL
+# About 30 min on 2 cores with AVX512-BF16 (release 9). Then update the README tables and
+# docs/model-history.md by hand from the JSON files it writes.
 rescore: install
 	@test -f '$(DATA)/cases.csv' || { echo "rescore: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
 	$(PY) -m ml.calibrate --data '$(DATA)' --models-dir models
 	$(PY) -m ml.agreement --data '$(DATA)' --models-dir models --split val --write --json docs/results/agreement_val.json
 	$(PY) -m ml.agreement --data '$(DATA)' --models-dir models --split test --json docs/results/agreement_test.json
-	$(RESCORE_ENV) $(PY) manage.py evaluate_segmentation --data '$(DATA)' --split test --json docs/results/segmentation_test.json
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py evaluate_segmentation --data '$(DATA)' --split test --json docs/results/segmentation_test.json
 	$(PY) benchmarks/segmentation.py
 	@var=$$(mktemp -d) && trap 'rm -rf "$$var"' EXIT && set -e && \
 	  echo "rescore: retrieval in a throwaway instance ($$var)" && \
-	  $(RESCORE_ENV) TUMORSITE_VAR_DIR="$$var" $(PY) manage.py migrate --noinput -v0 && \
-	  $(RESCORE_ENV) TUMORSITE_VAR_DIR="$$var" $(PY) manage.py import_cases '$(DATA)' && \
-	  $(RESCORE_ENV) TUMORSITE_VAR_DIR="$$var" $(PY) manage.py sync_models && \
-	  $(RESCORE_ENV) TUMORSITE_VAR_DIR="$$var" $(PY) manage.py build_case_base && \
-	  $(RESCORE_ENV) TUMORSITE_VAR_DIR="$$var" TUMORSITE_PRIMARY_MODEL=ensemble $(PY) manage.py evaluate_retrieval \
+	  unset DATABASE_URL CELERY_BROKER_URL && export TUMORSITE_VAR_DIR="$$var" && \
+	  $(PY) manage.py migrate --noinput -v0 && \
+	  $(PY) manage.py import_cases '$(DATA)' && \
+	  $(PY) manage.py sync_models && \
+	  $(PY) manage.py build_case_base && \
+	  TUMORSITE_PRIMARY_MODEL=ensemble $(PY) manage.py evaluate_retrieval \
 	    --data '$(DATA)' --split test --classifier-weights 0 1 --json docs/results/retrieval_test.json
 
 check-compose: install
