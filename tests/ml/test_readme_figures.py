@@ -1,4 +1,4 @@
-"""The README's shipped-model table is typed by hand after `make rescore`; these checks tie every figure
+"""The README's shipped-model and agreement tables are typed by hand after `make rescore`; these checks tie every figure
 in it to the committed JSON it was copied from, so a stale or mistyped number fails CI.
 
 `tests/ml/test_shipped_models.py` ties the JSON to the bundles (it re-scores the test split); this
@@ -16,16 +16,24 @@ TABLE_HEADER = "| model | params | input | training"
 TYPES = ("meningioma", "glioma", "pituitary")
 
 
-def shipped_table_rows() -> dict[str, list[str]]:
-    """The README's shipped-model table as {model name: cells}, the name being the first cell's
-    back-quoted word (or "ensemble")."""
+def readme_table(header_start: str) -> tuple[str, list[list[str]]]:
+    """The header line and the body rows (as lists of cells) of the README table whose header starts
+    with ``header_start``."""
     lines = (REPO_ROOT / "README.md").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(TABLE_HEADER))
-    rows = {}
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
     for line in lines[start + 2:]:
         if not line.startswith("|"):
             break
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return lines[start], rows
+
+
+def shipped_table_rows() -> dict[str, list[str]]:
+    """The README's shipped-model table as {model name: cells}, the name being the first cell's
+    back-quoted word (or "ensemble")."""
+    rows = {}
+    for cells in readme_table(TABLE_HEADER)[1]:
         match = re.match(r"`(\w+)`", cells[0])
         rows[match.group(1) if match else cells[0].split()[0]] = cells
     return rows
@@ -71,3 +79,26 @@ def test_size_and_validation_dice_match_the_bundle_metadata(name):
 def test_the_ensemble_validation_dice_matches_its_metadata():
     cells = shipped_table_rows()["ensemble"]
     assert number(cells[4]) == round(published("models/ensemble.json")["metrics"]["val"]["dice_mean"], 3)
+
+
+@pytest.mark.parametrize("row, split", [(0, "val"), (1, "test")])
+def test_agreement_table_matches_the_committed_agreement_runs(row, split):
+    header, rows = readme_table("| split | slices (failures)")
+    cells = rows[row]
+    scored = published(f"docs/results/agreement_{split}.json")
+    flag = scored["flag"]
+    assert f"agreement < {flag['flag_below']:g}" in header
+    assert cells[1] == f"{flag['n']} ({flag['n_failures']}: {scored['failures_by_type']['glioma']} glioma)"
+    assert number(cells[2]) == round(scored["spearman_rho"], 2)
+    assert number(cells[3]) == round(scored["failure_auc"], 2)
+    assert cells[4] == f"{flag['n_flagged']} ({100 * flag['n_flagged'] / flag['n']:.0f} %)"
+    caught = round(flag["sensitivity"] * flag["n_failures"])
+    assert cells[5] == f"{caught} ({100 * flag['sensitivity']:.0f} %)"
+    assert cells[6] == f"{100 * flag['specificity']:.0f} %"
+    assert [number(part) for part in cells[7].split("/")] == [
+        round(flag["dice_flagged"], 2), round(flag["dice_not_flagged"], 2)]
+
+
+def test_the_agreement_level_in_the_readme_is_the_one_the_ensemble_ships():
+    header, _ = readme_table("| split | slices (failures)")
+    assert f"agreement < {published('models/ensemble.json')['agreement']['flag_below']:g}" in header
