@@ -1,4 +1,4 @@
-"""The README's shipped-model and agreement tables are typed by hand after `make rescore`; these checks tie every figure
+"""The README's shipped-model, agreement and retrieval tables are typed by hand after `make rescore`; these checks tie every figure
 in it to the committed JSON it was copied from, so a stale or mistyped number fails CI.
 
 `tests/ml/test_shipped_models.py` ties the JSON to the bundles (it re-scores the test split); this
@@ -102,3 +102,21 @@ def test_agreement_table_matches_the_committed_agreement_runs(row, split):
 def test_the_agreement_level_in_the_readme_is_the_one_the_ensemble_ships():
     header, _ = readme_table("| split | slices (failures)")
     assert f"agreement < {published('models/ensemble.json')['agreement']['flag_below']:g}" in header
+
+
+@pytest.mark.parametrize("row, weight", [(1, "0.0"), (2, "1.0"), (3, None)])
+def test_retrieval_rows_match_the_committed_retrieval_run(row, weight):
+    """The pipeline rows (predicted masks) of the retrieval table; the first row (ground-truth masks)
+    was measured once, with an early release's case base, and has no JSON here."""
+    cells = readme_table("| masks of the queries | features | mAP@10")[1][row]
+    scored = published("docs/results/retrieval_test.json")
+    figures = scored["by_classifier_weight"][weight] if weight else scored
+    if weight is None:
+        assert f"`w` = {scored['classifier_weight']:g}" in cells[0]
+        assert number(cells[6]) == round(scored["query_ms_p50"])
+        assert number(cells[7]) == round(scored["pipeline_ms_p50"])
+    assert number(cells[2]) == round(figures["map"], 3)
+    assert number(cells[3]) == round(figures["precision_at_10"], 3)
+    assert number(cells[4]) == round(figures["type_accuracy"], 3)
+    assert [number(part) for part in cells[5].split("/")] == [
+        round(figures["type_accuracy_by_type"][t], 3) for t in TYPES]
