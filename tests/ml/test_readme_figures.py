@@ -1,5 +1,6 @@
-"""The README's shipped-model, agreement and retrieval tables are typed by hand after `make rescore`; these checks tie every figure
-in it to the committed JSON it was copied from, so a stale or mistyped number fails CI.
+"""The README's shipped-model, agreement and retrieval tables are typed by hand after `make rescore`;
+these checks tie every figure in them to the committed JSON it was copied from, so a stale or mistyped
+number fails CI.
 
 `tests/ml/test_shipped_models.py` ties the JSON to the bundles (it re-scores the test split); this
 file ties the README to the JSON, and needs neither the data nor TensorFlow.
