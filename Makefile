@@ -35,8 +35,9 @@ bench: install
 # After a bundle in models/ changes: re-derive every published figure, in the order the README gives.
 # Recalibrate (validation), re-choose the agreement level (validation), then score the test split once,
 # time the models, and re-score the recommender in a throwaway embedded instance (./var is not touched).
-# About 30 min on 2 cores with AVX512-BF16 (release 9). Then update the README tables and
-# docs/model-history.md by hand from the JSON files it writes.
+# 20–30 min on 2 cores with AVX512-BF16 (30 for release 9, 20 for release 10). Then update the README tables and
+# docs/model-history.md by hand from the JSON files it writes (tests/ml/test_readme_figures.py
+# checks the README's model, agreement and retrieval tables against them).
 rescore: install
 	@test -f '$(DATA)/cases.csv' || { echo "rescore: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
 	$(PY) -m ml.calibrate --data '$(DATA)' --models-dir models
