@@ -175,7 +175,7 @@ def compare_bundles(candidate: Path, bundles: list[Path], val: Slices, *, folds:
     choices in both ensembles; only its threshold and clean-up are chosen per fold. Writes nothing.
     """
     from ml.evaluate import _best_setting, cross_validate_tables, dice_table, group_bootstrap_ci
-    from ml.inference import ensemble_proba, load_segmenter, read_metadata
+    from ml.inference import ensemble_proba, file_sha256, load_segmenter, read_metadata
 
     bundles = [p for p in bundles if p.resolve() != Path(candidate).resolve()]
 
@@ -204,7 +204,9 @@ def compare_bundles(candidate: Path, bundles: list[Path], val: Slices, *, folds:
         ens_probs = [ensemble_proba(list(ps)) for ps in zip(*(chosen[p][0][0] for p in members))]
         ens_table = dice_table(ens_probs, val.masks)
         rows[label] = {"single": (in_sample, table), "ensemble": (ens_table[_best_setting(ens_table.mean(1))], ens_table)}
-    report = {"candidate": str(candidate), "shipped": str(replaced[0]), "folds": folds, "repeats": repeats}
+    # The paths alone stop naming the compared weights once the candidate is copied over the shipped bundle.
+    report = {"candidate": str(candidate), "shipped": str(replaced[0]), "folds": folds, "repeats": repeats,
+              "sha256": {"candidate": file_sha256(candidate), "shipped": file_sha256(replaced[0])}}
     for kind in ("single", "ensemble"):
         held_out = cross_validate_tables({label: rows[label][kind][1] for label in rows}, groups,
                                          folds=folds, repeats=repeats)

@@ -8,6 +8,7 @@ original size (bilinear), so masks always match the uploaded image.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -20,6 +21,15 @@ from ml.postprocess import binarize, postprocess_options
 
 _CACHE: dict[tuple, "Segmenter"] = {}
 _CACHE_LOCK = threading.Lock()
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file (a bundle's weights), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_metadata(keras_path: str | Path) -> dict:

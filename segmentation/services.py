@@ -11,7 +11,6 @@ Execution is split so that a Celery task stays a thin entry point:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -28,6 +27,7 @@ from django.utils import timezone
 from PIL import Image
 
 from cases.models import Case
+from ml.inference import file_sha256
 from segmentation.models import ENSEMBLE_NAME, ModelVersion, RunStatus, SegmentationRun
 
 logger = logging.getLogger(__name__)
@@ -48,14 +48,6 @@ class SegmentationError(Exception):
 
 def models_dir() -> Path:
     return Path(settings.TUMORSITE_MODELS_DIR)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:

@@ -1,5 +1,6 @@
 """`python -m ml.calibrate --compare`: a candidate bundle against the shipped bundle of its architecture."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -57,6 +58,9 @@ def test_a_copy_of_the_shipped_bundle_compares_equal_and_matches_calibrate(shipp
     val = _slices()
     report = compare_bundles(copy, shipped_bundles(shipped), val, folds=3, repeats=2)
     assert report["shipped"].endswith("tiny_unet.keras")
+    # The weights are named by content too, since a shipped path is overwritten when a candidate ships.
+    assert report["sha256"] == {"candidate": hashlib.sha256(copy.read_bytes()).hexdigest(),
+                                "shipped": hashlib.sha256((shipped / "tiny_unet.keras").read_bytes()).hexdigest()}
     for kind in ("single", "ensemble"):
         assert report[kind]["candidate"] == report[kind]["shipped"]
         for key in ("difference_in_sample", "difference_held_out"):
