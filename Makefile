@@ -37,14 +37,14 @@ bench: install
 # time the models, and re-score the recommender in a throwaway embedded instance (./var is not touched).
 # 20–30 min on 2 cores with AVX512-BF16 (30 for release 9, 20 for release 10). Then update the README tables and
 # docs/model-history.md by hand from the JSON files it writes (tests/ml/test_readme_figures.py
-# checks the README's model, agreement and retrieval tables against them).
+# checks the README's model, agreement, speed and retrieval tables against them).
 rescore: install
 	@test -f '$(DATA)/cases.csv' || { echo "rescore: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
 	$(PY) -m ml.calibrate --data '$(DATA)' --models-dir models
 	$(PY) -m ml.agreement --data '$(DATA)' --models-dir models --split val --write --json docs/results/agreement_val.json
 	$(PY) -m ml.agreement --data '$(DATA)' --models-dir models --split test --json docs/results/agreement_test.json
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py evaluate_segmentation --data '$(DATA)' --split test --json docs/results/segmentation_test.json
-	$(PY) benchmarks/segmentation.py
+	$(PY) benchmarks/segmentation.py --json docs/results/benchmark_segmentation.json
 	@var=$$(mktemp -d) && trap 'rm -rf "$$var"' EXIT && set -e && \
 	  echo "rescore: retrieval in a throwaway instance ($$var)" && \
 	  unset DATABASE_URL CELERY_BROKER_URL && export TUMORSITE_VAR_DIR="$$var" && \

@@ -5,9 +5,10 @@ project's fp32 U-Net (128x128 input, 64 to 512 filters, ~22.7 M parameters, call
 ``model.predict`` per slice) as the baseline. Each configuration runs in its own subprocess so that
 peak memory (max RSS) is its own.
 
-    python benchmarks/segmentation.py [--models-dir DIR] [--repeats 30]
+    python benchmarks/segmentation.py [--models-dir DIR] [--repeats 30] [--json OUT]
 
-Prints a table; nothing here is a test. Figures depend on the machine: note its CPU with the result.
+Prints a table; nothing here is a test. Figures depend on the machine: ``--json`` also writes the rows
+with the CPU model, its bf16 flags and the core count, so a published figure keeps its machine.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--models-dir", default=os.environ.get("TUMORSITE_MODELS_DIR", str(ROOT / "models")))
     parser.add_argument("--repeats", type=int, default=30, help="timed calls at batch 1 (batch 16: repeats/8)")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--json", help="also write the rows and the machine to this JSON file")
     parser.add_argument("--_child", nargs=3, metavar=("TARGET", "PRECISION", "REPEATS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:
@@ -125,6 +127,25 @@ def main() -> None:
         speedup = f"{base / r['ms_per_slice_b1']:.1f}x" if base else "-"
         print(f"{label:28} {precision:5} {r['params']:>10,} {r['ms_per_slice_b1']:>12.2f} "
               f"{r['ms_per_slice_b16']:>13.2f} {r['peak_rss_mb']:>8.0f} {speedup:>9}")
+    if args.json:
+        report = {"machine": machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "repeats": args.repeats,
+                  "rows": [{"model": label, "precision": precision, **r,
+                            "x_seed_b1": base / r["ms_per_slice_b1"] if base else None}
+                           for label, precision, r in rows]}
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+
+
+def machine() -> dict:
+    """The CPU the figures belong to: model name, bf16 units (AMX, AVX512-BF16) and core count."""
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                  if line.startswith("model name")), "unknown")
+    flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                      if line.startswith("flags")), []))
+    return {"cpu": model, "cores": os.cpu_count(),
+            "bf16_units": sorted(flags & {"amx_bf16", "avx512_bf16"})}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""The README's shipped-model, agreement and retrieval tables are typed by hand after `make rescore`;
-these checks tie every figure in them to the committed JSON it was copied from, so a stale or mistyped
-number fails CI.
+"""The README's shipped-model, agreement, speed and retrieval tables are typed by hand after
+`make rescore`; these checks tie every figure in them to the committed JSON it was copied from, so a
+stale or mistyped number fails CI.
 
 `tests/ml/test_shipped_models.py` ties the JSON to the bundles (it re-scores the test split); this
 file ties the README to the JSON, and needs neither the data nor TensorFlow.
@@ -121,3 +121,27 @@ def test_retrieval_rows_match_the_committed_retrieval_run(row, weight):
     assert number(cells[4]) == round(figures["type_accuracy"], 3)
     assert [number(part) for part in cells[5].split("/")] == [
         round(figures["type_accuracy_by_type"][t], 3) for t in TYPES]
+
+
+def as_published(cell: str, value: float) -> float:
+    """``value`` rounded to as many decimals as the README cell shows."""
+    text = cell.replace("*", "").replace("×", "").strip()
+    return round(value, len(text.split(".")[1]) if "." in text else 0)
+
+
+def test_speed_table_matches_the_committed_benchmark_run():
+    """Every row of the README's speed table is a row of `benchmarks/segmentation.py --json`'s one run,
+    and every row of that run is in the table."""
+    _, rows = readme_table("| model | precision | ms/slice batch 1")
+    run = published("docs/results/benchmark_segmentation.json")
+    measured = {(r["model"].split()[0], r["precision"]): r for r in run["rows"]}
+    seen = set()
+    for cells in rows:
+        match = re.match(r"`(\w+)`", cells[0])
+        key = (match.group(1) if match else "seed_unet", cells[1])
+        r = measured[key]
+        seen.add(key)
+        for cell, value in zip(cells[2:6], (r["ms_per_slice_b1"], r["ms_per_slice_b16"], r["peak_rss_mb"],
+                                            r["x_seed_b1"])):
+            assert number(cell.replace("×", "")) == as_published(cell, value), (key, cell, value)
+    assert seen == set(measured)
