@@ -52,6 +52,8 @@ def test_the_whole_clinician_flow(page, live_server, case_base, doctor, real_sli
     bad = tmp_path / "referral-letter.png"
     bad.write_bytes(b"Dear colleague, please find attached... (not an image)")
     page.get_by_role("link", name="Upload", exact=True).click()
+    expect(page).to_have_url(live_server.url + "/upload/")
+    page.wait_for_load_state("load")  # upload.js attaches the file input's handler; the input exists before it runs
     assert unlabelled_inputs(page) == []
     page.get_by_label("Patient identifier").fill("BROWSER-PATIENT")
     page.set_input_files("#files", [str(real_slice), str(bad)])

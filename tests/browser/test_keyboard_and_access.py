@@ -40,6 +40,9 @@ def test_a_clinician_works_from_the_keyboard_and_cannot_reach_admin(page, live_s
     expect(page.get_by_role("link", name="Upload", exact=True)).to_be_focused()
     page.keyboard.press("Enter")
     expect(page).to_have_url(live_server.url + "/upload/")
+    # The form can be tabbed through before upload.js has run and attached the drop handler (a race seen in
+    # CI on a busy machine): wait for the load event, which follows the page's scripts.
+    page.wait_for_load_state("load")
     assert unlabelled_inputs(page) == []
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
