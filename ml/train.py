@@ -2,13 +2,15 @@
 
 Resumable: every epoch writes ``<run_dir>/last.keras`` and ``state.json``; running the same
 configuration again continues from there. The best epoch (by validation Dice) is kept in
-``best.weights.h5``; the CSV log and a training-curve PNG sit beside it.
+``best.weights.h5``; the CSV log and a training-curve PNG sit beside it. With ``keep_epochs`` every
+epoch's model is also kept as ``<run_dir>/epochs/epoch_NN.keras``, for ``ml.average``.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -53,6 +55,7 @@ class TrainConfig:
     limit: int | None = None  # use at most this many train and val slices (smoke tests)
     init_from: str | None = None  # a .keras model whose same-named, same-shaped layers seed this one
     augmentation: str = "standard"  # a preset of ml.data.AUGMENTATIONS: none, standard or strong
+    keep_epochs: bool = False  # keep every epoch's model in <run_dir>/epochs/ (for weight averaging)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -166,6 +169,9 @@ def _callbacks(cfg, run_dir: Path, state: dict, log, *, monitor: str = "val_dice
             else:
                 state["stale"] = state.get("stale", 0) + 1
             self.model.save(run_dir / "last.keras")
+            if getattr(cfg, "keep_epochs", False):
+                (run_dir / "epochs").mkdir(exist_ok=True)
+                shutil.copyfile(run_dir / "last.keras", run_dir / "epochs" / f"epoch_{epoch + 1:02d}.keras")
             log(f"epoch {epoch + 1}/{cfg.epochs}: {monitor}={score:.4f} best={state[best_key]:.4f} "
                 f"(epoch {state['best_epoch']})")
             if state["stale"] >= cfg.patience:
@@ -399,6 +405,8 @@ def main(argv=None) -> None:
     parser.add_argument("--init-from", help="a .keras model whose same-named, same-shaped layers seed this one")
     parser.add_argument("--augmentation", default="standard", choices=list(AUGMENTATIONS),
                         help="training augmentation preset (default standard)")
+    parser.add_argument("--keep-epochs", action="store_true",
+                        help="keep every epoch's model in <run-dir>/epochs/ (for python -m ml.average)")
     parser.add_argument("--dropout", type=float, default=0.0, help="spatial dropout after the bottleneck block (default 0)")
     parser.add_argument("--loss", default="bce_dice", choices=list(LOSSES),
                         help="bce_dice (default), dice, focal, or lovasz (Lovász hinge: for fine-tuning at a low rate)")
@@ -412,7 +420,8 @@ def main(argv=None) -> None:
                       patience=args.patience,
                       lr_start=args.lr_start, lr_end=args.lr_end,
                       precision=args.precision, seed=args.seed, init_from=args.init_from,
-                      augmentation=args.augmentation, dropout=args.dropout, loss=args.loss),
+                      augmentation=args.augmentation, dropout=args.dropout, loss=args.loss,
+                      keep_epochs=args.keep_epochs),
           log=lambda msg: print(msg, flush=True))
 
 

@@ -59,6 +59,8 @@ class Command(BaseCommand):
         parser.add_argument("--loss", default="bce_dice", choices=list(LOSSES),
                             help="bce_dice (BCE + soft Dice, the default), dice, focal, or lovasz (Lovász hinge, "
                                  "per image: for fine-tuning a bce_dice model at a low learning rate)")
+        parser.add_argument("--keep-epochs", action="store_true",
+                            help="keep every epoch's model in <run-dir>/epochs/ (for python -m ml.average)")
         parser.add_argument("--no-register", action="store_true", help="do not register the model version")
 
     def handle(self, *args, **o):
@@ -88,7 +90,8 @@ class Command(BaseCommand):
                 output_dir=o["output_dir"], run_dir=o["run_dir"], max_minutes=o["max_minutes"],
                 patience=o["patience"], lr_start=o["lr_start"], lr_end=o["lr_end"],
                 precision=o["precision"], seed=o["seed"], limit=o["limit"], init_from=o["init_from"],
-                augmentation=o["augmentation"], dropout=o["dropout"], loss=o["loss"])
+                augmentation=o["augmentation"], dropout=o["dropout"], loss=o["loss"],
+                keep_epochs=o["keep_epochs"])
             result = train(cfg, log=self.stdout.write, verbose=1 if self.stdout.isatty() else 2)
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
