@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ml.calibrate import _apply, calibrate, cleanup_text, tta_text, validation_slices
+from ml.calibrate import apply_choice, calibrate, cleanup_text, tta_text, validation_slices
 from ml.data import load_slices, make_dataset, read_records, split_ids_as_trained, to_arrays
 
 PAPER = ("Izmailov et al. 2018, Averaging Weights Leads to Wider Optima and Better Generalization "
@@ -149,7 +149,7 @@ def average_run(checkpoints: Sequence[str | Path], like: str | Path, data_dir: s
         f"{json.dumps({k: round(x, 4) for k, x in v['dice_by_type'].items()})}; threshold {choice['threshold']}, "
         f"{tta_text(choice)}, {cleanup_text(choice['postprocess'])}")
 
-    metadata = _apply({k: x for k, x in meta.items() if k != "name"}, choice)
+    metadata = apply_choice({k: x for k, x in meta.items() if k != "name"}, choice)
     metadata["weight_average"] = {
         "method": "uniform mean of the checkpoints' weights; batch-norm statistics recomputed on the training "
                   "split (exact mean over its batches, no augmentation, dropout off)",

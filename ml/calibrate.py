@@ -96,7 +96,9 @@ def _split_key(split_meta: dict) -> tuple:
     return tuple(split_meta.get(k) for k in ("by", "stratified_by", "seed", "val_fraction", "test_fraction"))
 
 
-def _apply(meta: dict, choice: dict) -> dict:
+def apply_choice(meta: dict, choice: dict) -> dict:
+    """A copy of a bundle's metadata with ``calibrate``'s choice (threshold, TTA, clean-up) and its
+    validation metrics in place of the old ones."""
     meta = dict(meta)
     meta["threshold"], meta["tta"], meta["postprocess"] = choice["threshold"], choice["tta"], choice["postprocess"]
     if "tta_scales" in choice:
@@ -274,7 +276,7 @@ def main(argv=None) -> None:
         if _split_key(meta["training"]["split"]) != _split_key(split_meta):
             raise SystemExit(f"{path.name} was trained on another split; calibrate it on its own.")
         choice, chosen[path] = _calibrate(load_segmenter(path), val)
-        path.with_suffix(".json").write_text(json.dumps(_apply(meta, choice), indent=2, sort_keys=True) + "\n")
+        path.with_suffix(".json").write_text(json.dumps(apply_choice(meta, choice), indent=2, sort_keys=True) + "\n")
         print(f"{path.stem}: val Dice {choice['val_metrics']['dice_mean']:.4f} with threshold "
               f"{choice['threshold']}, {tta_text(choice)}, {cleanup_text(choice['postprocess'])}", flush=True)
     members = [load_segmenter(p) for p in bundles]  # re-read: their JSON may have just changed
@@ -283,7 +285,7 @@ def main(argv=None) -> None:
     else:
         probs = Ensemble(members).predict_proba(val.images)  # members keep their own TTA
     choice, _ = _choose(val, [(None, None, probs)])
-    ensemble = _apply({"name": "ensemble", "members": [m.name for m in members],
+    ensemble = apply_choice({"name": "ensemble", "members": [m.name for m in members],
                        "description": "mean of the members' probability maps", "training": {"split": split_meta}},
                       choice)
     ensemble_path = Path(args.models_dir) / ENSEMBLE_FILE
