@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from ml.blocks import conv_block
+from ml.blocks import bottleneck_attention, conv_block
 
 ENCODERS = ("plain", "vgg16", "efficientnetb0")
 
@@ -73,15 +73,18 @@ def normalise_encoder_weights(weights) -> str | None:
 
 
 def build_encoder(inputs, encoder: str, *, base_filters: int = 16, depth: int = 4, weights=None,
-                  dropout: float = 0.0):
+                  dropout: float = 0.0, attention_blocks: int = 0):
     """Build an encoder on ``inputs`` (``(B, H, W, 1)``, intensities in [0, 1]).
 
+    ``attention_blocks`` transformer blocks (``ml.blocks.bottleneck_attention``) follow the bottleneck.
     Returns ``(skips, bottleneck)`` as described in the module docstring.
     """
     check_encoder(encoder)
     if encoder == "plain":
-        return _plain_encoder(inputs, base_filters, depth, dropout)
-    return _backbone_encoder(inputs, encoder, base_filters, normalise_encoder_weights(weights))
+        skips, bottleneck = _plain_encoder(inputs, base_filters, depth, dropout)
+    else:
+        skips, bottleneck = _backbone_encoder(inputs, encoder, base_filters, normalise_encoder_weights(weights))
+    return skips, bottleneck_attention(bottleneck, attention_blocks)
 
 
 def _plain_encoder(x, base_filters: int, depth: int, dropout: float):

@@ -43,6 +43,7 @@ class TrainConfig:
     depth: int = 4
     dropout: float = 0.0
     deep_supervision: bool = False
+    attention_blocks: int = 0  # transformer blocks after the bottleneck (ml.blocks.bottleneck_attention)
     loss: str = "bce_dice"
     lr_start: float = 1e-3
     lr_end: float = 1e-4
@@ -65,6 +66,8 @@ class TrainConfig:
             self.run_dir = str(Path("runs") / self.name)
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ValueError("epochs, batch_size and patience must be at least 1.")
+        if self.attention_blocks < 0:
+            raise ValueError(f"attention_blocks must be >= 0, got {self.attention_blocks}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
         augmentation_preset(self.augmentation)  # fails early on an unknown name
@@ -288,7 +291,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
 
     spec = ModelSpec(architecture=cfg.architecture, encoder=cfg.encoder, input_size=cfg.image_size,
                      base_filters=cfg.base_filters, depth=cfg.depth, dropout=cfg.dropout,
-                     deep_supervision=cfg.deep_supervision)
+                     deep_supervision=cfg.deep_supervision, attention_blocks=cfg.attention_blocks)
     heads = cfg.depth if cfg.deep_supervision else 1
 
     def compile_model(model):
@@ -408,6 +411,9 @@ def main(argv=None) -> None:
     parser.add_argument("--keep-epochs", action="store_true",
                         help="keep every epoch's model in <run-dir>/epochs/ (for python -m ml.average)")
     parser.add_argument("--dropout", type=float, default=0.0, help="spatial dropout after the bottleneck block (default 0)")
+    parser.add_argument("--attention-blocks", type=int, default=0,
+                        help="transformer blocks (self-attention over the bottleneck's positions) after the "
+                             "bottleneck; each starts as the identity, so a warm start keeps its source's output (default 0)")
     parser.add_argument("--loss", default="bce_dice", choices=list(LOSSES),
                         help="bce_dice (default), dice, focal, or lovasz (Lovász hinge: for fine-tuning at a low rate)")
     args = parser.parse_args(argv)
@@ -421,7 +427,7 @@ def main(argv=None) -> None:
                       lr_start=args.lr_start, lr_end=args.lr_end,
                       precision=args.precision, seed=args.seed, init_from=args.init_from,
                       augmentation=args.augmentation, dropout=args.dropout, loss=args.loss,
-                      keep_epochs=args.keep_epochs),
+                      keep_epochs=args.keep_epochs, attention_blocks=args.attention_blocks),
           log=lambda msg: print(msg, flush=True))
 
 

@@ -36,6 +36,7 @@ class ModelSpec:
     depth: int = 4
     dropout: float = 0.0
     deep_supervision: bool = False
+    attention_blocks: int = 0  # transformer blocks after the bottleneck; absent in older bundles
 
     def __post_init__(self):
         if self.architecture not in BUILDERS:
@@ -43,6 +44,8 @@ class ModelSpec:
                 f"Unknown architecture {self.architecture!r}; choose one of: {', '.join(ARCHITECTURES)}."
             )
         check_encoder(self.encoder)
+        if self.attention_blocks < 0:
+            raise ValueError(f"attention_blocks must be >= 0; got {self.attention_blocks}.")
         if self.deep_supervision and self.architecture != "unet_plus_plus":
             raise ValueError("deep_supervision is only defined for unet_plus_plus.")
 
@@ -56,7 +59,8 @@ class ModelSpec:
 
     def build(self, encoder_weights=None) -> keras.Model:
         kwargs = dict(encoder=self.encoder, input_size=self.input_size, base_filters=self.base_filters,
-                      depth=self.depth, encoder_weights=encoder_weights, dropout=self.dropout)
+                      depth=self.depth, encoder_weights=encoder_weights, dropout=self.dropout,
+                      attention_blocks=self.attention_blocks)
         if self.architecture == "unet_plus_plus":
             kwargs["deep_supervision"] = self.deep_supervision
         return BUILDERS[self.architecture](**kwargs)

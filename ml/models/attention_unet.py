@@ -30,13 +30,14 @@ def attention_gate(x, g, inter_filters: int, name: str):
 
 def build_attention_unet(*, encoder: str = "plain", input_size: int = 128, base_filters: int = 16,
                          depth: int = 4, encoder_weights=None, dropout: float = 0.0,
-                         name: str = "attention_unet") -> keras.Model:
+                         attention_blocks: int = 0, name: str = "attention_unet") -> keras.Model:
     """Build an Attention U-Net. Arguments as ``build_unet``."""
     check_input_size(input_size, encoder_divisor(encoder, depth), "Attention U-Net")
     # === Functional Model ===
     inputs = keras.Input((input_size, input_size, 1), name="image")
     skips, x = build_encoder(inputs, encoder, base_filters=base_filters, depth=depth,
-                             weights=encoder_weights, dropout=dropout)
+                             weights=encoder_weights, dropout=dropout,
+                             attention_blocks=attention_blocks)
     for level in reversed(range(len(skips))):
         filters = base_filters * 2**level
         gated = attention_gate(skips[level], x, max(filters // 2, 1), f"decoder_stage{level}_attention")

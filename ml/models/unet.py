@@ -16,7 +16,8 @@ from ml.blocks import check_input_size, conv_block, segmentation_head, upsample
 
 
 def build_unet(*, encoder: str = "plain", input_size: int = 128, base_filters: int = 16, depth: int = 4,
-               encoder_weights=None, dropout: float = 0.0, name: str = "unet") -> keras.Model:
+               encoder_weights=None, dropout: float = 0.0, attention_blocks: int = 0,
+               name: str = "unet") -> keras.Model:
     """Build a U-Net.
 
     Args:
@@ -26,12 +27,15 @@ def build_unet(*, encoder: str = "plain", input_size: int = 128, base_filters: i
         depth: number of downsamplings of the plain encoder (backbones fix their own).
         encoder_weights: None, "imagenet" or a weights file path (backbones only).
         dropout: spatial dropout after the bottleneck.
+        attention_blocks: transformer blocks after the bottleneck (``ml.blocks.bottleneck_attention``;
+            default 0, none).
     """
     check_input_size(input_size, encoder_divisor(encoder, depth), "U-Net")
     # === Functional Model ===
     inputs = keras.Input((input_size, input_size, 1), name="image")
     skips, x = build_encoder(inputs, encoder, base_filters=base_filters, depth=depth,
-                             weights=encoder_weights, dropout=dropout)
+                             weights=encoder_weights, dropout=dropout,
+                             attention_blocks=attention_blocks)
     for level in reversed(range(len(skips))):
         filters = base_filters * 2**level
         x = upsample(x, filters, f"decoder_stage{level}")

@@ -109,8 +109,10 @@ def test_train_model_writes_the_bundle_and_registers_the_version(figshare_dir, t
                  "--image-size", "32", "--base-filters", "2", "--epochs", "1", "--batch-size", "4",
                  "--limit", "4", "--precision", "fp32", "--name", "smoke_att", "--output-dir", str(tmp_path / "m"),
                  "--run-dir", str(tmp_path / "run"), "--lr-start", "3e-4", "--lr-end", "3e-5",
-                 "--augmentation", "none", "--dropout", "0.2", "--patience", "3", "--keep-epochs")
+                 "--augmentation", "none", "--dropout", "0.2", "--patience", "3", "--keep-epochs",
+                 "--attention-blocks", "1")
     meta = json.loads((tmp_path / "m" / "smoke_att.json").read_text())
+    assert meta["spec"]["attention_blocks"] == 1
     assert [p.name for p in (tmp_path / "run" / "epochs").iterdir()] == ["epoch_01.keras"]
     assert meta["training"]["early_stopping"] == {"monitor": "val_dice", "patience": 3}
     assert meta["training"]["augmentation"] is None and meta["spec"]["dropout"] == 0.2
