@@ -74,7 +74,10 @@ def bottleneck_attention(x, blocks: int, name: str = "bottleneck_attention", *, 
     for b in range(blocks):
         n = f"{name}{b}"
         # === Layers ===
-        pos = layers.DepthwiseConv2D(3, padding="same", depthwise_initializer="zeros", name=f"{n}_position")(x)
+        # No bias: TensorFlow's oneDNN remapper fails to fuse depthwise conv + bias + add on CPU and then
+        # skips graph optimisation for the whole function, with "empty op name" warnings.
+        pos = layers.DepthwiseConv2D(3, padding="same", use_bias=False, depthwise_initializer="zeros",
+                                     name=f"{n}_position")(x)
         x = layers.Add(name=f"{n}_position_add")([x, pos])
         t = layers.Reshape((h * w, c), name=f"{n}_tokens")(x)
         a = layers.LayerNormalization(epsilon=1e-6, name=f"{n}_attention_norm")(t)

@@ -114,3 +114,18 @@ def test_bad_block_settings_are_refused_with_a_reason(tmp_path):
     # base 5, depth 1: a 10-channel bottleneck does not split into 4 heads
     with pytest.raises(ValueError, match="10 channels do not split into 4 heads"):
         build_model("unet", input_size=32, base_filters=5, depth=1, attention_blocks=1)
+
+
+def test_the_block_keeps_tensorflows_graph_optimisation(capfd):
+    """A biased depthwise convolution followed by an add made TensorFlow's oneDNN remapper give up on the
+    whole traced function ("has an empty op name"), so the model ran without graph optimisation."""
+    import tensorflow as tf
+
+    from ml.models import build_model
+
+    model = build_model("unet", input_size=32, base_filters=4, depth=3, attention_blocks=1)
+    capfd.readouterr()
+    out = tf.function(lambda x: model(x, training=False))(np.zeros((2, 32, 32, 1), np.float32))
+    assert out.shape == (2, 32, 32, 1)
+    err = capfd.readouterr().err
+    assert "empty op name" not in err and "does not specify an operation" not in err
