@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ml.data import augmentation_preset, data_fingerprint, load_slices, make_dataset, read_records, split_by_patient, to_arrays
-from ml.calibrate import calibrate, cleanup_text, tta_text
+from ml.calibrate import apply_choice, calibrate, cleanup_text, tta_text
 
 RANDOM_INIT_NOTE = (
     "Encoder trained from random initialisation: ImageNet weights could not be downloaded on the "
@@ -336,11 +336,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
         "input_size": cfg.image_size,
         "initialised_from": state.get("init_from"),
         "parameters": int(model.count_params()),
-        "threshold": choice["threshold"],
-        "tta": choice["tta"],
-        "tta_scales": choice.get("tta_scales", [1.0]),
-        "postprocess": choice["postprocess"],
-        "metrics": {"val": val_metrics},
+        "tta_scales": [1.0],  # replaced by the choice's zoom, when it made one
         "training": {
             "data_dir_fingerprint": data_fingerprint(cfg.data_dir),
             "split": {"by": "patient_group", "stratified_by": "tumour_type", "seed": cfg.seed,
@@ -359,6 +355,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             "library_versions": _library_versions(), "machine": platform.machine(),
         },
     }
+    metadata = apply_choice(metadata, choice)  # threshold, TTA, clean-up and validation metrics
     path = save_bundle(model, cfg.output_dir, cfg.name, metadata)
     if (run_dir / "log.csv").exists():
         plot_curves(run_dir / "log.csv", run_dir / "curves.png")

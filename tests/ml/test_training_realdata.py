@@ -27,6 +27,9 @@ def test_two_training_steps_on_real_slices_write_a_complete_bundle(figshare_dir,
     assert meta["training"]["augmentation"]["max_rotation_deg"] == 20.0
     assert len(meta["training"]["data_dir_fingerprint"]) == 64
     assert 0.3 <= meta["threshold"] <= 0.7
+    # the calibration choice as ml.calibrate.apply_choice writes it
+    assert isinstance(meta["tta"], bool) and meta["tta_scales"][0] == 1.0
+    assert set(meta["postprocess"]) == {"keep_largest", "keep_by", "min_component_px"}
     assert meta["metrics"]["val"]["n"] == 8 and set(meta["metrics"]["val"]["dice_by_type"]) <= {
         "meningioma", "glioma", "pituitary"}
     seg = load_segmenter(result["path"])
