@@ -47,6 +47,7 @@ class TrainConfig:
     loss: str = "bce_dice"
     lr_start: float = 1e-3
     lr_end: float = 1e-4
+    warmup_epochs: float = 0.0  # linear learning-rate warm-up over this many epochs' steps (0: none)
     patience: int = 12
     precision: str = "auto"
     seed: int = 42
@@ -70,6 +71,9 @@ class TrainConfig:
             raise ValueError(f"attention_blocks must be >= 0, got {self.attention_blocks}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+        if not 0.0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"warmup_epochs must be >= 0 and fewer than epochs ({self.epochs}), "
+                             f"got {self.warmup_epochs}.")
         augmentation_preset(self.augmentation)  # fails early on an unknown name
 
 
@@ -82,6 +86,15 @@ def _lr_for_epoch(cfg: TrainConfig, epoch: int, progress_by_time: float = 0.0) -
     by_epoch = epoch / (cfg.epochs - 1) if cfg.epochs > 1 else 1.0
     progress = min(1.0, max(by_epoch, progress_by_time))
     return cfg.lr_start * (cfg.lr_end / cfg.lr_start) ** progress
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """The fraction of the scheduled learning rate used at training step ``step`` (0-based): it rises
+    linearly, (step + 1) / warmup_steps, and is 1 from step ``warmup_steps`` on (gradual warm-up,
+    Goyal et al. 2017, arXiv:1706.02677)."""
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return 1.0
+    return (step + 1) / warmup_steps
 
 
 def transfer_weights(source, target) -> list[str]:
@@ -188,11 +201,26 @@ def _callbacks(cfg, run_dir: Path, state: dict, log, *, monitor: str = "val_dice
                 state["stopped_by_time_budget"] = True
                 self.model.stop_training = True
 
-    return [
-        keras.callbacks.LearningRateScheduler(lambda epoch: _lr_for_epoch(cfg, epoch, _time_progress())),
-        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
-        EpochState(),
-    ]
+    class WarmUp(keras.callbacks.Callback):
+        """Scales the epoch's scheduled rate by ``warmup_factor`` for the first steps of the run. A warm
+        start at a full rate otherwise wrecks its source's batch-norm statistics in the first epoch
+        (validation Dice 0.716 -> 0.461 for the Attention U-Net, docs/model-history.md)."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            self.scheduled = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+        def on_train_batch_begin(self, batch, logs=None):
+            steps = self.params.get("steps") or 1
+            step = self.epoch * steps + batch
+            warmup_steps = round(cfg.warmup_epochs * steps)
+            if step <= warmup_steps:  # the step after the last warm-up step restores the scheduled rate
+                self.model.optimizer.learning_rate = self.scheduled * warmup_factor(step, warmup_steps)
+
+    callbacks = [keras.callbacks.LearningRateScheduler(lambda epoch: _lr_for_epoch(cfg, epoch, _time_progress()))]
+    if getattr(cfg, "warmup_epochs", 0) > 0:
+        callbacks.append(WarmUp())  # after the scheduler, whose rate it scales
+    return callbacks + [keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True), EpochState()]
 
 
 def plot_curves(csv_path: Path, png_path: Path, *, title: str = "per-image Dice / IoU at 0.5 (model input size)") -> None:
@@ -347,7 +375,8 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             "stopped_by_time_budget": bool(state.get("stopped_by_time_budget")),
             "early_stopping": {"monitor": "val_dice", "patience": cfg.patience},
             "batch_size": cfg.batch_size, "loss": cfg.loss, "optimizer": "adam",
-            "lr": {"start": cfg.lr_start, "end": cfg.lr_end, "schedule": "exponential per epoch"},
+            "lr": {"start": cfg.lr_start, "end": cfg.lr_end, "schedule": "exponential per epoch",
+                   "warmup_epochs": cfg.warmup_epochs},
             "augmentation": (None if augmentation_preset(cfg.augmentation) is None
                              else {"preset": cfg.augmentation, **asdict(augmentation_preset(cfg.augmentation))}),
             "precision": precision, "train_seconds": round(state["train_seconds"], 1),
@@ -399,6 +428,9 @@ def main(argv=None) -> None:
                         help="early stopping: epochs without a validation Dice gain (default 12)")
     parser.add_argument("--lr-start", type=float, default=1e-3, help="initial learning rate (default 1e-3)")
     parser.add_argument("--lr-end", type=float, default=1e-4, help="final learning rate (default 1e-4)")
+    parser.add_argument("--warmup-epochs", type=float, default=0.0,
+                        help="raise the learning rate linearly from near 0 over this many epochs (fractions allowed), "
+                             "e.g. 1 for a warm start (--init-from); default 0, no warm-up")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
@@ -421,7 +453,7 @@ def main(argv=None) -> None:
                       base_filters=args.base_filters, depth=args.depth, encoder_weights=args.encoder_weights, name=args.name,
                       output_dir=args.output_dir, run_dir=args.run_dir, max_minutes=args.max_minutes,
                       patience=args.patience,
-                      lr_start=args.lr_start, lr_end=args.lr_end,
+                      lr_start=args.lr_start, lr_end=args.lr_end, warmup_epochs=args.warmup_epochs,
                       precision=args.precision, seed=args.seed, init_from=args.init_from,
                       augmentation=args.augmentation, dropout=args.dropout, loss=args.loss,
                       keep_epochs=args.keep_epochs, attention_blocks=args.attention_blocks),

@@ -110,7 +110,7 @@ def test_train_model_writes_the_bundle_and_registers_the_version(figshare_dir, t
                  "--limit", "4", "--precision", "fp32", "--name", "smoke_att", "--output-dir", str(tmp_path / "m"),
                  "--run-dir", str(tmp_path / "run"), "--lr-start", "3e-4", "--lr-end", "3e-5",
                  "--augmentation", "none", "--dropout", "0.2", "--patience", "3", "--keep-epochs",
-                 "--attention-blocks", "1")
+                 "--attention-blocks", "1", "--warmup-epochs", "0.5")
     meta = json.loads((tmp_path / "m" / "smoke_att.json").read_text())
     assert meta["spec"]["attention_blocks"] == 1
     assert [p.name for p in (tmp_path / "run" / "epochs").iterdir()] == ["epoch_01.keras"]
@@ -118,6 +118,7 @@ def test_train_model_writes_the_bundle_and_registers_the_version(figshare_dir, t
     assert meta["training"]["augmentation"] is None and meta["spec"]["dropout"] == 0.2
     assert meta["spec"]["architecture"] == "attention_unet" and meta["input_size"] == 32
     assert meta["training"]["lr"]["start"] == 3e-4 and meta["training"]["lr"]["end"] == 3e-5
+    assert meta["training"]["lr"]["warmup_epochs"] == 0.5
     version = ModelVersion.objects.get(name="smoke_att")
     assert version.architecture == "attention_unet" and version.threshold == meta["threshold"]
     assert ModelVersion.objects.filter(is_ensemble=True, is_active=True).exists()

@@ -45,6 +45,9 @@ class Command(BaseCommand):
         parser.add_argument("--lr-start", type=float, default=1e-3,
                             help="initial learning rate (default 1e-3; lower it to fine-tune a warm start)")
         parser.add_argument("--lr-end", type=float, default=1e-4, help="final learning rate (default 1e-4)")
+        parser.add_argument("--warmup-epochs", type=float, default=0.0,
+                            help="raise the learning rate linearly from near 0 over this many epochs (fractions "
+                                 "allowed), e.g. 1 for a warm start (--init-from); default 0, no warm-up")
         parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                             help="auto: bf16 where the CPU has AMX/AVX512-BF16 or on a GPU, else fp32")
         parser.add_argument("--seed", type=int, default=42, help="split and initialisation seed")
@@ -92,7 +95,7 @@ class Command(BaseCommand):
                 image_size=o["image_size"], epochs=o["epochs"], batch_size=o["batch_size"],
                 base_filters=o["base_filters"], depth=o["depth"], encoder_weights=o["encoder_weights"], name=o["name"],
                 output_dir=o["output_dir"], run_dir=o["run_dir"], max_minutes=o["max_minutes"],
-                patience=o["patience"], lr_start=o["lr_start"], lr_end=o["lr_end"],
+                patience=o["patience"], lr_start=o["lr_start"], lr_end=o["lr_end"], warmup_epochs=o["warmup_epochs"],
                 precision=o["precision"], seed=o["seed"], limit=o["limit"], init_from=o["init_from"],
                 augmentation=o["augmentation"], dropout=o["dropout"], loss=o["loss"],
                 keep_epochs=o["keep_epochs"], attention_blocks=o["attention_blocks"])
