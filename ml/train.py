@@ -67,6 +67,8 @@ class TrainConfig:
             self.run_dir = str(Path("runs") / self.name)
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ValueError("epochs, batch_size and patience must be at least 1.")
+        if self.deep_supervision and self.architecture != "unet_plus_plus":
+            raise ValueError(f"deep supervision is only defined for unet_plus_plus, not {self.architecture}.")
         if self.attention_blocks < 0:
             raise ValueError(f"attention_blocks must be >= 0, got {self.attention_blocks}.")
         if not 0.0 <= self.dropout < 1.0:
@@ -240,9 +242,9 @@ def plot_curves(csv_path: Path, png_path: Path, *, title: str = "per-image Dice 
     for key in ("loss", "val_loss"):
         if key in rows[0]:
             ax1.plot(epochs, [float(r[key]) for r in rows], label=key)
-    for key in ("dice", "val_dice", "iou", "val_iou", "accuracy", "val_accuracy"):
-        if key in rows[0]:
-            ax2.plot(epochs, [float(r[key]) for r in rows], label=key)
+    # dice, val_dice, ...; a deep-supervision model's are its last head's (mask_x0N_dice)
+    for key in [k for k in rows[0] if k.rsplit("_", 1)[-1] in ("dice", "iou", "accuracy")]:
+        ax2.plot(epochs, [float(r[key]) for r in rows], label=key)
     ax1.set_xlabel("epoch"), ax2.set_xlabel("epoch"), ax1.legend(), ax2.legend()
     ax1.set_title("loss"), ax2.set_title(title)
     fig.tight_layout()
@@ -440,6 +442,9 @@ def main(argv=None) -> None:
     parser.add_argument("--keep-epochs", action="store_true",
                         help="keep every epoch's model in <run-dir>/epochs/ (for python -m ml.average)")
     parser.add_argument("--dropout", type=float, default=0.0, help="spatial dropout after the bottleneck block (default 0)")
+    parser.add_argument("--deep-supervision", action="store_true",
+                        help="U-Net++ only: a mask head on every top-row node, each trained with the loss; "
+                             "inference averages them (Zhou et al. 2018)")
     parser.add_argument("--attention-blocks", type=int, default=0,
                         help="transformer blocks (self-attention over the bottleneck's positions) after the "
                              "bottleneck; each starts as the identity, so a warm start keeps its source's output (default 0)")
@@ -456,7 +461,8 @@ def main(argv=None) -> None:
                       lr_start=args.lr_start, lr_end=args.lr_end, warmup_epochs=args.warmup_epochs,
                       precision=args.precision, seed=args.seed, init_from=args.init_from,
                       augmentation=args.augmentation, dropout=args.dropout, loss=args.loss,
-                      keep_epochs=args.keep_epochs, attention_blocks=args.attention_blocks),
+                      keep_epochs=args.keep_epochs, attention_blocks=args.attention_blocks,
+                      deep_supervision=args.deep_supervision),
           log=lambda msg: print(msg, flush=True))
 
 

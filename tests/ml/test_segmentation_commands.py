@@ -165,3 +165,27 @@ def test_training_refuses_data_with_no_validation_patients(tmp_path):
     with pytest.raises(ValueError, match="too few patient groups"):
         train(TrainConfig(architecture="unet", data_dir=str(tmp_path), run_dir=str(tmp_path / "r")),
               log=lambda *_: None)
+
+
+@pytest.mark.django_db
+def test_train_model_trains_a_deep_supervision_unet_plus_plus_whose_bundle_segments(figshare_dir, tmp_path, recwarn):
+    from ml.inference import load_segmenter
+
+    call_command("train_model", "--architecture", "unet_plus_plus", "--data", str(figshare_dir),
+                 "--image-size", "32", "--base-filters", "2", "--depth", "3", "--epochs", "1", "--batch-size", "4",
+                 "--limit", "4", "--precision", "fp32", "--name", "smoke_ds", "--output-dir", str(tmp_path / "m"),
+                 "--run-dir", str(tmp_path / "run"), "--deep-supervision", "--no-register")
+    meta = json.loads((tmp_path / "m" / "smoke_ds.json").read_text())
+    assert meta["spec"]["deep_supervision"] is True
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert "val_mask_x03_dice" in log[0].split(",")  # the last head's Dice picks the best epoch
+    assert not [w for w in recwarn if "No artists" in str(w.message)]  # the curve plots that Dice
+    seg = load_segmenter(tmp_path / "m" / "smoke_ds.keras")
+    proba = seg.predict_proba([np.zeros((48, 48), np.uint8)])[0]
+    assert proba.shape == (48, 48) and 0.0 <= proba.min() <= proba.max() <= 1.0
+
+
+def test_train_model_refuses_deep_supervision_outside_unet_plus_plus(figshare_dir, tmp_path):
+    with pytest.raises(CommandError, match="only defined for unet_plus_plus"):
+        call_command("train_model", "--architecture", "unet", "--data", str(figshare_dir), "--deep-supervision",
+                     "--output-dir", str(tmp_path / "m"), "--run-dir", str(tmp_path / "run"))

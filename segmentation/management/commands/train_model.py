@@ -59,6 +59,9 @@ class Command(BaseCommand):
                             help="training augmentation: none, standard (flip, ±10° rotation, ±10%% scale, "
                                  "brightness and contrast) or strong (±20°, ±20%%, larger intensity changes)")
         parser.add_argument("--dropout", type=float, default=0.0, help="spatial dropout after the bottleneck block (default 0)")
+        parser.add_argument("--deep-supervision", action="store_true",
+                            help="U-Net++ only: a mask head on every top-row node, each trained with the loss; "
+                                 "inference averages them (Zhou et al. 2018)")
         parser.add_argument("--attention-blocks", type=int, default=0,
                             help="transformer blocks (self-attention over the bottleneck's positions) after the "
                                  "bottleneck; each starts as the identity, so a warm start keeps its source's "
@@ -98,7 +101,8 @@ class Command(BaseCommand):
                 patience=o["patience"], lr_start=o["lr_start"], lr_end=o["lr_end"], warmup_epochs=o["warmup_epochs"],
                 precision=o["precision"], seed=o["seed"], limit=o["limit"], init_from=o["init_from"],
                 augmentation=o["augmentation"], dropout=o["dropout"], loss=o["loss"],
-                keep_epochs=o["keep_epochs"], attention_blocks=o["attention_blocks"])
+                keep_epochs=o["keep_epochs"], attention_blocks=o["attention_blocks"],
+                deep_supervision=o["deep_supervision"])
             result = train(cfg, log=self.stdout.write, verbose=1 if self.stdout.isatty() else 2)
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
