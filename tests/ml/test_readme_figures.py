@@ -123,6 +123,27 @@ def test_retrieval_rows_match_the_committed_retrieval_run(row, weight):
         round(figures["type_accuracy_by_type"][t], 3) for t in TYPES]
 
 
+def test_retrieval_tuning_table_matches_the_committed_tuning_run():
+    """Each embedding model's row: its best setting in `tune_retrieval`'s JSON and that setting's
+    figures, and its figure at the default weights (w_d = 1, w_e = 0.6)."""
+    _, rows = readme_table("| embedding from | best `w_d` / `w_e`")
+    results = published("docs/results/retrieval_tuning.json")["results"]
+    seen = set()
+    for cells in rows:
+        model = re.match(r"`(\w+)`", cells[0]).group(1)
+        seen.add(model)
+        mine = [r for r in results if r["embedding_model"].split("@")[0] == model]
+        best = max(mine, key=lambda r: r["type_accuracy"])
+        assert [number(part) for part in cells[1].split("/")] == [best["weights"]["discriminant"],
+                                                                   best["weights"]["embedding"]]
+        assert number(cells[2]) == as_published(cells[2], best["type_accuracy"])
+        assert [number(part) for part in cells[3].split("/")] == [
+            round(best["type_accuracy_by_type"][t], 3) for t in TYPES]
+        default = next(r for r in mine if r["weights"] == {"discriminant": 1.0, "features": 1.0, "embedding": 0.6})
+        assert number(cells[4]) == as_published(cells[4], default["type_accuracy"])
+    assert seen == {r["embedding_model"].split("@")[0] for r in results}
+
+
 def as_published(cell: str, value: float) -> float:
     """``value`` rounded to as many decimals as the README cell shows."""
     text = cell.replace("*", "").replace("×", "").strip()
