@@ -220,9 +220,10 @@ def _callbacks(cfg, run_dir: Path, state: dict, log, *, monitor: str = "val_dice
                 self.model.stop_training = True
 
     class WarmUp(keras.callbacks.Callback):
-        """Scales the epoch's scheduled rate by ``warmup_factor`` for the first steps of the run. A warm
-        start at a full rate otherwise wrecks its source's batch-norm statistics in the first epoch
-        (validation Dice 0.716 -> 0.461 for the Attention U-Net, docs/model-history.md)."""
+        """Scales the epoch's scheduled rate by ``warmup_factor`` for the first steps of the run, so a
+        fresh optimiser does not take full-rate steps before its moment estimates settle. (Tried on a warm
+        start whose first epoch dropped validation Dice 0.716 -> 0.461: with a one-epoch warm-up it still
+        dropped, to 0.480; docs/model-history.md.)"""
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
