@@ -68,16 +68,21 @@ class TrainConfig:
             self.run_dir = str(Path("runs") / self.name)
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ValueError("epochs, batch_size and patience must be at least 1.")
-        if self.deep_supervision and self.architecture != "unet_plus_plus":
-            raise ValueError(f"deep supervision is only defined for unet_plus_plus, not {self.architecture}.")
-        if self.attention_blocks < 0:
-            raise ValueError(f"attention_blocks must be >= 0, got {self.attention_blocks}.")
+        self.model_spec()  # fails early on what the model cannot be (architecture, encoder, heads, blocks)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
         if not 0.0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"warmup_epochs must be >= 0 and fewer than epochs ({self.epochs}), "
                              f"got {self.warmup_epochs}.")
         augmentation_preset(self.augmentation)  # fails early on an unknown name
+
+    def model_spec(self):
+        """The ``ml.models.ModelSpec`` of the model this run trains."""
+        from ml.models import ModelSpec
+
+        return ModelSpec(architecture=self.architecture, encoder=self.encoder, input_size=self.image_size,
+                         base_filters=self.base_filters, depth=self.depth, dropout=self.dropout,
+                         deep_supervision=self.deep_supervision, attention_blocks=self.attention_blocks)
 
 
 def _lr_for_epoch(cfg: TrainConfig, epoch: int, progress_by_time: float = 0.0) -> float:
@@ -329,16 +334,13 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
 
     from ml import losses
     from ml.inference import Segmenter, save_bundle
-    from ml.models import ModelSpec
 
     precision, run_dir, split, train_slices, val_slices = start_run(cfg, log)
     train_ids, val_ids = [r.id for r in train_slices.records], [r.id for r in val_slices.records]
     x_train, y_train = to_arrays(train_slices, cfg.image_size)
     x_val, y_val = to_arrays(val_slices, cfg.image_size)
 
-    spec = ModelSpec(architecture=cfg.architecture, encoder=cfg.encoder, input_size=cfg.image_size,
-                     base_filters=cfg.base_filters, depth=cfg.depth, dropout=cfg.dropout,
-                     deep_supervision=cfg.deep_supervision, attention_blocks=cfg.attention_blocks)
+    spec = cfg.model_spec()
     heads = cfg.depth if cfg.deep_supervision else 1
 
     def compile_model(model):
