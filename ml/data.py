@@ -222,7 +222,7 @@ def augmentation_preset(name: str) -> Augmentation | None:
     return AUGMENTATIONS[name]
 
 
-def _augment(image, mask, aug: Augmentation):
+def _augment(image, mask, aug: Augmentation, *, soft: bool = False):
     import math
 
     import tensorflow as tf
@@ -242,7 +242,8 @@ def _augment(image, mask, aug: Augmentation):
     warped = tf.raw_ops.ImageProjectiveTransformV3(
         images=stacked, transforms=transform, output_shape=tf.shape(image)[:2], fill_value=0.0,
         interpolation="BILINEAR", fill_mode="CONSTANT")[0]
-    image, mask = warped[..., :1], tf.cast(warped[..., 1:] > 0.5, tf.float32)
+    # A binary mask stays binary; a soft target (distillation) keeps its interpolated values.
+    image, mask = warped[..., :1], (warped[..., 1:] if soft else tf.cast(warped[..., 1:] > 0.5, tf.float32))
     image = image + tf.random.uniform((), -aug.max_brightness, aug.max_brightness)
     mean = tf.reduce_mean(image)
     image = (image - mean) * (1.0 + tf.random.uniform((), -aug.max_contrast, aug.max_contrast)) + mean
@@ -250,10 +251,13 @@ def _augment(image, mask, aug: Augmentation):
 
 
 def make_dataset(images: np.ndarray, masks: np.ndarray, *, batch_size: int = 16, shuffle: bool = False,
-                 augmentation: Augmentation | None = None, seed: int = 42, repeat_outputs: int = 1):
+                 augmentation: Augmentation | None = None, seed: int = 42, repeat_outputs: int = 1,
+                 soft_targets: bool = False):
     """A ``tf.data.Dataset`` of ``(image, mask)`` batches from ``(N, S, S, 1)`` arrays.
 
     ``repeat_outputs`` > 1 repeats the mask as a tuple, for deep-supervision models with several heads.
+    ``soft_targets``: the masks are probabilities in [0, 1] (distillation), which augmentation
+    interpolates instead of re-binarising.
     """
     import tensorflow as tf
 
@@ -261,7 +265,7 @@ def make_dataset(images: np.ndarray, masks: np.ndarray, *, batch_size: int = 16,
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if augmentation is not None:
-        ds = ds.map(lambda x, y: _augment(x, y, augmentation), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: _augment(x, y, augmentation, soft=soft_targets), num_parallel_calls=tf.data.AUTOTUNE)
     if repeat_outputs > 1:
         ds = ds.map(lambda x, y: (x, tuple([y] * repeat_outputs)))
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

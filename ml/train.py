@@ -59,6 +59,8 @@ class TrainConfig:
     init_from: str | None = None  # a .keras model whose same-named, same-shaped layers seed this one
     augmentation: str = "standard"  # a preset of ml.data.AUGMENTATIONS: none, standard or strong
     keep_epochs: bool = False  # keep every epoch's model in <run_dir>/epochs/ (for weight averaging)
+    distill_from: list[str] = field(default_factory=list)  # teacher .keras bundles (knowledge distillation)
+    distill_weight: float = 0.5  # the teachers' share of each training target when distilling
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -75,6 +77,16 @@ class TrainConfig:
             raise ValueError(f"warmup_epochs must be >= 0 and fewer than epochs ({self.epochs}), "
                              f"got {self.warmup_epochs}.")
         augmentation_preset(self.augmentation)  # fails early on an unknown name
+        if self.distill_from:
+            if not 0.0 < self.distill_weight <= 1.0:
+                raise ValueError(f"distill_weight must be in (0, 1], got {self.distill_weight}.")
+            if self.loss == "lovasz":
+                raise ValueError("the Lovász hinge needs binary targets: distil with bce_dice, dice or focal.")
+            if self.deep_supervision:
+                raise ValueError("distillation into a deep-supervision model is not supported.")
+            missing = [p for p in self.distill_from if not Path(p).is_file()]
+            if missing:
+                raise ValueError(f"no teacher model at {', '.join(missing)}.")
 
     def model_spec(self):
         """The ``ml.models.ModelSpec`` of the model this run trains."""
@@ -115,6 +127,31 @@ def _head_twin(name: str, by_name: dict):
         heads = sorted((n for n in by_name if re.fullmatch(r"mask_x0\d+", n)), key=lambda n: int(n[6:]))
         return by_name[heads[-1]] if heads else None
     return None
+
+
+def teacher_targets(teacher_paths, images: np.ndarray, masks: np.ndarray, weight: float, *,
+                    precision: str | None = None, log=print) -> np.ndarray:
+    """Soft training targets for knowledge distillation (Hinton, Vinyals & Dean 2015, arXiv:1503.02531):
+    ``(1 - weight) * mask + weight * teacher``, where teacher is the mean tumour probability of the
+    ``teacher_paths`` bundles on each prepared ``(N, S, S, 1)`` image, each with flip TTA, at the
+    model input size (no zoom, threshold or clean-up). The teachers must take ``S``-pixel inputs.
+
+    Why: the student learns where the teachers (an ensemble, typically) are unsure, e.g. at a faint
+    tumour border, instead of only the expert's hard outline, which it otherwise overfits.
+    """
+    from ml.inference import clear_cache, load_segmenter
+
+    size = images.shape[1]
+    probs = np.zeros(images.shape, np.float32)
+    for path in teacher_paths:
+        teacher = load_segmenter(path, precision=precision)
+        if teacher.input_size != size:
+            raise ValueError(f"teacher {path} takes {teacher.input_size} px inputs; this run trains at {size} px.")
+        started = time.time()
+        probs += teacher.predict_small(images, tta=True) / len(teacher_paths)
+        log(f"teacher {teacher.name}: {len(images)} training slices in {time.time() - started:.0f} s")
+    clear_cache()
+    return ((1.0 - weight) * masks + weight * probs).astype(np.float32)
 
 
 def transfer_weights(source, target) -> list[str]:
@@ -352,8 +389,13 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
 
     if state["epochs_done"] < cfg.epochs and not state.get("stale", 0) >= cfg.patience:
         augmentation = augmentation_preset(cfg.augmentation)
-        train_ds = make_dataset(x_train, y_train, batch_size=cfg.batch_size, shuffle=True,
-                                augmentation=augmentation, seed=cfg.seed, repeat_outputs=heads)
+        targets = y_train
+        if cfg.distill_from:
+            targets = teacher_targets(cfg.distill_from, x_train, y_train, cfg.distill_weight,
+                                      precision=precision, log=log)
+        train_ds = make_dataset(x_train, targets, batch_size=cfg.batch_size, shuffle=True,
+                                augmentation=augmentation, seed=cfg.seed, repeat_outputs=heads,
+                                soft_targets=bool(cfg.distill_from))
         val_ds = make_dataset(x_val, y_val, batch_size=cfg.batch_size, repeat_outputs=heads)
         if heads > 1:  # name the last head's Dice val_dice for the epoch bookkeeping
             model.compile(optimizer=model.optimizer, loss=losses.get_loss(cfg.loss),
@@ -396,6 +438,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             "stopped_by_time_budget": bool(state.get("stopped_by_time_budget")),
             "early_stopping": {"monitor": "val_dice", "patience": cfg.patience},
             "batch_size": cfg.batch_size, "loss": cfg.loss, "optimizer": "adam",
+            "distillation": _distillation_meta(cfg),
             "lr": {"start": cfg.lr_start, "end": cfg.lr_end, "schedule": "exponential per epoch",
                    "warmup_epochs": cfg.warmup_epochs},
             "augmentation": (None if augmentation_preset(cfg.augmentation) is None
@@ -412,6 +455,17 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
     log(f"wrote {path} and {path.with_suffix('.json')}; run files in {run_dir}")
     keras.backend.clear_session()  # free the graph before another run in the same process
     return {"name": cfg.name, "path": str(path), **metadata}
+
+
+def _distillation_meta(cfg: TrainConfig) -> dict | None:
+    """What the soft targets were made of, with each teacher's SHA-256 (None without distillation)."""
+    if not cfg.distill_from:
+        return None
+    from ml.inference import file_sha256
+
+    return {"weight": cfg.distill_weight,
+            "target": "(1 - weight) * expert mask + weight * mean teacher probability (flip TTA, model input size)",
+            "teachers": [{"path": str(p), "sha256": file_sha256(p)} for p in cfg.distill_from]}
 
 
 def set_threads(n: int) -> None:
@@ -469,6 +523,11 @@ def main(argv=None) -> None:
                              "bottleneck; each starts as the identity, so a warm start keeps its source's output (default 0)")
     parser.add_argument("--loss", default="bce_dice", choices=list(LOSSES),
                         help="bce_dice (default), dice, focal, or lovasz (Lovász hinge: for fine-tuning at a low rate)")
+    parser.add_argument("--distill-from", nargs="+", default=[], metavar="KERAS",
+                        help="knowledge distillation: train on a mix of the expert masks and these bundles' mean "
+                             "probabilities (e.g. the three shipped models)")
+    parser.add_argument("--distill-weight", type=float, default=0.5,
+                        help="the teachers' share of each target with --distill-from (default 0.5)")
     args = parser.parse_args(argv)
     if args.threads:
         set_threads(args.threads)
@@ -481,7 +540,8 @@ def main(argv=None) -> None:
                       precision=args.precision, seed=args.seed, init_from=args.init_from,
                       augmentation=args.augmentation, dropout=args.dropout, loss=args.loss,
                       keep_epochs=args.keep_epochs, attention_blocks=args.attention_blocks,
-                      deep_supervision=args.deep_supervision),
+                      deep_supervision=args.deep_supervision, distill_from=args.distill_from,
+                      distill_weight=args.distill_weight),
           log=lambda msg: print(msg, flush=True))
 
 

@@ -71,6 +71,11 @@ class Command(BaseCommand):
                                  "per image: for fine-tuning a bce_dice model at a low learning rate)")
         parser.add_argument("--keep-epochs", action="store_true",
                             help="keep every epoch's model in <run-dir>/epochs/ (for python -m ml.average)")
+        parser.add_argument("--distill-from", nargs="+", default=[], metavar="KERAS",
+                            help="knowledge distillation: train on a mix of the expert masks and these bundles' "
+                                 "mean probabilities, e.g. the three shipped models")
+        parser.add_argument("--distill-weight", type=float, default=0.5,
+                            help="the teachers' share of each training target with --distill-from (default 0.5)")
         parser.add_argument("--no-register", action="store_true", help="do not register the model version")
 
     def handle(self, *args, **o):
@@ -102,7 +107,8 @@ class Command(BaseCommand):
                 precision=o["precision"], seed=o["seed"], limit=o["limit"], init_from=o["init_from"],
                 augmentation=o["augmentation"], dropout=o["dropout"], loss=o["loss"],
                 keep_epochs=o["keep_epochs"], attention_blocks=o["attention_blocks"],
-                deep_supervision=o["deep_supervision"])
+                deep_supervision=o["deep_supervision"], distill_from=o["distill_from"],
+                distill_weight=o["distill_weight"])
             result = train(cfg, log=self.stdout.write, verbose=1 if self.stdout.isatty() else 2)
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
