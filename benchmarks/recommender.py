@@ -210,14 +210,20 @@ def run_size(conn, n: int, dim: int, args, rng) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--ef-search", type=int, nargs="+", default=[40, 100])
-    parser.add_argument("--m", type=int, default=32, help="HNSW m, links per node (default 32, as migration 0004)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000],
+                        help="case-base sizes to load and time (default 10000 100000)")
+    parser.add_argument("--queries", type=int, default=200,
+                        help="timed queries per size and setting (default 200)")
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[40, 100],
+                        help="HNSW ef_search values to time (default 40 100)")
+    parser.add_argument("--m", type=int, default=32,
+                        help="HNSW m, links per node (default 32, as migration 0004)")
     parser.add_argument("--ef-construction", type=int, default=128,
                         help="HNSW ef_construction (default 128, as migration 0004)")
-    parser.add_argument("--maintenance-work-mem", default="1GB")
-    parser.add_argument("--build-workers", type=int, default=2)
+    parser.add_argument("--maintenance-work-mem", default="1GB",
+                        help="maintenance_work_mem for the index build (default 1GB)")
+    parser.add_argument("--build-workers", type=int, default=2,
+                        help="max_parallel_maintenance_workers for the index build (default 2)")
     parser.add_argument("--no-partial", dest="partial", action="store_false",
                         help="skip the per-type partial indexes")
     parser.add_argument("--keep", action="store_true",
@@ -229,8 +235,9 @@ def main(argv=None) -> int:
                         help="load and index, then stop (implies --keep): build on a busy machine, time later")
     parser.add_argument("--prewarm", action="store_true",
                         help="load the table and its index into shared_buffers (pg_prewarm) before timing")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the synthetic vectors and queries (default 0)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     args.keep = args.keep or args.build_only
     url = os.environ.get("DATABASE_URL", "")

@@ -94,9 +94,11 @@ def _measure(target: str, precision: str, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models-dir", default=os.environ.get("TUMORSITE_MODELS_DIR", str(ROOT / "models")))
+    parser.add_argument("--models-dir", default=os.environ.get("TUMORSITE_MODELS_DIR", str(ROOT / "models")),
+                        help="the shipped bundles to time (default $TUMORSITE_MODELS_DIR or models/)")
     parser.add_argument("--repeats", type=int, default=30, help="timed calls at batch 1 (batch 16: repeats/8)")
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                        help="precisions to time (default fp32 bf16)")
     parser.add_argument("--json", help="also write the rows and the machine to this JSON file")
     parser.add_argument("--_child", nargs=3, metavar=("TARGET", "PRECISION", "REPEATS"), help=argparse.SUPPRESS)
     args = parser.parse_args()

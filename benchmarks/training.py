@@ -61,9 +61,11 @@ def _measure(spec: dict, precision: str, steps: int, batch_size: int, threads: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models-dir", default=os.environ.get("TUMORSITE_MODELS_DIR", str(ROOT / "models")))
-    parser.add_argument("--steps", type=int, default=8, help="timed steps per configuration (median reported)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--models-dir", default=os.environ.get("TUMORSITE_MODELS_DIR", str(ROOT / "models")),
+                        help="the shipped bundles whose specs are timed (default $TUMORSITE_MODELS_DIR or models/)")
+    parser.add_argument("--steps", type=int, default=8,
+                        help="timed steps per configuration (median reported)")
+    parser.add_argument("--batch-size", type=int, default=16, help="slices per training step (default 16)")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: all cores)")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args()

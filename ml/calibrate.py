@@ -240,7 +240,7 @@ def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(description="Choose flip and zoom TTA, threshold and clean-up on the validation split.")
     parser.add_argument("--data", required=True, help="the training data folder (shared layout)")
-    parser.add_argument("--models-dir", default="models")
+    parser.add_argument("--models-dir", default="models", help="the bundles to calibrate (default models)")
     parser.add_argument("--ensemble-only", action="store_true", help="leave the bundles as they are")
     parser.add_argument("--cv-folds", type=int, metavar="K",
                         help="write nothing; instead report, for each bundle and the ensemble, the held-out "

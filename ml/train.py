@@ -486,19 +486,23 @@ def main(argv=None) -> None:
     from ml.models import ARCHITECTURES
 
     parser = argparse.ArgumentParser(description="Train a TumorSite segmenter on data in the shared layout.")
-    parser.add_argument("--architecture", required=True, choices=ARCHITECTURES)
-    parser.add_argument("--encoder", default="plain", choices=ENCODERS)
+    parser.add_argument("--architecture", required=True, choices=ARCHITECTURES, help="decoder architecture")
+    parser.add_argument("--encoder", default="plain", choices=ENCODERS, help="encoder (default: plain)")
     parser.add_argument("--data", required=True, help="folder with cases.csv, images/ and masks/")
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--base-filters", type=int, default=16)
+    parser.add_argument("--image-size", type=int, default=128, help="square model input in px (default 128)")
+    parser.add_argument("--epochs", type=int, default=40,
+                        help="maximum epochs; early stopping may end sooner (default 40)")
+    parser.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
+    parser.add_argument("--base-filters", type=int, default=16,
+                        help="filters of the first stage (default 16)")
     parser.add_argument("--depth", type=int, default=4, help="downsamplings of the plain encoder (default 4)")
     parser.add_argument("--encoder-weights", default="none", help="none, imagenet or a weights file path")
-    parser.add_argument("--name")
-    parser.add_argument("--output-dir", default="models")
-    parser.add_argument("--run-dir")
-    parser.add_argument("--max-minutes", type=float)
+    parser.add_argument("--name", help="bundle name (default: <architecture>_<encoder>_<size>)")
+    parser.add_argument("--output-dir", default="models",
+                        help="where <name>.keras and <name>.json go (default models)")
+    parser.add_argument("--run-dir", help="checkpoints, CSV log and curves (default: runs/<name>)")
+    parser.add_argument("--max-minutes", type=float,
+                        help="stop after the epoch that would exceed this budget")
     parser.add_argument("--patience", type=int, default=12,
                         help="early stopping: epochs without a validation Dice gain (default 12)")
     parser.add_argument("--lr-start", type=float, default=1e-3, help="initial learning rate (default 1e-3)")
@@ -506,15 +510,18 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup-epochs", type=float, default=0.0,
                         help="raise the learning rate linearly from near 0 over this many epochs (fractions allowed), "
                              "e.g. 1 for a warm start (--init-from); default 0, no warm-up")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="auto: bf16 where the CPU has AMX/AVX512-BF16 or on a GPU, else fp32")
+    parser.add_argument("--seed", type=int, default=42, help="split and initialisation seed (default 42)")
     parser.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
-    parser.add_argument("--init-from", help="a .keras model whose same-named, same-shaped layers seed this one")
+    parser.add_argument("--init-from",
+                        help="a .keras model whose same-named, same-shaped layers seed this one")
     parser.add_argument("--augmentation", default="standard", choices=list(AUGMENTATIONS),
                         help="training augmentation preset (default standard)")
     parser.add_argument("--keep-epochs", action="store_true",
                         help="keep every epoch's model in <run-dir>/epochs/ (for python -m ml.average)")
-    parser.add_argument("--dropout", type=float, default=0.0, help="spatial dropout after the bottleneck block (default 0)")
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="spatial dropout after the bottleneck block (default 0)")
     parser.add_argument("--deep-supervision", action="store_true",
                         help="U-Net++ only: a mask head on every top-row node, each trained with the loss; "
                              "inference averages them (Zhou et al. 2018)")

@@ -273,7 +273,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train the tumour-type classifier on data in the shared layout.")
     add_arguments(parser, ENCODERS, AUGMENTATIONS)
     parser.add_argument("--data", required=True, help="folder with cases.csv, images/ and masks/")
-    parser.add_argument("--output-dir", default="models/type_classifier")
+    parser.add_argument("--output-dir", default="models/type_classifier",
+                        help="where the classifier bundle goes (default models/type_classifier)")
     args = parser.parse_args(argv)
     if args.threads:
         from ml.train import set_threads

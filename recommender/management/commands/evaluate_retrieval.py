@@ -13,7 +13,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--data", required=True, help="folder in the shared layout (cases.csv, images/, masks/)")
         parser.add_argument("--json", required=True, help="where to write the metrics")
-        parser.add_argument("--k", type=int, default=10)
+        parser.add_argument("--k", type=int, default=10, help="cut-off of precision@k and mAP@k (default 10)")
         parser.add_argument("--split", choices=["train", "val", "test"],
                             help="only this split of ml.data.split_by_patient (the segmenters' split)")
         parser.add_argument("--seed", type=int, default=42, help="split seed (the training default)")
