@@ -107,7 +107,7 @@ def test_train_model_distils_and_records_its_teachers(figshare_dir, tmp_path):
     assert proba.shape == (40, 40)
 
 
-def test_train_model_without_distillation_records_none(tmp_path):
+def test_without_teachers_the_bundle_records_no_distillation():
     from ml.train import _distillation_meta
 
     assert _distillation_meta(TrainConfig(architecture="unet", data_dir="unused")) is None
