@@ -8,6 +8,7 @@ original size (bilinear), so masks always match the uploaded image.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -353,8 +354,27 @@ def save_bundle(model, directory: str | Path, name: str, metadata: dict, *, rebu
 
 
 def clear_cache() -> None:
+    """Forget every loaded bundle (tests, or after a retrain replaced them all)."""
     with _CACHE_LOCK:
         _CACHE.clear()
+
+
+@contextlib.contextmanager
+def loaded_for_now():
+    """Bundles first loaded inside the block leave the cache when it ends; those cached before stay.
+
+    For models needed once, such as distillation teachers: a process that also serves keeps its
+    segmenters loaded. A bundle another thread loads during the block is dropped too, and is simply
+    loaded again when next asked for.
+    """
+    with _CACHE_LOCK:
+        before = set(_CACHE)
+    try:
+        yield
+    finally:
+        with _CACHE_LOCK:
+            for key in set(_CACHE) - before:
+                del _CACHE[key]
 
 
 class Ensemble(_Masks):

@@ -139,18 +139,18 @@ def teacher_targets(teacher_paths, images: np.ndarray, masks: np.ndarray, weight
     Why: the student learns where the teachers (an ensemble, typically) are unsure, e.g. at a faint
     tumour border, instead of only the expert's hard outline, which it otherwise overfits.
     """
-    from ml.inference import clear_cache, load_segmenter
+    from ml.inference import load_segmenter, loaded_for_now
 
     size = images.shape[1]
     probs = np.zeros(images.shape, np.float32)
-    for path in teacher_paths:
-        teacher = load_segmenter(path, precision=precision)
-        if teacher.input_size != size:
-            raise ValueError(f"teacher {path} takes {teacher.input_size} px inputs; this run trains at {size} px.")
-        started = time.time()
-        probs += teacher.predict_small(images, tta=True) / len(teacher_paths)
-        log(f"teacher {teacher.name}: {len(images)} training slices in {time.time() - started:.0f} s")
-    clear_cache()
+    with loaded_for_now():  # free the teachers afterwards, but not models the process already held
+        for path in teacher_paths:
+            teacher = load_segmenter(path, precision=precision)
+            if teacher.input_size != size:
+                raise ValueError(f"teacher {path} takes {teacher.input_size} px inputs; this run trains at {size} px.")
+            started = time.time()
+            probs += teacher.predict_small(images, tta=True) / len(teacher_paths)
+            log(f"teacher {teacher.name}: {len(images)} training slices in {time.time() - started:.0f} s")
     return ((1.0 - weight) * masks + weight * probs).astype(np.float32)
 
 

@@ -42,6 +42,27 @@ def test_targets_mix_the_expert_mask_with_the_teachers_mean_probability(tmp_path
     np.testing.assert_allclose(targets, expected, atol=1e-5)
 
 
+def test_teachers_leave_the_model_cache_but_models_loaded_before_stay(tmp_path, monkeypatch):
+    import ml.inference
+    from ml.inference import clear_cache, load_segmenter
+    from ml.train import teacher_targets
+
+    loads = []
+    real_load = ml.inference._load
+    monkeypatch.setattr(ml.inference, "_load", lambda path, precision: loads.append(path.stem) or real_load(path, precision))
+    served_path, teacher_path = _constant_teacher(tmp_path, "served", 0.3), _constant_teacher(tmp_path, "only", 0.7)
+    clear_cache()
+    served = load_segmenter(served_path)  # e.g. a worker's segmenter, here also used as a teacher
+    images = masks = np.zeros((1, 32, 32, 1), np.float32)
+
+    teacher_targets([served_path, teacher_path], images, masks, 0.5, log=lambda *_: None)
+
+    assert loads == ["served", "only"]
+    assert load_segmenter(served_path) is served  # kept: it was cached before the call
+    load_segmenter(teacher_path)
+    assert loads == ["served", "only", "only"]  # loaded for the call only, then dropped
+
+
 def test_a_teacher_of_another_input_size_is_refused(tmp_path):
     from ml.train import teacher_targets
 
