@@ -63,16 +63,34 @@ def group_bootstrap_ci(values: Sequence[float], groups: Sequence[str], *, n_boot
     return float(lo), float(hi)
 
 
+def misses(dices: Sequence[float], types: Sequence[str | None], groups: Sequence[str], *,
+           below: float = 0.1) -> dict:
+    """The slices a model all but misses (Dice under ``below``): how many, of which tumour type, and from
+    how many patient groups, with the mean Dice of the other slices.
+
+    On validation most lost Dice is here rather than in the outlines: a faint tumour while a brighter
+    look-alike elsewhere gets the mask (docs/model-history.md).
+    """
+    dices = np.asarray(dices, float)
+    hit = dices < below
+    by_type = {t: int(sum(1 for h, x in zip(hit, types) if h and x == t)) for t in TUMOUR_TYPES}
+    return {"below": below, "n": int(hit.sum()), "of": int(len(dices)),
+            "by_type": {t: n for t, n in by_type.items() if n},
+            "patient_groups": len({g for h, g in zip(hit, groups) if h}),
+            "dice_mean_of_the_rest": float(dices[~hit].mean()) if (~hit).any() else float("nan")}
+
+
 def evaluate_masks(predict: Callable[[list[np.ndarray]], list[np.ndarray]], slices: Slices, *,
                    batch_size: int = 16, progress=None) -> dict:
     """Run ``predict`` (images -> bool masks at their sizes) over ``slices`` in batches and score it."""
-    scores, elapsed = [], 0.0
+    scores, predicted_px, elapsed = [], [], 0.0
     for start in range(0, len(slices), batch_size):
         images = slices.images[start:start + batch_size]
         t0 = time.perf_counter()
         masks = predict(images)
         elapsed += time.perf_counter() - t0
         scores += [dice_iou(m, t) for m, t in zip(masks, slices.masks[start:start + batch_size])]
+        predicted_px += [int(np.count_nonzero(m)) for m in masks]
         if progress is not None:
             progress(len(images))
     result = summarise(scores, [r.tumour_type for r in slices.records])
@@ -81,6 +99,8 @@ def evaluate_masks(predict: Callable[[list[np.ndarray]], list[np.ndarray]], slic
     result["n_patient_groups"] = len(set(groups))
     result["ms_per_slice"] = 1000.0 * elapsed / max(len(slices), 1)
     result["dice_per_slice"] = [s[0] for s in scores]
+    result["iou_per_slice"] = [s[1] for s in scores]
+    result["predicted_px_per_slice"] = predicted_px
     return result
 
 

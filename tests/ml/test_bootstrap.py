@@ -1,9 +1,9 @@
-"""The patient-group bootstrap behind evaluate_segmentation's confidence intervals."""
+"""The patient-group bootstrap behind evaluate_segmentation's confidence intervals, and its count of missed slices."""
 
 import numpy as np
 import pytest
 
-from ml.evaluate import group_bootstrap_ci
+from ml.evaluate import group_bootstrap_ci, misses
 
 
 def test_two_groups_give_the_hand_computed_interval():
@@ -36,3 +36,13 @@ def test_resampling_patients_not_slices_widens_the_interval_for_correlated_slice
 def test_lengths_must_match():
     with pytest.raises(ValueError, match="3 values but 2 groups"):
         group_bootstrap_ci([1.0, 0.0, 1.0], ["a", "b"])
+
+
+def test_misses_counts_the_slices_under_the_bar_by_type_and_patient_group():
+    dices = [0.0, 0.05, 0.9, 0.8, 0.099, 0.1]
+    types = ["glioma", "glioma", "glioma", "meningioma", "pituitary", "pituitary"]
+    groups = ["a", "b", "a", "c", "a", "d"]
+    assert misses(dices, types, groups) == {
+        "below": 0.1, "n": 3, "of": 6, "by_type": {"glioma": 2, "pituitary": 1}, "patient_groups": 2,
+        "dice_mean_of_the_rest": pytest.approx((0.9 + 0.8 + 0.1) / 3)}
+    assert np.isnan(misses([0.5], ["glioma"], ["a"], below=0.6)["dice_mean_of_the_rest"])  # every slice missed

@@ -84,6 +84,30 @@ def test_evaluate_segmentation_scores_every_model_and_the_ensemble_at_full_size(
         assert diff["ci95"][0] - 1e-9 <= diff["dice_diff"] <= diff["ci95"][1] + 1e-9
 
 
+def test_evaluate_segmentation_writes_a_row_per_model_and_slice(figshare_dir, tmp_path, tiny_models):
+    data, ids = _full_size_dir(figshare_dir, tmp_path)
+    out, table = tmp_path / "eval.json", tmp_path / "per_slice" / "rows.csv"
+    call_command("evaluate_segmentation", "--data", str(data), "--models-dir", str(tiny_models), "--json", str(out),
+                 "--per-slice", str(table))
+    result = json.loads(out.read_text())["models"]
+    rows = list(csv.DictReader(table.open()))
+    assert len(rows) == 3 * len(ids)
+    cases = {r["id"]: r for r in csv.DictReader((data / "cases.csv").open())}
+    for name, scores in result.items():
+        mine = [r for r in rows if r["model"] == name]
+        assert [r["id"] for r in mine] == ids
+        assert np.mean([float(r["dice"]) for r in mine]) == pytest.approx(scores["dice_mean"], abs=1e-6)
+        assert np.mean([float(r["iou"]) for r in mine]) == pytest.approx(scores["iou_mean"], abs=1e-6)
+        for r in mine:
+            truth = np.asarray(Image.open(data / "masks" / f"{r['id']}.png")) > 0
+            assert int(r["truth_px"]) == truth.sum() > 0
+            assert r["patient_group"] == cases[r["id"]]["patient_group"]
+            assert r["tumour_type"] == cases[r["id"]]["label_name"]
+            assert 0 <= int(r["predicted_px"]) <= truth.size
+            if int(r["predicted_px"]) == 0:
+                assert float(r["dice"]) < 1e-6  # nothing predicted on a slice with a tumour
+
+
 def test_evaluate_segmentation_refuses_unknown_models_and_bad_folders(tmp_path, tiny_models, figshare_dir):
     with pytest.raises(CommandError, match="no cases.csv"):
         call_command("evaluate_segmentation", "--data", str(tmp_path), "--models-dir", str(tiny_models),

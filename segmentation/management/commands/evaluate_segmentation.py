@@ -25,6 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--models-dir", default=str(settings.TUMORSITE_MODELS_DIR),
                             help="where the <name>.keras/.json bundles are (default: TUMORSITE_MODELS_DIR)")
         parser.add_argument("--json", required=True, dest="json_out", help="write the results here")
+        parser.add_argument("--per-slice", metavar="CSV", dest="per_slice_out",
+                            help="also write one row per model and slice (model, id, patient_group, tumour_type, "
+                                 "truth_px, predicted_px, dice, iou), to find the cases a model fails on")
         parser.add_argument("--split", choices=["all", "train", "val", "test"], default="all",
                             help="evaluate only this patient-group split of DIR, as made at training time "
                                  "(seed and fractions from the first model's metadata)")
@@ -42,7 +45,7 @@ class Command(BaseCommand):
         from tqdm import tqdm
 
         from ml.data import load_slices, read_records, split_ids_as_trained
-        from ml.evaluate import evaluate_masks, group_bootstrap_ci
+        from ml.evaluate import evaluate_masks, group_bootstrap_ci, misses
         from ml.inference import load_ensemble, load_segmenter, shipped_bundles
 
         data, models_dir = Path(o["data"]), Path(o["models_dir"])
@@ -71,7 +74,7 @@ class Command(BaseCommand):
         slices = load_slices(data, ids)
         self.stdout.write(f"{len(slices)} slices from {data} (split: {o['split']})")
 
-        results, per_slice, probs = {}, {}, {}
+        results, per_slice, probs, rows = {}, {}, {}, {}
         for name in wanted:
             model = load_ensemble(models_dir, list(segmenters.values())) if name == "ensemble" else segmenters[name]
             members = model.members if name == "ensemble" else [model]
@@ -91,12 +94,19 @@ class Command(BaseCommand):
             res["wall_seconds"] = round(time.perf_counter() - started, 2)
             res["tta_scales"] = {m.name: list(scales or m.tta_scales) for m in members}
             per_slice[name] = np.array(res.pop("dice_per_slice"))
+            rows[name] = zip(res.pop("iou_per_slice"), res.pop("predicted_px_per_slice"), per_slice[name])
             results[name] = res
             by_type = ", ".join(f"{t} {d:.4f}" for t, d in res["dice_by_type"].items())
             lo, hi = res["dice_ci95"]
             self.stdout.write(f"{name}: Dice {res['dice_mean']:.4f} (95% CI {lo:.3f}-{hi:.3f}, "
                               f"{res['n_patient_groups']} patient groups) IoU {res['iou_mean']:.4f} "
                               f"({by_type}); {res['ms_per_slice']:.1f} ms/slice")
+            missed = misses(per_slice[name], [r.tumour_type for r in slices.records],
+                            [r.patient_group for r in slices.records])
+            kinds = ", ".join(f"{t} {n}" for t, n in missed["by_type"].items()) or "none"
+            self.stdout.write(f"  Dice < {missed['below']}: {missed['n']} of {missed['of']} slices ({kinds}) from "
+                              f"{missed['patient_groups']} patient groups; the others' mean Dice "
+                              f"{missed['dice_mean_of_the_rest']:.4f}")
         groups = [r.patient_group for r in slices.records]
         paired = {}
         for a, b in itertools.combinations(wanted, 2):
@@ -109,6 +119,25 @@ class Command(BaseCommand):
         Path(o["json_out"]).parent.mkdir(parents=True, exist_ok=True)
         Path(o["json_out"]).write_text(json.dumps(out, indent=2) + "\n")
         self.stdout.write(self.style.SUCCESS(f"wrote {o['json_out']}"))
+        if o["per_slice_out"]:
+            self._write_per_slice(Path(o["per_slice_out"]), slices, rows)
+            self.stdout.write(self.style.SUCCESS(f"wrote {o['per_slice_out']}"))
+
+    @staticmethod
+    def _write_per_slice(path: Path, slices, rows: dict) -> None:
+        import csv
+
+        import numpy as np
+
+        truth_px = [int(np.count_nonzero(m)) for m in slices.masks]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["model", "id", "patient_group", "tumour_type", "truth_px", "predicted_px", "dice", "iou"])
+            for name, scores in rows.items():
+                for record, truth, (iou, predicted, dice) in zip(slices.records, truth_px, scores):
+                    writer.writerow([name, record.id, record.patient_group, record.tumour_type or "", truth, predicted,
+                                     f"{dice:.6f}", f"{iou:.6f}"])
 
     @staticmethod
     def _predictor(model, stems, probs: dict, *, reuse: bool, keep: bool, tta, scales):
