@@ -68,8 +68,8 @@ def misses(dices: Sequence[float], types: Sequence[str | None], groups: Sequence
     """The slices a model all but misses (Dice under ``below``): how many, of which tumour type, and from
     how many patient groups, with the mean Dice of the other slices.
 
-    On validation most lost Dice is here rather than in the outlines: a faint tumour while a brighter
-    look-alike elsewhere gets the mask (docs/model-history.md).
+    Such slices weigh heavily in the mean: on validation the ensemble's 17 misses of 385 cost it 0.035 of
+    Dice. Typically the tumour is faint and a brighter look-alike elsewhere gets the mask (README).
     """
     dices = np.asarray(dices, float)
     hit = dices < below
