@@ -103,9 +103,11 @@ def test_evaluate_segmentation_writes_a_row_per_model_and_slice(figshare_dir, tm
             assert int(r["truth_px"]) == truth.sum() > 0
             assert r["patient_group"] == cases[r["id"]]["patient_group"]
             assert r["tumour_type"] == cases[r["id"]]["label_name"]
-            assert 0 <= int(r["predicted_px"]) <= truth.size
-            if int(r["predicted_px"]) == 0:
-                assert float(r["dice"]) < 1e-6  # nothing predicted on a slice with a tumour
+            predicted, dice = int(r["predicted_px"]), float(r["dice"])
+            assert 0 <= predicted <= truth.size
+            # Dice = 2 |A and B| / (|A| + |B|): the pixel counts must give a whole overlap that fits both masks.
+            overlap = dice * (truth.sum() + predicted) / 2
+            assert overlap <= min(truth.sum(), predicted) + 0.05 and abs(overlap - round(overlap)) < 0.05
 
 
 def test_evaluate_segmentation_refuses_unknown_models_and_bad_folders(tmp_path, tiny_models, figshare_dir):
