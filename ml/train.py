@@ -13,7 +13,7 @@ import platform
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -61,7 +61,7 @@ class TrainConfig:
     keep_epochs: bool = False  # keep every epoch's model in <run_dir>/epochs/ (for weight averaging)
     distill_from: list[str] = field(default_factory=list)  # teacher .keras bundles (knowledge distillation)
     distill_weight: float = 0.5  # the teachers' share of each training target when distilling
-    extra: dict = field(default_factory=dict)
+    like: str | None = None  # the bundle JSON whose shape and data handling this run copied (--like)
 
     def __post_init__(self):
         if self.name is None:
@@ -438,6 +438,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             "stopped_by_time_budget": bool(state.get("stopped_by_time_budget")),
             "early_stopping": {"monitor": "val_dice", "patience": cfg.patience},
             "batch_size": cfg.batch_size, "loss": cfg.loss, "optimizer": "adam",
+            "like": _like_meta(cfg),
             "distillation": _distillation_meta(cfg),
             "lr": {"start": cfg.lr_start, "end": cfg.lr_end, "schedule": "exponential per epoch",
                    "warmup_epochs": cfg.warmup_epochs},
@@ -455,6 +456,18 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
     log(f"wrote {path} and {path.with_suffix('.json')}; run files in {run_dir}")
     keras.backend.clear_session()  # free the graph before another run in the same process
     return {"name": cfg.name, "path": str(path), **metadata}
+
+
+def _like_meta(cfg: TrainConfig) -> dict | None:
+    """The bundle whose shape and data handling the run copied (``--like``), with its SHA-256 when its
+    weights are beside it (None without ``--like``)."""
+    if not cfg.like:
+        return None
+    from ml.inference import file_sha256
+
+    keras_path = Path(cfg.like).with_suffix(".keras")
+    return {"path": str(cfg.like), "fields": sorted(bundle_recipe(cfg.like)),
+            "sha256": file_sha256(keras_path) if keras_path.is_file() else None}
 
 
 def _distillation_meta(cfg: TrainConfig) -> dict | None:
@@ -476,8 +489,47 @@ def set_threads(n: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
-def main(argv=None) -> None:
-    """``python -m ml.train``: the same training as ``manage.py train_model``, without Django."""
+# What --like takes from a bundle: the model's shape and how its data was fed, not the schedule that
+# trained it (a shipped bundle's schedule is that of its last warm start; initialised_from has the chain).
+LIKE_FIELDS = ("architecture", "encoder", "encoder_weights", "image_size", "base_filters", "depth", "dropout",
+               "deep_supervision", "attention_blocks", "augmentation", "loss", "batch_size")
+
+
+def bundle_recipe(path: str | Path) -> dict:
+    """The ``TrainConfig`` fields of ``LIKE_FIELDS`` that the bundle at ``path`` (its ``.json``, or the
+    ``.keras`` beside it) was trained with. A field an older bundle did not record is left out, so the
+    default applies. Raises ``FileNotFoundError`` or ``ValueError`` with what to pass instead."""
+    path = Path(path)
+    if path.suffix == ".keras":
+        path = path.with_suffix(".json")
+    if not path.is_file():
+        raise FileNotFoundError(f"no bundle JSON at {path}: pass --like with a bundle's .json, "
+                                "e.g. models/attention_unet.json.")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}): pass a bundle's .json to --like.") from exc
+    spec, training = meta.get("spec"), meta.get("training") or {}
+    if not isinstance(spec, dict) or "architecture" not in spec:
+        raise ValueError(f"{path} has no model spec: pass the .json that train_model wrote for a bundle.")
+    recipe = {"image_size": spec.get("input_size", meta.get("input_size"))}
+    for key in ("architecture", "encoder", "base_filters", "depth", "dropout", "deep_supervision",
+                "attention_blocks"):
+        recipe[key] = spec.get(key)
+    recipe["encoder_weights"] = meta.get("encoder_weights")
+    if "augmentation" in training:  # None: trained without augmentation
+        augmentation = training["augmentation"]
+        recipe["augmentation"] = "none" if augmentation is None else augmentation.get("preset")
+    recipe["loss"], recipe["batch_size"] = training.get("loss"), training.get("batch_size")
+    return {key: recipe[key] for key in LIKE_FIELDS if recipe.get(key) is not None}
+
+
+def add_training_arguments(parser, *, data_default: str | None, output_default: str) -> None:
+    """The training options, shared by ``python -m ml.train`` and ``manage.py train_model``.
+
+    Options that ``--like`` can fill default to None here; ``config_from_options`` applies, in order,
+    what was given, then the bundle's value, then ``TrainConfig``'s default (named in each help text).
+    """
     import argparse
 
     from ml.data import AUGMENTATIONS
@@ -485,71 +537,102 @@ def main(argv=None) -> None:
     from ml.losses import LOSSES
     from ml.models import ARCHITECTURES
 
-    parser = argparse.ArgumentParser(description="Train a TumorSite segmenter on data in the shared layout.")
-    parser.add_argument("--architecture", required=True, choices=ARCHITECTURES, help="decoder architecture")
-    parser.add_argument("--encoder", default="plain", choices=ENCODERS, help="encoder (default: plain)")
-    parser.add_argument("--data", required=True, help="folder with cases.csv, images/ and masks/")
-    parser.add_argument("--image-size", type=int, default=128, help="square model input in px (default 128)")
-    parser.add_argument("--epochs", type=int, default=40,
-                        help="maximum epochs; early stopping may end sooner (default 40)")
-    parser.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
-    parser.add_argument("--base-filters", type=int, default=16,
-                        help="filters of the first stage (default 16)")
-    parser.add_argument("--depth", type=int, default=4, help="downsamplings of the plain encoder (default 4)")
-    parser.add_argument("--encoder-weights", default="none", help="none, imagenet or a weights file path")
+    d = {f.name: f.default for f in fields(TrainConfig)}
+    parser.add_argument("--like", metavar="JSON",
+                        help="train a model of this bundle's shape, from scratch unless --init-from: architecture, "
+                             "encoder, encoder weights, input size, base filters, depth, dropout, deep supervision, "
+                             "attention blocks, augmentation, loss and batch size come from its JSON (e.g. "
+                             "models/unet.json); any of these options given as well wins")
+    parser.add_argument("--architecture", choices=ARCHITECTURES, help="decoder architecture (required without --like)")
+    parser.add_argument("--encoder", choices=ENCODERS, help=f"encoder (default {d['encoder']})")
+    if data_default is None:
+        parser.add_argument("--data", required=True, help="dataset folder in the shared layout (cases.csv, images/, masks/)")
+    else:
+        parser.add_argument("--data", default=data_default,
+                            help="dataset folder in the shared layout (default: TUMORSITE_DATA)")
+    parser.add_argument("--image-size", type=int, help=f"square model input in px, a multiple of 16/32 (default {d['image_size']})")
+    parser.add_argument("--epochs", type=int, default=d["epochs"],
+                        help=f"maximum epochs; early stopping may end sooner (default {d['epochs']})")
+    parser.add_argument("--batch-size", type=int, help=f"batch size (default {d['batch_size']})")
+    parser.add_argument("--base-filters", type=int, help=f"filters of the first stage (default {d['base_filters']})")
+    parser.add_argument("--depth", type=int,
+                        help=f"downsamplings of the plain encoder (default {d['depth']}; at 256 px, 5 lets the "
+                             "bottleneck see the whole slice)")
+    parser.add_argument("--encoder-weights",
+                        help="'none' (random init, the default), 'imagenet' (downloaded by Keras) or a weights file path")
     parser.add_argument("--name", help="bundle name (default: <architecture>_<encoder>_<size>)")
-    parser.add_argument("--output-dir", default="models",
-                        help="where <name>.keras and <name>.json go (default models)")
+    parser.add_argument("--output-dir", default=output_default,
+                        help=f"where <name>.keras and <name>.json go (default {output_default}; a bundle of the "
+                             "same name there is replaced when the run ends)")
     parser.add_argument("--run-dir", help="checkpoints, CSV log and curves (default: runs/<name>)")
-    parser.add_argument("--max-minutes", type=float,
-                        help="stop after the epoch that would exceed this budget")
-    parser.add_argument("--patience", type=int, default=12,
-                        help="early stopping: epochs without a validation Dice gain (default 12)")
-    parser.add_argument("--lr-start", type=float, default=1e-3, help="initial learning rate (default 1e-3)")
-    parser.add_argument("--lr-end", type=float, default=1e-4, help="final learning rate (default 1e-4)")
-    parser.add_argument("--warmup-epochs", type=float, default=0.0,
-                        help="raise the learning rate linearly from near 0 over this many epochs (fractions allowed), "
-                             "e.g. 1 for a warm start (--init-from); default 0, no warm-up")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    parser.add_argument("--max-minutes", type=float, help="stop after the epoch that would exceed this budget")
+    parser.add_argument("--patience", type=int, default=d["patience"],
+                        help=f"early stopping: epochs without a validation Dice gain before stopping (default {d['patience']})")
+    parser.add_argument("--lr-start", type=float, default=d["lr_start"],
+                        help=f"initial learning rate (default {d['lr_start']:g}; lower it to fine-tune a warm start)")
+    parser.add_argument("--lr-end", type=float, default=d["lr_end"], help=f"final learning rate (default {d['lr_end']:g})")
+    parser.add_argument("--warmup-epochs", type=float, default=d["warmup_epochs"],
+                        help="raise the learning rate linearly from near 0 over this many epochs (fractions "
+                             "allowed), e.g. 1 for a warm start (--init-from); default 0, no warm-up")
+    parser.add_argument("--precision", default=d["precision"], choices=["auto", "fp32", "bf16"],
                         help="auto: bf16 where the CPU has AMX/AVX512-BF16 or on a GPU, else fp32")
-    parser.add_argument("--seed", type=int, default=42, help="split and initialisation seed (default 42)")
+    parser.add_argument("--seed", type=int, default=d["seed"], help=f"split and initialisation seed (default {d['seed']})")
+    parser.add_argument("--init-from", help="a .keras model whose same-named, same-shaped layers seed this one "
+                                             "(e.g. a trained U-Net for an Attention U-Net)")
     parser.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
-    parser.add_argument("--init-from",
-                        help="a .keras model whose same-named, same-shaped layers seed this one")
-    parser.add_argument("--augmentation", default="standard", choices=list(AUGMENTATIONS),
-                        help="training augmentation preset (default standard)")
+    parser.add_argument("--limit", type=int, help="use at most N train and N val slices (smoke runs)")
+    parser.add_argument("--augmentation", choices=list(AUGMENTATIONS),
+                        help="training augmentation: none, standard (the default: flip, ±10° rotation, ±10%% scale, "
+                             "brightness and contrast) or strong (±20°, ±20%%, larger intensity changes)")
+    parser.add_argument("--dropout", type=float, help="spatial dropout after the bottleneck block (default 0)")
+    parser.add_argument("--deep-supervision", action=argparse.BooleanOptionalAction,
+                        help="U-Net++ only: a mask head on every top-row node, each trained with the loss; "
+                             "inference averages them (Zhou et al. 2018); default off")
+    parser.add_argument("--attention-blocks", type=int,
+                        help="transformer blocks (self-attention over the bottleneck's positions) after the "
+                             "bottleneck; each starts as the identity, so a warm start keeps its source's "
+                             "output (default 0)")
+    parser.add_argument("--loss", choices=list(LOSSES),
+                        help="bce_dice (BCE + soft Dice, the default), dice, focal, or lovasz (Lovász hinge, "
+                             "per image: for fine-tuning a bce_dice model at a low learning rate)")
     parser.add_argument("--keep-epochs", action="store_true",
                         help="keep every epoch's model in <run-dir>/epochs/ (for python -m ml.average)")
-    parser.add_argument("--dropout", type=float, default=0.0,
-                        help="spatial dropout after the bottleneck block (default 0)")
-    parser.add_argument("--deep-supervision", action="store_true",
-                        help="U-Net++ only: a mask head on every top-row node, each trained with the loss; "
-                             "inference averages them (Zhou et al. 2018)")
-    parser.add_argument("--attention-blocks", type=int, default=0,
-                        help="transformer blocks (self-attention over the bottleneck's positions) after the "
-                             "bottleneck; each starts as the identity, so a warm start keeps its source's output (default 0)")
-    parser.add_argument("--loss", default="bce_dice", choices=list(LOSSES),
-                        help="bce_dice (default), dice, focal, or lovasz (Lovász hinge: for fine-tuning at a low rate)")
     parser.add_argument("--distill-from", nargs="+", default=[], metavar="KERAS",
-                        help="knowledge distillation: train on a mix of the expert masks and these bundles' mean "
-                             "probabilities (e.g. the three shipped models)")
-    parser.add_argument("--distill-weight", type=float, default=0.5,
-                        help="the teachers' share of each target with --distill-from (default 0.5)")
+                        help="knowledge distillation: train on a mix of the expert masks and these bundles' "
+                             "mean probabilities, e.g. the three shipped models")
+    parser.add_argument("--distill-weight", type=float, default=d["distill_weight"],
+                        help=f"the teachers' share of each training target with --distill-from (default {d['distill_weight']})")
+
+
+def config_from_options(options: dict, data_dir: str | Path) -> TrainConfig:
+    """A ``TrainConfig`` from the options of ``add_training_arguments`` (an argparse namespace's
+    ``vars`` or a management command's options): each field is the option given, else, with
+    ``--like``, the bundle's value, else the dataclass default. Raises ``ValueError`` (or
+    ``FileNotFoundError`` for a missing bundle) with what to pass."""
+    values = bundle_recipe(options["like"]) if options.get("like") else {}
+    for f in fields(TrainConfig):
+        if f.name not in ("data_dir", "like") and options.get(f.name) is not None:
+            values[f.name] = options[f.name]
+    if "architecture" not in values:
+        raise ValueError("pass --architecture, or --like with a bundle's JSON (e.g. models/unet.json) "
+                         "to train a model of its shape.")
+    return TrainConfig(data_dir=str(data_dir), like=options.get("like"), **values)
+
+
+def main(argv=None) -> None:
+    """``python -m ml.train``: the same training as ``manage.py train_model``, without Django."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Train a TumorSite segmenter on data in the shared layout.")
+    add_training_arguments(parser, data_default=None, output_default="models")
     args = parser.parse_args(argv)
+    try:
+        cfg = config_from_options(vars(args), args.data)
+    except (ValueError, FileNotFoundError) as exc:
+        parser.error(str(exc))
     if args.threads:
         set_threads(args.threads)
-    train(TrainConfig(architecture=args.architecture, encoder=args.encoder, data_dir=args.data,
-                      image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
-                      base_filters=args.base_filters, depth=args.depth, encoder_weights=args.encoder_weights, name=args.name,
-                      output_dir=args.output_dir, run_dir=args.run_dir, max_minutes=args.max_minutes,
-                      patience=args.patience,
-                      lr_start=args.lr_start, lr_end=args.lr_end, warmup_epochs=args.warmup_epochs,
-                      precision=args.precision, seed=args.seed, init_from=args.init_from,
-                      augmentation=args.augmentation, dropout=args.dropout, loss=args.loss,
-                      keep_epochs=args.keep_epochs, attention_blocks=args.attention_blocks,
-                      deep_supervision=args.deep_supervision, distill_from=args.distill_from,
-                      distill_weight=args.distill_weight),
-          log=lambda msg: print(msg, flush=True))
+    train(cfg, log=lambda msg: print(msg, flush=True))
 
 
 if __name__ == "__main__":

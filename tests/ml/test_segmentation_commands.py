@@ -128,8 +128,10 @@ def test_evaluate_segmentation_refuses_masks_of_another_size(figshare_dir, tmp_p
 
 
 @pytest.mark.django_db
-def test_train_model_writes_the_bundle_and_registers_the_version(figshare_dir, tmp_path):
+def test_train_model_writes_the_bundle_and_registers_the_version(figshare_dir, tmp_path, settings):
     from segmentation.models import ModelVersion
+
+    settings.TUMORSITE_MODELS_DIR = tmp_path / "m"  # registered only when written to the models directory
 
     call_command("train_model", "--architecture", "attention_unet", "--data", str(figshare_dir),
                  "--image-size", "32", "--base-filters", "2", "--epochs", "1", "--batch-size", "4",
@@ -148,6 +150,27 @@ def test_train_model_writes_the_bundle_and_registers_the_version(figshare_dir, t
     version = ModelVersion.objects.get(name="smoke_att")
     assert version.architecture == "attention_unet" and version.threshold == meta["threshold"]
     assert ModelVersion.objects.filter(is_ensemble=True, is_active=True).exists()
+
+
+@pytest.mark.django_db
+def test_train_model_elsewhere_leaves_the_served_versions_alone(figshare_dir, tmp_path):
+    """A candidate written outside the models directory must not repoint or deactivate what is served."""
+    from io import StringIO
+
+    from segmentation.models import ModelVersion
+    from segmentation.services import model_versions_sync
+
+    model_versions_sync()
+    served = {v.name: (v.file_path, v.is_active) for v in ModelVersion.objects.all()}
+    assert served["unet"] == ("unet.keras", True)
+    out = StringIO()
+    call_command("train_model", "--architecture", "unet", "--data", str(figshare_dir), "--image-size", "32",
+                 "--base-filters", "2", "--depth", "2", "--epochs", "1", "--batch-size", "4", "--limit", "4",
+                 "--precision", "fp32", "--name", "unet", "--output-dir", str(tmp_path / "cand"),
+                 "--run-dir", str(tmp_path / "run"), stdout=out)
+    assert (tmp_path / "cand" / "unet.keras").is_file()
+    assert "not registered" in out.getvalue() and "sync_models" in out.getvalue()
+    assert {v.name: (v.file_path, v.is_active) for v in ModelVersion.objects.all()} == served
 
 
 def test_train_model_refuses_a_folder_that_is_not_a_dataset(tmp_path):

@@ -1,0 +1,112 @@
+"""``--like BUNDLE.json``: one command trains a model of a shipped bundle's shape from scratch."""
+
+import argparse
+import json
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+
+SHIPPED = ("unet", "attention_unet", "unet_plus_plus")
+
+
+def _options(*argv):
+    from ml.train import add_training_arguments
+
+    parser = argparse.ArgumentParser()
+    add_training_arguments(parser, data_default="data", output_default="models")
+    return vars(parser.parse_args(list(argv)))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_like_builds_the_shipped_bundles_model(name):
+    """The config --like makes builds a model of the bundle's spec, parameter for parameter."""
+    from ml.train import config_from_options
+
+    path = settings.TUMORSITE_MODELS_DIR / f"{name}.json"
+    meta = json.loads(path.read_text())
+    cfg = config_from_options(_options("--like", str(path)), "data")
+    spec = cfg.model_spec().get_config()
+    assert {k: spec[k] for k in meta["spec"]} == meta["spec"]
+    assert cfg.image_size == meta["input_size"] == 256
+    assert cfg.model_spec().build().count_params() == meta["parameters"]
+    assert (cfg.augmentation, cfg.loss, cfg.batch_size) == (
+        meta["training"]["augmentation"]["preset"], meta["training"]["loss"], meta["training"]["batch_size"])
+    # From scratch: nothing of how the bundle itself was warm-started comes along.
+    assert cfg.init_from is None and (cfg.lr_start, cfg.lr_end) == (1e-3, 1e-4)
+    assert cfg.name == f"{name}_plain_256" and cfg.like == str(path)
+
+
+def test_options_given_win_over_the_bundle():
+    from ml.train import config_from_options
+
+    cfg = config_from_options(_options("--like", str(settings.TUMORSITE_MODELS_DIR / "unet.json"),
+                                       "--depth", "4", "--image-size", "128", "--augmentation", "strong",
+                                       "--architecture", "attention_unet"), "data")
+    assert (cfg.architecture, cfg.depth, cfg.image_size, cfg.augmentation) == ("attention_unet", 4, 128, "strong")
+    assert (cfg.base_filters, cfg.dropout) == (12, 0.1)  # the rest still from the bundle
+
+
+def test_without_like_the_defaults_are_the_dataclass_defaults():
+    from ml.train import TrainConfig, config_from_options
+
+    cfg = config_from_options(_options("--architecture", "unet"), "data")
+    assert cfg == TrainConfig(architecture="unet", data_dir="data")
+
+
+def test_a_bundle_without_the_newer_fields_leaves_their_defaults(tmp_path):
+    from ml.train import bundle_recipe
+
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"spec": {"architecture": "unet", "encoder": "plain", "input_size": 128,
+                                         "base_filters": 16}, "training": {"augmentation": None}}))
+    assert bundle_recipe(path.with_suffix(".keras")) == {
+        "architecture": "unet", "encoder": "plain", "image_size": 128, "base_filters": 16, "augmentation": "none"}
+
+
+def test_bad_like_arguments_say_what_to_pass(tmp_path):
+    from ml.train import config_from_options
+
+    with pytest.raises(FileNotFoundError, match="no bundle JSON at .*nothing.json"):
+        config_from_options(_options("--like", str(tmp_path / "nothing.keras")), "data")
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        config_from_options(_options("--like", str(tmp_path / "broken.json")), "data")
+    (tmp_path / "cases.json").write_text(json.dumps({"models": {}}))
+    with pytest.raises(ValueError, match="no model spec"):
+        config_from_options(_options("--like", str(tmp_path / "cases.json")), "data")
+    with pytest.raises(ValueError, match="pass --architecture, or --like"):
+        config_from_options(_options(), "data")
+
+
+def test_python_m_ml_train_reports_a_missing_architecture(capsys):
+    from ml.train import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data", "data"])
+    assert exit_info.value.code == 2
+    assert "pass --architecture, or --like" in capsys.readouterr().err
+
+
+def test_train_model_reports_a_missing_bundle_before_reading_data(tmp_path):
+    with pytest.raises(CommandError, match="no bundle JSON"):
+        call_command("train_model", "--like", str(tmp_path / "gone.json"), "--from-record")
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.django_db
+def test_train_model_like_trains_and_records_the_bundle_it_copied(figshare_dir, tmp_path):
+    from ml.inference import file_sha256
+
+    like = settings.TUMORSITE_MODELS_DIR / "unet_plus_plus.json"
+    call_command("train_model", "--like", str(like), "--data", str(figshare_dir), "--image-size", "64",
+                 "--epochs", "1", "--limit", "4", "--batch-size", "4", "--precision", "fp32", "--name", "again",
+                 "--output-dir", str(tmp_path / "m"), "--run-dir", str(tmp_path / "run"), "--no-register")
+    meta = json.loads((tmp_path / "m" / "again.json").read_text())
+    shipped = json.loads(like.read_text())
+    assert meta["spec"] == {**shipped["spec"], "input_size": 64, "attention_blocks": 0}
+    assert meta["initialised_from"] is None and meta["encoder_weights"] == "none"
+    assert meta["training"]["like"]["path"] == str(like)
+    assert meta["training"]["like"]["sha256"] == file_sha256(like.with_suffix(".keras"))
+    assert "depth" in meta["training"]["like"]["fields"] and "image_size" in meta["training"]["like"]["fields"]
