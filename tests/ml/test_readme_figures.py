@@ -166,3 +166,18 @@ def test_speed_table_matches_the_committed_benchmark_run():
                                             r["x_seed_b1"])):
             assert number(cell) == as_published(cell, value), (key, cell, value)
     assert seen == set(measured)
+
+
+def test_encoder_screen_table_is_what_ml_runs_prints_for_the_committed_run():
+    """The 256 px encoder screen's table is `python -m ml.runs`'s table of the committed JSON, row for row."""
+    from ml.runs import table
+
+    header, rows = readme_table("| bundle | encoder | params | from")
+    run = published("docs/results/encoder_screen_256.json")
+    expected = table(run["runs"]).splitlines()
+    assert header == expected[0]
+    assert ["| " + " | ".join(cells) + " |" for cells in rows] == expected[2:]
+    plain, effb0 = run["runs"]
+    assert (plain["encoder"], effb0["encoder"]) == ("plain", "efficientnetb0")
+    assert plain["initialised_from"] is effb0["initialised_from"] is False  # both from random init
+    assert plain["like"]["path"] == effb0["like"]["path"] == "models/attention_unet.json"
