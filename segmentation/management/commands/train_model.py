@@ -9,9 +9,9 @@ from django.core.management.base import BaseCommand, CommandError
 class Command(BaseCommand):
     help = (
         "Train a segmenter on data in the shared layout (cases.csv, images/, masks/), split by patient "
-        "group; write <name>.keras and <name>.json to the models directory and register the model "
-        "version when the models directory is the output directory. Re-running the same --name resumes from its last epoch. --like models/<name>.json "
-        "trains a model of a shipped bundle's shape from scratch, e.g. to retrain it on new data."
+        "group; write <name>.keras and <name>.json to --output-dir (default: the models directory) and, "
+        "there only, register the model version. Re-running the same --name resumes from its last epoch. "
+        "--like models/<name>.json trains a model of a shipped bundle's shape from scratch."
     )
 
     def add_arguments(self, parser):
