@@ -25,10 +25,12 @@ class Command(BaseCommand):
         parser.add_argument("--no-register", action="store_true", help="do not register the model version")
 
     def handle(self, *args, **o):
+        from dataclasses import replace
+
         from ml.train import config_from_options
 
         try:
-            config_from_options(o, o["data"])  # a bad option fails here, before any export or data read
+            cfg = config_from_options(o, o["data"])  # a bad option fails here, before any export or data read
         except (ValueError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
         if o["from_record"]:
@@ -38,19 +40,19 @@ class Command(BaseCommand):
 
             with tempfile.TemporaryDirectory(prefix="tumorsite-record-") as tmp:
                 call_command("export_cases", tmp, "--no-progress", stdout=self.stdout)
-                return self._train(Path(tmp), o)
-        return self._train(Path(o["data"]), o)
+                return self._train(replace(cfg, data_dir=tmp), o)
+        return self._train(cfg, o)
 
-    def _train(self, data: Path, o: dict):
-        from ml.train import config_from_options, set_threads, train
+    def _train(self, cfg, o: dict):
+        from ml.train import set_threads, train
 
         if o["threads"]:
             set_threads(o["threads"])
 
+        data = Path(cfg.data_dir)
         if not (data / "cases.csv").is_file():
             raise CommandError(f"{data} has no cases.csv: pass --data DIR in the shared layout.")
         try:
-            cfg = config_from_options(o, data)
             result = train(cfg, log=self.stdout.write, verbose=1 if self.stdout.isatty() else 2)
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
