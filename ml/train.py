@@ -459,14 +459,17 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
 
 
 def _like_meta(cfg: TrainConfig) -> dict | None:
-    """The bundle whose shape and data handling the run copied (``--like``), with its SHA-256 when its
-    weights are beside it (None without ``--like``)."""
+    """The bundle whose shape and data handling the run copied (``--like``): the fields it recorded, those
+    of them this run set otherwise (an option given as well), and its SHA-256 when its weights are beside
+    it (None without ``--like``)."""
     if not cfg.like:
         return None
     from ml.inference import file_sha256
 
+    recipe = bundle_recipe(cfg.like)
     keras_path = Path(cfg.like).with_suffix(".keras")
-    return {"path": str(cfg.like), "fields": sorted(bundle_recipe(cfg.like)),
+    return {"path": str(cfg.like), "fields": sorted(recipe),
+            "overridden": sorted(key for key, value in recipe.items() if getattr(cfg, key) != value),
             "sha256": file_sha256(keras_path) if keras_path.is_file() else None}
 
 

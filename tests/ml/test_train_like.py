@@ -110,3 +110,4 @@ def test_train_model_like_trains_and_records_the_bundle_it_copied(figshare_dir, 
     assert meta["training"]["like"]["path"] == str(like)
     assert meta["training"]["like"]["sha256"] == file_sha256(like.with_suffix(".keras"))
     assert "depth" in meta["training"]["like"]["fields"] and "image_size" in meta["training"]["like"]["fields"]
+    assert meta["training"]["like"]["overridden"] == ["batch_size", "image_size"]  # given as options
