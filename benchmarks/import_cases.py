@@ -17,7 +17,11 @@ TARGET_S = 120
 
 
 def main() -> int:
-    data = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("TUMORSITE_DATA", REPO.parent / "shared/data/figshare"))
+    data = Path(
+        sys.argv[1]
+        if len(sys.argv) > 1
+        else os.environ.get("TUMORSITE_DATA", REPO.parent / "shared/data/figshare")
+    )
     if not (data / "cases.csv").is_file():
         print(f"skipped: no dataset at {data}")
         return 0
@@ -30,13 +34,19 @@ def main() -> int:
         for run in ("first", "again"):
             report = Path(var) / f"{run}.json"
             started = time.perf_counter()
-            subprocess.run([*manage, "import_cases", str(data), "--no-progress", "--json", str(report)],
-                           env=env, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [*manage, "import_cases", str(data), "--no-progress", "--json", str(report)],
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             timings[run] = (time.perf_counter() - started, json.loads(report.read_text()))
     (first_s, first), (again_s, again) = timings["first"], timings["again"]
-    print(f"import_cases {data}: imported {first['imported']} in {first_s:.1f} s "
-          f"({first['imported'] / first_s:.0f} cases/s, target < {TARGET_S} s); "
-          f"re-run skipped {again['skipped']} in {again_s:.1f} s")
+    print(
+        f"import_cases {data}: imported {first['imported']} in {first_s:.1f} s "
+        f"({first['imported'] / first_s:.0f} cases/s, target < {TARGET_S} s); "
+        f"re-run skipped {again['skipped']} in {again_s:.1f} s"
+    )
     return 0 if first_s < TARGET_S and not first["failed"] and again["imported"] == 0 else 1
 
 

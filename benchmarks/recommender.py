@@ -50,7 +50,9 @@ def _dimension() -> int:
     return COMBINED_DIM
 
 
-def synthetic(n: int, dim: int, rng: np.random.Generator, clusters: int = 60) -> tuple[np.ndarray, np.ndarray]:
+def synthetic(
+    n: int, dim: int, rng: np.random.Generator, clusters: int = 60
+) -> tuple[np.ndarray, np.ndarray]:
     centres = rng.normal(0, 1.0, size=(clusters, dim)).astype(np.float32)
     types = np.arange(clusters) % len(TYPES)
     which = rng.integers(0, clusters, size=n)
@@ -78,7 +80,10 @@ def _prepared(cur, table: str, n: int, graph: dict) -> dict | None:
     if not row or not row[0]:
         return None
     built = json.loads(row[0])
-    same_graph = (built.get("m", 16), built.get("ef_construction", 64)) == (graph["m"], graph["ef_construction"])
+    same_graph = (built.get("m", 16), built.get("ef_construction", 64)) == (
+        graph["m"],
+        graph["ef_construction"],
+    )
     return built if built.get("n") == n and same_graph else None
 
 
@@ -98,20 +103,28 @@ def _load_and_index(cur, table: str, vectors: np.ndarray, types: np.ndarray, arg
             for i in range(start, min(n, start + 20000)):
                 buf.write(f"{i}\t{TYPES[types[i]]}\t{_literal(vectors[i])}\n")
             copy.write(buf.getvalue())
-    built = {"n": n, "load_s": round(time.perf_counter() - started, 1), "m": args.m,
-             "ef_construction": args.ef_construction}
+    built = {
+        "n": n,
+        "load_s": round(time.perf_counter() - started, 1),
+        "m": args.m,
+        "ef_construction": args.ef_construction,
+    }
     cur.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
     cur.execute(f"SET max_parallel_maintenance_workers = {args.build_workers}")
     started = time.perf_counter()
-    for where in ([f" WHERE tumour_type = '{t}'" for t in TYPES] if partial else [""]):
-        cur.execute(f"CREATE INDEX ON {table} USING hnsw (combined vector_l2_ops) "
-                    f"WITH (m = {int(args.m)}, ef_construction = {int(args.ef_construction)}){where}")
+    for where in [f" WHERE tumour_type = '{t}'" for t in TYPES] if partial else [""]:
+        cur.execute(
+            f"CREATE INDEX ON {table} USING hnsw (combined vector_l2_ops) "
+            f"WITH (m = {int(args.m)}, ef_construction = {int(args.ef_construction)}){where}"
+        )
     built["build_s"] = round(time.perf_counter() - started, 1)
     built["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     cur.execute(f"ANALYZE {table}")
     from psycopg import sql  # utility statements take no bound parameters: quote client-side
 
-    cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(table), sql.Literal(json.dumps(built))))
+    cur.execute(
+        sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(table), sql.Literal(json.dumps(built)))
+    )
     return built
 
 
@@ -131,13 +144,20 @@ def run_size(conn, n: int, dim: int, args, rng) -> dict:
     vectors, types = synthetic(n, dim, rng)
     table = f"bench_recommender_{n}_m{args.m}_efc{args.ef_construction}"
     built = _table(conn, table, vectors, types, args, partial=False)
-    result: dict = {"n": n, "dim": dim, "m": args.m, "ef_construction": args.ef_construction,
-                    "load_s": built["load_s"], "index_build_s": built["build_s"],
-                    "index_reused_from": built["built_at"] if built.get("reused") else None}
+    result: dict = {
+        "n": n,
+        "dim": dim,
+        "m": args.m,
+        "ef_construction": args.ef_construction,
+        "load_s": built["load_s"],
+        "index_build_s": built["build_s"],
+        "index_reused_from": built["built_at"] if built.get("reused") else None,
+    }
     if args.build_only:
         if args.partial:
-            result["partial_index_build_s"] = _table(conn, f"{table}_by_type", vectors, types, args,
-                                                     partial=True)["build_s"]
+            result["partial_index_build_s"] = _table(
+                conn, f"{table}_by_type", vectors, types, args, partial=True
+            )["build_s"]
         return result
 
     if args.prewarm:
@@ -146,7 +166,9 @@ def run_size(conn, n: int, dim: int, args, rng) -> dict:
         with conn.cursor() as cur:
             cur.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
             cur.execute("SELECT pg_prewarm(%s::regclass)", [table])
-            cur.execute("SELECT pg_prewarm(indexrelid::regclass) FROM pg_index WHERE indrelid = %s::regclass", [table])
+            cur.execute(
+                "SELECT pg_prewarm(indexrelid::regclass) FROM pg_index WHERE indrelid = %s::regclass", [table]
+            )
         conn.commit()
 
     # The app filters by the query's own (entered or suggested) type; a user may also ask for another type.
@@ -164,8 +186,11 @@ def run_size(conn, n: int, dim: int, args, rng) -> dict:
         times.append((time.perf_counter() - started) * 1000)
         truth["own"].append(exact_top(vectors, q, k, types == own))
         truth["other"].append(exact_top(vectors, q, k, types == other))
-    result["numpy"] = {"p50_ms": round(float(np.percentile(times, 50)), 2),
-                       "p99_ms": round(float(np.percentile(times, 99)), 2), "recall_at_10": 1.0}
+    result["numpy"] = {
+        "p50_ms": round(float(np.percentile(times, 50)), 2),
+        "p99_ms": round(float(np.percentile(times, 99)), 2),
+        "recall_at_10": 1.0,
+    }
 
     def measure(label: str, ef: int) -> None:
         for filt, wanted in (("none", None), ("own", own_types), ("other", other_types)):
@@ -181,23 +206,30 @@ def run_size(conn, n: int, dim: int, args, rng) -> dict:
                     # As recommender.index + selectors do: fetch 4k, re-sort by exact distance, keep k
                     # (relaxed_order may return rows slightly out of order).
                     started = time.perf_counter()
-                    cur.execute(f"SELECT id, combined <-> %s::vector AS d FROM {tables[label]} {where}"
-                                "ORDER BY combined <-> %s::vector LIMIT %s", [lit, lit, 4 * k])
+                    cur.execute(
+                        f"SELECT id, combined <-> %s::vector AS d FROM {tables[label]} {where}"
+                        "ORDER BY combined <-> %s::vector LIMIT %s",
+                        [lit, lit, 4 * k],
+                    )
                     ids = [row[0] for row in sorted(cur.fetchall(), key=lambda r: r[1])[:k]]
                     times.append((time.perf_counter() - started) * 1000)
                     recalls.append(len(set(ids) & set(truth[filt][i].tolist())) / k)
             conn.commit()
             key = f"{label}_ef{ef}" + {"none": "", "own": "_own_type", "other": "_other_type"}[filt]
-            result[key] = {"p50_ms": round(float(np.percentile(times, 50)), 2),
-                           "p99_ms": round(float(np.percentile(times, 99)), 2),
-                           "recall_at_10": round(float(np.mean(recalls)), 4)}
+            result[key] = {
+                "p50_ms": round(float(np.percentile(times, 50)), 2),
+                "p99_ms": round(float(np.percentile(times, 99)), 2),
+                "recall_at_10": round(float(np.mean(recalls)), 4),
+            }
 
     tables = {"hnsw": table, "partial": f"{table}_by_type"}
     for ef in args.ef_search:
         measure("hnsw", ef)
     if args.partial:
         # The alternative layout: one partial HNSW index per type, so a type filter searches its own graph.
-        result["partial_index_build_s"] = _table(conn, tables["partial"], vectors, types, args, partial=True)["build_s"]
+        result["partial_index_build_s"] = _table(conn, tables["partial"], vectors, types, args, partial=True)[
+            "build_s"
+        ]
         for ef in args.ef_search:
             measure("partial", ef)
     if not args.keep:
@@ -209,34 +241,69 @@ def run_size(conn, n: int, dim: int, args, rng) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000],
-                        help="case-base sizes to load and time (default 10000 100000)")
-    parser.add_argument("--queries", type=int, default=200,
-                        help="timed queries per size and setting (default 200)")
-    parser.add_argument("--ef-search", type=int, nargs="+", default=[40, 100],
-                        help="HNSW ef_search values to time (default 40 100)")
-    parser.add_argument("--m", type=int, default=32,
-                        help="HNSW m, links per node (default 32, as migration 0004)")
-    parser.add_argument("--ef-construction", type=int, default=128,
-                        help="HNSW ef_construction (default 128, as migration 0004)")
-    parser.add_argument("--maintenance-work-mem", default="1GB",
-                        help="maintenance_work_mem for the index build (default 1GB)")
-    parser.add_argument("--build-workers", type=int, default=2,
-                        help="max_parallel_maintenance_workers for the index build (default 2)")
-    parser.add_argument("--no-partial", dest="partial", action="store_false",
-                        help="skip the per-type partial indexes")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the scratch tables (with their indexes) for a later --reuse")
-    parser.add_argument("--reuse", action="store_true",
-                        help="use tables kept by an earlier --keep run of the same size and seed instead of "
-                             "loading and indexing again (the build figures are the stored ones)")
-    parser.add_argument("--build-only", action="store_true",
-                        help="load and index, then stop (implies --keep): build on a busy machine, time later")
-    parser.add_argument("--prewarm", action="store_true",
-                        help="load the table and its index into shared_buffers (pg_prewarm) before timing")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the synthetic vectors and queries (default 0)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[10_000, 100_000],
+        help="case-base sizes to load and time (default 10000 100000)",
+    )
+    parser.add_argument(
+        "--queries", type=int, default=200, help="timed queries per size and setting (default 200)"
+    )
+    parser.add_argument(
+        "--ef-search",
+        type=int,
+        nargs="+",
+        default=[40, 100],
+        help="HNSW ef_search values to time (default 40 100)",
+    )
+    parser.add_argument(
+        "--m", type=int, default=32, help="HNSW m, links per node (default 32, as migration 0004)"
+    )
+    parser.add_argument(
+        "--ef-construction",
+        type=int,
+        default=128,
+        help="HNSW ef_construction (default 128, as migration 0004)",
+    )
+    parser.add_argument(
+        "--maintenance-work-mem", default="1GB", help="maintenance_work_mem for the index build (default 1GB)"
+    )
+    parser.add_argument(
+        "--build-workers",
+        type=int,
+        default=2,
+        help="max_parallel_maintenance_workers for the index build (default 2)",
+    )
+    parser.add_argument(
+        "--no-partial", dest="partial", action="store_false", help="skip the per-type partial indexes"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the scratch tables (with their indexes) for a later --reuse"
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="use tables kept by an earlier --keep run of the same size and seed instead of "
+        "loading and indexing again (the build figures are the stored ones)",
+    )
+    parser.add_argument(
+        "--build-only",
+        action="store_true",
+        help="load and index, then stop (implies --keep): build on a busy machine, time later",
+    )
+    parser.add_argument(
+        "--prewarm",
+        action="store_true",
+        help="load the table and its index into shared_buffers (pg_prewarm) before timing",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the synthetic vectors and queries (default 0)"
+    )
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     args.keep = args.keep or args.build_only
@@ -257,8 +324,10 @@ def main(argv=None) -> int:
             results.append(run_size(conn, n, dim, args, rng))
             r = results[-1]
             reused = f" (indexes built {r['index_reused_from']}, reused)" if r["index_reused_from"] else ""
-            print(f"  HNSW m={r['m']}, ef_construction={r['ef_construction']}: load {r['load_s']} s, HNSW build {r['index_build_s']} s, "
-                  f"per-type partial indexes {r.get('partial_index_build_s', '-')} s{reused}")
+            print(
+                f"  HNSW m={r['m']}, ef_construction={r['ef_construction']}: load {r['load_s']} s, HNSW build {r['index_build_s']} s, "
+                f"per-type partial indexes {r.get('partial_index_build_s', '-')} s{reused}"
+            )
             print(f"  {'method':<28}{'p50 ms':>9}{'p99 ms':>9}{'recall@10':>11}")
             for key, value in r.items():
                 if isinstance(value, dict):

@@ -94,13 +94,25 @@ def _measure(target: str, precision: str, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models-dir", default=os.environ.get("TUMORSITE_MODELS_DIR", str(ROOT / "models")),
-                        help="the shipped bundles to time (default $TUMORSITE_MODELS_DIR or models/)")
-    parser.add_argument("--repeats", type=int, default=30, help="timed calls at batch 1 (batch 16: repeats/8)")
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
-                        help="precisions to time (default fp32 bf16)")
+    parser.add_argument(
+        "--models-dir",
+        default=os.environ.get("TUMORSITE_MODELS_DIR", str(ROOT / "models")),
+        help="the shipped bundles to time (default $TUMORSITE_MODELS_DIR or models/)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=30, help="timed calls at batch 1 (batch 16: repeats/8)"
+    )
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["fp32", "bf16"],
+        choices=["fp32", "bf16"],
+        help="precisions to time (default fp32 bf16)",
+    )
     parser.add_argument("--json", help="also write the rows and the machine to this JSON file")
-    parser.add_argument("--_child", nargs=3, metavar=("TARGET", "PRECISION", "REPEATS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--_child", nargs=3, metavar=("TARGET", "PRECISION", "REPEATS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args._child:
         target, precision, repeats = args._child
@@ -113,8 +125,12 @@ def main() -> None:
     rows = []
     for label, target, precision in jobs:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        proc = subprocess.run([sys.executable, __file__, "--_child", target, precision, str(args.repeats)],
-                              capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--_child", target, precision, str(args.repeats)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if proc.returncode:
             print(f"{label} {precision}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
             continue
@@ -127,14 +143,25 @@ def main() -> None:
     print("-" * len(header))
     for label, precision, r in rows:
         speedup = f"{base / r['ms_per_slice_b1']:.1f}x" if base else "-"
-        print(f"{label:28} {precision:5} {r['params']:>10,} {r['ms_per_slice_b1']:>12.2f} "
-              f"{r['ms_per_slice_b16']:>13.2f} {r['peak_rss_mb']:>8.0f} {speedup:>9}")
+        print(
+            f"{label:28} {precision:5} {r['params']:>10,} {r['ms_per_slice_b1']:>12.2f} "
+            f"{r['ms_per_slice_b16']:>13.2f} {r['peak_rss_mb']:>8.0f} {speedup:>9}"
+        )
     if args.json:
-        report = {"machine": machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "repeats": args.repeats,
-                  "rows": [{"model": label, "precision": precision, **r,
-                            "x_seed_b1": base / r["ms_per_slice_b1"] if base else None}
-                           for label, precision, r in rows]}
+        report = {
+            "machine": machine(),
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "repeats": args.repeats,
+            "rows": [
+                {
+                    "model": label,
+                    "precision": precision,
+                    **r,
+                    "x_seed_b1": base / r["ms_per_slice_b1"] if base else None,
+                }
+                for label, precision, r in rows
+            ],
+        }
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
 
@@ -142,12 +169,14 @@ def main() -> None:
 def machine() -> dict:
     """The CPU the figures belong to: model name, bf16 units (AMX, AVX512-BF16) and core count."""
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-                  if line.startswith("model name")), "unknown")
-    flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
-                      if line.startswith("flags")), []))
-    return {"cpu": model, "cores": os.cpu_count(),
-            "bf16_units": sorted(flags & {"amx_bf16", "avx512_bf16"})}
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+        "unknown",
+    )
+    flags = set(
+        next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    )
+    return {"cpu": model, "cores": os.cpu_count(), "bf16_units": sorted(flags & {"amx_bf16", "avx512_bf16"})}
 
 
 if __name__ == "__main__":

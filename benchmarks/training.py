@@ -61,10 +61,14 @@ def _measure(spec: dict, precision: str, steps: int, batch_size: int, threads: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models-dir", default=os.environ.get("TUMORSITE_MODELS_DIR", str(ROOT / "models")),
-                        help="the shipped bundles whose specs are timed (default $TUMORSITE_MODELS_DIR or models/)")
-    parser.add_argument("--steps", type=int, default=8,
-                        help="timed steps per configuration (median reported)")
+    parser.add_argument(
+        "--models-dir",
+        default=os.environ.get("TUMORSITE_MODELS_DIR", str(ROOT / "models")),
+        help="the shipped bundles whose specs are timed (default $TUMORSITE_MODELS_DIR or models/)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=8, help="timed steps per configuration (median reported)"
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="slices per training step (default 16)")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: all cores)")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
@@ -81,9 +85,22 @@ def main() -> None:
             continue  # e.g. ensemble.json
         for precision in ("fp32", "bf16"):
             proc = subprocess.run(
-                [sys.executable, __file__, "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-                 "--threads", str(args.threads), "--_child", json.dumps([spec, precision])],
-                capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                [
+                    sys.executable,
+                    __file__,
+                    "--steps",
+                    str(args.steps),
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--threads",
+                    str(args.threads),
+                    "--_child",
+                    json.dumps([spec, precision]),
+                ],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            )
             if proc.returncode:
                 print(f"{meta_path.stem} {precision}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
                 continue
@@ -97,8 +114,10 @@ def main() -> None:
     fp32 = {name: r["ms_per_step"] for name, precision, r in rows if precision == "fp32"}
     for name, precision, r in rows:
         gain = f"{fp32[name] / r['ms_per_step']:.2f}x" if precision == "bf16" and name in fp32 else ""
-        print(f"{name:18} {precision:5} {r['params']:>10,} {r['ms_per_step']:>9.0f} "
-              f"{1000 * args.batch_size / r['ms_per_step']:>9.1f} {gain:>14}")
+        print(
+            f"{name:18} {precision:5} {r['params']:>10,} {r['ms_per_step']:>9.0f} "
+            f"{1000 * args.batch_size / r['ms_per_step']:>9.1f} {gain:>14}"
+        )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,15 @@ class CaseDiagnosisInline(admin.TabularInline):
 
 @admin.register(Case)
 class CaseAdmin(admin.ModelAdmin):
-    list_display = ["id", "patient", "tumour_type", "tumour_type_source", "mask_source", "source_ref", "created_at"]
+    list_display = [
+        "id",
+        "patient",
+        "tumour_type",
+        "tumour_type_source",
+        "mask_source",
+        "source_ref",
+        "created_at",
+    ]
     list_filter = ["tumour_type", "tumour_type_source", "mask_source"]
     search_fields = ["patient__identifier", "source_ref", "notes"]
     list_select_related = ["patient"]

@@ -7,7 +7,12 @@ import io
 import numpy as np
 from django.db import transaction
 from django.http import Http404, HttpResponse
-from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_serializer, inline_serializer
+from drf_spectacular.utils import (
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from PIL import Image
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -75,35 +80,51 @@ class CaseListApi(APIView):
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        cases = case_list(tumour_type=filters.validated_data.get("tumour_type"),
-                          patient_identifier=filters.validated_data.get("patient")).prefetch_related(
-            "segmentation_runs").order_by("-created_at", "-id")
+        cases = (
+            case_list(
+                tumour_type=filters.validated_data.get("tumour_type"),
+                patient_identifier=filters.validated_data.get("patient"),
+            )
+            .prefetch_related("segmentation_runs")
+            .order_by("-created_at", "-id")
+        )
         paginator = self.Pagination()
         page = paginator.paginate_queryset(cases, request, view=self)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
-        responses={201: inline_serializer("CaseCreated", {"id": serializers.IntegerField(),
-                                                          "status": serializers.CharField()}),
-                   400: inline_serializer("UploadError", {"error": serializers.CharField()})},
+        responses={
+            201: inline_serializer(
+                "CaseCreated", {"id": serializers.IntegerField(), "status": serializers.CharField()}
+            ),
+            400: inline_serializer("UploadError", {"error": serializers.CharField()}),
+        },
     )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         if not serializer.is_valid():
-            return Response({"error": _first_error(serializer.errors), "fields": serializer.errors},
-                            status=status.HTTP_400_BAD_REQUEST)
+            return Response(
+                {"error": _first_error(serializer.errors), "fields": serializer.errors},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         data = serializer.validated_data
         upload = data["image"]
         try:
             with transaction.atomic():
-                case = case_create(image_file=upload, filename=upload.name, user=request.user,
-                                   patient_identifier=data.get("patient") or None,
-                                   tumour_type=data.get("tumour_type") or None)
+                case = case_create(
+                    image_file=upload,
+                    filename=upload.name,
+                    user=request.user,
+                    patient_identifier=data.get("patient") or None,
+                    tumour_type=data.get("tumour_type") or None,
+                )
                 runs = segmentation_runs_create_for_case(case=case)
         except (ImageReadError, ValueError) as exc:
             return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        return Response({"id": case.pk, "status": case_processing_status(runs)}, status=status.HTTP_201_CREATED)
+        return Response(
+            {"id": case.pk, "status": case_processing_status(runs)}, status=status.HTTP_201_CREATED
+        )
 
 
 def _first_error(errors: dict) -> str:
@@ -119,8 +140,10 @@ class CaseDetailApi(APIView):
         predicted_tumour_type = serializers.CharField(allow_null=True)
         predicted_confidence = serializers.FloatField(allow_null=True)
         predicted_type_sources = serializers.JSONField(
-            allow_null=True, help_text='What the suggestion was made of: {"similar_cases": {type: share}, '
-                                       '"classifier": {type: probability} or null, "classifier_weight": w}.')
+            allow_null=True,
+            help_text='What the suggestion was made of: {"similar_cases": {type: share}, '
+            '"classifier": {type: probability} or null, "classifier_weight": w}.',
+        )
         width = serializers.IntegerField(source="scan.width")
         height = serializers.IntegerField(source="scan.height")
         thumbnail_url = serializers.SerializerMethodField()

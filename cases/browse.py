@@ -25,16 +25,19 @@ def case_search(*, q: str = "", tumour_type: str = "", status: str = "") -> Quer
     """Newest first. ``q`` matches the patient identifier or a recorded diagnosis (accents and case ignored)."""
     cases = case_list(tumour_type=tumour_type or None).annotate(
         n_runs=Count("segmentation_runs", distinct=True),
-        n_open=Count("segmentation_runs", filter=Q(segmentation_runs__status__in=["queued", "running"]),
-                     distinct=True),
+        n_open=Count(
+            "segmentation_runs", filter=Q(segmentation_runs__status__in=["queued", "running"]), distinct=True
+        ),
         n_failed=Count("segmentation_runs", filter=Q(segmentation_runs__status="failed"), distinct=True),
-        n_validated=Count("segmentation_runs", filter=Q(segmentation_runs__review_status="validated"),
-                          distinct=True),
+        n_validated=Count(
+            "segmentation_runs", filter=Q(segmentation_runs__review_status="validated"), distinct=True
+        ),
     )
     q = q.strip()
     if q:
         diagnosed = CaseDiagnosis.objects.filter(
-            Q(diagnosis__name__icontains=q) | Q(diagnosis__key__contains=normalise(q) or q)).values("case_id")
+            Q(diagnosis__name__icontains=q) | Q(diagnosis__key__contains=normalise(q) or q)
+        ).values("case_id")
         cases = cases.filter(Q(patient__identifier__icontains=q) | Q(pk__in=diagnosed))
     corrected = Q(mask_source=MaskSource.CORRECTED)
     if status == "processing":
@@ -50,7 +53,8 @@ def case_search(*, q: str = "", tumour_type: str = "", status: str = "") -> Quer
     elif status == "imported":
         cases = cases.filter(n_runs=0, mask_source=MaskSource.IMPORTED)
     return cases.prefetch_related("segmentation_runs__model_version", "case_diagnoses__diagnosis").order_by(
-        "-created_at", "-id")
+        "-created_at", "-id"
+    )
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,9 @@ def case_area(case: Case, mask: np.ndarray | None) -> dict:
 
     if mask is None:
         return {"area_px": None, "area_mm2": None}
-    m = measurements(np.asarray(mask, dtype=bool), (case.scan.pixel_spacing_mm, case.scan.pixel_spacing_col_mm))
+    m = measurements(
+        np.asarray(mask, dtype=bool), (case.scan.pixel_spacing_mm, case.scan.pixel_spacing_col_mm)
+    )
     return {"area_px": m["area_px"], "area_mm2": m["area_mm2"]}
 
 
@@ -112,14 +118,28 @@ def similar_rows(matches) -> list[dict]:
     state, its diagnoses and the type's label, in the matches' order."""
     from cases.models import TumourType
 
-    cases = {c.pk: c for c in Case.objects.filter(pk__in=[m.case_id for m in matches]).select_related(
-        "patient", "scan").prefetch_related("segmentation_runs")}
+    cases = {
+        c.pk: c
+        for c in Case.objects.filter(pk__in=[m.case_id for m in matches])
+        .select_related("patient", "scan")
+        .prefetch_related("segmentation_runs")
+    }
     names: dict[int, list[str]] = {}
-    for case_id, name in CaseDiagnosis.objects.filter(case_id__in=list(cases)).values_list(
-            "case_id", "diagnosis__name").order_by("recorded_at"):
+    for case_id, name in (
+        CaseDiagnosis.objects.filter(case_id__in=list(cases))
+        .values_list("case_id", "diagnosis__name")
+        .order_by("recorded_at")
+    ):
         names.setdefault(case_id, []).append(name)
     labels = dict(TumourType.choices)
-    return [{"match": m, "case": cases[m.case_id], "state": mask_state(cases[m.case_id],
-                                                                        cases[m.case_id].segmentation_runs.all()),
-             "diagnoses": names.get(m.case_id, []), "type_label": labels.get(m.tumour_type)}
-            for m in matches if m.case_id in cases]
+    return [
+        {
+            "match": m,
+            "case": cases[m.case_id],
+            "state": mask_state(cases[m.case_id], cases[m.case_id].segmentation_runs.all()),
+            "diagnoses": names.get(m.case_id, []),
+            "type_label": labels.get(m.tumour_type),
+        }
+        for m in matches
+        if m.case_id in cases
+    ]

@@ -79,7 +79,11 @@ class Case(models.Model):
     mask_updated_at = models.DateTimeField(null=True, blank=True)
     notes = models.TextField(blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="cases_created"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="cases_created",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -93,7 +97,10 @@ class Case(models.Model):
     @property
     def in_case_base(self) -> bool:
         """A case joins the similar-case base once its tumour outline is known (imported or corrected)."""
-        return bool(self.ground_truth_mask) and self.mask_source in (MaskSource.IMPORTED, MaskSource.CORRECTED)
+        return bool(self.ground_truth_mask) and self.mask_source in (
+            MaskSource.IMPORTED,
+            MaskSource.CORRECTED,
+        )
 
 
 class Diagnosis(models.Model):

@@ -31,8 +31,14 @@ def contour(mask: np.ndarray, width: int = 1) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, iterations=width, border_value=0)
 
 
-def overlay(image: np.ndarray, mask: np.ndarray | None, *, filled: bool = False, opacity: float = 0.45,
-            line_width: int = 1) -> np.ndarray:
+def overlay(
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    *,
+    filled: bool = False,
+    opacity: float = 0.45,
+    line_width: int = 1,
+) -> np.ndarray:
     """RGB uint8 picture of the slice with the mask drawn as an outline (or filled, semi-transparent)."""
     rgb = np.repeat(np.asarray(image, dtype=np.float32)[:, :, None], 3, axis=2)
     if mask is not None and np.asarray(mask).shape == image.shape:
@@ -92,15 +98,16 @@ def mask_from_png_data(data: bytes, shape: tuple[int, int]) -> np.ndarray:
     """
     try:
         picture = Image.open(io.BytesIO(data))
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a bad file
+    except Exception as exc:
         raise ValueError("The corrected mask could not be read as a PNG picture.") from exc
     # The header alone gives the size: a wrong (or huge) picture is refused before it is decoded.
     if (picture.height, picture.width) != tuple(shape):
-        raise ValueError(f"The corrected mask is {picture.width}x{picture.height}; "
-                         f"the slice is {shape[1]}x{shape[0]}.")
+        raise ValueError(
+            f"The corrected mask is {picture.width}x{picture.height}; the slice is {shape[1]}x{shape[0]}."
+        )
     try:
         picture.load()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ValueError("The corrected mask could not be read as a PNG picture.") from exc
     if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
         return np.asarray(picture.convert("RGBA"))[:, :, 3] >= 128

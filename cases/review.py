@@ -34,7 +34,9 @@ def case_mask_correct(*, case: Case, mask: np.ndarray, user) -> Case:
 def case_tumour_type_set(*, case: Case, tumour_type: str, user) -> Case:
     """The clinician confirms the suggested type or enters another one; it is never overwritten again."""
     if tumour_type not in TumourType.values:
-        raise ValueError(f"Unknown tumour type {tumour_type!r}; choose one of {', '.join(TumourType.labels)}.")
+        raise ValueError(
+            f"Unknown tumour type {tumour_type!r}; choose one of {', '.join(TumourType.labels)}."
+        )
     case.tumour_type = tumour_type
     case.tumour_type_source = TypeSource.CLINICIAN
     case.save(update_fields=["tumour_type", "tumour_type_source", "updated_at"])
@@ -47,5 +49,5 @@ def _reanalyse(case: Case) -> None:
 
     try:
         case_analyse(case=case)
-    except Exception:  # noqa: BLE001 - the clinician's decision stands even if describing the case fails
+    except Exception:
         logger.exception("re-describing case %s after a review failed", case.pk)

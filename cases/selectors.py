@@ -37,7 +37,9 @@ def scan_read(*, scan) -> ScanImage:
     with scan.file.open("rb") as f:
         data = f.read()
     # Stored files were validated on the way in; the limits here only guard against a swapped file.
-    return read_image(data, scan.file.name, max_bytes=max(len(data), 1), max_pixels=max(scan.width * scan.height, 1))
+    return read_image(
+        data, scan.file.name, max_bytes=max(len(data), 1), max_pixels=max(scan.width * scan.height, 1)
+    )
 
 
 def case_ground_truth_mask(*, case: Case) -> np.ndarray | None:
@@ -65,5 +67,7 @@ def case_type_sources_summary(*, case: Case) -> str:
     if classifier:
         best = leader(classifier)
         weight = round(100 * float(sources.get("classifier_weight") or 0))
-        parts.append(f"image classifier: {labels.get(best, best)} {round(100 * classifier[best])}% (weighs {weight}%)")
+        parts.append(
+            f"image classifier: {labels.get(best, best)} {round(100 * classifier[best])}% (weighs {weight}%)"
+        )
     return "From " + " · ".join(parts) if parts else ""

@@ -49,7 +49,10 @@ def case_create(
     """
     data = _read_upload(image_file)
     image = read_image(
-        data, filename, max_bytes=settings.TUMORSITE_MAX_UPLOAD_MB * 1024 * 1024, max_pixels=settings.TUMORSITE_MAX_PIXELS
+        data,
+        filename,
+        max_bytes=settings.TUMORSITE_MAX_UPLOAD_MB * 1024 * 1024,
+        max_pixels=settings.TUMORSITE_MAX_PIXELS,
     )
     if tumour_type is not None and tumour_type not in TumourType.values:
         raise ValueError(f"Unknown tumour type {tumour_type!r}; expected one of {TumourType.values}")
@@ -57,8 +60,13 @@ def case_create(
     with transaction.atomic():
         patient = patients_get_or_create(identifiers=[identifier])[identifier]
         prepared = case_prepare(
-            image=image, data=data, filename=filename, patient=patient, user=user,
-            tumour_type=tumour_type, tumour_type_source=TypeSource.CLINICIAN if tumour_type else None,
+            image=image,
+            data=data,
+            filename=filename,
+            patient=patient,
+            user=user,
+            tumour_type=tumour_type,
+            tumour_type_source=TypeSource.CLINICIAN if tumour_type else None,
             source_ref=source_ref,
         )
         try:
@@ -104,8 +112,12 @@ def case_prepare(
         mask_name = None
         if mask is not None:
             if mask.shape != image.pixels.shape:
-                raise ImageReadError(f"The mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.width}x{image.height}.")
-            mask_name = default_storage.save(f"masks/{now:%Y/%m}/{stem}_mask.png", ContentFile(mask_to_png_bytes(mask)))
+                raise ImageReadError(
+                    f"The mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.width}x{image.height}."
+                )
+            mask_name = default_storage.save(
+                f"masks/{now:%Y/%m}/{stem}_mask.png", ContentFile(mask_to_png_bytes(mask))
+            )
             names.append(mask_name)
     except BaseException:
         _delete_files(names)
@@ -179,7 +191,9 @@ def case_ground_truth_set(*, case: Case, mask: np.ndarray, user) -> Case:
     case.mask_source = MaskSource.CORRECTED
     case.mask_updated_by = user
     case.mask_updated_at = timezone.now()
-    case.save(update_fields=["ground_truth_mask", "mask_source", "mask_updated_by", "mask_updated_at", "updated_at"])
+    case.save(
+        update_fields=["ground_truth_mask", "mask_source", "mask_updated_by", "mask_updated_at", "updated_at"]
+    )
     if old:
         transaction.on_commit(lambda: default_storage.delete(old))
     return case
@@ -216,7 +230,9 @@ def _read_upload(image_file: IO[bytes] | bytes) -> bytes:
     limit = settings.TUMORSITE_MAX_UPLOAD_MB * 1024 * 1024
     size = getattr(image_file, "size", None)
     if size is not None and size > limit:
-        raise ImageReadError(f"The file is too large ({size / 1024 / 1024:.1f} MB); the limit is {limit // 1024 // 1024} MB.")
+        raise ImageReadError(
+            f"The file is too large ({size / 1024 / 1024:.1f} MB); the limit is {limit // 1024 // 1024} MB."
+        )
     if hasattr(image_file, "seek"):
         image_file.seek(0)
     # One byte over the limit is enough to know it is too large without reading a huge stream.

@@ -19,8 +19,15 @@ from django.urls import reverse
 from django.views.decorators.http import etag, require_POST
 
 from cases import rendering
-from cases.browse import (STATUS_FILTERS, case_area, case_best_mask, case_search, case_status, mask_state,
-                          similar_rows)
+from cases.browse import (
+    STATUS_FILTERS,
+    case_area,
+    case_best_mask,
+    case_search,
+    case_status,
+    mask_state,
+    similar_rows,
+)
 from cases.models import Case, MaskSource, Patient, TumourType
 from cases.review import case_mask_correct, case_tumour_type_set
 from cases.selectors import case_get, case_ground_truth_mask, case_type_sources_summary
@@ -58,6 +65,7 @@ def mask_download(case: Case, mask, *, stem: str, fmt: str) -> HttpResponse:
 
 # === Lists ===
 
+
 @login_required
 def case_list_view(request: HttpRequest) -> HttpResponse:
     q = request.GET.get("q", "").strip()
@@ -66,16 +74,33 @@ def case_list_view(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     status = status if status in STATUS_FILTERS else ""
     page = Paginator(case_search(q=q, tumour_type=tumour_type, status=status), CASES_PER_PAGE).get_page(
-        request.GET.get("page"))
-    rows = [{"case": c, "state": mask_state(c, c.segmentation_runs.all()),
-             "status": case_status(c.segmentation_runs.all()),
-             "diagnoses": [cd.diagnosis.name for cd in c.case_diagnoses.all()]} for c in page]
+        request.GET.get("page")
+    )
+    rows = [
+        {
+            "case": c,
+            "state": mask_state(c, c.segmentation_runs.all()),
+            "status": case_status(c.segmentation_runs.all()),
+            "diagnoses": [cd.diagnosis.name for cd in c.case_diagnoses.all()],
+        }
+        for c in page
+    ]
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "cases/case_list.html", {
-        "page": page, "rows": rows, "q": q, "tumour_type": tumour_type, "status": status,
-        "tumour_types": TumourType.choices, "statuses": STATUS_FILTERS.items(), "query": query.urlencode(),
-    })
+    return render(
+        request,
+        "cases/case_list.html",
+        {
+            "page": page,
+            "rows": rows,
+            "q": q,
+            "tumour_type": tumour_type,
+            "status": status,
+            "tumour_types": TumourType.choices,
+            "statuses": STATUS_FILTERS.items(),
+            "query": query.urlencode(),
+        },
+    )
 
 
 @login_required
@@ -97,14 +122,26 @@ def patient_list_view(request: HttpRequest) -> HttpResponse:
 def patient_detail_view(request: HttpRequest, patient_id: int) -> HttpResponse:
     patient = get_object_or_404(Patient, pk=patient_id)
     timeline = []
-    for case in patient.cases.select_related("scan").prefetch_related(
-            "segmentation_runs", "case_diagnoses__diagnosis").order_by("created_at", "id"):
+    for case in (
+        patient.cases.select_related("scan")
+        .prefetch_related("segmentation_runs", "case_diagnoses__diagnosis")
+        .order_by("created_at", "id")
+    ):
         runs = list(case.segmentation_runs.all())
-        timeline.append({"case": case, "state": mask_state(case, runs), "status": case_status(runs),
-                         "area": case_area(case, case_best_mask(case)),
-                         "diagnoses": [cd.diagnosis.name for cd in case.case_diagnoses.all()]})
-    return render(request, "cases/patient_detail.html", {"patient": patient, "timeline": timeline,
-                                                         "chart": _area_chart(timeline)})
+        timeline.append(
+            {
+                "case": case,
+                "state": mask_state(case, runs),
+                "status": case_status(runs),
+                "area": case_area(case, case_best_mask(case)),
+                "diagnoses": [cd.diagnosis.name for cd in case.case_diagnoses.all()],
+            }
+        )
+    return render(
+        request,
+        "cases/patient_detail.html",
+        {"patient": patient, "timeline": timeline, "chart": _area_chart(timeline)},
+    )
 
 
 def _area_chart(timeline: list[dict]) -> dict | None:
@@ -115,22 +152,41 @@ def _area_chart(timeline: list[dict]) -> dict | None:
     in_mm2 = all(row["area"]["area_mm2"] is not None for row in measured)
     values = [row["area"]["area_mm2" if in_mm2 else "area_px"] for row in measured]
     top = max(values) or 1
-    return {"unit": "mm²" if in_mm2 else "pixels", "bars": [
-        {"case_id": row["case"].pk, "date": row["case"].created_at, "value": value,
-         "percent": round(100 * value / top, 1)} for row, value in zip(measured, values)]}
+    return {
+        "unit": "mm²" if in_mm2 else "pixels",
+        "bars": [
+            {
+                "case_id": row["case"].pk,
+                "date": row["case"].created_at,
+                "value": value,
+                "percent": round(100 * value / top, 1),
+            }
+            for row, value in zip(measured, values)
+        ],
+    }
 
 
 # === One case ===
+
 
 @login_required
 def case_detail_view(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_or_404(case_id)
     runs = list(case.segmentation_runs.select_related("model_version"))
-    return render(request, "cases/case_detail.html", {
-        "case": case, "state": mask_state(case, runs), "tumour_types": TumourType.choices,
-        "diagnoses": case.case_diagnoses.select_related("diagnosis", "recorded_by").order_by("recorded_at"),
-        "has_ground_truth": bool(case.ground_truth_mask), "type_sources": case_type_sources_summary(case=case),
-    })
+    return render(
+        request,
+        "cases/case_detail.html",
+        {
+            "case": case,
+            "state": mask_state(case, runs),
+            "tumour_types": TumourType.choices,
+            "diagnoses": case.case_diagnoses.select_related("diagnosis", "recorded_by").order_by(
+                "recorded_at"
+            ),
+            "has_ground_truth": bool(case.ground_truth_mask),
+            "type_sources": case_type_sources_summary(case=case),
+        },
+    )
 
 
 @login_required
@@ -158,11 +214,13 @@ def case_state_view(request: HttpRequest, case_id: int) -> JsonResponse:
     if case.ground_truth_mask:
         gt = case_ground_truth_mask(case=case)
         data["ground_truth"] = {
-            "source": case.mask_source, "label": case.get_mask_source_display(),
+            "source": case.mask_source,
+            "label": case.get_mask_source_display(),
             "updated_by": case.mask_updated_by.get_username() if case.mask_updated_by else None,
             "updated_at": case.mask_updated_at.isoformat() if case.mask_updated_at else None,
             "mask_png": reverse("case-mask", args=[case.pk, "png"]),
-            "mask_nifti": reverse("case-mask", args=[case.pk, "nii.gz"]), **case_area(case, gt),
+            "mask_nifti": reverse("case-mask", args=[case.pk, "nii.gz"]),
+            **case_area(case, gt),
         }
     return JsonResponse(data)
 
@@ -176,9 +234,15 @@ def case_slice_view(request: HttpRequest, case_id: int) -> HttpResponse:
 def _case_pictures_etag(request: HttpRequest, case_id: int, **kwargs) -> str | None:
     """Changes whenever what a case's pictures show can change: the case row (its mask, its type), a run
     finishing, or a review. Lists revalidate their thumbnails cheaply instead of redrawing them."""
-    row = Case.objects.filter(pk=case_id).annotate(
-        last_run=Max("segmentation_runs__finished_at"), last_review=Max("segmentation_runs__reviewed_at"),
-    ).values_list("updated_at", "last_run", "last_review").first()
+    row = (
+        Case.objects.filter(pk=case_id)
+        .annotate(
+            last_run=Max("segmentation_runs__finished_at"),
+            last_review=Max("segmentation_runs__reviewed_at"),
+        )
+        .values_list("updated_at", "last_run", "last_review")
+        .first()
+    )
     if row is None:
         return None
     return "-".join(f"{moment.timestamp():.6f}" if moment else "0" for moment in row)
@@ -232,19 +296,27 @@ def case_correct_view(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_or_404(case_id)
     if request.method == "POST":
         try:
-            mask = rendering.mask_from_png_data(_data_url_bytes(request.POST.get("mask", "")),
-                                                (case.scan.height, case.scan.width))
+            mask = rendering.mask_from_png_data(
+                _data_url_bytes(request.POST.get("mask", "")), (case.scan.height, case.scan.width)
+            )
             case_mask_correct(case=case, mask=mask, user=request.user)
         except ValueError as exc:
             messages.error(request, str(exc))
             return redirect("case-correct", case_id=case.pk)
-        messages.success(request, "Corrected mask saved. It is now this case's validated ground truth; "
-                                  "the AI masks are kept.")
+        messages.success(
+            request,
+            "Corrected mask saved. It is now this case's validated ground truth; the AI masks are kept.",
+        )
         return redirect("case-detail", case_id=case.pk)
     runs = case.segmentation_runs.filter(status="done").exclude(mask_file="")
-    return render(request, "cases/case_correct.html", {
-        "case": case, "has_start_mask": bool(case.ground_truth_mask) or runs.exists(),
-    })
+    return render(
+        request,
+        "cases/case_correct.html",
+        {
+            "case": case,
+            "has_start_mask": bool(case.ground_truth_mask) or runs.exists(),
+        },
+    )
 
 
 def _data_url_bytes(value: str) -> bytes:
@@ -252,7 +324,7 @@ def _data_url_bytes(value: str) -> bytes:
     if not value.startswith(prefix):
         raise ValueError("No corrected mask was sent: draw on the slice, then save.")
     try:
-        return base64.b64decode(value[len(prefix):], validate=True)
+        return base64.b64decode(value[len(prefix) :], validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("The corrected mask was damaged on the way; please save again.") from exc
 
@@ -292,10 +364,20 @@ def case_report_view(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_or_404(case_id)
     runs = list(case.segmentation_runs.select_related("model_version", "reviewed_by"))
     best = case_best_mask(case)
-    return render(request, "cases/case_report.html", {
-        "case": case, "runs": runs, "state": mask_state(case, runs), "area": case_area(case, best),
-        "has_mask": best is not None, "similar": similar_rows(similar_cases(case=case, k=5)),
-        "diagnoses": case.case_diagnoses.select_related("diagnosis", "recorded_by").order_by("recorded_at"),
-        "corrected": case.mask_source == MaskSource.CORRECTED,
-        "type_sources": case_type_sources_summary(case=case),
-    })
+    return render(
+        request,
+        "cases/case_report.html",
+        {
+            "case": case,
+            "runs": runs,
+            "state": mask_state(case, runs),
+            "area": case_area(case, best),
+            "has_mask": best is not None,
+            "similar": similar_rows(similar_cases(case=case, k=5)),
+            "diagnoses": case.case_diagnoses.select_related("diagnosis", "recorded_by").order_by(
+                "recorded_at"
+            ),
+            "corrected": case.mask_source == MaskSource.CORRECTED,
+            "type_sources": case_type_sources_summary(case=case),
+        },
+    )

@@ -26,8 +26,8 @@ import argparse
 import itertools
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -51,14 +51,18 @@ def flag_report(agreement: Sequence[float], dice: Sequence[float], flag_below: f
     """How well "agreement < flag_below" picks out the failures (Dice < ``FAILURE_DICE``)."""
     agreement, dice = np.asarray(agreement, float), np.asarray(dice, float)
     flagged, failed = agreement < flag_below, dice < FAILURE_DICE
+
     def rate(num, den):
         return float(num.sum() / den.sum()) if den.sum() else None
+
     return {
-        "flag_below": float(flag_below), "n": int(len(dice)), "n_failures": int(failed.sum()),
+        "flag_below": float(flag_below),
+        "n": len(dice),
+        "n_failures": int(failed.sum()),
         "n_flagged": int(flagged.sum()),
-        "sensitivity": rate(flagged & failed, failed),        # failures that were flagged
-        "specificity": rate(~flagged & ~failed, ~failed),     # good masks left alone
-        "precision": rate(flagged & failed, flagged),          # flagged masks that were failures
+        "sensitivity": rate(flagged & failed, failed),  # failures that were flagged
+        "specificity": rate(~flagged & ~failed, ~failed),  # good masks left alone
+        "precision": rate(flagged & failed, flagged),  # flagged masks that were failures
         "dice_flagged": float(dice[flagged].mean()) if flagged.any() else None,
         "dice_not_flagged": float(dice[~flagged].mean()) if (~flagged).any() else None,
     }
@@ -73,21 +77,29 @@ def study(agreement: Sequence[float], dice: Sequence[float], types: Sequence[str
     failed = dice < FAILURE_DICE
     auc = None
     if failed.any() and (~failed).any():
-        auc = float(mannwhitneyu(agreement[~failed], agreement[failed]).statistic / (failed.sum() * (~failed).sum()))
+        auc = float(
+            mannwhitneyu(agreement[~failed], agreement[failed]).statistic / (failed.sum() * (~failed).sum())
+        )
     types = np.asarray(types)
     # Undefined (None, not NaN, which JSON cannot hold) when either side is constant.
     rho = float(spearmanr(agreement, dice).statistic) if np.ptp(agreement) and np.ptp(dice) else None
-    return {"spearman_rho": rho, "failure_auc": auc,
-            "failure_dice": FAILURE_DICE, "dice_mean": float(dice.mean()),
-            "failures_by_type": {t: int((failed & (types == t)).sum()) for t in sorted(set(types.tolist()))}}
+    return {
+        "spearman_rho": rho,
+        "failure_auc": auc,
+        "failure_dice": FAILURE_DICE,
+        "dice_mean": float(dice.mean()),
+        "failures_by_type": {t: int((failed & (types == t)).sum()) for t in sorted(set(types.tolist()))},
+    }
 
 
 def choose_flag_below(agreement: Sequence[float], dice: Sequence[float], grid=FLAG_GRID) -> float:
     """The grid value with the highest Youden's J for catching failures (ties: the lower value, which
     flags fewer masks)."""
+
     def youden(t):
         r = flag_report(agreement, dice, t)
         return (r["sensitivity"] or 0.0) + (r["specificity"] or 0.0) - 1.0
+
     return max(grid, key=lambda t: (round(youden(t), 12), -t))
 
 
@@ -99,16 +111,21 @@ def per_slice(members, ensemble, slices, *, batch_size: int = 16, progress=None)
         raise ValueError("the ensemble overrides its members' TTA; agreement uses each member's own masks")
     agreement, dice = [], []
     for start in range(0, len(slices), batch_size):
-        images = slices.images[start:start + batch_size]
+        images = slices.images[start : start + batch_size]
         per_member = [m.predict_proba(images, batch_size=batch_size) for m in members]
-        for i, truth in enumerate(slices.masks[start:start + batch_size]):
+        for i, truth in enumerate(slices.masks[start : start + batch_size]):
             probs = [p[i] for p in per_member]
             agreement.append(mask_agreement([m.binarize(p) for m, p in zip(members, probs)]))
             dice.append(dice_iou(ensemble.binarize(ensemble_proba(probs)), truth)[0])
         if progress is not None:
             progress(len(images))
-    return {"agreement": agreement, "dice": dice, "tumour_type": [r.tumour_type for r in slices.records],
-            "patient_group": [r.patient_group for r in slices.records], "id": [r.id for r in slices.records]}
+    return {
+        "agreement": agreement,
+        "dice": dice,
+        "tumour_type": [r.tumour_type for r in slices.records],
+        "patient_group": [r.patient_group for r in slices.records],
+        "id": [r.id for r in slices.records],
+    }
 
 
 def main(argv=None) -> None:
@@ -120,13 +137,21 @@ def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(
         description="Measure how well low agreement between the ensemble's members flags failed masks; "
-                    "on the validation split, choose the agreement below which the web app flags a mask.")
+        "on the validation split, choose the agreement below which the web app flags a mask."
+    )
     parser.add_argument("--data", required=True, help="the training data folder (shared layout)")
     parser.add_argument("--models-dir", default="models", help="the shipped bundles and ensemble.json")
-    parser.add_argument("--split", choices=["val", "test"], default="val",
-                        help="patient-group split, as the bundles were trained (default val)")
-    parser.add_argument("--write", action="store_true",
-                        help="with --split val: store the chosen flag_below and the figures in ensemble.json")
+    parser.add_argument(
+        "--split",
+        choices=["val", "test"],
+        default="val",
+        help="patient-group split, as the bundles were trained (default val)",
+    )
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="with --split val: store the chosen flag_below and the figures in ensemble.json",
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the figures and every slice's values here")
     args = parser.parse_args(argv)
     if args.write and args.split != "val":
@@ -148,18 +173,27 @@ def main(argv=None) -> None:
     meta = json.loads(ensemble_path.read_text())
     stored = meta.get("agreement", {}).get("flag_below")
     flag_below = choose_flag_below(rows["agreement"], rows["dice"]) if args.split == "val" else stored
-    report = {"split": args.split, "members": [m.name for m in members],
-              **study(rows["agreement"], rows["dice"], rows["tumour_type"])}
+    report = {
+        "split": args.split,
+        "members": [m.name for m in members],
+        **study(rows["agreement"], rows["dice"], rows["tumour_type"]),
+    }
     if flag_below is not None:
         report["flag"] = flag_report(rows["agreement"], rows["dice"], flag_below)
     print(json.dumps(report, indent=2))
     if args.split != "val" and stored is None:
-        print(f"{ensemble_path} holds no agreement.flag_below: run --split val --write first.", file=sys.stderr)
+        print(
+            f"{ensemble_path} holds no agreement.flag_below: run --split val --write first.", file=sys.stderr
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({**report, "slices": rows}, indent=2) + "\n")
     if args.write:
-        meta["agreement"] = {"flag_below": flag_below, "chosen_on": "val", "rule": "Youden's J for Dice < "
-                             f"{FAILURE_DICE}", "val": {k: v for k, v in report.items() if k != "split"}}
+        meta["agreement"] = {
+            "flag_below": flag_below,
+            "chosen_on": "val",
+            "rule": f"Youden's J for Dice < {FAILURE_DICE}",
+            "val": {k: v for k, v in report.items() if k != "split"},
+        }
         ensemble_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         print(f"wrote agreement.flag_below = {flag_below} to {ensemble_path}")
 

@@ -38,8 +38,9 @@ def check_input_size(input_size: int, divisor: int, who: str) -> None:
         )
 
 
-def bottleneck_attention(x, blocks: int, name: str = "bottleneck_attention", *, heads: int = 4,
-                         mlp_ratio: int = 2):
+def bottleneck_attention(
+    x, blocks: int, name: str = "bottleneck_attention", *, heads: int = 4, mlp_ratio: int = 2
+):
     """``blocks`` transformer blocks over the bottleneck's positions: global context for the decoder.
 
     At 256 px and depth 5 the bottleneck is 8x8 positions of ``C`` channels. Convolutions relate each
@@ -69,15 +70,18 @@ def bottleneck_attention(x, blocks: int, name: str = "bottleneck_attention", *, 
         return x
     _, h, w, c = x.shape
     if c % heads:
-        raise ValueError(f"bottleneck attention: {c} channels do not split into {heads} heads; "
-                         f"use base filters whose bottleneck width is a multiple of {heads}.")
+        raise ValueError(
+            f"bottleneck attention: {c} channels do not split into {heads} heads; "
+            f"use base filters whose bottleneck width is a multiple of {heads}."
+        )
     for b in range(blocks):
         n = f"{name}{b}"
         # === Layers ===
         # No bias: TensorFlow's oneDNN remapper fails to fuse depthwise conv + bias + add on CPU and then
         # skips graph optimisation for the whole function, with "empty op name" warnings.
-        pos = layers.DepthwiseConv2D(3, padding="same", use_bias=False, depthwise_initializer="zeros",
-                                     name=f"{n}_position")(x)
+        pos = layers.DepthwiseConv2D(
+            3, padding="same", use_bias=False, depthwise_initializer="zeros", name=f"{n}_position"
+        )(x)
         x = layers.Add(name=f"{n}_position_add")([x, pos])
         t = layers.Reshape((h * w, c), name=f"{n}_tokens")(x)
         a = layers.LayerNormalization(epsilon=1e-6, name=f"{n}_attention_norm")(t)

@@ -44,8 +44,9 @@ def _candidate_probs(predictor, images, tta_choices, scale_choices):
                     plain[s] = predictor.view_proba(images, scale=s, tta=False)
                 if tta and s not in flipped:
                     flipped[s] = predictor.view_proba(images, scale=s, flip_only=True)
-                views.append([((p + q) / 2.0, w) for (p, w), (q, _) in zip(plain[s], flipped[s])]
-                             if tta else plain[s])
+                views.append(
+                    [((p + q) / 2.0, w) for (p, w), (q, _) in zip(plain[s], flipped[s])] if tta else plain[s]
+                )
             yield tta, scales, combine_views(views)
 
 
@@ -55,7 +56,9 @@ def calibrate(predictor, val: Slices, *, tta_choices=(False, True), scale_choice
     return _calibrate(predictor, val, tta_choices, scale_choices)[0]
 
 
-def _calibrate(predictor, val: Slices, tta_choices=(False, True), scale_choices=SCALE_CHOICES) -> tuple[dict, list]:
+def _calibrate(
+    predictor, val: Slices, tta_choices=(False, True), scale_choices=SCALE_CHOICES
+) -> tuple[dict, list]:
     """``calibrate``'s choice and the chosen setting's validation probabilities."""
     return _choose(val, _candidate_probs(predictor, val.images, tta_choices, scale_choices))
 
@@ -70,8 +73,12 @@ def _choose(val: Slices, candidates) -> tuple[dict, list]:
     tta, scales, post, probs = best
     cleanup = {"keep_largest": post["keep_largest"], "keep_by": post["keep_by"], "min_component_px": 0}
     scores = [dice_iou(binarize(p, post["threshold"], **cleanup), t) for p, t in zip(probs, val.masks)]
-    choice = {"threshold": post["threshold"], "tta": tta, "postprocess": cleanup,
-              "val_metrics": summarise(scores, [r.tumour_type for r in val.records])}
+    choice = {
+        "threshold": post["threshold"],
+        "tta": tta,
+        "postprocess": cleanup,
+        "val_metrics": summarise(scores, [r.tumour_type for r in val.records]),
+    }
     if scales is not None:
         choice["tta_scales"] = list(scales)
     return choice, probs
@@ -80,12 +87,18 @@ def _choose(val: Slices, candidates) -> tuple[dict, list]:
 def tta_text(choice: dict) -> str:
     """How a bundle's test-time augmentation reads in a log line."""
     zoom = choice.get("tta_scales") or [1.0]
-    return f"flip tta {choice['tta']}" + (f", zoom {'/'.join(f'{s:g}' for s in zoom)}" if len(zoom) > 1 else "")
+    return f"flip tta {choice['tta']}" + (
+        f", zoom {'/'.join(f'{s:g}' for s in zoom)}" if len(zoom) > 1 else ""
+    )
 
 
 def cleanup_text(post: dict) -> str:
     """How a bundle's clean-up reads in a log line."""
-    return f"keep one component by {post.get('keep_by', 'area')}" if post.get("keep_largest") else "every component"
+    return (
+        f"keep one component by {post.get('keep_by', 'area')}"
+        if post.get("keep_largest")
+        else "every component"
+    )
 
 
 def validation_slices(data_dir: str | Path, split_meta: dict) -> Slices:
@@ -100,7 +113,11 @@ def apply_choice(meta: dict, choice: dict) -> dict:
     """A copy of a bundle's metadata with ``calibrate``'s choice (threshold, TTA, clean-up) and its
     validation metrics in place of the old ones."""
     meta = dict(meta)
-    meta["threshold"], meta["tta"], meta["postprocess"] = choice["threshold"], choice["tta"], choice["postprocess"]
+    meta["threshold"], meta["tta"], meta["postprocess"] = (
+        choice["threshold"],
+        choice["tta"],
+        choice["postprocess"],
+    )
     if "tta_scales" in choice:
         meta["tta_scales"] = choice["tta_scales"]
     meta.setdefault("metrics", {})["val"] = choice["val_metrics"]
@@ -117,8 +134,14 @@ def report_cross_validation(bundles, val: Slices, *, folds: int, repeats: int) -
       and a paired 95 % interval of the difference that resamples patient groups. The ensemble's
       members share one zoom setting here.
     """
-    from ml.evaluate import (CLEANUPS, EARLIER_CANDIDATES, THRESHOLDS, cross_validate_tables, dice_table,
-                             group_bootstrap_ci)
+    from ml.evaluate import (
+        CLEANUPS,
+        EARLIER_CANDIDATES,
+        THRESHOLDS,
+        cross_validate_tables,
+        dice_table,
+        group_bootstrap_ci,
+    )
     from ml.inference import ensemble_proba, load_segmenter
 
     members = [load_segmenter(p) for p in bundles]
@@ -129,13 +152,22 @@ def report_cross_validation(bundles, val: Slices, *, folds: int, repeats: int) -
         rules = ", ".join(cleanup_text(c) for c in cleanups)
         return f"thresholds {thresholds[0]:.2f}-{thresholds[-1]:.2f}; {rules}"
 
-    print(f"{folds}-fold x {repeats} by patient group over {len(set(groups))} validation groups ({len(val)} slices); "
-          + "; ".join(f"{name} = {describe(*cands)}" for name, cands in candidates.items())
-          + "; zoom = also choosing among " + ", ".join("/".join(f"{s:g}" for s in c) for c in SCALE_CHOICES))
-    by_model = {m.name: {scales: probs for _, scales, probs in
-                         _candidate_probs(m, val.images, (m.tta,), SCALE_CHOICES)} for m in members}
-    by_model["ensemble"] = {scales: [ensemble_proba(list(ps)) for ps in zip(*(by_model[m.name][scales] for m in members))]
-                            for scales in SCALE_CHOICES}
+    print(
+        f"{folds}-fold x {repeats} by patient group over {len(set(groups))} validation groups ({len(val)} slices); "
+        + "; ".join(f"{name} = {describe(*cands)}" for name, cands in candidates.items())
+        + "; zoom = also choosing among "
+        + ", ".join("/".join(f"{s:g}" for s in c) for c in SCALE_CHOICES)
+    )
+    by_model = {
+        m.name: {
+            scales: probs for _, scales, probs in _candidate_probs(m, val.images, (m.tta,), SCALE_CHOICES)
+        }
+        for m in members
+    }
+    by_model["ensemble"] = {
+        scales: [ensemble_proba(list(ps)) for ps in zip(*(by_model[m.name][scales] for m in members))]
+        for scales in SCALE_CHOICES
+    }
     for name, by_scales in by_model.items():
         plain = by_scales[SCALE_CHOICES[0]]
         tables = {key: dice_table(plain, val.masks, *cands) for key, cands in candidates.items()}
@@ -143,8 +175,11 @@ def report_cross_validation(bundles, val: Slices, *, folds: int, repeats: int) -
         held_out = cross_validate_tables(tables, groups, folds=folds, repeats=repeats)
         current, earlier, zoom = (held_out[k].mean() for k in ("current", "earlier", "zoom"))
         lo, hi = group_bootstrap_ci(held_out["zoom"] - held_out["current"], groups)
-        print(f"{name}: current {current:.4f}, earlier {earlier:.4f}, difference {current - earlier:+.4f}; "
-              f"zoom {zoom:.4f}, difference {zoom - current:+.4f} (95% CI {lo:+.4f} to {hi:+.4f})", flush=True)
+        print(
+            f"{name}: current {current:.4f}, earlier {earlier:.4f}, difference {current - earlier:+.4f}; "
+            f"zoom {zoom:.4f}, difference {zoom - current:+.4f} (95% CI {lo:+.4f} to {hi:+.4f})",
+            flush=True,
+        )
 
 
 def _stacked_tables(predictor, val: Slices):
@@ -166,7 +201,9 @@ def _chosen(probs, tables):
     return probs[row // len(tables[0])], table[row]
 
 
-def compare_bundles(candidate: Path, bundles: list[Path], val: Slices, *, folds: int = 5, repeats: int = 3) -> dict:
+def compare_bundles(
+    candidate: Path, bundles: list[Path], val: Slices, *, folds: int = 5, repeats: int = 3
+) -> dict:
     """Whether ``candidate`` (a bundle) should replace the shipped bundle of its architecture.
 
     Both are calibrated by the same code on the validation split (flip and zoom TTA, threshold,
@@ -187,11 +224,16 @@ def compare_bundles(candidate: Path, bundles: list[Path], val: Slices, *, folds:
     arch = architecture(candidate)
     replaced = [p for p in bundles if architecture(p) == arch]
     if len(replaced) != 1:
-        raise SystemExit(f"{candidate} is a {arch}; the models folder holds {len(replaced)} bundles of that "
-                         "architecture, and a comparison needs exactly one.")
+        raise SystemExit(
+            f"{candidate} is a {arch}; the models folder holds {len(replaced)} bundles of that "
+            "architecture, and a comparison needs exactly one."
+        )
     if _split_key(read_metadata(candidate)["training"]["split"]) != _split_key(
-            read_metadata(replaced[0])["training"]["split"]):
-        raise SystemExit(f"{candidate} was trained on another split than {replaced[0]}: they cannot be compared.")
+        read_metadata(replaced[0])["training"]["split"]
+    ):
+        raise SystemExit(
+            f"{candidate} was trained on another split than {replaced[0]}: they cannot be compared."
+        )
     groups = [r.patient_group for r in val.records]
     types = np.array([r.tumour_type for r in val.records], object)
     chosen = {}
@@ -205,20 +247,36 @@ def compare_bundles(candidate: Path, bundles: list[Path], val: Slices, *, folds:
         members = [swap if p == replaced[0] else p for p in bundles]
         ens_probs = [ensemble_proba(list(ps)) for ps in zip(*(chosen[p][0][0] for p in members))]
         ens_table = dice_table(ens_probs, val.masks)
-        rows[label] = {"single": (in_sample, table), "ensemble": (ens_table[_best_setting(ens_table.mean(1))], ens_table)}
+        rows[label] = {
+            "single": (in_sample, table),
+            "ensemble": (ens_table[_best_setting(ens_table.mean(1))], ens_table),
+        }
     # The paths alone stop naming the compared weights once the candidate is copied over the shipped bundle.
-    report = {"candidate": str(candidate), "shipped": str(replaced[0]), "folds": folds, "repeats": repeats,
-              "sha256": {"candidate": file_sha256(candidate), "shipped": file_sha256(replaced[0])}}
+    report = {
+        "candidate": str(candidate),
+        "shipped": str(replaced[0]),
+        "folds": folds,
+        "repeats": repeats,
+        "sha256": {"candidate": file_sha256(candidate), "shipped": file_sha256(replaced[0])},
+    }
     for kind in ("single", "ensemble"):
-        held_out = cross_validate_tables({label: rows[label][kind][1] for label in rows}, groups,
-                                         folds=folds, repeats=repeats)
+        held_out = cross_validate_tables(
+            {label: rows[label][kind][1] for label in rows}, groups, folds=folds, repeats=repeats
+        )
         out = {}
         for label in rows:
             in_sample = rows[label][kind][0]
-            out[label] = {"in_sample": float(in_sample.mean()), "held_out": float(held_out[label].mean()),
-                          "held_out_by_type": {t: float(held_out[label][types == t].mean()) for t in sorted(set(types))}}
-        for key, a, b in (("in_sample", rows["candidate"][kind][0], rows["shipped"][kind][0]),
-                          ("held_out", held_out["candidate"], held_out["shipped"])):
+            out[label] = {
+                "in_sample": float(in_sample.mean()),
+                "held_out": float(held_out[label].mean()),
+                "held_out_by_type": {
+                    t: float(held_out[label][types == t].mean()) for t in sorted(set(types))
+                },
+            }
+        for key, a, b in (
+            ("in_sample", rows["candidate"][kind][0], rows["shipped"][kind][0]),
+            ("held_out", held_out["candidate"], held_out["shipped"]),
+        ):
             lo, hi = group_bootstrap_ci(a - b, groups)
             out[f"difference_{key}"] = {"mean": float((a - b).mean()), "ci95": [lo, hi]}
         report[kind] = out
@@ -226,33 +284,51 @@ def compare_bundles(candidate: Path, bundles: list[Path], val: Slices, *, folds:
         for label in rows:
             o = out[label]
             by_type = ", ".join(f"{t} {d:.4f}" for t, d in o["held_out_by_type"].items())
-            print(f"{name} ({label}): validation Dice {o['in_sample']:.4f} in-sample, {o['held_out']:.4f} held-out "
-                  f"({by_type})")
+            print(
+                f"{name} ({label}): validation Dice {o['in_sample']:.4f} in-sample, {o['held_out']:.4f} held-out "
+                f"({by_type})"
+            )
         for key in ("in_sample", "held_out"):
             d = out[f"difference_{key}"]
-            print(f"{name}: candidate - shipped, {key.replace('_', '-')}: {d['mean']:+.4f} "
-                  f"(95% CI {d['ci95'][0]:+.4f} to {d['ci95'][1]:+.4f})", flush=True)
+            print(
+                f"{name}: candidate - shipped, {key.replace('_', '-')}: {d['mean']:+.4f} "
+                f"(95% CI {d['ci95'][0]:+.4f} to {d['ci95'][1]:+.4f})",
+                flush=True,
+            )
     return report
 
 
 def main(argv=None) -> None:
     from ml.inference import Ensemble, ensemble_proba, load_segmenter, read_metadata, shipped_bundles
 
-    parser = argparse.ArgumentParser(description="Choose flip and zoom TTA, threshold and clean-up on the validation split.")
+    parser = argparse.ArgumentParser(
+        description="Choose flip and zoom TTA, threshold and clean-up on the validation split."
+    )
     parser.add_argument("--data", required=True, help="the training data folder (shared layout)")
     parser.add_argument("--models-dir", default="models", help="the bundles to calibrate (default models)")
     parser.add_argument("--ensemble-only", action="store_true", help="leave the bundles as they are")
-    parser.add_argument("--cv-folds", type=int, metavar="K",
-                        help="write nothing; instead report, for each bundle and the ensemble, the held-out "
-                             "validation Dice of choosing the settings on the other K-1 folds of patient "
-                             "groups: the post-processing with this release's candidates against the earlier "
-                             "ones, and zoom TTA against none")
-    parser.add_argument("--cv-repeats", type=int, default=3,
-                        help="with --cv-folds or --compare: random fold deals (default 3)")
-    parser.add_argument("--compare", metavar="KERAS",
-                        help="write nothing; instead compare this bundle with the bundle of its architecture in "
-                             "--models-dir, both calibrated by the same code, alone and in the ensemble: "
-                             "in-sample and held-out validation Dice (--cv-folds, default 5) and paired intervals")
+    parser.add_argument(
+        "--cv-folds",
+        type=int,
+        metavar="K",
+        help="write nothing; instead report, for each bundle and the ensemble, the held-out "
+        "validation Dice of choosing the settings on the other K-1 folds of patient "
+        "groups: the post-processing with this release's candidates against the earlier "
+        "ones, and zoom TTA against none",
+    )
+    parser.add_argument(
+        "--cv-repeats",
+        type=int,
+        default=3,
+        help="with --cv-folds or --compare: random fold deals (default 3)",
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="KERAS",
+        help="write nothing; instead compare this bundle with the bundle of its architecture in "
+        "--models-dir, both calibrated by the same code, alone and in the ensemble: "
+        "in-sample and held-out validation Dice (--cv-folds, default 5) and paired intervals",
+    )
     parser.add_argument("--json", metavar="OUT", help="with --compare: also write its figures to this file")
     args = parser.parse_args(argv)
 
@@ -264,7 +340,9 @@ def main(argv=None) -> None:
     if args.compare:
         if not Path(args.compare).is_file() or not Path(args.compare).with_suffix(".json").is_file():
             raise SystemExit(f"{args.compare}: no such bundle (a .keras file with its .json beside it).")
-        report = compare_bundles(Path(args.compare), bundles, val, folds=args.cv_folds or 5, repeats=args.cv_repeats)
+        report = compare_bundles(
+            Path(args.compare), bundles, val, folds=args.cv_folds or 5, repeats=args.cv_repeats
+        )
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         return None
@@ -276,26 +354,41 @@ def main(argv=None) -> None:
         if _split_key(meta["training"]["split"]) != _split_key(split_meta):
             raise SystemExit(f"{path.name} was trained on another split; calibrate it on its own.")
         choice, chosen[path] = _calibrate(load_segmenter(path), val)
-        path.with_suffix(".json").write_text(json.dumps(apply_choice(meta, choice), indent=2, sort_keys=True) + "\n")
-        print(f"{path.stem}: val Dice {choice['val_metrics']['dice_mean']:.4f} with threshold "
-              f"{choice['threshold']}, {tta_text(choice)}, {cleanup_text(choice['postprocess'])}", flush=True)
+        path.with_suffix(".json").write_text(
+            json.dumps(apply_choice(meta, choice), indent=2, sort_keys=True) + "\n"
+        )
+        print(
+            f"{path.stem}: val Dice {choice['val_metrics']['dice_mean']:.4f} with threshold "
+            f"{choice['threshold']}, {tta_text(choice)}, {cleanup_text(choice['postprocess'])}",
+            flush=True,
+        )
     members = [load_segmenter(p) for p in bundles]  # re-read: their JSON may have just changed
     if len(chosen) == len(bundles):  # the members' maps at their new settings are already here
         probs = [ensemble_proba(list(ps)) for ps in zip(*(chosen[p] for p in bundles))]
     else:
         probs = Ensemble(members).predict_proba(val.images)  # members keep their own TTA
     choice, _ = _choose(val, [(None, None, probs)])
-    ensemble = apply_choice({"name": "ensemble", "members": [m.name for m in members],
-                       "description": "mean of the members' probability maps", "training": {"split": split_meta}},
-                      choice)
+    ensemble = apply_choice(
+        {
+            "name": "ensemble",
+            "members": [m.name for m in members],
+            "description": "mean of the members' probability maps",
+            "training": {"split": split_meta},
+        },
+        choice,
+    )
     ensemble_path = Path(args.models_dir) / ENSEMBLE_FILE
     had_flag = ensemble_path.is_file() and "agreement" in json.loads(ensemble_path.read_text() or "{}")
     ensemble_path.write_text(json.dumps(ensemble, indent=2, sort_keys=True) + "\n")
     if had_flag:  # chosen for the old masks: gone with them
-        print("ensemble.json: the agreement flag was chosen for the old masks and is dropped; "
-              "choose it again with `python -m ml.agreement --data DIR --write`")
-    print(f"ensemble: val Dice {choice['val_metrics']['dice_mean']:.4f} with threshold {choice['threshold']}, "
-          f"{tta_text(choice)}, {cleanup_text(choice['postprocess'])}")
+        print(
+            "ensemble.json: the agreement flag was chosen for the old masks and is dropped; "
+            "choose it again with `python -m ml.agreement --data DIR --write`"
+        )
+    print(
+        f"ensemble: val Dice {choice['val_metrics']['dice_mean']:.4f} with threshold {choice['threshold']}, "
+        f"{tta_text(choice)}, {cleanup_text(choice['postprocess'])}"
+    )
 
 
 if __name__ == "__main__":

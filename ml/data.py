@@ -35,16 +35,17 @@ class Slices:
 
     records: list[Record]
     images: list[np.ndarray] = field(repr=False)  # uint8 (H, W)
-    masks: list[np.ndarray] = field(repr=False)   # bool (H, W)
+    masks: list[np.ndarray] = field(repr=False)  # bool (H, W)
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def subset(self, ids) -> "Slices":
+    def subset(self, ids) -> Slices:
         wanted = set(map(str, ids))
         keep = [i for i, r in enumerate(self.records) if r.id in wanted]
-        return Slices([self.records[i] for i in keep], [self.images[i] for i in keep],
-                      [self.masks[i] for i in keep])
+        return Slices(
+            [self.records[i] for i in keep], [self.images[i] for i in keep], [self.masks[i] for i in keep]
+        )
 
 
 def read_records(data_dir: str | Path) -> list[Record]:
@@ -61,8 +62,9 @@ def read_records(data_dir: str | Path) -> list[Record]:
     for row in rows:
         name = row.get("label_name") or (LABEL_NAMES.get(int(row["label"])) if row.get("label") else None)
         group = row.get("patient_group") or row.get("pid") or row["id"]
-        records.append(Record(id=str(row["id"]), tumour_type=name or None, patient_group=group,
-                              pid=row.get("pid", "")))
+        records.append(
+            Record(id=str(row["id"]), tumour_type=name or None, patient_group=group, pid=row.get("pid", ""))
+        )
     return records
 
 
@@ -112,8 +114,9 @@ def _shuffled_groups_by_type(records: list[Record], seed: int):
         yield groups, sizes
 
 
-def split_by_patient(records: list[Record], *, seed: int = 42, val_fraction: float = 0.15,
-                     test_fraction: float = 0.15) -> dict[str, list[str]]:
+def split_by_patient(
+    records: list[Record], *, seed: int = 42, val_fraction: float = 0.15, test_fraction: float = 0.15
+) -> dict[str, list[str]]:
     """Split slice ids into train/val/test by patient group, stratified by tumour type, seeded.
 
     Within each tumour type the groups are shuffled and dealt to test, then val, until each holds
@@ -144,9 +147,12 @@ def split_by_patient(records: list[Record], *, seed: int = 42, val_fraction: flo
 def split_ids_as_trained(records: list[Record], split_meta: dict, name: str) -> list[str]:
     """The ids of split ``name`` ("train", "val" or "test") as a bundle was trained: ``split_meta`` is its
     JSON's ``training.split`` (seed and fractions; the defaults are those of ``split_by_patient``)."""
-    return split_by_patient(records, seed=split_meta.get("seed", 42),
-                            val_fraction=split_meta.get("val_fraction", 0.15),
-                            test_fraction=split_meta.get("test_fraction", 0.15))[name]
+    return split_by_patient(
+        records,
+        seed=split_meta.get("seed", 42),
+        val_fraction=split_meta.get("val_fraction", 0.15),
+        test_fraction=split_meta.get("test_fraction", 0.15),
+    )[name]
 
 
 def kfold_by_patient(records: list[Record], k: int = 5, *, seed: int = 42) -> list[list[str]]:
@@ -166,6 +172,7 @@ def kfold_by_patient(records: list[Record], k: int = 5, *, seed: int = 42) -> li
 
 # --- Preprocessing shared by training and inference -------------------------------------------
 
+
 def normalise(image: np.ndarray) -> np.ndarray:
     """Min-max rescale to float32 [0, 1], as the Figshare PNGs were rescaled upstream."""
     x = np.asarray(image, dtype=np.float32)
@@ -179,7 +186,9 @@ def resize_batch(images: np.ndarray, size: int, *, masks: bool = False) -> np.nd
     """Resize ``(N, H, W)`` float arrays to ``(N, size, size)``: area for images, area + 0.5 for masks."""
     import tensorflow as tf
 
-    out = tf.image.resize(np.asarray(images, np.float32)[..., None], (size, size), method="area").numpy()[..., 0]
+    out = tf.image.resize(np.asarray(images, np.float32)[..., None], (size, size), method="area").numpy()[
+        ..., 0
+    ]
     return (out > 0.5).astype(np.float32) if masks else out
 
 
@@ -195,15 +204,16 @@ def to_arrays(slices: Slices, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 # --- tf.data ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Augmentation:
     """Random training augmentation. Geometric changes apply to image and mask together."""
 
-    flip: bool = True              # horizontal flip (the seed's)
+    flip: bool = True  # horizontal flip (the seed's)
     max_rotation_deg: float = 10.0
-    max_scale: float = 0.10        # zoom in [1 - s, 1 + s]
-    max_brightness: float = 0.10   # additive, on [0, 1] intensities
-    max_contrast: float = 0.10     # multiplicative around the mean
+    max_scale: float = 0.10  # zoom in [1 - s, 1 + s]
+    max_brightness: float = 0.10  # additive, on [0, 1] intensities
+    max_contrast: float = 0.10  # multiplicative around the mean
 
 
 # Named presets for ``--augmentation``. "strong" doubles the geometric range and raises the intensity
@@ -240,8 +250,13 @@ def _augment(image, mask, aug: Augmentation, *, soft: bool = False):
     transform = tf.stack([c, -s, cx - c * cx + s * cy, s, c, cy - s * cx - c * cy, 0.0, 0.0])[None]
     stacked = tf.concat([image, mask], axis=-1)[None]
     warped = tf.raw_ops.ImageProjectiveTransformV3(
-        images=stacked, transforms=transform, output_shape=tf.shape(image)[:2], fill_value=0.0,
-        interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+        images=stacked,
+        transforms=transform,
+        output_shape=tf.shape(image)[:2],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )[0]
     # A binary mask stays binary; a soft target (distillation) keeps its interpolated values.
     image, mask = warped[..., :1], (warped[..., 1:] if soft else tf.cast(warped[..., 1:] > 0.5, tf.float32))
     image = image + tf.random.uniform((), -aug.max_brightness, aug.max_brightness)
@@ -250,9 +265,17 @@ def _augment(image, mask, aug: Augmentation, *, soft: bool = False):
     return tf.clip_by_value(image, 0.0, 1.0), mask
 
 
-def make_dataset(images: np.ndarray, masks: np.ndarray, *, batch_size: int = 16, shuffle: bool = False,
-                 augmentation: Augmentation | None = None, seed: int = 42, repeat_outputs: int = 1,
-                 soft_targets: bool = False):
+def make_dataset(
+    images: np.ndarray,
+    masks: np.ndarray,
+    *,
+    batch_size: int = 16,
+    shuffle: bool = False,
+    augmentation: Augmentation | None = None,
+    seed: int = 42,
+    repeat_outputs: int = 1,
+    soft_targets: bool = False,
+):
     """A ``tf.data.Dataset`` of ``(image, mask)`` batches from ``(N, S, S, 1)`` arrays.
 
     ``repeat_outputs`` > 1 repeats the mask as a tuple, for deep-supervision models with several heads.
@@ -265,7 +288,9 @@ def make_dataset(images: np.ndarray, masks: np.ndarray, *, batch_size: int = 16,
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if augmentation is not None:
-        ds = ds.map(lambda x, y: _augment(x, y, augmentation, soft=soft_targets), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(
+            lambda x, y: _augment(x, y, augmentation, soft=soft_targets), num_parallel_calls=tf.data.AUTOTUNE
+        )
     if repeat_outputs > 1:
         ds = ds.map(lambda x, y: (x, tuple([y] * repeat_outputs)))
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

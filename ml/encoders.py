@@ -72,8 +72,16 @@ def normalise_encoder_weights(weights) -> str | None:
     return str(path)
 
 
-def build_encoder(inputs, encoder: str, *, base_filters: int = 16, depth: int = 4, weights=None,
-                  dropout: float = 0.0, attention_blocks: int = 0):
+def build_encoder(
+    inputs,
+    encoder: str,
+    *,
+    base_filters: int = 16,
+    depth: int = 4,
+    weights=None,
+    dropout: float = 0.0,
+    attention_blocks: int = 0,
+):
     """Build an encoder on ``inputs`` (``(B, H, W, 1)``, intensities in [0, 1]).
 
     ``attention_blocks`` transformer blocks (``ml.blocks.bottleneck_attention``) follow the bottleneck.
@@ -83,7 +91,9 @@ def build_encoder(inputs, encoder: str, *, base_filters: int = 16, depth: int = 
     if encoder == "plain":
         skips, bottleneck = _plain_encoder(inputs, base_filters, depth, dropout)
     else:
-        skips, bottleneck = _backbone_encoder(inputs, encoder, base_filters, normalise_encoder_weights(weights))
+        skips, bottleneck = _backbone_encoder(
+            inputs, encoder, base_filters, normalise_encoder_weights(weights)
+        )
     return skips, bottleneck_attention(bottleneck, attention_blocks)
 
 
@@ -120,8 +130,9 @@ def _backbone_encoder(inputs, encoder: str, base_filters: int, weights: str | No
         raise
     table = BACKBONE_LAYERS[encoder]
     names = list(table["skips"]) + [table["bottleneck"]]
-    extractor = keras.Model(backbone.input, [backbone.get_layer(n).output for n in names],
-                            name=f"{encoder}_backbone")
+    extractor = keras.Model(
+        backbone.input, [backbone.get_layer(n).output for n in names], name=f"{encoder}_backbone"
+    )
     *backbone_skips, bottleneck = extractor(rgb)
     skips = [conv_block(inputs, base_filters, "encoder_stem")] if table["strides"][0] != 1 else []
     skips += backbone_skips

@@ -10,7 +10,7 @@ both, so it answers "is model A better than model B on patients like these?".
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -29,9 +29,14 @@ def dice_iou(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 def summarise(scores: Sequence[tuple[float, float]], types: Sequence[str | None]) -> dict:
     dices = np.array([s[0] for s in scores], float)
     ious = np.array([s[1] for s in scores], float)
-    out = {"dice_mean": float(dices.mean()) if len(dices) else float("nan"),
-           "iou_mean": float(ious.mean()) if len(ious) else float("nan"),
-           "dice_by_type": {}, "iou_by_type": {}, "n_by_type": {}, "n": int(len(dices))}
+    out = {
+        "dice_mean": float(dices.mean()) if len(dices) else float("nan"),
+        "iou_mean": float(ious.mean()) if len(ious) else float("nan"),
+        "dice_by_type": {},
+        "iou_by_type": {},
+        "n_by_type": {},
+        "n": len(dices),
+    }
     for t in TUMOUR_TYPES:
         sel = np.array([x == t for x in types], bool)
         if sel.any():
@@ -41,8 +46,9 @@ def summarise(scores: Sequence[tuple[float, float]], types: Sequence[str | None]
     return out
 
 
-def group_bootstrap_ci(values: Sequence[float], groups: Sequence[str], *, n_boot: int = 2000,
-                       seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def group_bootstrap_ci(
+    values: Sequence[float], groups: Sequence[str], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile interval of the mean of ``values`` when whole ``groups`` are resampled with replacement.
 
     ``values`` may be per-slice Dice scores, or per-slice differences between two models (paired).
@@ -63,8 +69,9 @@ def group_bootstrap_ci(values: Sequence[float], groups: Sequence[str], *, n_boot
     return float(lo), float(hi)
 
 
-def misses(dices: Sequence[float], types: Sequence[str | None], groups: Sequence[str], *,
-           below: float = 0.1) -> dict:
+def misses(
+    dices: Sequence[float], types: Sequence[str | None], groups: Sequence[str], *, below: float = 0.1
+) -> dict:
     """The slices a model all but misses (Dice under ``below``): how many, of which tumour type, and from
     how many patient groups, with the mean Dice of the other slices.
 
@@ -74,22 +81,31 @@ def misses(dices: Sequence[float], types: Sequence[str | None], groups: Sequence
     dices = np.asarray(dices, float)
     hit = dices < below
     by_type = {t: int(sum(1 for h, x in zip(hit, types) if h and x == t)) for t in TUMOUR_TYPES}
-    return {"below": below, "n": int(hit.sum()), "of": int(len(dices)),
-            "by_type": {t: n for t, n in by_type.items() if n},
-            "patient_groups": len({g for h, g in zip(hit, groups) if h}),
-            "dice_mean_of_the_rest": float(dices[~hit].mean()) if (~hit).any() else float("nan")}
+    return {
+        "below": below,
+        "n": int(hit.sum()),
+        "of": len(dices),
+        "by_type": {t: n for t, n in by_type.items() if n},
+        "patient_groups": len({g for h, g in zip(hit, groups) if h}),
+        "dice_mean_of_the_rest": float(dices[~hit].mean()) if (~hit).any() else float("nan"),
+    }
 
 
-def evaluate_masks(predict: Callable[[list[np.ndarray]], list[np.ndarray]], slices: Slices, *,
-                   batch_size: int = 16, progress=None) -> dict:
+def evaluate_masks(
+    predict: Callable[[list[np.ndarray]], list[np.ndarray]],
+    slices: Slices,
+    *,
+    batch_size: int = 16,
+    progress=None,
+) -> dict:
     """Run ``predict`` (images -> bool masks at their sizes) over ``slices`` in batches and score it."""
     scores, predicted_px, elapsed = [], [], 0.0
     for start in range(0, len(slices), batch_size):
-        images = slices.images[start:start + batch_size]
+        images = slices.images[start : start + batch_size]
         t0 = time.perf_counter()
         masks = predict(images)
         elapsed += time.perf_counter() - t0
-        scores += [dice_iou(m, t) for m, t in zip(masks, slices.masks[start:start + batch_size])]
+        scores += [dice_iou(m, t) for m, t in zip(masks, slices.masks[start : start + batch_size])]
         predicted_px += [int(np.count_nonzero(m)) for m in masks]
         if progress is not None:
             progress(len(images))
@@ -106,8 +122,13 @@ def evaluate_masks(predict: Callable[[list[np.ndarray]], list[np.ndarray]], slic
 
 # Clean-up candidates, simplest first (a tie keeps the earlier): none, the largest component, the
 # component holding the highest probability (see ml.postprocess).
-CLEANUPS = ({"keep_largest": False, "keep_by": "area"}, {"keep_largest": True, "keep_by": "area"},
-            {"keep_largest": True, "keep_by": "peak"})
+CLEANUPS = (
+    {"keep_largest": False, "keep_by": "area"},
+    {"keep_largest": True, "keep_by": "area"},
+    {"keep_largest": True, "keep_by": "peak"},
+)
+
+
 def threshold_grid(lowest: float, highest: float = 0.70, step: float = 0.05) -> tuple[float, ...]:
     """``lowest``, ``lowest + step``, ... up to ``highest``, rounded to 2 decimals."""
     return tuple(float(t) for t in np.round(np.arange(lowest, highest + step / 2, step), 2))
@@ -123,8 +144,13 @@ def _dice_table(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], thres
     from ml.postprocess import binarize
 
     settings = [(dict(cleanup), float(thr)) for cleanup in cleanups for thr in thresholds]
-    table = np.array([[dice_iou(binarize(p, thr, **cleanup), t)[0] for p, t in zip(probs, truths)]
-                      for cleanup, thr in settings], float).reshape(len(settings), len(probs))
+    table = np.array(
+        [
+            [dice_iou(binarize(p, thr, **cleanup), t)[0] for p, t in zip(probs, truths)]
+            for cleanup, thr in settings
+        ],
+        float,
+    ).reshape(len(settings), len(probs))
     return settings, table
 
 
@@ -137,8 +163,9 @@ def _best_setting(means: np.ndarray) -> int:
     return best
 
 
-def choose_postprocess(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                       thresholds=THRESHOLDS, cleanups=CLEANUPS) -> dict:
+def choose_postprocess(
+    probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], thresholds=THRESHOLDS, cleanups=CLEANUPS
+) -> dict:
     """Pick the threshold and clean-up that maximise mean Dice (call on validation data only).
 
     Returns ``{"threshold", "keep_largest", "keep_by", "val_dice"}``.
@@ -154,9 +181,16 @@ def choose_postprocess(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray]
 EARLIER_CANDIDATES = (threshold_grid(0.30), CLEANUPS[:2])
 
 
-def cross_validate_choice(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], groups: Sequence[str],
-                          candidates: dict[str, tuple], *, folds: int = 5, repeats: int = 3,
-                          seed: int = 0) -> dict[str, float]:
+def cross_validate_choice(
+    probs: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray],
+    groups: Sequence[str],
+    candidates: dict[str, tuple],
+    *,
+    folds: int = 5,
+    repeats: int = 3,
+    seed: int = 0,
+) -> dict[str, float]:
     """Held-out mean Dice of choosing the post-processing among each named set of candidates.
 
     ``candidates`` maps a name to ``(thresholds, cleanups)``. The patient groups are dealt at random
@@ -170,16 +204,18 @@ def cross_validate_choice(probs: Sequence[np.ndarray], truths: Sequence[np.ndarr
     return {name: float(values.mean()) for name, values in held_out.items()}
 
 
-def dice_table(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], thresholds=THRESHOLDS,
-               cleanups=CLEANUPS) -> np.ndarray:
+def dice_table(
+    probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], thresholds=THRESHOLDS, cleanups=CLEANUPS
+) -> np.ndarray:
     """Each candidate setting's Dice on each slice, ``len(cleanups) * len(thresholds) x len(probs)``; stack
     the tables of several probability maps of the same slices (e.g. with and without zoom TTA) to let
     ``cross_validate_tables`` choose among them too."""
     return _dice_table(probs, truths, thresholds, cleanups)[1]
 
 
-def cross_validate_tables(tables: dict[str, np.ndarray], groups: Sequence[str], *, folds: int = 5,
-                          repeats: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
+def cross_validate_tables(
+    tables: dict[str, np.ndarray], groups: Sequence[str], *, folds: int = 5, repeats: int = 3, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Per slice, the held-out Dice of choosing a row of each table (candidates x slices) on the other
     folds of patient groups, averaged over ``repeats`` random deals (the same deals for every table, so
     two tables' results can be compared slice by slice, e.g. with ``group_bootstrap_ci``)."""

@@ -12,15 +12,15 @@ import contextlib
 import hashlib
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ml.data import normalise
 from ml.postprocess import binarize, postprocess_options
 
-_CACHE: dict[tuple, "Segmenter"] = {}
+_CACHE: dict[tuple, Segmenter] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -36,7 +36,9 @@ def file_sha256(path: str | Path) -> str:
 def read_metadata(keras_path: str | Path) -> dict:
     path = Path(keras_path).with_suffix(".json")
     if not path.is_file():
-        raise FileNotFoundError(f"Model metadata {path} is missing: every .keras bundle needs its .json beside it.")
+        raise FileNotFoundError(
+            f"Model metadata {path} is missing: every .keras bundle needs its .json beside it."
+        )
     return json.loads(path.read_text())
 
 
@@ -79,7 +81,9 @@ def check_scales(scales) -> tuple[float, ...]:
     the slice is covered by some view."""
     scales = tuple(float(s) for s in scales)
     if not scales or any(not 0.5 <= s <= 2.0 for s in scales) or min(scales) > 1.0:
-        raise ValueError(f"tta_scales must be zoom factors in [0.5, 2] with at least one <= 1; got {list(scales)}.")
+        raise ValueError(
+            f"tta_scales must be zoom factors in [0.5, 2] with at least one <= 1; got {list(scales)}."
+        )
     return scales
 
 
@@ -97,13 +101,14 @@ def zoom_view(image: np.ndarray, scale: float):
     if scale > 1.0:
         ch, cw = max(1, round(h / scale)), max(1, round(w / scale))
         top, left = (h - ch) // 2, (w - cw) // 2
-        view = image[top:top + ch, left:left + cw]
+        view = image[top : top + ch, left : left + cw]
 
         def place(prob, shape):
             full, weight = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
-            full[top:top + ch, left:left + cw] = prob
-            weight[top:top + ch, left:left + cw] = 1.0
+            full[top : top + ch, left : left + cw] = prob
+            weight[top : top + ch, left : left + cw] = 1.0
             return full, weight
+
         return view, place
     if scale < 1.0:
         ph, pw = round(h * (1.0 / scale - 1.0) / 2.0), round(w * (1.0 / scale - 1.0) / 2.0)
@@ -111,7 +116,8 @@ def zoom_view(image: np.ndarray, scale: float):
         view = np.pad(image, pad, constant_values=image.min() if image.size else 0)
 
         def place(prob, shape):
-            return prob[ph:ph + shape[0], pw:pw + shape[1]].astype(np.float32), np.ones(shape, np.float32)
+            return prob[ph : ph + shape[0], pw : pw + shape[1]].astype(np.float32), np.ones(shape, np.float32)
+
         return view, place
     return image, lambda prob, shape: (prob.astype(np.float32), np.ones(shape, np.float32))
 
@@ -143,8 +149,9 @@ class _Masks:
     def binarize(self, prob: np.ndarray) -> np.ndarray:
         return binarize(prob, self.threshold, **self.postprocess)
 
-    def segment(self, images: Sequence[np.ndarray], *, tta: bool | None = None,
-                scales: Sequence[float] | None = None) -> list[np.ndarray]:
+    def segment(
+        self, images: Sequence[np.ndarray], *, tta: bool | None = None, scales: Sequence[float] | None = None
+    ) -> list[np.ndarray]:
         """Bool masks at the original sizes, after this model's post-processing (``tta`` and ``scales``
         None: the model's own choices)."""
         return [self.binarize(p) for p in self.predict_proba(images, tta=tta, scales=scales)]
@@ -187,8 +194,9 @@ class Segmenter(_Masks):
             batch[i] = tf.image.resize(x, (self.input_size, self.input_size), method="area").numpy()[0]
         return batch
 
-    def predict_small(self, batch: np.ndarray, *, tta: bool | None = None, batch_size: int = 16,
-                      flip_only: bool = False) -> np.ndarray:
+    def predict_small(
+        self, batch: np.ndarray, *, tta: bool | None = None, batch_size: int = 16, flip_only: bool = False
+    ) -> np.ndarray:
         """Probabilities at the model's input size for a prepared ``(N, S, S, 1)`` batch.
 
         ``tta`` None uses the model's own choice (made on its validation split); True averages the
@@ -199,8 +207,10 @@ class Segmenter(_Masks):
         out = []
         with self._lock:
             for start in range(0, len(batch), batch_size):
-                x = batch[start:start + batch_size]
-                flipped = self._forward(x[:, :, ::-1].copy()).numpy()[:, :, ::-1] if (tta or flip_only) else None
+                x = batch[start : start + batch_size]
+                flipped = (
+                    self._forward(x[:, :, ::-1].copy()).numpy()[:, :, ::-1] if (tta or flip_only) else None
+                )
                 if flip_only:
                     p = flipped
                 else:
@@ -210,30 +220,46 @@ class Segmenter(_Masks):
                 out.append(p)
         return np.concatenate(out) if out else np.zeros((0, self.input_size, self.input_size, 1), np.float32)
 
-    def view_proba(self, images: Sequence[np.ndarray], *, scale: float = 1.0, tta: bool | None = None,
-                   flip_only: bool = False, batch_size: int = 16) -> list[tuple[np.ndarray, np.ndarray]]:
+    def view_proba(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        scale: float = 1.0,
+        tta: bool | None = None,
+        flip_only: bool = False,
+        batch_size: int = 16,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each slice seen at one zoom ``scale`` (see ``zoom_view``), mapped back to its own pixels:
         ``(probability, weight)`` per image, weight 1 where the view covers the slice and 0 elsewhere."""
         import tensorflow as tf
 
         views = [zoom_view(img, scale) for img in images]
-        small = self.predict_small(self.prepare([v for v, _ in views]), tta=tta, batch_size=batch_size,
-                                   flip_only=flip_only)
+        small = self.predict_small(
+            self.prepare([v for v, _ in views]), tta=tta, batch_size=batch_size, flip_only=flip_only
+        )
         out = []
         for img, (view, place), p in zip(images, views, small):
             prob = tf.image.resize(p[None], view.shape[:2], method="bilinear").numpy()[0, ..., 0]
             out.append(place(prob, np.asarray(img).shape[:2]))
         return out
 
-    def predict_proba(self, images: Sequence[np.ndarray], *, tta: bool | None = None,
-                      scales: Sequence[float] | None = None, batch_size: int = 16) -> list[np.ndarray]:
+    def predict_proba(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        tta: bool | None = None,
+        scales: Sequence[float] | None = None,
+        batch_size: int = 16,
+    ) -> list[np.ndarray]:
         """Tumour probability maps, float32, each at its image's original ``(H, W)``.
 
         ``scales`` (default: the model's ``tta_scales``, chosen on its validation split) are zoom
         factors; the maps of all views are averaged where they cover the slice (``combine_views``).
         """
         scales = self.tta_scales if scales is None else check_scales(scales)
-        return combine_views([self.view_proba(images, scale=s, tta=tta, batch_size=batch_size) for s in scales])
+        return combine_views(
+            [self.view_proba(images, scale=s, tta=tta, batch_size=batch_size) for s in scales]
+        )
 
     # --- embedding --------------------------------------------------------------------------------
     def _bottleneck_model(self):
@@ -264,7 +290,9 @@ class Segmenter(_Masks):
         if mask is None or not np.any(mask):
             return np.concatenate([global_mean, global_mean]).astype(np.float32)
         h, w = fmap.shape[:2]
-        weights = tf.image.resize(np.asarray(mask, np.float32)[None, ..., None], (h, w), method="area").numpy()[0]
+        weights = tf.image.resize(
+            np.asarray(mask, np.float32)[None, ..., None], (h, w), method="area"
+        ).numpy()[0]
         if weights.sum() < 1e-6:
             return np.concatenate([global_mean, global_mean]).astype(np.float32)
         region = (fmap * weights).sum(axis=(0, 1)) / weights.sum()
@@ -394,13 +422,22 @@ class Ensemble(_Masks):
         majority = lambda flags: sum(flags) * 2 > len(self.members)  # noqa: E731
         self.threshold = float(meta.get("threshold", np.mean([m.threshold for m in self.members])))
         self.postprocess = postprocess_options(
-            {"keep_largest": majority([m.keep_largest for m in self.members]), **meta.get("postprocess", {})})
+            {"keep_largest": majority([m.keep_largest for m in self.members]), **meta.get("postprocess", {})}
+        )
         self.tta = meta.get("tta")  # None: each member uses its own choice
 
-    def predict_proba(self, images: Sequence[np.ndarray], *, tta: bool | None = None,
-                      scales: Sequence[float] | None = None, batch_size: int = 16):
+    def predict_proba(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        tta: bool | None = None,
+        scales: Sequence[float] | None = None,
+        batch_size: int = 16,
+    ):
         tta = self.tta if tta is None else tta
-        per_member = [m.predict_proba(images, tta=tta, scales=scales, batch_size=batch_size) for m in self.members]
+        per_member = [
+            m.predict_proba(images, tta=tta, scales=scales, batch_size=batch_size) for m in self.members
+        ]
         return [ensemble_proba(list(ps)) for ps in zip(*per_member)]
 
 

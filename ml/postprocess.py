@@ -19,8 +19,14 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 KEEP_BY = ("area", "peak")
 
 
-def binarize(prob: np.ndarray, threshold: float = 0.5, *, min_component_px: int = 0,
-             keep_largest: bool = False, keep_by: str = "area") -> np.ndarray:
+def binarize(
+    prob: np.ndarray,
+    threshold: float = 0.5,
+    *,
+    min_component_px: int = 0,
+    keep_largest: bool = False,
+    keep_by: str = "area",
+) -> np.ndarray:
     """Bool mask of ``prob > threshold`` after the clean-up steps above."""
     if keep_by not in KEEP_BY:
         raise ValueError(f"keep_by must be one of {', '.join(KEEP_BY)}; got {keep_by!r}.")
@@ -49,6 +55,8 @@ def postprocess_options(post: dict | None) -> dict:
     """``binarize``'s keyword arguments from a bundle's ``postprocess`` metadata; absent keys mean no
     clean-up (and ``keep_by`` "area", as bundles written before the choice existed)."""
     post = post or {}
-    return {"min_component_px": int(post.get("min_component_px", 0)),
-            "keep_largest": bool(post.get("keep_largest", False)),
-            "keep_by": str(post.get("keep_by", "area"))}
+    return {
+        "min_component_px": int(post.get("min_component_px", 0)),
+        "keep_largest": bool(post.get("keep_largest", False)),
+        "keep_by": str(post.get("keep_by", "area")),
+    }

@@ -27,14 +27,22 @@ def summarise(bundle_json: str | Path, runs_dir: str | Path = "runs") -> dict:
     training, val = meta["training"], meta["metrics"]["val"]
     keras_path = path.with_suffix(".keras")
     row = {
-        "name": meta.get("name", path.stem), "architecture": meta.get("architecture"), "encoder": meta.get("encoder"),
-        "encoder_weights": meta.get("encoder_weights"), "input_size": meta.get("input_size"),
-        "parameters": meta.get("parameters"), "initialised_from": bool(meta.get("initialised_from")),
-        "epochs_done": training.get("epochs_done"), "best_epoch": training.get("best_epoch"),
-        "train_seconds": training.get("train_seconds"), "precision": training.get("precision"),
-        "val_dice_mean": val["dice_mean"], "val_iou_mean": val["iou_mean"],
+        "name": meta.get("name", path.stem),
+        "architecture": meta.get("architecture"),
+        "encoder": meta.get("encoder"),
+        "encoder_weights": meta.get("encoder_weights"),
+        "input_size": meta.get("input_size"),
+        "parameters": meta.get("parameters"),
+        "initialised_from": bool(meta.get("initialised_from")),
+        "epochs_done": training.get("epochs_done"),
+        "best_epoch": training.get("best_epoch"),
+        "train_seconds": training.get("train_seconds"),
+        "precision": training.get("precision"),
+        "val_dice_mean": val["dice_mean"],
+        "val_iou_mean": val["iou_mean"],
         "val_dice_by_type": dict(sorted(val.get("dice_by_type", {}).items())),
-        "threshold": meta.get("threshold"), "tta_scales": meta.get("tta_scales"),
+        "threshold": meta.get("threshold"),
+        "tta_scales": meta.get("tta_scales"),
         "bundle_mb": round(keras_path.stat().st_size / 1e6, 1) if keras_path.is_file() else None,
         "like": training.get("like"),
     }
@@ -48,25 +56,37 @@ def summarise(bundle_json: str | Path, runs_dir: str | Path = "runs") -> dict:
 
 def table(rows: list[dict]) -> str:
     """A Markdown table of the rows' main figures."""
-    lines = ["| bundle | encoder | params | from | epochs (best) | minutes | val Dice | meningioma / glioma / pituitary |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| bundle | encoder | params | from | epochs (best) | minutes | val Dice | meningioma / glioma / pituitary |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
-        types = " / ".join(f"{r['val_dice_by_type'].get(t, float('nan')):.3f}" for t in ("meningioma", "glioma", "pituitary"))
+        types = " / ".join(
+            f"{r['val_dice_by_type'].get(t, float('nan')):.3f}" for t in ("meningioma", "glioma", "pituitary")
+        )
         minutes = f"{r['train_seconds'] / 60:.0f}" if r["train_seconds"] is not None else "?"
         start = "warm start" if r["initialised_from"] else f"init: {r['encoder_weights']}"
-        lines.append(f"| {r['name']} | {r['encoder']} | {r['parameters'] / 1e6:.2f} M | {start} | {r['epochs_done']} "
-                     f"({r['best_epoch']}) | {minutes} | {r['val_dice_mean']:.3f} | {types} |")
+        lines.append(
+            f"| {r['name']} | {r['encoder']} | {r['parameters'] / 1e6:.2f} M | {start} | {r['epochs_done']} "
+            f"({r['best_epoch']}) | {minutes} | {r['val_dice_mean']:.3f} | {types} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description="Summarise trained bundles side by side (validation figures from their JSON, per-epoch "
-                    "Dice from their run's log.csv; minutes and epochs are the last run's, so a warm start's earlier runs "
-                    "are not counted); reads no data and loads no model.")
-    parser.add_argument("bundles", nargs="+", metavar="BUNDLE.json", help="bundle JSON files that ml.train wrote")
-    parser.add_argument("--runs-dir", default="runs",
-                        help="where each run's log.csv lives, as <runs-dir>/<name>/log.csv (default runs)")
+        "Dice from their run's log.csv; minutes and epochs are the last run's, so a warm start's earlier runs "
+        "are not counted); reads no data and loads no model."
+    )
+    parser.add_argument(
+        "bundles", nargs="+", metavar="BUNDLE.json", help="bundle JSON files that ml.train wrote"
+    )
+    parser.add_argument(
+        "--runs-dir",
+        default="runs",
+        help="where each run's log.csv lives, as <runs-dir>/<name>/log.csv (default runs)",
+    )
     parser.add_argument("--note", help="what the runs were and how they were made, kept in the JSON")
     parser.add_argument("--json", metavar="OUT", help="write the figures here")
     args = parser.parse_args(argv)

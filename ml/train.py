@@ -14,13 +14,21 @@ import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from ml.data import augmentation_preset, data_fingerprint, load_slices, make_dataset, read_records, split_by_patient, to_arrays
 from ml.calibrate import apply_choice, calibrate, cleanup_text, tta_text
+from ml.data import (
+    augmentation_preset,
+    data_fingerprint,
+    load_slices,
+    make_dataset,
+    read_records,
+    split_by_patient,
+    to_arrays,
+)
 
 RANDOM_INIT_NOTE = (
     "Encoder trained from random initialisation: ImageNet weights could not be downloaded on the "
@@ -74,14 +82,17 @@ class TrainConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
         if not 0.0 <= self.warmup_epochs < self.epochs:
-            raise ValueError(f"warmup_epochs must be >= 0 and fewer than epochs ({self.epochs}), "
-                             f"got {self.warmup_epochs}.")
+            raise ValueError(
+                f"warmup_epochs must be >= 0 and fewer than epochs ({self.epochs}), got {self.warmup_epochs}."
+            )
         augmentation_preset(self.augmentation)  # fails early on an unknown name
         if self.distill_from:
             if not 0.0 < self.distill_weight <= 1.0:
                 raise ValueError(f"distill_weight must be in (0, 1], got {self.distill_weight}.")
             if self.loss == "lovasz":
-                raise ValueError("the Lovász hinge needs binary targets: distil with bce_dice, dice or focal.")
+                raise ValueError(
+                    "the Lovász hinge needs binary targets: distil with bce_dice, dice or focal."
+                )
             if self.deep_supervision:
                 raise ValueError("distillation into a deep-supervision model is not supported.")
             missing = [p for p in self.distill_from if not Path(p).is_file()]
@@ -92,9 +103,16 @@ class TrainConfig:
         """The ``ml.models.ModelSpec`` of the model this run trains."""
         from ml.models import ModelSpec
 
-        return ModelSpec(architecture=self.architecture, encoder=self.encoder, input_size=self.image_size,
-                         base_filters=self.base_filters, depth=self.depth, dropout=self.dropout,
-                         deep_supervision=self.deep_supervision, attention_blocks=self.attention_blocks)
+        return ModelSpec(
+            architecture=self.architecture,
+            encoder=self.encoder,
+            input_size=self.image_size,
+            base_filters=self.base_filters,
+            depth=self.depth,
+            dropout=self.dropout,
+            deep_supervision=self.deep_supervision,
+            attention_blocks=self.attention_blocks,
+        )
 
 
 def _lr_for_epoch(cfg: TrainConfig, epoch: int, progress_by_time: float = 0.0) -> float:
@@ -129,8 +147,15 @@ def _head_twin(name: str, by_name: dict):
     return None
 
 
-def teacher_targets(teacher_paths, images: np.ndarray, masks: np.ndarray, weight: float, *,
-                    precision: str | None = None, log=print) -> np.ndarray:
+def teacher_targets(
+    teacher_paths,
+    images: np.ndarray,
+    masks: np.ndarray,
+    weight: float,
+    *,
+    precision: str | None = None,
+    log=print,
+) -> np.ndarray:
     """Soft training targets for knowledge distillation (Hinton, Vinyals & Dean 2015, arXiv:1503.02531):
     ``(1 - weight) * mask + weight * teacher``, where teacher is the mean tumour probability of the
     ``teacher_paths`` bundles on each prepared ``(N, S, S, 1)`` image, each with flip TTA, at the
@@ -147,7 +172,9 @@ def teacher_targets(teacher_paths, images: np.ndarray, masks: np.ndarray, weight
         for path in teacher_paths:
             teacher = load_segmenter(path, precision=precision)
             if teacher.input_size != size:
-                raise ValueError(f"teacher {path} takes {teacher.input_size} px inputs; this run trains at {size} px.")
+                raise ValueError(
+                    f"teacher {path} takes {teacher.input_size} px inputs; this run trains at {size} px."
+                )
             started = time.time()
             probs += teacher.predict_small(images, tta=True) / len(teacher_paths)
             log(f"teacher {teacher.name}: {len(images)} training slices in {time.time() - started:.0f} s")
@@ -186,28 +213,40 @@ def source_provenance(model_path) -> dict | None:
     if not meta_path.exists() and state_path.exists():  # a run's checkpoint, e.g. runs/<name>/last.keras
         state = json.loads(state_path.read_text())
         config = state.get("config", {})
-        return {"name": config.get("name"), "checkpoint": Path(model_path).name,
-                "encoder_weights": config.get("encoder_weights"),
-                "val_dice_mean": state.get("best_val_dice"),  # in-training metric: threshold 0.5, no TTA
-                "training": {key: state[key] for key in ("epochs_done", "best_epoch", "train_seconds") if key in state},
-                "initialised_from": state.get("init_from")}
+        return {
+            "name": config.get("name"),
+            "checkpoint": Path(model_path).name,
+            "encoder_weights": config.get("encoder_weights"),
+            "val_dice_mean": state.get("best_val_dice"),  # in-training metric: threshold 0.5, no TTA
+            "training": {
+                key: state[key] for key in ("epochs_done", "best_epoch", "train_seconds") if key in state
+            },
+            "initialised_from": state.get("init_from"),
+        }
     if not meta_path.exists():
         return None
     meta = json.loads(meta_path.read_text())
     training = meta.get("training", {})
     keep = ("epochs_done", "best_epoch", "train_seconds", "precision", "finished_at")
-    return {"name": meta.get("name"), "encoder_weights": meta.get("encoder_weights"),
-            "val_dice_mean": meta.get("metrics", {}).get("val", {}).get("dice_mean"),
-            "training": {key: training[key] for key in keep if key in training},
-            "initialised_from": meta.get("initialised_from")}
+    return {
+        "name": meta.get("name"),
+        "encoder_weights": meta.get("encoder_weights"),
+        "val_dice_mean": meta.get("metrics", {}).get("val", {}).get("dice_mean"),
+        "training": {key: training[key] for key in keep if key in training},
+        "initialised_from": meta.get("initialised_from"),
+    }
 
 
 def _library_versions() -> dict:
     import keras
     import tensorflow as tf
 
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__}
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+    }
 
 
 def _callbacks(cfg, run_dir: Path, state: dict, log, *, monitor: str = "val_dice"):
@@ -248,8 +287,10 @@ def _callbacks(cfg, run_dir: Path, state: dict, log, *, monitor: str = "val_dice
             if getattr(cfg, "keep_epochs", False):
                 (run_dir / "epochs").mkdir(exist_ok=True)
                 shutil.copyfile(run_dir / "last.keras", run_dir / "epochs" / f"epoch_{epoch + 1:02d}.keras")
-            log(f"epoch {epoch + 1}/{cfg.epochs}: {monitor}={score:.4f} best={state[best_key]:.4f} "
-                f"(epoch {state['best_epoch']})")
+            log(
+                f"epoch {epoch + 1}/{cfg.epochs}: {monitor}={score:.4f} best={state[best_key]:.4f} "
+                f"(epoch {state['best_epoch']})"
+            )
             if state["stale"] >= cfg.patience:
                 log(f"early stopping: no {monitor} gain for {cfg.patience} epochs")
                 self.model.stop_training = True
@@ -278,13 +319,17 @@ def _callbacks(cfg, run_dir: Path, state: dict, log, *, monitor: str = "val_dice
             if step <= warmup_steps:  # the step after the last warm-up step restores the scheduled rate
                 self.model.optimizer.learning_rate = self.scheduled * warmup_factor(step, warmup_steps)
 
-    callbacks = [keras.callbacks.LearningRateScheduler(lambda epoch: _lr_for_epoch(cfg, epoch, _time_progress()))]
+    callbacks = [
+        keras.callbacks.LearningRateScheduler(lambda epoch: _lr_for_epoch(cfg, epoch, _time_progress()))
+    ]
     if getattr(cfg, "warmup_epochs", 0) > 0:
         callbacks.append(WarmUp())  # after the scheduler, whose rate it scales
     return callbacks + [keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True), EpochState()]
 
 
-def plot_curves(csv_path: Path, png_path: Path, *, title: str = "per-image Dice / IoU at 0.5 (model input size)") -> None:
+def plot_curves(
+    csv_path: Path, png_path: Path, *, title: str = "per-image Dice / IoU at 0.5 (model input size)"
+) -> None:
     import csv
 
     import matplotlib
@@ -326,17 +371,22 @@ def start_run(cfg, log):
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     records = read_records(cfg.data_dir)
-    split = split_by_patient(records, seed=cfg.seed, val_fraction=cfg.val_fraction,
-                             test_fraction=cfg.test_fraction)
+    split = split_by_patient(
+        records, seed=cfg.seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction
+    )
     train_ids, val_ids = split["train"], split["val"]
     if not train_ids or not val_ids:
         raise ValueError(
             f"{cfg.data_dir} has too few patient groups for a train/validation split "
-            f"({len(train_ids)} train and {len(val_ids)} validation slices): add data from more patients.")
+            f"({len(train_ids)} train and {len(val_ids)} validation slices): add data from more patients."
+        )
     if cfg.limit:
-        train_ids, val_ids = train_ids[:cfg.limit], val_ids[:cfg.limit]
-    log(f"split by patient group (seed {cfg.seed}): train {len(split['train'])}, val {len(split['val'])}, "
-        f"test {len(split['test'])} slices" + (f"; using {len(train_ids)}/{len(val_ids)}" if cfg.limit else ""))
+        train_ids, val_ids = train_ids[: cfg.limit], val_ids[: cfg.limit]
+    log(
+        f"split by patient group (seed {cfg.seed}): train {len(split['train'])}, val {len(split['val'])}, "
+        f"test {len(split['test'])} slices"
+        + (f"; using {len(train_ids)}/{len(val_ids)}" if cfg.limit else "")
+    )
     return precision, run_dir, split, load_slices(cfg.data_dir, train_ids), load_slices(cfg.data_dir, val_ids)
 
 
@@ -350,16 +400,27 @@ def start_or_resume(cfg, run_dir: Path, build, compile_model, log, *, monitor: s
     if state.get("epochs_done") and (run_dir / "last.keras").exists():
         log(f"resuming {cfg.name} after epoch {state['epochs_done']} from {run_dir / 'last.keras'}")
         return keras.models.load_model(run_dir / "last.keras"), state
-    state = {"config": asdict(cfg), "epochs_done": 0, f"best_{monitor}": -1.0, "best_epoch": 0, "train_seconds": 0.0}
+    state = {
+        "config": asdict(cfg),
+        "epochs_done": 0,
+        f"best_{monitor}": -1.0,
+        "best_epoch": 0,
+        "train_seconds": 0.0,
+    }
     model = build()
     if cfg.init_from:
         copied = transfer_weights(keras.models.load_model(cfg.init_from, compile=False), model)
         if not copied:
-            raise ValueError(f"{cfg.init_from} shares no layer (same name and shapes) with this model: warm-start "
-                             "from a model with the same encoder, base filters and depth.")
-        state["init_from"] = {"path": str(cfg.init_from), "layers_copied": len(copied),
-                              "layers_with_weights": sum(1 for layer in model.layers if layer.weights),
-                              "source": source_provenance(cfg.init_from)}
+            raise ValueError(
+                f"{cfg.init_from} shares no layer (same name and shapes) with this model: warm-start "
+                "from a model with the same encoder, base filters and depth."
+            )
+        state["init_from"] = {
+            "path": str(cfg.init_from),
+            "layers_copied": len(copied),
+            "layers_with_weights": sum(1 for layer in model.layers if layer.weights),
+            "source": source_provenance(cfg.init_from),
+        }
         log(f"initialised {len(copied)} layers from {cfg.init_from}")
     compile_model(model)
     return model, state
@@ -381,8 +442,11 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
     heads = cfg.depth if cfg.deep_supervision else 1
 
     def compile_model(model):
-        model.compile(optimizer=keras.optimizers.Adam(cfg.lr_start), loss=losses.get_loss(cfg.loss),
-                      metrics=[losses.dice, losses.iou] if heads == 1 else None)
+        model.compile(
+            optimizer=keras.optimizers.Adam(cfg.lr_start),
+            loss=losses.get_loss(cfg.loss),
+            metrics=[losses.dice, losses.iou] if heads == 1 else None,
+        )
 
     model, state = start_or_resume(cfg, run_dir, lambda: spec.build(cfg.encoder_weights), compile_model, log)
     log(f"{cfg.name}: {model.count_params():,} parameters, {precision}, input {cfg.image_size}px")
@@ -391,27 +455,46 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
         augmentation = augmentation_preset(cfg.augmentation)
         targets = y_train
         if cfg.distill_from:
-            targets = teacher_targets(cfg.distill_from, x_train, y_train, cfg.distill_weight,
-                                      precision=precision, log=log)
-        train_ds = make_dataset(x_train, targets, batch_size=cfg.batch_size, shuffle=True,
-                                augmentation=augmentation, seed=cfg.seed, repeat_outputs=heads,
-                                soft_targets=bool(cfg.distill_from))
+            targets = teacher_targets(
+                cfg.distill_from, x_train, y_train, cfg.distill_weight, precision=precision, log=log
+            )
+        train_ds = make_dataset(
+            x_train,
+            targets,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            augmentation=augmentation,
+            seed=cfg.seed,
+            repeat_outputs=heads,
+            soft_targets=bool(cfg.distill_from),
+        )
         val_ds = make_dataset(x_val, y_val, batch_size=cfg.batch_size, repeat_outputs=heads)
         if heads > 1:  # name the last head's Dice val_dice for the epoch bookkeeping
-            model.compile(optimizer=model.optimizer, loss=losses.get_loss(cfg.loss),
-                          metrics={f"mask_x0{heads}": [losses.dice]})
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=state["epochs_done"],
-                  callbacks=_callbacks(cfg, run_dir, state, log), verbose=verbose,
-                  shuffle=False)  # the dataset reshuffles itself each epoch (seeded)
+            model.compile(
+                optimizer=model.optimizer,
+                loss=losses.get_loss(cfg.loss),
+                metrics={f"mask_x0{heads}": [losses.dice]},
+            )
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.epochs,
+            initial_epoch=state["epochs_done"],
+            callbacks=_callbacks(cfg, run_dir, state, log),
+            verbose=verbose,
+            shuffle=False,
+        )  # the dataset reshuffles itself each epoch (seeded)
     (run_dir / "state.json").write_text(json.dumps(state, indent=2))
     model.load_weights(run_dir / "best.weights.h5")
 
     # TTA, threshold and clean-up chosen on the validation split, at the masks' native resolution.
     choice = calibrate(Segmenter(model, {"name": cfg.name}), val_slices)
     val_metrics = choice["val_metrics"]
-    log(f"validation at native resolution: Dice {val_metrics['dice_mean']:.4f}, IoU {val_metrics['iou_mean']:.4f}, "
+    log(
+        f"validation at native resolution: Dice {val_metrics['dice_mean']:.4f}, IoU {val_metrics['iou_mean']:.4f}, "
         f"by type {json.dumps({k: round(v, 4) for k, v in val_metrics['dice_by_type'].items()})}; "
-        f"threshold {choice['threshold']}, {tta_text(choice)}, {cleanup_text(choice['postprocess'])}")
+        f"threshold {choice['threshold']}, {tta_text(choice)}, {cleanup_text(choice['postprocess'])}"
+    )
 
     weights_source = "none" if cfg.encoder_weights in (None, "none") else str(cfg.encoder_weights)
     metadata = {
@@ -419,34 +502,64 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
         "architecture": cfg.architecture,
         "encoder": cfg.encoder,
         "encoder_weights": weights_source,
-        "encoder_weights_note": (RANDOM_INIT_NOTE if weights_source == "none" and cfg.encoder != "plain"
-                                 else ("Plain encoder: no pretrained weights (random initialisation)." if cfg.encoder == "plain"
-                                       else f"Encoder initialised from {weights_source}."))
-        + (f" This run continued from the weights of {cfg.init_from}: initialised_from says how those were "
-           "trained." if cfg.init_from else ""),
+        "encoder_weights_note": (
+            RANDOM_INIT_NOTE
+            if weights_source == "none" and cfg.encoder != "plain"
+            else (
+                "Plain encoder: no pretrained weights (random initialisation)."
+                if cfg.encoder == "plain"
+                else f"Encoder initialised from {weights_source}."
+            )
+        )
+        + (
+            f" This run continued from the weights of {cfg.init_from}: initialised_from says how those were "
+            "trained."
+            if cfg.init_from
+            else ""
+        ),
         "input_size": cfg.image_size,
         "initialised_from": state.get("init_from"),
         "parameters": int(model.count_params()),
         "tta_scales": [1.0],  # replaced by the choice's zoom, when it made one
         "training": {
             "data_dir_fingerprint": data_fingerprint(cfg.data_dir),
-            "split": {"by": "patient_group", "stratified_by": "tumour_type", "seed": cfg.seed,
-                      "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction,
-                      "n_train": len(train_ids), "n_val": len(val_ids), "n_test": len(split["test"]),
-                      "sizes": {side: len(ids) for side, ids in split.items()}},
-            "epochs_planned": cfg.epochs, "epochs_done": state["epochs_done"], "best_epoch": state["best_epoch"],
+            "split": {
+                "by": "patient_group",
+                "stratified_by": "tumour_type",
+                "seed": cfg.seed,
+                "val_fraction": cfg.val_fraction,
+                "test_fraction": cfg.test_fraction,
+                "n_train": len(train_ids),
+                "n_val": len(val_ids),
+                "n_test": len(split["test"]),
+                "sizes": {side: len(ids) for side, ids in split.items()},
+            },
+            "epochs_planned": cfg.epochs,
+            "epochs_done": state["epochs_done"],
+            "best_epoch": state["best_epoch"],
             "stopped_by_time_budget": bool(state.get("stopped_by_time_budget")),
             "early_stopping": {"monitor": "val_dice", "patience": cfg.patience},
-            "batch_size": cfg.batch_size, "loss": cfg.loss, "optimizer": "adam",
+            "batch_size": cfg.batch_size,
+            "loss": cfg.loss,
+            "optimizer": "adam",
             "like": _like_meta(cfg),
             "distillation": _distillation_meta(cfg),
-            "lr": {"start": cfg.lr_start, "end": cfg.lr_end, "schedule": "exponential per epoch",
-                   "warmup_epochs": cfg.warmup_epochs},
-            "augmentation": (None if augmentation_preset(cfg.augmentation) is None
-                             else {"preset": cfg.augmentation, **asdict(augmentation_preset(cfg.augmentation))}),
-            "precision": precision, "train_seconds": round(state["train_seconds"], 1),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "library_versions": _library_versions(), "machine": platform.machine(),
+            "lr": {
+                "start": cfg.lr_start,
+                "end": cfg.lr_end,
+                "schedule": "exponential per epoch",
+                "warmup_epochs": cfg.warmup_epochs,
+            },
+            "augmentation": (
+                None
+                if augmentation_preset(cfg.augmentation) is None
+                else {"preset": cfg.augmentation, **asdict(augmentation_preset(cfg.augmentation))}
+            ),
+            "precision": precision,
+            "train_seconds": round(state["train_seconds"], 1),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "library_versions": _library_versions(),
+            "machine": platform.machine(),
         },
     }
     metadata = apply_choice(metadata, choice)  # threshold, TTA, clean-up and validation metrics
@@ -468,9 +581,12 @@ def _like_meta(cfg: TrainConfig) -> dict | None:
 
     recipe = bundle_recipe(cfg.like)
     keras_path = Path(cfg.like).with_suffix(".keras")
-    return {"path": str(cfg.like), "fields": sorted(recipe),
-            "overridden": sorted(key for key, value in recipe.items() if getattr(cfg, key) != value),
-            "sha256": file_sha256(keras_path) if keras_path.is_file() else None}
+    return {
+        "path": str(cfg.like),
+        "fields": sorted(recipe),
+        "overridden": sorted(key for key, value in recipe.items() if getattr(cfg, key) != value),
+        "sha256": file_sha256(keras_path) if keras_path.is_file() else None,
+    }
 
 
 def _distillation_meta(cfg: TrainConfig) -> dict | None:
@@ -479,9 +595,11 @@ def _distillation_meta(cfg: TrainConfig) -> dict | None:
         return None
     from ml.inference import file_sha256
 
-    return {"weight": cfg.distill_weight,
-            "target": "(1 - weight) * expert mask + weight * mean teacher probability (flip TTA, model input size)",
-            "teachers": [{"path": str(p), "sha256": file_sha256(p)} for p in cfg.distill_from]}
+    return {
+        "weight": cfg.distill_weight,
+        "target": "(1 - weight) * expert mask + weight * mean teacher probability (flip TTA, model input size)",
+        "teachers": [{"path": str(p), "sha256": file_sha256(p)} for p in cfg.distill_from],
+    }
 
 
 def set_threads(n: int) -> None:
@@ -494,8 +612,20 @@ def set_threads(n: int) -> None:
 
 # What --like takes from a bundle: the model's shape and how its data was fed, not the schedule that
 # trained it (a shipped bundle's schedule is that of its last warm start; initialised_from has the chain).
-LIKE_FIELDS = ("architecture", "encoder", "encoder_weights", "image_size", "base_filters", "depth", "dropout",
-               "deep_supervision", "attention_blocks", "augmentation", "loss", "batch_size")
+LIKE_FIELDS = (
+    "architecture",
+    "encoder",
+    "encoder_weights",
+    "image_size",
+    "base_filters",
+    "depth",
+    "dropout",
+    "deep_supervision",
+    "attention_blocks",
+    "augmentation",
+    "loss",
+    "batch_size",
+)
 
 
 def bundle_recipe(path: str | Path) -> dict:
@@ -506,8 +636,9 @@ def bundle_recipe(path: str | Path) -> dict:
     if path.suffix == ".keras":
         path = path.with_suffix(".json")
     if not path.is_file():
-        raise FileNotFoundError(f"no bundle JSON at {path}: pass --like with a bundle's .json, "
-                                "e.g. models/attention_unet.json.")
+        raise FileNotFoundError(
+            f"no bundle JSON at {path}: pass --like with a bundle's .json, e.g. models/attention_unet.json."
+        )
     try:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -516,8 +647,15 @@ def bundle_recipe(path: str | Path) -> dict:
     if not isinstance(spec, dict) or "architecture" not in spec:
         raise ValueError(f"{path} has no model spec: pass the .json that train_model wrote for a bundle.")
     recipe = {"image_size": spec.get("input_size", meta.get("input_size"))}
-    for key in ("architecture", "encoder", "base_filters", "depth", "dropout", "deep_supervision",
-                "attention_blocks"):
+    for key in (
+        "architecture",
+        "encoder",
+        "base_filters",
+        "depth",
+        "dropout",
+        "deep_supervision",
+        "attention_blocks",
+    ):
         recipe[key] = spec.get(key)
     recipe["encoder_weights"] = meta.get("encoder_weights")
     if "augmentation" in training:  # None: trained without augmentation
@@ -541,70 +679,149 @@ def add_training_arguments(parser, *, data_default: str | None, output_default: 
     from ml.models import ARCHITECTURES
 
     d = {f.name: f.default for f in fields(TrainConfig)}
-    parser.add_argument("--like", metavar="JSON",
-                        help="train a model of this bundle's shape, from scratch unless --init-from: architecture, "
-                             "encoder, encoder weights, input size, base filters, depth, dropout, deep supervision, "
-                             "attention blocks, augmentation, loss and batch size come from its JSON (e.g. "
-                             "models/unet.json); any of these options given as well wins")
-    parser.add_argument("--architecture", choices=ARCHITECTURES, help="decoder architecture (required without --like)")
+    parser.add_argument(
+        "--like",
+        metavar="JSON",
+        help="train a model of this bundle's shape, from scratch unless --init-from: architecture, "
+        "encoder, encoder weights, input size, base filters, depth, dropout, deep supervision, "
+        "attention blocks, augmentation, loss and batch size come from its JSON (e.g. "
+        "models/unet.json); any of these options given as well wins",
+    )
+    parser.add_argument(
+        "--architecture", choices=ARCHITECTURES, help="decoder architecture (required without --like)"
+    )
     parser.add_argument("--encoder", choices=ENCODERS, help=f"encoder (default {d['encoder']})")
     if data_default is None:
-        parser.add_argument("--data", required=True, help="dataset folder in the shared layout (cases.csv, images/, masks/)")
+        parser.add_argument(
+            "--data", required=True, help="dataset folder in the shared layout (cases.csv, images/, masks/)"
+        )
     else:
-        parser.add_argument("--data", default=data_default,
-                            help="dataset folder in the shared layout (default: TUMORSITE_DATA)")
-    parser.add_argument("--image-size", type=int, help=f"square model input in px, a multiple of 16/32 (default {d['image_size']})")
-    parser.add_argument("--epochs", type=int, default=d["epochs"],
-                        help=f"maximum epochs; early stopping may end sooner (default {d['epochs']})")
+        parser.add_argument(
+            "--data",
+            default=data_default,
+            help="dataset folder in the shared layout (default: TUMORSITE_DATA)",
+        )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        help=f"square model input in px, a multiple of 16/32 (default {d['image_size']})",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=d["epochs"],
+        help=f"maximum epochs; early stopping may end sooner (default {d['epochs']})",
+    )
     parser.add_argument("--batch-size", type=int, help=f"batch size (default {d['batch_size']})")
-    parser.add_argument("--base-filters", type=int, help=f"filters of the first stage (default {d['base_filters']})")
-    parser.add_argument("--depth", type=int,
-                        help=f"downsamplings of the plain encoder (default {d['depth']}; at 256 px, 5 lets the "
-                             "bottleneck see the whole slice)")
-    parser.add_argument("--encoder-weights",
-                        help="'none' (random init, the default), 'imagenet' (downloaded by Keras) or a weights file path")
+    parser.add_argument(
+        "--base-filters", type=int, help=f"filters of the first stage (default {d['base_filters']})"
+    )
+    parser.add_argument(
+        "--depth",
+        type=int,
+        help=f"downsamplings of the plain encoder (default {d['depth']}; at 256 px, 5 lets the "
+        "bottleneck see the whole slice)",
+    )
+    parser.add_argument(
+        "--encoder-weights",
+        help="'none' (random init, the default), 'imagenet' (downloaded by Keras) or a weights file path",
+    )
     parser.add_argument("--name", help="bundle name (default: <architecture>_<encoder>_<size>)")
-    parser.add_argument("--output-dir", default=output_default,
-                        help=f"where <name>.keras and <name>.json go (default {output_default}; a bundle of the "
-                             "same name there is replaced when the run ends)")
+    parser.add_argument(
+        "--output-dir",
+        default=output_default,
+        help=f"where <name>.keras and <name>.json go (default {output_default}; a bundle of the "
+        "same name there is replaced when the run ends)",
+    )
     parser.add_argument("--run-dir", help="checkpoints, CSV log and curves (default: runs/<name>)")
-    parser.add_argument("--max-minutes", type=float, help="stop after the epoch that would exceed this budget")
-    parser.add_argument("--patience", type=int, default=d["patience"],
-                        help=f"early stopping: epochs without a validation Dice gain before stopping (default {d['patience']})")
-    parser.add_argument("--lr-start", type=float, default=d["lr_start"],
-                        help=f"initial learning rate (default {d['lr_start']:g}; lower it to fine-tune a warm start)")
-    parser.add_argument("--lr-end", type=float, default=d["lr_end"], help=f"final learning rate (default {d['lr_end']:g})")
-    parser.add_argument("--warmup-epochs", type=float, default=d["warmup_epochs"],
-                        help="raise the learning rate linearly from near 0 over this many epochs (fractions "
-                             "allowed), e.g. 1 for a warm start (--init-from); default 0, no warm-up")
-    parser.add_argument("--precision", default=d["precision"], choices=["auto", "fp32", "bf16"],
-                        help="auto: bf16 where the CPU has AMX/AVX512-BF16 or on a GPU, else fp32")
-    parser.add_argument("--seed", type=int, default=d["seed"], help=f"split and initialisation seed (default {d['seed']})")
-    parser.add_argument("--init-from", help="a .keras model whose same-named, same-shaped layers seed this one "
-                                             "(e.g. a trained U-Net for an Attention U-Net)")
+    parser.add_argument(
+        "--max-minutes", type=float, help="stop after the epoch that would exceed this budget"
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=d["patience"],
+        help=f"early stopping: epochs without a validation Dice gain before stopping (default {d['patience']})",
+    )
+    parser.add_argument(
+        "--lr-start",
+        type=float,
+        default=d["lr_start"],
+        help=f"initial learning rate (default {d['lr_start']:g}; lower it to fine-tune a warm start)",
+    )
+    parser.add_argument(
+        "--lr-end", type=float, default=d["lr_end"], help=f"final learning rate (default {d['lr_end']:g})"
+    )
+    parser.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=d["warmup_epochs"],
+        help="raise the learning rate linearly from near 0 over this many epochs (fractions "
+        "allowed), e.g. 1 for a warm start (--init-from); default 0, no warm-up",
+    )
+    parser.add_argument(
+        "--precision",
+        default=d["precision"],
+        choices=["auto", "fp32", "bf16"],
+        help="auto: bf16 where the CPU has AMX/AVX512-BF16 or on a GPU, else fp32",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=d["seed"], help=f"split and initialisation seed (default {d['seed']})"
+    )
+    parser.add_argument(
+        "--init-from",
+        help="a .keras model whose same-named, same-shaped layers seed this one "
+        "(e.g. a trained U-Net for an Attention U-Net)",
+    )
     parser.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
     parser.add_argument("--limit", type=int, help="use at most N train and N val slices (smoke runs)")
-    parser.add_argument("--augmentation", choices=list(AUGMENTATIONS),
-                        help="training augmentation: none, standard (the default: flip, ±10° rotation, ±10%% scale, "
-                             "brightness and contrast) or strong (±20°, ±20%%, larger intensity changes)")
-    parser.add_argument("--dropout", type=float, help="spatial dropout after the bottleneck block (default 0)")
-    parser.add_argument("--deep-supervision", action=argparse.BooleanOptionalAction,
-                        help="U-Net++ only: a mask head on every top-row node, each trained with the loss; "
-                             "inference averages them (Zhou et al. 2018); default off")
-    parser.add_argument("--attention-blocks", type=int,
-                        help="transformer blocks (self-attention over the bottleneck's positions) after the "
-                             "bottleneck; each starts as the identity, so a warm start keeps its source's "
-                             "output (default 0)")
-    parser.add_argument("--loss", choices=list(LOSSES),
-                        help="bce_dice (BCE + soft Dice, the default), dice, focal, or lovasz (Lovász hinge, "
-                             "per image: for fine-tuning a bce_dice model at a low learning rate)")
-    parser.add_argument("--keep-epochs", action="store_true",
-                        help="keep every epoch's model in <run-dir>/epochs/ (for python -m ml.average)")
-    parser.add_argument("--distill-from", nargs="+", default=[], metavar="KERAS",
-                        help="knowledge distillation: train on a mix of the expert masks and these bundles' "
-                             "mean probabilities, e.g. the three shipped models")
-    parser.add_argument("--distill-weight", type=float, default=d["distill_weight"],
-                        help=f"the teachers' share of each training target with --distill-from (default {d['distill_weight']})")
+    parser.add_argument(
+        "--augmentation",
+        choices=list(AUGMENTATIONS),
+        help="training augmentation: none, standard (the default: flip, ±10° rotation, ±10%% scale, "
+        "brightness and contrast) or strong (±20°, ±20%%, larger intensity changes)",
+    )
+    parser.add_argument(
+        "--dropout", type=float, help="spatial dropout after the bottleneck block (default 0)"
+    )
+    parser.add_argument(
+        "--deep-supervision",
+        action=argparse.BooleanOptionalAction,
+        help="U-Net++ only: a mask head on every top-row node, each trained with the loss; "
+        "inference averages them (Zhou et al. 2018); default off",
+    )
+    parser.add_argument(
+        "--attention-blocks",
+        type=int,
+        help="transformer blocks (self-attention over the bottleneck's positions) after the "
+        "bottleneck; each starts as the identity, so a warm start keeps its source's "
+        "output (default 0)",
+    )
+    parser.add_argument(
+        "--loss",
+        choices=list(LOSSES),
+        help="bce_dice (BCE + soft Dice, the default), dice, focal, or lovasz (Lovász hinge, "
+        "per image: for fine-tuning a bce_dice model at a low learning rate)",
+    )
+    parser.add_argument(
+        "--keep-epochs",
+        action="store_true",
+        help="keep every epoch's model in <run-dir>/epochs/ (for python -m ml.average)",
+    )
+    parser.add_argument(
+        "--distill-from",
+        nargs="+",
+        default=[],
+        metavar="KERAS",
+        help="knowledge distillation: train on a mix of the expert masks and these bundles' "
+        "mean probabilities, e.g. the three shipped models",
+    )
+    parser.add_argument(
+        "--distill-weight",
+        type=float,
+        default=d["distill_weight"],
+        help=f"the teachers' share of each training target with --distill-from (default {d['distill_weight']})",
+    )
 
 
 def config_from_options(options: dict, data_dir: str | Path) -> TrainConfig:
@@ -617,8 +834,10 @@ def config_from_options(options: dict, data_dir: str | Path) -> TrainConfig:
         if f.name not in ("data_dir", "like") and options.get(f.name) is not None:
             values[f.name] = options[f.name]
     if "architecture" not in values:
-        raise ValueError("pass --architecture, or --like with a bundle's JSON (e.g. models/unet.json) "
-                         "to train a model of its shape.")
+        raise ValueError(
+            "pass --architecture, or --like with a bundle's JSON (e.g. models/unet.json) "
+            "to train a model of its shape."
+        )
     return TrainConfig(data_dir=str(data_dir), like=options.get("like"), **values)
 
 

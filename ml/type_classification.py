@@ -17,17 +17,17 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ml.data import TUMOUR_TYPES, augmentation_preset, data_fingerprint, normalise
 
 DEFAULT_NAME = "type_classifier"
-_CACHE: dict[tuple, "TypeClassifier"] = {}
+_CACHE: dict[tuple, TypeClassifier] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -69,8 +69,14 @@ class ClassifierConfig:
         augmentation_preset(self.augmentation)
 
     def spec(self) -> dict:
-        return {"encoder": self.encoder, "input_size": self.image_size, "base_filters": self.base_filters,
-                "depth": self.depth, "dropout": self.dropout, "hidden": self.hidden}
+        return {
+            "encoder": self.encoder,
+            "input_size": self.image_size,
+            "base_filters": self.base_filters,
+            "depth": self.depth,
+            "dropout": self.dropout,
+            "hidden": self.hidden,
+        }
 
 
 def labels_of(records) -> np.ndarray:
@@ -78,8 +84,10 @@ def labels_of(records) -> np.ndarray:
     index = {t: i for i, t in enumerate(TUMOUR_TYPES)}
     missing = [r.id for r in records if r.tumour_type not in index]
     if missing:
-        raise ValueError(f"{len(missing)} slices have no tumour type ({', '.join(missing[:5])}...): the type "
-                         f"classifier needs one of {', '.join(TUMOUR_TYPES)} for every training slice.")
+        raise ValueError(
+            f"{len(missing)} slices have no tumour type ({', '.join(missing[:5])}...): the type "
+            f"classifier needs one of {', '.join(TUMOUR_TYPES)} for every training slice."
+        )
     return np.array([index[r.tumour_type] for r in records], np.int32)
 
 
@@ -93,8 +101,15 @@ def prepare(images: Sequence[np.ndarray], size: int) -> np.ndarray:
     return batch
 
 
-def make_classification_dataset(images: np.ndarray, labels: np.ndarray, *, batch_size: int = 16,
-                                shuffle: bool = False, augmentation=None, seed: int = 42):
+def make_classification_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int = 16,
+    shuffle: bool = False,
+    augmentation=None,
+    seed: int = 42,
+):
     """``tf.data`` batches of ``(image, one-hot label)``; augmentation as for the segmenters (image only)."""
     import tensorflow as tf
 
@@ -105,8 +120,10 @@ def make_classification_dataset(images: np.ndarray, labels: np.ndarray, *, batch
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if augmentation is not None:
-        ds = ds.map(lambda x, y: (_augment(x, tf.zeros_like(x), augmentation)[0], y),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(
+            lambda x, y: (_augment(x, tf.zeros_like(x), augmentation)[0], y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -116,10 +133,18 @@ def accuracy_by_type(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     confusion = np.zeros((len(TUMOUR_TYPES), len(TUMOUR_TYPES)), int)
     for t, p in zip(labels, predicted):
         confusion[t, p] += 1
-    by_type = {t: float(confusion[i, i] / confusion[i].sum()) for i, t in enumerate(TUMOUR_TYPES) if confusion[i].sum()}
-    return {"accuracy": float(np.mean(predicted == labels)) if len(labels) else float("nan"),
-            "accuracy_by_type": by_type, "confusion": confusion.tolist(), "classes": list(TUMOUR_TYPES),
-            "n": int(len(labels))}
+    by_type = {
+        t: float(confusion[i, i] / confusion[i].sum())
+        for i, t in enumerate(TUMOUR_TYPES)
+        if confusion[i].sum()
+    }
+    return {
+        "accuracy": float(np.mean(predicted == labels)) if len(labels) else float("nan"),
+        "accuracy_by_type": by_type,
+        "confusion": confusion.tolist(),
+        "classes": list(TUMOUR_TYPES),
+        "n": len(labels),
+    }
 
 
 def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2) -> dict:
@@ -139,21 +164,35 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
         return build_type_classifier(encoder_weights=cfg.encoder_weights, name=cfg.name, **cfg.spec())
 
     def compile_model(model):
-        model.compile(optimizer=keras.optimizers.Adam(cfg.lr_start),
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-                      metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(cfg.lr_start),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+            metrics=["accuracy"],
+        )
 
     model, state = start_or_resume(cfg, run_dir, build, compile_model, log, monitor="val_accuracy")
     log(f"{cfg.name}: {model.count_params():,} parameters, {precision}, input {cfg.image_size}px")
 
     started = time.time()
     if state["epochs_done"] < cfg.epochs and not state.get("stale", 0) >= cfg.patience:
-        train_ds = make_classification_dataset(x_train, y_train, batch_size=cfg.batch_size, shuffle=True,
-                                               augmentation=augmentation_preset(cfg.augmentation), seed=cfg.seed)
+        train_ds = make_classification_dataset(
+            x_train,
+            y_train,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            augmentation=augmentation_preset(cfg.augmentation),
+            seed=cfg.seed,
+        )
         val_ds = make_classification_dataset(x_val, y_val, batch_size=cfg.batch_size)
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=state["epochs_done"],
-                  callbacks=_callbacks(cfg, run_dir, state, log, monitor="val_accuracy"), verbose=verbose,
-                  shuffle=False)  # the dataset reshuffles itself each epoch (seeded)
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.epochs,
+            initial_epoch=state["epochs_done"],
+            callbacks=_callbacks(cfg, run_dir, state, log, monitor="val_accuracy"),
+            verbose=verbose,
+            shuffle=False,
+        )  # the dataset reshuffles itself each epoch (seeded)
     (run_dir / "state.json").write_text(json.dumps(state, indent=2))
     model.load_weights(run_dir / "best.weights.h5")
 
@@ -171,17 +210,32 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
         "tta": True,
         "training": {
             "data_dir_fingerprint": data_fingerprint(cfg.data_dir),
-            "split": {"by": "patient_group", "stratified_by": "tumour_type", "seed": cfg.seed,
-                      "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction,
-                      "n_train": len(train_ids), "n_val": len(val_ids), "n_test": len(split["test"])},
-            "epochs_planned": cfg.epochs, "epochs_done": state["epochs_done"], "best_epoch": state["best_epoch"],
+            "split": {
+                "by": "patient_group",
+                "stratified_by": "tumour_type",
+                "seed": cfg.seed,
+                "val_fraction": cfg.val_fraction,
+                "test_fraction": cfg.test_fraction,
+                "n_train": len(train_ids),
+                "n_val": len(val_ids),
+                "n_test": len(split["test"]),
+            },
+            "epochs_planned": cfg.epochs,
+            "epochs_done": state["epochs_done"],
+            "best_epoch": state["best_epoch"],
             "stopped_by_time_budget": bool(state.get("stopped_by_time_budget")),
-            "batch_size": cfg.batch_size, "loss": f"categorical cross-entropy, label smoothing {cfg.label_smoothing}",
-            "optimizer": "adam", "lr": {"start": cfg.lr_start, "end": cfg.lr_end, "schedule": "exponential per epoch"},
-            "augmentation": (None if augmentation_preset(cfg.augmentation) is None
-                             else {"preset": cfg.augmentation, **asdict(augmentation_preset(cfg.augmentation))}),
-            "precision": precision, "train_seconds": round(state.get("train_seconds", time.time() - started), 1),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "batch_size": cfg.batch_size,
+            "loss": f"categorical cross-entropy, label smoothing {cfg.label_smoothing}",
+            "optimizer": "adam",
+            "lr": {"start": cfg.lr_start, "end": cfg.lr_end, "schedule": "exponential per epoch"},
+            "augmentation": (
+                None
+                if augmentation_preset(cfg.augmentation) is None
+                else {"preset": cfg.augmentation, **asdict(augmentation_preset(cfg.augmentation))}
+            ),
+            "precision": precision,
+            "train_seconds": round(state.get("train_seconds", time.time() - started), 1),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "library_versions": _library_versions(),
         },
     }
@@ -190,10 +244,14 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
     # rounding flips a few borderline slices.
     shipped = TypeClassifier(keras.models.load_model(path, compile=False), {"name": cfg.name, "tta": True})
     metadata["metrics"] = {"val": accuracy_by_type(shipped.probabilities(val_slices.images), y_val)}
-    path.with_suffix(".json").write_text(json.dumps({"name": cfg.name, **metadata}, indent=2, sort_keys=True) + "\n")
+    path.with_suffix(".json").write_text(
+        json.dumps({"name": cfg.name, **metadata}, indent=2, sort_keys=True) + "\n"
+    )
     val_metrics = metadata["metrics"]["val"]
-    log(f"validation (flip TTA): accuracy {val_metrics['accuracy']:.4f}, by type "
-        f"{json.dumps({k: round(v, 4) for k, v in val_metrics['accuracy_by_type'].items()})}")
+    log(
+        f"validation (flip TTA): accuracy {val_metrics['accuracy']:.4f}, by type "
+        f"{json.dumps({k: round(v, 4) for k, v in val_metrics['accuracy_by_type'].items()})}"
+    )
     if (run_dir / "log.csv").exists():
         plot_curves(run_dir / "log.csv", run_dir / "curves.png", title="accuracy (model input size, no TTA)")
     log(f"wrote {path} and {path.with_suffix('.json')}; run files in {run_dir}")
@@ -205,8 +263,10 @@ def _weights_note(weights_source: str, init_from: str | None) -> str:
     if weights_source != "none":
         return f"Encoder initialised from {weights_source}."
     if init_from:
-        return (f"No ImageNet weights: the encoder was initialised from the segmenter {init_from}, whose own "
-                "training chain starts from random initialisation (initialised_from says how it was trained).")
+        return (
+            f"No ImageNet weights: the encoder was initialised from the segmenter {init_from}, whose own "
+            "training chain starts from random initialisation (initialised_from says how it was trained)."
+        )
     return "No ImageNet weights: trained from random initialisation."
 
 
@@ -223,7 +283,9 @@ class TypeClassifier:
         self.input_size = int(model.input_shape[1])
         self._lock = threading.Lock()
         spec = tf.TensorSpec((None, self.input_size, self.input_size, 1), tf.float32)
-        self._forward = tf.function(lambda x: tf.cast(model(x, training=False), tf.float32), input_signature=[spec])
+        self._forward = tf.function(
+            lambda x: tf.cast(model(x, training=False), tf.float32), input_signature=[spec]
+        )
 
     def probabilities(self, images: Sequence[np.ndarray], *, batch_size: int = 16) -> np.ndarray:
         """``(N, len(classes))`` probabilities for slices of any size (flip TTA when the bundle says so)."""
@@ -231,7 +293,7 @@ class TypeClassifier:
         out = []
         with self._lock:
             for start in range(0, len(batch), batch_size):
-                x = batch[start:start + batch_size]
+                x = batch[start : start + batch_size]
                 p = self._forward(x).numpy()
                 if self.tta:
                     p = (p + self._forward(x[:, :, ::-1].copy()).numpy()) / 2.0
@@ -257,8 +319,10 @@ def load_type_classifier(keras_path: str | Path) -> TypeClassifier:
         if key not in _CACHE:
             metadata = read_metadata(path)
             if metadata.get("task") != "tumour_type_classification":
-                raise ValueError(f"{path} is not a tumour-type classifier bundle (its JSON has task "
-                                 f"{metadata.get('task')!r}).")
+                raise ValueError(
+                    f"{path} is not a tumour-type classifier bundle (its JSON has task "
+                    f"{metadata.get('task')!r})."
+                )
             _CACHE[key] = TypeClassifier(keras.models.load_model(path, compile=False), metadata, path)
         return _CACHE[key]
 
@@ -270,11 +334,16 @@ def main(argv=None) -> None:
     from ml.data import AUGMENTATIONS
     from ml.encoders import ENCODERS
 
-    parser = argparse.ArgumentParser(description="Train the tumour-type classifier on data in the shared layout.")
+    parser = argparse.ArgumentParser(
+        description="Train the tumour-type classifier on data in the shared layout."
+    )
     add_arguments(parser, ENCODERS, AUGMENTATIONS)
     parser.add_argument("--data", required=True, help="folder with cases.csv, images/ and masks/")
-    parser.add_argument("--output-dir", default="models/type_classifier",
-                        help="where the classifier bundle goes (default models/type_classifier)")
+    parser.add_argument(
+        "--output-dir",
+        default="models/type_classifier",
+        help="where the classifier bundle goes (default models/type_classifier)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         from ml.train import set_threads
@@ -286,35 +355,71 @@ def main(argv=None) -> None:
 def add_arguments(parser, encoders, augmentations) -> None:
     """The options shared by ``python -m ml.type_classification`` and ``manage.py train_type_classifier``."""
     parser.add_argument("--encoder", default="plain", choices=encoders, help="encoder (default plain)")
-    parser.add_argument("--image-size", type=int, default=128, help="square model input, a multiple of 16 (default 128)")
-    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping may end sooner)")
+    parser.add_argument(
+        "--image-size", type=int, default=128, help="square model input, a multiple of 16 (default 128)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=30, help="maximum epochs (early stopping may end sooner)"
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
-    parser.add_argument("--base-filters", type=int, default=12, help="filters of the first encoder stage (default 12)")
-    parser.add_argument("--dropout", type=float, default=0.3, help="dropout on the pooled features (default 0.3)")
-    parser.add_argument("--encoder-weights", default="none", help="none, imagenet or a weights file (backbones)")
-    parser.add_argument("--init-from", help="a segmenter .keras whose encoder seeds the classifier, e.g. models/unet.keras")
+    parser.add_argument(
+        "--base-filters", type=int, default=12, help="filters of the first encoder stage (default 12)"
+    )
+    parser.add_argument(
+        "--dropout", type=float, default=0.3, help="dropout on the pooled features (default 0.3)"
+    )
+    parser.add_argument(
+        "--encoder-weights", default="none", help="none, imagenet or a weights file (backbones)"
+    )
+    parser.add_argument(
+        "--init-from", help="a segmenter .keras whose encoder seeds the classifier, e.g. models/unet.keras"
+    )
     parser.add_argument("--name", default=DEFAULT_NAME, help=f"bundle name (default {DEFAULT_NAME})")
     parser.add_argument("--run-dir", help="checkpoints, CSV log and curves (default runs/<name>)")
-    parser.add_argument("--max-minutes", type=float, help="stop after the epoch that would exceed this budget")
+    parser.add_argument(
+        "--max-minutes", type=float, help="stop after the epoch that would exceed this budget"
+    )
     parser.add_argument("--lr-start", type=float, default=5e-4, help="initial learning rate (default 5e-4)")
     parser.add_argument("--lr-end", type=float, default=1e-5, help="final learning rate (default 1e-5)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                        help="auto: bf16 where the CPU has AMX/AVX512-BF16 or on a GPU")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="auto: bf16 where the CPU has AMX/AVX512-BF16 or on a GPU",
+    )
     parser.add_argument("--seed", type=int, default=42, help="split and initialisation seed")
     parser.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
     parser.add_argument("--limit", type=int, help="use at most N train and N val slices (smoke runs)")
-    parser.add_argument("--augmentation", default="standard", choices=list(augmentations),
-                        help="training augmentation preset (default standard)")
+    parser.add_argument(
+        "--augmentation",
+        default="standard",
+        choices=list(augmentations),
+        help="training augmentation preset (default standard)",
+    )
 
 
 def config_from_args(o: dict) -> ClassifierConfig:
     return ClassifierConfig(
-        data_dir=str(o["data"]), encoder=o["encoder"], image_size=o["image_size"], epochs=o["epochs"],
-        batch_size=o["batch_size"], base_filters=o["base_filters"], dropout=o["dropout"],
+        data_dir=str(o["data"]),
+        encoder=o["encoder"],
+        image_size=o["image_size"],
+        epochs=o["epochs"],
+        batch_size=o["batch_size"],
+        base_filters=o["base_filters"],
+        dropout=o["dropout"],
         encoder_weights=None if str(o["encoder_weights"]).lower() == "none" else o["encoder_weights"],
-        name=o["name"], output_dir=str(o["output_dir"]), run_dir=o.get("run_dir"), max_minutes=o.get("max_minutes"),
-        lr_start=o["lr_start"], lr_end=o["lr_end"], precision=o["precision"], seed=o["seed"], limit=o.get("limit"),
-        init_from=o.get("init_from"), augmentation=o["augmentation"])
+        name=o["name"],
+        output_dir=str(o["output_dir"]),
+        run_dir=o.get("run_dir"),
+        max_minutes=o.get("max_minutes"),
+        lr_start=o["lr_start"],
+        lr_end=o["lr_end"],
+        precision=o["precision"],
+        seed=o["seed"],
+        limit=o.get("limit"),
+        init_from=o.get("init_from"),
+        augmentation=o["augmentation"],
+    )
 
 
 if __name__ == "__main__":

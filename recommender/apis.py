@@ -29,7 +29,9 @@ class SimilarCasesApi(APIView):
         @extend_schema_serializer(component_name="SimilarCasesResult")
         class ResultSerializer(serializers.Serializer):
             case_id = serializers.IntegerField()
-            similarity = serializers.FloatField(help_text="1 / (1 + Euclidean distance of the combined vectors)")
+            similarity = serializers.FloatField(
+                help_text="1 / (1 + Euclidean distance of the combined vectors)"
+            )
             score = serializers.FloatField(help_text="the ranking score: type agreement and similarity")
             tumour_type = serializers.CharField(allow_null=True)
             diagnoses = serializers.ListField(child=serializers.CharField())
@@ -50,16 +52,26 @@ class SimilarCasesApi(APIView):
         query = query_for_case(case)
         if query is None:
             return Response({"status": "pending", "query_tumour_type": case.tumour_type, "results": []})
-        matches = similar_for_query(query, k=filters.validated_data["k"],
-                                    tumour_type=filters.validated_data.get("tumour_type"))
+        matches = similar_for_query(
+            query, k=filters.validated_data["k"], tumour_type=filters.validated_data.get("tumour_type")
+        )
         names: dict[int, list[str]] = {}
-        for case_id_, name in CaseDiagnosis.objects.filter(case_id__in=[m.case_id for m in matches]).values_list(
-                "case_id", "diagnosis__name").order_by("recorded_at"):
+        for case_id_, name in (
+            CaseDiagnosis.objects.filter(case_id__in=[m.case_id for m in matches])
+            .values_list("case_id", "diagnosis__name")
+            .order_by("recorded_at")
+        ):
             names.setdefault(case_id_, []).append(name)
         results = [
-            {"case_id": m.case_id, "similarity": round(m.similarity, 4), "score": round(m.score, 4),
-             "tumour_type": m.tumour_type, "diagnoses": names.get(m.case_id, []),
-             "thumbnail_url": thumbnail_url(request, m.case_id), "why": m.why}
+            {
+                "case_id": m.case_id,
+                "similarity": round(m.similarity, 4),
+                "score": round(m.score, 4),
+                "tumour_type": m.tumour_type,
+                "diagnoses": names.get(m.case_id, []),
+                "thumbnail_url": thumbnail_url(request, m.case_id),
+                "why": m.why,
+            }
             for m in matches
         ]
         data = {"status": "ready", "query_tumour_type": query.tumour_type, "results": results}
@@ -86,22 +98,26 @@ class CaseDiagnosisCreateApi(APIView):
     class OutputSerializer(serializers.Serializer):
         diagnosis = DiagnosisOutputSerializer()
         created = serializers.BooleanField(help_text="a new catalogue entry was added")
-        matched_existing = DiagnosisOutputSerializer(allow_null=True,
-                                                     help_text="the entry a near-duplicate name was linked to")
+        matched_existing = DiagnosisOutputSerializer(
+            allow_null=True, help_text="the entry a near-duplicate name was linked to"
+        )
         message = serializers.CharField()
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 201: OutputSerializer})
     def post(self, request, case_id: int):
         serializer = self.InputSerializer(data=request.data)
         if not serializer.is_valid():
-            return Response({"error": "name: a diagnosis name is required", "fields": serializer.errors},
-                            status=status.HTTP_400_BAD_REQUEST)
+            return Response(
+                {"error": "name: a diagnosis name is required", "fields": serializer.errors},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         case = case_get(case_id=case_id)
         if case is None:
             raise Http404
         try:
-            diagnosis, created, matched = diagnosis_record(case=case, name=serializer.validated_data["name"],
-                                                           user=request.user)
+            diagnosis, created, matched = diagnosis_record(
+                case=case, name=serializer.validated_data["name"], user=request.user
+            )
         except ValueError as exc:
             return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         if created:
@@ -111,8 +127,10 @@ class CaseDiagnosisCreateApi(APIView):
         else:
             message = f'Recorded as "{diagnosis.name}".'
         data = {"diagnosis": diagnosis, "created": created, "matched_existing": matched, "message": message}
-        return Response(self.OutputSerializer(data).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            self.OutputSerializer(data).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
 
 class DiagnosisListApi(APIView):
@@ -131,8 +149,10 @@ class DiagnosisListApi(APIView):
         added_automatically = serializers.BooleanField()
         uses = serializers.IntegerField()
 
-    @extend_schema(parameters=[FilterSerializer],
-                   responses=inline_serializer("DiagnosisResults", {"results": OutputSerializer(many=True)}))
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses=inline_serializer("DiagnosisResults", {"results": OutputSerializer(many=True)}),
+    )
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)

@@ -31,20 +31,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
+from PIL import Image
 
 from cases.models import Patient
-from recommender.models import CaseFeatures
-from django.conf import settings
-
-from recommender import ranking
-from recommender.selectors import Query, current_scaler, similar_for_query, type_distribution
-from recommender.services import (combine, describe_slice, embedding_model_version, feature_scaler_fit,
-                                  outline_from_probability, type_classifier, type_classifier_probabilities)
 from recommender import features as feature_extractor
+from recommender import ranking
+from recommender.models import CaseFeatures
+from recommender.selectors import Query, current_scaler, similar_for_query, type_distribution
+from recommender.services import (
+    combine,
+    describe_slice,
+    embedding_model_version,
+    feature_scaler_fit,
+    outline_from_probability,
+    type_classifier,
+    type_classifier_probabilities,
+)
 
 
 def _group_of(identifier: str) -> str:
@@ -66,9 +71,16 @@ class _Rollback(Exception):
     pass
 
 
-def evaluate(*, data_dir: Path, k: int = 10, ids: list[str] | None = None, limit: int | None = None,
-             ground_truth_masks: bool = False, classifier_weights: list[float] | None = None,
-             progress: Callable[[int, int], None] | None = None) -> dict:
+def evaluate(
+    *,
+    data_dir: Path,
+    k: int = 10,
+    ids: list[str] | None = None,
+    limit: int | None = None,
+    ground_truth_masks: bool = False,
+    classifier_weights: list[float] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """The metrics above; ``ground_truth_masks`` replaces step 1 by the folder's masks (the retrieval
     alone, as if the segmentation were perfect)."""
     from ml.data import read_records
@@ -80,16 +92,27 @@ def evaluate(*, data_dir: Path, k: int = 10, ids: list[str] | None = None, limit
     if limit:
         records = records[:limit]
     groups = {_group_of(r.patient_group) for r in records}
-    held_out = {pk for pk, identifier in Patient.objects.values_list("pk", "identifier")
-                if _group_of(identifier) in groups}
+    held_out = {
+        pk
+        for pk, identifier in Patient.objects.values_list("pk", "identifier")
+        if _group_of(identifier) in groups
+    }
     result: dict = {}
     try:
         with transaction.atomic():
             CaseFeatures.objects.filter(patient_id__in=held_out).update(in_base=False)
             if feature_scaler_fit() is None:
-                raise RuntimeError("The case base has no features yet: run `manage.py build_case_base` first.")
-            result = _evaluate(data_dir=data_dir, records=records, k=k, ground_truth_masks=ground_truth_masks,
-                               classifier_weights=classifier_weights or [], progress=progress)
+                raise RuntimeError(
+                    "The case base has no features yet: run `manage.py build_case_base` first."
+                )
+            result = _evaluate(
+                data_dir=data_dir,
+                records=records,
+                k=k,
+                ground_truth_masks=ground_truth_masks,
+                classifier_weights=classifier_weights or [],
+                progress=progress,
+            )
             result["held_out_patients"] = len(held_out)
             raise _Rollback
     except _Rollback:
@@ -114,12 +137,23 @@ class _Scores:
 
     def summary(self) -> dict:
         mean = lambda xs: round(float(np.mean(xs)), 4) if xs else 0.0  # noqa: E731
-        return {"map": mean(self.aps), "precision_at_10": mean(self.p10s), "type_accuracy": mean(self.correct),
-                "type_accuracy_by_type": {t: mean(v) for t, v in sorted(self.per_type.items()) if t}}
+        return {
+            "map": mean(self.aps),
+            "precision_at_10": mean(self.p10s),
+            "type_accuracy": mean(self.correct),
+            "type_accuracy_by_type": {t: mean(v) for t, v in sorted(self.per_type.items()) if t},
+        }
 
 
-def _evaluate(*, data_dir: Path, records: list, k: int, ground_truth_masks: bool, classifier_weights: list[float],
-              progress: Callable[[int, int], None] | None) -> dict:
+def _evaluate(
+    *,
+    data_dir: Path,
+    records: list,
+    k: int,
+    ground_truth_masks: bool,
+    classifier_weights: list[float],
+    progress: Callable[[int, int], None] | None,
+) -> dict:
     from segmentation.services import primary_model_version, segment_image
 
     current = current_scaler()
@@ -132,12 +166,16 @@ def _evaluate(*, data_dir: Path, records: list, k: int, ground_truth_masks: bool
     configured = float(settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT)
     classifier = type_classifier()
     if classifier is None and any(w > 0 for w in classifier_weights):
-        raise RuntimeError("--classifier-weights needs the type classifier: TUMORSITE_TYPE_CLASSIFIER names no "
-                           "readable bundle (train one with `manage.py train_type_classifier`).")
+        raise RuntimeError(
+            "--classifier-weights needs the type classifier: TUMORSITE_TYPE_CLASSIFIER names no "
+            "readable bundle (train one with `manage.py train_type_classifier`)."
+        )
     weights = [configured] + [w for w in dict.fromkeys(classifier_weights) if w != configured]
     use_classifier = classifier is not None and any(w > 0 for w in weights)
 
-    type_counts = dict(CaseFeatures.objects.filter(in_base=True).values_list("tumour_type").annotate(n=Count("id")))
+    type_counts = dict(
+        CaseFeatures.objects.filter(in_base=True).values_list("tumour_type").annotate(n=Count("id"))
+    )
     patients_by_group: dict[str, set[int]] = {}
     for pk, identifier in Patient.objects.values_list("pk", "identifier"):
         patients_by_group.setdefault(_group_of(identifier), set()).add(pk)
@@ -160,10 +198,12 @@ def _evaluate(*, data_dir: Path, records: list, k: int, ground_truth_masks: bool
                 s.fail(record.tumour_type)
             continue
         probabilities = type_classifier_probabilities(image) if use_classifier else None
-        query = Query(combined=combine(feats, embedding, embedding_model, *current),
-                      z=current[1].standardise(feats),
-                      exclude_patient_ids=patients_by_group.get(_group_of(record.patient_group), set())
-                      | patients_by_group.get(_group_of(record.pid or record.patient_group), set()))
+        query = Query(
+            combined=combine(feats, embedding, embedding_model, *current),
+            z=current[1].standardise(feats),
+            exclude_patient_ids=patients_by_group.get(_group_of(record.patient_group), set())
+            | patients_by_group.get(_group_of(record.pid or record.patient_group), set()),
+        )
         q_started = time.perf_counter()
         knn = type_distribution(query)
         for w in weights:  # the configured weight first: it is the one timed
@@ -174,8 +214,13 @@ def _evaluate(*, data_dir: Path, records: list, k: int, ground_truth_masks: bool
                 finished = time.perf_counter()
                 query_ms.append((finished - q_started) * 1000.0)
                 pipeline_ms.append((finished - started) * 1000.0)
-            scores[w].add(record.tumour_type, predicted, [m.tumour_type == record.tumour_type for m in matches],
-                          k, type_counts.get(record.tumour_type, 0))
+            scores[w].add(
+                record.tumour_type,
+                predicted,
+                [m.tumour_type == record.tumour_type for m in matches],
+                k,
+                type_counts.get(record.tumour_type, 0),
+            )
         if progress:
             progress(n, len(records))
     result = {

@@ -151,7 +151,9 @@ def extract(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     core = ndimage.binary_erosion(m, iterations=max(1, int(round(np.sqrt(area) * 0.15))))
     rim = m & ~core
     if core.any() and rim.any():
-        f["core_rim_ratio"] = float(((img[core] - h_mean) / h_std).mean() - ((img[rim] - h_mean) / h_std).mean())
+        f["core_rim_ratio"] = float(
+            ((img[core] - h_mean) / h_std).mean() - ((img[rim] - h_mean) / h_std).mean()
+        )
     else:
         f["core_rim_ratio"] = 0.0
 
@@ -165,7 +167,9 @@ def extract(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.array([f[name] for name in FEATURE_NAMES], dtype=np.float32)
 
 
-def describe_agreement(z_query: np.ndarray, z_other: np.ndarray, *, limit: int = 3, tolerance: float = 0.5) -> list[str]:
+def describe_agreement(
+    z_query: np.ndarray, z_other: np.ndarray, *, limit: int = 3, tolerance: float = 0.5
+) -> list[str]:
     """The labels of the standardised features on which two cases agree best (|dz| < tolerance)."""
     diffs = np.abs(np.asarray(z_query, dtype=np.float64) - np.asarray(z_other, dtype=np.float64))
     order = np.argsort(diffs, kind="stable")
@@ -202,8 +206,10 @@ def _glcm(img: np.ndarray, m: np.ndarray) -> dict[str, float]:
     lo, hi = np.percentile(vals, [1, 99])
     q = np.clip(((img - lo) / max(hi - lo, 1e-6) * _GLCM_LEVELS).astype(np.int64), 0, _GLCM_LEVELS - 1)
     glcm = np.zeros((_GLCM_LEVELS, _GLCM_LEVELS), dtype=np.float64)
-    for a_sl, b_sl in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
-                       ((slice(None, -1), slice(None)), (slice(1, None), slice(None)))):
+    for a_sl, b_sl in (
+        ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+        ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+    ):
         both = m[a_sl] & m[b_sl]
         np.add.at(glcm, (q[a_sl][both], q[b_sl][both]), 1.0)
     glcm = glcm + glcm.T

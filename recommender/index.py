@@ -43,19 +43,28 @@ class NumpyIndex:
         stamp = tuple(base.aggregate(n=Count("id"), last=Max("updated_at"), scaler=Max("scaler_id")).values())
         with self._lock:
             if self._cache.get("stamp") != stamp:
-                rows = list(base.order_by("case_id").values_list("case_id", "patient_id", "tumour_type", "combined"))
+                rows = list(
+                    base.order_by("case_id").values_list("case_id", "patient_id", "tumour_type", "combined")
+                )
                 type(self)._cache = {
                     "stamp": stamp,
                     "case_ids": np.array([r[0] for r in rows], dtype=np.int64),
                     "patient_ids": np.array([r[1] if r[1] is not None else -1 for r in rows], dtype=np.int64),
                     "types": np.array([r[2] or "" for r in rows], dtype=object),
-                    "vectors": np.stack([r[3] for r in rows]) if rows
-                    else np.zeros((0, 1), np.float32),
+                    "vectors": np.stack([r[3] for r in rows]) if rows else np.zeros((0, 1), np.float32),
                 }
             return self._cache
 
-    def search(self, vector, n: int, *, tumour_type: str | None = None, exclude_patient_ids=(),
-               exclude_case_ids=(), exact: bool = False) -> list[Hit]:
+    def search(
+        self,
+        vector,
+        n: int,
+        *,
+        tumour_type: str | None = None,
+        exclude_patient_ids=(),
+        exclude_case_ids=(),
+        exact: bool = False,
+    ) -> list[Hit]:
         a = self._arrays()
         if len(a["case_ids"]) == 0:
             return []
@@ -74,8 +83,15 @@ class NumpyIndex:
         n = min(n, idx.size)
         top = np.argpartition(d, n - 1)[:n] if n < idx.size else np.arange(idx.size)
         top = top[np.lexsort((a["case_ids"][idx[top]], d[top]))]
-        return [Hit(int(a["case_ids"][idx[i]]), float(d[i]), a["types"][idx[i]] or None,
-                    int(a["patient_ids"][idx[i]]) if a["patient_ids"][idx[i]] >= 0 else None) for i in top]
+        return [
+            Hit(
+                int(a["case_ids"][idx[i]]),
+                float(d[i]),
+                a["types"][idx[i]] or None,
+                int(a["patient_ids"][idx[i]]) if a["patient_ids"][idx[i]] >= 0 else None,
+            )
+            for i in top
+        ]
 
 
 class PgvectorIndex:
@@ -86,8 +102,16 @@ class PgvectorIndex:
     # Tests and benchmarks set this so that small tables still go through the HNSW index.
     force_index = False
 
-    def search(self, vector, n: int, *, tumour_type: str | None = None, exclude_patient_ids=(),
-               exclude_case_ids=(), exact: bool = False) -> list[Hit]:
+    def search(
+        self,
+        vector,
+        n: int,
+        *,
+        tumour_type: str | None = None,
+        exclude_patient_ids=(),
+        exclude_case_ids=(),
+        exact: bool = False,
+    ) -> list[Hit]:
         """``exact``: a sequential scan instead of the graph walk, for filters whose matches may lie far
         from the query (see README, "Search at scale")."""
         literal = to_pgvector_literal(vector)
@@ -124,8 +148,11 @@ class PgvectorIndex:
 
 def get_index(name: str | None = None):
     """TUMORSITE_VECTOR_INDEX ("numpy" or "pgvector"); by default pgvector on PostgreSQL, numpy elsewhere."""
-    name = name or getattr(settings, "TUMORSITE_VECTOR_INDEX", "") or (
-        "pgvector" if connection.vendor == "postgresql" else "numpy")
+    name = (
+        name
+        or getattr(settings, "TUMORSITE_VECTOR_INDEX", "")
+        or ("pgvector" if connection.vendor == "postgresql" else "numpy")
+    )
     if name == "pgvector":
         if connection.vendor != "postgresql":
             raise ValueError("the pgvector index needs PostgreSQL: set DATABASE_URL=postgres://...")

@@ -22,13 +22,17 @@ class CaseFeatures(models.Model):
     case = models.OneToOneField("cases.Case", on_delete=models.CASCADE, related_name="features")
     extractor_version = models.CharField(max_length=32)
     mask_kind = models.CharField(max_length=16, choices=MaskKind.choices)
-    features = VectorField(dimensions=N_FEATURES, help_text="Raw hand-made features, see recommender.features")
+    features = VectorField(
+        dimensions=N_FEATURES, help_text="Raw hand-made features, see recommender.features"
+    )
     # Pooled bottleneck of the primary segmenter (width depends on the model, hence no fixed dimension).
     embedding = VectorField(null=True, blank=True)
     embedding_model = models.CharField(max_length=100, blank=True)
     # Discriminants + standardised features + PCA-reduced embedding, weighted (recommender.ranking). Null until a scaler exists.
     combined = VectorField(dimensions=COMBINED_DIM, null=True, blank=True)
-    scaler = models.ForeignKey("FeatureScaler", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    scaler = models.ForeignKey(
+        "FeatureScaler", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # Denormalised from the case so the vector index can filter without a join.
     in_base = models.BooleanField(default=False, db_index=True)
     tumour_type = models.CharField(max_length=16, null=True, blank=True)
@@ -48,7 +52,9 @@ class FeatureScaler(models.Model):
 
     extractor_version = models.CharField(max_length=32)
     embedding_model = models.CharField(max_length=100, blank=True)
-    params = models.JSONField(help_text="feature mean/std, embedding mean, PCA components and scales, weights")
+    params = models.JSONField(
+        help_text="feature mean/std, embedding mean, PCA components and scales, weights"
+    )
     n_cases = models.PositiveIntegerField()
     is_current = models.BooleanField(default=True)
     fitted_at = models.DateTimeField(auto_now_add=True)

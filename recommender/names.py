@@ -100,8 +100,11 @@ def is_near_duplicate(key_a: str, key_b: str) -> bool:
 
 def find_near_duplicate(key: str, candidates: Iterable[tuple[str, object]]) -> object | None:
     """The first candidate ``(key, value)`` whose key is a near-duplicate of ``key``; closest first."""
-    matches = [(edit_distance(key, other), other, value) for other, value in candidates
-               if is_near_duplicate(key, other)]
+    matches = [
+        (edit_distance(key, other), other, value)
+        for other, value in candidates
+        if is_near_duplicate(key, other)
+    ]
     if not matches:
         return None
     matches.sort(key=lambda m: (m[0], m[1]))

@@ -45,8 +45,15 @@ class Scaler:
     discriminant: np.ndarray | None = None  # (F + E, T)
 
     @classmethod
-    def fit(cls, features: np.ndarray, embeddings=None, labels=None, *, embedding_dim: int = 32,
-            weights: dict | None = None) -> Scaler:
+    def fit(
+        cls,
+        features: np.ndarray,
+        embeddings=None,
+        labels=None,
+        *,
+        embedding_dim: int = 32,
+        weights: dict | None = None,
+    ) -> Scaler:
         """Fit on the base. ``embeddings`` and ``labels`` (tumour types) are aligned with the feature rows;
         a missing embedding is None, and labels enable the discriminant block."""
         features = np.asarray(features, dtype=np.float64)
@@ -68,13 +75,21 @@ class Scaler:
             scaler.embedding_mean, scaler.components, scaler.component_scale = e_mean, vt[:n], scale
         if labels is not None:
             x = np.stack([np.concatenate(scaler._blocks(f, e)) for f, e in zip(features, rows)])
-            scaler.discriminant_mean, scaler.discriminant = _fisher_lda(x, np.asarray(labels), DISCRIMINANT_DIM)
+            scaler.discriminant_mean, scaler.discriminant = _fisher_lda(
+                x, np.asarray(labels), DISCRIMINANT_DIM
+            )
         return scaler
 
     def _blocks(self, features, embedding) -> tuple[np.ndarray, np.ndarray]:
-        z = np.clip((np.asarray(features, dtype=np.float64) - self.feature_mean) / self.feature_std, -_CLIP, _CLIP)
+        z = np.clip(
+            (np.asarray(features, dtype=np.float64) - self.feature_mean) / self.feature_std, -_CLIP, _CLIP
+        )
         e = np.zeros(self.embedding_dim)
-        if self.components is not None and embedding is not None and len(embedding) == self.components.shape[1]:
+        if (
+            self.components is not None
+            and embedding is not None
+            and len(embedding) == self.components.shape[1]
+        ):
             proj = (np.asarray(embedding, dtype=np.float64) - self.embedding_mean) @ self.components.T
             e[: len(proj)] = np.clip(proj / self.component_scale, -_CLIP, _CLIP)
         return z, e
@@ -88,8 +103,13 @@ class Scaler:
             d[: len(proj)] = np.clip(proj, -3 * _CLIP, 3 * _CLIP)
         wd = self.weights.get("discriminant", 0.0)
         wf, we = self.weights.get("features", 1.0), self.weights.get("embedding", 0.0)
-        return np.concatenate([wd * d / np.sqrt(DISCRIMINANT_DIM), wf * z / np.sqrt(len(z)),
-                               we * e / np.sqrt(self.embedding_dim)]).astype(np.float32)
+        return np.concatenate(
+            [
+                wd * d / np.sqrt(DISCRIMINANT_DIM),
+                wf * z / np.sqrt(len(z)),
+                we * e / np.sqrt(self.embedding_dim),
+            ]
+        ).astype(np.float32)
 
     def standardise(self, features: np.ndarray) -> np.ndarray:
         return self._blocks(features, None)[0]
@@ -99,10 +119,14 @@ class Scaler:
             return None if a is None else np.asarray(a).tolist()
 
         return {
-            "feature_mean": listify(self.feature_mean), "feature_std": listify(self.feature_std),
-            "embedding_mean": listify(self.embedding_mean), "components": listify(self.components),
-            "component_scale": listify(self.component_scale), "embedding_dim": self.embedding_dim,
-            "weights": self.weights, "discriminant_mean": listify(self.discriminant_mean),
+            "feature_mean": listify(self.feature_mean),
+            "feature_std": listify(self.feature_std),
+            "embedding_mean": listify(self.embedding_mean),
+            "components": listify(self.components),
+            "component_scale": listify(self.component_scale),
+            "embedding_dim": self.embedding_dim,
+            "weights": self.weights,
+            "discriminant_mean": listify(self.discriminant_mean),
             "discriminant": listify(self.discriminant),
         }
 
@@ -111,9 +135,17 @@ class Scaler:
         def arr(key):
             return None if params.get(key) is None else np.asarray(params[key], dtype=np.float64)
 
-        return cls(arr("feature_mean"), arr("feature_std"), arr("embedding_mean"), arr("components"),
-                   arr("component_scale"), int(params.get("embedding_dim", 32)),
-                   dict(params.get("weights") or DEFAULT_WEIGHTS), arr("discriminant_mean"), arr("discriminant"))
+        return cls(
+            arr("feature_mean"),
+            arr("feature_std"),
+            arr("embedding_mean"),
+            arr("components"),
+            arr("component_scale"),
+            int(params.get("embedding_dim", 32)),
+            dict(params.get("weights") or DEFAULT_WEIGHTS),
+            arr("discriminant_mean"),
+            arr("discriminant"),
+        )
 
 
 def _fisher_lda(x: np.ndarray, labels: np.ndarray, n_components: int, reg: float = 1e-2):
@@ -163,8 +195,9 @@ def knn_vote(distances: np.ndarray, types: list[str], *, k: int = 10) -> tuple[s
     return blend_votes(knn_distribution(distances, types, k=k), None, 0.0)
 
 
-def blend_votes(knn: dict[str, float], classifier: dict[str, float] | None, classifier_weight: float
-                ) -> tuple[str | None, float]:
+def blend_votes(
+    knn: dict[str, float], classifier: dict[str, float] | None, classifier_weight: float
+) -> tuple[str | None, float]:
     """The type suggestion: ``p = (1 - w) * knn + w * classifier`` per type; (arg max, its p).
 
     ``w`` is the classifier's share (``TUMORSITE_TYPE_CLASSIFIER_WEIGHT``, chosen on the validation
@@ -178,8 +211,10 @@ def blend_votes(knn: dict[str, float], classifier: dict[str, float] | None, clas
     elif not knn:
         blended = dict(classifier)
     else:
-        blended = {t: (1.0 - classifier_weight) * knn.get(t, 0.0) + classifier_weight * classifier.get(t, 0.0)
-                   for t in set(knn) | set(classifier)}
+        blended = {
+            t: (1.0 - classifier_weight) * knn.get(t, 0.0) + classifier_weight * classifier.get(t, 0.0)
+            for t in set(knn) | set(classifier)
+        }
     if not blended:
         return None, 0.0
     best = max(sorted(blended), key=blended.get)
@@ -190,6 +225,8 @@ def similarity(distance: float) -> float:
     return 1.0 / (1.0 + float(distance))
 
 
-def score(distance: float, candidate_type: str | None, query_type: str | None, type_confidence: float) -> float:
+def score(
+    distance: float, candidate_type: str | None, query_type: str | None, type_confidence: float
+) -> float:
     agreement = type_confidence if (query_type and candidate_type == query_type) else 0.0
     return TYPE_WEIGHT * agreement + (1.0 - TYPE_WEIGHT) * similarity(distance)

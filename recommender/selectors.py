@@ -67,14 +67,24 @@ def query_for_case(case: Case) -> Query | None:
         ttype, confidence = case.tumour_type, 1.0
     else:
         ttype, confidence = case.predicted_tumour_type, float(case.predicted_confidence or 0.0)
-    return Query(combined=combined, z=scaler.standardise(feats.features), tumour_type=ttype,
-                 type_confidence=confidence, exclude_patient_ids={case.patient_id}, exclude_case_ids={case.pk})
+    return Query(
+        combined=combined,
+        z=scaler.standardise(feats.features),
+        tumour_type=ttype,
+        type_confidence=confidence,
+        exclude_patient_ids={case.patient_id},
+        exclude_case_ids={case.pk},
+    )
 
 
 def type_distribution(query: Query, *, k: int = KNN_K) -> dict[str, float]:
     """The kNN vote's shares per type over the case base (other patients only)."""
-    hits = get_index().search(query.combined, k, exclude_patient_ids=query.exclude_patient_ids,
-                              exclude_case_ids=query.exclude_case_ids)
+    hits = get_index().search(
+        query.combined,
+        k,
+        exclude_patient_ids=query.exclude_patient_ids,
+        exclude_case_ids=query.exclude_case_ids,
+    )
     return ranking.knn_distribution([h.distance for h in hits], [h.tumour_type for h in hits], k=k)
 
 
@@ -86,18 +96,27 @@ def similar_for_query(query: Query, *, k: int = 10, tumour_type: str | None = No
     # A filter to a type other than the query's own: its matches may lie far from the query, where an
     # HNSW walk finds them poorly (README, "Search at scale"), so that search is exact.
     exact = bool(tumour_type) and tumour_type != query.tumour_type
-    hits = {h.case_id: h for h in index.search(query.combined, pool, tumour_type=tumour_type, exact=exact,
-                                               **kwargs)}
+    hits = {
+        h.case_id: h
+        for h in index.search(query.combined, pool, tumour_type=tumour_type, exact=exact, **kwargs)
+    }
     if not tumour_type and query.tumour_type:
         # Same-type neighbours may all lie beyond the unfiltered pool: fetch them with the filter too.
         for h in index.search(query.combined, pool, tumour_type=query.tumour_type, **kwargs):
             hits.setdefault(h.case_id, h)
     scored = sorted(
         hits.values(),
-        key=lambda h: (-ranking.score(h.distance, h.tumour_type, query.tumour_type, query.type_confidence),
-                       h.distance, h.case_id),
+        key=lambda h: (
+            -ranking.score(h.distance, h.tumour_type, query.tumour_type, query.type_confidence),
+            h.distance,
+            h.case_id,
+        ),
     )[:k]
-    raw = dict(CaseFeatures.objects.filter(case_id__in=[h.case_id for h in scored]).values_list("case_id", "features"))
+    raw = dict(
+        CaseFeatures.objects.filter(case_id__in=[h.case_id for h in scored]).values_list(
+            "case_id", "features"
+        )
+    )
     current = current_scaler()
     matches = []
     for h in scored:
@@ -105,10 +124,20 @@ def similar_for_query(query: Query, *, k: int = 10, tumour_type: str | None = No
         if query.tumour_type and h.tumour_type == query.tumour_type:
             why.append(f"same tumour type ({h.tumour_type})")
         if current is not None and h.case_id in raw:
-            why += [f"similar {label}" for label in describe_agreement(query.z, current[1].standardise(raw[h.case_id]))]
-        matches.append(Match(h.case_id, h.distance, ranking.similarity(h.distance),
-                             ranking.score(h.distance, h.tumour_type, query.tumour_type, query.type_confidence),
-                             h.tumour_type, why))
+            why += [
+                f"similar {label}"
+                for label in describe_agreement(query.z, current[1].standardise(raw[h.case_id]))
+            ]
+        matches.append(
+            Match(
+                h.case_id,
+                h.distance,
+                ranking.similarity(h.distance),
+                ranking.score(h.distance, h.tumour_type, query.tumour_type, query.type_confidence),
+                h.tumour_type,
+                why,
+            )
+        )
     return matches
 
 

@@ -10,8 +10,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from cases.selectors import case_ground_truth_mask
 from cases.models import Case, CaseDiagnosis, Diagnosis, MaskSource, TypeSource
+from cases.selectors import case_ground_truth_mask
 from recommender import features as feature_extractor
 from recommender import names, ranking
 from recommender.models import EMBEDDING_DIM, CaseFeatures, FeatureScaler, MaskKind
@@ -39,7 +39,9 @@ def embedding_model_version():
             return version
         if wanted not in _warned_embedding_models:  # once per process, not once per upload
             _warned_embedding_models.add(wanted)
-            logger.warning("TUMORSITE_EMBEDDING_MODEL=%r is not an active single model; using the default", wanted)
+            logger.warning(
+                "TUMORSITE_EMBEDDING_MODEL=%r is not an active single model; using the default", wanted
+            )
     primary = primary_model_version()
     if primary is None or not primary.is_ensemble:
         return primary
@@ -62,11 +64,15 @@ def case_base_staleness() -> str | None:
     wanted = version.weights_key if version else ""
     if wanted == current[0].embedding_model:
         return None
-    return (f"the case base's embeddings come from {current[0].embedding_model}, but the embedding model is now "
-            f"{wanted or 'none'}: run build_case_base (until then similar-case search leaves embeddings out)")
+    return (
+        f"the case base's embeddings come from {current[0].embedding_model}, but the embedding model is now "
+        f"{wanted or 'none'}: run build_case_base (until then similar-case search leaves embeddings out)"
+    )
 
 
-def describe_slice(image: np.ndarray, mask: np.ndarray, *, embed_version=None) -> tuple[np.ndarray, np.ndarray | None, str]:
+def describe_slice(
+    image: np.ndarray, mask: np.ndarray, *, embed_version=None
+) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(hand-made features, learned embedding or None, the embedding model's weights key).
 
     The key (``name@hash``) changes when that model's weights do, so embeddings from old weights are
@@ -81,8 +87,13 @@ def describe_slice(image: np.ndarray, mask: np.ndarray, *, embed_version=None) -
     return feats, np.asarray(embedding, dtype=np.float32), embed_version.weights_key
 
 
-def combine(feats: np.ndarray, embedding: np.ndarray | None, embedding_model: str,
-            scaler_row: FeatureScaler, scaler: ranking.Scaler) -> np.ndarray:
+def combine(
+    feats: np.ndarray,
+    embedding: np.ndarray | None,
+    embedding_model: str,
+    scaler_row: FeatureScaler,
+    scaler: ranking.Scaler,
+) -> np.ndarray:
     usable = embedding if embedding_model and embedding_model == scaler_row.embedding_model else None
     return scaler.transform(feats, usable)
 
@@ -121,8 +132,9 @@ def case_mask(case: Case) -> tuple[np.ndarray, str] | None:
     return None
 
 
-def case_features_compute(*, case: Case, embed_version=None, use_embedding: bool = True,
-                          image: np.ndarray | None = None) -> CaseFeatures | None:
+def case_features_compute(
+    *, case: Case, embed_version=None, use_embedding: bool = True, image: np.ndarray | None = None
+) -> CaseFeatures | None:
     """Describe the case from its best mask and store the vectors; None when it has no usable mask yet.
 
     ``image`` is the case's slice when the caller has read it already (else it is read here)."""
@@ -143,17 +155,26 @@ def case_features_compute(*, case: Case, embed_version=None, use_embedding: bool
         logger.info("case %s not described: %s", case.pk, exc)
         CaseFeatures.objects.filter(case=case).delete()
         return None
-    in_base = kind in (MaskKind.GROUND_TRUTH, MaskKind.VALIDATED) and bool(case.tumour_type) and \
-        case.tumour_type_source in (TypeSource.CLINICIAN, TypeSource.IMPORTED)
+    in_base = (
+        kind in (MaskKind.GROUND_TRUTH, MaskKind.VALIDATED)
+        and bool(case.tumour_type)
+        and case.tumour_type_source in (TypeSource.CLINICIAN, TypeSource.IMPORTED)
+    )
     current = current_scaler()
     combined = combine(feats, embedding, embedding_model, *current) if current else None
     row, _ = CaseFeatures.objects.update_or_create(
         case=case,
         defaults={
-            "extractor_version": feature_extractor.EXTRACTOR_VERSION, "mask_kind": kind, "features": feats,
-            "embedding": embedding, "embedding_model": embedding_model, "combined": combined,
-            "scaler": current[0] if current else None, "in_base": in_base,
-            "tumour_type": case.tumour_type if in_base else None, "patient_id": case.patient_id,
+            "extractor_version": feature_extractor.EXTRACTOR_VERSION,
+            "mask_kind": kind,
+            "features": feats,
+            "embedding": embedding,
+            "embedding_model": embedding_model,
+            "combined": combined,
+            "scaler": current[0] if current else None,
+            "in_base": in_base,
+            "tumour_type": case.tumour_type if in_base else None,
+            "patient_id": case.patient_id,
         },
     )
     return row
@@ -161,21 +182,35 @@ def case_features_compute(*, case: Case, embed_version=None, use_embedding: bool
 
 # === Scaler ===
 
-def feature_scaler_fit(*, embedding_dim: int = EMBEDDING_DIM, weights: dict | None = None) -> FeatureScaler | None:
+
+def feature_scaler_fit(
+    *, embedding_dim: int = EMBEDDING_DIM, weights: dict | None = None
+) -> FeatureScaler | None:
     """Fit on the base cases' features, make it current and recompute every stored combined vector."""
-    base = list(CaseFeatures.objects.filter(in_base=True, extractor_version=feature_extractor.EXTRACTOR_VERSION))
+    base = list(
+        CaseFeatures.objects.filter(in_base=True, extractor_version=feature_extractor.EXTRACTOR_VERSION)
+    )
     if len(base) < 2:
         return None
     models = [r.embedding_model for r in base if r.embedding_model]
     embedding_model = max(set(models), key=models.count) if models else ""
     embeddings = [r.embedding if r.embedding_model == embedding_model else None for r in base]
-    scaler = ranking.Scaler.fit(np.stack([r.features for r in base]), embeddings,
-                                [r.tumour_type for r in base], embedding_dim=embedding_dim, weights=weights)
+    scaler = ranking.Scaler.fit(
+        np.stack([r.features for r in base]),
+        embeddings,
+        [r.tumour_type for r in base],
+        embedding_dim=embedding_dim,
+        weights=weights,
+    )
     with transaction.atomic():
         FeatureScaler.objects.update(is_current=False)
         row = FeatureScaler.objects.create(
-            extractor_version=feature_extractor.EXTRACTOR_VERSION, embedding_model=embedding_model,
-            params=scaler.to_params(), n_cases=len(base), is_current=True)
+            extractor_version=feature_extractor.EXTRACTOR_VERSION,
+            embedding_model=embedding_model,
+            params=scaler.to_params(),
+            n_cases=len(base),
+            is_current=True,
+        )
         feature_vectors_recombine(scaler_row=row, scaler=scaler)
     return row
 
@@ -240,10 +275,16 @@ def case_tumour_type_suggest(*, case: Case, image: np.ndarray | None = None) -> 
     if ttype is None:
         return None, 0.0
     rounded = lambda shares: {t: round(float(v), 4) for t, v in sorted(shares.items())}  # noqa: E731
-    sources = {"similar_cases": rounded(knn), "classifier": rounded(probabilities) if probabilities else None,
-               "classifier_weight": weight if probabilities else 0.0}
-    updates = {"predicted_tumour_type": ttype, "predicted_confidence": round(confidence, 4),
-               "predicted_type_sources": sources}
+    sources = {
+        "similar_cases": rounded(knn),
+        "classifier": rounded(probabilities) if probabilities else None,
+        "classifier_weight": weight if probabilities else 0.0,
+    }
+    updates = {
+        "predicted_tumour_type": ttype,
+        "predicted_confidence": round(confidence, 4),
+        "predicted_type_sources": sources,
+    }
     Case.objects.filter(pk=case.pk).update(**updates)
     # Conditional, so a clinician's entry made meanwhile is never overwritten.
     Case.objects.filter(pk=case.pk).filter(
@@ -264,42 +305,55 @@ def case_analyse(*, case: Case) -> CaseFeatures | None:
     return row
 
 
-def case_base_build(*, refit: bool = True, use_embedding: bool = True,
-                    progress: Callable[[int, int], None] | None = None) -> dict:
+def case_base_build(
+    *, refit: bool = True, use_embedding: bool = True, progress: Callable[[int, int], None] | None = None
+) -> dict:
     """Describe every case of the base that lacks current features, then refit the scaler."""
     from recommender.selectors import case_base
 
     embed_version = embedding_model_version() if use_embedding else None
     cases = list(case_base().select_related("scan"))
-    existing = {r.case_id: r for r in CaseFeatures.objects.only(
-        "case_id", "extractor_version", "embedding_model", "in_base")}
+    existing = {
+        r.case_id: r
+        for r in CaseFeatures.objects.only("case_id", "extractor_version", "embedding_model", "in_base")
+    }
     wanted_model = embed_version.weights_key if embed_version else ""
     done = failed = skipped = 0
     for start in range(0, len(cases), 100):
         # One transaction per 100 cases (far fewer commits on SQLite), a savepoint per case.
         with transaction.atomic():
-            for i, case in enumerate(cases[start:start + 100], start + 1):
+            for i, case in enumerate(cases[start : start + 100], start + 1):
                 row = existing.get(case.pk)
-                if row is not None and row.extractor_version == feature_extractor.EXTRACTOR_VERSION and \
-                        row.embedding_model == wanted_model and row.in_base:
+                if (
+                    row is not None
+                    and row.extractor_version == feature_extractor.EXTRACTOR_VERSION
+                    and row.embedding_model == wanted_model
+                    and row.in_base
+                ):
                     skipped += 1
                 else:
                     try:
                         with transaction.atomic():
-                            described = case_features_compute(case=case, embed_version=embed_version,
-                                                              use_embedding=use_embedding)
+                            described = case_features_compute(
+                                case=case, embed_version=embed_version, use_embedding=use_embedding
+                            )
                         done, failed = (done + 1, failed) if described else (done, failed + 1)
-                    except Exception:  # noqa: BLE001 - one unreadable case must not stop the rebuild
+                    except Exception:
                         logger.exception("could not describe case %s", case.pk)
                         failed += 1
                 if progress:
                     progress(i, len(cases))
     scaler = feature_scaler_fit() if refit else None
-    return {"described": done, "unchanged": skipped, "failed": failed,
-            "scaler_cases": scaler.n_cases if scaler else 0}
+    return {
+        "described": done,
+        "unchanged": skipped,
+        "failed": failed,
+        "scaler_cases": scaler.n_cases if scaler else 0,
+    }
 
 
 # === Diagnoses ===
+
 
 def diagnosis_record(*, case: Case, name: str, user) -> tuple[Diagnosis, bool, Diagnosis | None]:
     """Record a diagnosis on a case: (catalogue entry, newly added?, existing entry it was matched to).
@@ -327,15 +381,22 @@ def diagnosis_record(*, case: Case, name: str, user) -> tuple[Diagnosis, bool, D
         diagnosis, created = _diagnosis_get_or_create(key=key, name=display, case=case, user=user)
     try:
         with transaction.atomic():
-            CaseDiagnosis.objects.get_or_create(case=case, diagnosis=diagnosis, defaults={"recorded_by": user})
+            CaseDiagnosis.objects.get_or_create(
+                case=case, diagnosis=diagnosis, defaults={"recorded_by": user}
+            )
     except IntegrityError:  # the same doctor double-submitted: the row exists, which is what we want
         pass
     return diagnosis, created, matched
 
 
 def _diagnosis_get_or_create(*, key: str, name: str, case: Case, user) -> tuple[Diagnosis, bool]:
-    defaults = {"name": name, "added_automatically": True, "first_case": case, "created_by": user,
-                "tumour_type": None}
+    defaults = {
+        "name": name,
+        "added_automatically": True,
+        "first_case": case,
+        "created_by": user,
+        "tumour_type": None,
+    }
     try:
         with transaction.atomic():
             return Diagnosis.objects.get_or_create(key=key, defaults=defaults)

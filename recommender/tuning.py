@@ -54,8 +54,12 @@ class Described:
     query_embeddings: dict[str, np.ndarray]
 
     def save(self, path: Path, key: str) -> None:
-        arrays = {"base_features": self.base_features, "query_features": self.query_features,
-                  "base_ok": self.base_ok, "query_ok": self.query_ok}
+        arrays = {
+            "base_features": self.base_features,
+            "query_features": self.query_features,
+            "base_ok": self.base_ok,
+            "query_ok": self.query_ok,
+        }
         for name, emb in self.base_embeddings.items():
             arrays[f"base_emb::{name}"] = emb
             arrays[f"query_emb::{name}"] = self.query_embeddings[name]
@@ -72,17 +76,34 @@ class Described:
                 return None
             base_emb = {k.split("::", 1)[1]: z[k] for k in z.files if k.startswith("base_emb::")}
             query_emb = {k.split("::", 1)[1]: z[k] for k in z.files if k.startswith("query_emb::")}
-            return cls(meta["ids"], meta["types"], meta["groups"], z["base_features"], z["query_features"],
-                       z["base_ok"], z["query_ok"], base_emb, query_emb)
+            return cls(
+                meta["ids"],
+                meta["types"],
+                meta["groups"],
+                z["base_features"],
+                z["query_features"],
+                z["base_ok"],
+                z["query_ok"],
+                base_emb,
+                query_emb,
+            )
 
 
 def cache_key(ids: list[str], primary_key: str, embedding_keys: list[str]) -> str:
-    payload = json.dumps([sorted(ids), primary_key, sorted(embedding_keys), feature_extractor.EXTRACTOR_VERSION])
+    payload = json.dumps(
+        [sorted(ids), primary_key, sorted(embedding_keys), feature_extractor.EXTRACTOR_VERSION]
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def describe_records(data_dir: Path, records: list, *, primary, embed_versions: list,
-                     progress: Callable[[int, int], None] | None = None) -> Described:
+def describe_records(
+    data_dir: Path,
+    records: list,
+    *,
+    primary,
+    embed_versions: list,
+    progress: Callable[[int, int], None] | None = None,
+) -> Described:
     """Describe each record from its ground-truth mask and from ``primary``'s predicted mask."""
     from PIL import Image
 
@@ -112,15 +133,29 @@ def describe_records(data_dir: Path, records: list, *, primary, embed_versions: 
             query_e[key].append(seg.embed(image, predicted))
         if progress:
             progress(i + 1, n)
-    return Described([r.id for r in records], [r.tumour_type for r in records], [r.patient_group for r in records],
-                     base_f, query_f, base_ok, query_ok,
-                     {k: np.asarray(v, np.float32) for k, v in base_e.items()},
-                     {k: np.asarray(v, np.float32) for k, v in query_e.items()})
+    return Described(
+        [r.id for r in records],
+        [r.tumour_type for r in records],
+        [r.patient_group for r in records],
+        base_f,
+        query_f,
+        base_ok,
+        query_ok,
+        {k: np.asarray(v, np.float32) for k, v in base_e.items()},
+        {k: np.asarray(v, np.float32) for k, v in query_e.items()},
+    )
 
 
-def _fold_scores(d: Described, base_rows: np.ndarray, query_rows: np.ndarray, weights: dict,
-                 embedding: str | None, k: int, fitted: dict | None = None,
-                 fold: int = 0) -> tuple[list[int], list[float], list[str]]:
+def _fold_scores(
+    d: Described,
+    base_rows: np.ndarray,
+    query_rows: np.ndarray,
+    weights: dict,
+    embedding: str | None,
+    k: int,
+    fitted: dict | None = None,
+    fold: int = 0,
+) -> tuple[list[int], list[float], list[str]]:
     base_rows = base_rows[d.base_ok[base_rows]]
     types = np.asarray(d.types)
     # The fit (standardisation, PCA, discriminants) does not depend on the block weights, which only
@@ -128,13 +163,18 @@ def _fold_scores(d: Described, base_rows: np.ndarray, query_rows: np.ndarray, we
     fit = fitted.get((fold, embedding)) if fitted is not None else None
     if fit is None:
         b_emb = d.base_embeddings[embedding][base_rows] if embedding else [None] * len(base_rows)
-        fit = ranking.Scaler.fit(d.base_features[base_rows], list(b_emb) if embedding else None,
-                                 list(types[base_rows]))
+        fit = ranking.Scaler.fit(
+            d.base_features[base_rows], list(b_emb) if embedding else None, list(types[base_rows])
+        )
         if fitted is not None:
             fitted[(fold, embedding)] = fit
     scaler = dataclasses.replace(fit, weights=dict(weights))
-    base = np.stack([scaler.transform(d.base_features[i], d.base_embeddings[embedding][i] if embedding else None)
-                     for i in base_rows])
+    base = np.stack(
+        [
+            scaler.transform(d.base_features[i], d.base_embeddings[embedding][i] if embedding else None)
+            for i in base_rows
+        ]
+    )
     base_types = list(types[base_rows])
     n_of_type = {t: base_types.count(t) for t in set(base_types)}
     correct, aps, query_types = [], [], []
@@ -152,14 +192,24 @@ def _fold_scores(d: Described, base_rows: np.ndarray, query_rows: np.ndarray, we
         correct.append(int(voted == types[q]))
         same = [j for j in order if base_types[j] == voted][:pool] if voted else []
         candidates = sorted(set(order[:pool].tolist()) | set(same))
-        ranked = sorted(candidates, key=lambda j: (-ranking.score(dist[j], base_types[j], voted, confidence),
-                                                   dist[j], j))[:k]
-        aps.append(average_precision_at_k([base_types[j] == types[q] for j in ranked], k, n_of_type.get(types[q], 0)))
+        ranked = sorted(
+            candidates, key=lambda j: (-ranking.score(dist[j], base_types[j], voted, confidence), dist[j], j)
+        )[:k]
+        aps.append(
+            average_precision_at_k([base_types[j] == types[q] for j in ranked], k, n_of_type.get(types[q], 0))
+        )
     return correct, aps, query_types
 
 
-def cross_validate(d: Described, folds: list[list[str]], weights: dict, *, embedding: str | None,
-                   k: int = 10, fitted: dict | None = None) -> dict:
+def cross_validate(
+    d: Described,
+    folds: list[list[str]],
+    weights: dict,
+    *,
+    embedding: str | None,
+    k: int = 10,
+    fitted: dict | None = None,
+) -> dict:
     """Type accuracy and mAP@k of ``weights`` over the folds (mean over queries, and per fold).
 
     ``fitted``: a dict kept across calls on the same ``d`` and ``folds`` to reuse each fold's fit.
@@ -175,12 +225,23 @@ def cross_validate(d: Described, folds: list[list[str]], weights: dict, *, embed
         aps += a
         types += t
         per_fold.append(round(float(np.mean(c)), 4) if c else 0.0)
-    by_type = {t: round(float(np.mean([c for c, tt in zip(correct, types) if tt == t])), 4) for t in sorted(set(types))}
-    return {"weights": weights, "embedding_model": embedding or "", "type_accuracy": round(float(np.mean(correct)), 4),
-            "map": round(float(np.mean(aps)), 4), "type_accuracy_by_fold": per_fold,
-            "type_accuracy_by_type": by_type, "n_queries": len(correct)}
+    by_type = {
+        t: round(float(np.mean([c for c, tt in zip(correct, types) if tt == t])), 4)
+        for t in sorted(set(types))
+    }
+    return {
+        "weights": weights,
+        "embedding_model": embedding or "",
+        "type_accuracy": round(float(np.mean(correct)), 4),
+        "map": round(float(np.mean(aps)), 4),
+        "type_accuracy_by_fold": per_fold,
+        "type_accuracy_by_type": by_type,
+        "n_queries": len(correct),
+    }
 
 
 def grid(discriminant: list[float], features: list[float], embedding: list[float]) -> list[dict]:
-    return [{"discriminant": wd, "features": wf, "embedding": we}
-            for wd, wf, we in itertools.product(discriminant, features, embedding)]
+    return [
+        {"discriminant": wd, "features": wf, "embedding": we}
+        for wd, wf, we in itertools.product(discriminant, features, embedding)
+    ]

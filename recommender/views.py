@@ -31,8 +31,10 @@ def case_diagnosis_add_view(request: HttpRequest, case_id: int) -> HttpResponse:
         if created:
             messages.success(request, f"New diagnosis added to the catalogue: “{diagnosis.name}”.")
         elif matched is not None:
-            messages.info(request, f"“{typed}” matched the existing catalogue entry “{matched.name}”; "
-                                   "recorded as that entry.")
+            messages.info(
+                request,
+                f"“{typed}” matched the existing catalogue entry “{matched.name}”; recorded as that entry.",
+            )
         else:
             messages.success(request, f"Recorded “{diagnosis.name}” (already in the catalogue).")
     return redirect(reverse("case-detail", args=[case.pk]) + "#diagnoses")
@@ -41,7 +43,9 @@ def case_diagnosis_add_view(request: HttpRequest, case_id: int) -> HttpResponse:
 @login_required
 def diagnosis_list_view(request: HttpRequest) -> HttpResponse:
     q = request.GET.get("q", "").strip()
-    entries = Diagnosis.objects.annotate(n_cases=Count("case_diagnoses")).select_related("created_by", "first_case")
+    entries = Diagnosis.objects.annotate(n_cases=Count("case_diagnoses")).select_related(
+        "created_by", "first_case"
+    )
     for token in normalise(q).split():
         entries = entries.filter(key__contains=token)
     page = Paginator(entries.order_by("name"), 50).get_page(request.GET.get("page"))
@@ -50,9 +54,17 @@ def diagnosis_list_view(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def diagnosis_detail_view(request: HttpRequest, diagnosis_id: int) -> HttpResponse:
-    diagnosis = get_object_or_404(Diagnosis.objects.select_related("created_by", "first_case"), pk=diagnosis_id)
-    cases = Case.objects.filter(case_diagnoses__diagnosis=diagnosis).select_related("patient", "scan") \
-        .prefetch_related("segmentation_runs").order_by("-created_at", "-id")
+    diagnosis = get_object_or_404(
+        Diagnosis.objects.select_related("created_by", "first_case"), pk=diagnosis_id
+    )
+    cases = (
+        Case.objects.filter(case_diagnoses__diagnosis=diagnosis)
+        .select_related("patient", "scan")
+        .prefetch_related("segmentation_runs")
+        .order_by("-created_at", "-id")
+    )
     page = Paginator(cases, 24).get_page(request.GET.get("page"))
     rows = [{"case": c, "state": mask_state(c, c.segmentation_runs.all())} for c in page]
-    return render(request, "recommender/diagnosis_detail.html", {"diagnosis": diagnosis, "page": page, "rows": rows})
+    return render(
+        request, "recommender/diagnosis_detail.html", {"diagnosis": diagnosis, "page": page, "rows": rows}
+    )

@@ -13,7 +13,6 @@ from rest_framework.views import APIView
 from segmentation.models import SegmentationRun
 from segmentation.services import SegmentationError, primary_model_version, segmentation_run_review
 
-
 RUN_FILES = {"mask": "mask_file", "probability": "probability_file"}
 
 
@@ -42,15 +41,21 @@ class SegmentationRunOutputSerializer(serializers.Serializer):
     bbox = serializers.ListField(child=serializers.IntegerField(), allow_null=True)
     centroid = serializers.ListField(child=serializers.FloatField(), allow_null=True)
     runtime_ms = serializers.FloatField(allow_null=True)
-    weights = serializers.CharField(help_text="the exact weights that made the mask: name@sha256[:12] "
-                                              "(the ensemble lists its members'); empty until the run is done")
+    weights = serializers.CharField(
+        help_text="the exact weights that made the mask: name@sha256[:12] "
+        "(the ensemble lists its members'); empty until the run is done"
+    )
     agreement = serializers.FloatField(
-        allow_null=True, help_text="ensemble only: mean Dice between every pair of its members' masks (1: they "
-                                   "outline the same pixels); null for a single model or an unfinished run")
+        allow_null=True,
+        help_text="ensemble only: mean Dice between every pair of its members' masks (1: they "
+        "outline the same pixels); null for a single model or an unfinished run",
+    )
     agreement_flagged = serializers.BooleanField(
-        allow_null=True, help_text="ensemble only: true when the agreement is below the level chosen on the "
-                                   "validation split to flag doubtful masks (python -m ml.agreement); null "
-                                   "when no level is stored")
+        allow_null=True,
+        help_text="ensemble only: true when the agreement is below the level chosen on the "
+        "validation split to flag doubtful masks (python -m ml.agreement); null "
+        "when no level is stored",
+    )
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
     review_status = serializers.CharField()
@@ -82,12 +87,14 @@ class SegmentationReviewApi(APIView):
         serializer.is_valid(raise_exception=True)
         run = get_object_or_404(SegmentationRun.objects.select_related("case", "model_version"), pk=run_id)
         try:
-            run = segmentation_run_review(run=run, user=request.user,
-                                          validated=serializer.validated_data["validated"])
+            run = segmentation_run_review(
+                run=run, user=request.user, validated=serializer.validated_data["validated"]
+            )
         except SegmentationError as exc:
             return Response({"error": str(exc)}, status=status.HTTP_409_CONFLICT)
-        return Response(SegmentationRunOutputSerializer(run, context={"request": request}).data,
-                        status=status.HTTP_200_OK)
+        return Response(
+            SegmentationRunOutputSerializer(run, context={"request": request}).data, status=status.HTTP_200_OK
+        )
 
 
 class SegmentationFileApi(APIView):

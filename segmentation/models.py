@@ -8,7 +8,9 @@ ENSEMBLE_NAME = "ensemble"
 
 class ModelVersion(models.Model):
     name = models.CharField(max_length=100, unique=True)
-    architecture = models.CharField(max_length=32, help_text='unet, unet_plus_plus, attention_unet or "ensemble"')
+    architecture = models.CharField(
+        max_length=32, help_text='unet, unet_plus_plus, attention_unet or "ensemble"'
+    )
     encoder = models.CharField(max_length=32, blank=True)
     # Relative to TUMORSITE_MODELS_DIR, so the record survives moving the models volume. Empty for the ensemble.
     file_path = models.CharField(max_length=255, blank=True)
@@ -55,7 +57,9 @@ class ReviewStatus(models.TextChoices):
 class SegmentationRun(models.Model):
     case = models.ForeignKey("cases.Case", on_delete=models.CASCADE, related_name="segmentation_runs")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="runs")
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
+    )
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     # 0/255 PNG at the scan's size.
@@ -72,14 +76,18 @@ class SegmentationRun(models.Model):
     weights = models.CharField(max_length=255, blank=True)
     # Ensemble runs only: mean pairwise Dice of the members' masks (ml.agreement), and whether it fell
     # below the flag_below chosen on the validation split for these weights (null: no choice stored).
-    agreement = models.FloatField(null=True, blank=True,
-                                  help_text="ensemble only: mean Dice between every pair of member masks")
-    agreement_flagged = models.BooleanField(null=True, blank=True,
-                                            help_text="ensemble only: agreement below the validated flag_below")
+    agreement = models.FloatField(
+        null=True, blank=True, help_text="ensemble only: mean Dice between every pair of member masks"
+    )
+    agreement_flagged = models.BooleanField(
+        null=True, blank=True, help_text="ensemble only: agreement below the validated flag_below"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    review_status = models.CharField(max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.PENDING)
+    review_status = models.CharField(
+        max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.PENDING
+    )
     reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -13,7 +13,7 @@ def case_runs(*, case: Case) -> QuerySet[SegmentationRun]:
 
 
 def case_processing_status(runs: list[SegmentationRun]) -> str:
-    """"queued" until a run starts, "running" while any is unfinished, "done" once every run has finished."""
+    """ "queued" until a run starts, "running" while any is unfinished, "done" once every run has finished."""
     if not runs:
         return "queued"
     if all(r.status in (RunStatus.DONE, RunStatus.FAILED) for r in runs):

@@ -46,6 +46,7 @@ class SegmentationError(Exception):
 
 # === Model versions ===
 
+
 def models_dir() -> Path:
     return Path(settings.TUMORSITE_MODELS_DIR)
 
@@ -66,7 +67,9 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
         meta = json.loads(json_path.read_text())
         name = meta.get("name") or keras_path.stem
         if name == ENSEMBLE_NAME:
-            raise SegmentationError(f'"{ENSEMBLE_NAME}" is reserved for the ensemble; rename {keras_path.name}')
+            raise SegmentationError(
+                f'"{ENSEMBLE_NAME}" is reserved for the ensemble; rename {keras_path.name}'
+            )
         spec = meta.get("spec") or {}
         sha = file_sha256(keras_path)
         if ModelVersion.objects.filter(name=name).exclude(file_sha256__in=["", sha]).exists():
@@ -78,7 +81,8 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
                 "encoder": meta.get("encoder") or spec.get("encoder") or "",
                 # Relative to TUMORSITE_MODELS_DIR when inside it (the record survives moving the volume).
                 "file_path": str(keras_path.resolve().relative_to(models_dir().resolve()))
-                if keras_path.resolve().is_relative_to(models_dir().resolve()) else str(keras_path.resolve()),
+                if keras_path.resolve().is_relative_to(models_dir().resolve())
+                else str(keras_path.resolve()),
                 "metadata": meta,
                 "file_sha256": sha,
                 "threshold": float(meta.get("threshold", 0.5)),
@@ -88,7 +92,9 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
             },
         )
         seen.append(version)
-    ModelVersion.objects.filter(is_ensemble=False).exclude(pk__in=[v.pk for v in seen]).update(is_active=False)
+    ModelVersion.objects.filter(is_ensemble=False).exclude(pk__in=[v.pk for v in seen]).update(
+        is_active=False
+    )
 
     members = best_per_architecture(seen)
     if members:
@@ -100,14 +106,21 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
                 "encoder": "",
                 "file_path": "",
                 # As ml.inference.Ensemble: mean threshold, keep-largest when most members use it.
-                "metadata": {"members": [m.name for m in members],
-                             "description": "mean of the members' probability maps",
-                             "postprocess": calibration.get("postprocess") or {"keep_largest": 2 * sum(
-                                 bool(m.metadata.get("postprocess", {}).get("keep_largest")) for m in members)
-                                 > len(members), "min_component_px": 0},
-                             "tta": calibration.get("tta"), "calibrated": bool(calibration),
-                             # ml.agreement's validated flag for these members, when stored
-                             "agreement": calibration.get("agreement")},
+                "metadata": {
+                    "members": [m.name for m in members],
+                    "description": "mean of the members' probability maps",
+                    "postprocess": calibration.get("postprocess")
+                    or {
+                        "keep_largest": 2
+                        * sum(bool(m.metadata.get("postprocess", {}).get("keep_largest")) for m in members)
+                        > len(members),
+                        "min_component_px": 0,
+                    },
+                    "tta": calibration.get("tta"),
+                    "calibrated": bool(calibration),
+                    # ml.agreement's validated flag for these members, when stored
+                    "agreement": calibration.get("agreement"),
+                },
                 "threshold": float(calibration.get("threshold", np.mean([m.threshold for m in members]))),
                 "input_size": max(m.input_size for m in members),
                 "is_active": True,
@@ -158,6 +171,7 @@ def primary_model_version() -> ModelVersion | None:
 
 # === Runs ===
 
+
 def segmentation_runs_create_for_case(*, case: Case) -> list[SegmentationRun]:
     """One queued run per active model version (the ensemble included), enqueued once committed.
 
@@ -180,7 +194,8 @@ def segmentation_runs_create_for_case(*, case: Case) -> list[SegmentationRun]:
 def segmentation_run_requeue(*, run: SegmentationRun) -> SegmentationRun:
     """Run a failed run again (e.g. after a model was fixed)."""
     SegmentationRun.objects.filter(pk=run.pk, status=RunStatus.FAILED).update(
-        status=RunStatus.QUEUED, error="", attempts=0)
+        status=RunStatus.QUEUED, error="", attempts=0
+    )
     run.refresh_from_db()
     if run.status == RunStatus.QUEUED:
         _enqueue_on_commit(run.pk)
@@ -199,7 +214,8 @@ def segmentation_run_claim(*, run_id: int) -> SegmentationRun | None:
     now = timezone.now()
     claimable = Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, started_at__lt=now - STALE_RUN_AFTER)
     claimed = SegmentationRun.objects.filter(claimable, pk=run_id).update(
-        status=RunStatus.RUNNING, started_at=now, attempts=F("attempts") + 1, error="")
+        status=RunStatus.RUNNING, started_at=now, attempts=F("attempts") + 1, error=""
+    )
     if claimed != 1:
         return None
     return SegmentationRun.objects.select_related("case__scan", "model_version").get(pk=run_id)
@@ -208,12 +224,14 @@ def segmentation_run_claim(*, run_id: int) -> SegmentationRun | None:
 def segmentation_run_release(*, run_id: int, message: str) -> None:
     """Back to the queue after a transient error, so the retry can claim it again."""
     SegmentationRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
-        status=RunStatus.QUEUED, error=f"retrying: {message}"[:2000])
+        status=RunStatus.QUEUED, error=f"retrying: {message}"[:2000]
+    )
 
 
 def segmentation_run_fail(*, run_id: int, message: str) -> None:
     SegmentationRun.objects.filter(pk=run_id).exclude(status=RunStatus.DONE).update(
-        status=RunStatus.FAILED, error=message[:2000], finished_at=timezone.now())
+        status=RunStatus.FAILED, error=message[:2000], finished_at=timezone.now()
+    )
     _after_run_finished(run_id)
 
 
@@ -241,7 +259,7 @@ def segmentation_run_execute(*, run_id: int) -> SegmentationRun | None:
     except (OSError, ConnectionError, TimeoutError) as exc:
         segmentation_run_release(run_id=run_id, message=str(exc))
         raise TransientError(f"{type(exc).__name__}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - anything else will fail again: record it for a person
+    except Exception as exc:
         logger.exception("segmentation run %s failed", run_id)
         segmentation_run_fail(run_id=run_id, message=_readable(exc))
         return SegmentationRun.objects.get(pk=run_id)
@@ -269,7 +287,8 @@ def _segmenter(version: ModelVersion):
     path = models_dir() / version.file_path
     if not path.is_file():
         raise SegmentationError(
-            f"The model file for {version.name} is missing ({version.file_path}); run `manage.py sync_models`.")
+            f"The model file for {version.name} is missing ({version.file_path}); run `manage.py sync_models`."
+        )
     return load_segmenter(path)
 
 
@@ -282,14 +301,16 @@ def _probability(run: SegmentationRun, image: np.ndarray) -> tuple[np.ndarray, d
     # Members that already ran on this case are not run again: their stored maps are averaged.
     stored = {}
     for member_run in SegmentationRun.objects.filter(
-            case=run.case, model_version__name__in=run.model_version.members, status=RunStatus.DONE
+        case=run.case, model_version__name__in=run.model_version.members, status=RunStatus.DONE
     ).select_related("model_version"):
         stored[member_run.model_version.name] = load_probability(member_run)
     members = member_probabilities(run.model_version, image, stored=stored)
     return ensemble_proba([prob for _, prob in members]), member_agreement(run.model_version, members)
 
 
-def predict_probability(version: ModelVersion, image: np.ndarray, *, stored: dict | None = None) -> np.ndarray:
+def predict_probability(
+    version: ModelVersion, image: np.ndarray, *, stored: dict | None = None
+) -> np.ndarray:
     """One model's (or the ensemble's) probability map at the image's size, without touching the record."""
     if not version.is_ensemble:
         return _segmenter(version).predict_proba([image])[0]
@@ -298,8 +319,9 @@ def predict_probability(version: ModelVersion, image: np.ndarray, *, stored: dic
     return ensemble_proba([prob for _, prob in member_probabilities(version, image, stored=stored)])
 
 
-def member_probabilities(version: ModelVersion, image: np.ndarray, *,
-                         stored: dict | None = None) -> list[tuple[ModelVersion, np.ndarray]]:
+def member_probabilities(
+    version: ModelVersion, image: np.ndarray, *, stored: dict | None = None
+) -> list[tuple[ModelVersion, np.ndarray]]:
     """Each member of the ensemble ``version`` with its probability map of ``image``: the ``stored`` map
     (by member name) when the member ran already with its own TTA, else a fresh prediction."""
     members = list(ModelVersion.objects.filter(name__in=version.members))
@@ -383,8 +405,15 @@ def weights_used(version: ModelVersion) -> str:
     return f"{version.name}({', '.join(keys)})"[:255]
 
 
-def _store_result(run: SegmentationRun, mask: np.ndarray, prob: np.ndarray, runtime_ms: float, *,
-                  agreement: float | None = None, agreement_flagged: bool | None = None) -> None:
+def _store_result(
+    run: SegmentationRun,
+    mask: np.ndarray,
+    prob: np.ndarray,
+    runtime_ms: float,
+    *,
+    agreement: float | None = None,
+    agreement_flagged: bool | None = None,
+) -> None:
     scan = run.case.scan
     m = measurements(mask, (scan.pixel_spacing_mm, scan.pixel_spacing_col_mm))
     stem = f"case{run.case_id}_{run.model_version.name}"
@@ -392,11 +421,20 @@ def _store_result(run: SegmentationRun, mask: np.ndarray, prob: np.ndarray, runt
     # is not overwritten.
     run.mask_file.save(f"{stem}_mask.png", _png(mask.astype(np.uint8) * 255), save=False)
     run.probability_file.save(
-        f"{stem}_prob.png", _png(np.clip(np.round(prob * 255.0), 0, 255).astype(np.uint8)), save=False)
+        f"{stem}_prob.png", _png(np.clip(np.round(prob * 255.0), 0, 255).astype(np.uint8)), save=False
+    )
     SegmentationRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-        status=RunStatus.DONE, error="", mask_file=run.mask_file.name, probability_file=run.probability_file.name,
-        runtime_ms=round(runtime_ms, 2), finished_at=timezone.now(), weights=weights_used(run.model_version),
-        agreement=agreement, agreement_flagged=agreement_flagged, **m)
+        status=RunStatus.DONE,
+        error="",
+        mask_file=run.mask_file.name,
+        probability_file=run.probability_file.name,
+        runtime_ms=round(runtime_ms, 2),
+        finished_at=timezone.now(),
+        weights=weights_used(run.model_version),
+        agreement=agreement,
+        agreement_flagged=agreement_flagged,
+        **m,
+    )
 
 
 def _after_run_finished(run_id: int) -> None:
@@ -411,11 +449,12 @@ def _after_run_finished(run_id: int) -> None:
 
     try:
         case_analyse(case=run.case)
-    except Exception:  # noqa: BLE001 - the segmentation stands even if the description fails
+    except Exception:
         logger.exception("describing case %s after its primary segmentation failed", run.case_id)
 
 
 # === Review ===
+
 
 def segmentation_run_review(*, run: SegmentationRun, user, validated: bool) -> SegmentationRun:
     """A clinician validates (the mask joins the case base) or rejects an AI mask."""

@@ -25,10 +25,15 @@ def run_segmentation_task(self, run_id: int) -> str:
     except (services.TransientError, DatabaseError) as exc:
         if self.request.retries >= self.max_retries:
             services.segmentation_run_fail(
-                run_id=run_id, message=f"Gave up after {self.request.retries + 1} attempts: {exc}")
+                run_id=run_id, message=f"Gave up after {self.request.retries + 1} attempts: {exc}"
+            )
             return "failed"
         services.segmentation_run_release(run_id=run_id, message=str(exc))
         countdown = get_exponential_backoff_interval(
-            factor=RETRY_BACKOFF_S, retries=self.request.retries, maximum=RETRY_BACKOFF_MAX_S, full_jitter=True)
+            factor=RETRY_BACKOFF_S,
+            retries=self.request.retries,
+            maximum=RETRY_BACKOFF_MAX_S,
+            full_jitter=True,
+        )
         raise self.retry(exc=exc, countdown=countdown)
     return "skipped" if run is None else run.status

@@ -21,8 +21,10 @@ _PG = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql:
 
 def needs_services(test):
     """Marks a test ``services``; it runs only with Postgres and a broker (CI sets both variables)."""
-    skip = pytest.mark.skipif(not (_PG and os.environ.get("CELERY_BROKER_URL")),
-                              reason="needs DATABASE_URL=postgres://... and CELERY_BROKER_URL (set in CI)")
+    skip = pytest.mark.skipif(
+        not (_PG and os.environ.get("CELERY_BROKER_URL")),
+        reason="needs DATABASE_URL=postgres://... and CELERY_BROKER_URL (set in CI)",
+    )
     return pytest.mark.services(skip(test))
 
 
@@ -32,7 +34,9 @@ def needs_postgres(test):
     return pytest.mark.services(skip(test))
 
 
-def synthetic_slice(size: int = 96, *, center=(48, 48), radius: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_slice(
+    size: int = 96, *, center=(48, 48), radius: int = 10, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """A head-like ellipse with a bright round lesion: (uint8 image, bool mask)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
@@ -67,10 +71,19 @@ def tiny_bundles_dir(tmp_path_factory):
         spec = {"architecture": architecture, "encoder": "plain", "input_size": 64, "base_filters": 4}
         # Threshold 0: an untrained net's probabilities hover around 0.5, and the pipeline needs a
         # non-empty mask to describe the case.
-        save_bundle(model, directory, f"tiny_{architecture}", {
-            "architecture": architecture, "encoder": "plain", "input_size": 64, "threshold": 0.0, "spec": spec,
-            "metrics": {"val": {"dice_mean": 0.5 + i / 100}},
-        })
+        save_bundle(
+            model,
+            directory,
+            f"tiny_{architecture}",
+            {
+                "architecture": architecture,
+                "encoder": "plain",
+                "input_size": 64,
+                "threshold": 0.0,
+                "spec": spec,
+                "metrics": {"val": {"dice_mean": 0.5 + i / 100}},
+            },
+        )
     return directory
 
 
@@ -108,9 +121,18 @@ def tiny_type_classifier_path(tmp_path_factory):
     directory = tmp_path_factory.mktemp("type_classifier")
     spec = {"input_size": 64, "base_filters": 4, "depth": 4, "dropout": 0.0, "hidden": 8}
     keras.utils.set_random_seed(7)
-    save_bundle(build_type_classifier(**spec), directory, "tiny_type_classifier",
-                {"task": "tumour_type_classification", "classes": ["meningioma", "glioma", "pituitary"],
-                 "spec": spec, "tta": True}, rebuild=lambda: build_type_classifier(**spec))
+    save_bundle(
+        build_type_classifier(**spec),
+        directory,
+        "tiny_type_classifier",
+        {
+            "task": "tumour_type_classification",
+            "classes": ["meningioma", "glioma", "pituitary"],
+            "spec": spec,
+            "tta": True,
+        },
+        rebuild=lambda: build_type_classifier(**spec),
+    )
     return directory / "tiny_type_classifier.keras"
 
 
@@ -136,8 +158,17 @@ def colleague(django_user_model):
     return django_user_model.objects.create_user("dr_colleague", password="pw-colleague-123")
 
 
-def make_case(*, user=None, patient: str = "P1", seed: int = 0, center=(48, 48), radius: int = 10,
-              tumour_type: str | None = None, ground_truth: bool = False, size: int = 96):
+def make_case(
+    *,
+    user=None,
+    patient: str = "P1",
+    seed: int = 0,
+    center=(48, 48),
+    radius: int = 10,
+    tumour_type: str | None = None,
+    ground_truth: bool = False,
+    size: int = 96,
+):
     """A case in the record from a synthetic slice; with ``ground_truth`` it is imported with its mask."""
     from cases.models import TypeSource
     from cases.readers import read_image
@@ -147,9 +178,16 @@ def make_case(*, user=None, patient: str = "P1", seed: int = 0, center=(48, 48),
     data = png_bytes(image)
     patient_row = patients_get_or_create(identifiers=[patient])[patient]
     prepared = case_prepare(
-        image=read_image(data, "slice.png"), data=data, filename=f"slice{seed}.png", patient=patient_row, user=user,
-        tumour_type=tumour_type, tumour_type_source=(TypeSource.IMPORTED if ground_truth else TypeSource.CLINICIAN)
-        if tumour_type else None, mask=mask if ground_truth else None,
+        image=read_image(data, "slice.png"),
+        data=data,
+        filename=f"slice{seed}.png",
+        patient=patient_row,
+        user=user,
+        tumour_type=tumour_type,
+        tumour_type_source=(TypeSource.IMPORTED if ground_truth else TypeSource.CLINICIAN)
+        if tumour_type
+        else None,
+        mask=mask if ground_truth else None,
     )
     return cases_save([prepared])[0]
 
@@ -165,8 +203,12 @@ def synthetic_case_kwargs(tumour_type: str, i: int, size: int = 96) -> dict:
     (fr, fc), fradius = TYPE_LAYOUT[tumour_type]
     rng = np.random.default_rng(1000 + i)
     jitter = rng.integers(-2, 3, size=3)
-    return {"center": (int(fr * size) + int(jitter[0]), int(fc * size) + int(jitter[1])),
-            "radius": max(3, int(fradius * size) + int(jitter[2])), "seed": i, "size": size}
+    return {
+        "center": (int(fr * size) + int(jitter[0]), int(fc * size) + int(jitter[1])),
+        "radius": max(3, int(fradius * size) + int(jitter[2])),
+        "seed": i,
+        "size": size,
+    }
 
 
 def make_case_base(*, n_per_type: int = 6, user=None, size: int = 96) -> list:
@@ -175,8 +217,15 @@ def make_case_base(*, n_per_type: int = 6, user=None, size: int = 96) -> list:
     for t, tumour_type in enumerate(sorted(TYPE_LAYOUT)):
         for j in range(n_per_type):
             i = t * 100 + j
-            cases.append(make_case(user=user, patient=f"BASE-{tumour_type}-{j}", tumour_type=tumour_type,
-                                   ground_truth=True, **synthetic_case_kwargs(tumour_type, i, size)))
+            cases.append(
+                make_case(
+                    user=user,
+                    patient=f"BASE-{tumour_type}-{j}",
+                    tumour_type=tumour_type,
+                    ground_truth=True,
+                    **synthetic_case_kwargs(tumour_type, i, size),
+                )
+            )
     return cases
 
 
@@ -191,11 +240,20 @@ def write_shared_layout(directory, *, n_per_type: int = 2, first: int = 700, pre
     rows = []
     for n, tumour_type in enumerate(sorted(TYPE_LAYOUT) * n_per_type, 1):
         kwargs = synthetic_case_kwargs(tumour_type, first + n)
-        image, mask = synthetic_slice(kwargs["size"], center=kwargs["center"], radius=kwargs["radius"], seed=n)
+        image, mask = synthetic_slice(
+            kwargs["size"], center=kwargs["center"], radius=kwargs["radius"], seed=n
+        )
         Image.fromarray(image).save(directory / "images" / f"{n}.png")
         Image.fromarray(mask.astype("uint8") * 255).save(directory / "masks" / f"{n}.png")
-        rows.append({"id": n, "label": 0, "label_name": tumour_type, "pid": f"{prefix}{n}",
-                     "patient_group": f"{prefix}{n}"})
+        rows.append(
+            {
+                "id": n,
+                "label": 0,
+                "label_name": tumour_type,
+                "pid": f"{prefix}{n}",
+                "patient_group": f"{prefix}{n}",
+            }
+        )
     with (directory / "cases.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()

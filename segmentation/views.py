@@ -33,6 +33,9 @@ def run_review_view(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @login_required
 def run_mask_view(request: HttpRequest, case_id: int, run_id: int, fmt: str) -> HttpResponse:
-    run = get_object_or_404(SegmentationRun.objects.select_related("case__scan", "model_version"),
-                            pk=run_id, case_id=case_id)
-    return mask_download(run.case, load_mask(run), stem=f"case{case_id}_{run.model_version.name}_mask", fmt=fmt)
+    run = get_object_or_404(
+        SegmentationRun.objects.select_related("case__scan", "model_version"), pk=run_id, case_id=case_id
+    )
+    return mask_download(
+        run.case, load_mask(run), stem=f"case{case_id}_{run.model_version.name}_mask", fmt=fmt
+    )

@@ -42,7 +42,9 @@ class ScanFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Scan
 
-    file = factory.django.FileField(filename="slice.png", data=factory.LazyFunction(lambda: png_bytes(synthetic_slice()[0])))
+    file = factory.django.FileField(
+        filename="slice.png", data=factory.LazyFunction(lambda: png_bytes(synthetic_slice()[0]))
+    )
     original_filename = "slice.png"
     format = "png"
     width = 64
@@ -67,7 +69,9 @@ class CaseFactory(factory.django.DjangoModelFactory):
         with_mask = factory.Trait(
             ground_truth_mask=factory.django.FileField(
                 filename="mask.png",
-                data=factory.LazyFunction(lambda: png_bytes(np.where(synthetic_slice()[1], 255, 0).astype(np.uint8))),
+                data=factory.LazyFunction(
+                    lambda: png_bytes(np.where(synthetic_slice()[1], 255, 0).astype(np.uint8))
+                ),
             ),
             mask_source=MaskSource.IMPORTED,
         )

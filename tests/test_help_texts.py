@@ -17,8 +17,11 @@ BENCHMARKS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if "argpa
 
 
 def _undocumented(parser: argparse.ArgumentParser) -> list[str]:
-    return [action.option_strings[0] if action.option_strings else action.dest
-            for action in parser._actions if not action.help]
+    return [
+        action.option_strings[0] if action.option_strings else action.dest
+        for action in parser._actions
+        if not action.help
+    ]
 
 
 class _Captured(Exception):
@@ -28,6 +31,7 @@ class _Captured(Exception):
 
 def _parser_of(run, monkeypatch) -> argparse.ArgumentParser:
     """The parser a CLI's ``main`` builds, caught at its ``parse_args`` before it runs anything."""
+
     def capture(self, *args, **kwargs):
         raise _Captured(self)
 
@@ -41,8 +45,15 @@ OUR_COMMANDS = sorted(name for name, app in get_commands().items() if app in OUR
 
 
 def test_the_project_has_its_commands():
-    assert {"train_model", "evaluate_segmentation", "sync_models", "import_figshare", "build_case_base",
-            "tune_retrieval", "evaluate_retrieval"} <= set(OUR_COMMANDS)
+    assert {
+        "train_model",
+        "evaluate_segmentation",
+        "sync_models",
+        "import_figshare",
+        "build_case_base",
+        "tune_retrieval",
+        "evaluate_retrieval",
+    } <= set(OUR_COMMANDS)
 
 
 @pytest.mark.parametrize("name", OUR_COMMANDS)
@@ -64,7 +75,8 @@ def test_every_ml_command_line_has_a_help_text_on_itself_and_each_option(module,
 def test_every_benchmark_has_a_help_text_on_itself_and_each_option(filename, monkeypatch):
     assert BENCHMARKS  # the glob found the benchmarks
     monkeypatch.setattr(sys, "argv", [filename, "--help"])
-    parser = _parser_of(lambda: runpy.run_path(str(ROOT / "benchmarks" / filename), run_name="__main__"),
-                        monkeypatch)
+    parser = _parser_of(
+        lambda: runpy.run_path(str(ROOT / "benchmarks" / filename), run_name="__main__"), monkeypatch
+    )
     assert parser.description and parser.description.strip()
     assert _undocumented(parser) == []

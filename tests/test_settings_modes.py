@@ -26,13 +26,22 @@ print(json.dumps({"engine": db["ENGINE"], "name": str(db["NAME"]), "host": db.ge
     "user": db.get("USER"), "test_name": db.get("TEST", {}).get("NAME"), "broker": settings.CELERY_BROKER_URL,
     "backend": settings.CELERY_RESULT_BACKEND, "media": str(settings.MEDIA_ROOT), "debug": settings.DEBUG}))
 """
-MODE_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "DEBUG", "TUMORSITE_VAR_DIR", "ALLOWED_HOSTS")
+MODE_VARIABLES = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "TUMORSITE_VAR_DIR",
+    "ALLOWED_HOSTS",
+)
 
 
 def _run(args, settings_module, tmp_path, **env):
     clean = {k: v for k, v in os.environ.items() if k not in MODE_VARIABLES and k != "DJANGO_SETTINGS_MODULE"}
     clean.update(DJANGO_SETTINGS_MODULE=settings_module, TUMORSITE_VAR_DIR=str(tmp_path / "var"), **env)
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=clean, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=clean, capture_output=True, text=True, timeout=120
+    )
 
 
 def _probe(tmp_path, settings_module="tumorsite.settings.base", **env) -> dict:
@@ -51,11 +60,18 @@ def test_no_environment_means_embedded_sqlite_and_in_process_tasks(tmp_path):
 
 def test_service_urls_mean_postgres_and_a_redis_broker(tmp_path):
     probe = _probe(
-        tmp_path, "tumorsite.settings.test",
-        DATABASE_URL="postgres://ts:s%40cret@db.internal:5433/tumorsite", CELERY_BROKER_URL="redis://cache:6379/0",
+        tmp_path,
+        "tumorsite.settings.test",
+        DATABASE_URL="postgres://ts:s%40cret@db.internal:5433/tumorsite",
+        CELERY_BROKER_URL="redis://cache:6379/0",
     )
     assert probe["engine"] == "django.db.backends.postgresql"
-    assert (probe["name"], probe["host"], probe["port"], probe["user"]) == ("tumorsite", "db.internal", "5433", "ts")
+    assert (probe["name"], probe["host"], probe["port"], probe["user"]) == (
+        "tumorsite",
+        "db.internal",
+        "5433",
+        "ts",
+    )
     assert probe["test_name"] == "test_tumorsite"  # what .ci/run points the Celery worker at
     assert probe["broker"] == probe["backend"] == "redis://cache:6379/0"
 
@@ -84,8 +100,13 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
 
 def test_production_passes_the_deployment_checklist(tmp_path):
     secret = "x7Kq!2vR9mZ$pL4wT8nB3cY6hJ1dF5gS0aE-uI_oP+lM=zN&rW"
-    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], "tumorsite.settings.production",
-                  tmp_path, SECRET_KEY=secret, ALLOWED_HOSTS="tumorsite.example.org")
+    result = _run(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        "tumorsite.settings.production",
+        tmp_path,
+        SECRET_KEY=secret,
+        ALLOWED_HOSTS="tumorsite.example.org",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
@@ -97,8 +118,15 @@ def test_production_passes_the_deployment_checklist(tmp_path):
         ("sqlite:////abs/db.sqlite3", {"ENGINE": "django.db.backends.sqlite3", "NAME": "/abs/db.sqlite3"}),
         (
             "postgresql://me:p%2Fw@localhost/ts?sslmode=require",
-            {"ENGINE": "django.db.backends.postgresql", "NAME": "ts", "USER": "me", "PASSWORD": "p/w",
-             "HOST": "localhost", "PORT": "", "OPTIONS": {"sslmode": "require"}},
+            {
+                "ENGINE": "django.db.backends.postgresql",
+                "NAME": "ts",
+                "USER": "me",
+                "PASSWORD": "p/w",
+                "HOST": "localhost",
+                "PORT": "",
+                "OPTIONS": {"sslmode": "require"},
+            },
         ),
     ],
 )

@@ -19,10 +19,16 @@ urlpatterns = [
     path("cases/<int:case_id>/similar/", SimilarCasesApi.as_view(), name="case-similar"),
     path("cases/<int:case_id>/diagnoses/", CaseDiagnosisCreateApi.as_view(), name="case-diagnoses"),
     path("segmentations/<int:run_id>/review/", SegmentationReviewApi.as_view(), name="segmentation-review"),
-    re_path(r"^segmentations/(?P<run_id>[0-9]+)/(?P<kind>mask|probability)\.png$", SegmentationFileApi.as_view(),
-            name="segmentation-file"),
+    re_path(
+        r"^segmentations/(?P<run_id>[0-9]+)/(?P<kind>mask|probability)\.png$",
+        SegmentationFileApi.as_view(),
+        name="segmentation-file",
+    ),
     path("diagnoses/", DiagnosisListApi.as_view(), name="diagnosis-list"),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]),
-         name="docs"),
+    path(
+        "docs/",
+        SpectacularSwaggerView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]),
+        name="docs",
+    ),
 ]

@@ -79,7 +79,9 @@ def parse_database_url(url: str) -> dict:
     if scheme in ("postgres", "postgresql", "pgsql"):
         name = unquote(parts.path.lstrip("/"))
         if not name:
-            raise EnvError(f"DATABASE_URL={_redact(url)!r} has no database name: postgres://user:pass@host:5432/name")
+            raise EnvError(
+                f"DATABASE_URL={_redact(url)!r} has no database name: postgres://user:pass@host:5432/name"
+            )
         try:
             port = parts.port
         except ValueError:

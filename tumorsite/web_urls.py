@@ -29,11 +29,16 @@ urlpatterns = [
     path("cases/<int:case_id>/overlay.png", case_views.case_overlay_view, name="case-overlay"),
     path("cases/<int:case_id>/best-mask.png", case_views.case_best_mask_view, name="case-best-mask"),
     path("cases/<int:case_id>/mask.<maskfmt:fmt>", case_views.case_mask_view, name="case-mask"),
-    path("cases/<int:case_id>/runs/<int:run_id>/mask.<maskfmt:fmt>", segmentation_views.run_mask_view,
-         name="run-mask"),
+    path(
+        "cases/<int:case_id>/runs/<int:run_id>/mask.<maskfmt:fmt>",
+        segmentation_views.run_mask_view,
+        name="run-mask",
+    ),
     path("cases/<int:case_id>/correct/", case_views.case_correct_view, name="case-correct"),
     path("cases/<int:case_id>/tumour-type/", case_views.case_tumour_type_view, name="case-tumour-type"),
-    path("cases/<int:case_id>/diagnoses/", recommender_views.case_diagnosis_add_view, name="case-diagnosis-add"),
+    path(
+        "cases/<int:case_id>/diagnoses/", recommender_views.case_diagnosis_add_view, name="case-diagnosis-add"
+    ),
     path("cases/<int:case_id>/similar/", case_views.case_similar_view, name="case-similar"),
     path("cases/<int:case_id>/report/", case_views.case_report_view, name="case-report"),
     path("runs/<int:run_id>/review/", segmentation_views.run_review_view, name="run-review"),

@@ -37,7 +37,9 @@ class ReportingCommand(BaseCommand):
             dest="json_path",
             help='Also write the report as JSON: {"imported": n, "skipped": n, "failed": [{"file", "error"}]}.',
         )
-        parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar (for logs and CI).")
+        parser.add_argument(
+            "--no-progress", action="store_true", help="Hide the progress bar (for logs and CI)."
+        )
 
     def finish(self, report: RunReport, json_path: str | None) -> None:
         for failure in report.failed[:20]:
@@ -55,7 +57,10 @@ class ImportCommand(ReportingCommand):
     """An importer: reads files with the upload limits and saves prepared cases in batches."""
 
     def reader_limits(self) -> dict:
-        return {"max_bytes": settings.TUMORSITE_MAX_UPLOAD_MB * 1024 * 1024, "max_pixels": settings.TUMORSITE_MAX_PIXELS}
+        return {
+            "max_bytes": settings.TUMORSITE_MAX_UPLOAD_MB * 1024 * 1024,
+            "max_pixels": settings.TUMORSITE_MAX_PIXELS,
+        }
 
     def save_batch(self, batch: list, report: RunReport) -> None:
         from cases.services import cases_save

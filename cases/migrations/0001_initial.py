@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,89 +14,271 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Patient',
+            name="Patient",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('identifier', models.CharField(max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("identifier", models.CharField(max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['identifier'],
+                "ordering": ["identifier"],
             },
         ),
         migrations.CreateModel(
-            name='Case',
+            name="Case",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source_ref', models.CharField(blank=True, max_length=64, null=True, unique=True)),
-                ('tumour_type', models.CharField(blank=True, choices=[('meningioma', 'Meningioma'), ('glioma', 'Glioma'), ('pituitary', 'Pituitary tumour')], max_length=16, null=True)),
-                ('tumour_type_source', models.CharField(blank=True, choices=[('clinician', 'Entered by a clinician'), ('predicted', 'Predicted'), ('imported', 'Imported with the dataset')], max_length=16, null=True)),
-                ('predicted_tumour_type', models.CharField(blank=True, choices=[('meningioma', 'Meningioma'), ('glioma', 'Glioma'), ('pituitary', 'Pituitary tumour')], max_length=16, null=True)),
-                ('predicted_confidence', models.FloatField(blank=True, null=True)),
-                ('ground_truth_mask', models.FileField(blank=True, null=True, upload_to='masks/%Y/%m/')),
-                ('mask_source', models.CharField(blank=True, choices=[('imported', 'Imported with the dataset'), ('corrected', 'Corrected by a clinician')], max_length=16, null=True)),
-                ('mask_updated_at', models.DateTimeField(blank=True, null=True)),
-                ('notes', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='cases_created', to=settings.AUTH_USER_MODEL)),
-                ('mask_updated_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('patient', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='cases', to='cases.patient')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("source_ref", models.CharField(blank=True, max_length=64, null=True, unique=True)),
+                (
+                    "tumour_type",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("meningioma", "Meningioma"),
+                            ("glioma", "Glioma"),
+                            ("pituitary", "Pituitary tumour"),
+                        ],
+                        max_length=16,
+                        null=True,
+                    ),
+                ),
+                (
+                    "tumour_type_source",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("clinician", "Entered by a clinician"),
+                            ("predicted", "Predicted"),
+                            ("imported", "Imported with the dataset"),
+                        ],
+                        max_length=16,
+                        null=True,
+                    ),
+                ),
+                (
+                    "predicted_tumour_type",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("meningioma", "Meningioma"),
+                            ("glioma", "Glioma"),
+                            ("pituitary", "Pituitary tumour"),
+                        ],
+                        max_length=16,
+                        null=True,
+                    ),
+                ),
+                ("predicted_confidence", models.FloatField(blank=True, null=True)),
+                ("ground_truth_mask", models.FileField(blank=True, null=True, upload_to="masks/%Y/%m/")),
+                (
+                    "mask_source",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("imported", "Imported with the dataset"),
+                            ("corrected", "Corrected by a clinician"),
+                        ],
+                        max_length=16,
+                        null=True,
+                    ),
+                ),
+                ("mask_updated_at", models.DateTimeField(blank=True, null=True)),
+                ("notes", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="cases_created",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "mask_updated_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "patient",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="cases", to="cases.patient"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Diagnosis',
+            name="Diagnosis",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='As first entered', max_length=200)),
-                ('key', models.CharField(help_text='Normalised name, for matching', max_length=200, unique=True)),
-                ('tumour_type', models.CharField(blank=True, choices=[('meningioma', 'Meningioma'), ('glioma', 'Glioma'), ('pituitary', 'Pituitary tumour')], max_length=16, null=True)),
-                ('added_automatically', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('first_case', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='cases.case')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(help_text="As first entered", max_length=200)),
+                (
+                    "key",
+                    models.CharField(help_text="Normalised name, for matching", max_length=200, unique=True),
+                ),
+                (
+                    "tumour_type",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("meningioma", "Meningioma"),
+                            ("glioma", "Glioma"),
+                            ("pituitary", "Pituitary tumour"),
+                        ],
+                        max_length=16,
+                        null=True,
+                    ),
+                ),
+                ("added_automatically", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "first_case",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="cases.case",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'diagnoses',
-                'ordering': ['name'],
+                "verbose_name_plural": "diagnoses",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Scan',
+            name="Scan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('file', models.FileField(upload_to='scans/%Y/%m/')),
-                ('original_filename', models.CharField(max_length=255)),
-                ('format', models.CharField(choices=[('png', 'PNG'), ('jpeg', 'JPEG'), ('tiff', 'TIFF'), ('dicom', 'DICOM'), ('mat', 'Figshare MATLAB v7.3')], max_length=8)),
-                ('width', models.PositiveIntegerField()),
-                ('height', models.PositiveIntegerField()),
-                ('sha256', models.CharField(db_index=True, max_length=64)),
-                ('pixel_spacing_mm', models.FloatField(blank=True, help_text='Row spacing (mm between rows)', null=True)),
-                ('pixel_spacing_col_mm', models.FloatField(blank=True, help_text='Column spacing (mm)', null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('uploaded_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("file", models.FileField(upload_to="scans/%Y/%m/")),
+                ("original_filename", models.CharField(max_length=255)),
+                (
+                    "format",
+                    models.CharField(
+                        choices=[
+                            ("png", "PNG"),
+                            ("jpeg", "JPEG"),
+                            ("tiff", "TIFF"),
+                            ("dicom", "DICOM"),
+                            ("mat", "Figshare MATLAB v7.3"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("width", models.PositiveIntegerField()),
+                ("height", models.PositiveIntegerField()),
+                ("sha256", models.CharField(db_index=True, max_length=64)),
+                (
+                    "pixel_spacing_mm",
+                    models.FloatField(blank=True, help_text="Row spacing (mm between rows)", null=True),
+                ),
+                (
+                    "pixel_spacing_col_mm",
+                    models.FloatField(blank=True, help_text="Column spacing (mm)", null=True),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "uploaded_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='case',
-            name='scan',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='case', to='cases.scan'),
+            model_name="case",
+            name="scan",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE, related_name="case", to="cases.scan"
+            ),
         ),
         migrations.CreateModel(
-            name='CaseDiagnosis',
+            name="CaseDiagnosis",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('recorded_at', models.DateTimeField(auto_now_add=True)),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='case_diagnoses', to='cases.case')),
-                ('recorded_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('diagnosis', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='case_diagnoses', to='cases.diagnosis')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("recorded_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="case_diagnoses",
+                        to="cases.case",
+                    ),
+                ),
+                (
+                    "recorded_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "diagnosis",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="case_diagnoses",
+                        to="cases.diagnosis",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'case diagnoses',
-                'constraints': [models.UniqueConstraint(fields=('case', 'diagnosis'), name='unique_case_diagnosis')],
+                "verbose_name_plural": "case diagnoses",
+                "constraints": [
+                    models.UniqueConstraint(fields=("case", "diagnosis"), name="unique_case_diagnosis")
+                ],
             },
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cases', '0001_initial'),
+        ("cases", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='case',
-            name='predicted_type_sources',
+            model_name="case",
+            name="predicted_type_sources",
             field=models.JSONField(blank=True, null=True),
         ),
     ]

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
-from .base import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, FIGSHARE_LABELS, ImageReadError, Limits, ScanImage, to_uint8
+from .base import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    FIGSHARE_LABELS,
+    ImageReadError,
+    Limits,
+    ScanImage,
+    to_uint8,
+)
 from .dicom import deidentify, read_dicom
 from .mat import has_hdf5_signature, read_mat
 from .raster import read_raster
@@ -31,8 +39,14 @@ __all__ = [
 
 _RASTER_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*")
 _EXTENSIONS = {
-    ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff",
-    ".dcm": "dicom", ".dicom": "dicom", ".mat": "mat",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".dcm": "dicom",
+    ".dicom": "dicom",
+    ".mat": "mat",
 }
 
 
@@ -52,13 +66,19 @@ def detect_format(data: bytes, filename: str = "") -> str | None:
 
 
 def read_image(
-    data: bytes, filename: str = "", *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes,
+    filename: str = "",
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ScanImage:
     limits = Limits(max_bytes=max_bytes, max_pixels=max_pixels)
     limits.check_bytes(len(data))
     fmt = detect_format(data, filename)
     if fmt is None:
-        raise ImageReadError("The file is not an image we can read (PNG, JPEG, TIFF, DICOM or Figshare .mat).")
+        raise ImageReadError(
+            "The file is not an image we can read (PNG, JPEG, TIFF, DICOM or Figshare .mat)."
+        )
     if fmt == "dicom":
         return read_dicom(data, limits)
     if fmt == "mat":

@@ -24,68 +24,13 @@ from .base import ImageReadError, Limits, ScanImage
 # Attributes of PS3.15 table E.1-1 that the basic profile empties (Z) or removes (X). Type 2 attributes
 # (which must be present) are emptied, the rest removed. D (dummy) attributes are emptied as well:
 # an empty value is a valid dummy for every type 2 attribute here.
-_EMPTY = (
-    "PatientName PatientID PatientBirthDate PatientSex ReferringPhysicianName StudyID AccessionNumber "
-    "StudyDate StudyTime ContentDate ContentTime ContrastBolusAgent"
-).split()
-_REMOVE = (
-    "AcquisitionComments AcquisitionContextSequence AcquisitionDate AcquisitionDateTime AcquisitionTime "
-    "ActualHumanPerformersSequence AdditionalPatientHistory AdmissionID AdmittingDate AdmittingDiagnosesCodeSequence "
-    "AdmittingDiagnosesDescription AdmittingTime Allergies Arbitrary AuthorObserverSequence BranchOfService "
-    "CommentsOnThePerformedProcedureStep ConfidentialityConstraintOnPatientDataDescription ContentCreatorName "
-    "ContentSequence ContributionDescription CountryOfResidence CurrentPatientLocation CurveDate CurveTime "
-    "CustodialOrganizationSequence DataSetTrailingPadding DerivationDescription DetectorID DeviceSerialNumber "
-    "DeviceUID DigitalSignaturesSequence DischargeDiagnosisDescription DistributionAddress DistributionName "
-    "EthnicGroup FrameComments GantryID GeneratorID GraphicAnnotationSequence HumanPerformerName "
-    "HumanPerformerOrganization IconImageSequence IdentifyingComments ImageComments ImagePresentationComments "
-    "ImagingServiceRequestComments Impressions InstanceCreatorUID InstitutionAddress InstitutionCodeSequence "
-    "InstitutionName InstitutionalDepartmentName InsurancePlanIdentification IntendedRecipientsOfResultsIdentificationSequence "
-    "InterpretationApproverSequence InterpretationAuthor InterpretationDiagnosisDescription InterpretationIDIssuer "
-    "InterpretationRecorder InterpretationText InterpretationTranscriber IssuerOfAdmissionID IssuerOfPatientID "
-    "IssuerOfServiceEpisodeID MAC MedicalAlerts MedicalRecordLocator MilitaryRank ModifiedAttributesSequence "
-    "ModifyingDeviceID ModifyingDeviceManufacturer NameOfPhysiciansReadingStudy NamesOfIntendedRecipientsOfResults "
-    "Occupation OperatorIdentificationSequence OperatorsName OrderCallbackPhoneNumber OrderEnteredBy "
-    "OrderEntererLocation OriginalAttributesSequence OtherPatientIDs OtherPatientIDsSequence OtherPatientNames "
-    "ParticipantSequence PatientAddress PatientAge PatientBirthName PatientBirthTime PatientComments "
-    "PatientInsurancePlanCodeSequence PatientMotherBirthName PatientPrimaryLanguageCodeSequence "
-    "PatientPrimaryLanguageModifierCodeSequence PatientReligiousPreference PatientSexNeutered PatientSize "
-    "PatientState PatientTelephoneNumbers PatientTransportArrangements PatientWeight "
-    "PerformedLocation PerformedProcedureStepDescription PerformedProcedureStepEndDate PerformedProcedureStepEndTime "
-    "PerformedProcedureStepID PerformedProcedureStepStartDate PerformedProcedureStepStartTime "
-    "PerformedStationAETitle PerformedStationGeographicLocationCodeSequence PerformedStationName "
-    "PerformedStationNameCodeSequence PerformingPhysicianIdentificationSequence PerformingPhysicianName "
-    "PersonAddress PersonIdentificationCodeSequence PersonName PersonTelephoneNumbers PhysicianApprovingInterpretation "
-    "PhysiciansOfRecord PhysiciansOfRecordIdentificationSequence PhysiciansReadingStudyIdentificationSequence "
-    "PreMedication PregnancyStatus ProtocolName ReasonForTheImagingServiceRequest ReasonForStudy "
-    "ReferencedDigitalSignatureSequence ReferencedPatientAliasSequence ReferencedPatientSequence "
-    "ReferencedSOPInstanceMACSequence ReferencedStudySequence ReferringPhysicianAddress "
-    "ReferringPhysicianIdentificationSequence ReferringPhysicianTelephoneNumbers RegionOfResidence "
-    "RequestAttributesSequence RequestedContrastAgent RequestedProcedureComments RequestedProcedureDescription "
-    "RequestedProcedureID RequestedProcedureLocation RequestingPhysician RequestingService ResponsibleOrganization "
-    "ResponsiblePerson ResultsComments ResultsDistributionListSequence ResultsIDIssuer ScheduledHumanPerformersSequence "
-    "ScheduledPatientInstitutionResidence ScheduledPerformingPhysicianIdentificationSequence "
-    "ScheduledPerformingPhysicianName ScheduledProcedureStepEndDate ScheduledProcedureStepEndTime "
-    "ScheduledProcedureStepLocation ScheduledProcedureStepStartDate ScheduledProcedureStepStartTime "
-    "ScheduledStationAETitle ScheduledStationGeographicLocationCodeSequence ScheduledStationName "
-    "ScheduledStationNameCodeSequence ScheduledStudyLocation ScheduledStudyLocationAETitle SeriesDate "
-    "SeriesDescription SeriesTime ServiceEpisodeDescription ServiceEpisodeID SmokingStatus SourceImageSequence "
-    "SpecialNeeds StationName StudyComments StudyDescription StudyIDIssuer TextComments TextString TimezoneOffsetFromUTC "
-    "TopicAuthor TopicKeywords TopicSubject TopicTitle VerifyingObserverIdentificationCodeSequence "
-    "VerifyingObserverName VerifyingObserverSequence VerifyingOrganization VisitComments"
-).split()
-_REPLACE_UID = (
-    "StudyInstanceUID SeriesInstanceUID SOPInstanceUID FrameOfReferenceUID ReferencedSOPInstanceUID "
-    "ReferencedFrameOfReferenceUID RelatedFrameOfReferenceUID SynchronizationFrameOfReferenceUID "
-    "ConcatenationUID DimensionOrganizationUID IrradiationEventUID StorageMediaFileSetUID TransactionUID "
-    "FiducialUID TargetUID UID"
-).split()
+_EMPTY = ["PatientName", "PatientID", "PatientBirthDate", "PatientSex", "ReferringPhysicianName", "StudyID", "AccessionNumber", "StudyDate", "StudyTime", "ContentDate", "ContentTime", "ContrastBolusAgent"]
+_REMOVE = ["AcquisitionComments", "AcquisitionContextSequence", "AcquisitionDate", "AcquisitionDateTime", "AcquisitionTime", "ActualHumanPerformersSequence", "AdditionalPatientHistory", "AdmissionID", "AdmittingDate", "AdmittingDiagnosesCodeSequence", "AdmittingDiagnosesDescription", "AdmittingTime", "Allergies", "Arbitrary", "AuthorObserverSequence", "BranchOfService", "CommentsOnThePerformedProcedureStep", "ConfidentialityConstraintOnPatientDataDescription", "ContentCreatorName", "ContentSequence", "ContributionDescription", "CountryOfResidence", "CurrentPatientLocation", "CurveDate", "CurveTime", "CustodialOrganizationSequence", "DataSetTrailingPadding", "DerivationDescription", "DetectorID", "DeviceSerialNumber", "DeviceUID", "DigitalSignaturesSequence", "DischargeDiagnosisDescription", "DistributionAddress", "DistributionName", "EthnicGroup", "FrameComments", "GantryID", "GeneratorID", "GraphicAnnotationSequence", "HumanPerformerName", "HumanPerformerOrganization", "IconImageSequence", "IdentifyingComments", "ImageComments", "ImagePresentationComments", "ImagingServiceRequestComments", "Impressions", "InstanceCreatorUID", "InstitutionAddress", "InstitutionCodeSequence", "InstitutionName", "InstitutionalDepartmentName", "InsurancePlanIdentification", "IntendedRecipientsOfResultsIdentificationSequence", "InterpretationApproverSequence", "InterpretationAuthor", "InterpretationDiagnosisDescription", "InterpretationIDIssuer", "InterpretationRecorder", "InterpretationText", "InterpretationTranscriber", "IssuerOfAdmissionID", "IssuerOfPatientID", "IssuerOfServiceEpisodeID", "MAC", "MedicalAlerts", "MedicalRecordLocator", "MilitaryRank", "ModifiedAttributesSequence", "ModifyingDeviceID", "ModifyingDeviceManufacturer", "NameOfPhysiciansReadingStudy", "NamesOfIntendedRecipientsOfResults", "Occupation", "OperatorIdentificationSequence", "OperatorsName", "OrderCallbackPhoneNumber", "OrderEnteredBy", "OrderEntererLocation", "OriginalAttributesSequence", "OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "ParticipantSequence", "PatientAddress", "PatientAge", "PatientBirthName", "PatientBirthTime", "PatientComments", "PatientInsurancePlanCodeSequence", "PatientMotherBirthName", "PatientPrimaryLanguageCodeSequence", "PatientPrimaryLanguageModifierCodeSequence", "PatientReligiousPreference", "PatientSexNeutered", "PatientSize", "PatientState", "PatientTelephoneNumbers", "PatientTransportArrangements", "PatientWeight", "PerformedLocation", "PerformedProcedureStepDescription", "PerformedProcedureStepEndDate", "PerformedProcedureStepEndTime", "PerformedProcedureStepID", "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime", "PerformedStationAETitle", "PerformedStationGeographicLocationCodeSequence", "PerformedStationName", "PerformedStationNameCodeSequence", "PerformingPhysicianIdentificationSequence", "PerformingPhysicianName", "PersonAddress", "PersonIdentificationCodeSequence", "PersonName", "PersonTelephoneNumbers", "PhysicianApprovingInterpretation", "PhysiciansOfRecord", "PhysiciansOfRecordIdentificationSequence", "PhysiciansReadingStudyIdentificationSequence", "PreMedication", "PregnancyStatus", "ProtocolName", "ReasonForTheImagingServiceRequest", "ReasonForStudy", "ReferencedDigitalSignatureSequence", "ReferencedPatientAliasSequence", "ReferencedPatientSequence", "ReferencedSOPInstanceMACSequence", "ReferencedStudySequence", "ReferringPhysicianAddress", "ReferringPhysicianIdentificationSequence", "ReferringPhysicianTelephoneNumbers", "RegionOfResidence", "RequestAttributesSequence", "RequestedContrastAgent", "RequestedProcedureComments", "RequestedProcedureDescription", "RequestedProcedureID", "RequestedProcedureLocation", "RequestingPhysician", "RequestingService", "ResponsibleOrganization", "ResponsiblePerson", "ResultsComments", "ResultsDistributionListSequence", "ResultsIDIssuer", "ScheduledHumanPerformersSequence", "ScheduledPatientInstitutionResidence", "ScheduledPerformingPhysicianIdentificationSequence", "ScheduledPerformingPhysicianName", "ScheduledProcedureStepEndDate", "ScheduledProcedureStepEndTime", "ScheduledProcedureStepLocation", "ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime", "ScheduledStationAETitle", "ScheduledStationGeographicLocationCodeSequence", "ScheduledStationName", "ScheduledStationNameCodeSequence", "ScheduledStudyLocation", "ScheduledStudyLocationAETitle", "SeriesDate", "SeriesDescription", "SeriesTime", "ServiceEpisodeDescription", "ServiceEpisodeID", "SmokingStatus", "SourceImageSequence", "SpecialNeeds", "StationName", "StudyComments", "StudyDescription", "StudyIDIssuer", "TextComments", "TextString", "TimezoneOffsetFromUTC", "TopicAuthor", "TopicKeywords", "TopicSubject", "TopicTitle", "VerifyingObserverIdentificationCodeSequence", "VerifyingObserverName", "VerifyingObserverSequence", "VerifyingOrganization", "VisitComments"]
+_REPLACE_UID = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID", "ReferencedSOPInstanceUID", "ReferencedFrameOfReferenceUID", "RelatedFrameOfReferenceUID", "SynchronizationFrameOfReferenceUID", "ConcatenationUID", "DimensionOrganizationUID", "IrradiationEventUID", "StorageMediaFileSetUID", "TransactionUID", "FiducialUID", "TargetUID", "UID"]
 _DEIDENTIFICATION_METHOD = "DICOM PS3.15 Annex E basic profile (TumorSite)"  # LO: 64 chars at most
 
 # Non-identifying header fields worth keeping next to the scan.
-_KEEP_METADATA = (
-    "Modality Manufacturer ManufacturerModelName MagneticFieldStrength SliceThickness RepetitionTime EchoTime "
-    "PhotometricInterpretation BitsStored PixelRepresentation RescaleSlope RescaleIntercept WindowCenter WindowWidth"
-).split()
+_KEEP_METADATA = ["Modality", "Manufacturer", "ManufacturerModelName", "MagneticFieldStrength", "SliceThickness", "RepetitionTime", "EchoTime", "PhotometricInterpretation", "BitsStored", "PixelRepresentation", "RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth"]
 
 
 def read_dicom(data: bytes, limits: Limits = Limits()) -> ScanImage:
@@ -97,8 +42,12 @@ def read_dicom(data: bytes, limits: Limits = Limits()) -> ScanImage:
             ds = pydicom.dcmread(io.BytesIO(data), force=True)
         if "PixelData" not in ds:
             if data[128:132] != b"DICM" and "SOPClassUID" not in ds and "Modality" not in ds:
-                raise ImageReadError("The file is not an image we can read (PNG, JPEG, TIFF, DICOM or Figshare .mat).")
-            raise ImageReadError("The DICOM file has no image in it (no pixel data); it may be a report or a truncated file.")
+                raise ImageReadError(
+                    "The file is not an image we can read (PNG, JPEG, TIFF, DICOM or Figshare .mat)."
+                )
+            raise ImageReadError(
+                "The DICOM file has no image in it (no pixel data); it may be a report or a truncated file."
+            )
     except ImageReadError:
         raise
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -167,8 +116,12 @@ def deidentify(ds: Dataset) -> Dataset:
                 dataset.data_element(keyword).value = None
         for keyword in _REPLACE_UID:
             if keyword in dataset and dataset.data_element(keyword).VR == "UI":
-                dataset.data_element(keyword).value = _replace_uid(dataset.data_element(keyword).value, uid_map)
-        for tag in [elem.tag for elem in dataset if 0x6000 <= elem.tag.group <= 0x60FF and elem.tag.group % 2 == 0]:
+                dataset.data_element(keyword).value = _replace_uid(
+                    dataset.data_element(keyword).value, uid_map
+                )
+        for tag in [
+            elem.tag for elem in dataset if 0x6000 <= elem.tag.group <= 0x60FF and elem.tag.group % 2 == 0
+        ]:
             if tag.element in (0x3000, 0x4000):  # overlay data and overlay comments: may carry text
                 del dataset[tag]
         for elem in dataset:
@@ -180,7 +133,11 @@ def deidentify(ds: Dataset) -> Dataset:
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = _DEIDENTIFICATION_METHOD
     code = Dataset()
-    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "113100", "DCM", "Basic Application Confidentiality Profile"
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = (
+        "113100",
+        "DCM",
+        "Basic Application Confidentiality Profile",
+    )
     ds.DeidentificationMethodCodeSequence = [code]
     meta = getattr(ds, "file_meta", None)
     if meta is not None and "SOPInstanceUID" in ds:

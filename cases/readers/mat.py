@@ -32,7 +32,9 @@ def read_mat(data: bytes, limits: Limits = Limits()) -> ScanImage:
         )
     if not has_hdf5_signature(data):
         if data.startswith(b"MATLAB 7.3"):
-            raise ImageReadError("The .mat file is truncated: its MATLAB header is there but the data is not.")
+            raise ImageReadError(
+                "The .mat file is truncated: its MATLAB header is there but the data is not."
+            )
         raise ImageReadError("The file is not a MATLAB v7.3 .mat file (the Figshare brain-tumour format).")
     try:
         with h5py.File(io.BytesIO(data), "r") as f:

@@ -41,7 +41,9 @@ def read_raster(data: bytes, limits: Limits = Limits()) -> ScanImage:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageReadError("The image is too large to open safely (decompression-bomb guard).") from None
     except UnidentifiedImageError:
-        raise ImageReadError("The file is not an image we can read (PNG, JPEG, TIFF, DICOM or Figshare .mat).") from None
+        raise ImageReadError(
+            "The file is not an image we can read (PNG, JPEG, TIFF, DICOM or Figshare .mat)."
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError):
         raise ImageReadError("The image file is truncated or damaged and cannot be read.") from None
     return ScanImage(pixels=pixels, format=fmt, metadata=metadata)

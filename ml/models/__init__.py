@@ -53,14 +53,20 @@ class ModelSpec:
         return asdict(self)
 
     @classmethod
-    def from_config(cls, config: dict) -> "ModelSpec":
+    def from_config(cls, config: dict) -> ModelSpec:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in config.items() if k in known})
 
     def build(self, encoder_weights=None) -> keras.Model:
-        kwargs = dict(encoder=self.encoder, input_size=self.input_size, base_filters=self.base_filters,
-                      depth=self.depth, encoder_weights=encoder_weights, dropout=self.dropout,
-                      attention_blocks=self.attention_blocks)
+        kwargs = dict(
+            encoder=self.encoder,
+            input_size=self.input_size,
+            base_filters=self.base_filters,
+            depth=self.depth,
+            encoder_weights=encoder_weights,
+            dropout=self.dropout,
+            attention_blocks=self.attention_blocks,
+        )
         if self.architecture == "unet_plus_plus":
             kwargs["deep_supervision"] = self.deep_supervision
         return BUILDERS[self.architecture](**kwargs)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from ml.encoders import build_encoder, encoder_divisor
 from ml.blocks import check_input_size, conv_block, segmentation_head, upsample
+from ml.encoders import build_encoder, encoder_divisor
 
 
 def attention_gate(x, g, inter_filters: int, name: str):
@@ -28,16 +28,30 @@ def attention_gate(x, g, inter_filters: int, name: str):
     return layers.Multiply(name=f"{name}_gated")([x, alpha])
 
 
-def build_attention_unet(*, encoder: str = "plain", input_size: int = 128, base_filters: int = 16,
-                         depth: int = 4, encoder_weights=None, dropout: float = 0.0,
-                         attention_blocks: int = 0, name: str = "attention_unet") -> keras.Model:
+def build_attention_unet(
+    *,
+    encoder: str = "plain",
+    input_size: int = 128,
+    base_filters: int = 16,
+    depth: int = 4,
+    encoder_weights=None,
+    dropout: float = 0.0,
+    attention_blocks: int = 0,
+    name: str = "attention_unet",
+) -> keras.Model:
     """Build an Attention U-Net. Arguments as ``build_unet``."""
     check_input_size(input_size, encoder_divisor(encoder, depth), "Attention U-Net")
     # === Functional Model ===
     inputs = keras.Input((input_size, input_size, 1), name="image")
-    skips, x = build_encoder(inputs, encoder, base_filters=base_filters, depth=depth,
-                             weights=encoder_weights, dropout=dropout,
-                             attention_blocks=attention_blocks)
+    skips, x = build_encoder(
+        inputs,
+        encoder,
+        base_filters=base_filters,
+        depth=depth,
+        weights=encoder_weights,
+        dropout=dropout,
+        attention_blocks=attention_blocks,
+    )
     for level in reversed(range(len(skips))):
         filters = base_filters * 2**level
         gated = attention_gate(skips[level], x, max(filters // 2, 1), f"decoder_stage{level}_attention")

@@ -24,9 +24,17 @@ from ml.data import TUMOUR_TYPES
 from ml.encoders import build_encoder, encoder_divisor
 
 
-def build_type_classifier(*, encoder: str = "plain", input_size: int = 128, base_filters: int = 12, depth: int = 4,
-                          encoder_weights=None, dropout: float = 0.3, hidden: int = 64,
-                          name: str = "type_classifier") -> keras.Model:
+def build_type_classifier(
+    *,
+    encoder: str = "plain",
+    input_size: int = 128,
+    base_filters: int = 12,
+    depth: int = 4,
+    encoder_weights=None,
+    dropout: float = 0.3,
+    hidden: int = 64,
+    name: str = "type_classifier",
+) -> keras.Model:
     """Build the classifier.
 
     Args:
@@ -46,8 +54,12 @@ def build_type_classifier(*, encoder: str = "plain", input_size: int = 128, base
     # === Functional Model ===
     inputs = keras.Input((input_size, input_size, 1), name="image")
     _, x = build_encoder(inputs, encoder, base_filters=base_filters, depth=depth, weights=encoder_weights)
-    pooled = layers.Concatenate(name="type_pooled")([layers.GlobalAveragePooling2D(name="type_avg_pool")(x),
-                                                     layers.GlobalMaxPooling2D(name="type_max_pool")(x)])
+    pooled = layers.Concatenate(name="type_pooled")(
+        [
+            layers.GlobalAveragePooling2D(name="type_avg_pool")(x),
+            layers.GlobalMaxPooling2D(name="type_max_pool")(x),
+        ]
+    )
     x = layers.Dropout(dropout, name="type_dropout")(pooled)
     x = layers.Dense(hidden, activation="relu", name="type_hidden")(x)
     outputs = layers.Dense(len(TUMOUR_TYPES), activation="softmax", dtype="float32", name="tumour_type")(x)

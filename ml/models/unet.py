@@ -11,13 +11,21 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from ml.encoders import build_encoder, encoder_divisor
 from ml.blocks import check_input_size, conv_block, segmentation_head, upsample
+from ml.encoders import build_encoder, encoder_divisor
 
 
-def build_unet(*, encoder: str = "plain", input_size: int = 128, base_filters: int = 16, depth: int = 4,
-               encoder_weights=None, dropout: float = 0.0, attention_blocks: int = 0,
-               name: str = "unet") -> keras.Model:
+def build_unet(
+    *,
+    encoder: str = "plain",
+    input_size: int = 128,
+    base_filters: int = 16,
+    depth: int = 4,
+    encoder_weights=None,
+    dropout: float = 0.0,
+    attention_blocks: int = 0,
+    name: str = "unet",
+) -> keras.Model:
     """Build a U-Net.
 
     Args:
@@ -33,9 +41,15 @@ def build_unet(*, encoder: str = "plain", input_size: int = 128, base_filters: i
     check_input_size(input_size, encoder_divisor(encoder, depth), "U-Net")
     # === Functional Model ===
     inputs = keras.Input((input_size, input_size, 1), name="image")
-    skips, x = build_encoder(inputs, encoder, base_filters=base_filters, depth=depth,
-                             weights=encoder_weights, dropout=dropout,
-                             attention_blocks=attention_blocks)
+    skips, x = build_encoder(
+        inputs,
+        encoder,
+        base_filters=base_filters,
+        depth=depth,
+        weights=encoder_weights,
+        dropout=dropout,
+        attention_blocks=attention_blocks,
+    )
     for level in reversed(range(len(skips))):
         filters = base_filters * 2**level
         x = upsample(x, filters, f"decoder_stage{level}")

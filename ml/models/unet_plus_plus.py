@@ -15,21 +15,35 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from ml.encoders import build_encoder, encoder_divisor
 from ml.blocks import check_input_size, conv_block, segmentation_head, upsample
+from ml.encoders import build_encoder, encoder_divisor
 
 
-def build_unet_plus_plus(*, encoder: str = "plain", input_size: int = 128, base_filters: int = 16,
-                         depth: int = 4, encoder_weights=None, dropout: float = 0.0,
-                         attention_blocks: int = 0, deep_supervision: bool = False,
-                         name: str = "unet_plus_plus") -> keras.Model:
+def build_unet_plus_plus(
+    *,
+    encoder: str = "plain",
+    input_size: int = 128,
+    base_filters: int = 16,
+    depth: int = 4,
+    encoder_weights=None,
+    dropout: float = 0.0,
+    attention_blocks: int = 0,
+    deep_supervision: bool = False,
+    name: str = "unet_plus_plus",
+) -> keras.Model:
     """Build a U-Net++. Arguments as ``build_unet``, plus ``deep_supervision``."""
     check_input_size(input_size, encoder_divisor(encoder, depth), "U-Net++")
     # === Functional Model ===
     inputs = keras.Input((input_size, input_size, 1), name="image")
-    skips, bottleneck = build_encoder(inputs, encoder, base_filters=base_filters, depth=depth,
-                                      weights=encoder_weights, dropout=dropout,
-                                      attention_blocks=attention_blocks)
+    skips, bottleneck = build_encoder(
+        inputs,
+        encoder,
+        base_filters=base_filters,
+        depth=depth,
+        weights=encoder_weights,
+        dropout=dropout,
+        attention_blocks=attention_blocks,
+    )
     levels = len(skips)
     nodes = {(i, 0): f for i, f in enumerate(skips)}
     nodes[(levels, 0)] = bottleneck

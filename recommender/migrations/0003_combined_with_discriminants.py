@@ -4,8 +4,9 @@ Combined vectors are derived data: they are cleared and the old scalers retired,
 change its length on PostgreSQL; ``manage.py build_case_base`` refits and refills them.
 """
 
-import recommender.fields
 from django.db import migrations
+
+import recommender.fields
 
 
 def clear_combined(apps, schema_editor):
@@ -14,16 +15,15 @@ def clear_combined(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('recommender', '0002_hnsw_index'),
+        ("recommender", "0002_hnsw_index"),
     ]
 
     operations = [
         migrations.RunPython(clear_combined, migrations.RunPython.noop),
         migrations.AlterField(
-            model_name='casefeatures',
-            name='combined',
+            model_name="casefeatures",
+            name="combined",
             field=recommender.fields.VectorField(blank=True, dimensions=61, null=True),
         ),
     ]

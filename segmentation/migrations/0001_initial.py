@@ -6,60 +6,130 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('cases', '0001_initial'),
+        ("cases", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ModelVersion',
+            name="ModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('architecture', models.CharField(help_text='unet, unet_plus_plus, attention_unet or "ensemble"', max_length=32)),
-                ('encoder', models.CharField(blank=True, max_length=32)),
-                ('file_path', models.CharField(blank=True, max_length=255)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('threshold', models.FloatField(default=0.5)),
-                ('input_size', models.PositiveIntegerField(default=128)),
-                ('is_active', models.BooleanField(default=True)),
-                ('is_ensemble', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "architecture",
+                    models.CharField(
+                        help_text='unet, unet_plus_plus, attention_unet or "ensemble"', max_length=32
+                    ),
+                ),
+                ("encoder", models.CharField(blank=True, max_length=32)),
+                ("file_path", models.CharField(blank=True, max_length=255)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("threshold", models.FloatField(default=0.5)),
+                ("input_size", models.PositiveIntegerField(default=128)),
+                ("is_active", models.BooleanField(default=True)),
+                ("is_ensemble", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['is_ensemble', 'name'],
+                "ordering": ["is_ensemble", "name"],
             },
         ),
         migrations.CreateModel(
-            name='SegmentationRun',
+            name="SegmentationRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], db_index=True, default='queued', max_length=16)),
-                ('error', models.TextField(blank=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('mask_file', models.FileField(blank=True, upload_to='segmentations/%Y/%m/')),
-                ('probability_file', models.FileField(blank=True, upload_to='segmentations/%Y/%m/')),
-                ('area_px', models.PositiveIntegerField(blank=True, null=True)),
-                ('area_mm2', models.FloatField(blank=True, null=True)),
-                ('bbox', models.JSONField(blank=True, help_text='[x0, y0, x1, y1], x1/y1 exclusive, in pixels', null=True)),
-                ('centroid', models.JSONField(blank=True, help_text='[x, y] in pixels', null=True)),
-                ('runtime_ms', models.FloatField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('review_status', models.CharField(choices=[('pending', 'Pending review'), ('validated', 'Validated by a clinician'), ('rejected', 'Rejected by a clinician')], default='pending', max_length=16)),
-                ('reviewed_at', models.DateTimeField(blank=True, null=True)),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='segmentation_runs', to='cases.case')),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='segmentation.modelversion')),
-                ('reviewed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("mask_file", models.FileField(blank=True, upload_to="segmentations/%Y/%m/")),
+                ("probability_file", models.FileField(blank=True, upload_to="segmentations/%Y/%m/")),
+                ("area_px", models.PositiveIntegerField(blank=True, null=True)),
+                ("area_mm2", models.FloatField(blank=True, null=True)),
+                (
+                    "bbox",
+                    models.JSONField(
+                        blank=True, help_text="[x0, y0, x1, y1], x1/y1 exclusive, in pixels", null=True
+                    ),
+                ),
+                ("centroid", models.JSONField(blank=True, help_text="[x, y] in pixels", null=True)),
+                ("runtime_ms", models.FloatField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "review_status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending review"),
+                            ("validated", "Validated by a clinician"),
+                            ("rejected", "Rejected by a clinician"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("reviewed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="segmentation_runs",
+                        to="cases.case",
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="runs",
+                        to="segmentation.modelversion",
+                    ),
+                ),
+                (
+                    "reviewed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['case_id', 'model_version__is_ensemble', 'model_version__name'],
-                'constraints': [models.UniqueConstraint(fields=('case', 'model_version'), name='unique_run_per_case_and_model')],
+                "ordering": ["case_id", "model_version__is_ensemble", "model_version__name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("case", "model_version"), name="unique_run_per_case_and_model"
+                    )
+                ],
             },
         ),
     ]

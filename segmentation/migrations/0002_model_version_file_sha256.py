@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('segmentation', '0001_initial'),
+        ("segmentation", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='modelversion',
-            name='file_sha256',
+            model_name="modelversion",
+            name="file_sha256",
             field=models.CharField(blank=True, max_length=64),
         ),
     ]

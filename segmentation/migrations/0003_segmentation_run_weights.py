@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('segmentation', '0002_model_version_file_sha256'),
+        ("segmentation", "0002_model_version_file_sha256"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='segmentationrun',
-            name='weights',
+            model_name="segmentationrun",
+            name="weights",
             field=models.CharField(blank=True, max_length=255),
         ),
     ]

@@ -4,7 +4,6 @@ import io
 import os
 
 import numpy as np
-
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
@@ -15,7 +14,14 @@ from recommender.models import CaseFeatures
 from recommender.services import case_base_build
 from segmentation.models import ModelVersion
 from segmentation.services import model_versions_sync
-from segmentation.testing import make_case, make_case_base, needs_services, png_bytes, synthetic_case_kwargs, synthetic_slice
+from segmentation.testing import (
+    make_case,
+    make_case_base,
+    needs_services,
+    png_bytes,
+    synthetic_case_kwargs,
+    synthetic_slice,
+)
 from tumorsite.queue import wait_idle
 
 
@@ -29,8 +35,10 @@ def api(clinician):
 def _upload(api, *, seed=1, tumour_type="", patient="NEW-PATIENT"):
     kwargs = synthetic_case_kwargs("pituitary", 900 + seed)
     image, _ = synthetic_slice(kwargs["size"], center=kwargs["center"], radius=kwargs["radius"], seed=seed)
-    data = {"image": SimpleUploadedFile("slice.png", png_bytes(image), content_type="image/png"),
-            "patient": patient}
+    data = {
+        "image": SimpleUploadedFile("slice.png", png_bytes(image), content_type="image/png"),
+        "patient": patient,
+    }
     if tumour_type:
         data["tumour_type"] = tumour_type
     return api.post("/api/cases/", data, format="multipart")
@@ -49,11 +57,16 @@ def _flow(api, wait):
     assert {s["model"] for s in detail["segmentations"]} == {"ensemble", "tiny_unet", "tiny_attention_unet"}
     for seg in detail["segmentations"]:
         assert seg["status"] == "done", seg["error"]
-        assert seg["mask_url"] == f"http://testserver/api/segmentations/{seg['id']}/mask.png" and seg["area_px"] > 0
+        assert (
+            seg["mask_url"] == f"http://testserver/api/segmentations/{seg['id']}/mask.png"
+            and seg["area_px"] > 0
+        )
         assert "area_mm2" in seg
         assert seg["weights"].startswith(seg["model"]) and "@" in seg["weights"]
         # Only the ensemble measures its members' agreement; the tiny members have no validated flag level.
-        assert (seg["agreement"] is not None) == (seg["model"] == "ensemble") and seg["agreement_flagged"] is None
+        assert (seg["agreement"] is not None) == (seg["model"] == "ensemble") and seg[
+            "agreement_flagged"
+        ] is None
         mask_png = api.get(seg["mask_url"])
         assert mask_png.status_code == 200 and mask_png["Content-Type"] == "image/png"
         assert (np.asarray(Image.open(io.BytesIO(mask_png.content))) > 127).sum() == seg["area_px"]
@@ -65,7 +78,10 @@ def _flow(api, wait):
     assert detail["predicted_tumour_type"] in {"meningioma", "glioma", "pituitary"}
     assert 0 < detail["predicted_confidence"] <= 1
     assert detail["predicted_type_sources"]["similar_cases"][detail["predicted_tumour_type"]] > 0
-    assert detail["tumour_type"] == detail["predicted_tumour_type"] and detail["tumour_type_source"] == "predicted"
+    assert (
+        detail["tumour_type"] == detail["predicted_tumour_type"]
+        and detail["tumour_type_source"] == "predicted"
+    )
 
     similar = api.get(f"/api/cases/{case_id}/similar/?k=5").json()
     assert similar["status"] == "ready" and len(similar["results"]) == 5
@@ -76,7 +92,9 @@ def _flow(api, wait):
     filtered = api.get(f"/api/cases/{case_id}/similar/?k=3&tumour_type=glioma").json()["results"]
     assert [r["tumour_type"] for r in filtered] == ["glioma"] * 3
 
-    added = api.post(f"/api/cases/{first['case_id']}/diagnoses/", {"name": "Pituitary  macroadénoma"}, format="json")
+    added = api.post(
+        f"/api/cases/{first['case_id']}/diagnoses/", {"name": "Pituitary  macroadénoma"}, format="json"
+    )
     assert added.status_code == 201 and added.json()["created"] is True
     assert added.json()["diagnosis"]["added_automatically"] is True
     near = api.post(f"/api/cases/{case_id}/diagnoses/", {"name": "pituitary macroadenomma"}, format="json")
@@ -165,6 +183,9 @@ def test_a_clinicians_type_given_at_upload_is_kept(api, media_dir, settings, tmp
     assert response.status_code == 201
     case = Case.objects.get(pk=response.json()["id"])
     assert case.tumour_type == "glioma" and case.tumour_type_source == "clinician"
-    assert api.get(f"/api/cases/{case.pk}/similar/").json() == {"status": "pending", "query_tumour_type": "glioma",
-                                                                "results": []}
+    assert api.get(f"/api/cases/{case.pk}/similar/").json() == {
+        "status": "pending",
+        "query_tumour_type": "glioma",
+        "results": [],
+    }
     assert api.get("/api/cases/999999/").status_code == 404

@@ -38,7 +38,9 @@ def test_a_token_is_issued_for_valid_credentials_only(clinician):
     assert response.status_code == 200 and response.json()["token"]
     client.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
     assert client.get("/api/cases/").status_code == 200
-    assert APIClient().post("/api/auth/token/", {"username": "dr_owner", "password": "wrong"}).status_code == 400
+    assert (
+        APIClient().post("/api/auth/token/", {"username": "dr_owner", "password": "wrong"}).status_code == 400
+    )
 
 
 def test_the_openapi_schema_and_swagger_ui_are_served_to_users(clinician):
@@ -47,8 +49,14 @@ def test_the_openapi_schema_and_swagger_ui_are_served_to_users(clinician):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
-    assert {"/api/cases/", "/api/cases/{case_id}/", "/api/cases/{case_id}/similar/",
-            "/api/cases/{case_id}/diagnoses/", "/api/diagnoses/", "/api/auth/token/"} <= set(paths)
+    assert {
+        "/api/cases/",
+        "/api/cases/{case_id}/",
+        "/api/cases/{case_id}/similar/",
+        "/api/cases/{case_id}/diagnoses/",
+        "/api/diagnoses/",
+        "/api/auth/token/",
+    } <= set(paths)
     assert client.get("/api/docs/").status_code == 200
 
 

@@ -12,21 +12,30 @@ from pathlib import Path
 
 import pytest
 
-from segmentation.testing import *  # noqa: F401,F403  (shared fixtures: models_dir, media_dir, ...)
+from segmentation.testing import *  # noqa: F403  (shared fixtures: models_dir, media_dir, ...)
 from tests.conftest import REPO_ROOT, UserFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # Where CI collects its artefacts (.ci/run), else test-artifacts/ in the checkout (git-ignored).
 ARTIFACTS = Path(os.environ.get("CI_ARTIFACTS") or REPO_ROOT / "test-artifacts")
+
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
             item.add_marker(pytest.mark.browser)
             if not CHROMIUM.exists():
-                item.add_marker(pytest.mark.skip(reason=f"{CHROMIUM} is not installed (apt-get install chromium)"))
+                item.add_marker(
+                    pytest.mark.skip(reason=f"{CHROMIUM} is not installed (apt-get install chromium)")
+                )
 
 
 @pytest.fixture(autouse=True)

@@ -53,7 +53,9 @@ def test_the_whole_clinician_flow(page, live_server, case_base, doctor, real_sli
     bad.write_bytes(b"Dear colleague, please find attached... (not an image)")
     page.get_by_role("link", name="Upload", exact=True).click()
     expect(page).to_have_url(live_server.url + "/upload/")
-    page.wait_for_load_state("load")  # upload.js attaches the file input's handler; the input exists before it runs
+    page.wait_for_load_state(
+        "load"
+    )  # upload.js attaches the file input's handler; the input exists before it runs
     assert unlabelled_inputs(page) == []
     page.get_by_label("Patient identifier").fill("BROWSER-PATIENT")
     page.set_input_files("#files", [str(real_slice), str(bad)])
@@ -92,12 +94,16 @@ def test_the_whole_clinician_flow(page, live_server, case_base, doctor, real_sli
     for card in cards.all():
         expect(card).to_contain_text("Area:")
         expect(card).to_contain_text("Pending review")
-    expect(page.locator(".model-card[data-model=ensemble] .agreement")).to_contain_text("Agreement between the models: ")
+    expect(page.locator(".model-card[data-model=ensemble] .agreement")).to_contain_text(
+        "Agreement between the models: "
+    )
     expect(page.locator(".model-card[data-model=tiny_unet] .agreement")).to_have_count(0)
     expect(page.locator("#agreement-warning")).to_be_hidden()  # the tiny members agree
     expect(page.locator("#type-suggestion")).to_contain_text("Suggested:", timeout=SLOW)
     expect(page.locator("#type-suggestion")).to_contain_text("confidence")
-    expect(page.locator("#type-sources")).to_contain_text("From similar cases:")  # what the suggestion rests on
+    expect(page.locator("#type-sources")).to_contain_text(
+        "From similar cases:"
+    )  # what the suggestion rests on
     page.wait_for_function("() => document.querySelectorAll('#layer-toggles input:checked').length === 1")
     page.wait_for_timeout(500)  # masks are decoded asynchronously
     screenshot("04-case-page")
@@ -120,21 +126,28 @@ def test_the_whole_clinician_flow(page, live_server, case_base, doctor, real_sli
 
     # Had the members disagreed, the status panel and the ensemble's card would say so.
     SegmentationRun.objects.filter(case=case, model_version__name="ensemble").update(
-        agreement=0.31, agreement_flagged=True)
+        agreement=0.31, agreement_flagged=True
+    )
     page.reload()
     expect(page.locator("#agreement-warning")).to_have_text(
-        "The models disagree on this slice (agreement 0.31): check the primary outline with care.")
-    expect(page.locator(".model-card[data-model=ensemble] .agreement-flag")).to_contain_text("The models disagree here")
+        "The models disagree on this slice (agreement 0.31): check the primary outline with care."
+    )
+    expect(page.locator(".model-card[data-model=ensemble] .agreement-flag")).to_contain_text(
+        "The models disagree here"
+    )
     screenshot("05b-case-page-models-disagree")
     SegmentationRun.objects.filter(case=case, model_version__name="ensemble").update(
-        agreement=1.0, agreement_flagged=False)
+        agreement=1.0, agreement_flagged=False
+    )
     page.reload()
     expect(page.locator("#agreement-warning")).to_be_hidden()
 
     # Sign-off of one AI mask keeps who did it.
     page.locator(".model-card[data-model=tiny_unet]").get_by_role("button", name="Validate").click()
     expect(page.locator(".messages")).to_contain_text("The tiny_unet mask is validated.")
-    expect(page.locator(".model-card[data-model=tiny_unet]")).to_contain_text(f"Validated by a clinician — {doctor.username}")
+    expect(page.locator(".model-card[data-model=tiny_unet]")).to_contain_text(
+        f"Validated by a clinician — {doctor.username}"
+    )
 
     # 5. Correct the mask and save it: it becomes the validated ground truth.
     page.get_by_role("link", name="Correct mask").click()
@@ -198,11 +211,14 @@ def test_the_whole_clinician_flow(page, live_server, case_base, doctor, real_sli
     name_box.fill("Fibrous meningioma, WHO grade 1")
     page.get_by_role("button", name="Record").click()
     expect(page.locator(".messages")).to_contain_text(
-        "New diagnosis added to the catalogue: “Fibrous meningioma, WHO grade 1”.")
+        "New diagnosis added to the catalogue: “Fibrous meningioma, WHO grade 1”."
+    )
     expect(page.locator("#diagnoses")).to_contain_text("Fibrous meningioma, WHO grade 1")
     page.get_by_label("Record a diagnosis").fill("pituitary macroadenomma")
     page.get_by_role("button", name="Record").click()
-    expect(page.locator(".messages")).to_contain_text("matched the existing catalogue entry “Pituitary macroadenoma”")
+    expect(page.locator(".messages")).to_contain_text(
+        "matched the existing catalogue entry “Pituitary macroadenoma”"
+    )
     screenshot("08-diagnoses-recorded")
     page.get_by_role("link", name="Diagnoses", exact=True).click()
     expect(page.locator("table")).to_contain_text("Fibrous meningioma, WHO grade 1")
@@ -217,8 +233,14 @@ def test_the_whole_clinician_flow(page, live_server, case_base, doctor, real_sli
     screenshot("10-patient-page")
     page.goto(live_server.url + f"/cases/{case.pk}/report/")
     report = page.locator("article.report")
-    for text in ("Case report", "Tumour area", "tiny_unet", "ensemble", "Similar past cases",
-                 "Fibrous meningioma, WHO grade 1"):
+    for text in (
+        "Case report",
+        "Tumour area",
+        "tiny_unet",
+        "ensemble",
+        "Similar past cases",
+        "Fibrous meningioma, WHO grade 1",
+    ):
         expect(report).to_contain_text(text)
     page.wait_for_function("() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     screenshot("11-report")

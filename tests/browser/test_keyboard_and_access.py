@@ -20,8 +20,9 @@ def no_models(settings, tmp_path, media_dir):
     settings.TUMORSITE_MODELS_DIR = tmp_path / "no-models"
 
 
-def test_a_clinician_works_from_the_keyboard_and_cannot_reach_admin(page, live_server, doctor, no_models,
-                                                                   screenshot):
+def test_a_clinician_works_from_the_keyboard_and_cannot_reach_admin(
+    page, live_server, doctor, no_models, screenshot
+):
     page.goto(live_server.url + "/")
     expect(page.get_by_label("Username")).to_be_focused()
     page.keyboard.type(doctor.username)
@@ -56,14 +57,17 @@ def test_a_clinician_works_from_the_keyboard_and_cannot_reach_admin(page, live_s
 
     # Drag and drop: the file arrives through a drop event, like one dragged from the desktop.
     data = base64.b64encode(png_bytes(synthetic_slice(96)[0])).decode()
-    page.evaluate("""data => {
+    page.evaluate(
+        """data => {
         const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
         const transfer = new DataTransfer();
         transfer.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));
         const zone = document.getElementById('dropzone');
         zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: transfer, bubbles: true, cancelable: true}));
         zone.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
-    }""", data)
+    }""",
+        data,
+    )
     row = page.locator(".upload-row", has_text="dropped.png")
     expect(row).to_contain_text("Uploaded as case")
     expect(row.locator(".upload-status")).to_contain_text("no segmentation model is installed")

@@ -14,7 +14,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 # What a real Figshare N.mat starts with: MATLAB's 128-byte text header inside a 512-byte HDF5 userblock.
-MATLAB_HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Sat Jun  6 10:00:00 2015 HDF5 schema 1.00 ."
+MATLAB_HEADER = (
+    b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Sat Jun  6 10:00:00 2015 HDF5 schema 1.00 ."
+)
 
 PHI = {
     "PatientName": "Doe^Jane",
@@ -29,8 +31,14 @@ PHI = {
 
 
 def write_figshare_mat(
-    path: Path, image: np.ndarray, mask: np.ndarray | None, *, label: int = 2, pid: str = "MR040240B",
-    border: np.ndarray | None = None, with_cjdata: bool = True,
+    path: Path,
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    *,
+    label: int = 2,
+    pid: str = "MR040240B",
+    border: np.ndarray | None = None,
+    with_cjdata: bool = True,
 ) -> Path:
     """Write ``image``/``mask`` (given in PNG orientation, row 0 at the top) the way MATLAB v7.3 does.
 
@@ -51,8 +59,15 @@ def write_figshare_mat(
 
 
 def dicom_bytes(
-    pixels: np.ndarray | None = None, *, frames: int = 1, photometric: str = "MONOCHROME2", window=(100, 200),
-    rescale=(1, 0), spacing=(0.5, 0.75), burned_in: bool = False, phi: bool = True,
+    pixels: np.ndarray | None = None,
+    *,
+    frames: int = 1,
+    photometric: str = "MONOCHROME2",
+    window=(100, 200),
+    rescale=(1, 0),
+    spacing=(0.5, 0.75),
+    burned_in: bool = False,
+    phi: bool = True,
 ) -> bytes:
     """A single-slice MR DICOM (uint16) with PHI in the header and a private tag."""
     pixels = np.arange(48, dtype=np.uint16).reshape(6, 8) * 5 if pixels is None else pixels.astype(np.uint16)

@@ -40,17 +40,25 @@ def test_a_png_upload_becomes_a_case_with_its_scan_stored(owner):
 
 
 def test_a_given_patient_and_tumour_type_are_recorded_as_the_clinicians(owner):
-    first = case_create(image_file=png_bytes(synthetic_slice()[0]), filename="a.png", user=owner,
-                        patient_identifier="P-17", tumour_type="glioma")
-    second = case_create(image_file=png_bytes(synthetic_slice()[0]), filename="b.png", user=owner,
-                         patient_identifier="P-17")
+    first = case_create(
+        image_file=png_bytes(synthetic_slice()[0]),
+        filename="a.png",
+        user=owner,
+        patient_identifier="P-17",
+        tumour_type="glioma",
+    )
+    second = case_create(
+        image_file=png_bytes(synthetic_slice()[0]), filename="b.png", user=owner, patient_identifier="P-17"
+    )
     assert first.patient == second.patient and Patient.objects.count() == 1
     assert (first.tumour_type, first.tumour_type_source) == ("glioma", TypeSource.CLINICIAN)
 
 
 def test_an_unknown_tumour_type_is_refused_and_stores_nothing(owner, settings):
     with pytest.raises(ValueError, match="Unknown tumour type"):
-        case_create(image_file=png_bytes(synthetic_slice()[0]), filename="a.png", user=owner, tumour_type="lymphoma")
+        case_create(
+            image_file=png_bytes(synthetic_slice()[0]), filename="a.png", user=owner, tumour_type="lymphoma"
+        )
     assert Case.objects.count() == 0 and _media_files(settings) == []
 
 
@@ -89,7 +97,9 @@ def test_a_figshare_mat_upload_brings_its_mask_and_label(owner, tmp_path):
 )
 def test_a_bad_upload_raises_and_creates_no_record_and_no_file(owner, settings, data, words):
     with pytest.raises(ImageReadError, match=words):
-        case_create(image_file=data, filename="upload.dcm" if words == "multi-frame" else "upload.png", user=owner)
+        case_create(
+            image_file=data, filename="upload.dcm" if words == "multi-frame" else "upload.png", user=owner
+        )
     assert (Case.objects.count(), Scan.objects.count(), Patient.objects.count()) == (0, 0, 0)
     assert _media_files(settings) == []
 
@@ -118,7 +128,9 @@ def test_a_corrected_outline_replaces_the_ground_truth(owner, colleague, django_
     with django_capture_on_commit_callbacks(execute=True):
         case_ground_truth_set(case=case, mask=lesion, user=colleague)
     case.refresh_from_db()
-    assert case.mask_source == MaskSource.CORRECTED and case.mask_updated_by == colleague and case.in_case_base
+    assert (
+        case.mask_source == MaskSource.CORRECTED and case.mask_updated_by == colleague and case.in_case_base
+    )
     np.testing.assert_array_equal(case_ground_truth_mask(case=case), lesion)
     with pytest.raises(ValueError, match="mask is"):
         case_ground_truth_set(case=case, mask=lesion[:10], user=colleague)

@@ -16,7 +16,9 @@ from tumorsite.queue import enqueue
 
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.skipif(not os.environ.get("CELERY_BROKER_URL"), reason="CELERY_BROKER_URL is not set (embedded mode)"),
+    pytest.mark.skipif(
+        not os.environ.get("CELERY_BROKER_URL"), reason="CELERY_BROKER_URL is not set (embedded mode)"
+    ),
     pytest.mark.django_db(transaction=True),
 ]
 

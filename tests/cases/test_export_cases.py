@@ -36,7 +36,9 @@ def test_shared_layout_round_trips_exactly(figshare_subset, tmp_path):
         for column in ("label", "label_name", "pid", "patient_group"):
             assert exported[case_id][column] == row[column], column
         for folder in ("images", "masks"):
-            np.testing.assert_array_equal(_png(out / folder / f"{case_id}.png"), _png(figshare_subset / folder / f"{case_id}.png"))
+            np.testing.assert_array_equal(
+                _png(out / folder / f"{case_id}.png"), _png(figshare_subset / folder / f"{case_id}.png")
+            )
         mask = _png(out / "masks" / f"{case_id}.png")
         assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
         assert int(exported[case_id]["mask_pixels_orig"]) == int((mask > 0).sum())
@@ -48,7 +50,9 @@ def test_shared_layout_round_trips_exactly(figshare_subset, tmp_path):
     call_command("export_cases", str(again), "--no-progress")
     assert _rows(again) == exported
     for case_id in source:
-        np.testing.assert_array_equal(_png(again / "masks" / f"{case_id}.png"), _png(out / "masks" / f"{case_id}.png"))
+        np.testing.assert_array_equal(
+            _png(again / "masks" / f"{case_id}.png"), _png(out / "masks" / f"{case_id}.png")
+        )
 
 
 def test_16bit_scans_are_exported_as_8bit_and_unmasked_cases_are_skipped(tmp_path, owner):

@@ -52,7 +52,9 @@ def test_a_broken_row_is_reported_and_the_rest_imported(figshare_subset, tmp_pat
     assert _import(figshare_subset, tmp_path, "again.json")["skipped"] == 5
 
 
-def test_receivers_hear_about_imported_cases_once_committed(figshare_subset, tmp_path, django_capture_on_commit_callbacks):
+def test_receivers_hear_about_imported_cases_once_committed(
+    figshare_subset, tmp_path, django_capture_on_commit_callbacks
+):
     heard = []
 
     def receiver(sender, case_ids, **kwargs):

@@ -47,7 +47,13 @@ def test_16bit_png_keeps_its_16_bits():
 
 @pytest.mark.parametrize(
     ("mode", "fmt", "filename"),
-    [("RGB", "PNG", "c.png"), ("RGBA", "PNG", "c.png"), ("P", "PNG", "c.png"), ("RGB", "JPEG", "c.jpg"), ("RGB", "TIFF", "c.tif")],
+    [
+        ("RGB", "PNG", "c.png"),
+        ("RGBA", "PNG", "c.png"),
+        ("P", "PNG", "c.png"),
+        ("RGB", "JPEG", "c.jpg"),
+        ("RGB", "TIFF", "c.tif"),
+    ],
 )
 def test_colour_images_become_grayscale(mode, fmt, filename):
     gray, _ = synthetic_slice(32, 32)
@@ -113,7 +119,9 @@ def test_the_same_dicom_deidentifies_to_the_same_bytes():
 
 
 def test_figshare_mat_gives_image_mask_label_patient_and_border(tmp_path):
-    image = read_image(_mat_bytes(tmp_path, label=3, pid="MR05", border=np.array([1.0, 2.0, 3.0, 4.0])), "1.mat")
+    image = read_image(
+        _mat_bytes(tmp_path, label=3, pid="MR05", border=np.array([1.0, 2.0, 3.0, 4.0])), "1.mat"
+    )
     assert (image.format, image.width, image.height) == ("mat", 12, 8)
     assert image.pixels.dtype == np.int16
     assert image.label == "pituitary" and image.patient_id == "MR05"
@@ -181,7 +189,11 @@ def test_a_file_over_the_byte_limit_is_refused_before_it_is_decoded():
 
 @pytest.mark.parametrize(
     "data,filename",
-    [(GOOD_PNG, "x.png"), (_encode(synthetic_slice()[0], "TIFF"), "x.tif"), (dicom_bytes(np.zeros((64, 64))), "x.dcm")],
+    [
+        (GOOD_PNG, "x.png"),
+        (_encode(synthetic_slice()[0], "TIFF"), "x.tif"),
+        (dicom_bytes(np.zeros((64, 64))), "x.dcm"),
+    ],
     ids=["png", "tiff", "dicom"],
 )
 def test_an_image_over_the_pixel_limit_is_refused(data, filename):

@@ -15,8 +15,8 @@ def _mask(cells, shape=(4, 4)):
 
 def test_agreement_is_the_mean_pairwise_dice_of_the_member_masks():
     a = _mask([(0, 0), (0, 1), (1, 0), (1, 1)])  # 4 px
-    b = _mask([(0, 0), (0, 1)])                  # 2 px, inside a
-    c = _mask([(3, 3)])                          # 1 px, apart from both
+    b = _mask([(0, 0), (0, 1)])  # 2 px, inside a
+    c = _mask([(3, 3)])  # 1 px, apart from both
     # Dice(a, b) = 2*2/(4+2) = 2/3; Dice(a, c) = 0; Dice(b, c) = 0.
     assert mask_agreement([a, b]) == pytest.approx(2 / 3)
     assert mask_agreement([a, b, c]) == pytest.approx((2 / 3 + 0 + 0) / 3)
@@ -35,10 +35,10 @@ def test_two_empty_masks_agree_and_one_mask_has_no_agreement():
 def test_flag_report_counts_caught_failures_and_spared_good_masks():
     agreement = [0.1, 0.3, 0.8, 0.9, 0.2, 0.95]
     dice = [0.0, 0.9, 0.85, 0.1, 0.3, 0.9]  # failures (< 0.5): slices 0, 3, 4
-    r = flag_report(agreement, dice, 0.5)   # flagged: slices 0, 1, 4
+    r = flag_report(agreement, dice, 0.5)  # flagged: slices 0, 1, 4
     assert (r["n"], r["n_failures"], r["n_flagged"]) == (6, 3, 3)
-    assert r["sensitivity"] == pytest.approx(2 / 3)   # slices 0 and 4 of 0, 3, 4
-    assert r["specificity"] == pytest.approx(2 / 3)   # slices 2 and 5 of 1, 2, 5
+    assert r["sensitivity"] == pytest.approx(2 / 3)  # slices 0 and 4 of 0, 3, 4
+    assert r["specificity"] == pytest.approx(2 / 3)  # slices 2 and 5 of 1, 2, 5
     assert r["precision"] == pytest.approx(2 / 3)
     assert r["dice_flagged"] == pytest.approx((0.0 + 0.9 + 0.3) / 3)
     assert r["dice_not_flagged"] == pytest.approx((0.85 + 0.1 + 0.9) / 3)
@@ -81,11 +81,14 @@ def test_the_shipped_flag_level_is_the_one_the_rule_picks_from_the_published_val
     test = json.loads((results / "agreement_test.json").read_text())
     assert val["members"] == test["members"] == sorted(shipped["members"])
     level = choose_flag_below(val["slices"]["agreement"], val["slices"]["dice"])
-    assert shipped["agreement"]["flag_below"] == level == val["flag"]["flag_below"] == test["flag"]["flag_below"]
+    assert (
+        shipped["agreement"]["flag_below"] == level == val["flag"]["flag_below"] == test["flag"]["flag_below"]
+    )
     assert len(val["slices"]["dice"]) == 385 and len(test["slices"]["dice"]) == 406
     assert test["flag"] == flag_report(test["slices"]["agreement"], test["slices"]["dice"], level)
-    assert study(test["slices"]["agreement"], test["slices"]["dice"],
-                 test["slices"]["tumour_type"])["spearman_rho"] == pytest.approx(test["spearman_rho"])
+    assert study(test["slices"]["agreement"], test["slices"]["dice"], test["slices"]["tumour_type"])[
+        "spearman_rho"
+    ] == pytest.approx(test["spearman_rho"])
     # The per-slice Dice are the published ensemble's, on the same slices.
     published = json.loads((results / "segmentation_test.json").read_text())["models"]["ensemble"]
     assert test["dice_mean"] == pytest.approx(published["dice_mean"], abs=1e-3)
@@ -128,14 +131,19 @@ def test_main_scores_the_bundles_split_and_writes_the_level_it_chose(figshare_di
 
         keras.utils.set_random_seed(seed)
         spec = ModelSpec(architecture=arch, input_size=32, base_filters=4, depth=3)
-        save_bundle(spec.build(), models, f"tiny_{arch}", {"spec": spec.get_config(), "threshold": 0.5,
-                                                           "training": {"split": split}})
+        save_bundle(
+            spec.build(),
+            models,
+            f"tiny_{arch}",
+            {"spec": spec.get_config(), "threshold": 0.5, "training": {"split": split}},
+        )
 
     argv = ["--data", str(data), "--models-dir", str(models)]
     with pytest.raises(SystemExit, match="ensemble.json is missing"):
         main(argv)
-    (models / "ensemble.json").write_text(json.dumps({"members": ["tiny_attention_unet", "tiny_unet"],
-                                                      "threshold": 0.5}))
+    (models / "ensemble.json").write_text(
+        json.dumps({"members": ["tiny_attention_unet", "tiny_unet"], "threshold": 0.5})
+    )
     main([*argv, "--split", "val", "--write", "--json", str(tmp_path / "val.json")])
     val = json.loads((tmp_path / "val.json").read_text())
     records = read_records(data)

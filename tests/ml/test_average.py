@@ -62,11 +62,19 @@ def test_recomputed_batchnorm_statistics_are_the_mean_of_the_batch_statistics():
     seen = []
     assert recompute_batchnorm(model, images, batch_size=4, progress=seen.append) == len(norms)
     assert seen == [4, 4, 4]
-    feats = [np.asarray(before(images[i:i + 4])) for i in range(0, 12, 4)]
-    np.testing.assert_allclose(np.asarray(first.moving_mean), np.mean([f.mean(axis=(0, 1, 2)) for f in feats], axis=0),
-                               rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(first.moving_variance),
-                               np.mean([f.var(axis=(0, 1, 2)) for f in feats], axis=0), rtol=1e-3, atol=1e-5)
+    feats = [np.asarray(before(images[i : i + 4])) for i in range(0, 12, 4)]
+    np.testing.assert_allclose(
+        np.asarray(first.moving_mean),
+        np.mean([f.mean(axis=(0, 1, 2)) for f in feats], axis=0),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        np.asarray(first.moving_variance),
+        np.mean([f.var(axis=(0, 1, 2)) for f in feats], axis=0),
+        rtol=1e-3,
+        atol=1e-5,
+    )
 
     # Dropout was off: the layers after it get the same statistics on a second pass.
     last = [np.asarray(v).copy() for v in (norms[-1].moving_mean, norms[-1].moving_variance)]
@@ -85,16 +93,38 @@ def test_a_run_that_kept_its_epochs_averages_into_a_calibrated_bundle(figshare_d
     from ml.inference import load_segmenter
     from ml.train import TrainConfig, train
 
-    cfg = TrainConfig(architecture="unet", data_dir=str(figshare_dir), image_size=32, base_filters=4, depth=2,
-                      epochs=2, batch_size=4, limit=8, output_dir=str(tmp_path / "models"),
-                      run_dir=str(tmp_path / "run"), name="kept", precision="fp32", keep_epochs=True)
+    cfg = TrainConfig(
+        architecture="unet",
+        data_dir=str(figshare_dir),
+        image_size=32,
+        base_filters=4,
+        depth=2,
+        epochs=2,
+        batch_size=4,
+        limit=8,
+        output_dir=str(tmp_path / "models"),
+        run_dir=str(tmp_path / "run"),
+        name="kept",
+        precision="fp32",
+        keep_epochs=True,
+    )
     train(cfg, log=lambda *_: None, verbose=0)
     epochs = sorted((tmp_path / "run" / "epochs").glob("epoch_*.keras"))
     assert [p.name for p in epochs] == ["epoch_01.keras", "epoch_02.keras"]
 
     messages = []
-    result = average_run(epochs, tmp_path / "models" / "kept.json", figshare_dir, "kept_avg", tmp_path / "avg",
-                         precision="fp32", batch_size=4, log=messages.append, show_progress=False, limit=8)
+    result = average_run(
+        epochs,
+        tmp_path / "models" / "kept.json",
+        figshare_dir,
+        "kept_avg",
+        tmp_path / "avg",
+        precision="fp32",
+        batch_size=4,
+        log=messages.append,
+        show_progress=False,
+        limit=8,
+    )
     meta = json.loads((tmp_path / "avg" / "kept_avg.json").read_text())
     assert meta["name"] == "kept_avg" and meta["spec"]["depth"] == 2
     record = meta["weight_average"]
@@ -107,5 +137,17 @@ def test_a_run_that_kept_its_epochs_averages_into_a_calibrated_bundle(figshare_d
     assert seg.predict_proba([np.zeros((64, 64), np.uint8)])[0].shape == (64, 64)
 
     with pytest.raises(SystemExit, match="at least two checkpoints"):
-        main(["--data", str(figshare_dir), "--checkpoints", str(epochs[0]), "--like",
-              str(tmp_path / "models" / "kept.json"), "--name", "x", "--output-dir", str(tmp_path / "x")])
+        main(
+            [
+                "--data",
+                str(figshare_dir),
+                "--checkpoints",
+                str(epochs[0]),
+                "--like",
+                str(tmp_path / "models" / "kept.json"),
+                "--name",
+                "x",
+                "--output-dir",
+                str(tmp_path / "x"),
+            ]
+        )

@@ -43,6 +43,13 @@ def test_misses_counts_the_slices_under_the_bar_by_type_and_patient_group():
     types = ["glioma", "glioma", "glioma", "meningioma", "pituitary", "pituitary"]
     groups = ["a", "b", "a", "c", "a", "d"]
     assert misses(dices, types, groups) == {
-        "below": 0.1, "n": 3, "of": 6, "by_type": {"glioma": 2, "pituitary": 1}, "patient_groups": 2,
-        "dice_mean_of_the_rest": pytest.approx((0.9 + 0.8 + 0.1) / 3)}
-    assert np.isnan(misses([0.5], ["glioma"], ["a"], below=0.6)["dice_mean_of_the_rest"])  # every slice missed
+        "below": 0.1,
+        "n": 3,
+        "of": 6,
+        "by_type": {"glioma": 2, "pituitary": 1},
+        "patient_groups": 2,
+        "dice_mean_of_the_rest": pytest.approx((0.9 + 0.8 + 0.1) / 3),
+    }
+    assert np.isnan(
+        misses([0.5], ["glioma"], ["a"], below=0.6)["dice_mean_of_the_rest"]
+    )  # every slice missed

@@ -23,8 +23,9 @@ def _scales(model):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("architecture,encoder,size,base,expected", TABLE)
-def test_it_builds_learns_and_round_trips_without_custom_objects(architecture, encoder, size, base, expected,
-                                                                  tmp_path):
+def test_it_builds_learns_and_round_trips_without_custom_objects(
+    architecture, encoder, size, base, expected, tmp_path
+):
     import keras
 
     from ml import losses
@@ -55,14 +56,18 @@ def test_new_blocks_start_as_the_identity_so_a_warm_start_keeps_its_source(archi
     from ml.train import transfer_weights
 
     source = build_model(architecture, input_size=32, base_filters=4, depth=3, dropout=0.1)
-    target = build_model(architecture, input_size=32, base_filters=4, depth=3, dropout=0.1, attention_blocks=2)
+    target = build_model(
+        architecture, input_size=32, base_filters=4, depth=3, dropout=0.1, attention_blocks=2
+    )
     copied = transfer_weights(source, target)
     assert len(copied) == sum(1 for layer in source.layers if layer.weights)
     new = [layer.name for layer in target.layers if layer.weights and layer.name not in copied]
     assert new and all(name.startswith("bottleneck_attention") for name in new)
     x, _ = _batch(32, n=3, seed=1)
     # Not a tolerance: with every new branch scaled by exactly 0 the outputs are the same numbers.
-    np.testing.assert_array_equal(np.asarray(target(x, training=False)), np.asarray(source(x, training=False)))
+    np.testing.assert_array_equal(
+        np.asarray(target(x, training=False)), np.asarray(source(x, training=False))
+    )
 
 
 def test_attention_carries_information_across_the_whole_grid():
@@ -96,10 +101,19 @@ def test_attention_carries_information_across_the_whole_grid():
 def test_older_specs_have_no_blocks_and_new_ones_round_trip():
     from ml.models import ModelSpec
 
-    old = {"architecture": "unet", "encoder": "plain", "input_size": 256, "base_filters": 12, "depth": 5,
-           "dropout": 0.1, "deep_supervision": False}  # a bundle's spec from before the option
+    old = {
+        "architecture": "unet",
+        "encoder": "plain",
+        "input_size": 256,
+        "base_filters": 12,
+        "depth": 5,
+        "dropout": 0.1,
+        "deep_supervision": False,
+    }  # a bundle's spec from before the option
     assert ModelSpec.from_config(old).attention_blocks == 0
-    spec = ModelSpec(architecture="attention_unet", input_size=32, base_filters=4, depth=3, attention_blocks=2)
+    spec = ModelSpec(
+        architecture="attention_unet", input_size=32, base_filters=4, depth=3, attention_blocks=2
+    )
     assert ModelSpec.from_config(spec.get_config()) == spec
 
 

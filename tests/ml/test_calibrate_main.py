@@ -17,10 +17,16 @@ def test_calibrate_writes_each_bundles_choice_and_the_ensemble_file(figshare_dir
     split = json.loads((REPO_ROOT / "models" / "unet.json").read_text())["training"]["split"]
     for arch in ("unet", "attention_unet"):
         spec = ModelSpec(architecture=arch, input_size=32, base_filters=4, depth=3)
-        save_bundle(spec.build(), tmp_path, f"tiny_{arch}",
-                    {"spec": spec.get_config(), "threshold": 0.5, "training": {"split": split}})
+        save_bundle(
+            spec.build(),
+            tmp_path,
+            f"tiny_{arch}",
+            {"spec": spec.get_config(), "threshold": 0.5, "training": {"split": split}},
+        )
     # An agreement flag chosen for the old ensemble's masks (ml.agreement) does not outlive them.
-    (tmp_path / "ensemble.json").write_text(json.dumps({"members": ["tiny_unet"], "agreement": {"flag_below": 0.5}}))
+    (tmp_path / "ensemble.json").write_text(
+        json.dumps({"members": ["tiny_unet"], "agreement": {"flag_below": 0.5}})
+    )
     main(["--data", str(figshare_dir), "--models-dir", str(tmp_path)])
     assert "the agreement flag was chosen for the old masks and is dropped" in capsys.readouterr().out
     for arch in ("unet", "attention_unet"):

@@ -6,8 +6,13 @@ import json
 import numpy as np
 import pytest
 
-SPLIT = {"by": "patient_group", "stratified_by": "tumour_type", "seed": 42, "val_fraction": 0.15,
-         "test_fraction": 0.15}
+SPLIT = {
+    "by": "patient_group",
+    "stratified_by": "tumour_type",
+    "seed": 42,
+    "val_fraction": 0.15,
+    "test_fraction": 0.15,
+}
 
 
 def _bundle(directory, name, arch, *, blind=False):
@@ -23,8 +28,9 @@ def _bundle(directory, name, arch, *, blind=False):
         last = [layer for layer in model.layers if layer.weights][-1]
         kernel, bias = last.get_weights()
         last.set_weights([np.zeros_like(kernel), np.full_like(bias, -30.0)])
-    return save_bundle(model, directory, name, {"spec": spec.get_config(), "threshold": 0.5,
-                                                "training": {"split": SPLIT}})
+    return save_bundle(
+        model, directory, name, {"spec": spec.get_config(), "threshold": 0.5, "training": {"split": SPLIT}}
+    )
 
 
 def _slices(n=12):
@@ -34,7 +40,7 @@ def _slices(n=12):
     records, images, masks = [], [], []
     for i in range(n):
         mask = np.zeros((40, 40), bool)
-        mask[8 + i:20 + i, 10:24] = True
+        mask[8 + i : 20 + i, 10:24] = True
         image = (rng.random((40, 40)) * 60 + mask * 150).astype(np.uint8)
         records.append(Record(str(i), ("glioma", "meningioma", "pituitary")[i % 3], f"g{i // 2}"))
         images.append(image)
@@ -59,8 +65,10 @@ def test_a_copy_of_the_shipped_bundle_compares_equal_and_matches_calibrate(shipp
     report = compare_bundles(copy, shipped_bundles(shipped), val, folds=3, repeats=2)
     assert report["shipped"].endswith("tiny_unet.keras")
     # The weights are named by content too, since a shipped path is overwritten when a candidate ships.
-    assert report["sha256"] == {"candidate": hashlib.sha256(copy.read_bytes()).hexdigest(),
-                                "shipped": hashlib.sha256((shipped / "tiny_unet.keras").read_bytes()).hexdigest()}
+    assert report["sha256"] == {
+        "candidate": hashlib.sha256(copy.read_bytes()).hexdigest(),
+        "shipped": hashlib.sha256((shipped / "tiny_unet.keras").read_bytes()).hexdigest(),
+    }
     for kind in ("single", "ensemble"):
         assert report[kind]["candidate"] == report[kind]["shipped"]
         for key in ("difference_in_sample", "difference_held_out"):
@@ -83,7 +91,10 @@ def test_a_candidate_that_finds_nothing_scores_below_the_shipped_bundle(shipped,
     report = compare_bundles(blind, shipped_bundles(shipped), _slices(), folds=3, repeats=1)
     assert report["shipped"].endswith("tiny_attention_unet.keras")
     single = report["single"]
-    assert single["candidate"]["in_sample"] == pytest.approx(0.0, abs=1e-6) and single["shipped"]["in_sample"] > 0.0
+    assert (
+        single["candidate"]["in_sample"] == pytest.approx(0.0, abs=1e-6)
+        and single["shipped"]["in_sample"] > 0.0
+    )
     assert single["difference_in_sample"]["mean"] == pytest.approx(-single["shipped"]["in_sample"], abs=1e-6)
     assert single["difference_held_out"]["ci95"][1] < 0.0
     # The swap reaches the ensemble: with the blind member it averages the other member's maps with zeros.
@@ -115,4 +126,13 @@ def test_the_command_line_reports_a_missing_candidate(shipped, tmp_path, figshar
     from ml.calibrate import main
 
     with pytest.raises(SystemExit, match="no such bundle"):
-        main(["--data", str(figshare_dir), "--models-dir", str(shipped), "--compare", str(tmp_path / "nope.keras")])
+        main(
+            [
+                "--data",
+                str(figshare_dir),
+                "--models-dir",
+                str(shipped),
+                "--compare",
+                str(tmp_path / "nope.keras"),
+            ]
+        )

@@ -23,7 +23,11 @@ def test_no_patient_group_is_on_two_sides():
     split = split_by_patient(recs, seed=1)
     group = {r.id: r.patient_group for r in recs}
     sides = {name: {group[i] for i in ids} for name, ids in split.items()}
-    assert not sides["train"] & sides["val"] and not sides["train"] & sides["test"] and not sides["val"] & sides["test"]
+    assert (
+        not sides["train"] & sides["val"]
+        and not sides["train"] & sides["test"]
+        and not sides["val"] & sides["test"]
+    )
     assert sorted(sum(split.values(), []), key=int) == [r.id for r in recs]
 
 
@@ -95,7 +99,10 @@ def test_augmentation_presets_and_unknown_names():
     assert augmentation_preset("none") is None
     assert augmentation_preset("standard") == Augmentation()
     strong = augmentation_preset("strong")
-    assert strong.max_rotation_deg > Augmentation().max_rotation_deg and strong.max_scale > Augmentation().max_scale
+    assert (
+        strong.max_rotation_deg > Augmentation().max_rotation_deg
+        and strong.max_scale > Augmentation().max_scale
+    )
     with pytest.raises(ValueError, match="none, standard, strong"):
         augmentation_preset("extreme")
     with pytest.raises(ValueError, match="augmentation"):

@@ -49,8 +49,13 @@ def test_teachers_leave_the_model_cache_but_models_loaded_before_stay(tmp_path, 
 
     loads = []
     real_load = ml.inference._load
-    monkeypatch.setattr(ml.inference, "_load", lambda path, precision: loads.append(path.stem) or real_load(path, precision))
-    served_path, teacher_path = _constant_teacher(tmp_path, "served", 0.3), _constant_teacher(tmp_path, "only", 0.7)
+    monkeypatch.setattr(
+        ml.inference, "_load", lambda path, precision: loads.append(path.stem) or real_load(path, precision)
+    )
+    served_path, teacher_path = (
+        _constant_teacher(tmp_path, "served", 0.3),
+        _constant_teacher(tmp_path, "only", 0.7),
+    )
     clear_cache()
     served = load_segmenter(served_path)  # e.g. a worker's segmenter, here also used as a teacher
     images = masks = np.zeros((1, 32, 32, 1), np.float32)
@@ -68,8 +73,13 @@ def test_a_teacher_of_another_input_size_is_refused(tmp_path):
 
     path = _constant_teacher(tmp_path, "big", 0.5, size=64)
     with pytest.raises(ValueError, match="takes 64 px inputs; this run trains at 32 px"):
-        teacher_targets([path], np.zeros((1, 32, 32, 1), np.float32), np.zeros((1, 32, 32, 1), np.float32), 0.5,
-                        log=lambda *_: None)
+        teacher_targets(
+            [path],
+            np.zeros((1, 32, 32, 1), np.float32),
+            np.zeros((1, 32, 32, 1), np.float32),
+            0.5,
+            log=lambda *_: None,
+        )
 
 
 def test_augmentation_keeps_a_soft_target_soft_and_a_mask_binary():
@@ -77,7 +87,9 @@ def test_augmentation_keeps_a_soft_target_soft_and_a_mask_binary():
 
     image = tf.fill((16, 16, 1), 0.5)
     target = tf.fill((16, 16, 1), 0.3)
-    identity = Augmentation(flip=False, max_rotation_deg=0.0, max_scale=0.0, max_brightness=0.0, max_contrast=0.0)
+    identity = Augmentation(
+        flip=False, max_rotation_deg=0.0, max_scale=0.0, max_brightness=0.0, max_contrast=0.0
+    )
 
     _, soft = _augment(image, target, identity, soft=True)
     _, hard = _augment(image, target, identity)
@@ -90,12 +102,15 @@ def test_augmentation_keeps_a_soft_target_soft_and_a_mask_binary():
     assert rotated[8, 8, 0] == pytest.approx(0.3, abs=1e-6)  # the centre keeps its soft value
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"distill_weight": 0.0}, "distill_weight must be in"),
-    ({"distill_weight": 1.5}, "distill_weight must be in"),
-    ({"loss": "lovasz"}, "needs binary targets"),
-    ({"architecture": "unet_plus_plus", "deep_supervision": True}, "deep-supervision"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"distill_weight": 0.0}, "distill_weight must be in"),
+        ({"distill_weight": 1.5}, "distill_weight must be in"),
+        ({"loss": "lovasz"}, "needs binary targets"),
+        ({"architecture": "unet_plus_plus", "deep_supervision": True}, "deep-supervision"),
+    ],
+)
 def test_train_config_refuses_what_distillation_cannot_do(tmp_path, changes, message):
     teacher = tmp_path / "t.keras"
     teacher.write_bytes(b"")
@@ -114,11 +129,38 @@ def test_train_model_distils_and_records_its_teachers(figshare_dir, tmp_path):
     from ml.inference import file_sha256, load_segmenter
 
     teacher = _constant_teacher(tmp_path, "teacher", 0.3)
-    call_command("train_model", "--architecture", "unet", "--data", str(figshare_dir), "--image-size", "32",
-                 "--base-filters", "2", "--depth", "2", "--epochs", "1", "--batch-size", "4", "--limit", "4",
-                 "--precision", "fp32", "--name", "student", "--output-dir", str(tmp_path / "m"),
-                 "--run-dir", str(tmp_path / "run"), "--distill-from", str(teacher), "--distill-weight", "0.4",
-                 "--no-register")
+    call_command(
+        "train_model",
+        "--architecture",
+        "unet",
+        "--data",
+        str(figshare_dir),
+        "--image-size",
+        "32",
+        "--base-filters",
+        "2",
+        "--depth",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--limit",
+        "4",
+        "--precision",
+        "fp32",
+        "--name",
+        "student",
+        "--output-dir",
+        str(tmp_path / "m"),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--distill-from",
+        str(teacher),
+        "--distill-weight",
+        "0.4",
+        "--no-register",
+    )
 
     meta = json.loads((tmp_path / "m" / "student.json").read_text())
     distillation = meta["training"]["distillation"]
@@ -136,6 +178,16 @@ def test_without_teachers_the_bundle_records_no_distillation():
 
 def test_train_model_reports_a_bad_distillation_option(figshare_dir, tmp_path):
     with pytest.raises(CommandError, match="no teacher model at"):
-        call_command("train_model", "--architecture", "unet", "--data", str(figshare_dir),
-                     "--distill-from", str(tmp_path / "absent.keras"), "--output-dir", str(tmp_path / "m"),
-                     "--run-dir", str(tmp_path / "run"))
+        call_command(
+            "train_model",
+            "--architecture",
+            "unet",
+            "--data",
+            str(figshare_dir),
+            "--distill-from",
+            str(tmp_path / "absent.keras"),
+            "--output-dir",
+            str(tmp_path / "m"),
+            "--run-dir",
+            str(tmp_path / "run"),
+        )

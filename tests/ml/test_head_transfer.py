@@ -40,5 +40,6 @@ def test_a_single_head_model_takes_the_last_deep_supervision_head():
 
     assert "mask" in transfer_weights(source, target)
     x = _batch()
-    np.testing.assert_allclose(np.asarray(target(x, training=False)),
-                               np.asarray(source(x, training=False)[-1]), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(target(x, training=False)), np.asarray(source(x, training=False)[-1]), atol=1e-6
+    )

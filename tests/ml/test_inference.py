@@ -10,9 +10,16 @@ def bundle(tmp_path_factory):
     from ml.models import ModelSpec
 
     spec = ModelSpec(architecture="unet", input_size=32, base_filters=4, depth=3)
-    path = save_bundle(spec.build(), tmp_path_factory.mktemp("models"), "tiny",
-                       {"spec": spec.get_config(), "threshold": 0.4,
-                        "postprocess": {"keep_largest": True, "min_component_px": 0}})
+    path = save_bundle(
+        spec.build(),
+        tmp_path_factory.mktemp("models"),
+        "tiny",
+        {
+            "spec": spec.get_config(),
+            "threshold": 0.4,
+            "postprocess": {"keep_largest": True, "min_component_px": 0},
+        },
+    )
     return path
 
 
@@ -30,7 +37,7 @@ def test_masks_come_back_at_the_original_size(bundle):
     images = [np.random.rand(50, 70), (np.random.rand(256, 256) * 255).astype(np.uint8), np.zeros((33, 33))]
     probs = seg.predict_proba(images)
     assert [p.shape for p in probs] == [(50, 70), (256, 256), (33, 33)]
-    assert all(p.dtype == np.float32 and 0 <= p.min() and p.max() <= 1 for p in probs)
+    assert all(p.dtype == np.float32 and p.min() >= 0 and p.max() <= 1 for p in probs)
     masks = seg.segment(images, tta=True)
     assert [m.shape for m in masks] == [(50, 70), (256, 256), (33, 33)]
 
@@ -115,9 +122,16 @@ def test_the_ensemble_uses_its_calibration_file_for_the_same_members(bundle, tmp
     from ml.inference import load_ensemble, load_segmenter
 
     seg = load_segmenter(bundle)
-    (tmp_path / "ensemble.json").write_text(json.dumps({
-        "members": [seg.name], "threshold": 0.65, "tta": True,
-        "postprocess": {"keep_largest": False, "min_component_px": 3}}))
+    (tmp_path / "ensemble.json").write_text(
+        json.dumps(
+            {
+                "members": [seg.name],
+                "threshold": 0.65,
+                "tta": True,
+                "postprocess": {"keep_largest": False, "min_component_px": 3},
+            }
+        )
+    )
     ens = load_ensemble(tmp_path, [seg])
     assert (ens.threshold, ens.tta, ens.keep_largest, ens.min_component_px) == (0.65, True, False, 3)
     assert load_ensemble(tmp_path / "nothing-here", [seg]).tta is None  # members use their own
@@ -197,14 +211,22 @@ def test_segmenter_and_ensemble_masks_follow_keep_by_from_their_metadata(bundle,
 
     seg = load_segmenter(bundle)
     prob = np.zeros((20, 20), np.float32)
-    prob[2:8, 2:8] = 0.6      # larger, less confident component
+    prob[2:8, 2:8] = 0.6  # larger, less confident component
     prob[14:16, 14:16] = 0.9  # smaller, confident one
     by_area = Segmenter(seg.model, {"name": "a", "threshold": 0.5, "postprocess": {"keep_largest": True}})
-    by_peak = Segmenter(seg.model, {"name": "p", "threshold": 0.5,
-                                    "postprocess": {"keep_largest": True, "keep_by": "peak"}})
+    by_peak = Segmenter(
+        seg.model, {"name": "p", "threshold": 0.5, "postprocess": {"keep_largest": True, "keep_by": "peak"}}
+    )
     assert by_area.binarize(prob).sum() == 36 and by_peak.binarize(prob).sum() == 4
-    (tmp_path / "ensemble.json").write_text(json.dumps({
-        "members": [seg.name], "threshold": 0.5, "postprocess": {"keep_largest": True, "keep_by": "peak"}}))
+    (tmp_path / "ensemble.json").write_text(
+        json.dumps(
+            {
+                "members": [seg.name],
+                "threshold": 0.5,
+                "postprocess": {"keep_largest": True, "keep_by": "peak"},
+            }
+        )
+    )
     ens = load_ensemble(tmp_path, [seg])
     assert ens.postprocess["keep_by"] == "peak" and ens.binarize(prob).sum() == 4
 
@@ -216,7 +238,9 @@ def test_zoom_views_map_back_onto_the_slice():
     view, place = zoom_view(img, 1.25)  # zoom in: the centred 8 x 8 crop
     np.testing.assert_array_equal(view, img[1:9, 1:9])
     prob, weight = place(np.full((8, 8), 0.7, np.float32), (10, 10))
-    assert weight.sum() == 64 and weight[1:9, 1:9].all() and prob[0].max() == 0 and prob[1:9, 1:9].min() == 0.7
+    assert (
+        weight.sum() == 64 and weight[1:9, 1:9].all() and prob[0].max() == 0 and prob[1:9, 1:9].min() == 0.7
+    )
 
     view, place = zoom_view(img, 0.8)  # zoom out: 10 / 0.8 = 12.5, so round(1.25) = 1 pixel of padding a side
     assert view.shape == (12, 12) and view[0].max() == img.min() and (view[1:11, 1:11] == img).all()
@@ -235,7 +259,9 @@ def test_zoom_tta_averages_each_pixel_over_the_views_that_cover_it(bundle):
     seg = load_segmenter(bundle)
     img = np.random.default_rng(1).random((40, 40)).astype(np.float32)
     whole = seg.predict_proba([img], scales=(1.0,))[0]
-    crop = seg.predict_proba([img[2:37, 2:37]], scales=(1.0,))[0]  # round(40 / 1.15) = 35, offset (40 - 35) // 2 = 2
+    crop = seg.predict_proba([img[2:37, 2:37]], scales=(1.0,))[
+        0
+    ]  # round(40 / 1.15) = 35, offset (40 - 35) // 2 = 2
     both = seg.predict_proba([img], scales=(1.0, 1.15))[0]
     np.testing.assert_allclose(both[2:37, 2:37], (whole[2:37, 2:37] + crop) / 2, atol=1e-5)
     np.testing.assert_allclose(both[0], whole[0], atol=1e-6)  # the border is only in the whole view
@@ -296,6 +322,8 @@ def test_a_recalibrated_json_is_picked_up_without_a_restart(tmp_path):
     meta.update(threshold=0.25, tta_scales=[1.0, 1.15])
     meta_path.write_text(json.dumps(meta))
     stat = meta_path.stat()
-    os.utime(meta_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a distinct mtime even on coarse clocks
+    os.utime(
+        meta_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9)
+    )  # a distinct mtime even on coarse clocks
     second = load_segmenter(path)
     assert first.threshold == 0.4 and (second.threshold, second.tta_scales) == (0.25, (1.0, 1.15))

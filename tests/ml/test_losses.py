@@ -114,7 +114,10 @@ def test_lovasz_hinge_is_per_image_and_matches_the_papers_algorithm():
     logits = rng.normal(0, 2, size=t.shape)
     p = _sigmoid(logits).astype(np.float32)
     got = np.asarray(lovasz_hinge_loss(t, p))
-    want = [reference(t[i], np.log(p[i].astype(np.float64)) - np.log1p(-p[i].astype(np.float64))) for i in range(3)]
+    want = [
+        reference(t[i], np.log(p[i].astype(np.float64)) - np.log1p(-p[i].astype(np.float64)))
+        for i in range(3)
+    ]
     np.testing.assert_allclose(got, want, rtol=1e-3)
     alone = float(lovasz_hinge_loss(t[1:2], p[1:2])[0])
     assert alone == pytest.approx(got[1], rel=1e-5)

@@ -56,5 +56,6 @@ def test_a_local_weights_file_is_loaded_into_the_encoder(tmp_path):
     source.save_weights(path)
     model = build_model("unet", "vgg16", input_size=32, base_filters=4, encoder_weights=str(path))
     backbone = model.get_layer("vgg16_backbone")
-    np.testing.assert_array_equal(backbone.get_layer("block1_conv1").get_weights()[0],
-                                  source.get_layer("block1_conv1").get_weights()[0])
+    np.testing.assert_array_equal(
+        backbone.get_layer("block1_conv1").get_weights()[0], source.get_layer("block1_conv1").get_weights()[0]
+    )

@@ -36,12 +36,17 @@ def test_it_builds_trains_a_step_and_round_trips(architecture, encoder, size, ex
     # Tracing EfficientNetB0's training graph takes about a minute on a 2-core CPU (three tests, twice in
     # CI), so its step runs eagerly: the same ops, gradients and update. Its graph-mode forward pass is
     # still checked below, by the reloaded model's predict; the other encoders train in graph mode.
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses.bce_dice_loss,
-                  run_eagerly=encoder == "efficientnetb0")
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=losses.bce_dice_loss,
+        run_eagerly=encoder == "efficientnetb0",
+    )
     before = [w.copy() for w in model.get_weights()]
     loss = model.train_on_batch(x, y)
     assert np.isfinite(loss)
-    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), "a step changed no weight"
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), (
+        "a step changed no weight"
+    )
 
     path = tmp_path / "m.keras"
     model.save(path)

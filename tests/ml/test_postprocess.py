@@ -3,9 +3,9 @@ import numpy as np
 
 def _two_blobs():
     prob = np.zeros((20, 20), np.float32)
-    prob[2:8, 2:8] = 0.9    # 36 px
+    prob[2:8, 2:8] = 0.9  # 36 px
     prob[15:17, 15:17] = 0.8  # 4 px
-    prob[10, 10] = 0.4      # below threshold
+    prob[10, 10] = 0.4  # below threshold
     return prob
 
 
@@ -38,9 +38,9 @@ def test_choose_postprocess_prefers_keep_largest_when_it_helps():
 
 def _decoy_and_tumour():
     prob = np.zeros((20, 20), np.float32)
-    prob[2:8, 2:8] = 0.9      # 36 px look-alike
+    prob[2:8, 2:8] = 0.9  # 36 px look-alike
     prob[14:18, 14:18] = 0.6  # 16 px tumour...
-    prob[15, 15] = 0.97       # ...with a confident core
+    prob[15, 15] = 0.97  # ...with a confident core
     return prob
 
 
@@ -57,7 +57,7 @@ def test_keep_by_peak_breaks_a_tie_by_area():
     from ml.postprocess import binarize
 
     prob = np.zeros((20, 20), np.float32)
-    prob[2:4, 2:4] = 1.0    # 4 px at the top probability
+    prob[2:4, 2:4] = 1.0  # 4 px at the top probability
     prob[10:16, 10:16] = 1.0  # 36 px at the same probability
     mask = binarize(prob, 0.5, keep_largest=True, keep_by="peak")
     assert mask.sum() == 36
@@ -77,7 +77,10 @@ def test_postprocess_options_reads_old_and_new_metadata():
 
     assert postprocess_options(None) == {"min_component_px": 0, "keep_largest": False, "keep_by": "area"}
     assert postprocess_options({"keep_largest": True, "min_component_px": 0}) == {
-        "min_component_px": 0, "keep_largest": True, "keep_by": "area"}
+        "min_component_px": 0,
+        "keep_largest": True,
+        "keep_by": "area",
+    }
     assert postprocess_options({"keep_largest": True, "keep_by": "peak"})["keep_by"] == "peak"
 
 
@@ -114,8 +117,7 @@ def test_cross_validate_tables_scores_each_fold_with_the_row_chosen_on_the_other
 
     # Two groups of one slice each; with two folds, each slice is scored by the row that is best on
     # the other slice. Row 0 is better on "a", row 1 on "b", so each slice gets the other's favourite.
-    table = np.array([[0.9, 0.2],
-                      [0.4, 0.8]])
+    table = np.array([[0.9, 0.2], [0.4, 0.8]])
     held_out = cross_validate_tables({"t": table, "only row 0": table[:1]}, ["a", "b"], folds=2, repeats=3)
     np.testing.assert_allclose(held_out["t"], [0.4, 0.2])
     np.testing.assert_allclose(held_out["only row 0"], [0.9, 0.2])

@@ -23,7 +23,7 @@ def readme_table(header_start: str) -> tuple[str, list[list[str]]]:
     lines = (REPO_ROOT / "README.md").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
@@ -97,7 +97,9 @@ def test_agreement_table_matches_the_committed_agreement_runs(row, split):
     assert cells[5] == f"{caught} ({100 * flag['sensitivity']:.0f} %)"
     assert cells[6] == f"{100 * flag['specificity']:.0f} %"
     assert [number(part) for part in cells[7].split("/")] == [
-        round(flag["dice_flagged"], 2), round(flag["dice_not_flagged"], 2)]
+        round(flag["dice_flagged"], 2),
+        round(flag["dice_not_flagged"], 2),
+    ]
 
 
 def test_the_agreement_level_in_the_readme_is_the_one_the_ensemble_ships():
@@ -120,7 +122,8 @@ def test_retrieval_rows_match_the_committed_retrieval_run(row, weight):
     assert number(cells[3]) == round(figures["precision_at_10"], 3)
     assert number(cells[4]) == round(figures["type_accuracy"], 3)
     assert [number(part) for part in cells[5].split("/")] == [
-        round(figures["type_accuracy_by_type"][t], 3) for t in TYPES]
+        round(figures["type_accuracy_by_type"][t], 3) for t in TYPES
+    ]
 
 
 def test_retrieval_tuning_table_matches_the_committed_tuning_run():
@@ -134,12 +137,17 @@ def test_retrieval_tuning_table_matches_the_committed_tuning_run():
         seen.add(model)
         mine = [r for r in results if r["embedding_model"].split("@")[0] == model]
         best = max(mine, key=lambda r: r["type_accuracy"])
-        assert [number(part) for part in cells[1].split("/")] == [best["weights"]["discriminant"],
-                                                                   best["weights"]["embedding"]]
+        assert [number(part) for part in cells[1].split("/")] == [
+            best["weights"]["discriminant"],
+            best["weights"]["embedding"],
+        ]
         assert number(cells[2]) == as_published(cells[2], best["type_accuracy"])
         assert [number(part) for part in cells[3].split("/")] == [
-            round(best["type_accuracy_by_type"][t], 3) for t in TYPES]
-        default = next(r for r in mine if r["weights"] == {"discriminant": 1.0, "features": 1.0, "embedding": 0.6})
+            round(best["type_accuracy_by_type"][t], 3) for t in TYPES
+        ]
+        default = next(
+            r for r in mine if r["weights"] == {"discriminant": 1.0, "features": 1.0, "embedding": 0.6}
+        )
         assert number(cells[4]) == as_published(cells[4], default["type_accuracy"])
     assert seen == {r["embedding_model"].split("@")[0] for r in results}
 
@@ -162,8 +170,9 @@ def test_speed_table_matches_the_committed_benchmark_run():
         key = (match.group(1) if match else "seed_unet", cells[1])
         r = measured[key]
         seen.add(key)
-        for cell, value in zip(cells[2:6], (r["ms_per_slice_b1"], r["ms_per_slice_b16"], r["peak_rss_mb"],
-                                            r["x_seed_b1"])):
+        for cell, value in zip(
+            cells[2:6], (r["ms_per_slice_b1"], r["ms_per_slice_b16"], r["peak_rss_mb"], r["x_seed_b1"])
+        ):
             assert number(cell) == as_published(cell, value), (key, cell, value)
     assert seen == set(measured)
 

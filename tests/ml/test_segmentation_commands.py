@@ -39,15 +39,21 @@ def tiny_models(tmp_path_factory):
     for arch in ("unet", "attention_unet"):
         spec = ModelSpec(architecture=arch, input_size=32, base_filters=4, depth=3)
         zoom = {"tta_scales": [1.0, 1.15]} if arch == "unet" else {}  # the other keeps the default, no zoom
-        save_bundle(spec.build(), directory, f"tiny_{arch}", {"spec": spec.get_config(), "threshold": 0.5, **zoom})
+        save_bundle(
+            spec.build(), directory, f"tiny_{arch}", {"spec": spec.get_config(), "threshold": 0.5, **zoom}
+        )
     return directory
 
 
-def test_evaluate_segmentation_scores_every_model_and_the_ensemble_at_full_size(figshare_dir, tmp_path, tiny_models):
+def test_evaluate_segmentation_scores_every_model_and_the_ensemble_at_full_size(
+    figshare_dir, tmp_path, tiny_models
+):
     data, ids = _full_size_dir(figshare_dir, tmp_path)
     assert Image.open(data / "images" / f"{ids[0]}.png").size == (512, 512)
     out = tmp_path / "eval.json"
-    call_command("evaluate_segmentation", "--data", str(data), "--models-dir", str(tiny_models), "--json", str(out))
+    call_command(
+        "evaluate_segmentation", "--data", str(data), "--models-dir", str(tiny_models), "--json", str(out)
+    )
     written = json.loads(out.read_text())
     result = written["models"]
     assert set(result) == {"tiny_unet", "tiny_attention_unet", "ensemble"}
@@ -64,20 +70,52 @@ def test_evaluate_segmentation_scores_every_model_and_the_ensemble_at_full_size(
         saved = {"tiny_unet": [1.0, 1.15], "tiny_attention_unet": [1.0]}[name]
         assert result[name]["tta_scales"] == {name: saved} and result["ensemble"]["tta_scales"][name] == saved
     # Scored alone, the ensemble predicts its members itself: the same figures as from their stored maps.
-    call_command("evaluate_segmentation", "--data", str(data), "--models-dir", str(tiny_models), "--json", str(out),
-                 "--models", "ensemble")
+    call_command(
+        "evaluate_segmentation",
+        "--data",
+        str(data),
+        "--models-dir",
+        str(tiny_models),
+        "--json",
+        str(out),
+        "--models",
+        "ensemble",
+    )
     alone = json.loads(out.read_text())["models"]["ensemble"]
-    assert (alone["dice_mean"], alone["iou_mean"]) == (result["ensemble"]["dice_mean"], result["ensemble"]["iou_mean"])
-    assert result["ensemble"]["ms_per_slice"] > result["tiny_unet"]["ms_per_slice"]  # the members' cost included
-    call_command("evaluate_segmentation", "--data", str(data), "--models-dir", str(tiny_models), "--json", str(out),
-                 "--models", "ensemble", "--zoom", "off")
+    assert (alone["dice_mean"], alone["iou_mean"]) == (
+        result["ensemble"]["dice_mean"],
+        result["ensemble"]["iou_mean"],
+    )
+    assert (
+        result["ensemble"]["ms_per_slice"] > result["tiny_unet"]["ms_per_slice"]
+    )  # the members' cost included
+    call_command(
+        "evaluate_segmentation",
+        "--data",
+        str(data),
+        "--models-dir",
+        str(tiny_models),
+        "--json",
+        str(out),
+        "--models",
+        "ensemble",
+        "--zoom",
+        "off",
+    )
     assert json.loads(out.read_text())["models"]["ensemble"]["tta_scales"] == {
-        "tiny_unet": [1.0], "tiny_attention_unet": [1.0]}
+        "tiny_unet": [1.0],
+        "tiny_attention_unet": [1.0],
+    }
     # One paired comparison per pair of models; the mean difference is the difference of the means.
     pairs = [tuple(key.split(" - ")) for key in written["paired"]]
     assert len(pairs) == 3 and {frozenset(p) for p in pairs} == {
-        frozenset(p) for p in [("tiny_unet", "tiny_attention_unet"), ("tiny_unet", "ensemble"),
-                               ("tiny_attention_unet", "ensemble")]}
+        frozenset(p)
+        for p in [
+            ("tiny_unet", "tiny_attention_unet"),
+            ("tiny_unet", "ensemble"),
+            ("tiny_attention_unet", "ensemble"),
+        ]
+    }
     for a, b in pairs:
         diff = written["paired"][f"{a} - {b}"]
         assert diff["dice_diff"] == pytest.approx(result[a]["dice_mean"] - result[b]["dice_mean"])
@@ -87,8 +125,17 @@ def test_evaluate_segmentation_scores_every_model_and_the_ensemble_at_full_size(
 def test_evaluate_segmentation_writes_a_row_per_model_and_slice(figshare_dir, tmp_path, tiny_models):
     data, ids = _full_size_dir(figshare_dir, tmp_path)
     out, table = tmp_path / "eval.json", tmp_path / "per_slice" / "rows.csv"
-    call_command("evaluate_segmentation", "--data", str(data), "--models-dir", str(tiny_models), "--json", str(out),
-                 "--per-slice", str(table))
+    call_command(
+        "evaluate_segmentation",
+        "--data",
+        str(data),
+        "--models-dir",
+        str(tiny_models),
+        "--json",
+        str(out),
+        "--per-slice",
+        str(table),
+    )
     result = json.loads(out.read_text())["models"]
     rows = list(csv.DictReader(table.open()))
     assert len(rows) == 3 * len(ids)
@@ -112,19 +159,42 @@ def test_evaluate_segmentation_writes_a_row_per_model_and_slice(figshare_dir, tm
 
 def test_evaluate_segmentation_refuses_unknown_models_and_bad_folders(tmp_path, tiny_models, figshare_dir):
     with pytest.raises(CommandError, match="no cases.csv"):
-        call_command("evaluate_segmentation", "--data", str(tmp_path), "--models-dir", str(tiny_models),
-                     "--json", str(tmp_path / "x.json"))
+        call_command(
+            "evaluate_segmentation",
+            "--data",
+            str(tmp_path),
+            "--models-dir",
+            str(tiny_models),
+            "--json",
+            str(tmp_path / "x.json"),
+        )
     with pytest.raises(CommandError, match="Unknown model"):
-        call_command("evaluate_segmentation", "--data", str(figshare_dir), "--models-dir", str(tiny_models),
-                     "--models", "nope", "--json", str(tmp_path / "x.json"))
+        call_command(
+            "evaluate_segmentation",
+            "--data",
+            str(figshare_dir),
+            "--models-dir",
+            str(tiny_models),
+            "--models",
+            "nope",
+            "--json",
+            str(tmp_path / "x.json"),
+        )
 
 
 def test_evaluate_segmentation_refuses_masks_of_another_size(figshare_dir, tmp_path, tiny_models):
     data, ids = _full_size_dir(figshare_dir, tmp_path, n=1)
     Image.fromarray(np.zeros((256, 256), np.uint8)).save(data / "masks" / f"{ids[0]}.png")
     with pytest.raises(ValueError, match="differ in size"):
-        call_command("evaluate_segmentation", "--data", str(data), "--models-dir", str(tiny_models),
-                     "--json", str(tmp_path / "x.json"))
+        call_command(
+            "evaluate_segmentation",
+            "--data",
+            str(data),
+            "--models-dir",
+            str(tiny_models),
+            "--json",
+            str(tmp_path / "x.json"),
+        )
 
 
 @pytest.mark.django_db
@@ -133,12 +203,46 @@ def test_train_model_writes_the_bundle_and_registers_the_version(figshare_dir, t
 
     settings.TUMORSITE_MODELS_DIR = tmp_path / "m"  # registered only when written to the models directory
 
-    call_command("train_model", "--architecture", "attention_unet", "--data", str(figshare_dir),
-                 "--image-size", "32", "--base-filters", "2", "--epochs", "1", "--batch-size", "4",
-                 "--limit", "4", "--precision", "fp32", "--name", "smoke_att", "--output-dir", str(tmp_path / "m"),
-                 "--run-dir", str(tmp_path / "run"), "--lr-start", "3e-4", "--lr-end", "3e-5",
-                 "--augmentation", "none", "--dropout", "0.2", "--patience", "3", "--keep-epochs",
-                 "--attention-blocks", "1", "--warmup-epochs", "0.5")
+    call_command(
+        "train_model",
+        "--architecture",
+        "attention_unet",
+        "--data",
+        str(figshare_dir),
+        "--image-size",
+        "32",
+        "--base-filters",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--limit",
+        "4",
+        "--precision",
+        "fp32",
+        "--name",
+        "smoke_att",
+        "--output-dir",
+        str(tmp_path / "m"),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--lr-start",
+        "3e-4",
+        "--lr-end",
+        "3e-5",
+        "--augmentation",
+        "none",
+        "--dropout",
+        "0.2",
+        "--patience",
+        "3",
+        "--keep-epochs",
+        "--attention-blocks",
+        "1",
+        "--warmup-epochs",
+        "0.5",
+    )
     meta = json.loads((tmp_path / "m" / "smoke_att.json").read_text())
     assert meta["spec"]["attention_blocks"] == 1
     assert [p.name for p in (tmp_path / "run" / "epochs").iterdir()] == ["epoch_01.keras"]
@@ -164,10 +268,34 @@ def test_train_model_elsewhere_leaves_the_served_versions_alone(figshare_dir, tm
     served = {v.name: (v.file_path, v.is_active) for v in ModelVersion.objects.all()}
     assert served["unet"] == ("unet.keras", True)
     out = StringIO()
-    call_command("train_model", "--architecture", "unet", "--data", str(figshare_dir), "--image-size", "32",
-                 "--base-filters", "2", "--depth", "2", "--epochs", "1", "--batch-size", "4", "--limit", "4",
-                 "--precision", "fp32", "--name", "unet", "--output-dir", str(tmp_path / "cand"),
-                 "--run-dir", str(tmp_path / "run"), stdout=out)
+    call_command(
+        "train_model",
+        "--architecture",
+        "unet",
+        "--data",
+        str(figshare_dir),
+        "--image-size",
+        "32",
+        "--base-filters",
+        "2",
+        "--depth",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--limit",
+        "4",
+        "--precision",
+        "fp32",
+        "--name",
+        "unet",
+        "--output-dir",
+        str(tmp_path / "cand"),
+        "--run-dir",
+        str(tmp_path / "run"),
+        stdout=out,
+    )
     assert (tmp_path / "cand" / "unet.keras").is_file()
     assert "not registered" in out.getvalue() and "sync_models" in out.getvalue()
     assert {v.name: (v.file_path, v.is_active) for v in ModelVersion.objects.all()} == served
@@ -194,10 +322,33 @@ def test_train_model_can_learn_from_the_clinical_record(figshare_dir, tmp_path):
         writer.writerows(rows)
     call_command("import_cases", str(data), "--no-progress")
 
-    call_command("train_model", "--architecture", "unet", "--from-record", "--image-size", "32",
-                 "--base-filters", "2", "--depth", "3", "--epochs", "1", "--batch-size", "4", "--limit", "4", "--precision", "fp32",
-                 "--name", "from_record", "--output-dir", str(tmp_path / "m"), "--run-dir", str(tmp_path / "run"),
-                 "--no-register")
+    call_command(
+        "train_model",
+        "--architecture",
+        "unet",
+        "--from-record",
+        "--image-size",
+        "32",
+        "--base-filters",
+        "2",
+        "--depth",
+        "3",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--limit",
+        "4",
+        "--precision",
+        "fp32",
+        "--name",
+        "from_record",
+        "--output-dir",
+        str(tmp_path / "m"),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--no-register",
+    )
     meta = json.loads((tmp_path / "m" / "from_record.json").read_text())
     assert sum(meta["training"]["split"]["sizes"].values()) == len(rows)
     assert meta["spec"]["depth"] == 3
@@ -212,18 +363,47 @@ def test_training_refuses_data_with_no_validation_patients(tmp_path):
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "images" / "1.png")
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "masks" / "1.png")
     with pytest.raises(ValueError, match="too few patient groups"):
-        train(TrainConfig(architecture="unet", data_dir=str(tmp_path), run_dir=str(tmp_path / "r")),
-              log=lambda *_: None)
+        train(
+            TrainConfig(architecture="unet", data_dir=str(tmp_path), run_dir=str(tmp_path / "r")),
+            log=lambda *_: None,
+        )
 
 
 @pytest.mark.django_db
-def test_train_model_trains_a_deep_supervision_unet_plus_plus_whose_bundle_segments(figshare_dir, tmp_path, recwarn):
+def test_train_model_trains_a_deep_supervision_unet_plus_plus_whose_bundle_segments(
+    figshare_dir, tmp_path, recwarn
+):
     from ml.inference import load_segmenter
 
-    call_command("train_model", "--architecture", "unet_plus_plus", "--data", str(figshare_dir),
-                 "--image-size", "32", "--base-filters", "2", "--depth", "3", "--epochs", "1", "--batch-size", "4",
-                 "--limit", "4", "--precision", "fp32", "--name", "smoke_ds", "--output-dir", str(tmp_path / "m"),
-                 "--run-dir", str(tmp_path / "run"), "--deep-supervision", "--no-register")
+    call_command(
+        "train_model",
+        "--architecture",
+        "unet_plus_plus",
+        "--data",
+        str(figshare_dir),
+        "--image-size",
+        "32",
+        "--base-filters",
+        "2",
+        "--depth",
+        "3",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--limit",
+        "4",
+        "--precision",
+        "fp32",
+        "--name",
+        "smoke_ds",
+        "--output-dir",
+        str(tmp_path / "m"),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--deep-supervision",
+        "--no-register",
+    )
     meta = json.loads((tmp_path / "m" / "smoke_ds.json").read_text())
     assert meta["spec"]["deep_supervision"] is True
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
@@ -236,5 +416,15 @@ def test_train_model_trains_a_deep_supervision_unet_plus_plus_whose_bundle_segme
 
 def test_train_model_refuses_deep_supervision_outside_unet_plus_plus(figshare_dir, tmp_path):
     with pytest.raises(CommandError, match="only defined for unet_plus_plus"):
-        call_command("train_model", "--architecture", "unet", "--data", str(figshare_dir), "--deep-supervision",
-                     "--output-dir", str(tmp_path / "m"), "--run-dir", str(tmp_path / "run"))
+        call_command(
+            "train_model",
+            "--architecture",
+            "unet",
+            "--data",
+            str(figshare_dir),
+            "--deep-supervision",
+            "--output-dir",
+            str(tmp_path / "m"),
+            "--run-dir",
+            str(tmp_path / "run"),
+        )

@@ -12,8 +12,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
 def test_the_shipped_bundles_reproduce_the_published_test_scores(figshare_dir, tmp_path):
     out = tmp_path / "test.json"
-    call_command("evaluate_segmentation", "--data", str(figshare_dir), "--split", "test",
-                 "--models-dir", str(REPO_ROOT / "models"), "--json", str(out))
+    call_command(
+        "evaluate_segmentation",
+        "--data",
+        str(figshare_dir),
+        "--split",
+        "test",
+        "--models-dir",
+        str(REPO_ROOT / "models"),
+        "--json",
+        str(out),
+    )
     measured = json.loads(out.read_text())["models"]
     published = json.loads((REPO_ROOT / "docs" / "results" / "segmentation_test.json").read_text())["models"]
     assert set(measured) == set(published) == {"unet", "attention_unet", "unet_plus_plus", "ensemble"}

@@ -31,7 +31,10 @@ def test_like_builds_the_shipped_bundles_model(name):
     assert cfg.image_size == meta["input_size"] == 256
     assert cfg.model_spec().build().count_params() == meta["parameters"]
     assert (cfg.augmentation, cfg.loss, cfg.batch_size) == (
-        meta["training"]["augmentation"]["preset"], meta["training"]["loss"], meta["training"]["batch_size"])
+        meta["training"]["augmentation"]["preset"],
+        meta["training"]["loss"],
+        meta["training"]["batch_size"],
+    )
     # From scratch: nothing of how the bundle itself was warm-started comes along.
     assert cfg.init_from is None and (cfg.lr_start, cfg.lr_end) == (1e-3, 1e-4)
     assert cfg.name == f"{name}_plain_256" and cfg.like == str(path)
@@ -40,10 +43,27 @@ def test_like_builds_the_shipped_bundles_model(name):
 def test_options_given_win_over_the_bundle():
     from ml.train import config_from_options
 
-    cfg = config_from_options(_options("--like", str(settings.TUMORSITE_MODELS_DIR / "unet.json"),
-                                       "--depth", "4", "--image-size", "128", "--augmentation", "strong",
-                                       "--architecture", "attention_unet"), "data")
-    assert (cfg.architecture, cfg.depth, cfg.image_size, cfg.augmentation) == ("attention_unet", 4, 128, "strong")
+    cfg = config_from_options(
+        _options(
+            "--like",
+            str(settings.TUMORSITE_MODELS_DIR / "unet.json"),
+            "--depth",
+            "4",
+            "--image-size",
+            "128",
+            "--augmentation",
+            "strong",
+            "--architecture",
+            "attention_unet",
+        ),
+        "data",
+    )
+    assert (cfg.architecture, cfg.depth, cfg.image_size, cfg.augmentation) == (
+        "attention_unet",
+        4,
+        128,
+        "strong",
+    )
     assert (cfg.base_filters, cfg.dropout) == (12, 0.1)  # the rest still from the bundle
 
 
@@ -58,10 +78,21 @@ def test_a_bundle_without_the_newer_fields_leaves_their_defaults(tmp_path):
     from ml.train import bundle_recipe
 
     path = tmp_path / "old.json"
-    path.write_text(json.dumps({"spec": {"architecture": "unet", "encoder": "plain", "input_size": 128,
-                                         "base_filters": 16}, "training": {"augmentation": None}}))
+    path.write_text(
+        json.dumps(
+            {
+                "spec": {"architecture": "unet", "encoder": "plain", "input_size": 128, "base_filters": 16},
+                "training": {"augmentation": None},
+            }
+        )
+    )
     assert bundle_recipe(path.with_suffix(".keras")) == {
-        "architecture": "unet", "encoder": "plain", "image_size": 128, "base_filters": 16, "augmentation": "none"}
+        "architecture": "unet",
+        "encoder": "plain",
+        "image_size": 128,
+        "base_filters": 16,
+        "augmentation": "none",
+    }
 
 
 def test_bad_like_arguments_say_what_to_pass(tmp_path):
@@ -100,14 +131,37 @@ def test_train_model_like_trains_and_records_the_bundle_it_copied(figshare_dir, 
     from ml.inference import file_sha256
 
     like = settings.TUMORSITE_MODELS_DIR / "unet_plus_plus.json"
-    call_command("train_model", "--like", str(like), "--data", str(figshare_dir), "--image-size", "64",
-                 "--epochs", "1", "--limit", "4", "--batch-size", "4", "--precision", "fp32", "--name", "again",
-                 "--output-dir", str(tmp_path / "m"), "--run-dir", str(tmp_path / "run"), "--no-register")
+    call_command(
+        "train_model",
+        "--like",
+        str(like),
+        "--data",
+        str(figshare_dir),
+        "--image-size",
+        "64",
+        "--epochs",
+        "1",
+        "--limit",
+        "4",
+        "--batch-size",
+        "4",
+        "--precision",
+        "fp32",
+        "--name",
+        "again",
+        "--output-dir",
+        str(tmp_path / "m"),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--no-register",
+    )
     meta = json.loads((tmp_path / "m" / "again.json").read_text())
     shipped = json.loads(like.read_text())
     assert meta["spec"] == {**shipped["spec"], "input_size": 64, "attention_blocks": 0}
     assert meta["initialised_from"] is None and meta["encoder_weights"] == "none"
     assert meta["training"]["like"]["path"] == str(like)
     assert meta["training"]["like"]["sha256"] == file_sha256(like.with_suffix(".keras"))
-    assert "depth" in meta["training"]["like"]["fields"] and "image_size" in meta["training"]["like"]["fields"]
+    assert (
+        "depth" in meta["training"]["like"]["fields"] and "image_size" in meta["training"]["like"]["fields"]
+    )
     assert meta["training"]["like"]["overridden"] == ["batch_size", "image_size"]  # given as options

@@ -14,8 +14,10 @@ def test_unet_weights_seed_every_attention_unet_layer_but_the_gates():
     assert not [name for name in copied if "attention" in name]
     gates = [layer.name for layer in att.layers if "attention" in layer.name and layer.weights]
     assert gates  # the gates exist and were left to train from scratch
-    np.testing.assert_array_equal(att.get_layer("bottleneck_conv1").get_weights()[0],
-                                  unet.get_layer("bottleneck_conv1").get_weights()[0])
+    np.testing.assert_array_equal(
+        att.get_layer("bottleneck_conv1").get_weights()[0],
+        unet.get_layer("bottleneck_conv1").get_weights()[0],
+    )
 
 
 def test_layers_of_another_shape_are_left_alone():

@@ -19,11 +19,14 @@ def test_it_gives_three_probabilities_per_slice(input_size, base_filters, depth)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"input_size": 50}, "multiple of 16"),
-    ({"dropout": 1.0}, "dropout"),
-    ({"hidden": 0}, "hidden"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"input_size": 50}, "multiple of 16"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"hidden": 0}, "hidden"),
+    ],
+)
 def test_bad_arguments_are_refused_with_a_reason(kwargs, message):
     from ml.models.type_classifier import build_type_classifier
 
@@ -42,8 +45,10 @@ def test_a_trained_unet_seeds_the_whole_encoder_and_nothing_else():
     copied = transfer_weights(unet, classifier)
     # 3 encoder stages and the bottleneck, each 2 convolutions + 2 batch norms.
     assert len(copied) == 4 * 4 and all(n.startswith(("encoder_stage", "bottleneck")) for n in copied)
-    np.testing.assert_array_equal(classifier.get_layer("bottleneck_conv2").get_weights()[0],
-                                  unet.get_layer("bottleneck_conv2").get_weights()[0])
+    np.testing.assert_array_equal(
+        classifier.get_layer("bottleneck_conv2").get_weights()[0],
+        unet.get_layer("bottleneck_conv2").get_weights()[0],
+    )
 
 
 @pytest.mark.slow
@@ -55,8 +60,13 @@ def test_a_bundle_round_trips_and_a_segmenter_is_not_taken_for_one(tmp_path):
 
     spec = {"input_size": 32, "base_filters": 4, "depth": 2, "hidden": 8, "dropout": 0.0}
     model = build_type_classifier(**spec)
-    path = save_bundle(model, tmp_path, "tc", {"task": "tumour_type_classification", "classes": list(TUMOUR_TYPES),
-                                              "spec": spec, "tta": False}, rebuild=lambda: build_type_classifier(**spec))
+    path = save_bundle(
+        model,
+        tmp_path,
+        "tc",
+        {"task": "tumour_type_classification", "classes": list(TUMOUR_TYPES), "spec": spec, "tta": False},
+        rebuild=lambda: build_type_classifier(**spec),
+    )
     loaded = load_type_classifier(path)
     assert load_type_classifier(path) is loaded  # cached per process
     image = (np.random.default_rng(1).random((100, 80)) * 255).astype(np.uint8)
@@ -65,8 +75,12 @@ def test_a_bundle_round_trips_and_a_segmenter_is_not_taken_for_one(tmp_path):
     assert list(got) == list(TUMOUR_TYPES)
     np.testing.assert_allclose([got[t] for t in TUMOUR_TYPES], expected, atol=1e-5)
 
-    save_bundle(build_model("unet", input_size=32, base_filters=4, depth=2), tmp_path, "seg",
-                {"spec": {"architecture": "unet", "input_size": 32, "base_filters": 4, "depth": 2}})
+    save_bundle(
+        build_model("unet", input_size=32, base_filters=4, depth=2),
+        tmp_path,
+        "seg",
+        {"spec": {"architecture": "unet", "input_size": 32, "base_filters": 4, "depth": 2}},
+    )
     with pytest.raises(ValueError, match="not a tumour-type classifier"):
         load_type_classifier(tmp_path / "seg.keras")
     with pytest.raises(FileNotFoundError):
@@ -78,6 +92,7 @@ def test_flip_tta_averages_the_slice_and_its_mirror():
 
     class Asymmetric:
         """A stand-in model: the probability of the first class is the left half's mean intensity."""
+
         name = "asym"
         input_shape = (None, 8, 8, 1)
 
@@ -122,9 +137,21 @@ def test_two_training_steps_on_real_slices_write_a_classifier_bundle(figshare_di
 
     seg = build_model("unet", input_size=32, base_filters=4, depth=2)
     seg.save(tmp_path / "seg.keras")
-    cfg = ClassifierConfig(data_dir=str(figshare_dir), image_size=32, base_filters=4, depth=2, hidden=8, epochs=1,
-                           batch_size=4, limit=8, output_dir=str(tmp_path / "out"), run_dir=str(tmp_path / "run"),
-                           name="tc_smoke", precision="fp32", init_from=str(tmp_path / "seg.keras"))
+    cfg = ClassifierConfig(
+        data_dir=str(figshare_dir),
+        image_size=32,
+        base_filters=4,
+        depth=2,
+        hidden=8,
+        epochs=1,
+        batch_size=4,
+        limit=8,
+        output_dir=str(tmp_path / "out"),
+        run_dir=str(tmp_path / "run"),
+        name="tc_smoke",
+        precision="fp32",
+        init_from=str(tmp_path / "seg.keras"),
+    )
     messages = []
     result = train_type_classifier(cfg, log=messages.append, verbose=0)
     assert any("initialised 12 layers" in m for m in messages)  # 2 stages + bottleneck, 4 layers each
@@ -134,6 +161,9 @@ def test_two_training_steps_on_real_slices_write_a_classifier_bundle(figshare_di
     assert meta["training"]["split"]["by"] == "patient_group" and meta["training"]["split"]["n_val"] == 8
     assert meta["metrics"]["val"]["n"] == 8 and 0.0 <= meta["metrics"]["val"]["accuracy"] <= 1.0
     assert meta["initialised_from"]["layers_copied"] == 12
-    assert "random initialisation" in meta["encoder_weights_note"] and "seg.keras" in meta["encoder_weights_note"]
+    assert (
+        "random initialisation" in meta["encoder_weights_note"]
+        and "seg.keras" in meta["encoder_weights_note"]
+    )
     probs = load_type_classifier(result["path"]).probabilities([np.zeros((256, 256), np.uint8)])
     assert probs.shape == (1, 3) and probs.sum() == pytest.approx(1.0, abs=1e-5)

@@ -21,8 +21,16 @@ def _rates_per_step(tmp_path, warmup_epochs):
     """Fit a one-layer model 3 epochs of 4 steps with the training callbacks; the rate at each step."""
     import keras
 
-    cfg = TrainConfig(architecture="unet", data_dir="unused", epochs=3, patience=5, lr_start=1e-2, lr_end=1e-3,
-                      warmup_epochs=warmup_epochs, run_dir=str(tmp_path))
+    cfg = TrainConfig(
+        architecture="unet",
+        data_dir="unused",
+        epochs=3,
+        patience=5,
+        lr_start=1e-2,
+        lr_end=1e-3,
+        warmup_epochs=warmup_epochs,
+        run_dir=str(tmp_path),
+    )
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(cfg.lr_start), loss="mse")
     rates = []
@@ -32,20 +40,29 @@ def _rates_per_step(tmp_path, warmup_epochs):
             rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
 
     x = np.random.default_rng(0).random((16, 3), dtype=np.float32)
-    model.fit(x, x[:, :1], batch_size=4, epochs=cfg.epochs, verbose=0, shuffle=False,
-              callbacks=_callbacks(cfg, tmp_path, {}, lambda msg: None) + [Record()])
+    model.fit(
+        x,
+        x[:, :1],
+        batch_size=4,
+        epochs=cfg.epochs,
+        verbose=0,
+        shuffle=False,
+        callbacks=_callbacks(cfg, tmp_path, {}, lambda msg: None) + [Record()],
+    )
     return np.array(rates)
 
 
 def test_warmup_ramps_the_scheduled_rate_over_its_steps_then_follows_the_schedule(tmp_path):
     rates = _rates_per_step(tmp_path, warmup_epochs=1.5)  # round(1.5 * 4) = 6 warm-up steps
-    epoch_rates = [1e-2, 1e-2 * 0.1 ** 0.5, 1e-3]  # exponential 1e-2 -> 1e-3 over 3 epochs
-    expected = ([epoch_rates[0] * k / 6 for k in (1, 2, 3, 4)]
-                + [epoch_rates[1] * 5 / 6, epoch_rates[1], epoch_rates[1], epoch_rates[1]]
-                + [epoch_rates[2]] * 4)
+    epoch_rates = [1e-2, 1e-2 * 0.1**0.5, 1e-3]  # exponential 1e-2 -> 1e-3 over 3 epochs
+    expected = (
+        [epoch_rates[0] * k / 6 for k in (1, 2, 3, 4)]
+        + [epoch_rates[1] * 5 / 6, epoch_rates[1], epoch_rates[1], epoch_rates[1]]
+        + [epoch_rates[2]] * 4
+    )
     np.testing.assert_allclose(rates, expected, rtol=1e-5)
 
 
 def test_without_warmup_each_epoch_runs_at_its_scheduled_rate(tmp_path):
     rates = _rates_per_step(tmp_path, warmup_epochs=0)
-    np.testing.assert_allclose(rates, np.repeat([1e-2, 1e-2 * 0.1 ** 0.5, 1e-3], 4), rtol=1e-5)
+    np.testing.assert_allclose(rates, np.repeat([1e-2, 1e-2 * 0.1**0.5, 1e-3], 4), rtol=1e-5)

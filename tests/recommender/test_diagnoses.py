@@ -17,12 +17,18 @@ def case(media_dir, clinician):
 
 @pytest.mark.django_db
 def test_an_unseen_diagnosis_is_added_once_with_its_first_case_and_author(case, clinician, colleague):
-    diagnosis, created, matched = diagnosis_record(case=case, name="  Glioblastoma   Multiforme ", user=clinician)
+    diagnosis, created, matched = diagnosis_record(
+        case=case, name="  Glioblastoma   Multiforme ", user=clinician
+    )
     assert created and matched is None
     assert diagnosis.name == "Glioblastoma Multiforme" and diagnosis.key == "glioblastoma multiforme"
-    assert diagnosis.added_automatically and diagnosis.first_case == case and diagnosis.created_by == clinician
+    assert (
+        diagnosis.added_automatically and diagnosis.first_case == case and diagnosis.created_by == clinician
+    )
     other = make_case(patient="P-DX-2")
-    again, created_again, matched_again = diagnosis_record(case=other, name="GLIOBLASTOMA, multiforme", user=colleague)
+    again, created_again, matched_again = diagnosis_record(
+        case=other, name="GLIOBLASTOMA, multiforme", user=colleague
+    )
     assert again == diagnosis and not created_again and matched_again is None
     assert Diagnosis.objects.count() == 1 and CaseDiagnosis.objects.count() == 2
 
@@ -56,8 +62,9 @@ def test_losing_the_insert_race_returns_the_winners_entry(case, clinician, colle
 
     def other_doctor_commits_meanwhile(key, candidates):
         result = real_find(key, candidates)
-        Diagnosis.objects.create(key=key, name="Ependymoma", added_automatically=True, created_by=colleague,
-                                 first_case=case)
+        Diagnosis.objects.create(
+            key=key, name="Ependymoma", added_automatically=True, created_by=colleague, first_case=case
+        )
         return result
 
     def insert_that_loses(**kwargs):
@@ -73,8 +80,9 @@ def test_losing_the_insert_race_returns_the_winners_entry(case, clinician, colle
 
 @needs_postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_doctors_adding_the_same_new_diagnosis_at_once_create_one_entry(media_dir, clinician, colleague,
-                                                                           monkeypatch):
+def test_two_doctors_adding_the_same_new_diagnosis_at_once_create_one_entry(
+    media_dir, clinician, colleague, monkeypatch
+):
     cases = [make_case(patient="RACE-1", seed=1), make_case(patient="RACE-2", seed=2)]
     barrier = threading.Barrier(2, timeout=20)
     real_find = services.names.find_near_duplicate
@@ -90,7 +98,7 @@ def test_two_doctors_adding_the_same_new_diagnosis_at_once_create_one_entry(medi
     def record(case, user):
         try:
             results.append(diagnosis_record(case=case, name="Hemangioblastoma", user=user))
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
         finally:
             connection.close()
@@ -112,5 +120,8 @@ def test_autocomplete_matches_every_word_typed_most_used_first(case, clinician):
     diagnosis_record(case=case, name="Atypical meningioma", user=clinician)
     diagnosis_record(case=case, name="Meningioma, WHO grade I", user=clinician)
     diagnosis_record(case=make_case(patient="P-AC"), name="Meningioma, WHO grade I", user=clinician)
-    assert [d.name for d in diagnoses_search(q="MÉNINGIOMA")] == ["Meningioma, WHO grade I", "Atypical meningioma"]
+    assert [d.name for d in diagnoses_search(q="MÉNINGIOMA")] == [
+        "Meningioma, WHO grade I",
+        "Atypical meningioma",
+    ]
     assert [d.name for d in diagnoses_search(q="atyp men")] == ["Atypical meningioma"]

@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 
 from recommender.features import (
-    FEATURE_NAMES, N_FEATURES, FeatureError, describe_agreement, extract, head_mask,
+    FEATURE_NAMES,
+    N_FEATURES,
+    FeatureError,
+    describe_agreement,
+    extract,
+    head_mask,
 )
 
 

@@ -31,8 +31,9 @@ def test_the_discriminants_separate_the_types():
 
 
 def test_knn_vote_weights_by_distance_and_reports_a_share():
-    ttype, confidence = ranking.knn_vote([0.1, 0.2, 1.0, 1.1, 1.2], ["glioma", "glioma", "pituitary", "pituitary",
-                                                                      "pituitary"], k=5)
+    ttype, confidence = ranking.knn_vote(
+        [0.1, 0.2, 1.0, 1.1, 1.2], ["glioma", "glioma", "pituitary", "pituitary", "pituitary"], k=5
+    )
     assert ttype == "glioma" and 0.5 < confidence < 1.0
     assert ranking.knn_vote([], [], k=3) == (None, 0.0)
 
@@ -41,7 +42,10 @@ def test_the_knn_shares_are_distance_weighted_and_sum_to_one():
     shares = ranking.knn_distribution([0.0, 1.0, 3.0], ["glioma", None, "pituitary"], k=2)
     # The unlabelled neighbour is skipped; weights 1/0.001 and 1/3.001.
     total = 1 / 0.001 + 1 / 3.001
-    assert shares == {"glioma": pytest.approx((1 / 0.001) / total), "pituitary": pytest.approx((1 / 3.001) / total)}
+    assert shares == {
+        "glioma": pytest.approx((1 / 0.001) / total),
+        "pituitary": pytest.approx((1 / 3.001) / total),
+    }
     assert ranking.knn_distribution([], [], k=3) == {}
 
 
@@ -54,7 +58,10 @@ def test_the_classifier_is_blended_in_by_its_weight():
     assert ttype == "meningioma" and confidence == pytest.approx(0.55)
     assert ranking.blend_votes(knn, classifier, 1.0) == ("meningioma", pytest.approx(0.7))
     assert ranking.blend_votes(knn, None, 0.5) == ("glioma", 0.6)  # no classifier: the kNN vote
-    assert ranking.blend_votes({}, classifier, 0.25) == ("meningioma", pytest.approx(0.7))  # no base: the classifier
+    assert ranking.blend_votes({}, classifier, 0.25) == (
+        "meningioma",
+        pytest.approx(0.7),
+    )  # no base: the classifier
     assert ranking.blend_votes({}, None, 0.5) == (None, 0.0)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         ranking.blend_votes(knn, classifier, 1.5)

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
-
-from cases.models import Case, TypeSource
 from django.db import connection
 
+from cases.models import Case, TypeSource
 from recommender.fields import to_pgvector_literal
 from recommender.index import NumpyIndex, PgvectorIndex
 from recommender.models import CaseFeatures
@@ -62,13 +61,17 @@ def test_the_type_classifier_is_blended_into_the_suggestion(base, tiny_type_clas
 
     case = _new_query_case("glioma", patient="NEW-blend")
     settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 0.0
-    assert case_tumour_type_suggest(case=case)[0] == "glioma"  # the kNN vote alone, whatever the classifier says
+    assert (
+        case_tumour_type_suggest(case=case)[0] == "glioma"
+    )  # the kNN vote alone, whatever the classifier says
 
     # The untrained classifier's opinion of this very slice, read back from the record.
     opinion = load_type_classifier(tiny_type_classifier).predict(scan_pixels(case))
     settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 1.0
     predicted, confidence = case_tumour_type_suggest(case=case)
-    assert predicted == max(sorted(opinion), key=opinion.get) and confidence == pytest.approx(max(opinion.values()))
+    assert predicted == max(sorted(opinion), key=opinion.get) and confidence == pytest.approx(
+        max(opinion.values())
+    )
 
     settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 0.5
     knn = type_distribution(query_for_case(case))
@@ -80,7 +83,9 @@ def test_the_type_classifier_is_blended_into_the_suggestion(base, tiny_type_clas
     assert case.predicted_tumour_type == expected_type and case.tumour_type_source == TypeSource.PREDICTED
     assert case.predicted_type_sources == {
         "similar_cases": {t: pytest.approx(v, abs=1e-4) for t, v in knn.items()},
-        "classifier": {t: pytest.approx(v, abs=1e-4) for t, v in opinion.items()}, "classifier_weight": 0.5}
+        "classifier": {t: pytest.approx(v, abs=1e-4) for t, v in opinion.items()},
+        "classifier_weight": 0.5,
+    }
 
 
 def test_analysing_a_case_reads_its_slice_once(base, tiny_type_classifier, settings, monkeypatch):
@@ -154,27 +159,37 @@ def test_numpy_and_pgvector_agree_on_the_top_k():
     hnsw.force_index = True  # 18 rows: without this the planner would scan the table
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")
-        cursor.execute("EXPLAIN SELECT case_id FROM recommender_casefeatures WHERE in_base "
-                       "ORDER BY combined <-> %s::vector LIMIT 5", [to_pgvector_literal(rows[0].combined)])
+        cursor.execute(
+            "EXPLAIN SELECT case_id FROM recommender_casefeatures WHERE in_base "
+            "ORDER BY combined <-> %s::vector LIMIT 5",
+            [to_pgvector_literal(rows[0].combined)],
+        )
         assert "combined_hnsw" in " ".join(r[0] for r in cursor.fetchall())
         cursor.execute("SET enable_seqscan = on")
         # The graph of migration 0004 (README, "Search at scale"), partial over the base cases.
-        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'recommender_casefeatures_combined_hnsw'")
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'recommender_casefeatures_combined_hnsw'"
+        )
         indexdef = cursor.fetchone()[0]
         assert "m='32'" in indexdef and "ef_construction='128'" in indexdef and "WHERE in_base" in indexdef
     for i in range(n_queries):
         q = rows[i].combined + rng.normal(0, 0.05, rows[i].combined.shape).astype(np.float32)
         for tumour_type in (None, "glioma"):
-            exact = NumpyIndex().search(q, 5, tumour_type=tumour_type, exclude_patient_ids={rows[i].patient_id})
+            exact = NumpyIndex().search(
+                q, 5, tumour_type=tumour_type, exclude_patient_ids={rows[i].patient_id}
+            )
             approx = hnsw.search(q, 5, tumour_type=tumour_type, exclude_patient_ids={rows[i].patient_id})
             assert [h.case_id for h in approx] == [h.case_id for h in exact]
             np.testing.assert_allclose([h.distance for h in approx], [h.distance for h in exact], rtol=1e-4)
-            scanned = PgvectorIndex().search(q, 5, tumour_type=tumour_type, exclude_patient_ids={rows[i].patient_id},
-                                             exact=True)
+            scanned = PgvectorIndex().search(
+                q, 5, tumour_type=tumour_type, exclude_patient_ids={rows[i].patient_id}, exact=True
+            )
             assert [h.case_id for h in scanned] == [h.case_id for h in exact]
 
 
-def test_new_embedding_weights_are_never_mixed_with_old_embeddings(media_dir, clinician, models_dir, tmp_path, settings):
+def test_new_embedding_weights_are_never_mixed_with_old_embeddings(
+    media_dir, clinician, models_dir, tmp_path, settings
+):
     import shutil
 
     from recommender.models import FeatureScaler
@@ -197,7 +212,9 @@ def test_new_embedding_weights_are_never_mixed_with_old_embeddings(media_dir, cl
     assert row.embedding is not None and row.embedding_model.startswith("tiny_attention_unet@")
     assert row.embedding_model != old_key
     # The scaler still belongs to the old weights: the new embedding is left out of the combined vector.
-    plain = case_features_compute(case=make_case(patient="NEW2", ground_truth=True, **kwargs), use_embedding=False)
+    plain = case_features_compute(
+        case=make_case(patient="NEW2", ground_truth=True, **kwargs), use_embedding=False
+    )
     np.testing.assert_allclose(row.combined, plain.combined, atol=1e-6)
 
     rebuilt = case_base_build()
@@ -205,8 +222,9 @@ def test_new_embedding_weights_are_never_mixed_with_old_embeddings(media_dir, cl
     assert FeatureScaler.objects.get(is_current=True).embedding_model == row.embedding_model
 
 
-def test_sync_models_warns_only_when_the_embedding_models_weights_change(media_dir, clinician, models_dir, tmp_path,
-                                                                          settings):
+def test_sync_models_warns_only_when_the_embedding_models_weights_change(
+    media_dir, clinician, models_dir, tmp_path, settings
+):
     import shutil
 
     from django.core.management import call_command
@@ -240,8 +258,9 @@ def test_sync_models_warns_only_when_the_embedding_models_weights_change(media_d
     assert "build_case_base" not in sync_output()
 
 
-def test_the_embedding_model_is_the_configured_one_else_the_ensembles_best_member(models_dir, settings, caplog,
-                                                                                 monkeypatch):
+def test_the_embedding_model_is_the_configured_one_else_the_ensembles_best_member(
+    models_dir, settings, caplog, monkeypatch
+):
     from recommender import services
     from recommender.services import embedding_model_version
     from segmentation.services import model_versions_sync

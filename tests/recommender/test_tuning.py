@@ -26,8 +26,17 @@ def _described(n_per_type: int, *, separable: str, seed: int = 0) -> Described:
     centroids = 2.0 * rng.normal(size=(3, target.shape[1]))
     target += centroids[label.astype(int)].astype(np.float32)
     ok = np.ones(n, bool)
-    return Described([str(i) for i in range(n)], types, [f"P{i}" for i in range(n)], feats, feats.copy(), ok,
-                     ok.copy(), {"m": emb}, {"m": emb.copy()})
+    return Described(
+        [str(i) for i in range(n)],
+        types,
+        [f"P{i}" for i in range(n)],
+        feats,
+        feats.copy(),
+        ok,
+        ok.copy(),
+        {"m": emb},
+        {"m": emb.copy()},
+    )
 
 
 def _folds(d: Described, k: int = 3) -> list[list[str]]:
@@ -36,15 +45,21 @@ def _folds(d: Described, k: int = 3) -> list[list[str]]:
 
 def test_separable_features_give_a_perfect_vote_and_ranking():
     d = _described(12, separable="features")
-    result = cross_validate(d, _folds(d), {"discriminant": 1.0, "features": 1.0, "embedding": 0.0}, embedding=None)
+    result = cross_validate(
+        d, _folds(d), {"discriminant": 1.0, "features": 1.0, "embedding": 0.0}, embedding=None
+    )
     assert result["type_accuracy"] == 1.0 and result["map"] == 1.0 and result["n_queries"] == 36
     assert set(result["type_accuracy_by_type"]) == set(TYPES) and len(result["type_accuracy_by_fold"]) == 3
 
 
 def test_the_embedding_weight_is_what_lets_an_embedding_only_signal_through():
     d = _described(12, separable="embedding")
-    without = cross_validate(d, _folds(d), {"discriminant": 0.0, "features": 1.0, "embedding": 0.0}, embedding="m")
-    heavy = cross_validate(d, _folds(d), {"discriminant": 0.0, "features": 1.0, "embedding": 6.0}, embedding="m")
+    without = cross_validate(
+        d, _folds(d), {"discriminant": 0.0, "features": 1.0, "embedding": 0.0}, embedding="m"
+    )
+    heavy = cross_validate(
+        d, _folds(d), {"discriminant": 0.0, "features": 1.0, "embedding": 6.0}, embedding="m"
+    )
     assert without["type_accuracy"] < 0.5  # about chance: the features carry no type
     assert heavy["type_accuracy"] > 0.85 and heavy["map"] > without["map"]
 
@@ -62,7 +77,9 @@ def test_reusing_each_folds_fit_across_the_grid_gives_the_same_figures():
 def test_a_query_with_no_outline_counts_as_wrong():
     d = _described(12, separable="features")
     d.query_ok[0] = False
-    result = cross_validate(d, _folds(d), {"discriminant": 1.0, "features": 1.0, "embedding": 0.0}, embedding=None)
+    result = cross_validate(
+        d, _folds(d), {"discriminant": 1.0, "features": 1.0, "embedding": 0.0}, embedding=None
+    )
     assert result["type_accuracy"] == pytest.approx(35 / 36, abs=1e-4)
 
 
@@ -80,8 +97,22 @@ def test_tune_retrieval_reads_only_training_patients_and_caches(models_dir, tmp_
     write_shared_layout(data, n_per_type=8)
     model_versions_sync()
     out, cache = tmp_path / "tune.json", tmp_path / "cache.npz"
-    args = ["tune_retrieval", "--data", str(data), "--json", str(out), "--folds", "3", "--cache", str(cache),
-            "--w-embedding", "0", "1", "--embedding-models", "tiny_unet"]
+    args = [
+        "tune_retrieval",
+        "--data",
+        str(data),
+        "--json",
+        str(out),
+        "--folds",
+        "3",
+        "--cache",
+        str(cache),
+        "--w-embedding",
+        "0",
+        "1",
+        "--embedding-models",
+        "tiny_unet",
+    ]
     call_command(*args)
     result = json.loads(out.read_text())
     assert len(result["results"]) == 2 and result["folds"] == 3
@@ -112,5 +143,12 @@ def test_tune_retrieval_refuses_bad_input(models_dir, tmp_path):
         call_command("tune_retrieval", "--data", str(data), "--json", str(tmp_path / "o.json"))
     model_versions_sync()
     with pytest.raises(CommandError, match="not an active single model: nope"):
-        call_command("tune_retrieval", "--data", str(data), "--json", str(tmp_path / "o.json"),
-                     "--embedding-models", "nope")
+        call_command(
+            "tune_retrieval",
+            "--data",
+            str(data),
+            "--json",
+            str(tmp_path / "o.json"),
+            "--embedding-models",
+            "nope",
+        )

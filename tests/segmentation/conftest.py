@@ -1,1 +1,1 @@
-from segmentation.testing import *  # noqa: F401,F403  (shared fixtures)
+from segmentation.testing import *  # noqa: F403  (shared fixtures)

@@ -47,10 +47,17 @@ def test_the_ensemble_takes_its_calibration_when_made_for_its_members(models_dir
     for f in models_dir.iterdir():
         shutil.copy(f, tmp_path / f.name)
     settings.TUMORSITE_MODELS_DIR = tmp_path
-    (tmp_path / "ensemble.json").write_text(json.dumps({
-        "members": ["tiny_unet", "tiny_attention_unet"], "threshold": 0.35,
-        "postprocess": {"keep_largest": True, "min_component_px": 0}, "tta": False,
-        "agreement": {"flag_below": 0.55, "chosen_on": "val"}}))
+    (tmp_path / "ensemble.json").write_text(
+        json.dumps(
+            {
+                "members": ["tiny_unet", "tiny_attention_unet"],
+                "threshold": 0.35,
+                "postprocess": {"keep_largest": True, "min_component_px": 0},
+                "tta": False,
+                "agreement": {"flag_below": 0.55, "chosen_on": "val"},
+            }
+        )
+    )
     model_versions_sync()
     ensemble = ModelVersion.objects.get(name="ensemble")
     assert ensemble.threshold == 0.35 and ensemble.metadata["postprocess"]["keep_largest"] is True
@@ -75,7 +82,6 @@ def test_a_corrupt_ensemble_json_is_ignored_with_a_warning(models_dir, tmp_path,
     ensemble = ModelVersion.objects.get(name="ensemble")
     assert ensemble.is_active and ensemble.threshold == 0.0 and ensemble.metadata["calibrated"] is False
     assert "ensemble.json: not valid JSON" in caplog.text
-
 
 
 def test_new_weights_under_the_same_name_get_a_new_weights_key(models_dir, tmp_path, settings, caplog):

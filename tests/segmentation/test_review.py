@@ -24,7 +24,9 @@ def test_a_validated_ai_mask_brings_a_typed_case_into_the_case_base(models_dir, 
     features = CaseFeatures.objects.get(case=case)
     assert features.mask_kind == MaskKind.PRIMARY and not features.in_base
 
-    response = api.post(f"/api/segmentations/{runs['ensemble'].pk}/review/", {"validated": True}, format="json")
+    response = api.post(
+        f"/api/segmentations/{runs['ensemble'].pk}/review/", {"validated": True}, format="json"
+    )
     assert response.status_code == 200 and response.json()["review_status"] == "validated"
     run = SegmentationRun.objects.get(pk=runs["ensemble"].pk)
     assert run.reviewed_by == clinician and run.reviewed_at is not None

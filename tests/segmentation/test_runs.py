@@ -17,7 +17,10 @@ def case(models_dir, media_dir, clinician):
 
 
 def _runs(case):
-    return {r.model_version.name: r for r in SegmentationRun.objects.filter(case=case).select_related("model_version")}
+    return {
+        r.model_version.name: r
+        for r in SegmentationRun.objects.filter(case=case).select_related("model_version")
+    }
 
 
 def test_one_run_per_active_model_and_the_ensemble(case):
@@ -46,9 +49,15 @@ def test_a_run_stores_mask_probability_and_measurements_at_the_scans_size(case):
         assert run.runtime_ms > 0 and run.finished_at >= run.started_at
         assert run.attempts == 1
         version = run.model_version
-        assert run.weights == (version.weights_key if not version.is_ensemble else
-                               "ensemble(" + ", ".join(sorted(m.weights_key for m in version.__class__.objects.filter(
-                                   name__in=version.members))) + ")")
+        assert run.weights == (
+            version.weights_key
+            if not version.is_ensemble
+            else "ensemble("
+            + ", ".join(
+                sorted(m.weights_key for m in version.__class__.objects.filter(name__in=version.members))
+            )
+            + ")"
+        )
         assert "@" in run.weights
 
 

@@ -14,10 +14,20 @@ def add_finished_run(case, name: str, mask: np.ndarray, *, ensemble: bool = Fals
     from segmentation.services import measurements
 
     version, _ = ModelVersion.objects.get_or_create(
-        name=name, defaults={"architecture": "ensemble" if ensemble else "unet", "is_active": ensemble,
-                             "is_ensemble": ensemble})
-    run = SegmentationRun(case=case, model_version=version, status=RunStatus.DONE, runtime_ms=12.0,
-                          **measurements(mask, (case.scan.pixel_spacing_mm, case.scan.pixel_spacing_col_mm)))
+        name=name,
+        defaults={
+            "architecture": "ensemble" if ensemble else "unet",
+            "is_active": ensemble,
+            "is_ensemble": ensemble,
+        },
+    )
+    run = SegmentationRun(
+        case=case,
+        model_version=version,
+        status=RunStatus.DONE,
+        runtime_ms=12.0,
+        **measurements(mask, (case.scan.pixel_spacing_mm, case.scan.pixel_spacing_col_mm)),
+    )
     run.mask_file.save(f"case{case.pk}_{name}_mask.png", ContentFile(mask_png_bytes(mask)), save=False)
     run.save()
     return run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from segmentation.testing import *  # noqa: F401,F403  (shared fixtures: media_dir, models_dir, ...)
+from segmentation.testing import *  # noqa: F403  (shared fixtures: media_dir, models_dir, ...)
 from segmentation.testing import make_case, synthetic_slice
 from tests.web.builders import add_finished_run
 

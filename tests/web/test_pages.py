@@ -19,8 +19,11 @@ pytestmark = pytest.mark.django_db
 
 def _png(response) -> np.ndarray:
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
-    return np.asarray(Image.open(io.BytesIO(b"".join(response.streaming_content) if response.streaming
-                                            else response.content)))
+    return np.asarray(
+        Image.open(
+            io.BytesIO(b"".join(response.streaming_content) if response.streaming else response.content)
+        )
+    )
 
 
 def test_the_case_list_shows_cases_newest_first_with_their_mask_state(owner_client, segmented_case):
@@ -63,8 +66,17 @@ def test_the_simple_pages_render(owner_client, name):
 
 def test_the_case_page_and_its_state(owner_client, segmented_case):
     html = owner_client.get(f"/cases/{segmented_case.pk}/").content.decode()
-    for text in ('id="viewer-canvas"', 'id="opacity"', "Filled", "Contour", "Similar past cases", "Record a diagnosis",
-                 'list="diagnosis-options"', "Correct mask", "Printable report"):
+    for text in (
+        'id="viewer-canvas"',
+        'id="opacity"',
+        "Filled",
+        "Contour",
+        "Similar past cases",
+        "Record a diagnosis",
+        'list="diagnosis-options"',
+        "Correct mask",
+        "Printable report",
+    ):
         assert text in html
     state = owner_client.get(f"/cases/{segmented_case.pk}/state.json").json()
     assert state["status"] == "done" and state["mask_state"]["code"] == "pending"
@@ -83,7 +95,9 @@ def test_the_slice_and_overlay_pictures(owner_client, segmented_case):
 
 
 def test_a_clinician_validates_and_rejects_ai_masks(owner_client, owner, segmented_case):
-    unet, ensemble = (segmented_case.segmentation_runs.get(model_version__name=n) for n in ("unet_a", "ensemble"))
+    unet, ensemble = (
+        segmented_case.segmentation_runs.get(model_version__name=n) for n in ("unet_a", "ensemble")
+    )
     owner_client.post(f"/runs/{unet.pk}/review/", {"decision": "validate"})
     response = owner_client.post(f"/runs/{ensemble.pk}/review/", {"decision": "reject"}, follow=True)
     assert "The ensemble mask is rejected." in response.content.decode()
@@ -91,7 +105,10 @@ def test_a_clinician_validates_and_rejects_ai_masks(owner_client, owner, segment
     assert (unet.review_status, unet.reviewed_by) == (ReviewStatus.VALIDATED, owner) and unet.reviewed_at
     assert ensemble.review_status == ReviewStatus.REJECTED
     state = owner_client.get(f"/cases/{segmented_case.pk}/state.json").json()
-    assert {s["model"]: s["reviewed_by"] for s in state["segmentations"]} == {"unet_a": "owner", "ensemble": "owner"}
+    assert {s["model"]: s["reviewed_by"] for s in state["segmentations"]} == {
+        "unet_a": "owner",
+        "ensemble": "owner",
+    }
     assert state["mask_state"]["code"] == "validated"
 
 
@@ -103,10 +120,14 @@ def _data_url(mask: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def test_saving_a_correction_stores_the_ground_truth_and_marks_it_validated(owner_client, owner, segmented_case):
+def test_saving_a_correction_stores_the_ground_truth_and_marks_it_validated(
+    owner_client, owner, segmented_case
+):
     drawn = np.zeros((96, 96), bool)
     drawn[30:50, 40:70] = True
-    response = owner_client.post(f"/cases/{segmented_case.pk}/correct/", {"mask": _data_url(drawn)}, follow=True)
+    response = owner_client.post(
+        f"/cases/{segmented_case.pk}/correct/", {"mask": _data_url(drawn)}, follow=True
+    )
     assert "Corrected mask saved" in response.content.decode()
     case = Case.objects.get(pk=segmented_case.pk)
     assert case.mask_source == MaskSource.CORRECTED and case.mask_updated_by == owner and case.mask_updated_at
@@ -118,11 +139,14 @@ def test_saving_a_correction_stores_the_ground_truth_and_marks_it_validated(owne
     assert np.array_equal(_png(owner_client.get(f"/cases/{case.pk}/best-mask.png")) > 0, drawn)
 
 
-@pytest.mark.parametrize("value, message", [
-    ("", "No corrected mask was sent"),
-    ("data:image/png;base64,!!!", "damaged"),
-    ("data:image/png;base64," + base64.b64encode(b"not a png").decode(), "could not be read"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("", "No corrected mask was sent"),
+        ("data:image/png;base64,!!!", "damaged"),
+        ("data:image/png;base64," + base64.b64encode(b"not a png").decode(), "could not be read"),
+    ],
+)
 def test_a_bad_correction_is_refused_with_a_message(owner_client, segmented_case, value, message):
     response = owner_client.post(f"/cases/{segmented_case.pk}/correct/", {"mask": value}, follow=True)
     assert message in response.content.decode()
@@ -130,11 +154,13 @@ def test_a_bad_correction_is_refused_with_a_message(owner_client, segmented_case
 
 
 def test_an_empty_or_wrongly_sized_correction_is_refused(owner_client, segmented_case):
-    empty = owner_client.post(f"/cases/{segmented_case.pk}/correct/", {"mask": _data_url(np.zeros((96, 96), bool))},
-                              follow=True)
+    empty = owner_client.post(
+        f"/cases/{segmented_case.pk}/correct/", {"mask": _data_url(np.zeros((96, 96), bool))}, follow=True
+    )
     assert "The corrected mask is empty" in empty.content.decode()
-    small = owner_client.post(f"/cases/{segmented_case.pk}/correct/", {"mask": _data_url(np.ones((10, 12), bool))},
-                              follow=True)
+    small = owner_client.post(
+        f"/cases/{segmented_case.pk}/correct/", {"mask": _data_url(np.ones((10, 12), bool))}, follow=True
+    )
     assert "The corrected mask is 12x10; the slice is 96x96." in small.content.decode()
 
 
@@ -159,7 +185,9 @@ def test_masks_download_as_png_and_nifti_with_the_spacing(owner_client, segmente
 
 def test_a_nifti_without_spacing_says_the_unit_is_unknown(owner_client, media_dir):
     case = make_case(patient="GT", seed=2, ground_truth=True, tumour_type="glioma")
-    image = nib.Nifti1Image.from_bytes(gzip.decompress(owner_client.get(f"/cases/{case.pk}/mask.nii.gz").content))
+    image = nib.Nifti1Image.from_bytes(
+        gzip.decompress(owner_client.get(f"/cases/{case.pk}/mask.nii.gz").content)
+    )
     assert image.header.get_zooms() == (1.0, 1.0, 1.0) and image.header.get_xyzt_units()[0] == "unknown"
     assert np.asarray(image.dataobj).sum() == case_ground_truth_mask(case=case).sum()
 
@@ -169,11 +197,14 @@ def test_recording_diagnoses_says_what_happened_in_the_catalogue(owner_client, o
     new = owner_client.post(url, {"name": "Pituitary  macroadénoma"}, follow=True).content.decode()
     assert "New diagnosis added to the catalogue: “Pituitary macroadénoma”." in new
     entry = Diagnosis.objects.get()
-    assert entry.added_automatically and entry.created_by == owner and entry.first_case_id == segmented_case.pk
+    assert (
+        entry.added_automatically and entry.created_by == owner and entry.first_case_id == segmented_case.pk
+    )
 
     other = make_case(patient="WEB-2", seed=4)
-    near = owner_client.post(f"/cases/{other.pk}/diagnoses/", {"name": "pituitary macroadenomma"},
-                             follow=True).content.decode()
+    near = owner_client.post(
+        f"/cases/{other.pk}/diagnoses/", {"name": "pituitary macroadenomma"}, follow=True
+    ).content.decode()
     assert "“pituitary macroadenomma” matched the existing catalogue entry “Pituitary macroadénoma”" in near
     assert Diagnosis.objects.count() == 1 and entry.case_diagnoses.count() == 2
     assert "A diagnosis needs" in owner_client.post(url, {"name": " ?! "}, follow=True).content.decode()
@@ -185,23 +216,36 @@ def test_recording_diagnoses_says_what_happened_in_the_catalogue(owner_client, o
 
 
 def test_the_clinician_confirms_or_changes_the_tumour_type(owner_client, segmented_case):
-    sources = {"similar_cases": {"glioma": 0.6, "meningioma": 0.4},
-               "classifier": {"glioma": 0.866, "meningioma": 0.1, "pituitary": 0.034}, "classifier_weight": 0.75}
-    Case.objects.filter(pk=segmented_case.pk).update(predicted_tumour_type="glioma", predicted_confidence=0.8,
-                                                     tumour_type="glioma", tumour_type_source=TypeSource.PREDICTED,
-                                                     predicted_type_sources=sources)
+    sources = {
+        "similar_cases": {"glioma": 0.6, "meningioma": 0.4},
+        "classifier": {"glioma": 0.866, "meningioma": 0.1, "pituitary": 0.034},
+        "classifier_weight": 0.75,
+    }
+    Case.objects.filter(pk=segmented_case.pk).update(
+        predicted_tumour_type="glioma",
+        predicted_confidence=0.8,
+        tumour_type="glioma",
+        tumour_type_source=TypeSource.PREDICTED,
+        predicted_type_sources=sources,
+    )
     html = owner_client.get(f"/cases/{segmented_case.pk}/").content.decode()
     assert "Suggested: <strong>Glioma</strong>, confidence 80%" in html
     what = "From similar cases: Glioma 60% · image classifier: Glioma 87% (weighs 75%)"
     assert what in html
     assert what in owner_client.get(f"/cases/{segmented_case.pk}/report/").content.decode()
     assert owner_client.get(f"/cases/{segmented_case.pk}/state.json").json()["type_sources"] == what
-    response = owner_client.post(f"/cases/{segmented_case.pk}/tumour-type/", {"tumour_type": "meningioma"}, follow=True)
+    response = owner_client.post(
+        f"/cases/{segmented_case.pk}/tumour-type/", {"tumour_type": "meningioma"}, follow=True
+    )
     assert "Tumour type recorded: Meningioma." in response.content.decode()
     case = Case.objects.get(pk=segmented_case.pk)
     assert (case.tumour_type, case.tumour_type_source) == ("meningioma", TypeSource.CLINICIAN)
-    assert "Unknown tumour type" in owner_client.post(f"/cases/{case.pk}/tumour-type/", {"tumour_type": "x"},
-                                                      follow=True).content.decode()
+    assert (
+        "Unknown tumour type"
+        in owner_client.post(
+            f"/cases/{case.pk}/tumour-type/", {"tumour_type": "x"}, follow=True
+        ).content.decode()
+    )
 
 
 def test_the_patient_page_shows_each_case_with_its_area(owner_client, segmented_case):
@@ -209,11 +253,17 @@ def test_the_patient_page_shows_each_case_with_its_area(owner_client, segmented_
     response = owner_client.get(f"/patients/{segmented_case.patient_id}/")
     rows = response.context["timeline"]
     assert [r["case"].pk for r in rows] == [segmented_case.pk, later.pk]  # oldest first
-    assert rows[0]["area"]["area_px"] == segmented_case.segmentation_runs.get(model_version__name="ensemble").area_px
+    assert (
+        rows[0]["area"]["area_px"]
+        == segmented_case.segmentation_runs.get(model_version__name="ensemble").area_px
+    )
     assert rows[1]["area"]["area_px"] == case_ground_truth_mask(case=later).sum()
     assert "px</strong>" in response.content.decode()
     chart = response.context["chart"]
-    assert chart["unit"] == "pixels" and [b["case_id"] for b in chart["bars"]] == [segmented_case.pk, later.pk]
+    assert chart["unit"] == "pixels" and [b["case_id"] for b in chart["bars"]] == [
+        segmented_case.pk,
+        later.pk,
+    ]
     assert max(b["percent"] for b in chart["bars"]) == 100
 
 
@@ -222,15 +272,25 @@ def test_the_report_lists_the_models_the_measurements_and_the_diagnoses(owner_cl
 
     diagnosis_record(case=segmented_case, name="Meningioma WHO grade I", user=owner)
     html = owner_client.get(f"/cases/{segmented_case.pk}/report/").content.decode()
-    for text in ("Case report: case", "Tumour area", "unet_a", "ensemble", "Pending review", "Meningioma WHO grade I",
-                 "Similar past cases", f"/cases/{segmented_case.pk}/overlay.png", 'media="print"'):
+    for text in (
+        "Case report: case",
+        "Tumour area",
+        "unet_a",
+        "ensemble",
+        "Pending review",
+        "Meningioma WHO grade I",
+        "Similar past cases",
+        f"/cases/{segmented_case.pk}/overlay.png",
+        'media="print"',
+    ):
         assert text in html
     assert "agreement between the models" not in html  # the fixture's runs recorded none
 
     from segmentation.models import SegmentationRun
 
     SegmentationRun.objects.filter(case=segmented_case, model_version__name="ensemble").update(
-        agreement=0.31, agreement_flagged=True)
+        agreement=0.31, agreement_flagged=True
+    )
     html = owner_client.get(f"/cases/{segmented_case.pk}/report/").content.decode()
     assert "agreement between the models 0.31: the models disagree, check this outline" in html
 
@@ -254,13 +314,19 @@ def test_a_dicom_case_shows_its_slice_and_areas_in_mm2(owner_client, owner, medi
     from tests.web.builders import add_finished_run
 
     image, lesion = synthetic_slice(96, center=(40, 50), radius=9)
-    case = case_create(image_file=dicom_bytes(image.astype(np.uint16) * 16, spacing=(0.5, 0.75)),
-                       filename="slice.dcm", user=owner, patient_identifier="DICOM-1")
+    case = case_create(
+        image_file=dicom_bytes(image.astype(np.uint16) * 16, spacing=(0.5, 0.75)),
+        filename="slice.dcm",
+        user=owner,
+        patient_identifier="DICOM-1",
+    )
     add_finished_run(case, "unet_a", lesion)
     assert _png(owner_client.get(f"/cases/{case.pk}/slice.png")).shape == (96, 96)
     assert "pixel spacing 0.500 mm" in owner_client.get(f"/cases/{case.pk}/").content.decode()
     state = owner_client.get(f"/cases/{case.pk}/state.json").json()
-    assert state["spacing_known"] and state["segmentations"][0]["area_mm2"] == pytest.approx(lesion.sum() * 0.375)
+    assert state["spacing_known"] and state["segmentations"][0]["area_mm2"] == pytest.approx(
+        lesion.sum() * 0.375
+    )
     report = owner_client.get(f"/cases/{case.pk}/report/").content.decode()
     assert f"{lesion.sum() * 0.375:.1f} mm²" in report
 
@@ -280,7 +346,9 @@ def test_the_similar_cases_panel_shows_each_match_with_its_outline_state(owner_c
 
     make_case_base(n_per_type=3)
     case_base_build(use_embedding=False)
-    query = make_case(patient="QUERY", ground_truth=True, tumour_type="glioma", **synthetic_case_kwargs("glioma", 77))
+    query = make_case(
+        patient="QUERY", ground_truth=True, tumour_type="glioma", **synthetic_case_kwargs("glioma", 77)
+    )
     pending = owner_client.get(f"/cases/{query.pk}/similar/")
     assert pending["X-Similar-Status"] == "pending" and "being described" in pending.content.decode()
 
@@ -291,7 +359,11 @@ def test_the_similar_cases_panel_shows_each_match_with_its_outline_state(owner_c
     assert len(rows) == 6 and rows[0]["match"].tumour_type == "glioma"
     assert all(r["case"].patient_id != query.patient_id for r in rows)
     html = response.content.decode()
-    assert html.count('class="similar-card"') == 6 and "% similar" in html and "Why: same tumour type (glioma)" in html
+    assert (
+        html.count('class="similar-card"') == 6
+        and "% similar" in html
+        and "Why: same tumour type (glioma)" in html
+    )
     assert "Imported ground truth" in html and "Glioma" in html
     report = owner_client.get(f"/cases/{query.pk}/report/").content.decode()
     assert report.count("Imported ground truth") >= 5

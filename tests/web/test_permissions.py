@@ -11,12 +11,27 @@ pytestmark = pytest.mark.django_db
 def _pages(case, run, diagnosis):
     c, r = case.pk, run.pk
     return [
-        ("case-list", []), ("upload", []), ("patient-list", []), ("patient-detail", [case.patient_id]),
-        ("diagnosis-list", []), ("diagnosis-detail", [diagnosis.pk]),
-        ("case-detail", [c]), ("case-state", [c]), ("case-slice", [c]), ("case-thumbnail", [c]),
-        ("case-overlay", [c]), ("case-best-mask", [c]), ("case-mask", [c, "png"]), ("case-mask", [c, "nii.gz"]),
-        ("run-mask", [c, r, "png"]), ("run-mask", [c, r, "nii.gz"]), ("case-correct", [c]),
-        ("case-tumour-type", [c]), ("case-diagnosis-add", [c]), ("case-report", [c]), ("run-review", [r]),
+        ("case-list", []),
+        ("upload", []),
+        ("patient-list", []),
+        ("patient-detail", [case.patient_id]),
+        ("diagnosis-list", []),
+        ("diagnosis-detail", [diagnosis.pk]),
+        ("case-detail", [c]),
+        ("case-state", [c]),
+        ("case-slice", [c]),
+        ("case-thumbnail", [c]),
+        ("case-overlay", [c]),
+        ("case-best-mask", [c]),
+        ("case-mask", [c, "png"]),
+        ("case-mask", [c, "nii.gz"]),
+        ("run-mask", [c, r, "png"]),
+        ("run-mask", [c, r, "nii.gz"]),
+        ("case-correct", [c]),
+        ("case-tumour-type", [c]),
+        ("case-diagnosis-add", [c]),
+        ("case-report", [c]),
+        ("run-review", [r]),
     ]
 
 

@@ -33,13 +33,16 @@ TUMORSITE_PRIMARY_MODEL = env("TUMORSITE_PRIMARY_MODEL", "ensemble")
 TUMORSITE_EMBEDDING_MODEL = env("TUMORSITE_EMBEDDING_MODEL", "unet_plus_plus")
 # The tumour-type classifier bundle (`manage.py train_type_classifier`); empty = the kNN vote alone. Its
 # folder is not one that `sync_models` scans: it is not a segmenter.
-TUMORSITE_TYPE_CLASSIFIER = env("TUMORSITE_TYPE_CLASSIFIER",
-                                str(TUMORSITE_MODELS_DIR / "type_classifier" / "type_classifier.keras"))
+TUMORSITE_TYPE_CLASSIFIER = env(
+    "TUMORSITE_TYPE_CLASSIFIER", str(TUMORSITE_MODELS_DIR / "type_classifier" / "type_classifier.keras")
+)
 # The classifier's share w in the type suggestion p = (1 - w) * kNN vote + w * classifier, in [0, 1].
 # Chosen on the validation split (`evaluate_retrieval --split val --classifier-weights ...`; README).
 TUMORSITE_TYPE_CLASSIFIER_WEIGHT = envfloat("TUMORSITE_TYPE_CLASSIFIER_WEIGHT", 0.75)
 if not 0.0 <= TUMORSITE_TYPE_CLASSIFIER_WEIGHT <= 1.0:
-    raise EnvError(f"TUMORSITE_TYPE_CLASSIFIER_WEIGHT={TUMORSITE_TYPE_CLASSIFIER_WEIGHT}: use a number in [0, 1]")
+    raise EnvError(
+        f"TUMORSITE_TYPE_CLASSIFIER_WEIGHT={TUMORSITE_TYPE_CLASSIFIER_WEIGHT}: use a number in [0, 1]"
+    )
 # Similar-case search: "numpy" (exact) or "pgvector" (HNSW); empty = pgvector on PostgreSQL, else numpy.
 TUMORSITE_VECTOR_INDEX = env("TUMORSITE_VECTOR_INDEX", "")
 if TUMORSITE_VECTOR_INDEX not in ("", "numpy", "pgvector"):

@@ -22,7 +22,8 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     import tempfile
 
     DATABASES["default"]["TEST"] = {
-        "NAME": os.path.join(tempfile.gettempdir(), f"tumorsite-test-{os.getpid()}.sqlite3")}
+        "NAME": os.path.join(tempfile.gettempdir(), f"tumorsite-test-{os.getpid()}.sqlite3")
+    }
 
 # Tests never run collectstatic; without a STATIC_ROOT WhiteNoise serves through the finders only.
 STATIC_ROOT = None

@@ -18,18 +18,26 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--data", default="", help="Dataset folder for import_cases (cases.csv, images/, masks/); empty: no import.")
         parser.add_argument(
-            "--username", default=os.environ.get("DEMO_USERNAME", DEFAULT_USERNAME),
+            "--data",
+            default="",
+            help="Dataset folder for import_cases (cases.csv, images/, masks/); empty: no import.",
+        )
+        parser.add_argument(
+            "--username",
+            default=os.environ.get("DEMO_USERNAME", DEFAULT_USERNAME),
             help=f"Demo clinician's username (default: $DEMO_USERNAME or {DEFAULT_USERNAME}).",
         )
         parser.add_argument(
-            "--password", default=os.environ.get("DEMO_PASSWORD", DEFAULT_PASSWORD),
+            "--password",
+            default=os.environ.get("DEMO_PASSWORD", DEFAULT_PASSWORD),
             help=f"Demo clinician's password (default: $DEMO_PASSWORD or {DEFAULT_PASSWORD}).",
         )
 
     def handle(self, *args, data: str, username: str, password: str, **options):
-        user, _ = get_user_model().objects.get_or_create(username=username, defaults={"first_name": "Demo", "last_name": "Clinician"})
+        user, _ = get_user_model().objects.get_or_create(
+            username=username, defaults={"first_name": "Demo", "last_name": "Clinician"}
+        )
         user.set_password(password)
         user.is_active = True
         user.save()

@@ -6,13 +6,22 @@ from django.core.management.base import CommandParser
 from tqdm import tqdm
 
 from cases.management.reporting import ReportingCommand, RunReport
+from cases.models import Case
 from cases.readers import FIGSHARE_LABELS, ImageReadError, to_uint8
 from cases.selectors import case_base_list, case_ground_truth_mask, scan_read
-from cases.models import Case
 from cases.services import mask_to_png_bytes, pixels_to_png_bytes
 
 LABEL_CODES = {name: code for code, name in FIGSHARE_LABELS.items()}
-COLUMNS = ["id", "label", "label_name", "pid", "patient_group", "orig_height", "orig_width", "mask_pixels_orig"]
+COLUMNS = [
+    "id",
+    "label",
+    "label_name",
+    "pid",
+    "patient_group",
+    "orig_height",
+    "orig_width",
+    "mask_pixels_orig",
+]
 
 
 class Command(ReportingCommand):
@@ -23,7 +32,9 @@ class Command(ReportingCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("outdir", help="Folder to write (created if needed; files of the same name are replaced).")
+        parser.add_argument(
+            "outdir", help="Folder to write (created if needed; files of the same name are replaced)."
+        )
         super().add_arguments(parser)
 
     def handle(self, *args, outdir: str, **options):
@@ -34,7 +45,9 @@ class Command(ReportingCommand):
         cases = case_base_list().order_by("id")
         report.skipped = Case.objects.count() - cases.count()  # no ground-truth mask yet
         rows = []
-        for case in tqdm(cases, total=cases.count(), desc="export_cases", unit="case", disable=options["no_progress"]):
+        for case in tqdm(
+            cases, total=cases.count(), desc="export_cases", unit="case", disable=options["no_progress"]
+        ):
             case_id = _export_id(case)
             try:
                 pixels = to_uint8(scan_read(scan=case.scan).pixels)
@@ -70,5 +83,3 @@ def _export_id(case) -> str:
     if case.source_ref and case.source_ref.startswith("figshare:"):
         return case.source_ref.split(":", 1)[1]
     return f"case{case.pk}"
-
-

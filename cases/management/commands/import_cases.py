@@ -21,23 +21,35 @@ class Command(ImportCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("directory", help="Folder holding cases.csv, images/ and masks/ (e.g. ../shared/data/figshare).")
+        parser.add_argument(
+            "directory", help="Folder holding cases.csv, images/ and masks/ (e.g. ../shared/data/figshare)."
+        )
         parser.add_argument(
             "--source-prefix",
             default="figshare",
             help="Prefix of each case's source reference '<prefix>:<id>', which makes re-imports idempotent "
             "(default: figshare).",
         )
-        parser.add_argument("--limit", type=int, default=None, help="Import at most this many rows of cases.csv.")
-        parser.add_argument("--batch-size", type=int, default=250, help="Rows saved per database transaction (default: 250).")
+        parser.add_argument(
+            "--limit", type=int, default=None, help="Import at most this many rows of cases.csv."
+        )
+        parser.add_argument(
+            "--batch-size", type=int, default=250, help="Rows saved per database transaction (default: 250)."
+        )
         super().add_arguments(parser)
 
-    def handle(self, *args, directory: str, source_prefix: str, limit: int | None, batch_size: int, **options):
+    def handle(
+        self, *args, directory: str, source_prefix: str, limit: int | None, batch_size: int, **options
+    ):
         root = Path(directory)
         rows = _read_csv(root / "cases.csv")[:limit]
         started = time.monotonic()
         report = RunReport(verb="imported")
-        existing = set(Case.objects.filter(source_ref__startswith=f"{source_prefix}:").values_list("source_ref", flat=True))
+        existing = set(
+            Case.objects.filter(source_ref__startswith=f"{source_prefix}:").values_list(
+                "source_ref", flat=True
+            )
+        )
         todo = [row for row in rows if f"{source_prefix}:{row['id']}" not in existing]
         report.skipped = len(rows) - len(todo)
         patients = patients_get_or_create(identifiers={row["pid"] for row in todo})
@@ -52,9 +64,14 @@ class Command(ImportCommand):
                 mask = _read_mask(root / "masks" / f"{row['id']}.png")
                 batch.append(
                     case_prepare(
-                        image=image, data=data, filename=image_path.name, patient=patients[row["pid"]],
-                        tumour_type=_tumour_type(row), tumour_type_source=TypeSource.IMPORTED,
-                        source_ref=f"{source_prefix}:{row['id']}", mask=mask,
+                        image=image,
+                        data=data,
+                        filename=image_path.name,
+                        patient=patients[row["pid"]],
+                        tumour_type=_tumour_type(row),
+                        tumour_type_source=TypeSource.IMPORTED,
+                        source_ref=f"{source_prefix}:{row['id']}",
+                        mask=mask,
                     )
                 )
             except (ImageReadError, OSError, ValueError) as exc:
@@ -64,7 +81,6 @@ class Command(ImportCommand):
         self.save_batch(batch, report)
         self.stdout.write(f"{root}: {len(rows)} rows in {time.monotonic() - started:.1f} s")
         self.finish(report, options["json_path"])
-
 
 
 def _read_csv(path: Path) -> list[dict]:

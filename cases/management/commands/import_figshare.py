@@ -23,7 +23,9 @@ class Command(ImportCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("directory", help="Folder searched recursively for *.mat files.")
-        parser.add_argument("--batch-size", type=int, default=100, help="Files saved per database transaction (default: 100).")
+        parser.add_argument(
+            "--batch-size", type=int, default=100, help="Files saved per database transaction (default: 100)."
+        )
         super().add_arguments(parser)
 
     def handle(self, *args, directory: str, batch_size: int, **options):
@@ -42,7 +44,11 @@ class Command(ImportCommand):
                 continue
             try:
                 data = path.read_bytes()
-                ref = f"figshare:{path.stem}" if path.stem.isdigit() else f"mat-sha256:{hashlib.sha256(data).hexdigest()[:40]}"
+                ref = (
+                    f"figshare:{path.stem}"
+                    if path.stem.isdigit()
+                    else f"mat-sha256:{hashlib.sha256(data).hexdigest()[:40]}"
+                )
                 if ref in existing:
                     report.skipped += 1
                     continue
@@ -54,8 +60,12 @@ class Command(ImportCommand):
                     patients.update(patients_get_or_create(identifiers=[identifier]))
                 batch.append(
                     case_prepare(
-                        image=image, data=data, filename=path.name, patient=patients[identifier],
-                        tumour_type_source=TypeSource.IMPORTED, source_ref=ref,
+                        image=image,
+                        data=data,
+                        filename=path.name,
+                        patient=patients[identifier],
+                        tumour_type_source=TypeSource.IMPORTED,
+                        source_ref=ref,
                     )
                 )
                 existing.add(ref)  # the same slice twice in one folder is imported once
@@ -65,7 +75,6 @@ class Command(ImportCommand):
                 self.save_batch(batch, report)
         self.save_batch(batch, report)
         self.finish(report, options["json_path"])
-
 
 
 def _natural_key(path: Path) -> list:

@@ -4,12 +4,15 @@ from recommender.services import case_base_build
 
 
 class Command(BaseCommand):
-    help = ("Describe every case of the case base (ground-truth or validated masks) that lacks current features, "
-            "then refit the feature scaler and the combined vectors. Run after import_cases or new weights.")
+    help = (
+        "Describe every case of the case base (ground-truth or validated masks) that lacks current features, "
+        "then refit the feature scaler and the combined vectors. Run after import_cases or new weights."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--no-embedding", action="store_true",
-                            help="hand-made features only (no segmenter needed)")
+        parser.add_argument(
+            "--no-embedding", action="store_true", help="hand-made features only (no segmenter needed)"
+        )
 
     def handle(self, *args, **options):
         from tqdm import tqdm

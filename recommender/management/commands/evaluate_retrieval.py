@@ -7,22 +7,38 @@ from recommender.evaluation import evaluate
 
 
 class Command(BaseCommand):
-    help = ("Run each slice of DIR (shared layout) through the upload pipeline (primary segmentation, features, "
-            "type vote (kNN blended with the type classifier), similar cases) against the case base, without storing it; print and write the metrics.")
+    help = (
+        "Run each slice of DIR (shared layout) through the upload pipeline (primary segmentation, features, "
+        "type vote (kNN blended with the type classifier), similar cases) against the case base, without storing it; print and write the metrics."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--data", required=True, help="folder in the shared layout (cases.csv, images/, masks/)")
+        parser.add_argument(
+            "--data", required=True, help="folder in the shared layout (cases.csv, images/, masks/)"
+        )
         parser.add_argument("--json", required=True, help="where to write the metrics")
         parser.add_argument("--k", type=int, default=10, help="cut-off of precision@k and mAP@k (default 10)")
-        parser.add_argument("--split", choices=["train", "val", "test"],
-                            help="only this split of ml.data.split_by_patient (the segmenters' split)")
+        parser.add_argument(
+            "--split",
+            choices=["train", "val", "test"],
+            help="only this split of ml.data.split_by_patient (the segmenters' split)",
+        )
         parser.add_argument("--seed", type=int, default=42, help="split seed (the training default)")
-        parser.add_argument("--ground-truth-masks", action="store_true",
-                            help="use the folder's masks instead of the primary model's (retrieval alone)")
+        parser.add_argument(
+            "--ground-truth-masks",
+            action="store_true",
+            help="use the folder's masks instead of the primary model's (retrieval alone)",
+        )
         parser.add_argument("--limit", type=int, help="at most this many queries (a quick look)")
-        parser.add_argument("--classifier-weights", type=float, nargs="+", metavar="W", default=[],
-                            help="also score these shares of the type classifier in the type vote (0 = kNN alone, "
-                                 "1 = classifier alone), in the same pass; choose on --split val")
+        parser.add_argument(
+            "--classifier-weights",
+            type=float,
+            nargs="+",
+            metavar="W",
+            default=[],
+            help="also score these shares of the type classifier in the type vote (0 = kNN alone, "
+            "1 = classifier alone), in the same pass; choose on --split val",
+        )
 
     def handle(self, *args, **options):
         data = Path(options["data"])
@@ -42,9 +58,15 @@ class Command(BaseCommand):
             bar.update(done - bar.n)
 
         try:
-            result = evaluate(data_dir=data, k=options["k"], ids=ids, limit=options["limit"],
-                              ground_truth_masks=options["ground_truth_masks"],
-                              classifier_weights=options["classifier_weights"], progress=progress)
+            result = evaluate(
+                data_dir=data,
+                k=options["k"],
+                ids=ids,
+                limit=options["limit"],
+                ground_truth_masks=options["ground_truth_masks"],
+                classifier_weights=options["classifier_weights"],
+                progress=progress,
+            )
         except (RuntimeError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
         finally:

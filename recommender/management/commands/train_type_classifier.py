@@ -20,12 +20,19 @@ class Command(BaseCommand):
         from ml.type_classification import add_arguments
 
         add_arguments(parser, ENCODERS, AUGMENTATIONS)
-        parser.add_argument("--data", default=str(settings.TUMORSITE_DATA),
-                            help="folder in the shared layout (default: TUMORSITE_DATA)")
-        default_dir = (Path(settings.TUMORSITE_TYPE_CLASSIFIER).parent if settings.TUMORSITE_TYPE_CLASSIFIER
-                       else Path(settings.TUMORSITE_MODELS_DIR) / "type_classifier")
-        parser.add_argument("--output-dir", default=str(default_dir),
-                            help=f"where the bundle goes (default {default_dir})")
+        parser.add_argument(
+            "--data",
+            default=str(settings.TUMORSITE_DATA),
+            help="folder in the shared layout (default: TUMORSITE_DATA)",
+        )
+        default_dir = (
+            Path(settings.TUMORSITE_TYPE_CLASSIFIER).parent
+            if settings.TUMORSITE_TYPE_CLASSIFIER
+            else Path(settings.TUMORSITE_MODELS_DIR) / "type_classifier"
+        )
+        parser.add_argument(
+            "--output-dir", default=str(default_dir), help=f"where the bundle goes (default {default_dir})"
+        )
 
     def handle(self, *args, **o):
         from ml.type_classification import config_from_args, train_type_classifier
@@ -38,13 +45,19 @@ class Command(BaseCommand):
 
             set_threads(o["threads"])
         try:
-            result = train_type_classifier(config_from_args(o), log=self.stdout.write,
-                                           verbose=1 if self.stdout.isatty() else 2)
+            result = train_type_classifier(
+                config_from_args(o), log=self.stdout.write, verbose=1 if self.stdout.isatty() else 2
+            )
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
         val = result["metrics"]["val"]
-        self.stdout.write(self.style.SUCCESS(
-            f"{result['name']}: validation accuracy {val['accuracy']:.4f} ({val['n']} slices), by type "
-            + ", ".join(f"{t} {a:.3f}" for t, a in val["accuracy_by_type"].items())))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{result['name']}: validation accuracy {val['accuracy']:.4f} ({val['n']} slices), by type "
+                + ", ".join(f"{t} {a:.3f}" for t, a in val["accuracy_by_type"].items())
+            )
+        )
         if Path(result["path"]).resolve() != Path(settings.TUMORSITE_TYPE_CLASSIFIER or "").resolve():
-            self.stdout.write(f"TUMORSITE_TYPE_CLASSIFIER points elsewhere; set it to {result['path']} to use this one")
+            self.stdout.write(
+                f"TUMORSITE_TYPE_CLASSIFIER points elsewhere; set it to {result['path']} to use this one"
+            )

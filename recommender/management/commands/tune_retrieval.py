@@ -5,28 +5,61 @@ from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
-    help = ("Choose the combined vector's weights (discriminant, features, embedding) and the embedding model by "
-            "k-fold cross-validation by patient group on the training + validation patients (the test patients "
-            "are never read). Prints type accuracy and mAP@k for every setting, best first, and writes them as JSON. "
-            "Needs `sync_models` first; the slow describing pass is cached (--cache).")
+    help = (
+        "Choose the combined vector's weights (discriminant, features, embedding) and the embedding model by "
+        "k-fold cross-validation by patient group on the training + validation patients (the test patients "
+        "are never read). Prints type accuracy and mAP@k for every setting, best first, and writes them as JSON. "
+        "Needs `sync_models` first; the slow describing pass is cached (--cache)."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--data", required=True, help="folder in the shared layout (cases.csv, images/, masks/)")
+        parser.add_argument(
+            "--data", required=True, help="folder in the shared layout (cases.csv, images/, masks/)"
+        )
         parser.add_argument("--json", required=True, help="where to write every setting's scores")
-        parser.add_argument("--folds", type=int, default=5, help="cross-validation folds by patient group (default 5)")
+        parser.add_argument(
+            "--folds", type=int, default=5, help="cross-validation folds by patient group (default 5)"
+        )
         parser.add_argument("--seed", type=int, default=42, help="split and fold seed (the training default)")
-        parser.add_argument("--k", type=int, default=10, help="neighbours in the vote and results ranked (default 10)")
-        parser.add_argument("--w-discriminant", type=float, nargs="+", default=[1.0], metavar="W",
-                            help="discriminant block weights to try (default 1)")
-        parser.add_argument("--w-features", type=float, nargs="+", default=[1.0], metavar="W",
-                            help="hand-made feature block weights to try (default 1)")
-        parser.add_argument("--w-embedding", type=float, nargs="+", default=[0.0, 0.3, 0.6, 1.0, 1.5], metavar="W",
-                            help="embedding block weights to try (default 0 0.3 0.6 1 1.5)")
-        parser.add_argument("--embedding-models", nargs="+", metavar="NAME",
-                            help="active model versions whose bottleneck to try as the embedding "
-                                 "(default: the one build_case_base uses)")
-        parser.add_argument("--cache", default="var/tune_retrieval.npz",
-                            help="cache of the described slices (default var/tune_retrieval.npz)")
+        parser.add_argument(
+            "--k", type=int, default=10, help="neighbours in the vote and results ranked (default 10)"
+        )
+        parser.add_argument(
+            "--w-discriminant",
+            type=float,
+            nargs="+",
+            default=[1.0],
+            metavar="W",
+            help="discriminant block weights to try (default 1)",
+        )
+        parser.add_argument(
+            "--w-features",
+            type=float,
+            nargs="+",
+            default=[1.0],
+            metavar="W",
+            help="hand-made feature block weights to try (default 1)",
+        )
+        parser.add_argument(
+            "--w-embedding",
+            type=float,
+            nargs="+",
+            default=[0.0, 0.3, 0.6, 1.0, 1.5],
+            metavar="W",
+            help="embedding block weights to try (default 0 0.3 0.6 1 1.5)",
+        )
+        parser.add_argument(
+            "--embedding-models",
+            nargs="+",
+            metavar="NAME",
+            help="active model versions whose bottleneck to try as the embedding "
+            "(default: the one build_case_base uses)",
+        )
+        parser.add_argument(
+            "--cache",
+            default="var/tune_retrieval.npz",
+            help="cache of the described slices (default var/tune_retrieval.npz)",
+        )
         parser.add_argument("--limit", type=int, help="at most this many slices (a quick look)")
 
     def handle(self, *args, **o):
@@ -49,8 +82,9 @@ class Command(BaseCommand):
         if primary is None:
             raise CommandError("No segmentation model is registered: run `manage.py sync_models`.")
         if o["embedding_models"]:
-            versions = list(ModelVersion.objects.filter(name__in=o["embedding_models"], is_active=True,
-                                                        is_ensemble=False))
+            versions = list(
+                ModelVersion.objects.filter(name__in=o["embedding_models"], is_active=True, is_ensemble=False)
+            )
             missing = set(o["embedding_models"]) - {v.name for v in versions}
             if missing:
                 raise CommandError(f"not an active single model: {', '.join(sorted(missing))}")
@@ -59,15 +93,22 @@ class Command(BaseCommand):
             versions = [default] if default is not None else []
 
         cache = Path(o["cache"])
-        key = tuning.cache_key([r.id for r in records], primary.weights_key, [v.weights_key for v in versions])
+        key = tuning.cache_key(
+            [r.id for r in records], primary.weights_key, [v.weights_key for v in versions]
+        )
         described = tuning.Described.load(cache, key)
         if described is None:
             from tqdm import tqdm
 
             self.stdout.write(f"describing {len(records)} slices (ground-truth and {primary.name} masks)…")
             bar = tqdm(total=len(records), unit="slice", disable=o["verbosity"] == 0)
-            described = tuning.describe_records(data, records, primary=primary, embed_versions=versions,
-                                                progress=lambda done, total: bar.update(done - bar.n))
+            described = tuning.describe_records(
+                data,
+                records,
+                primary=primary,
+                embed_versions=versions,
+                progress=lambda done, total: bar.update(done - bar.n),
+            )
             bar.close()
             cache.parent.mkdir(parents=True, exist_ok=True)
             described.save(cache, key)
@@ -78,18 +119,32 @@ class Command(BaseCommand):
         settings_ = tuning.grid(o["w_discriminant"], o["w_features"], o["w_embedding"])
         from tqdm import tqdm
 
-        runs = [(name, weights) for name in [v.weights_key for v in versions] or [None] for weights in settings_
-                if name is not None or not weights["embedding"]]
+        runs = [
+            (name, weights)
+            for name in [v.weights_key for v in versions] or [None]
+            for weights in settings_
+            if name is not None or not weights["embedding"]
+        ]
         fitted: dict = {}  # each fold's scaler fit, shared by every weight setting of one embedding
-        results = [tuning.cross_validate(described, folds, weights, embedding=name, k=o["k"], fitted=fitted)
-                   for name, weights in tqdm(runs, unit="setting", disable=o["verbosity"] == 0)]
+        results = [
+            tuning.cross_validate(described, folds, weights, embedding=name, k=o["k"], fitted=fitted)
+            for name, weights in tqdm(runs, unit="setting", disable=o["verbosity"] == 0)
+        ]
         results.sort(key=lambda r: (-r["type_accuracy"], -r["map"]))
         for r in results:
             w = r["weights"]
-            self.stdout.write(f"w_d {w['discriminant']:<4} w_f {w['features']:<4} w_e {w['embedding']:<4} "
-                              f"{r['embedding_model'] or '(no embedding)':<32} accuracy {r['type_accuracy']:.4f} "
-                              f"mAP {r['map']:.4f} folds {r['type_accuracy_by_fold']}")
-        out = {"folds": o["folds"], "seed": o["seed"], "k": o["k"], "n_slices": len(records),
-               "patients": "train + val of ml.data.split_by_patient", "primary": primary.weights_key,
-               "results": results}
+            self.stdout.write(
+                f"w_d {w['discriminant']:<4} w_f {w['features']:<4} w_e {w['embedding']:<4} "
+                f"{r['embedding_model'] or '(no embedding)':<32} accuracy {r['type_accuracy']:.4f} "
+                f"mAP {r['map']:.4f} folds {r['type_accuracy_by_fold']}"
+            )
+        out = {
+            "folds": o["folds"],
+            "seed": o["seed"],
+            "k": o["k"],
+            "n_slices": len(records),
+            "patients": "train + val of ml.data.split_by_patient",
+            "primary": primary.weights_key,
+            "results": results,
+        }
         Path(o["json"]).write_text(json.dumps(out, indent=2) + "\n")

@@ -19,25 +19,52 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--data", required=True, help="dataset folder in the shared layout")
-        parser.add_argument("--models", nargs="*", default=None,
-                            help="bundle names in the models directory, or 'ensemble' "
-                                 "(default: every shipped model and the ensemble)")
-        parser.add_argument("--models-dir", default=str(settings.TUMORSITE_MODELS_DIR),
-                            help="where the <name>.keras/.json bundles are (default: TUMORSITE_MODELS_DIR)")
+        parser.add_argument(
+            "--models",
+            nargs="*",
+            default=None,
+            help="bundle names in the models directory, or 'ensemble' "
+            "(default: every shipped model and the ensemble)",
+        )
+        parser.add_argument(
+            "--models-dir",
+            default=str(settings.TUMORSITE_MODELS_DIR),
+            help="where the <name>.keras/.json bundles are (default: TUMORSITE_MODELS_DIR)",
+        )
         parser.add_argument("--json", required=True, dest="json_out", help="write the results here")
-        parser.add_argument("--per-slice", metavar="CSV", dest="per_slice_out",
-                            help="also write one row per model and slice (model, id, patient_group, tumour_type, "
-                                 "truth_px, predicted_px, dice, iou), to find the cases a model fails on")
-        parser.add_argument("--split", choices=["all", "train", "val", "test"], default="all",
-                            help="evaluate only this patient-group split of DIR, as made at training time "
-                                 "(seed and fractions from the first model's metadata)")
-        parser.add_argument("--tta", choices=["model", "on", "off"], default="model",
-                            help="flip test-time augmentation: each model's own choice (default), or force it")
-        parser.add_argument("--zoom", choices=["model", "off"], default="model",
-                            help="zoom test-time augmentation (tta_scales): each model's own choice (default), "
-                                 "or the slice at its own scale only")
-        parser.add_argument("--precision", choices=["saved", "fp32", "bf16"], default="saved",
-                            help="run the models in this precision (default: as saved)")
+        parser.add_argument(
+            "--per-slice",
+            metavar="CSV",
+            dest="per_slice_out",
+            help="also write one row per model and slice (model, id, patient_group, tumour_type, "
+            "truth_px, predicted_px, dice, iou), to find the cases a model fails on",
+        )
+        parser.add_argument(
+            "--split",
+            choices=["all", "train", "val", "test"],
+            default="all",
+            help="evaluate only this patient-group split of DIR, as made at training time "
+            "(seed and fractions from the first model's metadata)",
+        )
+        parser.add_argument(
+            "--tta",
+            choices=["model", "on", "off"],
+            default="model",
+            help="flip test-time augmentation: each model's own choice (default), or force it",
+        )
+        parser.add_argument(
+            "--zoom",
+            choices=["model", "off"],
+            default="model",
+            help="zoom test-time augmentation (tta_scales): each model's own choice (default), "
+            "or the slice at its own scale only",
+        )
+        parser.add_argument(
+            "--precision",
+            choices=["saved", "fp32", "bf16"],
+            default="saved",
+            help="run the models in this precision (default: as saved)",
+        )
         parser.add_argument("--limit", type=int, help="evaluate at most N slices")
 
     def handle(self, *args, **o):
@@ -59,7 +86,9 @@ class Command(BaseCommand):
         wanted = o["models"] or [*bundles, "ensemble"]
         unknown = [n for n in wanted if n not in bundles and n != "ensemble"]
         if unknown:
-            raise CommandError(f"Unknown model(s) {', '.join(unknown)}; shipped: {', '.join(bundles)}, ensemble.")
+            raise CommandError(
+                f"Unknown model(s) {', '.join(unknown)}; shipped: {', '.join(bundles)}, ensemble."
+            )
 
         tta = {"model": None, "on": True, "off": False}[o["tta"]]
         scales = None if o["zoom"] == "model" else (1.0,)
@@ -76,16 +105,33 @@ class Command(BaseCommand):
 
         results, per_slice, probs, rows = {}, {}, {}, {}
         for name in wanted:
-            model = load_ensemble(models_dir, list(segmenters.values())) if name == "ensemble" else segmenters[name]
+            model = (
+                load_ensemble(models_dir, list(segmenters.values()))
+                if name == "ensemble"
+                else segmenters[name]
+            )
             members = model.members if name == "ensemble" else [model]
             stems = list(segmenters) if name == "ensemble" else [name]  # the members' bundle names
             # The ensemble's maps are the mean of its members' maps with the same TTA, so when every member
             # has just been scored, they are reused instead of being predicted a second time.
-            reuse = name == "ensemble" and all(m in probs for m in stems) and (tta is not None or model.tta is None)
+            reuse = (
+                name == "ensemble"
+                and all(m in probs for m in stems)
+                and (tta is not None or model.tta is None)
+            )
             if not reuse:
-                model.segment(slices.images[:1], tta=tta, scales=scales)  # warm-up: trace the tf.function once
-            predict = self._predictor(model, stems, probs, reuse=reuse, keep=name != "ensemble" and "ensemble" in wanted,
-                                      tta=tta, scales=scales)
+                model.segment(
+                    slices.images[:1], tta=tta, scales=scales
+                )  # warm-up: trace the tf.function once
+            predict = self._predictor(
+                model,
+                stems,
+                probs,
+                reuse=reuse,
+                keep=name != "ensemble" and "ensemble" in wanted,
+                tta=tta,
+                scales=scales,
+            )
             with tqdm(total=len(slices), desc=name, unit="slice", disable=None) as bar:
                 started = time.perf_counter()
                 res = evaluate_masks(predict, slices, progress=bar.update)
@@ -98,15 +144,22 @@ class Command(BaseCommand):
             results[name] = res
             by_type = ", ".join(f"{t} {d:.4f}" for t, d in res["dice_by_type"].items())
             lo, hi = res["dice_ci95"]
-            self.stdout.write(f"{name}: Dice {res['dice_mean']:.4f} (95% CI {lo:.3f}-{hi:.3f}, "
-                              f"{res['n_patient_groups']} patient groups) IoU {res['iou_mean']:.4f} "
-                              f"({by_type}); {res['ms_per_slice']:.1f} ms/slice")
-            missed = misses(per_slice[name], [r.tumour_type for r in slices.records],
-                            [r.patient_group for r in slices.records])
+            self.stdout.write(
+                f"{name}: Dice {res['dice_mean']:.4f} (95% CI {lo:.3f}-{hi:.3f}, "
+                f"{res['n_patient_groups']} patient groups) IoU {res['iou_mean']:.4f} "
+                f"({by_type}); {res['ms_per_slice']:.1f} ms/slice"
+            )
+            missed = misses(
+                per_slice[name],
+                [r.tumour_type for r in slices.records],
+                [r.patient_group for r in slices.records],
+            )
             kinds = ", ".join(f"{t} {n}" for t, n in missed["by_type"].items()) or "none"
-            self.stdout.write(f"  Dice < {missed['below']}: {missed['n']} of {missed['of']} slices ({kinds}) from "
-                              f"{missed['patient_groups']} patient groups; the others' mean Dice "
-                              f"{missed['dice_mean_of_the_rest']:.4f}")
+            self.stdout.write(
+                f"  Dice < {missed['below']}: {missed['n']} of {missed['of']} slices ({kinds}) from "
+                f"{missed['patient_groups']} patient groups; the others' mean Dice "
+                f"{missed['dice_mean_of_the_rest']:.4f}"
+            )
         groups = [r.patient_group for r in slices.records]
         paired = {}
         for a, b in itertools.combinations(wanted, 2):
@@ -114,8 +167,15 @@ class Command(BaseCommand):
             lo, hi = group_bootstrap_ci(diff, groups)
             paired[f"{a} - {b}"] = {"dice_diff": float(diff.mean()), "ci95": [lo, hi]}
             self.stdout.write(f"Dice {a} - {b}: {diff.mean():+.4f} (95% CI {lo:+.3f} to {hi:+.3f})")
-        out = {"models": results, "paired": paired, "data": str(data), "split": o["split"], "n": len(slices),
-               "tta": o["tta"], "zoom": o["zoom"]}
+        out = {
+            "models": results,
+            "paired": paired,
+            "data": str(data),
+            "split": o["split"],
+            "n": len(slices),
+            "tta": o["tta"],
+            "zoom": o["zoom"],
+        }
         Path(o["json_out"]).parent.mkdir(parents=True, exist_ok=True)
         Path(o["json_out"]).write_text(json.dumps(out, indent=2) + "\n")
         self.stdout.write(self.style.SUCCESS(f"wrote {o['json_out']}"))
@@ -133,11 +193,23 @@ class Command(BaseCommand):
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["model", "id", "patient_group", "tumour_type", "truth_px", "predicted_px", "dice", "iou"])
+            writer.writerow(
+                ["model", "id", "patient_group", "tumour_type", "truth_px", "predicted_px", "dice", "iou"]
+            )
             for name, scores in rows.items():
                 for record, truth, (iou, predicted, dice) in zip(slices.records, truth_px, scores):
-                    writer.writerow([name, record.id, record.patient_group, record.tumour_type or "", truth, predicted,
-                                     f"{dice:.6f}", f"{iou:.6f}"])
+                    writer.writerow(
+                        [
+                            name,
+                            record.id,
+                            record.patient_group,
+                            record.tumour_type or "",
+                            truth,
+                            predicted,
+                            f"{dice:.6f}",
+                            f"{iou:.6f}",
+                        ]
+                    )
 
     @staticmethod
     def _predictor(model, stems, probs: dict, *, reuse: bool, keep: bool, tta, scales):
@@ -157,4 +229,5 @@ class Command(BaseCommand):
                 if keep:
                     probs.setdefault(stems[0], []).extend(maps)
             return [model.binarize(p) for p in maps]
+
         return predict

@@ -12,7 +12,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         versions = model_versions_sync(directory=options["dir"])
         if not versions:
-            self.stdout.write(self.style.WARNING(f"No model bundles found in {options['dir'] or models_dir()}."))
+            self.stdout.write(
+                self.style.WARNING(f"No model bundles found in {options['dir'] or models_dir()}.")
+            )
         for v in versions:
             members = f" = mean({', '.join(v.members)})" if v.is_ensemble else f" ({v.file_path})"
             self.stdout.write(f"{v.name}: {v.architecture}{members}")

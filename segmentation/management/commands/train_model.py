@@ -17,11 +17,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         from ml.train import add_training_arguments
 
-        add_training_arguments(parser, data_default=str(settings.TUMORSITE_DATA),
-                               output_default=str(settings.TUMORSITE_MODELS_DIR))
-        parser.add_argument("--from-record", action="store_true",
-                            help="train on the clinical record instead: every case with an imported or "
-                                 "clinician-corrected mask, exported with export_cases to a temporary folder")
+        add_training_arguments(
+            parser,
+            data_default=str(settings.TUMORSITE_DATA),
+            output_default=str(settings.TUMORSITE_MODELS_DIR),
+        )
+        parser.add_argument(
+            "--from-record",
+            action="store_true",
+            help="train on the clinical record instead: every case with an imported or "
+            "clinician-corrected mask, exported with export_cases to a temporary folder",
+        )
         parser.add_argument("--no-register", action="store_true", help="do not register the model version")
 
     def handle(self, *args, **o):
@@ -57,9 +63,12 @@ class Command(BaseCommand):
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
         val = result["metrics"]["val"]
-        self.stdout.write(self.style.SUCCESS(
-            f"{result['name']}: validation Dice {val['dice_mean']:.4f}, IoU {val['iou_mean']:.4f} "
-            f"({val['n']} slices), threshold {result['threshold']}"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{result['name']}: validation Dice {val['dice_mean']:.4f}, IoU {val['iou_mean']:.4f} "
+                f"({val['n']} slices), threshold {result['threshold']}"
+            )
+        )
         if o["no_register"]:
             return
         from segmentation.services import model_versions_sync, models_dir
@@ -71,7 +80,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"not registered: {output_dir} is not the models directory ({models_dir()}). Compare it "
                 f"(python -m ml.calibrate --compare {Path(result['path'])}), then copy {result['name']}.keras and "
-                f"{result['name']}.json there and run manage.py sync_models to serve it.")
+                f"{result['name']}.json there and run manage.py sync_models to serve it."
+            )
             return
         from segmentation.management.commands.sync_models import warn_if_case_base_stale
 
