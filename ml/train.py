@@ -23,6 +23,7 @@ from ml.calibrate import apply_choice, calibrate, cleanup_text, tta_text
 from ml.data import (
     augmentation_preset,
     data_fingerprint,
+    kfold_by_patient,
     load_slices,
     make_dataset,
     read_records,
@@ -70,6 +71,8 @@ class TrainConfig:
     distill_from: list[str] = field(default_factory=list)  # teacher .keras bundles (knowledge distillation)
     distill_weight: float = 0.5  # the teachers' share of each training target when distilling
     like: str | None = None  # the bundle JSON whose shape and data handling this run copied (--like)
+    fold: int | None = None  # cross-validation: validate on this fold of the development patients
+    folds: int = 5  # how many folds the development patients (train + val, never test) are dealt into
 
     def __post_init__(self):
         if self.name is None:
@@ -86,6 +89,10 @@ class TrainConfig:
                 f"warmup_epochs must be >= 0 and fewer than epochs ({self.epochs}), got {self.warmup_epochs}."
             )
         augmentation_preset(self.augmentation)  # fails early on an unknown name
+        if self.folds < 2:
+            raise ValueError(f"folds must be at least 2, got {self.folds}.")
+        if self.fold is not None and not 0 <= self.fold < self.folds:
+            raise ValueError(f"fold must be in 0..{self.folds - 1}, got {self.fold}.")
         if self.distill_from:
             if not 0.0 < self.distill_weight <= 1.0:
                 raise ValueError(f"distill_weight must be in (0, 1], got {self.distill_weight}.")
@@ -374,6 +381,8 @@ def start_run(cfg, log):
     split = split_by_patient(
         records, seed=cfg.seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction
     )
+    if cfg.fold is not None:
+        split = development_fold(records, split, cfg.fold, k=cfg.folds, seed=cfg.seed)
     train_ids, val_ids = split["train"], split["val"]
     if not train_ids or not val_ids:
         raise ValueError(
@@ -383,11 +392,26 @@ def start_run(cfg, log):
     if cfg.limit:
         train_ids, val_ids = train_ids[: cfg.limit], val_ids[: cfg.limit]
     log(
-        f"split by patient group (seed {cfg.seed}): train {len(split['train'])}, val {len(split['val'])}, "
+        (f"fold {cfg.fold} of {cfg.folds} over the development patients; " if cfg.fold is not None else "")
+        + f"split by patient group (seed {cfg.seed}): train {len(split['train'])}, val {len(split['val'])}, "
         f"test {len(split['test'])} slices"
         + (f"; using {len(train_ids)}/{len(val_ids)}" if cfg.limit else "")
     )
     return precision, run_dir, split, load_slices(cfg.data_dir, train_ids), load_slices(cfg.data_dir, val_ids)
+
+
+def development_fold(records, split: dict, fold: int, *, k: int, seed: int) -> dict:
+    """The split for cross-validation fold ``fold``: the development patients (the split's train and
+    validation groups; the test groups stay untouched) dealt into ``k`` folds by patient group,
+    stratified by type (``ml.data.kfold_by_patient``); ``fold`` validates, the others train."""
+    held = set(split["test"])
+    development = [r for r in records if r.id not in held]
+    folds = kfold_by_patient(development, k, seed=seed)
+    return {
+        "train": [i for f, ids in enumerate(folds) if f != fold for i in ids],
+        "val": folds[fold],
+        "test": split["test"],
+    }
 
 
 def start_or_resume(cfg, run_dir: Path, build, compile_model, log, *, monitor: str = "val_dice"):
@@ -529,6 +553,8 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
                 "seed": cfg.seed,
                 "val_fraction": cfg.val_fraction,
                 "test_fraction": cfg.test_fraction,
+                "fold": cfg.fold,
+                "folds": cfg.folds if cfg.fold is not None else None,
                 "n_train": len(train_ids),
                 "n_val": len(val_ids),
                 "n_test": len(split["test"]),
@@ -774,6 +800,16 @@ def add_training_arguments(parser, *, data_default: str | None, output_default: 
         "(e.g. a trained U-Net for an Attention U-Net)",
     )
     parser.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
+    parser.add_argument(
+        "--fold",
+        type=int,
+        help="cross-validation: deal the development patients (train + validation groups; the test "
+        "groups are never used) into --folds folds by patient group, validate on this one (0-based) "
+        "and train on the rest",
+    )
+    parser.add_argument(
+        "--folds", type=int, help=f"how many cross-validation folds (default {d['folds']}; with --fold)"
+    )
     parser.add_argument("--limit", type=int, help="use at most N train and N val slices (smoke runs)")
     parser.add_argument(
         "--augmentation",
