@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "cases",
     "segmentation",
     "recommender",
+    "clinic",
 ]
 
 MIDDLEWARE = [
