@@ -16,5 +16,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("tumorsite.api_urls")),
-    path("", include("tumorsite.web_urls")),
+    path("", include("clinic.urls")),
 ]

@@ -2,9 +2,9 @@
 
 from django.urls import path, register_converter
 
-from cases import views as case_views
-from recommender import views as recommender_views
-from segmentation import views as segmentation_views
+from clinic.views import cases as case_views
+from clinic.views import diagnoses as recommender_views
+from clinic.views import runs as segmentation_views
 
 
 class MaskFormat:

@@ -1,6 +1,6 @@
 """The clinician's HTML pages for cases and patients, and the pictures and downloads they show.
 
-Thin: reads come from ``cases.browse`` / ``cases.selectors`` / the other apps' selectors, writes go to
+Thin: reads come from ``clinic.browse`` / ``cases.selectors`` / the other apps' selectors, writes go to
 ``cases.review`` and the apps' services. Every page needs a signed-in user.
 """
 
@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import etag, require_POST
 
 from cases import rendering
-from cases.browse import (
+from clinic.browse import (
     STATUS_FILTERS,
     case_area,
     case_best_mask,

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from cases.views import mask_download
+from clinic.views.cases import mask_download
 from segmentation.models import SegmentationRun
 from segmentation.services import load_mask, segmentation_run_review
 

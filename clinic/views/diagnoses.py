@@ -11,9 +11,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from cases.browse import mask_state
+from clinic.browse import mask_state
 from cases.models import Case, Diagnosis
-from cases.views import case_or_404
+from clinic.views.cases import case_or_404
 from recommender.names import normalise
 from recommender.services import diagnosis_record
 
