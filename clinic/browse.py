@@ -1,15 +1,20 @@
-"""Reads behind the clinician's pages: case search, a case's mask state, its best outline and its area."""
+"""Reads behind the clinician's pages: case, patient and diagnosis searches, a case's mask state, its best
+outline and its area. The pages' own selectors: they compose the record, the runs and the recommender."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 
-from cases.models import Case, CaseDiagnosis, MaskSource
+from cases.models import Case, CaseDiagnosis, Diagnosis, MaskSource, Patient, TumourType
 from cases.selectors import case_list
 from recommender.names import normalise
+from recommender.services import case_mask
+from segmentation.models import ReviewStatus, RunStatus, SegmentationRun
+from segmentation.selectors import case_processing_status
+from segmentation.services import measurements
 
 STATUS_FILTERS = {
     "processing": "Segmenting",
@@ -22,7 +27,8 @@ STATUS_FILTERS = {
 
 
 def case_search(*, q: str = "", tumour_type: str = "", status: str = "") -> QuerySet[Case]:
-    """Newest first. ``q`` matches the patient identifier or a recorded diagnosis (accents and case ignored)."""
+    """Newest first. ``q`` matches the patient identifier or a recorded diagnosis (accents and case
+    ignored)."""
     cases = case_list(tumour_type=tumour_type or None).annotate(
         n_runs=Count("segmentation_runs", distinct=True),
         n_open=Count(
@@ -66,8 +72,6 @@ class MaskState:
 
 
 def mask_state(case: Case, runs) -> MaskState:
-    from segmentation.models import ReviewStatus, RunStatus
-
     runs = list(runs)
     if case.mask_source == MaskSource.CORRECTED:
         return MaskState("corrected", "Corrected by a clinician · validated")
@@ -87,24 +91,18 @@ def mask_state(case: Case, runs) -> MaskState:
 
 def case_status(runs) -> str:
     """The segmentation status for a page: "none" when nothing was run (e.g. an imported case)."""
-    from segmentation.selectors import case_processing_status
-
     runs = list(runs)
     return case_processing_status(runs) if runs else "none"
 
 
 def case_best_mask(case: Case) -> np.ndarray | None:
     """The outline to show for a case: ground truth, else a validated AI mask, else the primary model's."""
-    from recommender.services import case_mask
-
     found = case_mask(case)
     return None if found is None else found[0]
 
 
 def case_area(case: Case, mask: np.ndarray | None) -> dict:
     """{"area_px", "area_mm2"} of an outline of this case (mm² only when the scan has a pixel spacing)."""
-    from segmentation.services import measurements
-
     if mask is None:
         return {"area_px": None, "area_mm2": None}
     m = measurements(
@@ -116,8 +114,6 @@ def case_area(case: Case, mask: np.ndarray | None) -> dict:
 def similar_rows(matches) -> list[dict]:
     """Similar-case matches (recommender.selectors.Match) with what a card shows: the case, its mask
     state, its diagnoses and the type's label, in the matches' order."""
-    from cases.models import TumourType
-
     cases = {
         c.pk: c
         for c in Case.objects.filter(pk__in=[m.case_id for m in matches])
@@ -143,3 +139,84 @@ def similar_rows(matches) -> list[dict]:
         for m in matches
         if m.case_id in cases
     ]
+
+
+def case_runs(case: Case) -> list[SegmentationRun]:
+    """The case's runs with their model and reviewer, in the model's order (detail page, report)."""
+    return list(case.segmentation_runs.select_related("model_version", "reviewed_by"))
+
+
+def case_diagnoses(case: Case) -> QuerySet[CaseDiagnosis]:
+    """The diagnoses recorded on a case, oldest first, with who recorded them."""
+    return case.case_diagnoses.select_related("diagnosis", "recorded_by").order_by("recorded_at")
+
+
+def case_has_outline_to_start_from(case: Case) -> bool:
+    """Whether the correction page can start from an outline: a ground truth or a finished AI mask."""
+    if case.ground_truth_mask:
+        return True
+    return case.segmentation_runs.filter(status=RunStatus.DONE).exclude(mask_file="").exists()
+
+
+def case_pictures_changed(case_id: int) -> tuple | None:
+    """When what a case's pictures show last changed (the case row, a run finishing, a review); None when
+    there is no such case."""
+    return (
+        Case.objects.filter(pk=case_id)
+        .annotate(
+            last_run=Max("segmentation_runs__finished_at"),
+            last_review=Max("segmentation_runs__reviewed_at"),
+        )
+        .values_list("updated_at", "last_run", "last_review")
+        .first()
+    )
+
+
+def patient_search(*, q: str = "") -> QuerySet[Patient]:
+    """Patients whose identifier contains ``q``, with their number of cases; latest case first."""
+    patients = Patient.objects.annotate(n_cases=Count("cases"), last_case=Max("cases__created_at"))
+    if q:
+        patients = patients.filter(identifier__icontains=q)
+    return patients.order_by("-last_case", "identifier")
+
+
+def patient_timeline(patient: Patient) -> list[dict]:
+    """The patient's cases, oldest first, each with its mask state, status, best outline's area and
+    diagnoses."""
+    timeline = []
+    for case in (
+        patient.cases.select_related("scan")
+        .prefetch_related("segmentation_runs", "case_diagnoses__diagnosis")
+        .order_by("created_at", "id")
+    ):
+        runs = list(case.segmentation_runs.all())
+        timeline.append(
+            {
+                "case": case,
+                "state": mask_state(case, runs),
+                "status": case_status(runs),
+                "area": case_area(case, case_best_mask(case)),
+                "diagnoses": [cd.diagnosis.name for cd in case.case_diagnoses.all()],
+            }
+        )
+    return timeline
+
+
+def diagnosis_search(*, q: str = "") -> QuerySet[Diagnosis]:
+    """Catalogue entries whose key holds every word of ``q`` (accents and case ignored), by name."""
+    entries = Diagnosis.objects.annotate(n_cases=Count("case_diagnoses")).select_related(
+        "created_by", "first_case"
+    )
+    for token in normalise(q).split():
+        entries = entries.filter(key__contains=token)
+    return entries.order_by("name")
+
+
+def diagnosis_cases(diagnosis: Diagnosis) -> QuerySet[Case]:
+    """The cases a diagnosis was recorded on, newest first."""
+    return (
+        Case.objects.filter(case_diagnoses__diagnosis=diagnosis)
+        .select_related("patient", "scan")
+        .prefetch_related("segmentation_runs")
+        .order_by("-created_at", "-id")
+    )

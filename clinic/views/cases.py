@@ -1,7 +1,7 @@
-"""The clinician's HTML pages for cases and patients, and the pictures and downloads they show.
+"""The case pages: the list, the upload page, one case (its viewer state, correction, tumour type,
+similar cases) and its printable report.
 
-Thin: reads come from ``clinic.browse`` / ``cases.selectors`` / the other apps' selectors, writes go to
-``cases.review`` and the apps' services. Every page needs a signed-in user.
+Thin: reads come from ``clinic.browse`` and the apps' selectors, writes go to the apps' services.
 """
 
 from __future__ import annotations
@@ -12,55 +12,34 @@ import binascii
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count, Max
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import etag, require_POST
+from django.views.decorators.http import require_POST
 
 from cases import rendering
+from cases.apis import CaseDetailApi
+from cases.models import MaskSource, TumourType
+from cases.review import case_mask_correct, case_tumour_type_set
+from cases.selectors import case_ground_truth_mask, case_type_sources_summary
 from clinic.browse import (
     STATUS_FILTERS,
     case_area,
     case_best_mask,
+    case_diagnoses,
+    case_has_outline_to_start_from,
+    case_runs,
     case_search,
     case_status,
     mask_state,
     similar_rows,
 )
-from cases.models import Case, MaskSource, Patient, TumourType
-from cases.review import case_mask_correct, case_tumour_type_set
-from cases.selectors import case_get, case_ground_truth_mask, case_type_sources_summary
+from clinic.views.shared import case_or_404
+from recommender.selectors import query_for_case, similar_cases, similar_for_query
 
 CASES_PER_PAGE = 20
 SIMILAR_K = 6
-
-
-def case_or_404(case_id: int) -> Case:
-    case = case_get(case_id=case_id)
-    if case is None:
-        raise Http404("No such case.")
-    return case
-
-
-def _png(data: bytes, *, filename: str | None = None, max_age: int = 0) -> HttpResponse:
-    response = HttpResponse(data, content_type="image/png")
-    if filename:
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Cache-Control"] = f"private, max-age={max_age}" if max_age else "private, no-cache"
-    return response
-
-
-def mask_download(case: Case, mask, *, stem: str, fmt: str) -> HttpResponse:
-    """The mask as a 0/255 PNG or a gzipped NIfTI (with the pixel spacing when the scan has one)."""
-    if mask is None:
-        raise Http404("This mask does not exist (yet).")
-    if fmt == "png":
-        return _png(rendering.mask_png_bytes(mask), filename=f"{stem}.png")
-    spacing = (case.scan.pixel_spacing_mm, case.scan.pixel_spacing_col_mm)
-    response = HttpResponse(rendering.mask_nifti_bytes(mask, spacing), content_type="application/gzip")
-    response["Content-Disposition"] = f'attachment; filename="{stem}.nii.gz"'
-    return response
+SIMILAR_IN_REPORT = 5
 
 
 # === Lists ===
@@ -108,81 +87,20 @@ def upload_view(request: HttpRequest) -> HttpResponse:
     return render(request, "cases/upload.html", {"tumour_types": TumourType.choices})
 
 
-@login_required
-def patient_list_view(request: HttpRequest) -> HttpResponse:
-    q = request.GET.get("q", "").strip()
-    patients = Patient.objects.annotate(n_cases=Count("cases"), last_case=Max("cases__created_at"))
-    if q:
-        patients = patients.filter(identifier__icontains=q)
-    page = Paginator(patients.order_by("-last_case", "identifier"), 50).get_page(request.GET.get("page"))
-    return render(request, "cases/patient_list.html", {"page": page, "q": q})
-
-
-@login_required
-def patient_detail_view(request: HttpRequest, patient_id: int) -> HttpResponse:
-    patient = get_object_or_404(Patient, pk=patient_id)
-    timeline = []
-    for case in (
-        patient.cases.select_related("scan")
-        .prefetch_related("segmentation_runs", "case_diagnoses__diagnosis")
-        .order_by("created_at", "id")
-    ):
-        runs = list(case.segmentation_runs.all())
-        timeline.append(
-            {
-                "case": case,
-                "state": mask_state(case, runs),
-                "status": case_status(runs),
-                "area": case_area(case, case_best_mask(case)),
-                "diagnoses": [cd.diagnosis.name for cd in case.case_diagnoses.all()],
-            }
-        )
-    return render(
-        request,
-        "cases/patient_detail.html",
-        {"patient": patient, "timeline": timeline, "chart": _area_chart(timeline)},
-    )
-
-
-def _area_chart(timeline: list[dict]) -> dict | None:
-    """Bars of the tumour area per case, in mm² when every measured case has a spacing, else in pixels."""
-    measured = [row for row in timeline if row["area"]["area_px"] is not None]
-    if not measured:
-        return None
-    in_mm2 = all(row["area"]["area_mm2"] is not None for row in measured)
-    values = [row["area"]["area_mm2" if in_mm2 else "area_px"] for row in measured]
-    top = max(values) or 1
-    return {
-        "unit": "mm²" if in_mm2 else "pixels",
-        "bars": [
-            {
-                "case_id": row["case"].pk,
-                "date": row["case"].created_at,
-                "value": value,
-                "percent": round(100 * value / top, 1),
-            }
-            for row, value in zip(measured, values)
-        ],
-    }
-
-
 # === One case ===
 
 
 @login_required
 def case_detail_view(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_or_404(case_id)
-    runs = list(case.segmentation_runs.select_related("model_version"))
     return render(
         request,
         "cases/case_detail.html",
         {
             "case": case,
-            "state": mask_state(case, runs),
+            "state": mask_state(case, case_runs(case)),
             "tumour_types": TumourType.choices,
-            "diagnoses": case.case_diagnoses.select_related("diagnosis", "recorded_by").order_by(
-                "recorded_at"
-            ),
+            "diagnoses": case_diagnoses(case),
             "has_ground_truth": bool(case.ground_truth_mask),
             "type_sources": case_type_sources_summary(case=case),
         },
@@ -192,8 +110,6 @@ def case_detail_view(request: HttpRequest, case_id: int) -> HttpResponse:
 @login_required
 def case_state_view(request: HttpRequest, case_id: int) -> JsonResponse:
     """The API's case detail plus what the viewer needs: reviewers, mask URLs of this site, the mask state."""
-    from cases.apis import CaseDetailApi
-
     case = case_or_404(case_id)
     data = CaseDetailApi.OutputSerializer(case, context={"request": request}).data
     runs = {r.pk: r for r in case.segmentation_runs.select_related("reviewed_by")}
@@ -212,7 +128,6 @@ def case_state_view(request: HttpRequest, case_id: int) -> JsonResponse:
     data["type_sources"] = case_type_sources_summary(case=case)
     data["ground_truth"] = None
     if case.ground_truth_mask:
-        gt = case_ground_truth_mask(case=case)
         data["ground_truth"] = {
             "source": case.mask_source,
             "label": case.get_mask_source_display(),
@@ -220,74 +135,9 @@ def case_state_view(request: HttpRequest, case_id: int) -> JsonResponse:
             "updated_at": case.mask_updated_at.isoformat() if case.mask_updated_at else None,
             "mask_png": reverse("case-mask", args=[case.pk, "png"]),
             "mask_nifti": reverse("case-mask", args=[case.pk, "nii.gz"]),
-            **case_area(case, gt),
+            **case_area(case, case_ground_truth_mask(case=case)),
         }
     return JsonResponse(data)
-
-
-@login_required
-def case_slice_view(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = case_or_404(case_id)
-    return _png(rendering.png_bytes(rendering.slice_uint8(case)), max_age=3600)
-
-
-def _case_pictures_etag(request: HttpRequest, case_id: int, **kwargs) -> str | None:
-    """Changes whenever what a case's pictures show can change: the case row (its mask, its type), a run
-    finishing, or a review. Lists revalidate their thumbnails cheaply instead of redrawing them."""
-    row = (
-        Case.objects.filter(pk=case_id)
-        .annotate(
-            last_run=Max("segmentation_runs__finished_at"),
-            last_review=Max("segmentation_runs__reviewed_at"),
-        )
-        .values_list("updated_at", "last_run", "last_review")
-        .first()
-    )
-    if row is None:
-        return None
-    return "-".join(f"{moment.timestamp():.6f}" if moment else "0" for moment in row)
-
-
-@login_required
-@etag(_case_pictures_etag)
-def case_thumbnail_view(request: HttpRequest, case_id: int) -> HttpResponse:
-    """A small picture of the slice with the case's best outline (for lists and the similar-cases panel)."""
-    case = case_or_404(case_id)
-    return _png(rendering.png_bytes(rendering.thumbnail(rendering.slice_uint8(case), case_best_mask(case))))
-
-
-@login_required
-@etag(_case_pictures_etag)
-def case_overlay_view(request: HttpRequest, case_id: int) -> HttpResponse:
-    """The full-size slice with one outline filled in: ``?run=<id>`` for an AI mask, else the best one."""
-    from segmentation.services import load_mask
-
-    case = case_or_404(case_id)
-    run_id = request.GET.get("run", "")
-    if run_id.isdigit():
-        run = get_object_or_404(case.segmentation_runs, pk=int(run_id))
-        mask = load_mask(run)
-    else:
-        mask = case_best_mask(case)
-    return _png(rendering.png_bytes(rendering.overlay(rendering.slice_uint8(case), mask, filled=True)))
-
-
-@login_required
-def case_mask_view(request: HttpRequest, case_id: int, fmt: str) -> HttpResponse:
-    """The case's ground-truth mask (imported or corrected) as PNG or NIfTI."""
-    case = case_or_404(case_id)
-    stem = f"case{case.pk}_{case.mask_source or 'mask'}_mask"
-    return mask_download(case, case_ground_truth_mask(case=case), stem=stem, fmt=fmt)
-
-
-@login_required
-def case_best_mask_view(request: HttpRequest, case_id: int) -> HttpResponse:
-    """The outline the correction page starts from: ground truth, else a validated or the primary AI mask."""
-    case = case_or_404(case_id)
-    mask = case_best_mask(case)
-    if mask is None:
-        raise Http404("This case has no mask yet.")
-    return _png(rendering.mask_png_bytes(mask))
 
 
 @login_required
@@ -308,14 +158,10 @@ def case_correct_view(request: HttpRequest, case_id: int) -> HttpResponse:
             "Corrected mask saved. It is now this case's validated ground truth; the AI masks are kept.",
         )
         return redirect("case-detail", case_id=case.pk)
-    runs = case.segmentation_runs.filter(status="done").exclude(mask_file="")
     return render(
         request,
         "cases/case_correct.html",
-        {
-            "case": case,
-            "has_start_mask": bool(case.ground_truth_mask) or runs.exists(),
-        },
+        {"case": case, "has_start_mask": case_has_outline_to_start_from(case)},
     )
 
 
@@ -346,8 +192,6 @@ def case_tumour_type_view(request: HttpRequest, case_id: int) -> HttpResponse:
 def case_similar_view(request: HttpRequest, case_id: int) -> HttpResponse:
     """The similar-cases panel as an HTML fragment; ``X-Similar-Status: pending`` until the case is
     described for the search (ranking and "why" come from recommender.selectors)."""
-    from recommender.selectors import query_for_case, similar_for_query
-
     case = case_or_404(case_id)
     query = query_for_case(case)
     rows = similar_rows(similar_for_query(query, k=SIMILAR_K)) if query is not None else []
@@ -359,10 +203,8 @@ def case_similar_view(request: HttpRequest, case_id: int) -> HttpResponse:
 @login_required
 def case_report_view(request: HttpRequest, case_id: int) -> HttpResponse:
     """A printable summary: the slice and outlines, measurements, the models, similar cases, diagnoses."""
-    from recommender.selectors import similar_cases
-
     case = case_or_404(case_id)
-    runs = list(case.segmentation_runs.select_related("model_version", "reviewed_by"))
+    runs = case_runs(case)
     best = case_best_mask(case)
     return render(
         request,
@@ -373,10 +215,8 @@ def case_report_view(request: HttpRequest, case_id: int) -> HttpResponse:
             "state": mask_state(case, runs),
             "area": case_area(case, best),
             "has_mask": best is not None,
-            "similar": similar_rows(similar_cases(case=case, k=5)),
-            "diagnoses": case.case_diagnoses.select_related("diagnosis", "recorded_by").order_by(
-                "recorded_at"
-            ),
+            "similar": similar_rows(similar_cases(case=case, k=SIMILAR_IN_REPORT)),
+            "diagnoses": case_diagnoses(case),
             "corrected": case.mask_source == MaskSource.CORRECTED,
             "type_sources": case_type_sources_summary(case=case),
         },

@@ -5,17 +5,18 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from clinic.browse import mask_state
-from cases.models import Case, Diagnosis
-from clinic.views.cases import case_or_404
-from recommender.names import normalise
+from cases.models import Diagnosis
+from clinic.browse import diagnosis_cases, diagnosis_search, mask_state
+from clinic.views.shared import case_or_404
 from recommender.services import diagnosis_record
+
+DIAGNOSES_PER_PAGE = 50
+CASES_PER_PAGE = 24
 
 
 @login_required
@@ -43,12 +44,7 @@ def case_diagnosis_add_view(request: HttpRequest, case_id: int) -> HttpResponse:
 @login_required
 def diagnosis_list_view(request: HttpRequest) -> HttpResponse:
     q = request.GET.get("q", "").strip()
-    entries = Diagnosis.objects.annotate(n_cases=Count("case_diagnoses")).select_related(
-        "created_by", "first_case"
-    )
-    for token in normalise(q).split():
-        entries = entries.filter(key__contains=token)
-    page = Paginator(entries.order_by("name"), 50).get_page(request.GET.get("page"))
+    page = Paginator(diagnosis_search(q=q), DIAGNOSES_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "recommender/diagnosis_list.html", {"page": page, "q": q})
 
 
@@ -57,13 +53,7 @@ def diagnosis_detail_view(request: HttpRequest, diagnosis_id: int) -> HttpRespon
     diagnosis = get_object_or_404(
         Diagnosis.objects.select_related("created_by", "first_case"), pk=diagnosis_id
     )
-    cases = (
-        Case.objects.filter(case_diagnoses__diagnosis=diagnosis)
-        .select_related("patient", "scan")
-        .prefetch_related("segmentation_runs")
-        .order_by("-created_at", "-id")
-    )
-    page = Paginator(cases, 24).get_page(request.GET.get("page"))
+    page = Paginator(diagnosis_cases(diagnosis), CASES_PER_PAGE).get_page(request.GET.get("page"))
     rows = [{"case": c, "state": mask_state(c, c.segmentation_runs.all())} for c in page]
     return render(
         request, "recommender/diagnosis_detail.html", {"diagnosis": diagnosis, "page": page, "rows": rows}

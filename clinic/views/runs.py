@@ -9,8 +9,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from clinic.views.cases import mask_download
-from segmentation.models import SegmentationRun
+from clinic.views.shared import mask_download
+from segmentation.models import RunStatus, SegmentationRun
 from segmentation.services import load_mask, segmentation_run_review
 
 
@@ -22,7 +22,7 @@ def run_review_view(request: HttpRequest, run_id: int) -> HttpResponse:
     decision = request.POST.get("decision")
     if decision not in ("validate", "reject"):
         messages.error(request, "Choose validate or reject.")
-    elif run.status != "done":
+    elif run.status != RunStatus.DONE:
         messages.error(request, f"The {run.model_version.name} mask is not ready to review yet.")
     else:
         segmentation_run_review(run=run, user=request.user, validated=decision == "validate")

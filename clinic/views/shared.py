@@ -1,0 +1,38 @@
+"""What several page groups share: a case or a 404, and the PNG / NIfTI responses of the pictures."""
+
+from __future__ import annotations
+
+import numpy as np
+from django.http import Http404, HttpResponse
+
+from cases import rendering
+from cases.models import Case
+from cases.selectors import case_get
+
+
+def case_or_404(case_id: int) -> Case:
+    case = case_get(case_id=case_id)
+    if case is None:
+        raise Http404("No such case.")
+    return case
+
+
+def png_response(data: bytes, *, filename: str | None = None, max_age: int = 0) -> HttpResponse:
+    """A PNG for the browser: private, cached ``max_age`` seconds (else revalidated), a download if named."""
+    response = HttpResponse(data, content_type="image/png")
+    if filename:
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = f"private, max-age={max_age}" if max_age else "private, no-cache"
+    return response
+
+
+def mask_download(case: Case, mask: np.ndarray | None, *, stem: str, fmt: str) -> HttpResponse:
+    """The mask as a 0/255 PNG or a gzipped NIfTI (with the pixel spacing when the scan has one)."""
+    if mask is None:
+        raise Http404("This mask does not exist (yet).")
+    if fmt == "png":
+        return png_response(rendering.mask_png_bytes(mask), filename=f"{stem}.png")
+    spacing = (case.scan.pixel_spacing_mm, case.scan.pixel_spacing_col_mm)
+    response = HttpResponse(rendering.mask_nifti_bytes(mask, spacing), content_type="application/gzip")
+    response["Content-Disposition"] = f'attachment; filename="{stem}.nii.gz"'
+    return response
