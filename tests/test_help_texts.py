@@ -1,5 +1,6 @@
 """Every command an admin or maintainer runs explains itself: a description, and a help text on every
-option (``manage.py <command> --help``, ``python -m ml.<module> --help``, ``python benchmarks/<file> --help``)."""
+option (``manage.py <command> --help``, ``python -m ml.<module> --help``,
+``python benchmarks/<file> --help``)."""
 
 import argparse
 import importlib

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from celery import shared_task
 
+from cases.tasks import scan_checksum_verify_task
+from tests.conftest import CaseFactory
 from tumorsite.env import EnvError, envbool, envfloat, envint, parse_database_url
 from tumorsite.queue import enqueue, wait_idle
 
@@ -22,9 +24,10 @@ import json, django
 from django.conf import settings
 django.setup()
 db = settings.DATABASES["default"]
-print(json.dumps({"engine": db["ENGINE"], "name": str(db["NAME"]), "host": db.get("HOST"), "port": db.get("PORT"),
-    "user": db.get("USER"), "test_name": db.get("TEST", {}).get("NAME"), "broker": settings.CELERY_BROKER_URL,
-    "backend": settings.CELERY_RESULT_BACKEND, "media": str(settings.MEDIA_ROOT), "debug": settings.DEBUG}))
+print(json.dumps({"engine": db["ENGINE"], "name": str(db["NAME"]), "host": db.get("HOST"),
+    "port": db.get("PORT"), "user": db.get("USER"), "test_name": db.get("TEST", {}).get("NAME"),
+    "broker": settings.CELERY_BROKER_URL, "backend": settings.CELERY_RESULT_BACKEND,
+    "media": str(settings.MEDIA_ROOT), "debug": settings.DEBUG}))
 """
 MODE_VARIABLES = (
     "DATABASE_URL",
@@ -144,7 +147,7 @@ def test_typed_helpers_read_defaults_and_values():
     assert envbool("X", True, environ={}) is True
     assert envbool("X", environ={"X": "off"}) is False
     assert envint("N", 3, environ={"N": " 12 "}) == 12
-    with pytest.raises(EnvError, match="N='1.5' is not an integer"):
+    with pytest.raises(EnvError, match=r"N='1\.5' is not an integer"):
         envint("N", 3, environ={"N": "1.5"})
     assert envfloat("W", 0.5, environ={}) == 0.5 and envfloat("W", 0.5, environ={"W": " 0.25 "}) == 0.25
     with pytest.raises(EnvError, match="W='x' is not a number"):
@@ -179,9 +182,6 @@ def test_embedded_enqueue_returns_at_once_and_runs_jobs_one_at_a_time(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_embedded_tasks_see_the_database(settings):
-    from cases.tasks import scan_checksum_verify_task
-    from tests.conftest import CaseFactory
-
     settings.CELERY_BROKER_URL = ""
     case = CaseFactory()
     future = enqueue(scan_checksum_verify_task, case.scan_id)

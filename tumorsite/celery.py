@@ -1,4 +1,7 @@
-"""The Celery application. Workers: ``celery -A tumorsite worker --pool=solo`` (TensorFlow is not fork-safe)."""
+"""The Celery application.
+
+Workers: ``celery -A tumorsite worker --pool=solo`` (TensorFlow is not fork-safe).
+"""
 
 import os
 

@@ -70,7 +70,8 @@ def parse_database_url(url: str) -> dict:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "sqlite":
-        # urlsplit keeps the leading "/" of the path: "sqlite:///x.db" -> "/x.db", "sqlite:////x.db" -> "//x.db".
+        # urlsplit keeps the leading "/" of the path:
+        # "sqlite:///x.db" -> "/x.db", "sqlite:////x.db" -> "//x.db".
         path = unquote(parts.path)
         name = path[1:] if path.startswith("/") else path
         if not name:
