@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from segmentation.testing import *  # noqa: F403  (shared fixtures: models_dir, media_dir, ...)
 from tests.conftest import REPO_ROOT, UserFactory
@@ -52,8 +53,6 @@ def _in_process_queue(settings):
 @pytest.fixture(scope="module")
 def browser():
     """One Chromium per test module, stopped afterwards so no event loop outlives the browser tests."""
-    from playwright.sync_api import sync_playwright
-
     # Playwright's sync API runs an event loop in this thread, so Django would refuse the ORM calls the
     # tests make between browser steps; those calls are plain synchronous code, which is safe here.
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")

@@ -71,8 +71,9 @@ def test_the_whole_clinician_flow(page, live_server, case_base, doctor, real_sli
     case_tab.evaluate("""() => {
         window.sameDocument = true;
         window.statuses = [document.getElementById('case-status').textContent];
-        new MutationObserver(() => window.statuses.push(document.getElementById('case-status').textContent))
-            .observe(document.getElementById('case-status'), {childList: true, characterData: true, subtree: true});
+        const status = document.getElementById('case-status');
+        new MutationObserver(() => window.statuses.push(status.textContent))
+            .observe(status, {childList: true, characterData: true, subtree: true});
     }""")
     expect(good_row.locator(".upload-status")).to_contain_text("Segmented", timeout=SLOW)
     expect(good_row.locator("img.upload-thumb")).to_be_visible()

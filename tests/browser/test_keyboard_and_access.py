@@ -63,8 +63,9 @@ def test_a_clinician_works_from_the_keyboard_and_cannot_reach_admin(
         const transfer = new DataTransfer();
         transfer.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));
         const zone = document.getElementById('dropzone');
-        zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: transfer, bubbles: true, cancelable: true}));
-        zone.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        const options = {dataTransfer: transfer, bubbles: true, cancelable: true};
+        zone.dispatchEvent(new DragEvent('dragover', options));
+        zone.dispatchEvent(new DragEvent('drop', options));
     }""",
         data,
     )

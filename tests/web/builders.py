@@ -6,13 +6,12 @@ import numpy as np
 from django.core.files.base import ContentFile
 
 from cases.rendering import mask_png_bytes
+from segmentation.models import ModelVersion, RunStatus, SegmentationRun
+from segmentation.services import measurements
 
 
 def add_finished_run(case, name: str, mask: np.ndarray, *, ensemble: bool = False):
     """A done run. Plain models are inactive and the ensemble has no members, so no Keras model ever loads."""
-    from segmentation.models import ModelVersion, RunStatus, SegmentationRun
-    from segmentation.services import measurements
-
     version, _ = ModelVersion.objects.get_or_create(
         name=name,
         defaults={

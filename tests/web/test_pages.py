@@ -11,8 +11,12 @@ from PIL import Image
 
 from cases.models import Case, CaseDiagnosis, Diagnosis, MaskSource, TypeSource
 from cases.selectors import case_ground_truth_mask
-from segmentation.models import ReviewStatus
-from segmentation.testing import make_case
+from cases.services import case_create
+from recommender.services import case_base_build, case_features_compute, diagnosis_record
+from segmentation.models import ReviewStatus, SegmentationRun
+from segmentation.testing import make_case, make_case_base, synthetic_case_kwargs, synthetic_slice
+from tests.cases.builders import dicom_bytes
+from tests.web.builders import add_finished_run
 
 pytestmark = pytest.mark.django_db
 
@@ -268,8 +272,6 @@ def test_the_patient_page_shows_each_case_with_its_area(owner_client, segmented_
 
 
 def test_the_report_lists_the_models_the_measurements_and_the_diagnoses(owner_client, segmented_case, owner):
-    from recommender.services import diagnosis_record
-
     diagnosis_record(case=segmented_case, name="Meningioma WHO grade I", user=owner)
     html = owner_client.get(f"/cases/{segmented_case.pk}/report/").content.decode()
     for text in (
@@ -285,8 +287,6 @@ def test_the_report_lists_the_models_the_measurements_and_the_diagnoses(owner_cl
     ):
         assert text in html
     assert "agreement between the models" not in html  # the fixture's runs recorded none
-
-    from segmentation.models import SegmentationRun
 
     SegmentationRun.objects.filter(case=segmented_case, model_version__name="ensemble").update(
         agreement=0.31, agreement_flagged=True
@@ -308,11 +308,6 @@ def test_an_imported_case_has_no_segmentation_to_wait_for(owner_client, media_di
 
 
 def test_a_dicom_case_shows_its_slice_and_areas_in_mm2(owner_client, owner, media_dir):
-    from cases.services import case_create
-    from segmentation.testing import synthetic_slice
-    from tests.cases.builders import dicom_bytes
-    from tests.web.builders import add_finished_run
-
     image, lesion = synthetic_slice(96, center=(40, 50), radius=9)
     case = case_create(
         image_file=dicom_bytes(image.astype(np.uint16) * 16, spacing=(0.5, 0.75)),
@@ -341,9 +336,6 @@ def test_thumbnails_are_revalidated_not_redrawn_until_the_case_changes(owner_cli
 
 
 def test_the_similar_cases_panel_shows_each_match_with_its_outline_state(owner_client, media_dir):
-    from recommender.services import case_base_build, case_features_compute
-    from segmentation.testing import make_case_base, synthetic_case_kwargs
-
     make_case_base(n_per_type=3)
     case_base_build(use_embedding=False)
     query = make_case(

@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from cases.models import Diagnosis
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -72,8 +73,6 @@ def test_an_admin_reaches_the_admin_pages(client, admin):
 
 
 def test_signing_in_and_out(client, owner):
-    from tests.conftest import PASSWORD
-
     response = client.post("/accounts/login/", {"username": "owner", "password": PASSWORD})
     assert response.status_code == 302 and response["Location"] == "/"
     assert client.get("/").status_code == 200
