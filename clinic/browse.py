@@ -12,7 +12,7 @@ from cases.models import Case, CaseDiagnosis, Diagnosis, MaskSource, Patient, Tu
 from cases.selectors import case_list
 from recommender.names import normalise
 from recommender.services import case_mask
-from segmentation.models import ReviewStatus, RunStatus, SegmentationRun
+from segmentation.models import ReviewStatus, RunStatus
 from segmentation.selectors import case_processing_status
 from segmentation.services import measurements
 
@@ -139,11 +139,6 @@ def similar_rows(matches) -> list[dict]:
         for m in matches
         if m.case_id in cases
     ]
-
-
-def case_runs(case: Case) -> list[SegmentationRun]:
-    """The case's runs with their model and reviewer, in the model's order (detail page, report)."""
-    return list(case.segmentation_runs.select_related("model_version", "reviewed_by"))
 
 
 def case_diagnoses(case: Case) -> QuerySet[CaseDiagnosis]:

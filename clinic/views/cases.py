@@ -28,7 +28,6 @@ from clinic.browse import (
     case_best_mask,
     case_diagnoses,
     case_has_outline_to_start_from,
-    case_runs,
     case_search,
     case_status,
     mask_state,
@@ -36,6 +35,7 @@ from clinic.browse import (
 )
 from clinic.views.shared import case_or_404
 from recommender.selectors import query_for_case, similar_cases, similar_for_query
+from segmentation.selectors import case_runs
 
 CASES_PER_PAGE = 20
 SIMILAR_K = 6
@@ -98,7 +98,7 @@ def case_detail_view(request: HttpRequest, case_id: int) -> HttpResponse:
         "cases/case_detail.html",
         {
             "case": case,
-            "state": mask_state(case, case_runs(case)),
+            "state": mask_state(case, case_runs(case=case)),
             "tumour_types": TumourType.choices,
             "diagnoses": case_diagnoses(case),
             "has_ground_truth": bool(case.ground_truth_mask),
@@ -112,7 +112,7 @@ def case_state_view(request: HttpRequest, case_id: int) -> JsonResponse:
     """The API's case detail plus what the viewer needs: reviewers, mask URLs of this site, the mask state."""
     case = case_or_404(case_id)
     data = CaseDetailApi.OutputSerializer(case, context={"request": request}).data
-    runs = {r.pk: r for r in case.segmentation_runs.select_related("reviewed_by")}
+    runs = {r.pk: r for r in case_runs(case=case).select_related("reviewed_by")}
     for seg in data["segmentations"]:
         run = runs[seg["id"]]
         seg["reviewed_by"] = run.reviewed_by.get_username() if run.reviewed_by else None
@@ -204,7 +204,7 @@ def case_similar_view(request: HttpRequest, case_id: int) -> HttpResponse:
 def case_report_view(request: HttpRequest, case_id: int) -> HttpResponse:
     """A printable summary: the slice and outlines, measurements, the models, similar cases, diagnoses."""
     case = case_or_404(case_id)
-    runs = case_runs(case)
+    runs = list(case_runs(case=case).select_related("reviewed_by"))
     best = case_best_mask(case)
     return render(
         request,
