@@ -15,6 +15,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("api/", include("tumorsite.api_urls")),
+    path("api/", include("clinic.api.urls")),
     path("", include("clinic.urls")),
 ]

@@ -2,6 +2,7 @@
 
 import io
 import os
+import time
 
 import numpy as np
 import pytest
@@ -83,13 +84,13 @@ def _flow(api, wait):
         and detail["tumour_type_source"] == "predicted"
     )
 
-    similar = api.get(f"/api/cases/{case_id}/similar/?k=5").json()
+    similar = api.get(f"/api/cases/{case_id}/similar/?page_size=5").json()
     assert similar["status"] == "ready" and len(similar["results"]) == 5
     first = similar["results"][0]
     assert set(first) >= {"case_id", "similarity", "tumour_type", "diagnoses", "thumbnail_url", "why"}
     assert first["why"] and first["thumbnail_url"].endswith(f"/api/cases/{first['case_id']}/thumbnail.png")
     assert api.get(first["thumbnail_url"]).status_code == 200
-    filtered = api.get(f"/api/cases/{case_id}/similar/?k=3&tumour_type=glioma").json()["results"]
+    filtered = api.get(f"/api/cases/{case_id}/similar/?page_size=3&tumour_type=glioma").json()["results"]
     assert [r["tumour_type"] for r in filtered] == ["glioma"] * 3
 
     added = api.post(
@@ -101,7 +102,7 @@ def _flow(api, wait):
     assert near.status_code == 200 and near.json()["created"] is False
     assert near.json()["matched_existing"]["name"] == "Pituitary macroadénoma"
     assert "near match" in near.json()["message"]
-    again = api.get(f"/api/cases/{case_id}/similar/?k=5").json()["results"]
+    again = api.get(f"/api/cases/{case_id}/similar/?page_size=5").json()["results"]
     by_id = {r["case_id"]: r for r in again}
     assert by_id[first["case_id"]]["diagnoses"] == ["Pituitary macroadénoma"]
     suggestions = api.get("/api/diagnoses/?q=macro").json()["results"]
@@ -129,8 +130,6 @@ def test_upload_to_similar_cases_in_the_embedded_mode(api, models_dir, media_dir
 @pytest.mark.django_db(transaction=True)
 def test_upload_to_similar_cases_through_redis_and_a_real_worker(api, tiny_bundles_dir, clinician, settings):
     """The worker is another process: it must share this database (test settings) and MEDIA_ROOT."""
-    import time
-
     settings.TUMORSITE_MODELS_DIR = tiny_bundles_dir
     model_versions_sync()
     for version in ModelVersion.objects.filter(is_ensemble=False):
@@ -143,10 +142,12 @@ def test_upload_to_similar_cases_through_redis_and_a_real_worker(api, tiny_bundl
     def wait(case_id):
         deadline = time.monotonic() + float(os.environ.get("TUMORSITE_WORKER_TIMEOUT", "180"))
         while time.monotonic() < deadline:
-            if APIClient.get(api, f"/api/cases/{case_id}/").json()["status"] == "done":
-                # The primary run's follow-up (features, type) runs in the same task, after the status.
-                if Case.objects.get(pk=case_id).predicted_tumour_type:
-                    return True
+            # The primary run's follow-up (features, type) runs in the same task, after the status.
+            if (
+                APIClient.get(api, f"/api/cases/{case_id}/").json()["status"] == "done"
+                and Case.objects.get(pk=case_id).predicted_tumour_type
+            ):
+                return True
             time.sleep(1)
         return False
 
@@ -157,11 +158,12 @@ def test_upload_to_similar_cases_through_redis_and_a_real_worker(api, tiny_bundl
 def test_a_bad_file_gets_a_400_and_nothing_is_stored(api, media_dir):
     bad = SimpleUploadedFile("scan.png", b"this is not an image", content_type="image/png")
     response = api.post("/api/cases/", {"image": bad}, format="multipart")
-    assert response.status_code == 400 and "not an image" in response.json()["error"]
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert "not an image" in response.json()["detail"] and response.json()["errors"]["image"]
     empty = api.post("/api/cases/", {"image": SimpleUploadedFile("e.png", b"")}, format="multipart")
-    assert empty.status_code == 400 and empty.json()["error"]
+    assert empty.status_code == 400 and empty.json()["detail"]
     missing = api.post("/api/cases/", {}, format="multipart")
-    assert missing.status_code == 400 and missing.json()["error"].startswith("image")
+    assert missing.status_code == 400 and missing.json()["detail"].startswith("image")
     assert Case.objects.count() == Scan.objects.count() == 0
     assert not any(p.is_file() for p in media_dir.rglob("*")) if media_dir.exists() else True
 
@@ -186,6 +188,9 @@ def test_a_clinicians_type_given_at_upload_is_kept(api, media_dir, settings, tmp
     assert api.get(f"/api/cases/{case.pk}/similar/").json() == {
         "status": "pending",
         "query_tumour_type": "glioma",
+        "count": 0,
+        "next": None,
+        "previous": None,
         "results": [],
     }
     assert api.get("/api/cases/999999/").status_code == 404

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "cases",
     "segmentation",
     "recommender",
@@ -152,14 +153,22 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "clinic.api.pagination.Pagination",
     "PAGE_SIZE": 25,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Every error body is RFC 9457 problem details (application/problem+json), shaped there only.
+    "EXCEPTION_HANDLER": "clinic.api.errors.problem_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "TumorSite API",
-    "DESCRIPTION": "Brain-tumour MRI segmentation and similar-case retrieval",
+    "DESCRIPTION": "Brain-tumour MRI segmentation and similar-case retrieval. Every error is an "
+    "RFC 9457 problem (application/problem+json); every list is paged with ?page and ?page_size.",
     "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc from this site's static files (drf-spectacular-sidecar), never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # === Celery ===

@@ -1,15 +1,17 @@
-"""REST endpoints of the segmentation app (thin: serializers + a service call)."""
+"""REST endpoints of the segmentation runs: the clinician's review and the stored PNGs."""
 
 from __future__ import annotations
 
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from clinic.api.errors import Conflict, problem_responses
 from segmentation.models import SegmentationRun
 from segmentation.services import SegmentationError, primary_model_version, segmentation_run_review
 
@@ -81,7 +83,10 @@ class SegmentationReviewApi(APIView):
     class InputSerializer(serializers.Serializer):
         validated = serializers.BooleanField()
 
-    @extend_schema(request=InputSerializer, responses=SegmentationRunOutputSerializer)
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: SegmentationRunOutputSerializer, **problem_responses(400, 404, 409, 415)},
+    )
     def post(self, request, run_id: int):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -91,16 +96,17 @@ class SegmentationReviewApi(APIView):
                 run=run, user=request.user, validated=serializer.validated_data["validated"]
             )
         except SegmentationError as exc:
-            return Response({"error": str(exc)}, status=status.HTTP_409_CONFLICT)
-        return Response(
-            SegmentationRunOutputSerializer(run, context={"request": request}).data, status=status.HTTP_200_OK
-        )
+            raise Conflict(str(exc)) from exc
+        return Response(SegmentationRunOutputSerializer(run, context={"request": request}).data)
 
 
 class SegmentationFileApi(APIView):
     """A run's mask (0/255) or probability map (0-255 = 0.0-1.0) as the PNG that was stored."""
 
-    @extend_schema(responses={(200, "image/png"): bytes})
+    @extend_schema(
+        operation_id="segmentations_file_retrieve",
+        responses={(200, "image/png"): OpenApiTypes.BINARY, **problem_responses(404)},
+    )
     def get(self, request, run_id: int, kind: str):
         run = get_object_or_404(SegmentationRun, pk=run_id)
         field_file = getattr(run, RUN_FILES[kind])

@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.http import Http404, HttpResponse
-from drf_spectacular.utils import (
-    extend_schema,
-    extend_schema_field,
-    extend_schema_serializer,
-    inline_serializer,
-)
-from PIL import Image
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from cases import rendering
 from cases.models import Case, TumourType
-from cases.readers import ImageReadError, to_uint8
-from cases.selectors import case_get, case_list, scan_read
+from cases.readers import ImageReadError
+from cases.selectors import case_get, case_list
 from cases.services import case_create
-from segmentation.apis import SegmentationRunOutputSerializer
+from clinic.api.errors import ContentTooLarge, problem_responses
+from clinic.api.pagination import paged
+from clinic.api.runs import SegmentationRunOutputSerializer
 from segmentation.selectors import case_processing_status, case_runs
 from segmentation.services import segmentation_runs_create_for_case
-
-THUMBNAIL_PX = 160
 
 
 class CaseDiagnosisOutputSerializer(serializers.Serializer):
@@ -43,15 +39,10 @@ def _case_status(case: Case) -> str:
     return case_processing_status(list(case.segmentation_runs.all()))
 
 
-class CaseListApi(APIView):
+class CaseListApi(GenericAPIView):
     """``GET``: cases, newest first, paginated. ``POST``: upload a slice; the segmentations start at once."""
 
     parser_classes = [MultiPartParser, FormParser]
-
-    class Pagination(PageNumberPagination):
-        page_size = 25
-        page_size_query_param = "page_size"
-        max_page_size = 200
 
     @extend_schema_serializer(component_name="CaseFilter")
     class FilterSerializer(serializers.Serializer):
@@ -76,7 +67,10 @@ class CaseListApi(APIView):
         def get_status(self, case) -> str:
             return _case_status(case)
 
-    @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer(many=True))
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses={**paged(OutputSerializer(many=True)), **problem_responses(400, 404)},
+    )
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -88,28 +82,28 @@ class CaseListApi(APIView):
             .prefetch_related("segmentation_runs")
             .order_by("-created_at", "-id")
         )
-        paginator = self.Pagination()
-        page = paginator.paginate_queryset(cases, request, view=self)
-        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+        page = self.paginate_queryset(cases)
+        return self.get_paginated_response(self.OutputSerializer(page, many=True).data)
+
+    @extend_schema_serializer(component_name="CaseCreated")
+    class CreatedSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        status = serializers.CharField()
 
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
-        responses={
-            201: inline_serializer(
-                "CaseCreated", {"id": serializers.IntegerField(), "status": serializers.CharField()}
-            ),
-            400: inline_serializer("UploadError", {"error": serializers.CharField()}),
-        },
+        responses={201: CreatedSerializer, **problem_responses(400, 413, 415)},
     )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
-        if not serializer.is_valid():
-            return Response(
-                {"error": _first_error(serializer.errors), "fields": serializer.errors},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
+        serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         upload = data["image"]
+        limit_mb = settings.TUMORSITE_MAX_UPLOAD_MB
+        if upload.size > limit_mb * 1024 * 1024:
+            raise ContentTooLarge(
+                f"The file is too large ({upload.size / 1024 / 1024:.1f} MB); the limit is {limit_mb} MB."
+            )
         try:
             with transaction.atomic():
                 case = case_create(
@@ -121,17 +115,9 @@ class CaseListApi(APIView):
                 )
                 runs = segmentation_runs_create_for_case(case=case)
         except (ImageReadError, ValueError) as exc:
-            return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(
-            {"id": case.pk, "status": case_processing_status(runs)}, status=status.HTTP_201_CREATED
-        )
-
-
-def _first_error(errors: dict) -> str:
-    for field, messages in errors.items():
-        message = messages[0] if isinstance(messages, list) and messages else messages
-        return f"{field}: {message}"
-    return "Invalid input."
+            raise ValidationError({"image": [str(exc)]}) from exc
+        created = {"id": case.pk, "status": case_processing_status(runs)}
+        return Response(self.CreatedSerializer(created).data, status=status.HTTP_201_CREATED)
 
 
 class CaseDetailApi(APIView):
@@ -162,7 +148,7 @@ class CaseDetailApi(APIView):
         def get_segmentations(self, case) -> list:
             return SegmentationRunOutputSerializer(case_runs(case=case), many=True, context=self.context).data
 
-    @extend_schema(responses=OutputSerializer)
+    @extend_schema(responses={200: OutputSerializer, **problem_responses(404)})
     def get(self, request, case_id: int):
         case = case_get(case_id=case_id)
         if case is None:
@@ -171,24 +157,21 @@ class CaseDetailApi(APIView):
 
 
 def thumbnail_url(request, case_id: int) -> str:
-    from django.urls import reverse
-
     return request.build_absolute_uri(reverse("api:case-thumbnail", args=[case_id]))
 
 
 class CaseThumbnailApi(APIView):
     """A small PNG of the slice (any stored format, DICOM included), for result lists."""
 
-    @extend_schema(responses={(200, "image/png"): bytes})
+    @extend_schema(
+        operation_id="cases_thumbnail_retrieve",
+        responses={(200, "image/png"): OpenApiTypes.BINARY, **problem_responses(404)},
+    )
     def get(self, request, case_id: int):
         case = case_get(case_id=case_id)
         if case is None:
             raise Http404
-        pixels = to_uint8(np.asarray(scan_read(scan=case.scan).pixels))
-        image = Image.fromarray(pixels)
-        image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        response = HttpResponse(buf.getvalue(), content_type="image/png")
+        picture = rendering.thumbnail(rendering.slice_uint8(case), None)
+        response = HttpResponse(rendering.png_bytes(picture), content_type="image/png")
         response["Cache-Control"] = "private, max-age=3600"
         return response

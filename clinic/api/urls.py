@@ -1,18 +1,33 @@
 """REST API routes (``/api/...``). Every endpoint but the token one needs an authenticated user."""
 
 from django.urls import path, re_path
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.views import APIView
 
-from cases.apis import CaseDetailApi, CaseListApi, CaseThumbnailApi
-from recommender.apis import CaseDiagnosisCreateApi, DiagnosisListApi, SimilarCasesApi
-from segmentation.apis import SegmentationFileApi, SegmentationReviewApi
+from clinic.api.auth import AuthTokenApi
+from clinic.api.cases import CaseDetailApi, CaseListApi, CaseThumbnailApi
+from clinic.api.diagnoses import CaseDiagnosisCreateApi, DiagnosisListApi
+from clinic.api.runs import SegmentationFileApi, SegmentationReviewApi
+from clinic.api.similar import SimilarCasesApi
 
 app_name = "api"
 
+
+@extend_schema(exclude=True)
+class NoEndpointApi(APIView):
+    """Any other address under /api/: a 404 in the API's error shape rather than the site's HTML page."""
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        raise NotFound("There is no API endpoint at this address.")
+
+    options = http_method_not_allowed
+
+
 urlpatterns = [
-    path("auth/token/", ObtainAuthToken.as_view(), name="auth-token"),
+    path("auth/token/", AuthTokenApi.as_view(), name="auth-token"),
     path("cases/", CaseListApi.as_view(), name="case-list"),
     path("cases/<int:case_id>/", CaseDetailApi.as_view(), name="case-detail"),
     path("cases/<int:case_id>/thumbnail.png", CaseThumbnailApi.as_view(), name="case-thumbnail"),
@@ -31,4 +46,5 @@ urlpatterns = [
         SpectacularSwaggerView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]),
         name="docs",
     ),
+    re_path(r"^", NoEndpointApi.as_view(), name="no-endpoint"),
 ]
