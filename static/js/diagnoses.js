@@ -9,7 +9,7 @@
     var q = input.value.trim();
     if (q === lastQuery) return;
     lastQuery = q;
-    TS.fetchJSON(input.dataset.api + "?limit=10&q=" + encodeURIComponent(q)).then(function (data) {
+    TS.fetchJSON(input.dataset.api + "?page_size=10&q=" + encodeURIComponent(q)).then(function (data) {
       list.replaceChildren.apply(list, data.results.map(function (d) {
         return TS.el("option", { value: d.name, label: d.uses + " case" + (d.uses === 1 ? "" : "s") });
       }));

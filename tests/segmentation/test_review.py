@@ -17,7 +17,7 @@ def test_a_validated_ai_mask_brings_a_typed_case_into_the_case_base(models_dir, 
     api = APIClient()
     api.force_authenticate(clinician)
     early = api.post(f"/api/segmentations/{runs['ensemble'].pk}/review/", {"validated": True}, format="json")
-    assert early.status_code == 409 and "finished" in early.json()["error"]
+    assert early.status_code == 409 and "finished" in early.json()["detail"]
 
     for name in ("tiny_unet", "tiny_attention_unet", "ensemble"):
         run_segmentation_task.apply(args=[runs[name].pk])
