@@ -14,6 +14,7 @@ averaged with the horizontally flipped slice (flip TTA), through a ``tf.function
 
 from __future__ import annotations
 
+import argparse
 import json
 import threading
 import time
@@ -24,7 +25,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.data import TUMOUR_TYPES, augmentation_preset, data_fingerprint, normalise
+from ml.data import (
+    AUGMENTATIONS,
+    TUMOUR_TYPES,
+    _augment,
+    augmentation_preset,
+    data_fingerprint,
+    normalise,
+    resize_batch,
+)
+from ml.inference import read_metadata, save_bundle
+from ml.training.callbacks import training_callbacks
+from ml.training.loop import set_threads, start_or_resume, start_run
+from ml.training.plots import plot_curves
+from ml.training.provenance import library_versions
 
 DEFAULT_NAME = "type_classifier"
 _CACHE: dict[tuple, TypeClassifier] = {}
@@ -93,8 +107,6 @@ def labels_of(records) -> np.ndarray:
 
 def prepare(images: Sequence[np.ndarray], size: int) -> np.ndarray:
     """Min-max normalised, area-resized ``(N, size, size, 1)`` float32, as the segmenters see a slice."""
-    from ml.data import resize_batch
-
     batch = np.zeros((len(images), size, size, 1), np.float32)
     for i, img in enumerate(images):
         batch[i, ..., 0] = resize_batch(normalise(img)[None], size)[0]
@@ -111,9 +123,7 @@ def make_classification_dataset(
     seed: int = 42,
 ):
     """``tf.data`` batches of ``(image, one-hot label)``; augmentation as for the segmenters (image only)."""
-    import tensorflow as tf
-
-    from ml.data import _augment
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports this module)
 
     onehot = np.eye(len(TUMOUR_TYPES), dtype=np.float32)[labels]
     ds = tf.data.Dataset.from_tensor_slices((images, onehot))
@@ -131,7 +141,7 @@ def accuracy_by_type(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     """Accuracy overall and per true type, and the confusion matrix (rows: truth, columns: prediction)."""
     predicted = np.argmax(probabilities, axis=1)
     confusion = np.zeros((len(TUMOUR_TYPES), len(TUMOUR_TYPES)), int)
-    for t, p in zip(labels, predicted):
+    for t, p in zip(labels, predicted, strict=True):
         confusion[t, p] += 1
     by_type = {
         t: float(confusion[i, i] / confusion[i].sum())
@@ -149,11 +159,9 @@ def accuracy_by_type(probabilities: np.ndarray, labels: np.ndarray) -> dict:
 
 def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2) -> dict:
     """Train per ``cfg``; returns the metadata written to ``<output_dir>/<name>.json``."""
-    import keras
+    import keras  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports this module)
 
-    from ml.inference import save_bundle
-    from ml.models.type_classifier import build_type_classifier
-    from ml.train import _callbacks, _library_versions, plot_curves, start_or_resume, start_run
+    from ml.models.type_classifier import build_type_classifier  # noqa: PLC0415 (imports Keras, as above)
 
     precision, run_dir, split, train_slices, val_slices = start_run(cfg, log)
     train_ids, val_ids = [r.id for r in train_slices.records], [r.id for r in val_slices.records]
@@ -189,7 +197,7 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
             validation_data=val_ds,
             epochs=cfg.epochs,
             initial_epoch=state["epochs_done"],
-            callbacks=_callbacks(cfg, run_dir, state, log, monitor="val_accuracy"),
+            callbacks=training_callbacks(cfg, run_dir, state, log, monitor="val_accuracy"),
             verbose=verbose,
             shuffle=False,
         )  # the dataset reshuffles itself each epoch (seeded)
@@ -236,7 +244,7 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
             "precision": precision,
             "train_seconds": round(state.get("train_seconds", time.time() - started), 1),
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "library_versions": _library_versions(),
+            "library_versions": library_versions(),
         },
     }
     path = save_bundle(model, cfg.output_dir, cfg.name, metadata, rebuild=build)
@@ -274,7 +282,7 @@ class TypeClassifier:
     """A loaded classifier with its metadata. Build with ``load_type_classifier``."""
 
     def __init__(self, model, metadata: dict, path: Path | None = None):
-        import tensorflow as tf
+        import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports this module)
 
         self.model, self.metadata, self.path = model, metadata, path
         self.name = metadata.get("name", model.name)
@@ -302,14 +310,12 @@ class TypeClassifier:
 
     def predict(self, image: np.ndarray) -> dict[str, float]:
         """One slice: ``{type: probability}``."""
-        return {t: float(p) for t, p in zip(self.classes, self.probabilities([image])[0])}
+        return {t: float(p) for t, p in zip(self.classes, self.probabilities([image])[0], strict=True)}
 
 
 def load_type_classifier(keras_path: str | Path) -> TypeClassifier:
     """Load the bundle at ``keras_path`` once per process (reloaded when the file changes)."""
-    import keras
-
-    from ml.inference import read_metadata
+    import keras  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports this module)
 
     path = Path(keras_path).resolve()
     if not path.is_file():
@@ -329,10 +335,7 @@ def load_type_classifier(keras_path: str | Path) -> TypeClassifier:
 
 def main(argv=None) -> None:
     """``python -m ml.type_classification``: the same training as ``manage.py train_type_classifier``."""
-    import argparse
-
-    from ml.data import AUGMENTATIONS
-    from ml.encoders import ENCODERS
+    from ml.encoders import ENCODERS  # noqa: PLC0415 (imports Keras: load it only to train)
 
     parser = argparse.ArgumentParser(
         description="Train the tumour-type classifier on data in the shared layout."
@@ -346,8 +349,6 @@ def main(argv=None) -> None:
     )
     args = parser.parse_args(argv)
     if args.threads:
-        from ml.train import set_threads
-
         set_threads(args.threads)
     train_type_classifier(config_from_args(vars(args)), log=lambda msg: print(msg, flush=True))
 

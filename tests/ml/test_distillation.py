@@ -6,18 +6,21 @@ import math
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from django.core.management import CommandError, call_command
 
+import ml.inference
 from ml.data import Augmentation, _augment
-from ml.train import TrainConfig
+from ml.inference import clear_cache, file_sha256, load_segmenter, save_bundle
+from ml.models import ModelSpec
+from ml.train import TrainConfig, teacher_targets
+from ml.training.distillation import distillation_meta
 
 pytestmark = pytest.mark.slow
 
 
 def _constant_teacher(directory, name, probability, size=32):
     """A tiny U-Net bundle whose head outputs ``probability`` everywhere (zero kernel, bias = its logit)."""
-    from ml.inference import save_bundle
-    from ml.models import ModelSpec
 
     spec = ModelSpec(architecture="unet", input_size=size, base_filters=2, depth=2)
     model = spec.build()
@@ -28,8 +31,6 @@ def _constant_teacher(directory, name, probability, size=32):
 
 
 def test_targets_mix_the_expert_mask_with_the_teachers_mean_probability(tmp_path):
-    from ml.train import teacher_targets
-
     paths = [_constant_teacher(tmp_path, "low", 0.2), _constant_teacher(tmp_path, "high", 0.6)]
     images = np.random.default_rng(0).random((3, 32, 32, 1), dtype=np.float32)
     masks = np.zeros((3, 32, 32, 1), np.float32)
@@ -43,10 +44,6 @@ def test_targets_mix_the_expert_mask_with_the_teachers_mean_probability(tmp_path
 
 
 def test_teachers_leave_the_model_cache_but_models_loaded_before_stay(tmp_path, monkeypatch):
-    import ml.inference
-    from ml.inference import clear_cache, load_segmenter
-    from ml.train import teacher_targets
-
     loads = []
     real_load = ml.inference._load
     monkeypatch.setattr(
@@ -69,8 +66,6 @@ def test_teachers_leave_the_model_cache_but_models_loaded_before_stay(tmp_path, 
 
 
 def test_a_teacher_of_another_input_size_is_refused(tmp_path):
-    from ml.train import teacher_targets
-
     path = _constant_teacher(tmp_path, "big", 0.5, size=64)
     with pytest.raises(ValueError, match="takes 64 px inputs; this run trains at 32 px"):
         teacher_targets(
@@ -83,8 +78,6 @@ def test_a_teacher_of_another_input_size_is_refused(tmp_path):
 
 
 def test_augmentation_keeps_a_soft_target_soft_and_a_mask_binary():
-    import tensorflow as tf
-
     image = tf.fill((16, 16, 1), 0.5)
     target = tf.fill((16, 16, 1), 0.3)
     identity = Augmentation(
@@ -120,14 +113,12 @@ def test_train_config_refuses_what_distillation_cannot_do(tmp_path, changes, mes
 
 
 def test_train_config_refuses_a_missing_teacher(tmp_path):
-    with pytest.raises(ValueError, match="no teacher model at .*absent.keras"):
+    with pytest.raises(ValueError, match=r"no teacher model at .*absent\.keras"):
         TrainConfig(architecture="unet", data_dir="unused", distill_from=[str(tmp_path / "absent.keras")])
 
 
 @pytest.mark.realdata
 def test_train_model_distils_and_records_its_teachers(figshare_dir, tmp_path):
-    from ml.inference import file_sha256, load_segmenter
-
     teacher = _constant_teacher(tmp_path, "teacher", 0.3)
     call_command(
         "train_model",
@@ -171,9 +162,7 @@ def test_train_model_distils_and_records_its_teachers(figshare_dir, tmp_path):
 
 
 def test_without_teachers_the_bundle_records_no_distillation():
-    from ml.train import _distillation_meta
-
-    assert _distillation_meta(TrainConfig(architecture="unet", data_dir="unused")) is None
+    assert distillation_meta(TrainConfig(architecture="unet", data_dir="unused")) is None
 
 
 def test_train_model_reports_a_bad_distillation_option(figshare_dir, tmp_path):

@@ -1,9 +1,11 @@
 """Learning-rate warm-up (``--warmup-epochs``): the rate each training step actually used."""
 
+import keras
 import numpy as np
 import pytest
 
-from ml.train import TrainConfig, _callbacks, warmup_factor
+from ml.train import TrainConfig, warmup_factor
+from ml.training.callbacks import training_callbacks
 
 
 def test_warmup_factor_rises_linearly_then_stays_at_one():
@@ -19,7 +21,6 @@ def test_train_config_refuses_a_warmup_outside_the_run(warmup):
 
 def _rates_per_step(tmp_path, warmup_epochs):
     """Fit a one-layer model 3 epochs of 4 steps with the training callbacks; the rate at each step."""
-    import keras
 
     cfg = TrainConfig(
         architecture="unet",
@@ -47,7 +48,7 @@ def _rates_per_step(tmp_path, warmup_epochs):
         epochs=cfg.epochs,
         verbose=0,
         shuffle=False,
-        callbacks=_callbacks(cfg, tmp_path, {}, lambda msg: None) + [Record()],
+        callbacks=[*training_callbacks(cfg, tmp_path, {}, lambda msg: None), Record()],
     )
     return np.array(rates)
 

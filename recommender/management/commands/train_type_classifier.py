@@ -5,20 +5,21 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from ml.data import AUGMENTATIONS
+from ml.encoders import ENCODERS
+from ml.training.loop import set_threads
+from ml.type_classification import add_arguments, config_from_args, train_type_classifier
+
 
 class Command(BaseCommand):
     help = (
-        "Train the tumour-type classifier (meningioma, glioma, pituitary) on data in the shared layout, split by "
-        "patient group as the segmenters are; write <name>.keras and <name>.json (default: where "
-        "TUMORSITE_TYPE_CLASSIFIER points). Seed it from a segmenter's encoder with --init-from models/unet.keras. "
-        "Re-running the same --name resumes from its last epoch."
+        "Train the tumour-type classifier (meningioma, glioma, pituitary) on data in the shared layout, "
+        "split by patient group as the segmenters are; write <name>.keras and <name>.json (default: where "
+        "TUMORSITE_TYPE_CLASSIFIER points). Seed it from a segmenter's encoder with --init-from "
+        "models/unet.keras. Re-running the same --name resumes from its last epoch."
     )
 
     def add_arguments(self, parser):
-        from ml.data import AUGMENTATIONS
-        from ml.encoders import ENCODERS
-        from ml.type_classification import add_arguments
-
         add_arguments(parser, ENCODERS, AUGMENTATIONS)
         parser.add_argument(
             "--data",
@@ -35,14 +36,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **o):
-        from ml.type_classification import config_from_args, train_type_classifier
-
         data = Path(o["data"])
         if not (data / "cases.csv").is_file():
             raise CommandError(f"{data} has no cases.csv: pass --data DIR in the shared layout.")
         if o["threads"]:
-            from ml.train import set_threads
-
             set_threads(o["threads"])
         try:
             result = train_type_classifier(

@@ -1,9 +1,16 @@
 """Train a segmenter and register it as a model version (thin wrapper over ``ml.train``)."""
 
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+
+from ml.train import add_training_arguments, config_from_options, set_threads, train
+from segmentation.management.commands.sync_models import warn_if_case_base_stale
+from segmentation.services import model_versions_sync, models_dir
 
 
 class Command(BaseCommand):
@@ -15,8 +22,6 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        from ml.train import add_training_arguments
-
         add_training_arguments(
             parser,
             data_default=str(settings.TUMORSITE_DATA),
@@ -31,27 +36,17 @@ class Command(BaseCommand):
         parser.add_argument("--no-register", action="store_true", help="do not register the model version")
 
     def handle(self, *args, **o):
-        from dataclasses import replace
-
-        from ml.train import config_from_options
-
         try:
             cfg = config_from_options(o, o["data"])  # a bad option fails here, before any export or data read
         except (ValueError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
         if o["from_record"]:
-            import tempfile
-
-            from django.core.management import call_command
-
             with tempfile.TemporaryDirectory(prefix="tumorsite-record-") as tmp:
                 call_command("export_cases", tmp, "--no-progress", stdout=self.stdout)
                 return self._train(replace(cfg, data_dir=tmp), o)
         return self._train(cfg, o)
 
     def _train(self, cfg, o: dict):
-        from ml.train import set_threads, train
-
         if o["threads"]:
             set_threads(o["threads"])
 
@@ -71,20 +66,17 @@ class Command(BaseCommand):
         )
         if o["no_register"]:
             return
-        from segmentation.services import model_versions_sync, models_dir
-
         output_dir = Path(o["output_dir"])
         if output_dir.resolve() != models_dir().resolve():
             # Registering syncs a whole folder: from another one it would repoint same-named versions at
             # the candidate and deactivate every served bundle that is not in that folder.
             self.stdout.write(
                 f"not registered: {output_dir} is not the models directory ({models_dir()}). Compare it "
-                f"(python -m ml.calibrate --compare {Path(result['path'])}), then copy {result['name']}.keras and "
-                f"{result['name']}.json there and run manage.py sync_models to serve it."
+                f"(python -m ml.calibrate --compare {Path(result['path'])}), then copy "
+                f"{result['name']}.keras and {result['name']}.json there and run manage.py sync_models "
+                "to serve it."
             )
             return
-        from segmentation.management.commands.sync_models import warn_if_case_base_stale
-
         model_versions_sync(directory=output_dir)
         self.stdout.write(f"registered model version {result['name']}")
         warn_if_case_base_stale(self.stdout, self.style)

@@ -1,0 +1,149 @@
+"""What a training run trains: ``TrainConfig``, and ``bundle_recipe`` for ``--like``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ml.data import augmentation_preset
+
+
+@dataclass
+class TrainConfig:
+    architecture: str
+    data_dir: str
+    encoder: str = "plain"
+    image_size: int = 128
+    epochs: int = 40
+    batch_size: int = 16
+    encoder_weights: str | None = None
+    name: str | None = None
+    output_dir: str = "models"
+    run_dir: str | None = None
+    base_filters: int = 16
+    depth: int = 4
+    dropout: float = 0.0
+    deep_supervision: bool = False
+    attention_blocks: int = 0  # transformer blocks after the bottleneck (ml.blocks.bottleneck_attention)
+    loss: str = "bce_dice"
+    lr_start: float = 1e-3
+    lr_end: float = 1e-4
+    warmup_epochs: float = 0.0  # linear learning-rate warm-up over this many epochs' steps (0: none)
+    patience: int = 12
+    precision: str = "auto"
+    seed: int = 42
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    max_minutes: float | None = None
+    limit: int | None = None  # use at most this many train and val slices (smoke tests)
+    init_from: str | None = None  # a .keras model whose same-named, same-shaped layers seed this one
+    augmentation: str = "standard"  # a preset of ml.data.AUGMENTATIONS: none, standard or strong
+    keep_epochs: bool = False  # keep every epoch's model in <run_dir>/epochs/ (for weight averaging)
+    distill_from: list[str] = field(default_factory=list)  # teacher .keras bundles (knowledge distillation)
+    distill_weight: float = 0.5  # the teachers' share of each training target when distilling
+    like: str | None = None  # the bundle JSON whose shape and data handling this run copied (--like)
+    fold: int | None = None  # cross-validation: validate on this fold of the development patients
+    folds: int = 5  # how many folds the development patients (train + val, never test) are dealt into
+
+    def __post_init__(self):
+        if self.name is None:
+            self.name = f"{self.architecture}_{self.encoder}_{self.image_size}"
+        if self.run_dir is None:
+            self.run_dir = str(Path("runs") / self.name)
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise ValueError("epochs, batch_size and patience must be at least 1.")
+        self.model_spec()  # fails early on what the model cannot be (architecture, encoder, heads, blocks)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+        if not 0.0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(
+                f"warmup_epochs must be >= 0 and fewer than epochs ({self.epochs}), got {self.warmup_epochs}."
+            )
+        augmentation_preset(self.augmentation)  # fails early on an unknown name
+        if self.folds < 2:
+            raise ValueError(f"folds must be at least 2, got {self.folds}.")
+        if self.fold is not None and not 0 <= self.fold < self.folds:
+            raise ValueError(f"fold must be in 0..{self.folds - 1}, got {self.fold}.")
+        if self.distill_from:
+            if not 0.0 < self.distill_weight <= 1.0:
+                raise ValueError(f"distill_weight must be in (0, 1], got {self.distill_weight}.")
+            if self.loss == "lovasz":
+                raise ValueError(
+                    "the Lovász hinge needs binary targets: distil with bce_dice, dice or focal."
+                )
+            if self.deep_supervision:
+                raise ValueError("distillation into a deep-supervision model is not supported.")
+            missing = [p for p in self.distill_from if not Path(p).is_file()]
+            if missing:
+                raise ValueError(f"no teacher model at {', '.join(missing)}.")
+
+    def model_spec(self):
+        """The ``ml.models.ModelSpec`` of the model this run trains."""
+        from ml.models import ModelSpec  # noqa: PLC0415 (ml.models imports Keras; a config stays light)
+
+        return ModelSpec(
+            architecture=self.architecture,
+            encoder=self.encoder,
+            input_size=self.image_size,
+            base_filters=self.base_filters,
+            depth=self.depth,
+            dropout=self.dropout,
+            deep_supervision=self.deep_supervision,
+            attention_blocks=self.attention_blocks,
+        )
+
+
+# What --like takes from a bundle: the model's shape and how its data was fed, not the schedule that
+# trained it (a shipped bundle's schedule is that of its last warm start; initialised_from has the chain).
+LIKE_FIELDS = (
+    "architecture",
+    "encoder",
+    "encoder_weights",
+    "image_size",
+    "base_filters",
+    "depth",
+    "dropout",
+    "deep_supervision",
+    "attention_blocks",
+    "augmentation",
+    "loss",
+    "batch_size",
+)
+
+
+def bundle_recipe(path: str | Path) -> dict:
+    """The ``TrainConfig`` fields of ``LIKE_FIELDS`` that the bundle at ``path`` (its ``.json``, or the
+    ``.keras`` beside it) was trained with. A field an older bundle did not record is left out, so the
+    default applies. Raises ``FileNotFoundError`` or ``ValueError`` with what to pass instead."""
+    path = Path(path)
+    if path.suffix == ".keras":
+        path = path.with_suffix(".json")
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no bundle JSON at {path}: pass --like with a bundle's .json, e.g. models/attention_unet.json."
+        )
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}): pass a bundle's .json to --like.") from exc
+    spec, training = meta.get("spec"), meta.get("training") or {}
+    if not isinstance(spec, dict) or "architecture" not in spec:
+        raise ValueError(f"{path} has no model spec: pass the .json that train_model wrote for a bundle.")
+    recipe = {"image_size": spec.get("input_size", meta.get("input_size"))}
+    for key in (
+        "architecture",
+        "encoder",
+        "base_filters",
+        "depth",
+        "dropout",
+        "deep_supervision",
+        "attention_blocks",
+    ):
+        recipe[key] = spec.get(key)
+    recipe["encoder_weights"] = meta.get("encoder_weights")
+    if "augmentation" in training:  # None: trained without augmentation
+        augmentation = training["augmentation"]
+        recipe["augmentation"] = "none" if augmentation is None else augmentation.get("preset")
+    recipe["loss"], recipe["batch_size"] = training.get("loss"), training.get("batch_size")
+    return {key: recipe[key] for key in LIKE_FIELDS if recipe.get(key) is not None}

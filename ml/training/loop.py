@@ -1,0 +1,259 @@
+"""A training run end to end: split, fit, pick the threshold on validation, write the bundle.
+
+Resumable: every epoch writes ``<run_dir>/last.keras`` and ``state.json``; running the same
+configuration again continues from there. The best epoch (by validation Dice) is kept in
+``best.weights.h5``; the CSV log and a training-curve PNG sit beside it. With ``keep_epochs`` every
+epoch's model is also kept as ``<run_dir>/epochs/epoch_NN.keras``, for ``ml.average``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ml.calibrate import apply_choice, calibrate, cleanup_text, tta_text
+from ml.data import (
+    augmentation_preset,
+    data_fingerprint,
+    kfold_by_patient,
+    load_slices,
+    make_dataset,
+    read_records,
+    split_by_patient,
+    to_arrays,
+)
+from ml.inference import Segmenter, save_bundle, set_precision
+from ml.training.callbacks import training_callbacks
+from ml.training.config import TrainConfig
+from ml.training.distillation import distillation_meta, teacher_targets
+from ml.training.plots import plot_curves
+from ml.training.provenance import encoder_weights_note, library_versions, like_meta, source_provenance
+from ml.training.transfer import transfer_weights
+
+
+def start_run(cfg, log):
+    """Set the precision and seed, make the run folder and load the split's slices.
+
+    Returns ``(precision, run_dir, split ids, training slices, validation slices)``; ``cfg.limit``
+    caps both sides (smoke runs). Raises ``ValueError`` when a side is empty.
+    """
+    import keras  # noqa: PLC0415 (TensorFlow loads only when a run starts)
+
+    precision = set_precision(cfg.precision)
+    keras.utils.set_random_seed(cfg.seed)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    records = read_records(cfg.data_dir)
+    split = split_by_patient(
+        records, seed=cfg.seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction
+    )
+    if cfg.fold is not None:
+        split = development_fold(records, split, cfg.fold, k=cfg.folds, seed=cfg.seed)
+    train_ids, val_ids = split["train"], split["val"]
+    if not train_ids or not val_ids:
+        raise ValueError(
+            f"{cfg.data_dir} has too few patient groups for a train/validation split "
+            f"({len(train_ids)} train and {len(val_ids)} validation slices): add data from more patients."
+        )
+    if cfg.limit:
+        train_ids, val_ids = train_ids[: cfg.limit], val_ids[: cfg.limit]
+    log(
+        (f"fold {cfg.fold} of {cfg.folds} over the development patients; " if cfg.fold is not None else "")
+        + f"split by patient group (seed {cfg.seed}): train {len(split['train'])}, val {len(split['val'])}, "
+        f"test {len(split['test'])} slices"
+        + (f"; using {len(train_ids)}/{len(val_ids)}" if cfg.limit else "")
+    )
+    return precision, run_dir, split, load_slices(cfg.data_dir, train_ids), load_slices(cfg.data_dir, val_ids)
+
+
+def development_fold(records, split: dict, fold: int, *, k: int, seed: int) -> dict:
+    """The split for cross-validation fold ``fold``: the development patients (the split's train and
+    validation groups; the test groups stay untouched) dealt into ``k`` folds by patient group,
+    stratified by type (``ml.data.kfold_by_patient``); ``fold`` validates, the others train."""
+    held = set(split["test"])
+    development = [r for r in records if r.id not in held]
+    folds = kfold_by_patient(development, k, seed=seed)
+    return {
+        "train": [i for f, ids in enumerate(folds) if f != fold for i in ids],
+        "val": folds[fold],
+        "test": split["test"],
+    }
+
+
+def start_or_resume(cfg, run_dir: Path, build, compile_model, log, *, monitor: str = "val_dice"):
+    """(model, state): the run's last checkpoint when it has one, else ``build()`` (warm-started from
+    ``cfg.init_from`` where layer names and shapes agree) compiled by ``compile_model``."""
+    import keras  # noqa: PLC0415 (TensorFlow loads only when a run starts)
+
+    state_path = run_dir / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if state.get("epochs_done") and (run_dir / "last.keras").exists():
+        log(f"resuming {cfg.name} after epoch {state['epochs_done']} from {run_dir / 'last.keras'}")
+        return keras.models.load_model(run_dir / "last.keras"), state
+    state = {
+        "config": asdict(cfg),
+        "epochs_done": 0,
+        f"best_{monitor}": -1.0,
+        "best_epoch": 0,
+        "train_seconds": 0.0,
+    }
+    model = build()
+    if cfg.init_from:
+        copied = transfer_weights(keras.models.load_model(cfg.init_from, compile=False), model)
+        if not copied:
+            raise ValueError(
+                f"{cfg.init_from} shares no layer (same name and shapes) with this model: warm-start "
+                "from a model with the same encoder, base filters and depth."
+            )
+        state["init_from"] = {
+            "path": str(cfg.init_from),
+            "layers_copied": len(copied),
+            "layers_with_weights": sum(1 for layer in model.layers if layer.weights),
+            "source": source_provenance(cfg.init_from),
+        }
+        log(f"initialised {len(copied)} layers from {cfg.init_from}")
+    compile_model(model)
+    return model, state
+
+
+def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
+    """Train per ``cfg``; returns the metadata written to ``<output_dir>/<name>.json``."""
+    import keras  # noqa: PLC0415 (TensorFlow loads only when a run starts)
+
+    from ml import losses  # noqa: PLC0415 (ml.losses imports Keras)
+
+    precision, run_dir, split, train_slices, val_slices = start_run(cfg, log)
+    train_ids, val_ids = [r.id for r in train_slices.records], [r.id for r in val_slices.records]
+    x_train, y_train = to_arrays(train_slices, cfg.image_size)
+    x_val, y_val = to_arrays(val_slices, cfg.image_size)
+
+    spec = cfg.model_spec()
+    heads = cfg.depth if cfg.deep_supervision else 1
+
+    def compile_model(model):
+        model.compile(
+            optimizer=keras.optimizers.Adam(cfg.lr_start),
+            loss=losses.get_loss(cfg.loss),
+            metrics=[losses.dice, losses.iou] if heads == 1 else None,
+        )
+
+    model, state = start_or_resume(cfg, run_dir, lambda: spec.build(cfg.encoder_weights), compile_model, log)
+    log(f"{cfg.name}: {model.count_params():,} parameters, {precision}, input {cfg.image_size}px")
+
+    if state["epochs_done"] < cfg.epochs and not state.get("stale", 0) >= cfg.patience:
+        augmentation = augmentation_preset(cfg.augmentation)
+        targets = y_train
+        if cfg.distill_from:
+            targets = teacher_targets(
+                cfg.distill_from, x_train, y_train, cfg.distill_weight, precision=precision, log=log
+            )
+        train_ds = make_dataset(
+            x_train,
+            targets,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            augmentation=augmentation,
+            seed=cfg.seed,
+            repeat_outputs=heads,
+            soft_targets=bool(cfg.distill_from),
+        )
+        val_ds = make_dataset(x_val, y_val, batch_size=cfg.batch_size, repeat_outputs=heads)
+        if heads > 1:  # name the last head's Dice val_dice for the epoch bookkeeping
+            model.compile(
+                optimizer=model.optimizer,
+                loss=losses.get_loss(cfg.loss),
+                metrics={f"mask_x0{heads}": [losses.dice]},
+            )
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.epochs,
+            initial_epoch=state["epochs_done"],
+            callbacks=training_callbacks(cfg, run_dir, state, log),
+            verbose=verbose,
+            shuffle=False,
+        )  # the dataset reshuffles itself each epoch (seeded)
+    (run_dir / "state.json").write_text(json.dumps(state, indent=2))
+    model.load_weights(run_dir / "best.weights.h5")
+
+    # TTA, threshold and clean-up chosen on the validation split, at the masks' native resolution.
+    choice = calibrate(Segmenter(model, {"name": cfg.name}), val_slices)
+    val_metrics = choice["val_metrics"]
+    log(
+        f"validation at native resolution: Dice {val_metrics['dice_mean']:.4f}, "
+        f"IoU {val_metrics['iou_mean']:.4f}, "
+        f"by type {json.dumps({k: round(v, 4) for k, v in val_metrics['dice_by_type'].items()})}; "
+        f"threshold {choice['threshold']}, {tta_text(choice)}, {cleanup_text(choice['postprocess'])}"
+    )
+
+    metadata = {
+        "spec": spec.get_config(),
+        "architecture": cfg.architecture,
+        "encoder": cfg.encoder,
+        "encoder_weights": "none" if cfg.encoder_weights in (None, "none") else str(cfg.encoder_weights),
+        "encoder_weights_note": encoder_weights_note(cfg),
+        "input_size": cfg.image_size,
+        "initialised_from": state.get("init_from"),
+        "parameters": int(model.count_params()),
+        "tta_scales": [1.0],  # replaced by the choice's zoom, when it made one
+        "training": {
+            "data_dir_fingerprint": data_fingerprint(cfg.data_dir),
+            "split": {
+                "by": "patient_group",
+                "stratified_by": "tumour_type",
+                "seed": cfg.seed,
+                "val_fraction": cfg.val_fraction,
+                "test_fraction": cfg.test_fraction,
+                "fold": cfg.fold,
+                "folds": cfg.folds if cfg.fold is not None else None,
+                "n_train": len(train_ids),
+                "n_val": len(val_ids),
+                "n_test": len(split["test"]),
+                "sizes": {side: len(ids) for side, ids in split.items()},
+            },
+            "epochs_planned": cfg.epochs,
+            "epochs_done": state["epochs_done"],
+            "best_epoch": state["best_epoch"],
+            "stopped_by_time_budget": bool(state.get("stopped_by_time_budget")),
+            "early_stopping": {"monitor": "val_dice", "patience": cfg.patience},
+            "batch_size": cfg.batch_size,
+            "loss": cfg.loss,
+            "optimizer": "adam",
+            "like": like_meta(cfg),
+            "distillation": distillation_meta(cfg),
+            "lr": {
+                "start": cfg.lr_start,
+                "end": cfg.lr_end,
+                "schedule": "exponential per epoch",
+                "warmup_epochs": cfg.warmup_epochs,
+            },
+            "augmentation": (
+                None
+                if augmentation_preset(cfg.augmentation) is None
+                else {"preset": cfg.augmentation, **asdict(augmentation_preset(cfg.augmentation))}
+            ),
+            "precision": precision,
+            "train_seconds": round(state["train_seconds"], 1),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "library_versions": library_versions(),
+            "machine": platform.machine(),
+        },
+    }
+    metadata = apply_choice(metadata, choice)  # threshold, TTA, clean-up and validation metrics
+    path = save_bundle(model, cfg.output_dir, cfg.name, metadata)
+    if (run_dir / "log.csv").exists():
+        plot_curves(run_dir / "log.csv", run_dir / "curves.png")
+    log(f"wrote {path} and {path.with_suffix('.json')}; run files in {run_dir}")
+    keras.backend.clear_session()  # free the graph before another run in the same process
+    return {"name": cfg.name, "path": str(path), **metadata}
+
+
+def set_threads(n: int) -> None:
+    """Limit TensorFlow to ``n`` intra-op threads (and one inter-op thread); call before any op runs."""
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads only when a run starts)
+
+    tf.config.threading.set_intra_op_parallelism_threads(n)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
