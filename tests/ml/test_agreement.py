@@ -1,9 +1,18 @@
 """ml.agreement: members' agreement, and how well a low one flags failed masks; figures by hand."""
 
+import csv
+import json
+import shutil
+
+import keras
 import numpy as np
 import pytest
 
 from ml.agreement import choose_flag_below, flag_report, main, mask_agreement, study
+from ml.data import read_records, split_ids_as_trained
+from ml.inference import save_bundle
+from ml.models import ModelSpec
+from tests.conftest import REPO_ROOT
 
 
 def _mask(cells, shape=(4, 4)):
@@ -71,9 +80,6 @@ def test_write_chooses_on_the_validation_split_only(capsys):
 def test_the_shipped_flag_level_is_the_one_the_rule_picks_from_the_published_validation_slices():
     """The committed figures hang together: ensemble.json's level is chosen from docs/results' validation
     slices, and the test summary follows from its slices at that level and from the published masks."""
-    import json
-
-    from tests.conftest import REPO_ROOT
 
     results = REPO_ROOT / "docs" / "results"
     shipped = json.loads((REPO_ROOT / "models" / "ensemble.json").read_text())
@@ -101,13 +107,6 @@ def test_main_scores_the_bundles_split_and_writes_the_level_it_chose(figshare_di
     """End to end with two tiny bundles on a folder of real 512 px slices: the validation patients of the
     bundles' own split are scored, --write stores the level the rule picks from those slices, and a test
     run reuses the stored level on the test patients."""
-    import csv
-    import json
-    import shutil
-
-    from ml.data import read_records, split_ids_as_trained
-    from ml.inference import save_bundle
-    from ml.models import ModelSpec
 
     # 30 real slices, dealt to 15 patient groups of 2 slices with 5 groups per tumour type.
     src = figshare_dir / "samples_512"
@@ -127,8 +126,6 @@ def test_main_scores_the_bundles_split_and_writes_the_level_it_chose(figshare_di
     split = {"by": "patient_group", "seed": 5, "val_fraction": 0.3, "test_fraction": 0.3}
     models = tmp_path / "models"
     for seed, arch in enumerate(("unet", "attention_unet")):
-        import keras
-
         keras.utils.set_random_seed(seed)
         spec = ModelSpec(architecture=arch, input_size=32, base_filters=4, depth=3)
         save_bundle(
@@ -139,7 +136,7 @@ def test_main_scores_the_bundles_split_and_writes_the_level_it_chose(figshare_di
         )
 
     argv = ["--data", str(data), "--models-dir", str(models)]
-    with pytest.raises(SystemExit, match="ensemble.json is missing"):
+    with pytest.raises(SystemExit, match=r"ensemble\.json is missing"):
         main(argv)
     (models / "ensemble.json").write_text(
         json.dumps({"members": ["tiny_attention_unet", "tiny_unet"], "threshold": 0.5})

@@ -2,14 +2,17 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
+from ml.average import average_run, average_weights, main, recompute_batchnorm
+from ml.inference import load_segmenter
+from ml.models import ModelSpec
+from ml.train import TrainConfig, train
+
 
 def _small(dropout=0.0, depth=2):
-    import keras
-
-    from ml.models import ModelSpec
 
     keras.mixed_precision.set_global_policy("float32")
     return ModelSpec(architecture="unet", input_size=32, base_filters=4, depth=depth, dropout=dropout).build()
@@ -23,34 +26,27 @@ def _saved(model, path, seed):
 
 
 def test_average_weights_is_the_element_wise_mean(tmp_path):
-    from ml.average import average_weights
-
     a = _saved(_small(), tmp_path / "a.keras", 1)
     b = _saved(_small(), tmp_path / "b.keras", 2)
     c = _saved(_small(), tmp_path / "c.keras", 3)
     mean = average_weights([tmp_path / "a.keras", tmp_path / "b.keras", tmp_path / "c.keras"])
     assert len(mean) == len(a)
-    for m, x, y, z in zip(mean, a, b, c):
+    for m, x, y, z in zip(mean, a, b, c, strict=True):
         np.testing.assert_allclose(m, (x + y + z) / 3, rtol=1e-5, atol=1e-6)
 
 
 def test_average_weights_refuses_one_checkpoint_a_missing_one_or_another_graph(tmp_path):
-    from ml.average import average_weights
-
     _saved(_small(), tmp_path / "a.keras", 1)
     _saved(_small(depth=3), tmp_path / "deeper.keras", 2)
     with pytest.raises(ValueError, match="at least two"):
         average_weights([tmp_path / "a.keras"])
-    with pytest.raises(FileNotFoundError, match="missing.keras"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.keras"):
         average_weights([tmp_path / "a.keras", tmp_path / "missing.keras"])
     with pytest.raises(ValueError, match="another graph"):
         average_weights([tmp_path / "a.keras", tmp_path / "deeper.keras"])
 
 
 def test_recomputed_batchnorm_statistics_are_the_mean_of_the_batch_statistics():
-    import keras
-
-    from ml.average import recompute_batchnorm
 
     model = _small(dropout=0.5)
     rng = np.random.default_rng(0)
@@ -89,10 +85,6 @@ def test_recomputed_batchnorm_statistics_are_the_mean_of_the_batch_statistics():
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_a_run_that_kept_its_epochs_averages_into_a_calibrated_bundle(figshare_dir, tmp_path):
-    from ml.average import average_run, main
-    from ml.inference import load_segmenter
-    from ml.train import TrainConfig, train
-
     cfg = TrainConfig(
         architecture="unet",
         data_dir=str(figshare_dir),

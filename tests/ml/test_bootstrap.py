@@ -1,4 +1,5 @@
-"""The patient-group bootstrap behind evaluate_segmentation's confidence intervals, and its count of missed slices."""
+"""The patient-group bootstrap behind evaluate_segmentation's confidence intervals, and its count of
+missed slices."""
 
 import numpy as np
 import pytest

@@ -1,7 +1,14 @@
 """Transformer blocks after the bottleneck (``ml.blocks.bottleneck_attention``, ``--attention-blocks``)."""
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+
+from ml import losses
+from ml.blocks import bottleneck_attention
+from ml.models import ModelSpec, build_model
+from ml.train import TrainConfig, transfer_weights
 
 # (architecture, encoder, input size, base filters) -> output shape; one block after the bottleneck
 TABLE = [
@@ -26,10 +33,6 @@ def _scales(model):
 def test_it_builds_learns_and_round_trips_without_custom_objects(
     architecture, encoder, size, base, expected, tmp_path
 ):
-    import keras
-
-    from ml import losses
-    from ml.models import build_model
 
     model = build_model(architecture, encoder, input_size=size, base_filters=base, attention_blocks=1)
     assert model.output_shape == expected
@@ -52,9 +55,6 @@ def test_it_builds_learns_and_round_trips_without_custom_objects(
 
 @pytest.mark.parametrize("architecture", ["unet", "attention_unet", "unet_plus_plus"])
 def test_new_blocks_start_as_the_identity_so_a_warm_start_keeps_its_source(architecture):
-    from ml.models import build_model
-    from ml.train import transfer_weights
-
     source = build_model(architecture, input_size=32, base_filters=4, depth=3, dropout=0.1)
     target = build_model(
         architecture, input_size=32, base_filters=4, depth=3, dropout=0.1, attention_blocks=2
@@ -73,9 +73,6 @@ def test_new_blocks_start_as_the_identity_so_a_warm_start_keeps_its_source(archi
 def test_attention_carries_information_across_the_whole_grid():
     """Once the scales are non-zero, changing one corner of the 8x8 grid changes the opposite corner,
     which the 3x3 positional convolution alone cannot do."""
-    import keras
-
-    from ml.blocks import bottleneck_attention
 
     inputs = keras.Input((8, 8, 16))
     block = keras.Model(inputs, bottleneck_attention(inputs, 1))
@@ -99,8 +96,6 @@ def test_attention_carries_information_across_the_whole_grid():
 
 
 def test_older_specs_have_no_blocks_and_new_ones_round_trip():
-    from ml.models import ModelSpec
-
     old = {
         "architecture": "unet",
         "encoder": "plain",
@@ -118,9 +113,6 @@ def test_older_specs_have_no_blocks_and_new_ones_round_trip():
 
 
 def test_bad_block_settings_are_refused_with_a_reason(tmp_path):
-    from ml.models import ModelSpec, build_model
-    from ml.train import TrainConfig
-
     with pytest.raises(ValueError, match="attention_blocks must be >= 0"):
         ModelSpec(architecture="unet", attention_blocks=-1)
     with pytest.raises(ValueError, match="attention_blocks must be >= 0"):
@@ -133,9 +125,6 @@ def test_bad_block_settings_are_refused_with_a_reason(tmp_path):
 def test_the_block_keeps_tensorflows_graph_optimisation(capfd):
     """A biased depthwise convolution followed by an add made TensorFlow's oneDNN remapper give up on the
     whole traced function ("has an empty op name"), so the model ran without graph optimisation."""
-    import tensorflow as tf
-
-    from ml.models import build_model
 
     model = build_model("unet", input_size=32, base_filters=4, depth=3, attention_blocks=1)
     capfd.readouterr()

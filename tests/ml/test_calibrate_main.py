@@ -4,16 +4,15 @@ import json
 
 import pytest
 
+from ml.calibrate import SCALE_CHOICES, main
+from ml.inference import load_segmenter, save_bundle
+from ml.models import ModelSpec
 from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
 
 def test_calibrate_writes_each_bundles_choice_and_the_ensemble_file(figshare_dir, tmp_path, capsys):
-    from ml.calibrate import SCALE_CHOICES, main
-    from ml.inference import load_segmenter, save_bundle
-    from ml.models import ModelSpec
-
     split = json.loads((REPO_ROOT / "models" / "unet.json").read_text())["training"]["split"]
     for arch in ("unet", "attention_unet"):
         spec = ModelSpec(architecture=arch, input_size=32, base_filters=4, depth=3)

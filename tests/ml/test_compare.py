@@ -3,8 +3,14 @@
 import hashlib
 import json
 
+import keras
 import numpy as np
 import pytest
+
+from ml.calibrate import calibrate, compare_bundles, main
+from ml.data import Record, Slices
+from ml.inference import load_segmenter, save_bundle, shipped_bundles
+from ml.models import ModelSpec
 
 SPLIT = {
     "by": "patient_group",
@@ -16,10 +22,6 @@ SPLIT = {
 
 
 def _bundle(directory, name, arch, *, blind=False):
-    import keras
-
-    from ml.inference import save_bundle
-    from ml.models import ModelSpec
 
     keras.utils.set_random_seed(0)
     spec = ModelSpec(architecture=arch, input_size=32, base_filters=4, depth=3)
@@ -34,8 +36,6 @@ def _bundle(directory, name, arch, *, blind=False):
 
 
 def _slices(n=12):
-    from ml.data import Record, Slices
-
     rng = np.random.default_rng(0)
     records, images, masks = [], [], []
     for i in range(n):
@@ -57,9 +57,6 @@ def shipped(tmp_path):
 
 
 def test_a_copy_of_the_shipped_bundle_compares_equal_and_matches_calibrate(shipped, tmp_path):
-    from ml.calibrate import calibrate, compare_bundles
-    from ml.inference import load_segmenter, shipped_bundles
-
     copy = _bundle(tmp_path / "runs", "copy_of_unet", "unet")
     val = _slices()
     report = compare_bundles(copy, shipped_bundles(shipped), val, folds=3, repeats=2)
@@ -84,9 +81,6 @@ def test_a_copy_of_the_shipped_bundle_compares_equal_and_matches_calibrate(shipp
 
 
 def test_a_candidate_that_finds_nothing_scores_below_the_shipped_bundle(shipped, tmp_path):
-    from ml.calibrate import compare_bundles
-    from ml.inference import shipped_bundles
-
     blind = _bundle(tmp_path / "runs", "blind_attention_unet", "attention_unet", blind=True)
     report = compare_bundles(blind, shipped_bundles(shipped), _slices(), folds=3, repeats=1)
     assert report["shipped"].endswith("tiny_attention_unet.keras")
@@ -102,18 +96,12 @@ def test_a_candidate_that_finds_nothing_scores_below_the_shipped_bundle(shipped,
 
 
 def test_compare_needs_one_shipped_bundle_of_the_candidates_architecture(shipped, tmp_path):
-    from ml.calibrate import compare_bundles
-    from ml.inference import shipped_bundles
-
     other = _bundle(tmp_path / "runs", "tiny_unet_plus_plus", "unet_plus_plus")
     with pytest.raises(SystemExit, match="unet_plus_plus; the models folder holds 0 bundles"):
         compare_bundles(other, shipped_bundles(shipped), _slices(), folds=3)
 
 
 def test_compare_refuses_a_bundle_trained_on_another_split(shipped, tmp_path):
-    from ml.calibrate import compare_bundles
-    from ml.inference import shipped_bundles
-
     path = _bundle(tmp_path / "runs", "reseeded_unet", "unet")
     meta = json.loads(path.with_suffix(".json").read_text())
     meta["training"]["split"]["seed"] = 7
@@ -123,8 +111,6 @@ def test_compare_refuses_a_bundle_trained_on_another_split(shipped, tmp_path):
 
 
 def test_the_command_line_reports_a_missing_candidate(shipped, tmp_path, figshare_dir):
-    from ml.calibrate import main
-
     with pytest.raises(SystemExit, match="no such bundle"):
         main(
             [

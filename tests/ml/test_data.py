@@ -4,8 +4,20 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from ml.data import Record, kfold_by_patient, split_by_patient, split_ids_as_trained
+from ml.data import (
+    Augmentation,
+    Record,
+    _augment,
+    augmentation_preset,
+    kfold_by_patient,
+    make_dataset,
+    read_records,
+    split_by_patient,
+    split_ids_as_trained,
+)
+from ml.train import TrainConfig
 
 
 def _records():
@@ -28,7 +40,7 @@ def test_no_patient_group_is_on_two_sides():
         and not sides["train"] & sides["test"]
         and not sides["val"] & sides["test"]
     )
-    assert sorted(sum(split.values(), []), key=int) == [r.id for r in recs]
+    assert sorted([i for ids in split.values() for i in ids], key=int) == [r.id for r in recs]
 
 
 def test_split_is_seeded_and_stratified_by_type():
@@ -74,9 +86,6 @@ def test_kfold_partitions_by_patient_group():
 
 
 def test_augmentation_moves_image_and_mask_together():
-    import tensorflow as tf
-
-    from ml.data import Augmentation, _augment
 
     tf.random.set_seed(0)
     image = np.zeros((32, 32, 1), np.float32)
@@ -93,9 +102,6 @@ def test_augmentation_moves_image_and_mask_together():
 
 
 def test_augmentation_presets_and_unknown_names():
-    from ml.data import Augmentation, augmentation_preset
-    from ml.train import TrainConfig
-
     assert augmentation_preset("none") is None
     assert augmentation_preset("standard") == Augmentation()
     strong = augmentation_preset("strong")
@@ -112,8 +118,6 @@ def test_augmentation_presets_and_unknown_names():
 
 
 def test_dataset_batches_have_the_model_shape():
-    from ml.data import make_dataset
-
     x = np.random.rand(5, 32, 32, 1).astype("float32")
     y = (x > 0.5).astype("float32")
     batches = list(make_dataset(x, y, batch_size=2, repeat_outputs=3))
@@ -123,8 +127,6 @@ def test_dataset_batches_have_the_model_shape():
 
 @pytest.mark.realdata
 def test_the_shared_split_keeps_patients_apart(figshare_dir):
-    from ml.data import read_records
-
     recs = read_records(figshare_dir)
     split = split_by_patient(recs, seed=42)
     group = {r.id: r.patient_group for r in recs}

@@ -3,6 +3,9 @@
 import numpy as np
 import pytest
 
+from ml.models import build_model
+from ml.train import transfer_weights
+
 pytestmark = pytest.mark.slow
 
 
@@ -11,9 +14,6 @@ def _batch(size=32, n=2):
 
 
 def test_a_deep_supervision_unet_plus_plus_starts_from_a_single_head_models_output():
-    from ml.models import build_model
-    from ml.train import transfer_weights
-
     source = build_model("unet_plus_plus", input_size=32, base_filters=4, depth=3)
     head = source.get_layer("mask")
     head.set_weights([w + 0.3 for w in head.get_weights()])  # a head unlike a fresh one
@@ -24,7 +24,7 @@ def test_a_deep_supervision_unet_plus_plus_starts_from_a_single_head_models_outp
     assert {"mask_x01", "mask_x02", "mask_x03"} <= set(copied)
     assert len(copied) == sum(1 for layer in target.layers if layer.weights)
     for name in ("mask_x01", "mask_x02", "mask_x03"):
-        for a, b in zip(target.get_layer(name).get_weights(), head.get_weights()):
+        for a, b in zip(target.get_layer(name).get_weights(), head.get_weights(), strict=True):
             np.testing.assert_array_equal(a, b)
     x = _batch()
     last_head = target(x, training=False)[-1]
@@ -32,9 +32,6 @@ def test_a_deep_supervision_unet_plus_plus_starts_from_a_single_head_models_outp
 
 
 def test_a_single_head_model_takes_the_last_deep_supervision_head():
-    from ml.models import build_model
-    from ml.train import transfer_weights
-
     source = build_model("unet_plus_plus", input_size=32, base_filters=4, depth=3, deep_supervision=True)
     target = build_model("unet_plus_plus", input_size=32, base_filters=4, depth=3)
 

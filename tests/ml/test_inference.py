@@ -1,14 +1,33 @@
 """Inference cache, sizes, TTA, embedding and the ensemble."""
 
+import json
+import os
+import zipfile
+
+import h5py
+import keras
 import numpy as np
 import pytest
+
+from ml import losses
+from ml.calibrate import calibrate
+from ml.data import Record, Slices
+from ml.inference import (
+    Ensemble,
+    Segmenter,
+    check_scales,
+    ensemble_proba,
+    load_ensemble,
+    load_segmenter,
+    resolve_precision,
+    save_bundle,
+    zoom_view,
+)
+from ml.models import ModelSpec, build_model
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    from ml.inference import save_bundle
-    from ml.models import ModelSpec
-
     spec = ModelSpec(architecture="unet", input_size=32, base_filters=4, depth=3)
     path = save_bundle(
         spec.build(),
@@ -24,15 +43,11 @@ def bundle(tmp_path_factory):
 
 
 def test_it_loads_once_per_process(bundle):
-    from ml.inference import load_segmenter
-
     assert load_segmenter(bundle) is load_segmenter(bundle)
     assert load_segmenter(bundle).threshold == 0.4
 
 
 def test_masks_come_back_at_the_original_size(bundle):
-    from ml.inference import load_segmenter
-
     seg = load_segmenter(bundle)
     images = [np.random.rand(50, 70), (np.random.rand(256, 256) * 255).astype(np.uint8), np.zeros((33, 33))]
     probs = seg.predict_proba(images)
@@ -43,19 +58,15 @@ def test_masks_come_back_at_the_original_size(bundle):
 
 
 def test_batched_and_single_calls_agree(bundle):
-    from ml.inference import load_segmenter
-
     seg = load_segmenter(bundle)
     images = [np.random.default_rng(i).random((40, 40)) for i in range(5)]
     together = seg.predict_proba(images, batch_size=4)
     alone = [seg.predict_proba([img])[0] for img in images]
-    for a, b in zip(together, alone):
+    for a, b in zip(together, alone, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_tta_averages_the_flipped_prediction(bundle):
-    from ml.inference import load_segmenter
-
     seg = load_segmenter(bundle)
     img = np.random.default_rng(0).random((32, 32)).astype(np.float32)
     plain = seg.predict_proba([img])[0]
@@ -64,8 +75,6 @@ def test_tta_averages_the_flipped_prediction(bundle):
 
 
 def test_embedding_pools_the_bottleneck_over_the_tumour(bundle):
-    from ml.inference import load_segmenter
-
     seg = load_segmenter(bundle)
     img = np.random.default_rng(1).random((64, 64))
     mask = np.zeros((64, 64), bool)
@@ -78,8 +87,6 @@ def test_embedding_pools_the_bottleneck_over_the_tumour(bundle):
 
 
 def test_fp32_rebuild_keeps_the_weights(bundle):
-    from ml.inference import load_segmenter
-
     saved = load_segmenter(bundle)
     fp32 = load_segmenter(bundle, precision="fp32")
     img = [np.random.default_rng(2).random((32, 32))]
@@ -87,8 +94,6 @@ def test_fp32_rebuild_keeps_the_weights(bundle):
 
 
 def test_ensemble_averages_its_members(bundle):
-    from ml.inference import Ensemble, ensemble_proba, load_segmenter
-
     seg = load_segmenter(bundle)
     ens = Ensemble([seg, seg])
     img = [np.random.default_rng(3).random((32, 32))]
@@ -100,9 +105,6 @@ def test_ensemble_averages_its_members(bundle):
 
 
 def test_a_bundle_without_metadata_is_refused(tmp_path):
-    from ml.inference import load_segmenter
-    from ml.models import build_model
-
     path = tmp_path / "orphan.keras"
     build_model("unet", input_size=32, base_filters=2, depth=2).save(path)
     with pytest.raises(FileNotFoundError, match="metadata"):
@@ -110,16 +112,11 @@ def test_a_bundle_without_metadata_is_refused(tmp_path):
 
 
 def test_precision_auto_resolves_to_a_real_policy():
-    from ml.inference import resolve_precision
-
     assert resolve_precision("auto") in {"fp32", "bf16"}
     assert resolve_precision("fp32") == "fp32"
 
 
 def test_the_ensemble_uses_its_calibration_file_for_the_same_members(bundle, tmp_path):
-    import json
-
-    from ml.inference import load_ensemble, load_segmenter
 
     seg = load_segmenter(bundle)
     (tmp_path / "ensemble.json").write_text(
@@ -140,9 +137,6 @@ def test_the_ensemble_uses_its_calibration_file_for_the_same_members(bundle, tmp
 
 
 def test_calibration_picks_what_scores_best_on_validation():
-    from ml.calibrate import calibrate
-    from ml.data import Record, Slices
-
     class Oracle:
         """Probabilities that are right only at threshold > 0.6, and only without TTA."""
 
@@ -163,14 +157,6 @@ def test_calibration_picks_what_scores_best_on_validation():
 
 
 def test_a_bundle_carries_no_optimizer_state(tmp_path):
-    import zipfile
-
-    import h5py
-    import keras
-
-    from ml import losses
-    from ml.inference import save_bundle
-    from ml.models import build_model
 
     model = build_model("unet", input_size=32, base_filters=2, depth=2)
     model.compile(optimizer=keras.optimizers.Adam(), loss=losses.bce_dice_loss)
@@ -185,10 +171,6 @@ def test_a_bundle_carries_no_optimizer_state(tmp_path):
 
 
 def test_a_bundle_trained_in_bf16_is_saved_in_float32_with_the_same_weights(tmp_path):
-    import keras
-
-    from ml.inference import load_segmenter, save_bundle
-    from ml.models import ModelSpec
 
     spec = ModelSpec(architecture="attention_unet", input_size=32, base_filters=4, depth=2)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -200,14 +182,11 @@ def test_a_bundle_trained_in_bf16_is_saved_in_float32_with_the_same_weights(tmp_
     path = save_bundle(trained, tmp_path, "bf16_trained", {"spec": spec.get_config(), "threshold": 0.5})
     loaded = load_segmenter(path).model
     assert {layer.dtype_policy.name for layer in loaded.layers if layer.weights} == {"float32"}
-    for saved, original in zip(loaded.get_weights(), trained.get_weights()):
+    for saved, original in zip(loaded.get_weights(), trained.get_weights(), strict=True):
         np.testing.assert_array_equal(saved, original)
 
 
 def test_segmenter_and_ensemble_masks_follow_keep_by_from_their_metadata(bundle, tmp_path):
-    import json
-
-    from ml.inference import Segmenter, load_ensemble, load_segmenter
 
     seg = load_segmenter(bundle)
     prob = np.zeros((20, 20), np.float32)
@@ -232,8 +211,6 @@ def test_segmenter_and_ensemble_masks_follow_keep_by_from_their_metadata(bundle,
 
 
 def test_zoom_views_map_back_onto_the_slice():
-    from ml.inference import zoom_view
-
     img = np.arange(100, dtype=np.float32).reshape(10, 10)
     view, place = zoom_view(img, 1.25)  # zoom in: the centred 8 x 8 crop
     np.testing.assert_array_equal(view, img[1:9, 1:9])
@@ -254,8 +231,6 @@ def test_zoom_views_map_back_onto_the_slice():
 
 
 def test_zoom_tta_averages_each_pixel_over_the_views_that_cover_it(bundle):
-    from ml.inference import load_segmenter
-
     seg = load_segmenter(bundle)
     img = np.random.default_rng(1).random((40, 40)).astype(np.float32)
     whole = seg.predict_proba([img], scales=(1.0,))[0]
@@ -269,8 +244,6 @@ def test_zoom_tta_averages_each_pixel_over_the_views_that_cover_it(bundle):
 
 
 def test_zoom_scales_must_cover_the_slice():
-    from ml.inference import check_scales
-
     assert check_scales([0.87, 1, 1.15]) == (0.87, 1.0, 1.15)
     for bad in ([], [1.15], [1.0, 3.0], [0.1, 1.0]):
         with pytest.raises(ValueError, match="tta_scales"):
@@ -278,9 +251,6 @@ def test_zoom_scales_must_cover_the_slice():
 
 
 def test_calibration_chooses_zoom_tta_and_predicts_each_view_once():
-    from ml.calibrate import calibrate
-    from ml.data import Record, Slices
-
     truth = np.zeros((16, 16), bool)
     truth[4:9, 4:9] = True
     calls = []
@@ -308,11 +278,6 @@ def test_calibration_chooses_zoom_tta_and_predicts_each_view_once():
 
 
 def test_a_recalibrated_json_is_picked_up_without_a_restart(tmp_path):
-    import json
-    import os
-
-    from ml.inference import load_segmenter, save_bundle
-    from ml.models import ModelSpec
 
     spec = ModelSpec(architecture="unet", input_size=32, base_filters=4, depth=3)
     path = save_bundle(spec.build(), tmp_path, "tiny2", {"spec": spec.get_config(), "threshold": 0.4})

@@ -3,6 +3,9 @@
 import numpy as np
 import pytest
 
+from ml.evaluate import dice_iou
+from ml.losses import bce_dice_loss, focal_loss, get_loss, lovasz_hinge_loss, per_image_dice, per_image_iou
+
 
 def _pair():
     # Image 1: truth 4 px, prediction 2 of them + 2 others -> Dice 2*2/(4+4) = 0.5, IoU 2/6.
@@ -18,8 +21,6 @@ def _pair():
 
 
 def test_dice_and_iou_are_per_image():
-    from ml.losses import per_image_dice, per_image_iou
-
     t, p = _pair()
     np.testing.assert_allclose(np.asarray(per_image_dice(t, p)), [0.5, 1.0], atol=1e-5)
     np.testing.assert_allclose(np.asarray(per_image_iou(t, p)), [1 / 3, 1.0], atol=1e-5)
@@ -27,8 +28,6 @@ def test_dice_and_iou_are_per_image():
 
 
 def test_empty_truth_and_empty_prediction_count_as_perfect_and_one_sided_as_zero():
-    from ml.losses import per_image_dice
-
     empty = np.zeros((1, 4, 4, 1), np.float32)
     one = empty.copy()
     one[0, 0, 0] = 1
@@ -38,8 +37,6 @@ def test_empty_truth_and_empty_prediction_count_as_perfect_and_one_sided_as_zero
 
 
 def test_bce_dice_loss_matches_the_formula():
-    from ml.losses import bce_dice_loss
-
     t = np.array([[[[1.0], [0.0]]]], np.float32)  # one image, 2 pixels
     p = np.array([[[[0.8], [0.4]]]], np.float32)
     bce = -(np.log(0.8) + np.log(0.6)) / 2
@@ -48,8 +45,6 @@ def test_bce_dice_loss_matches_the_formula():
 
 
 def test_focal_loss_is_smaller_for_confident_right_answers():
-    from ml.losses import focal_loss
-
     t = np.ones((1, 2, 2, 1), np.float32)
     sure = float(focal_loss(t, np.full_like(t, 0.95))[0])
     unsure = float(focal_loss(t, np.full_like(t, 0.55))[0])
@@ -59,9 +54,6 @@ def test_focal_loss_is_smaller_for_confident_right_answers():
 
 
 def test_numpy_evaluation_agrees_with_the_keras_metric():
-    from ml.evaluate import dice_iou
-    from ml.losses import per_image_dice
-
     t, p = _pair()
     d, i = dice_iou(p[0, ..., 0] > 0.5, t[0, ..., 0] > 0.5)
     assert d == pytest.approx(float(per_image_dice(t, p)[0]), abs=1e-6)
@@ -73,8 +65,6 @@ def _sigmoid(x):
 
 
 def test_lovasz_hinge_matches_a_hand_computed_case():
-    from ml.losses import lovasz_hinge_loss
-
     # Two pixels: tumour with logit 0.5 (hinge error 0.5), background with logit 1.0 (error 2.0).
     # Sorted errors [2.0, 0.5] over truth [0, 1]: Jaccard losses [1 - 1/2, 1 - 0/2] = [0.5, 1.0],
     # so the Lovász weights are [0.5, 0.5] and the loss is 2.0 * 0.5 + 0.5 * 0.5 = 1.25.
@@ -84,8 +74,6 @@ def test_lovasz_hinge_matches_a_hand_computed_case():
 
 
 def test_lovasz_hinge_bounds_zero_for_confident_right_answers_and_one_at_even_odds():
-    from ml.losses import lovasz_hinge_loss
-
     t = np.zeros((1, 4, 4, 1), np.float32)
     t[0, 1:3, 1:3] = 1
     confident = np.where(t > 0, 0.95, 0.05).astype(np.float32)  # |logit| 2.9 > 1: every hinge error < 0
@@ -96,8 +84,6 @@ def test_lovasz_hinge_bounds_zero_for_confident_right_answers_and_one_at_even_od
 
 
 def test_lovasz_hinge_is_per_image_and_matches_the_papers_algorithm():
-    from ml.losses import lovasz_hinge_loss
-
     def reference(truth, logits):  # Berman et al. 2018, Algorithm 1, one image, plain numpy
         truth, logits = truth.ravel().astype(np.float64), logits.ravel()
         errors = 1.0 - logits * (2 * truth - 1)
@@ -124,16 +110,12 @@ def test_lovasz_hinge_is_per_image_and_matches_the_papers_algorithm():
 
 
 def test_get_loss_knows_lovasz_and_names_the_choices_for_an_unknown_loss():
-    from ml.losses import get_loss, lovasz_hinge_loss
-
     assert get_loss("lovasz") is lovasz_hinge_loss
     with pytest.raises(ValueError, match="lovasz"):
         get_loss("hinge")
 
 
 def test_lovasz_hinge_charges_an_empty_truth_its_most_confident_false_positive():
-    from ml.losses import lovasz_hinge_loss
-
     t = np.zeros((1, 1, 3, 1), np.float32)
     p = _sigmoid([[[[2.0], [-1.0], [0.5]]]]).astype(np.float32)  # hinge errors 1 + logit: 3, 0, 1.5
     assert float(lovasz_hinge_loss(t, p)[0]) == pytest.approx(3.0, rel=1e-4)

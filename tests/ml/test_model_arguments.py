@@ -1,41 +1,34 @@
 """Bad builder arguments fail early with a message that says what to do."""
 
+import keras
+import numpy as np
 import pytest
+
+from ml.models import build_model
 
 
 def test_unknown_encoder_lists_the_choices():
-    from ml.models import build_model
-
     with pytest.raises(ValueError, match="plain, vgg16, efficientnetb0"):
         build_model("unet", "resnet50")
 
 
 def test_unknown_architecture_lists_the_choices():
-    from ml.models import build_model
-
     with pytest.raises(ValueError, match="unet, unet_plus_plus, attention_unet"):
         build_model("segnet")
 
 
 @pytest.mark.parametrize("encoder,size", [("plain", 100), ("efficientnetb0", 48), ("vgg16", 8 * 3)])
 def test_input_size_must_match_the_encoder_divisor(encoder, size):
-    from ml.models import build_model
-
     with pytest.raises(ValueError, match="multiple of"):
         build_model("unet", encoder, input_size=size)
 
 
 def test_a_missing_weights_file_is_reported():
-    from ml.models import build_model
-
     with pytest.raises(ValueError, match="does not exist"):
         build_model("unet", "vgg16", input_size=32, encoder_weights="/no/such/weights.h5")
 
 
 def test_imagenet_download_failure_says_how_to_proceed(monkeypatch):
-    import keras
-
-    from ml.models import build_model
 
     def offline(*args, **kwargs):
         raise OSError("URL fetch failure")
@@ -46,10 +39,6 @@ def test_imagenet_download_failure_says_how_to_proceed(monkeypatch):
 
 
 def test_a_local_weights_file_is_loaded_into_the_encoder(tmp_path):
-    import keras
-    import numpy as np
-
-    from ml.models import build_model
 
     source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
     path = tmp_path / "vgg16_notop.weights.h5"

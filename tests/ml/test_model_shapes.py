@@ -1,7 +1,11 @@
 """Every architecture x encoder builds, trains a step and round-trips through a .keras file."""
 
+import keras
 import numpy as np
 import pytest
+
+from ml import losses
+from ml.models import ModelSpec, build_model
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +26,6 @@ SHAPE_TABLE = [
 
 @pytest.mark.parametrize("architecture,encoder,size,expected", SHAPE_TABLE)
 def test_it_builds_trains_a_step_and_round_trips(architecture, encoder, size, expected, tmp_path):
-    import keras
-
-    from ml import losses
-    from ml.models import build_model
 
     model = build_model(architecture, encoder, input_size=size, base_filters=4)
     assert model.output_shape == expected
@@ -44,7 +44,7 @@ def test_it_builds_trains_a_step_and_round_trips(architecture, encoder, size, ex
     before = [w.copy() for w in model.get_weights()]
     loss = model.train_on_batch(x, y)
     assert np.isfinite(loss)
-    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), (
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True)), (
         "a step changed no weight"
     )
 
@@ -56,15 +56,11 @@ def test_it_builds_trains_a_step_and_round_trips(architecture, encoder, size, ex
 
 
 def test_unet_plus_plus_deep_supervision_has_one_head_per_column():
-    from ml.models import build_model
-
     model = build_model("unet_plus_plus", input_size=32, base_filters=4, depth=3, deep_supervision=True)
     assert [tuple(o.shape) for o in model.outputs] == [(None, 32, 32, 1)] * 3
 
 
 def test_spec_round_trips_through_its_config():
-    from ml.models import ModelSpec
-
     spec = ModelSpec(architecture="attention_unet", encoder="plain", input_size=64, base_filters=6, depth=3)
     again = ModelSpec.from_config(spec.get_config())
     assert again == spec
@@ -72,8 +68,6 @@ def test_spec_round_trips_through_its_config():
 
 
 def test_attention_unet_has_a_gate_on_every_skip():
-    from ml.models import build_model
-
     model = build_model("attention_unet", input_size=32, base_filters=4)
     gates = [layer.name for layer in model.layers if layer.name.endswith("_attention_alpha")]
     assert sorted(gates) == [f"decoder_stage{i}_attention_alpha" for i in range(4)]

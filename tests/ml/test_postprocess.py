@@ -1,4 +1,15 @@
 import numpy as np
+import pytest
+
+from ml.evaluate import (
+    CLEANUPS,
+    EARLIER_CANDIDATES,
+    THRESHOLDS,
+    choose_postprocess,
+    cross_validate_choice,
+    cross_validate_tables,
+)
+from ml.postprocess import binarize, postprocess_options
 
 
 def _two_blobs():
@@ -10,27 +21,19 @@ def _two_blobs():
 
 
 def test_threshold_only_keeps_every_component():
-    from ml.postprocess import binarize
-
     assert binarize(_two_blobs(), 0.5).sum() == 40
 
 
 def test_small_components_are_dropped():
-    from ml.postprocess import binarize
-
     assert binarize(_two_blobs(), 0.5, min_component_px=5).sum() == 36
 
 
 def test_keep_largest_keeps_one_component():
-    from ml.postprocess import binarize
-
     mask = binarize(_two_blobs(), 0.5, keep_largest=True)
     assert mask.sum() == 36 and mask[3, 3] and not mask[15, 15]
 
 
 def test_choose_postprocess_prefers_keep_largest_when_it_helps():
-    from ml.evaluate import choose_postprocess
-
     truth = _two_blobs() > 0.85
     choice = choose_postprocess([_two_blobs()], [truth])
     assert choice["keep_largest"] is True and choice["val_dice"] > 0.99
@@ -45,8 +48,6 @@ def _decoy_and_tumour():
 
 
 def test_keep_by_peak_keeps_the_most_confident_component_not_the_largest():
-    from ml.postprocess import binarize
-
     by_area = binarize(_decoy_and_tumour(), 0.5, keep_largest=True)
     by_peak = binarize(_decoy_and_tumour(), 0.5, keep_largest=True, keep_by="peak")
     assert by_area.sum() == 36 and by_area[3, 3]
@@ -54,8 +55,6 @@ def test_keep_by_peak_keeps_the_most_confident_component_not_the_largest():
 
 
 def test_keep_by_peak_breaks_a_tie_by_area():
-    from ml.postprocess import binarize
-
     prob = np.zeros((20, 20), np.float32)
     prob[2:4, 2:4] = 1.0  # 4 px at the top probability
     prob[10:16, 10:16] = 1.0  # 36 px at the same probability
@@ -64,17 +63,12 @@ def test_keep_by_peak_breaks_a_tie_by_area():
 
 
 def test_unknown_keep_by_names_the_choices():
-    import pytest
-
-    from ml.postprocess import binarize
 
     with pytest.raises(ValueError, match="area, peak"):
         binarize(_two_blobs(), 0.5, keep_largest=True, keep_by="mass")
 
 
 def test_postprocess_options_reads_old_and_new_metadata():
-    from ml.postprocess import postprocess_options
-
     assert postprocess_options(None) == {"min_component_px": 0, "keep_largest": False, "keep_by": "area"}
     assert postprocess_options({"keep_largest": True, "min_component_px": 0}) == {
         "min_component_px": 0,
@@ -85,8 +79,6 @@ def test_postprocess_options_reads_old_and_new_metadata():
 
 
 def test_choose_postprocess_picks_keep_by_peak_when_only_it_finds_the_tumour():
-    from ml.evaluate import choose_postprocess
-
     truth = np.zeros((20, 20), bool)
     truth[14:18, 14:18] = True
     choice = choose_postprocess([_decoy_and_tumour()], [truth])
@@ -94,9 +86,6 @@ def test_choose_postprocess_picks_keep_by_peak_when_only_it_finds_the_tumour():
 
 
 def test_cross_validate_choice_scores_each_candidate_set_on_held_out_groups():
-    import pytest
-
-    from ml.evaluate import CLEANUPS, EARLIER_CANDIDATES, THRESHOLDS, cross_validate_choice
 
     truth = np.zeros((20, 20), bool)
     truth[14:18, 14:18] = True
@@ -113,8 +102,6 @@ def test_cross_validate_choice_scores_each_candidate_set_on_held_out_groups():
 
 
 def test_cross_validate_tables_scores_each_fold_with_the_row_chosen_on_the_others():
-    from ml.evaluate import cross_validate_tables
-
     # Two groups of one slice each; with two folds, each slice is scored by the row that is best on
     # the other slice. Row 0 is better on "a", row 1 on "b", so each slice gets the other's favourite.
     table = np.array([[0.9, 0.2], [0.4, 0.8]])

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from ml.runs import main, summarise, table
 from tests.conftest import REPO_ROOT
 
 
@@ -36,8 +37,6 @@ def _bundle(tmp_path, name="cand", **overrides):
 
 
 def test_a_bundle_is_summarised_with_its_per_epoch_log(tmp_path):
-    from ml.runs import summarise
-
     (tmp_path / "runs" / "cand").mkdir(parents=True)
     (tmp_path / "runs" / "cand" / "log.csv").write_text(
         "epoch,dice,val_dice\n0,0.1,0.05\n1,0.5,0.41\n2,0.6,0.38\n"
@@ -51,8 +50,6 @@ def test_a_bundle_is_summarised_with_its_per_epoch_log(tmp_path):
 
 
 def test_the_table_rounds_once_and_says_how_each_run_started(tmp_path):
-    from ml.runs import summarise, table
-
     rows = [
         summarise(_bundle(tmp_path), tmp_path),
         summarise(_bundle(tmp_path, "warm", initialised_from={"path": "models/unet.keras"}), tmp_path),
@@ -63,8 +60,6 @@ def test_the_table_rounds_once_and_says_how_each_run_started(tmp_path):
 
 
 def test_main_writes_the_json_and_refuses_what_is_not_a_bundle(tmp_path, capsys):
-    from ml.runs import main
-
     out = tmp_path / "screen.json"
     main([str(_bundle(tmp_path)), "--runs-dir", str(tmp_path), "--note", "a screen", "--json", str(out)])
     written = json.loads(out.read_text())

@@ -3,11 +3,18 @@
 import csv
 import json
 import shutil
+from io import StringIO
 
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
+
+from ml.inference import load_segmenter, save_bundle
+from ml.models import ModelSpec
+from ml.train import TrainConfig, train
+from segmentation.models import ModelVersion
+from segmentation.services import model_versions_sync
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
@@ -32,9 +39,6 @@ def _full_size_dir(figshare_dir, tmp_path, n=3):
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    from ml.inference import save_bundle
-    from ml.models import ModelSpec
-
     directory = tmp_path_factory.mktemp("models")
     for arch in ("unet", "attention_unet"):
         spec = ModelSpec(architecture=arch, input_size=32, base_filters=4, depth=3)
@@ -152,13 +156,14 @@ def test_evaluate_segmentation_writes_a_row_per_model_and_slice(figshare_dir, tm
             assert r["tumour_type"] == cases[r["id"]]["label_name"]
             predicted, dice = int(r["predicted_px"]), float(r["dice"])
             assert 0 <= predicted <= truth.size
-            # Dice = 2 |A and B| / (|A| + |B|): the pixel counts must give a whole overlap that fits both masks.
+            # Dice = 2 |A and B| / (|A| + |B|): the pixel counts must give a
+            # whole overlap that fits both masks.
             overlap = dice * (truth.sum() + predicted) / 2
             assert overlap <= min(truth.sum(), predicted) + 0.05 and abs(overlap - round(overlap)) < 0.05
 
 
 def test_evaluate_segmentation_refuses_unknown_models_and_bad_folders(tmp_path, tiny_models, figshare_dir):
-    with pytest.raises(CommandError, match="no cases.csv"):
+    with pytest.raises(CommandError, match=r"no cases\.csv"):
         call_command(
             "evaluate_segmentation",
             "--data",
@@ -199,8 +204,6 @@ def test_evaluate_segmentation_refuses_masks_of_another_size(figshare_dir, tmp_p
 
 @pytest.mark.django_db
 def test_train_model_writes_the_bundle_and_registers_the_version(figshare_dir, tmp_path, settings):
-    from segmentation.models import ModelVersion
-
     settings.TUMORSITE_MODELS_DIR = tmp_path / "m"  # registered only when written to the models directory
 
     call_command(
@@ -259,10 +262,6 @@ def test_train_model_writes_the_bundle_and_registers_the_version(figshare_dir, t
 @pytest.mark.django_db
 def test_train_model_elsewhere_leaves_the_served_versions_alone(figshare_dir, tmp_path):
     """A candidate written outside the models directory must not repoint or deactivate what is served."""
-    from io import StringIO
-
-    from segmentation.models import ModelVersion
-    from segmentation.services import model_versions_sync
 
     model_versions_sync()
     served = {v.name: (v.file_path, v.is_active) for v in ModelVersion.objects.all()}
@@ -302,7 +301,7 @@ def test_train_model_elsewhere_leaves_the_served_versions_alone(figshare_dir, tm
 
 
 def test_train_model_refuses_a_folder_that_is_not_a_dataset(tmp_path):
-    with pytest.raises(CommandError, match="no cases.csv"):
+    with pytest.raises(CommandError, match=r"no cases\.csv"):
         call_command("train_model", "--architecture", "unet", "--data", str(tmp_path))
 
 
@@ -355,8 +354,6 @@ def test_train_model_can_learn_from_the_clinical_record(figshare_dir, tmp_path):
 
 
 def test_training_refuses_data_with_no_validation_patients(tmp_path):
-    from ml.train import TrainConfig, train
-
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     (tmp_path / "cases.csv").write_text("id,label,label_name,pid,patient_group\n1,1,meningioma,p1,p1\n")
@@ -373,8 +370,6 @@ def test_training_refuses_data_with_no_validation_patients(tmp_path):
 def test_train_model_trains_a_deep_supervision_unet_plus_plus_whose_bundle_segments(
     figshare_dir, tmp_path, recwarn
 ):
-    from ml.inference import load_segmenter
-
     call_command(
         "train_model",
         "--architecture",

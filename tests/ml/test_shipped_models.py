@@ -2,9 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 
+from ml.calibrate import validation_slices
+from ml.type_classification import accuracy_by_type, labels_of, load_type_classifier
 from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
@@ -38,10 +41,6 @@ def test_the_shipped_bundles_reproduce_the_published_test_scores(figshare_dir, t
 
 def test_the_shipped_type_classifier_reproduces_its_validation_accuracy(figshare_dir):
     """Its JSON's validation figures are re-measured from the bundle on the same patient-group split."""
-    import numpy as np
-
-    from ml.calibrate import validation_slices
-    from ml.type_classification import accuracy_by_type, labels_of, load_type_classifier
 
     path = REPO_ROOT / "models" / "type_classifier" / "type_classifier.keras"
     classifier = load_type_classifier(path)

@@ -7,12 +7,13 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
+from ml.inference import file_sha256
+from ml.train import TrainConfig, add_training_arguments, bundle_recipe, config_from_options, main
+
 SHIPPED = ("unet", "attention_unet", "unet_plus_plus")
 
 
 def _options(*argv):
-    from ml.train import add_training_arguments
-
     parser = argparse.ArgumentParser()
     add_training_arguments(parser, data_default="data", output_default="models")
     return vars(parser.parse_args(list(argv)))
@@ -21,7 +22,6 @@ def _options(*argv):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_like_builds_the_shipped_bundles_model(name):
     """The config --like makes builds a model of the bundle's spec, parameter for parameter."""
-    from ml.train import config_from_options
 
     path = settings.TUMORSITE_MODELS_DIR / f"{name}.json"
     meta = json.loads(path.read_text())
@@ -41,8 +41,6 @@ def test_like_builds_the_shipped_bundles_model(name):
 
 
 def test_options_given_win_over_the_bundle():
-    from ml.train import config_from_options
-
     cfg = config_from_options(
         _options(
             "--like",
@@ -68,15 +66,11 @@ def test_options_given_win_over_the_bundle():
 
 
 def test_without_like_the_defaults_are_the_dataclass_defaults():
-    from ml.train import TrainConfig, config_from_options
-
     cfg = config_from_options(_options("--architecture", "unet"), "data")
     assert cfg == TrainConfig(architecture="unet", data_dir="data")
 
 
 def test_a_bundle_without_the_newer_fields_leaves_their_defaults(tmp_path):
-    from ml.train import bundle_recipe
-
     path = tmp_path / "old.json"
     path.write_text(
         json.dumps(
@@ -96,9 +90,7 @@ def test_a_bundle_without_the_newer_fields_leaves_their_defaults(tmp_path):
 
 
 def test_bad_like_arguments_say_what_to_pass(tmp_path):
-    from ml.train import config_from_options
-
-    with pytest.raises(FileNotFoundError, match="no bundle JSON at .*nothing.json"):
+    with pytest.raises(FileNotFoundError, match=r"no bundle JSON at .*nothing\.json"):
         config_from_options(_options("--like", str(tmp_path / "nothing.keras")), "data")
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
@@ -111,8 +103,6 @@ def test_bad_like_arguments_say_what_to_pass(tmp_path):
 
 
 def test_python_m_ml_train_reports_a_missing_architecture(capsys):
-    from ml.train import main
-
     with pytest.raises(SystemExit) as exit_info:
         main(["--data", "data"])
     assert exit_info.value.code == 2
@@ -128,8 +118,6 @@ def test_train_model_reports_a_missing_bundle_before_reading_data(tmp_path):
 @pytest.mark.realdata
 @pytest.mark.django_db
 def test_train_model_like_trains_and_records_the_bundle_it_copied(figshare_dir, tmp_path):
-    from ml.inference import file_sha256
-
     like = settings.TUMORSITE_MODELS_DIR / "unet_plus_plus.json"
     call_command(
         "train_model",

@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 
+from ml.evaluate import THRESHOLDS
+from ml.inference import load_segmenter
+from ml.train import TrainConfig, train
+
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
 
 def test_two_training_steps_on_real_slices_write_a_complete_bundle(figshare_dir, tmp_path):
-    from ml.evaluate import THRESHOLDS
-    from ml.inference import load_segmenter
-    from ml.train import TrainConfig, train
-
     cfg = TrainConfig(
         architecture="unet",
         data_dir=str(figshare_dir),
@@ -53,21 +53,19 @@ def test_two_training_steps_on_real_slices_write_a_complete_bundle(figshare_dir,
 
 
 def test_a_finished_run_resumes_instead_of_starting_again(figshare_dir, tmp_path):
-    from ml.train import TrainConfig, train
-
-    kwargs = dict(
-        architecture="unet",
-        data_dir=str(figshare_dir),
-        image_size=32,
-        base_filters=4,
-        depth=2,
-        batch_size=4,
-        limit=4,
-        output_dir=str(tmp_path / "models"),
-        run_dir=str(tmp_path / "run"),
-        name="resume",
-        precision="fp32",
-    )
+    kwargs = {
+        "architecture": "unet",
+        "data_dir": str(figshare_dir),
+        "image_size": 32,
+        "base_filters": 4,
+        "depth": 2,
+        "batch_size": 4,
+        "limit": 4,
+        "output_dir": str(tmp_path / "models"),
+        "run_dir": str(tmp_path / "run"),
+        "name": "resume",
+        "precision": "fp32",
+    }
     train(TrainConfig(epochs=1, **kwargs), log=lambda *_: None, verbose=0)
     messages = []
     train(TrainConfig(epochs=2, **kwargs), log=messages.append, verbose=0)
@@ -78,20 +76,18 @@ def test_a_finished_run_resumes_instead_of_starting_again(figshare_dir, tmp_path
 
 
 def test_a_warm_start_records_its_source_model_and_how_that_was_trained(figshare_dir, tmp_path):
-    from ml.train import TrainConfig, train
-
-    kwargs = dict(
-        architecture="unet",
-        data_dir=str(figshare_dir),
-        image_size=32,
-        base_filters=4,
-        depth=2,
-        batch_size=4,
-        limit=4,
-        epochs=1,
-        output_dir=str(tmp_path / "models"),
-        precision="fp32",
-    )
+    kwargs = {
+        "architecture": "unet",
+        "data_dir": str(figshare_dir),
+        "image_size": 32,
+        "base_filters": 4,
+        "depth": 2,
+        "batch_size": 4,
+        "limit": 4,
+        "epochs": 1,
+        "output_dir": str(tmp_path / "models"),
+        "precision": "fp32",
+    }
     first = train(
         TrainConfig(name="first", run_dir=str(tmp_path / "run1"), **kwargs), log=lambda *_: None, verbose=0
     )

@@ -2,11 +2,11 @@
 
 import numpy as np
 
+from ml.models import build_model
+from ml.train import transfer_weights
+
 
 def test_unet_weights_seed_every_attention_unet_layer_but_the_gates():
-    from ml.models import build_model
-    from ml.train import transfer_weights
-
     unet = build_model("unet", input_size=32, base_filters=4, depth=3)
     att = build_model("attention_unet", input_size=32, base_filters=4, depth=3)
     copied = transfer_weights(unet, att)
@@ -21,9 +21,6 @@ def test_unet_weights_seed_every_attention_unet_layer_but_the_gates():
 
 
 def test_layers_of_another_shape_are_left_alone():
-    from ml.models import build_model
-    from ml.train import transfer_weights
-
     small = build_model("unet", input_size=32, base_filters=4, depth=3)
     wide = build_model("unet", input_size=32, base_filters=8, depth=3)
     before = wide.get_layer("encoder_stage0_conv1").get_weights()[0].copy()

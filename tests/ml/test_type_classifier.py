@@ -4,15 +4,27 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from ml.data import TUMOUR_TYPES, Record
+from ml.inference import save_bundle
+from ml.models import build_model
+from ml.models.type_classifier import build_type_classifier
+from ml.train import transfer_weights
+from ml.type_classification import (
+    ClassifierConfig,
+    TypeClassifier,
+    accuracy_by_type,
+    labels_of,
+    load_type_classifier,
+    prepare,
+    train_type_classifier,
+)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("input_size, base_filters, depth", [(32, 4, 2), (64, 4, 4)])
 def test_it_gives_three_probabilities_per_slice(input_size, base_filters, depth):
-    from ml.models.type_classifier import build_type_classifier
-
     model = build_type_classifier(input_size=input_size, base_filters=base_filters, depth=depth, hidden=8)
     out = np.asarray(model(np.random.default_rng(0).random((2, input_size, input_size, 1), np.float32)))
     assert out.shape == (2, len(TUMOUR_TYPES)) and out.dtype == np.float32
@@ -28,18 +40,12 @@ def test_it_gives_three_probabilities_per_slice(input_size, base_filters, depth)
     ],
 )
 def test_bad_arguments_are_refused_with_a_reason(kwargs, message):
-    from ml.models.type_classifier import build_type_classifier
-
     with pytest.raises(ValueError, match=message):
         build_type_classifier(**kwargs)
 
 
 @pytest.mark.slow
 def test_a_trained_unet_seeds_the_whole_encoder_and_nothing_else():
-    from ml.models import build_model
-    from ml.models.type_classifier import build_type_classifier
-    from ml.train import transfer_weights
-
     unet = build_model("unet", input_size=32, base_filters=4, depth=3)
     classifier = build_type_classifier(input_size=32, base_filters=4, depth=3, hidden=8)
     copied = transfer_weights(unet, classifier)
@@ -53,11 +59,6 @@ def test_a_trained_unet_seeds_the_whole_encoder_and_nothing_else():
 
 @pytest.mark.slow
 def test_a_bundle_round_trips_and_a_segmenter_is_not_taken_for_one(tmp_path):
-    from ml.inference import save_bundle
-    from ml.models import build_model
-    from ml.models.type_classifier import build_type_classifier
-    from ml.type_classification import load_type_classifier, prepare
-
     spec = {"input_size": 32, "base_filters": 4, "depth": 2, "hidden": 8, "dropout": 0.0}
     model = build_type_classifier(**spec)
     path = save_bundle(
@@ -88,8 +89,6 @@ def test_a_bundle_round_trips_and_a_segmenter_is_not_taken_for_one(tmp_path):
 
 
 def test_flip_tta_averages_the_slice_and_its_mirror():
-    from ml.type_classification import TypeClassifier
-
     class Asymmetric:
         """A stand-in model: the probability of the first class is the left half's mean intensity."""
 
@@ -97,8 +96,6 @@ def test_flip_tta_averages_the_slice_and_its_mirror():
         input_shape = (None, 8, 8, 1)
 
         def __call__(self, x, training=False):
-            import tensorflow as tf
-
             left = tf.reduce_mean(x[:, :, :4, 0], axis=[1, 2])
             return tf.stack([left, 1.0 - left, tf.zeros_like(left)], axis=1)
 
@@ -110,8 +107,6 @@ def test_flip_tta_averages_the_slice_and_its_mirror():
 
 
 def test_accuracy_and_the_confusion_matrix_are_counted_per_true_type():
-    from ml.type_classification import accuracy_by_type
-
     probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]])
     labels = np.array([0, 1, 1, 2])  # the third is a glioma called meningioma
     result = accuracy_by_type(probs, labels)
@@ -121,8 +116,6 @@ def test_accuracy_and_the_confusion_matrix_are_counted_per_true_type():
 
 
 def test_a_slice_without_a_type_cannot_be_trained_on():
-    from ml.type_classification import labels_of
-
     records = [Record("1", "glioma", "g1"), Record("2", None, "g2")]
     with pytest.raises(ValueError, match="no tumour type"):
         labels_of(records)
@@ -132,9 +125,6 @@ def test_a_slice_without_a_type_cannot_be_trained_on():
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_two_training_steps_on_real_slices_write_a_classifier_bundle(figshare_dir, tmp_path):
-    from ml.models import build_model
-    from ml.type_classification import ClassifierConfig, load_type_classifier, train_type_classifier
-
     seg = build_model("unet", input_size=32, base_filters=4, depth=2)
     seg.save(tmp_path / "seg.keras")
     cfg = ClassifierConfig(
