@@ -18,10 +18,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from cases import rendering
-from cases.apis import CaseDetailApi
 from cases.models import MaskSource, TumourType
 from cases.review import case_mask_correct, case_tumour_type_set
 from cases.selectors import case_ground_truth_mask, case_type_sources_summary
+from clinic.api.cases import CaseDetailApi
 from clinic.browse import (
     STATUS_FILTERS,
     case_area,
