@@ -40,15 +40,23 @@ def binarize(
     sizes = np.bincount(labels.ravel())[1:]
     keep = sizes >= max(min_component_px, 1)
     if keep_largest and keep.any():
+        if keep_by == "area":  # the largest component passes any size floor another one passes
+            return largest_region(mask, structure=_EIGHT)
         candidates = np.flatnonzero(keep)
-        if keep_by == "peak":
-            peaks = ndimage.maximum(prob, labels, candidates + 1)
-            best = candidates[np.lexsort((sizes[candidates], peaks))[-1]]
-        else:
-            best = candidates[int(np.argmax(sizes[candidates]))]
+        peaks = ndimage.maximum(prob, labels, candidates + 1)
+        best = candidates[np.lexsort((sizes[candidates], peaks))[-1]]
         keep = np.zeros_like(keep)
         keep[best] = True
     return np.isin(labels, np.flatnonzero(keep) + 1)
+
+
+def largest_region(mask: np.ndarray, *, structure: np.ndarray | None = None) -> np.ndarray:
+    """The largest connected region of a bool mask (the first in scan order on a tie); all False when the
+    mask is empty. ``structure`` is ``scipy.ndimage.label``'s: 4-connectivity unless given."""
+    labels, n = ndimage.label(mask, structure=structure)
+    if n == 0:
+        return np.zeros(np.shape(mask), dtype=bool)
+    return labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
 
 
 def postprocess_options(post: dict | None) -> dict:

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+
+from ml.postprocess import largest_region
 
 EXTRACTOR_VERSION = "hf-2"
 
@@ -67,12 +70,9 @@ def head_mask(image: np.ndarray) -> np.ndarray:
     threshold = max(float(np.percentile(positive, 20)) * 0.5, float(img.max()) * 0.05)
     fg = img > threshold
     fg = ndimage.binary_opening(fg, iterations=2)
-    labels, n = ndimage.label(fg)
-    if n == 0:
+    if not fg.any():
         return np.ones(img.shape, dtype=bool)
-    sizes = ndimage.sum_labels(fg, labels, index=np.arange(1, n + 1))
-    head = labels == (int(np.argmax(sizes)) + 1)
-    head = ndimage.binary_fill_holes(ndimage.binary_closing(head, iterations=3))
+    head = ndimage.binary_fill_holes(ndimage.binary_closing(largest_region(fg), iterations=3))
     return head
 
 
@@ -117,7 +117,7 @@ def extract(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
     depth = ndimage.distance_transform_edt(head)
     max_depth = float(depth.max()) or 1.0
-    f["depth_centroid"] = float(depth[int(round(cy)), int(round(cx))] / max_depth)
+    f["depth_centroid"] = float(depth[round(cy), round(cx)] / max_depth)
     f["depth_min"] = float(depth[m].min() / max_depth)
 
     # Shape from second moments (as skimage.regionprops defines eccentricity and orientation).
@@ -142,13 +142,13 @@ def extract(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     sd = inside.std()
     f["skew_in"] = float(np.mean((inside - inside.mean()) ** 3) / (sd**3)) if sd > 1e-6 else 0.0
 
-    ring_width = max(2, int(round(np.sqrt(area) * 0.25)))
+    ring_width = max(2, round(np.sqrt(area) * 0.25))
     ring = ndimage.binary_dilation(m, iterations=ring_width) & ~m & head
     ring_vals = (img[ring] - h_mean) / h_std if ring.any() else np.array([0.0])
     f["mean_ring"] = float(ring_vals.mean())
     f["contrast_ring"] = float(inside.mean() - ring_vals.mean())
 
-    core = ndimage.binary_erosion(m, iterations=max(1, int(round(np.sqrt(area) * 0.15))))
+    core = ndimage.binary_erosion(m, iterations=max(1, round(np.sqrt(area) * 0.15)))
     rim = m & ~core
     if core.any() and rim.any():
         f["core_rim_ratio"] = float(
@@ -189,8 +189,6 @@ def _convex_area(ys: np.ndarray, xs: np.ndarray, area: int) -> float:
     """Area of the convex hull of the pixel squares (at least the pixel count)."""
     if area < 3:
         return float(area)
-    from scipy.spatial import ConvexHull, QhullError
-
     corners = np.concatenate(
         [np.stack([ys + dy, xs + dx], axis=1) for dy in (-0.5, 0.5) for dx in (-0.5, 0.5)]
     )
