@@ -1,0 +1,325 @@
+"""The docs a newcomer reads are current and whole.
+
+- The pages that carry figures (docs/models.md, docs/benchmarks.md, README.md's headline block) are what
+  ``python -m docs.build`` writes from the committed JSON: a stale page fails here.
+- Their tables say what the JSON says (the generator is checked against the data it reads), and the data
+  agree with each other where two files hold the same fact.
+- README.md stays short, names the test command, and every relative link in it and in docs/ resolves.
+
+Needs neither the dataset, nor TensorFlow, nor a database.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from docs import build
+from ml.runs import table as runs_table
+from tests.conftest import REPO_ROOT
+
+TYPES = ("meningioma", "glioma", "pituitary")
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def published(path: str) -> dict | list:
+    return json.loads((REPO_ROOT / path).read_text())
+
+
+def table(page: str, header_start: str) -> tuple[str, list[list[str]]]:
+    """The header line and the body rows (as lists of cells) of the table in ``page`` whose header starts
+    with ``header_start``."""
+    lines = (REPO_ROOT / page).read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return lines[start], rows
+
+
+def number(cell: str) -> float:
+    """A table cell's figure, without bold marks, a trailing times sign or a Unicode minus."""
+    return float(cell.replace("*", "").replace("\u00d7", "").replace("\u2212", "-").strip())
+
+
+def as_published(cell: str, value: float) -> float:
+    """``value`` rounded to as many decimals as the cell shows."""
+    text = cell.replace("*", "").replace("\u00d7", "").strip()
+    return round(value, len(text.split(".")[1]) if "." in text else 0)
+
+
+# === The generated pages are current ===
+
+
+def test_the_generator_writes_exactly_the_committed_pages(tmp_path):
+    assert build.main(["--output-dir", str(tmp_path)]) == 0
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == sorted(build.pages())
+    stale = [path for path in written if (tmp_path / path).read_text() != (REPO_ROOT / path).read_text()]
+    assert stale == [], f"stale: {stale}; run `python -m docs.build` (make docs) and commit the result"
+
+
+def test_check_mode_reports_a_stale_page(tmp_path, monkeypatch, capsys):
+    for path, text in build.pages().items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    (tmp_path / "docs/models.md").write_text("typed by hand\n")
+    monkeypatch.setattr(build, "ROOT", tmp_path)
+    monkeypatch.setattr(build, "pages", lambda: dict.fromkeys(["docs/models.md", "README.md"], "fresh\n"))
+    assert build.main(["--check"]) == 1
+    assert "docs/models.md is stale" in capsys.readouterr().err
+
+
+def test_every_result_json_is_on_the_benchmarks_page_with_its_command():
+    page = (REPO_ROOT / "docs/benchmarks.md").read_text()
+    for path in sorted((REPO_ROOT / "docs/results").glob("*.json")):
+        assert f"`docs/results/{path.name}`" in page, path.name
+    for name, (_, command) in build.RESULTS.items():
+        assert (REPO_ROOT / "docs/results" / name).is_file(), f"RESULTS names a missing file: {name}"
+        assert command is None or name in command, f"{name}: its command does not write it"
+
+
+def test_a_result_json_without_a_command_stops_the_generator(tmp_path):
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    (tmp_path / "docs/results/new_benchmark.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"new_benchmark\.json"):
+        build.benchmarks_page(tmp_path)
+
+
+def test_every_bundle_has_a_model_card():
+    page = (REPO_ROOT / "docs/models.md").read_text()
+    bundles = [*(REPO_ROOT / "models").glob("*.json"), *(REPO_ROOT / "models/type_classifier").glob("*.json")]
+    assert len(bundles) >= 5
+    for path in bundles:
+        assert f"## `{path.stem}`" in page, path
+
+
+# === The README ===
+
+
+def readme() -> str:
+    return (REPO_ROOT / "README.md").read_text()
+
+
+def test_the_readme_is_at_most_200_lines():
+    assert len(readme().splitlines()) <= 200
+
+
+def test_the_readme_gives_the_two_commands():
+    text = readme()
+    assert "make test" in text
+    assert "make demo" in text
+
+
+def test_the_readme_says_it_is_not_a_medical_device():
+    assert "not a medical device" in readme()
+
+
+def markdown_files() -> list[Path]:
+    return [
+        REPO_ROOT / "README.md",
+        REPO_ROOT / "CONTRIBUTING.md",
+        REPO_ROOT / "CHANGELOG.md",
+        *sorted((REPO_ROOT / "docs").glob("*.md")),
+    ]
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's anchors for the headings of a Markdown file."""
+    found = set()
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            found.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return found
+
+
+@pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_every_relative_link_points_at_a_file_that_exists(path):
+    broken = []
+    for target in LINK.findall(path.read_text()):
+        if re.match(r"[a-z]+:", target):  # https:, mailto:
+            continue
+        file, _, anchor = target.partition("#")
+        resolved = (path.parent / file).resolve() if file else path
+        if not resolved.exists() or (anchor and resolved.suffix == ".md" and anchor not in anchors(resolved)):
+            broken.append(target)
+    assert broken == []
+
+
+# === The tables say what the JSON says ===
+
+SHIPPED = "| model | params | input | training"
+
+
+def shipped_rows() -> dict[str, list[str]]:
+    rows = {}
+    for cells in table("docs/models.md", SHIPPED)[1]:
+        match = re.match(r"`(\w+)`", cells[0])
+        rows[match.group(1) if match else cells[0].split()[0]] = cells
+    return rows
+
+
+def test_the_model_table_lists_every_shipped_model_and_the_ensemble():
+    assert set(shipped_rows()) == {"unet", "attention_unet", "unet_plus_plus", "ensemble"}
+
+
+@pytest.mark.parametrize("name", ["unet", "attention_unet", "unet_plus_plus", "ensemble"])
+def test_test_split_figures_match_the_committed_evaluation(name):
+    cells = shipped_rows()[name]
+    scored = published("docs/results/segmentation_test.json")["models"][name]
+    assert number(cells[5]) == round(scored["dice_mean"], 3)
+    assert number(cells[6]) == round(scored["iou_mean"], 3)
+    assert [number(part) for part in cells[7].split("/")] == [
+        round(scored["dice_by_type"][t], 3) for t in TYPES
+    ]
+    assert number(cells[8]) == round(scored["ms_per_slice"])
+
+
+@pytest.mark.parametrize("name", ["unet", "attention_unet", "unet_plus_plus"])
+def test_size_and_validation_dice_match_the_bundle_metadata(name):
+    cells = shipped_rows()[name]
+    metadata = published(f"models/{name}.json")
+    assert cells[1] == f"{metadata['parameters'] / 1e6:.2f} M"
+    assert cells[2] == f"{metadata['input_size']} px"
+    spec = metadata["spec"]
+    assert f"{spec['base_filters']} base filters" in cells[0]
+    assert f"depth {spec['depth']}" in cells[0]
+    assert number(cells[4]) == round(metadata["metrics"]["val"]["dice_mean"], 3)
+
+
+def test_the_ensemble_validation_dice_matches_its_metadata():
+    cells = shipped_rows()["ensemble"]
+    assert number(cells[4]) == round(published("models/ensemble.json")["metrics"]["val"]["dice_mean"], 3)
+
+
+def test_every_shipped_card_says_how_its_weights_started():
+    page = (REPO_ROOT / "docs/models.md").read_text()
+    for path in (REPO_ROOT / "models").glob("*.json"):
+        meta = json.loads(path.read_text())
+        if meta.get("encoder_weights") == "none":
+            assert meta["encoder_weights_note"] in page
+    assert "ImageNet weights could not be downloaded" in page
+
+
+@pytest.mark.parametrize("row, split", [(0, "val"), (1, "test")])
+def test_agreement_table_matches_the_committed_agreement_runs(row, split):
+    header, rows = table("docs/benchmarks.md", "| split | slices (failures)")
+    cells = rows[row]
+    scored = published(f"docs/results/agreement_{split}.json")
+    flag = scored["flag"]
+    assert f"agreement < {flag['flag_below']:g}" in header
+    assert cells[1] == f"{flag['n']} ({flag['n_failures']}: {scored['failures_by_type']['glioma']} glioma)"
+    assert number(cells[2]) == round(scored["spearman_rho"], 2)
+    assert number(cells[3]) == round(scored["failure_auc"], 2)
+    assert cells[4] == f"{flag['n_flagged']} ({100 * flag['n_flagged'] / flag['n']:.0f} %)"
+    caught = round(flag["sensitivity"] * flag["n_failures"])
+    assert cells[5] == f"{caught} ({100 * flag['sensitivity']:.0f} %)"
+    assert cells[6] == f"{100 * flag['specificity']:.0f} %"
+    assert [number(part) for part in cells[7].split("/")] == [
+        round(flag["dice_flagged"], 2),
+        round(flag["dice_not_flagged"], 2),
+    ]
+
+
+def test_the_agreement_level_published_is_the_one_the_ensemble_ships():
+    header, _ = table("docs/benchmarks.md", "| split | slices (failures)")
+    shipped = published("models/ensemble.json")["agreement"]["flag_below"]
+    assert f"agreement < {shipped:g}" in header
+    for split in ("val", "test"):
+        assert published(f"docs/results/agreement_{split}.json")["flag"]["flag_below"] == shipped
+
+
+@pytest.mark.parametrize("row, weight", [(0, "0.0"), (1, "1.0"), (2, None)])
+def test_retrieval_rows_match_the_committed_retrieval_run(row, weight):
+    cells = table("docs/benchmarks.md", "| masks of the queries | mAP@10")[1][row]
+    scored = published("docs/results/retrieval_test.json")
+    figures = scored["by_classifier_weight"][weight] if weight else scored
+    if weight is None:
+        assert f"`w` = {scored['classifier_weight']:g}" in cells[0]
+        assert number(cells[5]) == round(scored["query_ms_p50"])
+        assert number(cells[6]) == round(scored["pipeline_ms_p50"])
+    assert number(cells[1]) == round(figures["map"], 3)
+    assert number(cells[2]) == round(figures["precision_at_10"], 3)
+    assert number(cells[3]) == round(figures["type_accuracy"], 3)
+    assert [number(part) for part in cells[4].split("/")] == [
+        round(figures["type_accuracy_by_type"][t], 3) for t in TYPES
+    ]
+
+
+def test_the_published_classifier_weight_is_the_one_the_app_uses():
+    assert published("docs/results/retrieval_test.json")["classifier_weight"] == (
+        settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT
+    )
+
+
+def test_retrieval_tuning_table_matches_the_committed_tuning_run():
+    """Each embedding model's row: its best setting in `tune_retrieval`'s JSON and that setting's
+    figures, and its figure at the weights in use."""
+    _, rows = table("docs/benchmarks.md", "| embedding from | best `w_d` / `w_e`")
+    results = published("docs/results/retrieval_tuning.json")["results"]
+    in_use = published("docs/results/retrieval_test.json")["weights"]
+    seen = set()
+    for cells in rows:
+        model = re.match(r"`(\w+)`", cells[0]).group(1)
+        seen.add(model)
+        mine = [r for r in results if r["embedding_model"].split("@")[0] == model]
+        best = max(mine, key=lambda r: r["type_accuracy"])
+        assert [number(part) for part in cells[1].split("/")] == [
+            best["weights"]["discriminant"],
+            best["weights"]["embedding"],
+        ]
+        assert number(cells[2]) == as_published(cells[2], best["type_accuracy"])
+        assert [number(part) for part in cells[3].split("/")] == [
+            round(best["type_accuracy_by_type"][t], 3) for t in TYPES
+        ]
+        default = next(r for r in mine if r["weights"] == in_use)
+        assert number(cells[4]) == as_published(cells[4], default["type_accuracy"])
+    assert seen == {r["embedding_model"].split("@")[0] for r in results}
+
+
+def test_speed_table_matches_the_committed_benchmark_run():
+    """Every row of the speed table is a row of `benchmarks/segmentation.py --json`'s one run, and every
+    row of that run is in the table."""
+    _, rows = table("docs/benchmarks.md", "| model | precision | ms/slice batch 1")
+    run = published("docs/results/benchmark_segmentation.json")
+    measured = {(r["model"].split()[0], r["precision"]): r for r in run["rows"]}
+    seen = set()
+    for cells in rows:
+        match = re.match(r"`(\w+)`", cells[0])
+        key = (match.group(1) if match else "seed_unet", cells[1])
+        r = measured[key]
+        seen.add(key)
+        for cell, value in zip(
+            cells[2:6],
+            (r["ms_per_slice_b1"], r["ms_per_slice_b16"], r["peak_rss_mb"], r["x_seed_b1"]),
+            strict=True,
+        ):
+            assert number(cell) == as_published(cell, value), (key, cell, value)
+    assert seen == set(measured)
+
+
+def test_encoder_screen_table_is_what_ml_runs_prints_for_the_committed_run():
+    """The 256 px encoder screen's table is `python -m ml.runs`'s table of the committed JSON, row for row."""
+    header, rows = table("docs/benchmarks.md", "| bundle | encoder | params | from")
+    run = published("docs/results/encoder_screen_256.json")
+    expected = runs_table(run["runs"]).splitlines()
+    assert header == expected[0]
+    assert ["| " + " | ".join(cells) + " |" for cells in rows] == expected[2:]
+    plain, effb0 = run["runs"]
+    assert (plain["encoder"], effb0["encoder"]) == ("plain", "efficientnetb0")
+    assert plain["initialised_from"] is effb0["initialised_from"] is False  # both from random init
+    assert plain["like"]["path"] == effb0["like"]["path"] == "models/attention_unet.json"
+
+
+def test_the_readme_headline_figures_are_the_committed_ones():
+    text = readme()
+    tested = published("docs/results/segmentation_test.json")["models"]
+    retrieval = published("docs/results/retrieval_test.json")
+    block = " ".join(text[text.index(build.HEADLINE_START) : text.index(build.HEADLINE_END)].split())
+    assert f"mean Dice {tested['ensemble']['dice_mean']:.3f} for the ensemble" in block
+    assert f"mAP@10 {retrieval['map']:.3f}" in block
