@@ -38,7 +38,8 @@ def start_run(cfg, log):
     """Set the precision and seed, make the run folder and load the split's slices.
 
     Returns ``(precision, run_dir, split ids, training slices, validation slices)``; ``cfg.limit``
-    caps both sides (smoke runs). Raises ``ValueError`` when a side is empty.
+    caps both sides (smoke runs). A ``TrainConfig`` may name a cross-validation ``fold``; a
+    ``ClassifierConfig`` has none. Raises ``ValueError`` when a side is empty.
     """
     import keras  # noqa: PLC0415 (TensorFlow loads only when a run starts)
 
@@ -50,8 +51,9 @@ def start_run(cfg, log):
     split = split_by_patient(
         records, seed=cfg.seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction
     )
-    if cfg.fold is not None:
-        split = development_fold(records, split, cfg.fold, k=cfg.folds, seed=cfg.seed)
+    fold = getattr(cfg, "fold", None)
+    if fold is not None:
+        split = development_fold(records, split, fold, k=cfg.folds, seed=cfg.seed)
     train_ids, val_ids = split["train"], split["val"]
     if not train_ids or not val_ids:
         raise ValueError(
@@ -61,7 +63,7 @@ def start_run(cfg, log):
     if cfg.limit:
         train_ids, val_ids = train_ids[: cfg.limit], val_ids[: cfg.limit]
     log(
-        (f"fold {cfg.fold} of {cfg.folds} over the development patients; " if cfg.fold is not None else "")
+        (f"fold {fold} of {cfg.folds} over the development patients; " if fold is not None else "")
         + f"split by patient group (seed {cfg.seed}): train {len(split['train'])}, val {len(split['val'])}, "
         f"test {len(split['test'])} slices"
         + (f"; using {len(train_ids)}/{len(val_ids)}" if cfg.limit else "")
