@@ -16,12 +16,10 @@ RUN apt-get update \
  && chown -R tumorsite /var/lib/tumorsite /models
 
 WORKDIR /app
-# Dependencies first, so code changes do not reinstall them.
-COPY pyproject.toml README.md ./
-RUN mkdir -p tumorsite cases segmentation recommender ml \
- && touch tumorsite/__init__.py cases/__init__.py segmentation/__init__.py recommender/__init__.py ml/__init__.py \
- && pip install . \
- && pip uninstall -y tumorsite
+# Dependencies first, so code changes do not reinstall them: exactly the runtime lock, each file checked
+# against its hash (`make lock` writes requirements/base.txt from pyproject.toml).
+COPY requirements/base.txt requirements/base.txt
+RUN pip install --require-hashes -r requirements/base.txt
 COPY . .
 # The shipped bundles go into /models, so the "models" volume starts with them (Docker fills an empty
 # named volume from the image); a retrained bundle written there later survives a new image.

@@ -1,4 +1,5 @@
-# TumorSite: `make demo` starts the embedded mode on http://127.0.0.1:8000, `make test` runs the suite.
+# TumorSite: `make demo` starts the embedded mode on http://127.0.0.1:8000, `make test` runs the suite
+# with coverage, `make lint` runs ruff and the import contracts, `make lock` re-locks the dependencies.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -6,16 +7,40 @@ SHARED_DATA := ../shared/data/figshare
 DATA   ?= $(if $(wildcard $(SHARED_DATA)/cases.csv),$(SHARED_DATA),)
 HOST   ?= 127.0.0.1:8000
 
-.PHONY: install demo test bench rescore check-compose clean
+.PHONY: install lock check-lock lint demo test bench rescore check-compose clean help
 
 install: $(VENV)/.installed
 
-# Re-runs pip only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+# Exactly the locked versions, every file checked against its hash, then the project itself without
+# dependencies. Re-runs when the dev lock changes (`make lock` after editing pyproject's dependencies).
+$(VENV)/.installed: requirements/dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $@
+
+# Re-locks after a change to pyproject's dependencies: requirements/base.txt (what the image runs) and
+# requirements/dev.txt (base, same versions, plus the dev extra), with hashes, for Python 3.11 on Linux
+# x86_64. Pins already in the locks are kept; `make lock UPGRADE=1` moves every pin to the newest allowed.
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes \
+	--strip-extras --allow-unsafe --no-emit-options $(if $(UPGRADE),--upgrade)
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/pip-compile || $(PY) -m pip install --quiet pip-tools
+	$(PIP_COMPILE) -o requirements/base.txt pyproject.toml
+	$(PIP_COMPILE) --extra dev -c requirements/base.txt -o requirements/dev.txt pyproject.toml
+	$(PYTHON) requirements/digest.py --stamp
+
+# Fails when pyproject's dependencies changed since the locks were compiled.
+check-lock:
+	$(PYTHON) requirements/digest.py --check
+
+# What CI checks before the tests: ruff's rules and format on the whole tree, the import contracts of
+# .importlinter (which layer may import which), and the locks against pyproject.
+lint: install check-lock
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # Embedded mode: SQLite and media under ./var, tasks on an in-process background thread.
 demo: install
@@ -25,9 +50,10 @@ demo: install
 	@echo "TumorSite is starting on http://$(HOST)/ (Ctrl-C stops it)"
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py runserver $(HOST)
 
-# The whole suite on the embedded defaults (tests that need Postgres/Redis skip themselves here).
+# The whole suite on the embedded defaults (tests that need Postgres/Redis skip themselves here), with
+# the coverage of the code (lines not run, per file) and its floor, fail_under in pyproject.toml.
 test: install
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m pytest
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m pytest --cov --cov-report=term-missing:skip-covered
 
 bench: install
 	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
@@ -59,4 +85,14 @@ check-compose: install
 	SECRET_KEY=placeholder POSTGRES_PASSWORD=placeholder $(VENV)/bin/docker-compose -f docker-compose.yml config -q
 
 clean:
-	rm -rf var staticfiles .pytest_cache
+	rm -rf var staticfiles .pytest_cache .coverage htmlcov
+
+help:
+	@echo "make install      .venv with exactly requirements/dev.txt (hash-checked), then the project (-e)"
+	@echo "make lock         re-lock requirements/{base,dev}.txt after editing pyproject's dependencies"
+	@echo "                  (UPGRADE=1: newest allowed versions); CI fails while a lock is stale"
+	@echo "make lint         ruff check, ruff format --check, lint-imports, the locks against pyproject"
+	@echo "make test         the suite in the embedded mode, with coverage and its floor"
+	@echo "make demo         the embedded mode on http://$(HOST)/"
+	@echo "make bench        the benchmarks; make rescore: re-derive the published figures (DATA=...)"
+	@echo "make check-compose  docker-compose.yml is valid; make clean: remove var, static and test output"
