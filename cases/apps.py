@@ -1,4 +1,6 @@
 from django.apps import AppConfig
+from django.conf import settings
+from PIL import Image
 
 
 class CasesConfig(AppConfig):
@@ -7,8 +9,5 @@ class CasesConfig(AppConfig):
     verbose_name = "Clinical record"
 
     def ready(self) -> None:
-        from django.conf import settings
-        from PIL import Image
-
         # Pillow's decompression-bomb guard, at our own pixel limit (it refuses at twice this).
         Image.MAX_IMAGE_PIXELS = settings.TUMORSITE_MAX_PIXELS

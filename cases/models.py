@@ -1,5 +1,7 @@
 """The clinical record: pseudonymous patients, their scans, cases and diagnoses."""
 
+from __future__ import annotations
+
 from django.conf import settings
 from django.db import models
 
@@ -19,6 +21,17 @@ class TypeSource(models.TextChoices):
 class MaskSource(models.TextChoices):
     IMPORTED = "imported", "Imported with the dataset"
     CORRECTED = "corrected", "Corrected by a clinician"
+
+
+# Where a trusted ground-truth outline comes from: such a case belongs to the similar-case base (the
+# recommender adds the cases whose AI mask a clinician validated).
+CASE_BASE_MASK_SOURCES = (MaskSource.IMPORTED, MaskSource.CORRECTED)
+
+
+class CaseQuerySet(models.QuerySet):
+    def case_base(self) -> CaseQuerySet:
+        """The cases with a trusted ground-truth outline (``Case.in_case_base``)."""
+        return self.filter(ground_truth_mask__gt="", mask_source__in=CASE_BASE_MASK_SOURCES)
 
 
 class ScanFormat(models.TextChoices):
@@ -64,15 +77,23 @@ class Case(models.Model):
     scan = models.OneToOneField(Scan, on_delete=models.CASCADE, related_name="case")
     # Where an imported case came from, e.g. "figshare:123": makes imports idempotent.
     source_ref = models.CharField(max_length=64, unique=True, null=True, blank=True)
-    tumour_type = models.CharField(max_length=16, choices=TumourType.choices, null=True, blank=True)
-    tumour_type_source = models.CharField(max_length=16, choices=TypeSource.choices, null=True, blank=True)
-    predicted_tumour_type = models.CharField(max_length=16, choices=TumourType.choices, null=True, blank=True)
+    tumour_type = models.CharField(  # noqa: DJ001 (null: not known yet)
+        max_length=16, choices=TumourType.choices, null=True, blank=True
+    )
+    tumour_type_source = models.CharField(  # noqa: DJ001 (null: not known yet)
+        max_length=16, choices=TypeSource.choices, null=True, blank=True
+    )
+    predicted_tumour_type = models.CharField(  # noqa: DJ001 (null: not known yet)
+        max_length=16, choices=TumourType.choices, null=True, blank=True
+    )
     predicted_confidence = models.FloatField(null=True, blank=True)
     # What the suggestion was made of: {"similar_cases": {type: share}, "classifier": {type: p} or None,
     # "classifier_weight": w} (recommender.services.case_tumour_type_suggest).
     predicted_type_sources = models.JSONField(null=True, blank=True)
     ground_truth_mask = models.FileField(upload_to="masks/%Y/%m/", null=True, blank=True)
-    mask_source = models.CharField(max_length=16, choices=MaskSource.choices, null=True, blank=True)
+    mask_source = models.CharField(  # noqa: DJ001 (null: not known yet)
+        max_length=16, choices=MaskSource.choices, null=True, blank=True
+    )
     mask_updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -88,6 +109,8 @@ class Case(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = CaseQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
 
@@ -96,17 +119,16 @@ class Case(models.Model):
 
     @property
     def in_case_base(self) -> bool:
-        """A case joins the similar-case base once its tumour outline is known (imported or corrected)."""
-        return bool(self.ground_truth_mask) and self.mask_source in (
-            MaskSource.IMPORTED,
-            MaskSource.CORRECTED,
-        )
+        """Whether the case has a trusted ground-truth outline (``CaseQuerySet.case_base``'s rule)."""
+        return bool(self.ground_truth_mask) and self.mask_source in CASE_BASE_MASK_SOURCES
 
 
 class Diagnosis(models.Model):
     name = models.CharField(max_length=200, help_text="As first entered")
     key = models.CharField(max_length=200, unique=True, help_text="Normalised name, for matching")
-    tumour_type = models.CharField(max_length=16, choices=TumourType.choices, null=True, blank=True)
+    tumour_type = models.CharField(  # noqa: DJ001 (null: not known yet)
+        max_length=16, choices=TumourType.choices, null=True, blank=True
+    )
     added_automatically = models.BooleanField(default=False)
     first_case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import io
 
+import nibabel as nib
 import numpy as np
 from PIL import Image
 from scipy import ndimage
@@ -55,19 +56,36 @@ def overlay(
 def thumbnail(image: np.ndarray, mask: np.ndarray | None, size: int = THUMBNAIL_PX) -> np.ndarray:
     """A small overlay picture; the outline is drawn thick enough to survive the downscale."""
     scale = max(image.shape) / size
-    picture = Image.fromarray(overlay(image, mask, line_width=max(1, int(round(scale)))))
+    picture = Image.fromarray(overlay(image, mask, line_width=max(1, round(scale))))
     picture.thumbnail((size, size), Image.Resampling.LANCZOS)
     return np.asarray(picture)
 
 
-def png_bytes(array: np.ndarray) -> bytes:
+def png_bytes(array: np.ndarray, *, optimize: bool = False) -> bytes:
+    """A PNG of a uint8/uint16 grayscale or uint8 RGB array; ``optimize`` trades time for a smaller file."""
     buf = io.BytesIO()
-    Image.fromarray(np.asarray(array)).save(buf, format="PNG")
+    Image.fromarray(np.asarray(array)).save(buf, format="PNG", optimize=optimize)
     return buf.getvalue()
 
 
-def mask_png_bytes(mask: np.ndarray) -> bytes:
-    return png_bytes(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8))
+def mask_png_bytes(mask: np.ndarray, *, optimize: bool = False) -> bytes:
+    """A 0/255 PNG of a mask (bool, or anything above 0 is tumour)."""
+    return png_bytes(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), optimize=optimize)
+
+
+def pixels_png_bytes(pixels: np.ndarray) -> bytes:
+    """Lossless PNG of a grayscale slice: 8-bit when the values fit, else 16-bit (shifted if negative)."""
+    values = np.asarray(pixels)
+    if values.dtype != np.uint8:
+        low, high = float(values.min()), float(values.max())
+        if np.issubdtype(values.dtype, np.integer) and low >= 0 and high <= 255:
+            values = values.astype(np.uint8)
+        elif np.issubdtype(values.dtype, np.integer) and high - min(low, 0) <= 65535:
+            values = (values.astype(np.int64) - int(min(low, 0))).astype(np.uint16)
+        else:  # float data (e.g. after DICOM lookup tables): keep 16 bits of it
+            scale = 65535.0 / (high - low) if high > low else 0.0
+            values = np.round((values - low) * scale).astype(np.uint16)
+    return png_bytes(values)
 
 
 def mask_nifti_bytes(mask: np.ndarray, spacing_mm: tuple[float | None, float | None]) -> bytes:
@@ -76,14 +94,9 @@ def mask_nifti_bytes(mask: np.ndarray, spacing_mm: tuple[float | None, float | N
     NIfTI indexes (i, j, k) = (column, row, slice), so the array is transposed; the voxel size is the
     pixel spacing when the scan carries one (DICOM), else 1 with the unit left unknown.
     """
-    import nibabel as nib
-
     row_mm, col_mm = spacing_mm
     data = (np.asarray(mask) > 0).astype(np.uint8).T[:, :, None]
-    if row_mm:
-        zooms = (float(col_mm or row_mm), float(row_mm), 1.0)
-    else:
-        zooms = (1.0, 1.0, 1.0)
+    zooms = (float(col_mm or row_mm), float(row_mm), 1.0) if row_mm else (1.0, 1.0, 1.0)
     image = nib.Nifti1Image(data, np.diag([*zooms, 1.0]))
     image.header.set_zooms(zooms)
     image.header.set_xyzt_units(xyz="mm" if row_mm else "unknown")

@@ -1,21 +1,18 @@
 """A clinician's decisions on a case, made from the web pages: the corrected mask and the tumour type.
 
-Both end by re-describing the case for the recommender (``recommender.services.case_analyse``), so a
-corrected or confirmed case joins the similar-case base at once. That step may fail (e.g. no model is
-installed) without undoing the clinician's decision: it is logged, and the next review redoes it.
+Each is announced with a signal (``cases.signals``) once saved; the apps above listen (the recommender
+re-describes the case, so a corrected or confirmed case joins the similar-case base at once). What a
+listener does may fail without undoing the clinician's decision.
 """
 
 from __future__ import annotations
-
-import logging
 
 import numpy as np
 from django.db import transaction
 
 from cases.models import Case, TumourType, TypeSource
 from cases.services import case_ground_truth_set
-
-logger = logging.getLogger(__name__)
+from cases.signals import case_outline_changed, case_tumour_type_chosen
 
 
 def case_mask_correct(*, case: Case, mask: np.ndarray, user) -> Case:
@@ -27,7 +24,7 @@ def case_mask_correct(*, case: Case, mask: np.ndarray, user) -> Case:
         raise ValueError("The corrected mask is empty: paint the tumour before saving.")
     with transaction.atomic():
         case = case_ground_truth_set(case=case, mask=mask, user=user)
-    _reanalyse(case)
+    case_outline_changed.send(sender=Case, case=case)
     return case
 
 
@@ -40,14 +37,5 @@ def case_tumour_type_set(*, case: Case, tumour_type: str, user) -> Case:
     case.tumour_type = tumour_type
     case.tumour_type_source = TypeSource.CLINICIAN
     case.save(update_fields=["tumour_type", "tumour_type_source", "updated_at"])
-    _reanalyse(case)
+    case_tumour_type_chosen.send(sender=Case, case=case)
     return case
-
-
-def _reanalyse(case: Case) -> None:
-    from recommender.services import case_analyse
-
-    try:
-        case_analyse(case=case)
-    except Exception:
-        logger.exception("re-describing case %s after a review failed", case.pk)

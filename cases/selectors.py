@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from PIL import Image
 
-from .models import Case, MaskSource, TumourType
-from .readers import ScanImage, read_image
+from cases.models import Case, TumourType
+from cases.readers import ScanImage, read_image
 
 
 def case_list(*, tumour_type: str | None = None, patient_identifier: str | None = None) -> QuerySet[Case]:
@@ -24,12 +24,8 @@ def case_get(*, case_id: int) -> Case | None:
 
 
 def case_base_list() -> QuerySet[Case]:
-    """Cases with a known tumour outline (imported or corrected): what similar-case search can return."""
-    return (
-        case_list()
-        .exclude(Q(ground_truth_mask="") | Q(ground_truth_mask__isnull=True))
-        .filter(mask_source__in=[MaskSource.IMPORTED, MaskSource.CORRECTED])
-    )
+    """Cases with a trusted ground-truth outline (imported or corrected), with their patient and scan."""
+    return case_list().case_base()
 
 
 def scan_read(*, scan) -> ScanImage:
@@ -40,6 +36,11 @@ def scan_read(*, scan) -> ScanImage:
     return read_image(
         data, scan.file.name, max_bytes=max(len(data), 1), max_pixels=max(scan.width * scan.height, 1)
     )
+
+
+def case_pixels(*, case: Case) -> np.ndarray:
+    """The case's slice as a 2-D array, read back from media storage with the upload's reader."""
+    return scan_read(scan=case.scan).pixels
 
 
 def case_ground_truth_mask(*, case: Case) -> np.ndarray | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,11 +15,10 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
-from PIL import Image
 
-from .models import Case, MaskSource, Patient, Scan, TumourType, TypeSource
-from .readers import ImageReadError, ScanImage, read_image
-from .signals import cases_imported
+from cases.models import Case, MaskSource, Patient, Scan, TumourType, TypeSource
+from cases.readers import ImageReadError, ScanImage, read_image
+from cases.rendering import mask_png_bytes, pixels_png_bytes
 
 
 @dataclass
@@ -100,7 +98,7 @@ def case_prepare(
     if image.stored_bytes is not None:
         stored, ext = image.stored_bytes, ".dcm"
     elif image.format == "mat":
-        stored, ext = pixels_to_png_bytes(image.pixels), ".png"
+        stored, ext = pixels_png_bytes(image.pixels), ".png"
     else:
         stored, ext = data, PurePath(filename).suffix.lower() or f".{image.format}"
     now = timezone.now()
@@ -113,10 +111,11 @@ def case_prepare(
         if mask is not None:
             if mask.shape != image.pixels.shape:
                 raise ImageReadError(
-                    f"The mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.width}x{image.height}."
+                    f"The mask is {mask.shape[1]}x{mask.shape[0]} "
+                    f"but the image is {image.width}x{image.height}."
                 )
             mask_name = default_storage.save(
-                f"masks/{now:%Y/%m}/{stem}_mask.png", ContentFile(mask_to_png_bytes(mask))
+                f"masks/{now:%Y/%m}/{stem}_mask.png", ContentFile(mask_png_bytes(mask))
             )
             names.append(mask_name)
     except BaseException:
@@ -158,10 +157,7 @@ def cases_save(prepared: list[CasePrepared]) -> list[Case]:
             scans = Scan.objects.bulk_create([p.scan for p in prepared])
             for item, scan in zip(prepared, scans, strict=True):
                 item.case.scan = scan
-            cases = Case.objects.bulk_create([p.case for p in prepared])
-            case_ids = [case.pk for case in cases]
-            transaction.on_commit(lambda: cases_imported.send(sender=Case, case_ids=case_ids))
-            return cases
+            return Case.objects.bulk_create([p.case for p in prepared])
     except BaseException:
         _delete_files([name for p in prepared for name in p.stored_names])
         raise
@@ -185,7 +181,7 @@ def case_ground_truth_set(*, case: Case, mask: np.ndarray, user) -> Case:
         raise ValueError(f"mask is {mask.shape}, the scan is {(case.scan.height, case.scan.width)}")
     old = case.ground_truth_mask.name if case.ground_truth_mask else None
     name = default_storage.save(
-        f"masks/{timezone.now():%Y/%m}/case{case.pk}_corrected.png", ContentFile(mask_to_png_bytes(mask > 0))
+        f"masks/{timezone.now():%Y/%m}/case{case.pk}_corrected.png", ContentFile(mask_png_bytes(mask > 0))
     )
     case.ground_truth_mask = name
     case.mask_source = MaskSource.CORRECTED
@@ -197,31 +193,6 @@ def case_ground_truth_set(*, case: Case, mask: np.ndarray, user) -> Case:
     if old:
         transaction.on_commit(lambda: default_storage.delete(old))
     return case
-
-
-def pixels_to_png_bytes(pixels: np.ndarray) -> bytes:
-    """Lossless PNG of a grayscale slice: 8-bit when the values fit, else 16-bit (shifted if negative)."""
-    values = np.asarray(pixels)
-    if values.dtype == np.uint8:
-        image = Image.fromarray(values)
-    else:
-        low, high = float(values.min()), float(values.max())
-        if np.issubdtype(values.dtype, np.integer) and low >= 0 and high <= 255:
-            image = Image.fromarray(values.astype(np.uint8))
-        elif np.issubdtype(values.dtype, np.integer) and high - min(low, 0) <= 65535:
-            image = Image.fromarray((values.astype(np.int64) - int(min(low, 0))).astype(np.uint16))
-        else:  # float data (e.g. after DICOM lookup tables): keep 16 bits of it
-            scale = 65535.0 / (high - low) if high > low else 0.0
-            image = Image.fromarray(np.round((values - low) * scale).astype(np.uint16))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def mask_to_png_bytes(mask: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _read_upload(image_file: IO[bytes] | bytes) -> bytes:

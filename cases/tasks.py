@@ -1,8 +1,7 @@
-import hashlib
-
 from celery import shared_task
 
-from .models import Scan
+from cases.models import Scan
+from ml.inference import file_sha256
 
 
 @shared_task(acks_late=True)
@@ -11,8 +10,5 @@ def scan_checksum_verify_task(scan_id: int) -> dict | None:
     scan = Scan.objects.filter(pk=scan_id).first()
     if scan is None:
         return None
-    digest = hashlib.sha256()
-    with scan.file.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"scan_id": scan.pk, "sha256": digest.hexdigest(), "ok": digest.hexdigest() == scan.sha256}
+    digest = file_sha256(scan.file.path)
+    return {"scan_id": scan.pk, "sha256": digest, "ok": digest == scan.sha256}

@@ -37,6 +37,7 @@ from django.db.models import Count
 from PIL import Image
 
 from cases.models import Patient
+from ml.data import read_records
 from recommender import features as feature_extractor
 from recommender import ranking
 from recommender.models import CaseFeatures
@@ -50,6 +51,7 @@ from recommender.services import (
     type_classifier,
     type_classifier_probabilities,
 )
+from segmentation.services import primary_model_version, segment_image
 
 
 def _group_of(identifier: str) -> str:
@@ -83,8 +85,6 @@ def evaluate(
 ) -> dict:
     """The metrics above; ``ground_truth_masks`` replaces step 1 by the folder's masks (the retrieval
     alone, as if the segmentation were perfect)."""
-    from ml.data import read_records
-
     records = read_records(data_dir)
     if ids is not None:
         wanted = set(map(str, ids))
@@ -154,8 +154,6 @@ def _evaluate(
     classifier_weights: list[float],
     progress: Callable[[int, int], None] | None,
 ) -> dict:
-    from segmentation.services import primary_model_version, segment_image
-
     current = current_scaler()
     if current is None:
         raise RuntimeError("The case base has no features yet: run `manage.py build_case_base` first.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 
 from cases.models import Case, Diagnosis, TypeSource
 from recommender import ranking
@@ -13,6 +13,7 @@ from recommender.features import describe_agreement
 from recommender.index import get_index
 from recommender.models import CaseFeatures, FeatureScaler
 from recommender.names import normalise
+from segmentation.models import ReviewStatus
 
 KNN_K = 10
 _scaler_cache: dict[tuple, tuple[FeatureScaler, ranking.Scaler]] = {}
@@ -149,13 +150,10 @@ def similar_cases(*, case: Case, k: int = 10, tumour_type: str | None = None) ->
 
 
 def case_base() -> QuerySet[Case]:
-    """Cases whose outline is trusted: a ground-truth mask (imported or corrected) or a validated AI mask."""
-    from segmentation.models import ReviewStatus
-
-    return Case.objects.filter(
-        Q(ground_truth_mask__gt="", mask_source__in=["imported", "corrected"])
-        | Q(segmentation_runs__review_status=ReviewStatus.VALIDATED)
-    ).distinct()
+    """Cases whose outline is trusted: the record's case base (a ground-truth mask, imported or
+    corrected) and the cases with an AI mask a clinician validated."""
+    validated = Case.objects.filter(segmentation_runs__review_status=ReviewStatus.VALIDATED)
+    return (Case.objects.case_base() | validated).distinct()
 
 
 def diagnoses_search(*, q: str = "", limit: int = 20) -> QuerySet[Diagnosis]:

@@ -10,12 +10,17 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from cases.models import Case, CaseDiagnosis, Diagnosis, MaskSource, TypeSource
-from cases.selectors import case_ground_truth_mask
+from cases.models import Case, CaseDiagnosis, Diagnosis, TypeSource
+from cases.selectors import case_ground_truth_mask, case_pixels
+from ml.postprocess import largest_region
+from ml.type_classification import load_type_classifier
 from recommender import features as feature_extractor
 from recommender import names, ranking
 from recommender.models import EMBEDDING_DIM, CaseFeatures, FeatureScaler, MaskKind
-from recommender.selectors import current_scaler, query_for_case, type_distribution
+from recommender.selectors import case_base, current_scaler, query_for_case, type_distribution
+from segmentation.models import ModelVersion, ReviewStatus, RunStatus
+from segmentation.selectors import load_mask, load_probability
+from segmentation.services import best_per_architecture, primary_model_version, segmenter, val_dice
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +34,6 @@ def embedding_model_version():
     """The segmenter whose bottleneck gives the learned embedding: TUMORSITE_EMBEDDING_MODEL when it names
     an active single model, else the primary model, or the ensemble's best member (an ensemble has no
     bottleneck of its own)."""
-    from segmentation.models import ModelVersion
-    from segmentation.services import best_per_architecture, primary_model_version, val_dice
-
     wanted = getattr(settings, "TUMORSITE_EMBEDDING_MODEL", "")
     if wanted:
         version = ModelVersion.objects.filter(name=wanted, is_active=True, is_ensemble=False).first()
@@ -81,9 +83,7 @@ def describe_slice(
     feats = feature_extractor.extract(image, mask)
     if embed_version is None:
         return feats, None, ""
-    from segmentation.services import _segmenter
-
-    embedding = _segmenter(embed_version).embed(image, mask)
+    embedding = segmenter(embed_version).embed(image, mask)
     return feats, np.asarray(embedding, dtype=np.float32), embed_version.weights_key
 
 
@@ -101,23 +101,15 @@ def combine(
 def outline_from_probability(prob: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The mask to describe a case by: the model's own mask, or when that is empty, the largest region
     above half the map's peak (so a faint tumour still gets a description and a type suggestion)."""
-    from scipy import ndimage
-
     if mask.any() or prob is None or float(prob.max()) < 0.05:
         return mask
-    labels, n = ndimage.label(prob >= 0.5 * float(prob.max()))
-    if n == 0:
-        return mask
-    sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
-    return labels == (int(np.argmax(sizes)) + 1)
+    return largest_region(prob >= 0.5 * float(prob.max()))
 
 
 def case_mask(case: Case) -> tuple[np.ndarray, str] | None:
-    """The best outline of the case's tumour: ground truth, else a validated AI mask, else the primary run's."""
-    from segmentation.models import ReviewStatus, RunStatus
-    from segmentation.services import load_mask, load_probability, primary_model_version
-
-    if case.ground_truth_mask and case.mask_source in (MaskSource.IMPORTED, MaskSource.CORRECTED):
+    """The best outline of the case's tumour: ground truth, else a validated AI mask, else the primary
+    run's."""
+    if case.in_case_base:
         return case_ground_truth_mask(case=case), MaskKind.GROUND_TRUTH
     runs = case.segmentation_runs.filter(status=RunStatus.DONE).select_related("model_version")
     validated = [r for r in runs if r.review_status == ReviewStatus.VALIDATED]
@@ -138,15 +130,13 @@ def case_features_compute(
     """Describe the case from its best mask and store the vectors; None when it has no usable mask yet.
 
     ``image`` is the case's slice when the caller has read it already (else it is read here)."""
-    from segmentation.services import scan_pixels
-
     found = case_mask(case)
     if found is None:
         CaseFeatures.objects.filter(case=case).delete()
         return None
     mask, kind = found
     if image is None:
-        image = scan_pixels(case)
+        image = case_pixels(case=case)
     if use_embedding and embed_version is None:
         embed_version = embedding_model_version()
     try:
@@ -237,8 +227,6 @@ def type_classifier():
     path = getattr(settings, "TUMORSITE_TYPE_CLASSIFIER", "")
     if not path:
         return None
-    from ml.type_classification import load_type_classifier
-
     try:
         return load_type_classifier(path)
     except (OSError, ValueError) as exc:
@@ -266,9 +254,7 @@ def case_tumour_type_suggest(*, case: Case, image: np.ndarray | None = None) -> 
     probabilities = None
     if weight > 0 and type_classifier() is not None:
         if image is None:
-            from segmentation.services import scan_pixels
-
-            image = scan_pixels(case)
+            image = case_pixels(case=case)
         probabilities = type_classifier_probabilities(image)
     knn = type_distribution(query)
     ttype, confidence = ranking.blend_votes(knn, probabilities, weight)
@@ -296,9 +282,7 @@ def case_tumour_type_suggest(*, case: Case, image: np.ndarray | None = None) -> 
 
 def case_analyse(*, case: Case) -> CaseFeatures | None:
     """After a segmentation or a review: describe the case, then suggest its type (one read of the slice)."""
-    from segmentation.services import scan_pixels
-
-    image = scan_pixels(case)  # called after a segmentation or a review, so a mask almost always exists
+    image = case_pixels(case=case)  # called after a segmentation or a review, so a mask almost always exists
     row = case_features_compute(case=case, image=image)
     if row is not None and current_scaler() is not None:
         case_tumour_type_suggest(case=case, image=image)
@@ -309,8 +293,6 @@ def case_base_build(
     *, refit: bool = True, use_embedding: bool = True, progress: Callable[[int, int], None] | None = None
 ) -> dict:
     """Describe every case of the base that lacks current features, then refit the scaler."""
-    from recommender.selectors import case_base
-
     embed_version = embedding_model_version() if use_embedding else None
     cases = list(case_base().select_related("scan"))
     existing = {

@@ -29,10 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from recommender import features as feature_extractor
 from recommender import ranking
 from recommender.evaluation import average_precision_at_k
+from recommender.services import outline_from_probability
+from segmentation.services import segment_image, segmenter
 
 
 @dataclass
@@ -105,18 +108,13 @@ def describe_records(
     progress: Callable[[int, int], None] | None = None,
 ) -> Described:
     """Describe each record from its ground-truth mask and from ``primary``'s predicted mask."""
-    from PIL import Image
-
-    from recommender.services import outline_from_probability
-    from segmentation.services import _segmenter, segment_image
-
     n = len(records)
     dim = feature_extractor.N_FEATURES
     base_f, query_f = np.zeros((n, dim), np.float32), np.zeros((n, dim), np.float32)
     base_ok, query_ok = np.zeros(n, bool), np.zeros(n, bool)
     base_e: dict[str, list] = {v.weights_key: [] for v in embed_versions}
     query_e: dict[str, list] = {v.weights_key: [] for v in embed_versions}
-    segmenters = {v.weights_key: _segmenter(v) for v in embed_versions}
+    segmenters = {v.weights_key: segmenter(v) for v in embed_versions}
     for i, r in enumerate(records):
         image = np.asarray(Image.open(Path(data_dir) / "images" / f"{r.id}.png").convert("L"))
         truth = np.asarray(Image.open(Path(data_dir) / "masks" / f"{r.id}.png").convert("L")) > 127
@@ -226,7 +224,7 @@ def cross_validate(
         types += t
         per_fold.append(round(float(np.mean(c)), 4) if c else 0.0)
     by_type = {
-        t: round(float(np.mean([c for c, tt in zip(correct, types) if tt == t])), 4)
+        t: round(float(np.mean([c for c, tt in zip(correct, types, strict=True) if tt == t])), 4)
         for t in sorted(set(types))
     }
     return {

@@ -12,7 +12,8 @@ class ModelVersion(models.Model):
         max_length=32, help_text='unet, unet_plus_plus, attention_unet or "ensemble"'
     )
     encoder = models.CharField(max_length=32, blank=True)
-    # Relative to TUMORSITE_MODELS_DIR, so the record survives moving the models volume. Empty for the ensemble.
+    # Relative to TUMORSITE_MODELS_DIR, so the record survives moving the models volume. Empty for the
+    # ensemble.
     file_path = models.CharField(max_length=255, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     # SHA-256 of the .keras file as last synced: new weights under the same name are a new model to
@@ -101,7 +102,3 @@ class SegmentationRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_version} on case {self.case_id}: {self.status}"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (RunStatus.DONE, RunStatus.FAILED)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 from django.db.models import QuerySet
+from PIL import Image
 
 from cases.models import Case
 from segmentation.models import RunStatus, SegmentationRun
@@ -23,5 +25,17 @@ def case_processing_status(runs: list[SegmentationRun]) -> str:
     return "running"
 
 
-def run_get(*, run_id: int) -> SegmentationRun | None:
-    return SegmentationRun.objects.select_related("case", "model_version").filter(pk=run_id).first()
+def load_probability(run: SegmentationRun) -> np.ndarray | None:
+    """The run's stored probability map as float32 in [0, 1], or None before it is done."""
+    if not run.probability_file:
+        return None
+    with run.probability_file.open("rb") as fh:
+        return np.asarray(Image.open(fh).convert("L"), dtype=np.float32) / 255.0
+
+
+def load_mask(run: SegmentationRun) -> np.ndarray | None:
+    """The run's stored mask as bool, or None before it is done."""
+    if not run.mask_file:
+        return None
+    with run.mask_file.open("rb") as fh:
+        return np.asarray(Image.open(fh).convert("L")) > 127

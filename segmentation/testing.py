@@ -7,12 +7,20 @@ quality of the shipped weights.
 
 from __future__ import annotations
 
-import io
+import csv
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from cases.models import TypeSource
+from cases.readers import read_image
+from cases.rendering import png_bytes
+from cases.services import case_prepare, cases_save, patients_get_or_create
+from ml.inference import save_bundle
 
 TINY_ARCHITECTURES = ("unet", "attention_unet")
 
@@ -48,19 +56,12 @@ def synthetic_slice(
     return np.clip(image, 0, 255).astype(np.uint8), lesion
 
 
-def png_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="session")
 def tiny_bundles_dir(tmp_path_factory):
     """A models directory with one tiny untrained bundle per architecture in TINY_ARCHITECTURES."""
-    import keras
+    import keras  # noqa: PLC0415 (TensorFlow loads only for the tests that build a bundle)
 
-    from ml.inference import save_bundle
-    from ml.models import build_model
+    from ml.models import build_model  # noqa: PLC0415 (imports Keras)
 
     directory = tmp_path_factory.mktemp("models")
     for i, architecture in enumerate(TINY_ARCHITECTURES):
@@ -89,12 +90,9 @@ def tiny_bundles_dir(tmp_path_factory):
 
 def retrain_bundle(directory, name: str, seed: int) -> None:
     """Write new weights under an existing bundle's name (same metadata), as a retraining would."""
-    import json
+    import keras  # noqa: PLC0415 (TensorFlow loads only for the tests that build a bundle)
 
-    import keras
-
-    from ml.inference import save_bundle
-    from ml.models import ModelSpec
+    from ml.models import ModelSpec  # noqa: PLC0415 (imports Keras)
 
     meta = json.loads((directory / f"{name}.json").read_text())
     meta.pop("name")
@@ -113,10 +111,9 @@ def models_dir(settings, tiny_bundles_dir):
 @pytest.fixture(scope="session")
 def tiny_type_classifier_path(tmp_path_factory):
     """A tiny untrained type-classifier bundle (64 px, 4 base filters): it exercises the wiring only."""
-    import keras
+    import keras  # noqa: PLC0415 (TensorFlow loads only for the tests that build a bundle)
 
-    from ml.inference import save_bundle
-    from ml.models.type_classifier import build_type_classifier
+    from ml.models.type_classifier import build_type_classifier  # noqa: PLC0415 (imports Keras)
 
     directory = tmp_path_factory.mktemp("type_classifier")
     spec = {"input_size": 64, "base_filters": 4, "depth": 4, "dropout": 0.0, "hidden": 8}
@@ -170,10 +167,6 @@ def make_case(
     size: int = 96,
 ):
     """A case in the record from a synthetic slice; with ``ground_truth`` it is imported with its mask."""
-    from cases.models import TypeSource
-    from cases.readers import read_image
-    from cases.services import case_prepare, cases_save, patients_get_or_create
-
     image, mask = synthetic_slice(size, center=center, radius=radius, seed=seed)
     data = png_bytes(image)
     patient_row = patients_get_or_create(identifiers=[patient])[patient]
@@ -231,9 +224,6 @@ def make_case_base(*, n_per_type: int = 6, user=None, size: int = 96) -> list:
 
 def write_shared_layout(directory, *, n_per_type: int = 2, first: int = 700, prefix: str = "Q") -> list[dict]:
     """Synthetic slices in the shared layout (cases.csv, images/, masks/), one new patient each; the rows."""
-    import csv
-    from pathlib import Path
-
     directory = Path(directory)
     (directory / "images").mkdir(parents=True, exist_ok=True)
     (directory / "masks").mkdir(exist_ok=True)

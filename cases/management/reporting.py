@@ -9,6 +9,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from cases.services import cases_save
+
 
 @dataclass
 class RunReport:
@@ -35,7 +37,9 @@ class ReportingCommand(BaseCommand):
             "--json",
             metavar="PATH",
             dest="json_path",
-            help='Also write the report as JSON: {"imported": n, "skipped": n, "failed": [{"file", "error"}]}.',
+            help=(
+                'Also write the report as JSON: {"imported": n, "skipped": n, "failed": [{"file", "error"}]}.'
+            ),
         )
         parser.add_argument(
             "--no-progress", action="store_true", help="Hide the progress bar (for logs and CI)."
@@ -63,8 +67,6 @@ class ImportCommand(ReportingCommand):
         }
 
     def save_batch(self, batch: list, report: RunReport) -> None:
-        from cases.services import cases_save
-
         try:
             report.done += len(cases_save(batch))
         except Exception as exc:  # one bad batch should not lose the rest of a long import

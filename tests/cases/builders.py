@@ -9,9 +9,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from cases.rendering import png_bytes  # noqa: F401 (the tests' builder for uploads)
 
 # What a real Figshare N.mat starts with: MATLAB's 128-byte text header inside a 512-byte HDF5 userblock.
 MATLAB_HEADER = (
@@ -132,9 +133,3 @@ def synthetic_slice(height: int = 64, width: int = 64, *, centre=(24, 40), radiu
     lesion = (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
     image[lesion] = 220
     return image, lesion
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()

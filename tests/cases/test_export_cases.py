@@ -9,7 +9,8 @@ from django.core.management import call_command
 from PIL import Image
 
 from cases.models import Case
-from tests.cases.builders import write_figshare_mat
+from cases.services import case_create
+from tests.cases.builders import png_bytes, synthetic_slice, write_figshare_mat
 
 pytestmark = pytest.mark.django_db
 
@@ -56,9 +57,6 @@ def test_shared_layout_round_trips_exactly(figshare_subset, tmp_path):
 
 
 def test_16bit_scans_are_exported_as_8bit_and_unmasked_cases_are_skipped(tmp_path, owner):
-    from cases.services import case_create
-    from tests.cases.builders import png_bytes, synthetic_slice
-
     image = np.zeros((16, 24), np.int16)
     image[3:6, 15:20] = 3000
     write_figshare_mat(tmp_path / "5.mat", image, image > 0, label=2, pid="MR1")

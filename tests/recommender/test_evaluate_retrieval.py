@@ -1,9 +1,15 @@
 import json
 
+import numpy as np
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
+from PIL import Image
 
+from ml.data import read_records
+from ml.type_classification import load_type_classifier
 from recommender.models import CaseFeatures, FeatureScaler
+from recommender.ranking import DEFAULT_WEIGHTS
 from recommender.services import case_base_build
 from segmentation.services import model_versions_sync
 from segmentation.testing import make_case_base, write_shared_layout
@@ -34,7 +40,6 @@ def test_evaluate_retrieval_runs_the_pipeline_and_stores_nothing(models_dir, med
         result
     )
     assert result["n_queries"] == 6 and result["pipeline_ms_p50"] >= result["query_ms_p50"] > 0
-    from recommender.ranking import DEFAULT_WEIGHTS
 
     assert result["weights"] == DEFAULT_WEIGHTS  # the combined vector's weights are part of the figure
     after = (
@@ -60,11 +65,6 @@ def test_evaluate_retrieval_runs_the_pipeline_and_stores_nothing(models_dir, med
 def test_evaluate_retrieval_scores_several_classifier_weights_in_one_pass(
     models_dir, media_dir, query_dir, tmp_path, tiny_type_classifier, settings
 ):
-    import numpy as np
-    from PIL import Image
-
-    from ml.data import read_records
-    from ml.type_classification import load_type_classifier
 
     settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 0.0
     model_versions_sync()
@@ -118,7 +118,6 @@ def test_evaluate_retrieval_scores_several_classifier_weights_in_one_pass(
 def test_classifier_weights_need_a_classifier_and_must_lie_in_0_to_1(
     models_dir, media_dir, query_dir, tmp_path
 ):
-    from django.core.management.base import CommandError
 
     model_versions_sync()
     make_case_base(n_per_type=3)

@@ -9,6 +9,7 @@ from recommender.features import (
     extract,
     head_mask,
 )
+from recommender.services import outline_from_probability
 
 
 def _head(size=128, lesion_center=(64, 64), lesion_radius=10, lesion_value=230):
@@ -80,8 +81,6 @@ def test_agreement_lists_the_closest_features_first():
 
 
 def test_a_faint_tumour_is_outlined_from_the_probability_map():
-    from recommender.services import outline_from_probability
-
     prob = np.zeros((40, 40), np.float32)
     prob[10:20, 10:20] = 0.3  # below the model's threshold: its mask is empty
     prob[30:32, 30:32] = 0.2

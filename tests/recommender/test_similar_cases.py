@@ -1,14 +1,35 @@
+import shutil
+from io import StringIO
+
 import numpy as np
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
 from cases.models import Case, TypeSource
+from cases.selectors import case_pixels
+from ml.type_classification import load_type_classifier
+from recommender import services
 from recommender.fields import to_pgvector_literal
 from recommender.index import NumpyIndex, PgvectorIndex
-from recommender.models import CaseFeatures
-from recommender.selectors import query_for_case, similar_cases
-from recommender.services import case_base_build, case_features_compute, case_tumour_type_suggest
-from segmentation.testing import make_case, make_case_base, needs_postgres, synthetic_case_kwargs
+from recommender.models import CaseFeatures, FeatureScaler
+from recommender.ranking import blend_votes
+from recommender.selectors import query_for_case, similar_cases, type_distribution
+from recommender.services import (
+    case_analyse,
+    case_base_build,
+    case_features_compute,
+    case_tumour_type_suggest,
+    embedding_model_version,
+)
+from segmentation.services import model_versions_sync
+from segmentation.testing import (
+    make_case,
+    make_case_base,
+    needs_postgres,
+    retrain_bundle,
+    synthetic_case_kwargs,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -54,11 +75,6 @@ def test_the_type_suggestion_is_a_confident_knn_vote(base):
 
 
 def test_the_type_classifier_is_blended_into_the_suggestion(base, tiny_type_classifier, settings):
-    from ml.type_classification import load_type_classifier
-    from recommender.ranking import blend_votes
-    from recommender.selectors import type_distribution
-    from segmentation.services import scan_pixels
-
     case = _new_query_case("glioma", patient="NEW-blend")
     settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 0.0
     assert (
@@ -66,7 +82,7 @@ def test_the_type_classifier_is_blended_into_the_suggestion(base, tiny_type_clas
     )  # the kNN vote alone, whatever the classifier says
 
     # The untrained classifier's opinion of this very slice, read back from the record.
-    opinion = load_type_classifier(tiny_type_classifier).predict(scan_pixels(case))
+    opinion = load_type_classifier(tiny_type_classifier).predict(case_pixels(case=case))
     settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 1.0
     predicted, confidence = case_tumour_type_suggest(case=case)
     assert predicted == max(sorted(opinion), key=opinion.get) and confidence == pytest.approx(
@@ -89,13 +105,10 @@ def test_the_type_classifier_is_blended_into_the_suggestion(base, tiny_type_clas
 
 
 def test_analysing_a_case_reads_its_slice_once(base, tiny_type_classifier, settings, monkeypatch):
-    from recommender.services import case_analyse
-    from segmentation import services as segmentation_services
-
     case = _new_query_case("glioma", patient="NEW-reads")
     reads = []
-    real = segmentation_services.scan_pixels
-    monkeypatch.setattr(segmentation_services, "scan_pixels", lambda c: reads.append(c.pk) or real(c))
+    real = services.case_pixels
+    monkeypatch.setattr(services, "case_pixels", lambda *, case: reads.append(case.pk) or real(case=case))
     settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 0.5
     assert case_analyse(case=case) is not None
     case.refresh_from_db()
@@ -190,11 +203,6 @@ def test_numpy_and_pgvector_agree_on_the_top_k():
 def test_new_embedding_weights_are_never_mixed_with_old_embeddings(
     media_dir, clinician, models_dir, tmp_path, settings
 ):
-    import shutil
-
-    from recommender.models import FeatureScaler
-    from segmentation.services import model_versions_sync
-    from segmentation.testing import retrain_bundle
 
     for f in models_dir.iterdir():
         shutil.copy(f, tmp_path / f.name)
@@ -225,19 +233,12 @@ def test_new_embedding_weights_are_never_mixed_with_old_embeddings(
 def test_sync_models_warns_only_when_the_embedding_models_weights_change(
     media_dir, clinician, models_dir, tmp_path, settings
 ):
-    import shutil
-
-    from django.core.management import call_command
-
-    from segmentation.testing import retrain_bundle
 
     for f in models_dir.iterdir():
         shutil.copy(f, tmp_path / f.name)
     settings.TUMORSITE_MODELS_DIR = tmp_path
 
     def sync_output() -> str:
-        from io import StringIO
-
         out = StringIO()
         call_command("sync_models", stdout=out)
         return out.getvalue()
@@ -261,9 +262,6 @@ def test_sync_models_warns_only_when_the_embedding_models_weights_change(
 def test_the_embedding_model_is_the_configured_one_else_the_ensembles_best_member(
     models_dir, settings, caplog, monkeypatch
 ):
-    from recommender import services
-    from recommender.services import embedding_model_version
-    from segmentation.services import model_versions_sync
 
     monkeypatch.setattr(services, "_warned_embedding_models", set())
 

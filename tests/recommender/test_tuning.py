@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
+from ml.data import read_records, split_by_patient
 from recommender import features as feature_extractor
 from recommender.tuning import Described, cross_validate, grid
 from segmentation.services import model_versions_sync
@@ -91,8 +93,6 @@ def test_grid_is_every_combination():
 @pytest.mark.django_db
 @pytest.mark.slow
 def test_tune_retrieval_reads_only_training_patients_and_caches(models_dir, tmp_path, capsys):
-    from ml.data import read_records, split_by_patient
-
     data = tmp_path / "data"
     write_shared_layout(data, n_per_type=8)
     model_versions_sync()
@@ -133,9 +133,7 @@ def test_tune_retrieval_reads_only_training_patients_and_caches(models_dir, tmp_
 
 @pytest.mark.django_db
 def test_tune_retrieval_refuses_bad_input(models_dir, tmp_path):
-    from django.core.management.base import CommandError
-
-    with pytest.raises(CommandError, match="no cases.csv"):
+    with pytest.raises(CommandError, match=r"no cases\.csv"):
         call_command("tune_retrieval", "--data", str(tmp_path), "--json", str(tmp_path / "o.json"))
     data = tmp_path / "data"
     write_shared_layout(data, n_per_type=8)

@@ -7,6 +7,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from ml.models import build_model
+
 
 @pytest.mark.slow
 @pytest.mark.realdata
@@ -43,14 +45,12 @@ def test_one_command_trains_and_writes_the_classifier(figshare_dir, tmp_path):
 
 
 def test_a_folder_that_is_not_in_the_shared_layout_is_refused(tmp_path):
-    with pytest.raises(CommandError, match="no cases.csv"):
+    with pytest.raises(CommandError, match=r"no cases\.csv"):
         call_command("train_type_classifier", "--data", str(tmp_path), "--output-dir", str(tmp_path / "out"))
 
 
 @pytest.mark.realdata
 def test_a_warm_start_that_shares_nothing_is_refused(figshare_dir, tmp_path):
-    from ml.models import build_model
-
     build_model("unet", input_size=32, base_filters=8, depth=2).save(tmp_path / "wide.keras")
     with pytest.raises(CommandError, match="shares no layer"):
         call_command(

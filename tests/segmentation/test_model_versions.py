@@ -1,6 +1,10 @@
+import json
+import shutil
+
 import pytest
 from django.core.management import call_command
 
+from ml.inference import ensemble_calibration
 from segmentation.models import ModelVersion
 from segmentation.services import model_versions_sync, primary_model_version
 from segmentation.testing import retrain_bundle
@@ -41,9 +45,6 @@ def test_sync_models_command_lists_what_it_registered(models_dir, capsys):
 
 
 def test_the_ensemble_takes_its_calibration_when_made_for_its_members(models_dir, tmp_path, settings):
-    import json
-    import shutil
-
     for f in models_dir.iterdir():
         shutil.copy(f, tmp_path / f.name)
     settings.TUMORSITE_MODELS_DIR = tmp_path
@@ -68,10 +69,6 @@ def test_the_ensemble_takes_its_calibration_when_made_for_its_members(models_dir
 
 
 def test_a_corrupt_ensemble_json_is_ignored_with_a_warning(models_dir, tmp_path, settings, caplog):
-    import shutil
-
-    from ml.inference import ensemble_calibration
-
     for f in models_dir.iterdir():
         shutil.copy(f, tmp_path / f.name)
     settings.TUMORSITE_MODELS_DIR = tmp_path
@@ -85,8 +82,6 @@ def test_a_corrupt_ensemble_json_is_ignored_with_a_warning(models_dir, tmp_path,
 
 
 def test_new_weights_under_the_same_name_get_a_new_weights_key(models_dir, tmp_path, settings, caplog):
-    import shutil
-
     caplog.set_level("INFO", logger="segmentation.services")
 
     for f in models_dir.iterdir():

@@ -1,11 +1,15 @@
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from ml.agreement import mask_agreement
 from segmentation import services
-from segmentation.models import RunStatus, SegmentationRun
+from segmentation.models import ModelVersion, RunStatus, SegmentationRun
+from segmentation.services import runs as run_services
 from segmentation.tasks import MAX_RETRIES, run_segmentation_task
-from segmentation.testing import make_case
+from segmentation.testing import make_case, retrain_bundle
 
 pytestmark = pytest.mark.django_db
 
@@ -62,11 +66,6 @@ def test_a_run_stores_mask_probability_and_measurements_at_the_scans_size(case):
 
 
 def test_a_run_keeps_the_weights_that_made_it_after_new_weights_arrive(case, models_dir, tmp_path, settings):
-    import shutil
-
-    from segmentation.models import ModelVersion
-    from segmentation.testing import retrain_bundle
-
     services.segmentation_runs_create_for_case(case=case)
     run_segmentation_task.apply(args=[_runs(case)["tiny_unet"].pk])
     made_by = _runs(case)["tiny_unet"].weights
@@ -109,11 +108,11 @@ def test_a_transient_error_is_retried_then_the_run_fails_with_its_message(case, 
     run = _runs(case)["tiny_unet"]
     calls = []
 
-    def flaky(_case):
+    def flaky(*, case):
         calls.append(1)
         raise ConnectionError("media storage did not answer")
 
-    monkeypatch.setattr(services, "scan_pixels", flaky)
+    monkeypatch.setattr(run_services, "case_pixels", flaky)
     result = run_segmentation_task.apply(args=[run.pk])
     assert result.get() == "failed"
     run.refresh_from_db()
@@ -125,16 +124,16 @@ def test_a_transient_error_is_retried_then_the_run_fails_with_its_message(case, 
 def test_a_transient_error_then_success_ends_done(case, monkeypatch):
     services.segmentation_runs_create_for_case(case=case)
     run = _runs(case)["tiny_unet"]
-    real = services.scan_pixels
+    real = run_services.case_pixels
     calls = []
 
-    def flaky_once(c):
+    def flaky_once(*, case):
         calls.append(1)
         if len(calls) == 1:
             raise TimeoutError("database is locked")
-        return real(c)
+        return real(case=case)
 
-    monkeypatch.setattr(services, "scan_pixels", flaky_once)
+    monkeypatch.setattr(run_services, "case_pixels", flaky_once)
     assert run_segmentation_task.apply(args=[run.pk]).get() == "done"
     run.refresh_from_db()
     assert run.status == RunStatus.DONE and run.attempts == 2 and run.error == ""
@@ -161,7 +160,7 @@ def test_measurements_use_the_pixel_spacing_when_known():
 def test_a_storage_error_while_saving_is_retried(case, monkeypatch):
     services.segmentation_runs_create_for_case(case=case)
     run = _runs(case)["tiny_unet"]
-    real = services._store_result
+    real = run_services._store_result
     calls = []
 
     def full_disk_once(*args):
@@ -170,15 +169,13 @@ def test_a_storage_error_while_saving_is_retried(case, monkeypatch):
             raise OSError(28, "No space left on device")
         return real(*args)
 
-    monkeypatch.setattr(services, "_store_result", full_disk_once)
+    monkeypatch.setattr(run_services, "_store_result", full_disk_once)
     assert run_segmentation_task.apply(args=[run.pk]).get() == "done"
     run.refresh_from_db()
     assert run.status == RunStatus.DONE and run.attempts == 2
 
 
 def test_the_ensemble_run_records_how_far_its_members_agree(case):
-    from ml.agreement import mask_agreement
-
     services.segmentation_runs_create_for_case(case=case)
     for name in ("tiny_unet", "tiny_attention_unet", "ensemble"):
         run_segmentation_task.apply(args=[_runs(case)[name].pk])
@@ -193,8 +190,6 @@ def test_the_ensemble_run_records_how_far_its_members_agree(case):
 
 @pytest.mark.parametrize("flag_below, flagged", [(1.01, True), (0.0, False)])
 def test_the_ensemble_run_is_flagged_below_the_validated_agreement(case, flag_below, flagged):
-    from segmentation.models import ModelVersion
-
     ensemble = ModelVersion.objects.get(name="ensemble")
     ensemble.metadata = {**ensemble.metadata, "agreement": {"flag_below": flag_below, "chosen_on": "val"}}
     ensemble.save()

@@ -8,8 +8,8 @@ from tqdm import tqdm
 from cases.management.reporting import ReportingCommand, RunReport
 from cases.models import Case
 from cases.readers import FIGSHARE_LABELS, ImageReadError, to_uint8
+from cases.rendering import mask_png_bytes, pixels_png_bytes
 from cases.selectors import case_base_list, case_ground_truth_mask, scan_read
-from cases.services import mask_to_png_bytes, pixels_to_png_bytes
 
 LABEL_CODES = {name: code for code, name in FIGSHARE_LABELS.items()}
 COLUMNS = [
@@ -55,8 +55,8 @@ class Command(ReportingCommand):
             except (ImageReadError, OSError, ValueError) as exc:
                 report.fail(case.scan.file.name, exc)
                 continue
-            (out / "images" / f"{case_id}.png").write_bytes(pixels_to_png_bytes(pixels))
-            (out / "masks" / f"{case_id}.png").write_bytes(mask_to_png_bytes(mask))
+            (out / "images" / f"{case_id}.png").write_bytes(pixels_png_bytes(pixels))
+            (out / "masks" / f"{case_id}.png").write_bytes(mask_png_bytes(mask))
             pid = case.patient.identifier
             rows.append(
                 {

@@ -1,6 +1,8 @@
 from django.core.management.base import BaseCommand
 
+from segmentation.models import ModelVersion
 from segmentation.services import model_versions_sync, models_dir
+from segmentation.signals import model_versions_synced
 
 
 class Command(BaseCommand):
@@ -22,9 +24,8 @@ class Command(BaseCommand):
 
 
 def warn_if_case_base_stale(stdout, style) -> None:
-    """After new weights are registered: say so when the case base's embeddings came from old ones."""
-    from recommender.services import case_base_staleness
-
-    reason = case_base_staleness()
-    if reason:
-        stdout.write(style.WARNING(reason[0].upper() + reason[1:] + "."))
+    """After new weights are registered: send ``model_versions_synced`` and print what its receivers
+    return (e.g. that the similar-case base was described with the old weights)."""
+    for _receiver, warning in model_versions_synced.send(sender=ModelVersion):
+        if warning:
+            stdout.write(style.WARNING(warning[0].upper() + warning[1:] + "."))

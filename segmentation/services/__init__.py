@@ -1,0 +1,67 @@
+"""Writes for the segmentation app, by concern:
+
+- ``registry``: model versions, sync, the ensemble's calibration, the primary model;
+- ``runs``: the run state machine (create, claim, execute, release, fail, requeue) and the review;
+- ``inference``: loading a segmenter, probability maps, masks, the ensemble members' agreement;
+- ``files``: storing a run's mask and probability map (reading them back is in ``selectors``).
+
+The names other apps use are importable from here.
+"""
+
+from segmentation.selectors import load_mask, load_probability
+from segmentation.services.errors import SegmentationError, TransientError
+from segmentation.services.inference import (
+    mask_from_probability,
+    member_agreement,
+    member_probabilities,
+    predict_probability,
+    segment_image,
+    segmenter,
+)
+from segmentation.services.registry import (
+    best_per_architecture,
+    model_versions_sync,
+    models_dir,
+    primary_model_version,
+    val_dice,
+    weights_used,
+)
+from segmentation.services.runs import (
+    STALE_RUN_AFTER,
+    measurements,
+    segmentation_run_claim,
+    segmentation_run_execute,
+    segmentation_run_fail,
+    segmentation_run_release,
+    segmentation_run_requeue,
+    segmentation_run_review,
+    segmentation_runs_create_for_case,
+)
+
+__all__ = [
+    "STALE_RUN_AFTER",
+    "SegmentationError",
+    "TransientError",
+    "best_per_architecture",
+    "load_mask",
+    "load_probability",
+    "mask_from_probability",
+    "measurements",
+    "member_agreement",
+    "member_probabilities",
+    "model_versions_sync",
+    "models_dir",
+    "predict_probability",
+    "primary_model_version",
+    "segment_image",
+    "segmentation_run_claim",
+    "segmentation_run_execute",
+    "segmentation_run_fail",
+    "segmentation_run_release",
+    "segmentation_run_requeue",
+    "segmentation_run_review",
+    "segmentation_runs_create_for_case",
+    "segmenter",
+    "val_dice",
+    "weights_used",
+]

@@ -1,0 +1,19 @@
+"""A run's stored pictures: the 0/255 mask and the uint8 probability map, as PNG files in media storage."""
+
+from __future__ import annotations
+
+import numpy as np
+from django.core.files.base import ContentFile
+
+from cases.rendering import mask_png_bytes, png_bytes
+from segmentation.models import SegmentationRun
+
+
+def run_files_save(run: SegmentationRun, mask: np.ndarray, prob: np.ndarray) -> None:
+    """Write the mask and probability files and set them on ``run`` (the row is not saved here)."""
+    stem = f"case{run.case_id}_{run.model_version.name}"
+    run.mask_file.save(f"{stem}_mask.png", ContentFile(mask_png_bytes(mask, optimize=True)), save=False)
+    probability = np.clip(np.round(prob * 255.0), 0, 255).astype(np.uint8)
+    run.probability_file.save(
+        f"{stem}_prob.png", ContentFile(png_bytes(probability, optimize=True)), save=False
+    )

@@ -1,0 +1,16 @@
+"""What segmentation tells the apps above it. The senders never import their listeners.
+
+Each is sent right after the change is saved, with the row as ``run``:
+
+- ``run_finished(run)``: a run ended, done or failed.
+- ``run_reviewed(run)``: a clinician validated or rejected a run's mask.
+- ``model_versions_synced()``: the bundles in the models directory were registered again (sent by
+  ``sync_models`` and ``train_model``). A receiver may return a sentence for the person who synced,
+  e.g. that stored outputs of old weights are now stale; the command prints it as a warning.
+"""
+
+from django.dispatch import Signal
+
+run_finished = Signal()
+run_reviewed = Signal()
+model_versions_synced = Signal()
