@@ -74,7 +74,7 @@ class Scaler:
             scale[scale < 1e-6] = 1.0
             scaler.embedding_mean, scaler.components, scaler.component_scale = e_mean, vt[:n], scale
         if labels is not None:
-            x = np.stack([np.concatenate(scaler._blocks(f, e)) for f, e in zip(features, rows)])
+            x = np.stack([np.concatenate(scaler._blocks(f, e)) for f, e in zip(features, rows, strict=True)])
             scaler.discriminant_mean, scaler.discriminant = _fisher_lda(
                 x, np.asarray(labels), DISCRIMINANT_DIM
             )
@@ -179,7 +179,7 @@ def knn_distribution(distances: np.ndarray, types: list[str], *, k: int = 10) ->
     """
     weights: dict[str, float] = {}
     used = 0
-    for d, t in zip(distances, types):
+    for d, t in zip(distances, types, strict=True):
         if not t:
             continue
         weights[t] = weights.get(t, 0.0) + 1.0 / (float(d) + 1e-3)

@@ -19,7 +19,8 @@ RETRY_BACKOFF_MAX_S = 300
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_RETRIES)
 def run_segmentation_task(self, run_id: int) -> str:
-    """Segment one run; a second delivery of the same message finds it claimed or finished and does nothing."""
+    """Segment one run; a second delivery of the same message finds it claimed or finished and does
+    nothing."""
     try:
         run = services.segmentation_run_execute(run_id=run_id)
     except (services.TransientError, DatabaseError) as exc:
@@ -35,5 +36,5 @@ def run_segmentation_task(self, run_id: int) -> str:
             maximum=RETRY_BACKOFF_MAX_S,
             full_jitter=True,
         )
-        raise self.retry(exc=exc, countdown=countdown)
+        raise self.retry(exc=exc, countdown=countdown) from exc
     return "skipped" if run is None else run.status

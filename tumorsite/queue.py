@@ -7,6 +7,7 @@ so an upload never waits for a segmentation and TensorFlow runs one job at a tim
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -46,10 +47,9 @@ def wait_idle(timeout: float = 30.0) -> bool:
         if remaining <= 0:
             return False
         for future in pending:
-            try:
+            # A failing task is logged by _run_in_process; waiting is all we do here.
+            with contextlib.suppress(Exception):
                 future.result(timeout=max(remaining, 0))
-            except Exception:  # a failing task is logged by _run_in_process; waiting is all we do here
-                pass
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

@@ -51,7 +51,8 @@ _EXTENSIONS = {
 
 
 def detect_format(data: bytes, filename: str = "") -> str | None:
-    """'png' | 'jpeg' | 'tiff' | 'dicom' | 'mat' from magic bytes, else from the extension; None if neither."""
+    """'png' | 'jpeg' | 'tiff' | 'dicom' | 'mat' from magic bytes, else from the extension; None if
+    neither."""
     if data.startswith(_RASTER_MAGIC[0]):
         return "png"
     if data.startswith(_RASTER_MAGIC[1]):

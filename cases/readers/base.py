@@ -40,6 +40,10 @@ class Limits:
             )
 
 
+# The limits when a reader is called without any (tests, tools); uploads pass the site's own.
+DEFAULT_LIMITS = Limits()
+
+
 @dataclass
 class ScanImage:
     """One 2D grayscale slice as read from an upload.

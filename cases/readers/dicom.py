@@ -19,7 +19,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import generate_uid
 
-from .base import ImageReadError, Limits, ScanImage
+from .base import DEFAULT_LIMITS, ImageReadError, Limits, ScanImage
 
 # Attributes of PS3.15 table E.1-1 that the basic profile empties (Z) or removes (X). Type 2 attributes
 # (which must be present) are emptied, the rest removed. D (dummy) attributes are emptied as well:
@@ -267,7 +267,7 @@ _KEEP_METADATA = [
 ]
 
 
-def read_dicom(data: bytes, limits: Limits = Limits()) -> ScanImage:
+def read_dicom(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ScanImage:
     limits.check_bytes(len(data))
     try:
         with warnings.catch_warnings():
@@ -290,7 +290,8 @@ def read_dicom(data: bytes, limits: Limits = Limits()) -> ScanImage:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         raise ImageReadError(
-            f"The DICOM file is a multi-frame image ({frames} frames); export the single slice you want as its own file."
+            f"The DICOM file is a multi-frame image ({frames} frames); "
+            "export the single slice you want as its own file."
         )
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     limits.check_pixels(cols, rows)
@@ -307,7 +308,8 @@ def read_dicom(data: bytes, limits: Limits = Limits()) -> ScanImage:
     except Exception as exc:  # pydicom raises many types here: missing decoders, short buffers...
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         raise ImageReadError(
-            f"The DICOM pixel data cannot be decoded (transfer syntax {getattr(syntax, 'name', syntax)}): {exc}"
+            "The DICOM pixel data cannot be decoded "
+            f"(transfer syntax {getattr(syntax, 'name', syntax)}): {exc}"
         ) from None
     if raw.ndim != 2:
         raise ImageReadError(f"The DICOM pixel data has shape {raw.shape}; a single 2D slice is needed.")

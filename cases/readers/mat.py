@@ -13,7 +13,7 @@ import io
 import h5py
 import numpy as np
 
-from .base import FIGSHARE_LABELS, ImageReadError, Limits, ScanImage
+from .base import DEFAULT_LIMITS, FIGSHARE_LABELS, ImageReadError, Limits, ScanImage
 
 MAT5_MAGIC = b"MATLAB 5.0 MAT-file"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -24,11 +24,12 @@ def has_hdf5_signature(data: bytes) -> bool:
     return any(data[offset : offset + 8] == HDF5_MAGIC for offset in (0, 512, 1024, 2048))
 
 
-def read_mat(data: bytes, limits: Limits = Limits()) -> ScanImage:
+def read_mat(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ScanImage:
     limits.check_bytes(len(data))
     if data.startswith(MAT5_MAGIC) and b"MATLAB 7.3" not in data[:128]:
         raise ImageReadError(
-            "This is an older MATLAB (v5/v7) file; only the Figshare brain-tumour files (MATLAB v7.3) are supported."
+            "This is an older MATLAB (v5/v7) file; "
+            "only the Figshare brain-tumour files (MATLAB v7.3) are supported."
         )
     if not has_hdf5_signature(data):
         if data.startswith(b"MATLAB 7.3"):
@@ -40,7 +41,8 @@ def read_mat(data: bytes, limits: Limits = Limits()) -> ScanImage:
         with h5py.File(io.BytesIO(data), "r") as f:
             if "cjdata" not in f:
                 raise ImageReadError(
-                    "The .mat file has no 'cjdata' struct, so it is not from the Figshare brain-tumour dataset."
+                    "The .mat file has no 'cjdata' struct, "
+                    "so it is not from the Figshare brain-tumour dataset."
                 )
             cj = f["cjdata"]
             if "image" not in cj:

@@ -8,14 +8,14 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .base import ImageReadError, Limits, ScanImage
+from .base import DEFAULT_LIMITS, ImageReadError, Limits, ScanImage
 
 _PIL_FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff"}
 # Modes whose values are already one grayscale channel; everything else goes through convert("L").
 _GRAY_MODES = {"L", "I;16", "I;16L", "I;16B", "I", "F"}
 
 
-def read_raster(data: bytes, limits: Limits = Limits()) -> ScanImage:
+def read_raster(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ScanImage:
     limits.check_bytes(len(data))
     try:
         with warnings.catch_warnings():
@@ -24,7 +24,8 @@ def read_raster(data: bytes, limits: Limits = Limits()) -> ScanImage:
             fmt = _PIL_FORMATS.get(image.format or "")
             if fmt is None:
                 raise ImageReadError(
-                    f"{image.format} images are not supported; upload PNG, JPEG, TIFF, DICOM or a Figshare .mat file."
+                    f"{image.format} images are not supported; "
+                    "upload PNG, JPEG, TIFF, DICOM or a Figshare .mat file."
                 )
             # The header gives the size: refuse before decoding a single pixel.
             limits.check_pixels(*image.size)

@@ -197,7 +197,7 @@ def test_a_file_over_the_byte_limit_is_refused_before_it_is_decoded():
     ids=["png", "tiff", "dicom"],
 )
 def test_an_image_over_the_pixel_limit_is_refused(data, filename):
-    with pytest.raises(ImageReadError, match="too large .*64x64 pixels"):
+    with pytest.raises(ImageReadError, match=r"too large .*64x64 pixels"):
         read_image(data, filename, max_pixels=64 * 64 - 1)
 
 

@@ -103,7 +103,10 @@ def test_two_doctors_adding_the_same_new_diagnosis_at_once_create_one_entry(
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=record, args=(c, u)) for c, u in zip(cases, (clinician, colleague))]
+    threads = [
+        threading.Thread(target=record, args=(c, u))
+        for c, u in zip(cases, (clinician, colleague), strict=True)
+    ]
     for t in threads:
         t.start()
     for t in threads:
