@@ -5,7 +5,7 @@ from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 
-from clinic.api.errors import problem_responses
+from clinic.api.schema import problem_responses
 
 
 class AuthTokenApi(ObtainAuthToken):

@@ -6,7 +6,6 @@ from django.conf import settings
 from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.urls import reverse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
@@ -20,9 +19,9 @@ from cases.models import Case, TumourType
 from cases.readers import ImageReadError
 from cases.selectors import case_get, case_list
 from cases.services import case_create
-from clinic.api.errors import ContentTooLarge, problem_responses
-from clinic.api.pagination import paged
+from clinic.api.errors import ContentTooLarge
 from clinic.api.runs import SegmentationRunOutputSerializer
+from clinic.api.schema import PNG, paged, problem_responses
 from segmentation.selectors import case_processing_status, case_runs
 from segmentation.services import segmentation_runs_create_for_case
 
@@ -33,6 +32,20 @@ class CaseDiagnosisOutputSerializer(serializers.Serializer):
     added_automatically = serializers.BooleanField(source="diagnosis.added_automatically")
     recorded_by = serializers.CharField(source="recorded_by.username", default=None)
     recorded_at = serializers.DateTimeField()
+
+
+@extend_schema_serializer(component_name="TypeSources")
+class TypeSourcesSerializer(serializers.Serializer):
+    similar_cases = serializers.DictField(
+        child=serializers.FloatField(), required=False, help_text="the similar cases' vote: {type: share}"
+    )
+    classifier = serializers.DictField(
+        child=serializers.FloatField(),
+        allow_null=True,
+        required=False,
+        help_text="the type classifier's {type: probability}; null when it had no say",
+    )
+    classifier_weight = serializers.FloatField(required=False)
 
 
 def _case_status(case: Case) -> str:
@@ -125,10 +138,8 @@ class CaseDetailApi(APIView):
     class OutputSerializer(CaseListApi.OutputSerializer):
         predicted_tumour_type = serializers.CharField(allow_null=True)
         predicted_confidence = serializers.FloatField(allow_null=True)
-        predicted_type_sources = serializers.JSONField(
-            allow_null=True,
-            help_text='What the suggestion was made of: {"similar_cases": {type: share}, '
-            '"classifier": {type: probability} or null, "classifier_weight": w}.',
+        predicted_type_sources = TypeSourcesSerializer(
+            allow_null=True, help_text="what the suggested type was made of; null until there is one"
         )
         width = serializers.IntegerField(source="scan.width")
         height = serializers.IntegerField(source="scan.height")
@@ -165,7 +176,7 @@ class CaseThumbnailApi(APIView):
 
     @extend_schema(
         operation_id="cases_thumbnail_retrieve",
-        responses={(200, "image/png"): OpenApiTypes.BINARY, **problem_responses(404)},
+        responses={(200, "image/png"): PNG, **problem_responses(404)},
     )
     def get(self, request, case_id: int):
         case = case_get(case_id=case_id)

@@ -11,8 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cases.selectors import case_get
-from clinic.api.errors import problem_responses
-from clinic.api.pagination import paged
+from clinic.api.schema import paged, problem_responses
 from recommender.selectors import diagnoses_search
 from recommender.services import diagnosis_record
 

@@ -1,8 +1,8 @@
 """The one shape of every API error: RFC 9457 problem details, served as ``application/problem+json``.
 
 ``problem_exception_handler`` is DRF's EXCEPTION_HANDLER: views raise (DRF's exceptions, ``Http404``,
-``Conflict``, ``ContentTooLarge``) and never build an error body themselves. ``problem_responses``
-declares those errors in the OpenAPI schema with the same ``Problem`` body.
+``Conflict``, ``ContentTooLarge``) and never build an error body themselves;
+``clinic.api.schema.problem_responses`` declares those errors with the same ``Problem`` body.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import logging
 from http import HTTPStatus
 
 from django.http.request import RequestDataTooBig
-from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler, set_rollback
@@ -34,6 +34,10 @@ class ContentTooLarge(exceptions.APIException):
     default_code = "content_too_large"
 
 
+class ProblemRenderer(JSONRenderer):
+    media_type = PROBLEM_CONTENT_TYPE
+
+
 class ProblemSerializer(serializers.Serializer):
     """What every error response carries (RFC 9457)."""
 
@@ -47,16 +51,6 @@ class ProblemSerializer(serializers.Serializer):
         required=False,
         help_text="400 only: the messages for each input field (non_field_errors: for the whole input)",
     )
-
-
-def problem_responses(*codes: int, public: bool = False) -> dict:
-    """The error responses of an operation for ``extend_schema(responses=...)``: the given codes, 401 and
-    403 unless the endpoint is public, and 500, which any endpoint can answer."""
-    declared = {*codes, 500} if public else {*codes, 401, 403, 500}
-    return {
-        (code, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description=HTTPStatus(code).phrase)
-        for code in sorted(declared)
-    }
 
 
 def problem_exception_handler(exc: Exception, context: dict) -> Response:
@@ -85,6 +79,10 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response:
         body["errors"] = field_errors(exc.detail)
         body["detail"] = _first_message(body["errors"])
     response.data = body
+    if request is not None:
+        # JSON whatever the view renders otherwise (YAML for the schema, HTML for a browser).
+        request.accepted_renderer = ProblemRenderer()
+        request.accepted_media_type = PROBLEM_CONTENT_TYPE
     response.content_type = PROBLEM_CONTENT_TYPE
     return response
 

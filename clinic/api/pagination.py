@@ -10,11 +10,8 @@ class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 100
 
-
-def paged(serializer) -> dict:
-    """The 200 of a paged list for ``extend_schema(responses={**paged(...), **problem_responses(...)})``.
-
-    Keyed by (code, media type) like the problem responses: drf-spectacular reads the lowest key as the
-    operation's main response (list or not, paginated or not), and a bare 200 sorts after "(400, ...)".
-    """
-    return {(200, "application/json"): serializer}
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        paginated = super().get_paginated_response_schema(schema)
+        for link in ("next", "previous"):  # OpenAPI 3.1 (settings): null is a type, "nullable" is gone
+            paginated["properties"][link] = {"type": ["string", "null"], "format": "uri"}
+        return paginated

@@ -5,13 +5,13 @@ from __future__ import annotations
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clinic.api.errors import Conflict, problem_responses
+from clinic.api.errors import Conflict
+from clinic.api.schema import PNG, problem_responses
 from segmentation.models import SegmentationRun
 from segmentation.services import SegmentationError, primary_model_version, segmentation_run_review
 
@@ -105,7 +105,7 @@ class SegmentationFileApi(APIView):
 
     @extend_schema(
         operation_id="segmentations_file_retrieve",
-        responses={(200, "image/png"): OpenApiTypes.BINARY, **problem_responses(404)},
+        responses={(200, "image/png"): PNG, **problem_responses(404)},
     )
     def get(self, request, run_id: int, kind: str):
         run = get_object_or_404(SegmentationRun, pk=run_id)

@@ -10,8 +10,8 @@ from rest_framework.generics import GenericAPIView
 from cases.models import CaseDiagnosis, TumourType
 from cases.selectors import case_get
 from clinic.api.cases import thumbnail_url
-from clinic.api.errors import problem_responses
-from clinic.api.pagination import Pagination, paged
+from clinic.api.pagination import Pagination
+from clinic.api.schema import paged, problem_responses
 from recommender.selectors import query_for_case, similar_for_query
 
 # How deep the ranking goes; its pages are read with ?page and ?page_size.
@@ -28,7 +28,7 @@ class RankingPagination(Pagination):
         paginated = super().get_paginated_response_schema(schema)
         paginated["properties"] = {
             "status": {"type": "string", "enum": ["ready", "pending"]},
-            "query_tumour_type": {"type": "string", "nullable": True},
+            "query_tumour_type": {"type": ["string", "null"]},
             **paginated["properties"],
         }
         paginated["required"] = ["status", "query_tumour_type", *paginated["required"]]

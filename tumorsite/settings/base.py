@@ -164,6 +164,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Brain-tumour MRI segmentation and similar-case retrieval. Every error is an "
     "RFC 9457 problem (application/problem+json); every list is paged with ?page and ?page_size.",
     "VERSION": "0.1.0",
+    "OAS_VERSION": "3.1.0",  # JSON Schema proper: a nullable reference is unambiguous (not so in 3.0)
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI and Redoc from this site's static files (drf-spectacular-sidecar), never a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -1,0 +1,327 @@
+"""Every route under /api/ answers what the OpenAPI schema that drf-spectacular generates says.
+
+The routes come from the URLconf, so a new endpoint without exchanges here fails. Each exchange is a
+real request (a success and the errors: 400, 401/403, 404, 409, 413, 415, 500 where they apply); openapi-core
+checks each real response against the schema: the status code is declared for the operation, the content
+type is declared, the body is valid. Routes outside the schema (the schema itself, Swagger UI, unknown
+addresses) and methods no operation has (405) are checked against the Problem schema alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import URLPattern, get_resolver
+from openapi_core import Config, OpenAPI
+from openapi_core.contrib.django import DjangoOpenAPIRequest, DjangoOpenAPIResponse
+from openapi_core.deserializing.media_types.util import json_loads
+from openapi_schema_validator import OAS30Validator
+from rest_framework.test import APIClient
+
+import clinic.api.cases
+from clinic.api.errors import PROBLEM_CONTENT_TYPE
+from recommender.services import case_base_build
+from segmentation.models import ModelVersion, RunStatus, SegmentationRun
+from segmentation.testing import make_case, make_case_base, png_bytes, synthetic_slice
+
+pytestmark = pytest.mark.django_db
+
+API_NAMESPACE = "api"
+# Answered by drf-spectacular's own views or by the catch-all: not operations of the schema.
+OUTSIDE_THE_SCHEMA = {"schema", "docs", "no-endpoint"}
+
+
+@dataclass
+class Exchange:
+    """One request and the status it must get. ``url`` is formatted with the world's ids."""
+
+    method: str
+    url: str
+    status: int
+    who: str = "owner"  # owner, anonymous or bad-token
+    data: Any = None
+    format: str | None = "json"
+    content_type: str | None = None
+    settings: dict = field(default_factory=dict)
+    fails_with: Exception | None = None  # raised inside the view: the 500 path
+
+
+_CREDENTIALS = {"username": "dr_owner", "password": "pw-owner-123"}
+
+
+def _png_upload() -> SimpleUploadedFile:
+    image, _ = synthetic_slice(64, center=(30, 30), radius=6, seed=3)
+    return SimpleUploadedFile("slice.png", png_bytes(image), content_type="image/png")
+
+
+EXCHANGES: dict[str, list[Exchange]] = {
+    "auth-token": [
+        Exchange("post", "/api/auth/token/", 200, who="anonymous", data=lambda: _CREDENTIALS),
+        Exchange(
+            "post", "/api/auth/token/", 400, who="anonymous", data={"username": "dr_owner", "password": "x"}
+        ),
+        Exchange("post", "/api/auth/token/", 415, who="anonymous", data="u=p", content_type="text/plain"),
+    ],
+    "case-list": [
+        Exchange("get", "/api/cases/", 200),
+        Exchange("get", "/api/cases/?page_size=2&page=2", 200),
+        Exchange("get", "/api/cases/?tumour_type=unknown", 400),
+        Exchange("get", "/api/cases/?page=999", 404),
+        Exchange("get", "/api/cases/", 403, who="anonymous"),
+        Exchange("get", "/api/cases/", 403, who="bad-token"),
+        Exchange(
+            "post",
+            "/api/cases/",
+            201,
+            data=lambda: {"image": _png_upload(), "patient": "UPLOAD-1"},
+            format="multipart",
+        ),
+        Exchange(
+            "post",
+            "/api/cases/",
+            400,
+            data=lambda: {"image": SimpleUploadedFile("scan.png", b"not an image")},
+            format="multipart",
+        ),
+        Exchange("post", "/api/cases/", 400, data={}, format="multipart"),
+        Exchange(
+            "post",
+            "/api/cases/",
+            413,
+            data=lambda: {"image": _png_upload()},
+            format="multipart",
+            settings={"TUMORSITE_MAX_UPLOAD_MB": 0},
+        ),
+        Exchange("post", "/api/cases/", 415, data={"patient": "X"}),
+        Exchange("post", "/api/cases/", 403, who="anonymous", data={}, format="multipart"),
+        Exchange("delete", "/api/cases/", 405),
+    ],
+    "case-detail": [
+        Exchange("get", "/api/cases/{pending}/", 200),
+        Exchange("get", "/api/cases/{ready}/", 200),
+        Exchange("get", "/api/cases/999999/", 404),
+        Exchange("get", "/api/cases/{pending}/", 403, who="anonymous"),
+        Exchange("get", "/api/cases/{pending}/", 500, fails_with=RuntimeError("a bug")),
+    ],
+    "case-thumbnail": [
+        Exchange("get", "/api/cases/{pending}/thumbnail.png", 200),
+        Exchange("get", "/api/cases/999999/thumbnail.png", 404),
+        Exchange("get", "/api/cases/{pending}/thumbnail.png", 403, who="anonymous"),
+    ],
+    "case-similar": [
+        Exchange("get", "/api/cases/{ready}/similar/", 200),
+        Exchange("get", "/api/cases/{ready}/similar/?page_size=2&tumour_type=glioma", 200),
+        Exchange("get", "/api/cases/{pending}/similar/", 200),
+        Exchange("get", "/api/cases/{ready}/similar/?tumour_type=unknown", 400),
+        Exchange("get", "/api/cases/{ready}/similar/?page=99", 404),
+        Exchange("get", "/api/cases/999999/similar/", 404),
+        Exchange("get", "/api/cases/{ready}/similar/", 403, who="anonymous"),
+    ],
+    "case-diagnoses": [
+        Exchange("post", "/api/cases/{pending}/diagnoses/", 201, data={"name": "Pituitary adenoma"}),
+        Exchange("post", "/api/cases/{ready}/diagnoses/", 200, data={"name": "Pituitary adenoma"}),
+        Exchange("post", "/api/cases/{pending}/diagnoses/", 400, data={}),
+        Exchange("post", "/api/cases/999999/diagnoses/", 404, data={"name": "Glioma"}),
+        Exchange("post", "/api/cases/{pending}/diagnoses/", 415, data="name=x", content_type="text/plain"),
+        Exchange("post", "/api/cases/{pending}/diagnoses/", 403, who="anonymous", data={"name": "x"}),
+    ],
+    "segmentation-review": [
+        Exchange("post", "/api/segmentations/{done_run}/review/", 200, data={"validated": False}),
+        Exchange("post", "/api/segmentations/{queued_run}/review/", 409, data={"validated": True}),
+        Exchange("post", "/api/segmentations/{done_run}/review/", 400, data={"validated": "maybe"}),
+        Exchange("post", "/api/segmentations/999999/review/", 404, data={"validated": True}),
+        Exchange("post", "/api/segmentations/{done_run}/review/", 415, data="x", content_type="text/plain"),
+        Exchange("post", "/api/segmentations/{done_run}/review/", 403, who="anonymous", data={}),
+    ],
+    "segmentation-file": [
+        Exchange("get", "/api/segmentations/{done_run}/mask.png", 200),
+        Exchange("get", "/api/segmentations/{done_run}/probability.png", 200),
+        Exchange("get", "/api/segmentations/{queued_run}/mask.png", 404),
+        Exchange("get", "/api/segmentations/999999/mask.png", 404),
+        Exchange("get", "/api/segmentations/{done_run}/mask.png", 403, who="anonymous"),
+    ],
+    "diagnosis-list": [
+        Exchange("get", "/api/diagnoses/?q=pit", 200),
+        Exchange("get", "/api/diagnoses/", 200),
+        Exchange("get", "/api/diagnoses/?q=a%00b", 400),
+        Exchange("get", "/api/diagnoses/?page=9", 404),
+        Exchange("get", "/api/diagnoses/", 403, who="anonymous"),
+    ],
+    "schema": [
+        Exchange("get", "/api/schema/", 200),
+        Exchange("get", "/api/schema/", 403, who="anonymous"),
+    ],
+    "docs": [
+        Exchange("get", "/api/docs/", 200),
+        Exchange("get", "/api/docs/", 403, who="anonymous"),
+    ],
+    "no-endpoint": [
+        Exchange("get", "/api/no/such/thing/", 404),
+        Exchange("post", "/api/segmentations/1/weights.png", 404, data={}),
+        Exchange("get", "/api/no/such/thing/", 403, who="anonymous"),
+    ],
+}
+
+
+def _api_routes() -> list[str]:
+    """The names of every route under /api/, read from the URLconf (not from this file)."""
+    for resolver in get_resolver().url_patterns:
+        if getattr(resolver, "namespace", None) == API_NAMESPACE:
+            assert str(resolver.pattern) == "api/"
+            return [p.name for p in resolver.url_patterns if isinstance(p, URLPattern)]
+    raise AssertionError("no URLconf include with the 'api' namespace")
+
+
+@pytest.fixture
+def world(clinician, media_dir, settings, tmp_path):
+    """Described base cases (so the similar-case search is ready), a new case that is not described
+    yet, and two runs on it: a finished one with its PNGs and a queued one."""
+    settings.TUMORSITE_MODELS_DIR = tmp_path  # no models: an upload is recorded and nothing runs
+    base = make_case_base(n_per_type=2, user=clinician, size=64)
+    case_base_build(use_embedding=False)
+    pending = make_case(user=clinician, patient="NEW", seed=7, size=64)
+    image, mask = synthetic_slice(64, center=(30, 30), radius=6, seed=7)
+    version = ModelVersion.objects.create(name="unet_test", architecture="unet", is_active=False)
+    done = SegmentationRun.objects.create(
+        case=pending,
+        model_version=version,
+        status=RunStatus.DONE,
+        mask_file=ContentFile(png_bytes(mask.astype("uint8") * 255), name="mask.png"),
+        probability_file=ContentFile(png_bytes(image), name="probability.png"),
+        area_px=int(mask.sum()),
+    )
+    other = ModelVersion.objects.create(name="unet_other", architecture="unet", is_active=False)
+    queued = SegmentationRun.objects.create(case=pending, model_version=other)
+    return {"ready": base[0].pk, "pending": pending.pk, "done_run": done.pk, "queued_run": queued.pk}
+
+
+@pytest.fixture
+def schema(clinician) -> dict:
+    client = APIClient()
+    client.force_authenticate(clinician)
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    return json.loads(response.content)
+
+
+def _openapi(schema: dict) -> OpenAPI:
+    # openapi-core reads application/json itself; problem+json is JSON too (RFC 9457).
+    return OpenAPI.from_dict(
+        schema, config=Config(extra_media_type_deserializers={PROBLEM_CONTENT_TYPE: json_loads})
+    )
+
+
+class _Request(DjangoOpenAPIRequest):
+    """The request as openapi-core sees it to check a response: found by its path among the schema's
+    templates (the contrib's route-to-template translation does not read re_path routes, e.g. the run
+    files), and without its body (a multipart body is consumed once read by the view)."""
+
+    @property
+    def path_pattern(self) -> None:
+        return None
+
+    @property
+    def body(self) -> bytes:
+        return b""
+
+
+def _template(schema: dict, path: str) -> str | None:
+    """The schema path (``/api/cases/{case_id}/``) that a concrete path falls under."""
+    for template in schema["paths"]:
+        if re.fullmatch(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)), path):
+            return template
+    return None
+
+
+def _client(who: str, user) -> APIClient:
+    client = APIClient()
+    if who == "owner":
+        client.force_authenticate(user)
+    elif who == "bad-token":
+        client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    return client
+
+
+def _send(exchange: Exchange, world: dict, user, settings, monkeypatch):
+    for name, value in exchange.settings.items():
+        setattr(settings, name, value)
+    if exchange.fails_with is not None:
+        monkeypatch.setattr(clinic.api.cases, "case_get", _raiser(exchange.fails_with))
+    data = exchange.data() if callable(exchange.data) else exchange.data
+    kwargs: dict[str, Any] = {}
+    if exchange.content_type:
+        kwargs["content_type"] = exchange.content_type
+    elif exchange.format and data is not None:
+        kwargs["format"] = exchange.format
+    url = exchange.url.format(**world)
+    response = getattr(_client(exchange.who, user), exchange.method)(url, data, **kwargs)
+    monkeypatch.undo()
+    return response
+
+
+def _raiser(exc: Exception):
+    def fail(**kwargs):
+        raise exc
+
+    return fail
+
+
+def _check_problem(response, schema: dict) -> None:
+    assert response["Content-Type"] == PROBLEM_CONTENT_TYPE
+    body = json.loads(response.content)
+    OAS30Validator(schema["components"]["schemas"]["Problem"]).validate(body)
+    assert body["status"] == response.status_code and body["type"] == "about:blank"
+
+
+@pytest.mark.parametrize("route", _api_routes())
+def test_every_api_route_answers_as_the_schema_says(route, world, schema, clinician, settings, monkeypatch):
+    assert route in EXCHANGES, f"the API route {route!r} has no exchanges in this test: add some"
+    openapi = _openapi(schema)
+    answered: dict[tuple[str | None, str], set[int]] = {}
+    for exchange in EXCHANGES[route]:
+        response = _send(exchange, world, clinician, settings, monkeypatch)
+        what = f"{exchange.method.upper()} {exchange.url} as {exchange.who}"
+        assert response.status_code == exchange.status, (what, exchange.status, response.content[:300])
+        assert response.wsgi_request.resolver_match.url_name == route, (what, "is another route's")
+        if response.status_code >= 400:
+            _check_problem(response, schema)
+        if route in OUTSIDE_THE_SCHEMA or response.status_code == 405:
+            continue  # no operation to check it against: the problem body was checked above
+        operation = (_template(schema, response.wsgi_request.path), exchange.method)
+        openapi.validate_response(_Request(response.wsgi_request), DjangoOpenAPIResponse(response))
+        answered.setdefault(operation, set()).add(response.status_code)
+
+    for (path, method), statuses in answered.items():
+        declared = {int(code) for code in schema["paths"][path][method]["responses"]}
+        # 500 is exercised once (case detail); 401 and 403 are one case: who is refused gets either.
+        untried = declared - statuses - {500} - ({401, 403} if statuses & {401, 403} else set())
+        assert not untried, f"{method.upper()} {path} declares {sorted(untried)}: add exchanges for them"
+        assert any(200 <= s < 300 for s in statuses), f"{method.upper()} {path}: no successful exchange"
+
+
+def test_every_schema_operation_has_an_exchange(schema):
+    covered = {
+        (
+            _template(
+                schema, exchange.url.split("?")[0].format(ready=1, pending=1, done_run=1, queued_run=1)
+            ),
+            exchange.method,
+        )
+        for exchanges in EXCHANGES.values()
+        for exchange in exchanges
+    }
+    operations = {(path, method) for path, methods in schema["paths"].items() for method in methods}
+    assert operations <= covered, sorted(operations - covered)
+
+
+def test_swagger_ui_comes_from_this_site_not_a_cdn(clinician):
+    client = APIClient()
+    client.force_authenticate(clinician)
+    page = client.get("/api/docs/").content.decode()
+    assert "drf_spectacular_sidecar/swagger-ui-dist/" in page and "cdn" not in page.lower()
