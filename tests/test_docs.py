@@ -9,6 +9,8 @@
 Needs neither the dataset, nor TensorFlow, nor a database.
 """
 
+import argparse
+import importlib
 import json
 import re
 from pathlib import Path
@@ -96,6 +98,26 @@ def test_every_bundle_has_a_model_card():
     assert len(bundles) >= 5
     for path in bundles:
         assert f"## `{path.stem}`" in page, path
+
+
+class _Parsed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("module", ["docs.build", "docs.screenshot"])
+def test_the_docs_commands_explain_themselves_and_every_option(module, monkeypatch):
+    parsers = []
+
+    def capture(self, *args, **kwargs):
+        parsers.append(self)
+        raise _Parsed
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(_Parsed):
+        importlib.import_module(module).main([])
+    (parser,) = parsers
+    assert parser.description
+    assert [a.dest for a in parser._actions if not a.help] == []
 
 
 # === The README ===
