@@ -7,7 +7,7 @@ SHARED_DATA := ../shared/data/figshare
 DATA   ?= $(if $(wildcard $(SHARED_DATA)/cases.csv),$(SHARED_DATA),)
 HOST   ?= 127.0.0.1:8000
 
-.PHONY: install lock check-lock lint demo test bench rescore check-compose clean help
+.PHONY: install lock check-lock lint demo test bench docs rescore check-compose clean help
 
 install: $(VENV)/.installed
 
@@ -58,12 +58,16 @@ test: install
 bench: install
 	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
+# The pages that carry figures, from models/*.json and docs/results/*.json: docs/models.md,
+# docs/benchmarks.md and README.md's headline block (tests/test_docs.py fails while they are stale).
+docs: install
+	$(PY) -m docs.build
+
 # After a bundle in models/ changes: re-derive every published figure, in the order the README gives.
 # Recalibrate (validation), re-choose the agreement level (validation), then score the test split once,
 # time the models, and re-score the recommender in a throwaway embedded instance (./var is not touched).
-# 20–30 min on 2 cores with AVX512-BF16 (30 for release 9, 20 for release 10). Then update the README tables and
-# docs/model-history.md by hand from the JSON files it writes (tests/ml/test_readme_figures.py
-# checks the README's model, agreement, speed and retrieval tables against them).
+# 20–30 min on 2 cores with AVX512-BF16 (30 for release 9, 20 for release 10). Then `make docs` regenerates
+# the model cards, the benchmarks and the README's headline figures from the JSON files it writes.
 rescore: install
 	@test -f '$(DATA)/cases.csv' || { echo "rescore: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
 	$(PY) -m ml.calibrate --data '$(DATA)' --models-dir models
