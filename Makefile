@@ -63,7 +63,7 @@ bench: install
 docs: install
 	$(PY) -m docs.build
 
-# After a bundle in models/ changes: re-derive every published figure, in the order the README gives.
+# After a bundle in models/ changes: re-derive every published figure, in this order.
 # Recalibrate (validation), re-choose the agreement level (validation), then score the test split once,
 # time the models, and re-score the recommender in a throwaway embedded instance (./var is not touched).
 # 20–30 min on 2 cores with AVX512-BF16 (30 for release 9, 20 for release 10). Then `make docs` regenerates
