@@ -1,10 +1,11 @@
 """Nearest-neighbour search over the case base: exact numpy, or pgvector HNSW on PostgreSQL.
 
 Both backends keep one contract: ``search(vector, n, tumour_type=None, exclude_patient_ids=(),
-exclude_case_ids=(), exact=False)`` returns up to ``n`` ``Hit``s of base cases, nearest first (Euclidean distance on
-the combined vector). The type filter is applied inside the search, not after it:
+exclude_case_ids=(), exact=False)`` returns up to ``n`` ``Hit``s of base cases, nearest first
+(Euclidean distance on the combined vector). The type filter is applied inside the search, not after it:
 - numpy: a boolean mask before the arg-partition;
-- pgvector: ``hnsw.iterative_scan = relaxed_order`` (pgvector >= 0.8), so the HNSW scan keeps going
+- pgvector: pgvector's ``L2Distance`` over the HNSW index of ``CaseFeatures.Meta.indexes``, with
+  ``hnsw.iterative_scan = relaxed_order`` (pgvector >= 0.8), so the HNSW scan keeps going
   until enough rows pass the filter instead of returning ``ef_search`` rows and filtering them to few.
   Relaxed order may return rows slightly out of order, so hits are re-sorted by exact distance.
 """
@@ -18,8 +19,8 @@ import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Max
+from pgvector.django import L2Distance
 
-from recommender.fields import to_pgvector_literal
 from recommender.models import CaseFeatures
 
 
@@ -95,7 +96,7 @@ class NumpyIndex:
 
 
 class PgvectorIndex:
-    """HNSW (``vector_l2_ops``, m=32, ef_construction=128) over base cases; see migrations 0002 and 0004."""
+    """HNSW (``vector_l2_ops``, m=32, ef_construction=128) over base cases: ``CaseFeatures.Meta.indexes``."""
 
     name = "pgvector"
     ef_search = 100
@@ -114,34 +115,30 @@ class PgvectorIndex:
     ) -> list[Hit]:
         """``exact``: a sequential scan instead of the graph walk, for filters whose matches may lie far
         from the query (see README, "Search at scale")."""
-        literal = to_pgvector_literal(vector)
-        where = ["in_base", "combined IS NOT NULL"]
-        params: list = [literal]
+        rows = CaseFeatures.objects.filter(in_base=True, combined__isnull=False)
         if tumour_type:
-            where.append("tumour_type = %s")
-            params.append(tumour_type)
-        if len(exclude_patient_ids):
-            where.append("(patient_id IS NULL OR NOT (patient_id = ANY(%s)))")
-            params.append([int(p) for p in exclude_patient_ids])
+            rows = rows.filter(tumour_type=tumour_type)
+        if len(exclude_patient_ids):  # a case without a patient is never excluded
+            rows = rows.exclude(patient_id__in=[int(p) for p in exclude_patient_ids])
         if len(exclude_case_ids):
-            where.append("NOT (case_id = ANY(%s))")
-            params.append([int(c) for c in exclude_case_ids])
-        params += [literal, int(n)]
-        sql = (
-            "SELECT case_id, combined <-> %s::vector AS distance, tumour_type, patient_id "
-            f"FROM {CaseFeatures._meta.db_table} WHERE {' AND '.join(where)} "
-            "ORDER BY combined <-> %s::vector LIMIT %s"
+            rows = rows.exclude(case_id__in=[int(c) for c in exclude_case_ids])
+        query = np.asarray(vector, dtype=np.float32).ravel()
+        nearest = (
+            rows.annotate(distance=L2Distance("combined", query))
+            .order_by("distance")
+            .values_list("case_id", "distance", "tumour_type", "patient_id")[: int(n)]
         )
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            cursor.execute(f"SET LOCAL hnsw.ef_search = {max(int(self.ef_search), int(n))}")
-            if exact:
-                cursor.execute("SET LOCAL enable_indexscan = off")
-            elif self.force_index:
-                cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        hits = [Hit(int(r[0]), float(r[1]), r[2], r[3]) for r in rows]
+        # Session settings for this query only (SET LOCAL ends with the transaction).
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                cursor.execute(f"SET LOCAL hnsw.ef_search = {max(int(self.ef_search), int(n))}")
+                if exact:
+                    cursor.execute("SET LOCAL enable_indexscan = off")
+                elif self.force_index:
+                    cursor.execute("SET LOCAL enable_seqscan = off")
+            found = list(nearest)
+        hits = [Hit(int(r[0]), float(r[1]), r[2], r[3]) for r in found]
         hits.sort(key=lambda h: (h.distance, h.case_id))
         return hits
 

@@ -3,7 +3,7 @@
 from django.db import models
 
 from recommender.features import N_FEATURES
-from recommender.fields import VectorField
+from recommender.fields import HnswIndex, VectorField
 from recommender.ranking import DISCRIMINANT_DIM
 
 # The learned embedding is reduced by PCA (fitted on the case base) to this many dimensions, so the
@@ -28,7 +28,8 @@ class CaseFeatures(models.Model):
     # Pooled bottleneck of the primary segmenter (width depends on the model, hence no fixed dimension).
     embedding = VectorField(null=True, blank=True)
     embedding_model = models.CharField(max_length=100, blank=True)
-    # Discriminants + standardised features + PCA-reduced embedding, weighted (recommender.ranking). Null until a scaler exists.
+    # Discriminants + standardised features + PCA-reduced embedding, weighted (recommender.ranking).
+    # Null until a scaler exists.
     combined = VectorField(dimensions=COMBINED_DIM, null=True, blank=True)
     scaler = models.ForeignKey(
         "FeatureScaler", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -42,6 +43,18 @@ class CaseFeatures(models.Model):
 
     class Meta:
         verbose_name_plural = "case features"
+        indexes = [
+            # Nearest neighbours by Euclidean distance over the base cases only (partial), on PostgreSQL
+            # (recommender.index.PgvectorIndex). m=32 / ef_construction=128: see migration 0004.
+            HnswIndex(
+                name="recommender_casefeatures_combined_hnsw",
+                fields=["combined"],
+                opclasses=["vector_l2_ops"],
+                m=32,
+                ef_construction=128,
+                condition=models.Q(in_base=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"features of case {self.case_id} ({self.extractor_version}, {self.mask_kind})"

@@ -1,26 +1,26 @@
-"""HNSW index over the base cases' combined vectors, on PostgreSQL only (SQLite uses exact numpy search)."""
+"""HNSW index over the base cases' combined vectors, on PostgreSQL only (SQLite uses exact numpy search).
 
-from django.db import migrations
+Partial: only base cases are ever searched. m=16 / ef_construction=64 are pgvector's defaults, spelled
+out so a change is a visible migration. ``recommender.fields.HnswIndex`` builds nothing on SQLite.
+"""
 
-INDEX = "recommender_casefeatures_combined_hnsw"
+from django.db import migrations, models
 
-
-def create_index(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    # Partial: only base cases are ever searched. m=16 / ef_construction=64 are pgvector's defaults,
-    # spelled out so a change is a visible migration.
-    schema_editor.execute(
-        f"CREATE INDEX IF NOT EXISTS {INDEX} ON recommender_casefeatures "
-        "USING hnsw (combined vector_l2_ops) WITH (m = 16, ef_construction = 64) WHERE in_base"
-    )
-
-
-def drop_index(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(f"DROP INDEX IF EXISTS {INDEX}")
+import recommender.fields
 
 
 class Migration(migrations.Migration):
     dependencies = [("recommender", "0001_initial")]
-    operations = [migrations.RunPython(create_index, drop_index)]
+    operations = [
+        migrations.AddIndex(
+            model_name="casefeatures",
+            index=recommender.fields.HnswIndex(
+                condition=models.Q(in_base=True),
+                ef_construction=64,
+                fields=["combined"],
+                m=16,
+                name="recommender_casefeatures_combined_hnsw",
+                opclasses=["vector_l2_ops"],
+            ),
+        ),
+    ]

@@ -6,29 +6,26 @@ at 1M the default graph reached only 0.908 at ef_search=100. The index is rebuil
 vectors; PostgreSQL only (SQLite uses exact numpy search).
 """
 
-from django.db import migrations
+from django.db import migrations, models
 
-INDEX = "recommender_casefeatures_combined_hnsw"
+import recommender.fields
 
-
-def _rebuild(schema_editor, m: int, ef_construction: int) -> None:
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    schema_editor.execute(f"DROP INDEX IF EXISTS {INDEX}")
-    schema_editor.execute(
-        f"CREATE INDEX {INDEX} ON recommender_casefeatures "
-        f"USING hnsw (combined vector_l2_ops) WITH (m = {m}, ef_construction = {ef_construction}) WHERE in_base"
-    )
-
-
-def larger_graph(apps, schema_editor):
-    _rebuild(schema_editor, 32, 128)
-
-
-def default_graph(apps, schema_editor):
-    _rebuild(schema_editor, 16, 64)
+NAME = "recommender_casefeatures_combined_hnsw"
 
 
 class Migration(migrations.Migration):
     dependencies = [("recommender", "0003_combined_with_discriminants")]
-    operations = [migrations.RunPython(larger_graph, default_graph)]
+    operations = [
+        migrations.RemoveIndex(model_name="casefeatures", name=NAME),
+        migrations.AddIndex(
+            model_name="casefeatures",
+            index=recommender.fields.HnswIndex(
+                condition=models.Q(in_base=True),
+                ef_construction=128,
+                fields=["combined"],
+                m=32,
+                name=NAME,
+                opclasses=["vector_l2_ops"],
+            ),
+        ),
+    ]
