@@ -12,8 +12,9 @@ HOST   ?= 127.0.0.1:8000
 install: $(VENV)/.installed
 
 # Exactly the locked versions, every file checked against its hash, then the project itself without
-# dependencies. Re-runs when the dev lock changes (`make lock` after editing pyproject's dependencies).
-$(VENV)/.installed: requirements/dev.txt
+# dependencies. Re-runs when the dev lock changes (`make lock` after editing pyproject's dependencies)
+# or pyproject.toml does (a new top-level package needs the editable install redone).
+$(VENV)/.installed: requirements/dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes -r requirements/dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .
