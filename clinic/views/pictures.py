@@ -11,7 +11,7 @@ from cases import rendering
 from cases.selectors import case_ground_truth_mask
 from clinic.browse import case_best_mask, case_pictures_changed
 from clinic.views.shared import case_or_404, mask_download, png_response
-from segmentation.services import load_mask
+from segmentation.selectors import load_mask
 
 
 @login_required

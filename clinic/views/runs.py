@@ -11,7 +11,8 @@ from django.views.decorators.http import require_POST
 
 from clinic.views.shared import mask_download
 from segmentation.models import RunStatus, SegmentationRun
-from segmentation.services import load_mask, segmentation_run_review
+from segmentation.selectors import load_mask
+from segmentation.services import segmentation_run_review
 
 
 @login_required
