@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from cases.models import Diagnosis
 from clinic.browse import diagnosis_cases, diagnosis_search, mask_state
-from clinic.views.shared import case_or_404
+from clinic.views.shared import case_or_404, searched_page
 from recommender.services import diagnosis_record
 
 DIAGNOSES_PER_PAGE = 50
@@ -43,8 +43,7 @@ def case_diagnosis_add_view(request: HttpRequest, case_id: int) -> HttpResponse:
 
 @login_required
 def diagnosis_list_view(request: HttpRequest) -> HttpResponse:
-    q = request.GET.get("q", "").strip()
-    page = Paginator(diagnosis_search(q=q), DIAGNOSES_PER_PAGE).get_page(request.GET.get("page"))
+    page, q = searched_page(request, diagnosis_search, per_page=DIAGNOSES_PER_PAGE)
     return render(request, "recommender/diagnosis_list.html", {"page": page, "q": q})
 
 

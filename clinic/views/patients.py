@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from cases.models import Patient
 from clinic.browse import patient_search, patient_timeline
+from clinic.views.shared import searched_page
 
 PATIENTS_PER_PAGE = 50
 
 
 @login_required
 def patient_list_view(request: HttpRequest) -> HttpResponse:
-    q = request.GET.get("q", "").strip()
-    page = Paginator(patient_search(q=q), PATIENTS_PER_PAGE).get_page(request.GET.get("page"))
+    page, q = searched_page(request, patient_search, per_page=PATIENTS_PER_PAGE)
     return render(request, "cases/patient_list.html", {"page": page, "q": q})
 
 

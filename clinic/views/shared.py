@@ -1,9 +1,14 @@
-"""What several page groups share: a case or a 404, and the PNG / NIfTI responses of the pictures."""
+"""What several page groups share: a case or a 404, a searched list's page, and the PNG / NIfTI
+responses of the pictures."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
-from django.http import Http404, HttpResponse
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
 
 from cases import rendering
 from cases.models import Case
@@ -15,6 +20,14 @@ def case_or_404(case_id: int) -> Case:
     if case is None:
         raise Http404("No such case.")
     return case
+
+
+def searched_page(
+    request: HttpRequest, search: Callable[..., QuerySet], *, per_page: int
+) -> tuple[Page, str]:
+    """A list page's ``?page=`` of what ``search(q=...)`` finds for its ``?q=``, and that ``q``."""
+    q = request.GET.get("q", "").strip()
+    return Paginator(search(q=q), per_page).get_page(request.GET.get("page")), q
 
 
 def png_response(data: bytes, *, filename: str | None = None, max_age: int = 0) -> HttpResponse:
