@@ -6,8 +6,9 @@
 For each size N it makes N vectors of the real dimension (recommender.models.COMBINED_DIM), drawn from
 a mixture of Gaussian clusters with a tumour type each (case vectors are clustered, not uniform),
 loads them into a scratch table with COPY, builds the same HNSW index as the app
-(vector_l2_ops, m=32, ef_construction=128 as migration 0004; ``--m`` / ``--ef-construction`` try another graph,
-e.g. pgvector's defaults 16 / 64 of migration 0002), then times ``--queries`` nearest-10 queries:
+(vector_l2_ops, m=32, ef_construction=128 as migration 0004; ``--m`` / ``--ef-construction`` try
+another graph, e.g. pgvector's defaults 16 / 64 of migration 0002), then times ``--queries``
+nearest-10 queries:
 - exact numpy (float32, brute force over all N; the embedded mode's search);
 - pgvector HNSW without a filter, and with a tumour-type filter (iterative scan, relaxed order): the
   query's own type (what the app asks) and another type (a user's explicit filter), for each
@@ -34,6 +35,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psycopg
+from psycopg import sql  # utility statements take no bound parameters: quote client-side
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -42,10 +45,10 @@ TYPES = ("meningioma", "glioma", "pituitary")
 
 def _dimension() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tumorsite.settings.base")
-    import django
+    import django  # noqa: PLC0415 (after DJANGO_SETTINGS_MODULE is set)
 
     django.setup()
-    from recommender.models import COMBINED_DIM
+    from recommender.models import COMBINED_DIM  # noqa: PLC0415 (models load after django.setup())
 
     return COMBINED_DIM
 
@@ -120,8 +123,6 @@ def _load_and_index(cur, table: str, vectors: np.ndarray, types: np.ndarray, arg
     built["build_s"] = round(time.perf_counter() - started, 1)
     built["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     cur.execute(f"ANALYZE {table}")
-    from psycopg import sql  # utility statements take no bound parameters: quote client-side
-
     cur.execute(
         sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(table), sql.Literal(json.dumps(built)))
     )
@@ -180,7 +181,7 @@ def run_size(conn, n: int, dim: int, args, rng) -> dict:
 
     # Exact numpy.
     times, truth = [], {"none": [], "own": [], "other": []}
-    for q, own, other in zip(queries, own_types, other_types):
+    for q, own, other in zip(queries, own_types, other_types, strict=True):
         started = time.perf_counter()
         truth["none"].append(exact_top(vectors, q, k))
         times.append((time.perf_counter() - started) * 1000)
@@ -310,8 +311,6 @@ def main(argv=None) -> int:
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
         parser.error("set DATABASE_URL=postgres://... (a database with the vector extension)")
-    import psycopg
-
     dim = _dimension()
     rng = np.random.default_rng(args.seed)
     results = []
@@ -325,7 +324,8 @@ def main(argv=None) -> int:
             r = results[-1]
             reused = f" (indexes built {r['index_reused_from']}, reused)" if r["index_reused_from"] else ""
             print(
-                f"  HNSW m={r['m']}, ef_construction={r['ef_construction']}: load {r['load_s']} s, HNSW build {r['index_build_s']} s, "
+                f"  HNSW m={r['m']}, ef_construction={r['ef_construction']}: load {r['load_s']} s, "
+                f"HNSW build {r['index_build_s']} s, "
                 f"per-type partial indexes {r.get('partial_index_build_s', '-')} s{reused}"
             )
             print(f"  {'method':<28}{'p50 ms':>9}{'p99 ms':>9}{'recall@10':>11}")

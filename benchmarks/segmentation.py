@@ -16,18 +16,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def seed_unet():
     """The seed's baseline U-Net: conv blocks 64-128-256-512, a 512 bottleneck, 3x3 transposed up-convs."""
-    import keras
-    from keras import layers
+    import keras  # noqa: PLC0415 (TensorFlow loads in the measuring subprocess only)
+    from keras import layers  # noqa: PLC0415 (TensorFlow loads in the measuring subprocess only)
 
     def block(x, f):
         x = layers.Conv2D(f, 3, padding="same", activation="relu")(x)
@@ -40,7 +43,7 @@ def seed_unet():
         skips.append(x)
         x = layers.MaxPooling2D()(x)
     x = block(x, 512)
-    for f, skip in zip((512, 256, 128, 64), reversed(skips)):
+    for f, skip in zip((512, 256, 128, 64), reversed(skips), strict=True):
         x = layers.Conv2DTranspose(f, 3, strides=2, padding="same")(x)
         x = block(layers.Concatenate()([x, skip]), f)
     return keras.Model(inputs, layers.Conv2D(1, 1, activation="sigmoid")(x), name="seed_unet")
@@ -48,13 +51,10 @@ def seed_unet():
 
 def _measure(target: str, precision: str, repeats: int) -> dict:
     """Runs inside the subprocess."""
-    import resource
-
-    import numpy as np
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads in the measuring subprocess only)
 
     sys.path.insert(0, str(ROOT))
-    from ml.inference import load_segmenter, set_precision
+    from ml.inference import load_segmenter, set_precision  # noqa: PLC0415 (the repository is on sys.path now)
 
     rng = np.random.default_rng(0)
     if target == "seed_unet":
@@ -138,7 +138,10 @@ def main() -> None:
         print(f"measured {label} {precision}", file=sys.stderr, flush=True)
 
     base = rows[0][2]["ms_per_slice_b1"] if rows and rows[0][1] == "fp32" and "seed" in rows[0][0] else None
-    header = f"{'model':28} {'prec':5} {'params':>10} {'ms/slice b1':>12} {'ms/slice b16':>13} {'peak MB':>8} {'x seed b1':>9}"
+    header = (
+        f"{'model':28} {'prec':5} {'params':>10} {'ms/slice b1':>12} {'ms/slice b16':>13} {'peak MB':>8} "
+        f"{'x seed b1':>9}"
+    )
     print(header)
     print("-" * len(header))
     for label, precision, r in rows:

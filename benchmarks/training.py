@@ -21,23 +21,24 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _measure(spec: dict, precision: str, steps: int, batch_size: int, threads: int) -> dict:
     """Runs inside the subprocess."""
-    import numpy as np
-
     sys.path.insert(0, str(ROOT))
-    from ml.train import set_threads
+    # The repository is on sys.path only now, and TensorFlow loads in the measuring subprocess only.
+    from ml.training.loop import set_threads  # noqa: PLC0415 (see above)
 
     if threads:
         set_threads(threads)
-    import keras
+    import keras  # noqa: PLC0415 (see above)
 
-    from ml.inference import set_precision
-    from ml.losses import get_loss
-    from ml.models import build_model
+    from ml.inference import set_precision  # noqa: PLC0415 (see above)
+    from ml.losses import get_loss  # noqa: PLC0415 (see above)
+    from ml.models import build_model  # noqa: PLC0415 (see above)
 
     set_precision(precision)
     spec = dict(spec)

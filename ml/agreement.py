@@ -30,8 +30,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import mannwhitneyu, spearmanr
+from tqdm import tqdm
 
+from ml.calibrate import ENSEMBLE_FILE
+from ml.data import load_slices, read_records, split_ids_as_trained
 from ml.evaluate import dice_iou
+from ml.inference import ensemble_proba, load_ensemble, load_segmenter, read_metadata, shipped_bundles
 
 FAILURE_DICE = 0.5  # a slice whose ensemble mask scores below this against the expert's is a failure
 FLAG_GRID = tuple(round(t, 2) for t in np.arange(0.05, 1.0, 0.05))
@@ -71,7 +76,6 @@ def flag_report(agreement: Sequence[float], dice: Sequence[float], flag_below: f
 def study(agreement: Sequence[float], dice: Sequence[float], types: Sequence[str]) -> dict:
     """Rank correlation of agreement with Dice, and the area under the ROC curve of low agreement as
     a detector of failures (the chance that a failure agrees less than a success; ties count half)."""
-    from scipy.stats import mannwhitneyu, spearmanr
 
     agreement, dice = np.asarray(agreement, float), np.asarray(dice, float)
     failed = dice < FAILURE_DICE
@@ -105,7 +109,6 @@ def choose_flag_below(agreement: Sequence[float], dice: Sequence[float], grid=FL
 
 def per_slice(members, ensemble, slices, *, batch_size: int = 16, progress=None) -> dict:
     """Each slice's member agreement and ensemble Dice, from one pass of every member."""
-    from ml.inference import ensemble_proba
 
     if ensemble.tta is not None:
         raise ValueError("the ensemble overrides its members' TTA; agreement uses each member's own masks")
@@ -115,7 +118,7 @@ def per_slice(members, ensemble, slices, *, batch_size: int = 16, progress=None)
         per_member = [m.predict_proba(images, batch_size=batch_size) for m in members]
         for i, truth in enumerate(slices.masks[start : start + batch_size]):
             probs = [p[i] for p in per_member]
-            agreement.append(mask_agreement([m.binarize(p) for m, p in zip(members, probs)]))
+            agreement.append(mask_agreement([m.binarize(p) for m, p in zip(members, probs, strict=True)]))
             dice.append(dice_iou(ensemble.binarize(ensemble_proba(probs)), truth)[0])
         if progress is not None:
             progress(len(images))
@@ -129,11 +132,6 @@ def per_slice(members, ensemble, slices, *, batch_size: int = 16, progress=None)
 
 
 def main(argv=None) -> None:
-    from tqdm import tqdm
-
-    from ml.calibrate import ENSEMBLE_FILE
-    from ml.data import load_slices, read_records, split_ids_as_trained
-    from ml.inference import load_ensemble, load_segmenter, read_metadata, shipped_bundles
 
     parser = argparse.ArgumentParser(
         description="Measure how well low agreement between the ensemble's members flags failed masks; "

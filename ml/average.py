@@ -23,10 +23,15 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import keras
 import numpy as np
+from tqdm import tqdm
 
+from ml import losses
 from ml.calibrate import apply_choice, calibrate, cleanup_text, tta_text, validation_slices
 from ml.data import load_slices, make_dataset, read_records, split_ids_as_trained, to_arrays
+from ml.inference import Segmenter, file_sha256, save_bundle, set_precision
+from ml.models import ModelSpec
 
 PAPER = (
     "Izmailov et al. 2018, Averaging Weights Leads to Wider Optima and Better Generalization "
@@ -36,9 +41,6 @@ PAPER = (
 
 def average_weights(paths: Sequence[str | Path]) -> list[np.ndarray]:
     """The element-wise mean of the weights of the ``.keras`` models at ``paths`` (same graph)."""
-    import keras
-
-    import ml.losses  # noqa: F401  registers the custom objects a training checkpoint was compiled with
 
     if len(paths) < 2:
         raise ValueError(f"averaging needs at least two checkpoints, got {len(paths)}.")
@@ -54,7 +56,7 @@ def average_weights(paths: Sequence[str | Path]) -> list[np.ndarray]:
         elif [w.shape for w in weights] != shapes:
             raise ValueError(f"{path} is another graph than {paths[0]}: average checkpoints of one run.")
         else:
-            total = [t + w for t, w in zip(total, weights)]
+            total = [t + w for t, w in zip(total, weights, strict=True)]
     return [(t / len(paths)).astype(np.float32) for t in total]
 
 
@@ -73,7 +75,6 @@ def recompute_batchnorm(
     Runs eagerly: each batch sets the layers' momentum to k/(k+1), so that after the last batch the
     moving values are the plain mean over all batches, not an exponential average.
     """
-    import keras
 
     layers = list(_walk(model))
     norms = [
@@ -95,9 +96,9 @@ def recompute_batchnorm(
             if progress:
                 progress(min(batch_size, len(images) - start))
     finally:
-        for bn, momentum in zip(norms, saved_momentum):
+        for bn, momentum in zip(norms, saved_momentum, strict=True):
             bn.momentum = momentum
-        for d, rate in zip(dropouts, saved_rates):
+        for d, rate in zip(dropouts, saved_rates, strict=True):
             d.rate = rate
     return len(norms)
 
@@ -119,12 +120,6 @@ def average_run(
     that ``ml.train`` wrote for the run), calibrate on its validation split and write
     ``<output_dir>/<name>.keras`` and ``.json``. Returns the metadata. ``limit`` caps the training and
     validation slices used (smoke tests)."""
-    import keras
-    from tqdm import tqdm
-
-    from ml import losses
-    from ml.inference import Segmenter, file_sha256, save_bundle, set_precision
-    from ml.models import ModelSpec
 
     like = Path(like)
     if like.suffix == ".keras":
@@ -169,21 +164,23 @@ def average_run(
     )
     at_half = model.evaluate(make_dataset(x_val, y_val, batch_size=batch_size), verbose=0, return_dict=True)
     log(
-        f"validation Dice at 0.5, model input size, no TTA (as ml.train logs per epoch): {at_half['dice']:.4f}"
+        "validation Dice at 0.5, model input size, no TTA (as ml.train logs per epoch): "
+        f"{at_half['dice']:.4f}"
     )
 
     choice = calibrate(Segmenter(model, {"name": name}), val)
     v = choice["val_metrics"]
     log(
         f"validation at native resolution: Dice {v['dice_mean']:.4f}, IoU {v['iou_mean']:.4f}, by type "
-        f"{json.dumps({k: round(x, 4) for k, x in v['dice_by_type'].items()})}; threshold {choice['threshold']}, "
+        f"{json.dumps({k: round(x, 4) for k, x in v['dice_by_type'].items()})}; "
+        f"threshold {choice['threshold']}, "
         f"{tta_text(choice)}, {cleanup_text(choice['postprocess'])}"
     )
 
     metadata = apply_choice({k: x for k, x in meta.items() if k != "name"}, choice)
     metadata["weight_average"] = {
-        "method": "uniform mean of the checkpoints' weights; batch-norm statistics recomputed on the training "
-        "split (exact mean over its batches, no augmentation, dropout off)",
+        "method": "uniform mean of the checkpoints' weights; batch-norm statistics recomputed on the "
+        "training split (exact mean over its batches, no augmentation, dropout off)",
         "paper": PAPER,
         "checkpoints": [{"path": str(p), "sha256": file_sha256(p)} for p in checkpoints],
         "run_bundle": str(like),

@@ -15,7 +15,27 @@ from pathlib import Path
 import numpy as np
 
 from ml.data import Slices, load_slices, read_records, split_ids_as_trained
-from ml.evaluate import choose_postprocess, dice_iou, summarise
+from ml.evaluate import (
+    CLEANUPS,
+    EARLIER_CANDIDATES,
+    THRESHOLDS,
+    _best_setting,
+    choose_postprocess,
+    cross_validate_tables,
+    dice_iou,
+    dice_table,
+    group_bootstrap_ci,
+    summarise,
+)
+from ml.inference import (
+    Ensemble,
+    combine_views,
+    ensemble_proba,
+    file_sha256,
+    load_segmenter,
+    read_metadata,
+    shipped_bundles,
+)
 from ml.postprocess import binarize
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -29,7 +49,6 @@ SCALE_CHOICES = ((1.0,), (1.0, 1.15), (0.87, 1.0, 1.15))
 def _candidate_probs(predictor, images, tta_choices, scale_choices):
     """``(tta, scales, probabilities)`` for every candidate, each view predicted once: a flipped view
     is shared by every candidate that uses it. An ensemble (no ``view_proba``) is asked as it is."""
-    from ml.inference import combine_views
 
     if not hasattr(predictor, "view_proba"):
         for tta in tta_choices:
@@ -45,7 +64,9 @@ def _candidate_probs(predictor, images, tta_choices, scale_choices):
                 if tta and s not in flipped:
                     flipped[s] = predictor.view_proba(images, scale=s, flip_only=True)
                 views.append(
-                    [((p + q) / 2.0, w) for (p, w), (q, _) in zip(plain[s], flipped[s])] if tta else plain[s]
+                    [((p + q) / 2.0, w) for (p, w), (q, _) in zip(plain[s], flipped[s], strict=True)]
+                    if tta
+                    else plain[s]
                 )
             yield tta, scales, combine_views(views)
 
@@ -72,7 +93,9 @@ def _choose(val: Slices, candidates) -> tuple[dict, list]:
             best = (tta, scales, post, probs)
     tta, scales, post, probs = best
     cleanup = {"keep_largest": post["keep_largest"], "keep_by": post["keep_by"], "min_component_px": 0}
-    scores = [dice_iou(binarize(p, post["threshold"], **cleanup), t) for p, t in zip(probs, val.masks)]
+    scores = [
+        dice_iou(binarize(p, post["threshold"], **cleanup), t) for p, t in zip(probs, val.masks, strict=True)
+    ]
     choice = {
         "threshold": post["threshold"],
         "tta": tta,
@@ -134,15 +157,6 @@ def report_cross_validation(bundles, val: Slices, *, folds: int, repeats: int) -
       and a paired 95 % interval of the difference that resamples patient groups. The ensemble's
       members share one zoom setting here.
     """
-    from ml.evaluate import (
-        CLEANUPS,
-        EARLIER_CANDIDATES,
-        THRESHOLDS,
-        cross_validate_tables,
-        dice_table,
-        group_bootstrap_ci,
-    )
-    from ml.inference import ensemble_proba, load_segmenter
 
     members = [load_segmenter(p) for p in bundles]
     candidates = {"current": (THRESHOLDS, CLEANUPS), "earlier": EARLIER_CANDIDATES}
@@ -153,7 +167,8 @@ def report_cross_validation(bundles, val: Slices, *, folds: int, repeats: int) -
         return f"thresholds {thresholds[0]:.2f}-{thresholds[-1]:.2f}; {rules}"
 
     print(
-        f"{folds}-fold x {repeats} by patient group over {len(set(groups))} validation groups ({len(val)} slices); "
+        f"{folds}-fold x {repeats} by patient group over {len(set(groups))} validation groups "
+        f"({len(val)} slices); "
         + "; ".join(f"{name} = {describe(*cands)}" for name, cands in candidates.items())
         + "; zoom = also choosing among "
         + ", ".join("/".join(f"{s:g}" for s in c) for c in SCALE_CHOICES)
@@ -165,7 +180,9 @@ def report_cross_validation(bundles, val: Slices, *, folds: int, repeats: int) -
         for m in members
     }
     by_model["ensemble"] = {
-        scales: [ensemble_proba(list(ps)) for ps in zip(*(by_model[m.name][scales] for m in members))]
+        scales: [
+            ensemble_proba(list(ps)) for ps in zip(*(by_model[m.name][scales] for m in members), strict=True)
+        ]
         for scales in SCALE_CHOICES
     }
     for name, by_scales in by_model.items():
@@ -185,7 +202,6 @@ def report_cross_validation(bundles, val: Slices, *, folds: int, repeats: int) -
 def _stacked_tables(predictor, val: Slices):
     """Every flip/zoom candidate's probabilities and one table of Dice per (candidate, threshold,
     clean-up) row and slice, in ``calibrate``'s order (so the first best row is ``calibrate``'s choice)."""
-    from ml.evaluate import dice_table
 
     probs = [p for _, _, p in _candidate_probs(predictor, val.images, (False, True), SCALE_CHOICES)]
     tables = [dice_table(p, val.masks) for p in probs]
@@ -194,7 +210,6 @@ def _stacked_tables(predictor, val: Slices):
 
 def _chosen(probs, tables):
     """The in-sample choice's probabilities and per-slice Dice."""
-    from ml.evaluate import _best_setting
 
     table = np.vstack(tables)
     row = _best_setting(table.mean(axis=1))
@@ -213,8 +228,6 @@ def compare_bundles(
     difference that resample patient groups. The ensemble's members keep their in-sample flip/zoom
     choices in both ensembles; only its threshold and clean-up are chosen per fold. Writes nothing.
     """
-    from ml.evaluate import _best_setting, cross_validate_tables, dice_table, group_bootstrap_ci
-    from ml.inference import ensemble_proba, file_sha256, load_segmenter, read_metadata
 
     bundles = [p for p in bundles if p.resolve() != Path(candidate).resolve()]
 
@@ -237,7 +250,7 @@ def compare_bundles(
     groups = [r.patient_group for r in val.records]
     types = np.array([r.tumour_type for r in val.records], object)
     chosen = {}
-    for path in bundles + [Path(candidate)]:
+    for path in [*bundles, Path(candidate)]:
         probs, tables = _stacked_tables(load_segmenter(path), val)
         chosen[path] = (_chosen(probs, tables), np.vstack(tables))
         print(f"{path}: {len(tables)} flip/zoom candidates scored", flush=True)
@@ -245,7 +258,7 @@ def compare_bundles(
     for label, swap in (("shipped", replaced[0]), ("candidate", Path(candidate))):
         (_, in_sample), table = chosen[swap]
         members = [swap if p == replaced[0] else p for p in bundles]
-        ens_probs = [ensemble_proba(list(ps)) for ps in zip(*(chosen[p][0][0] for p in members))]
+        ens_probs = [ensemble_proba(list(ps)) for ps in zip(*(chosen[p][0][0] for p in members), strict=True)]
         ens_table = dice_table(ens_probs, val.masks)
         rows[label] = {
             "single": (in_sample, table),
@@ -285,7 +298,8 @@ def compare_bundles(
             o = out[label]
             by_type = ", ".join(f"{t} {d:.4f}" for t, d in o["held_out_by_type"].items())
             print(
-                f"{name} ({label}): validation Dice {o['in_sample']:.4f} in-sample, {o['held_out']:.4f} held-out "
+                f"{name} ({label}): validation Dice {o['in_sample']:.4f} in-sample, "
+                f"{o['held_out']:.4f} held-out "
                 f"({by_type})"
             )
         for key in ("in_sample", "held_out"):
@@ -299,8 +313,6 @@ def compare_bundles(
 
 
 def main(argv=None) -> None:
-    from ml.inference import Ensemble, ensemble_proba, load_segmenter, read_metadata, shipped_bundles
-
     parser = argparse.ArgumentParser(
         description="Choose flip and zoom TTA, threshold and clean-up on the validation split."
     )
@@ -364,7 +376,7 @@ def main(argv=None) -> None:
         )
     members = [load_segmenter(p) for p in bundles]  # re-read: their JSON may have just changed
     if len(chosen) == len(bundles):  # the members' maps at their new settings are already here
-        probs = [ensemble_proba(list(ps)) for ps in zip(*(chosen[p] for p in bundles))]
+        probs = [ensemble_proba(list(ps)) for ps in zip(*(chosen[p] for p in bundles), strict=True)]
     else:
         probs = Ensemble(members).predict_proba(val.images)  # members keep their own TTA
     choice, _ = _choose(val, [(None, None, probs)])

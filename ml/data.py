@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -54,7 +55,8 @@ def read_records(data_dir: str | Path) -> list[Record]:
     csv_path = data_dir / "cases.csv"
     if not csv_path.is_file():
         raise FileNotFoundError(
-            f"{data_dir} is not in the shared layout: no cases.csv there (expected cases.csv, images/, masks/)."
+            f"{data_dir} is not in the shared layout: no cases.csv there "
+            "(expected cases.csv, images/, masks/)."
         )
     with csv_path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -184,7 +186,7 @@ def normalise(image: np.ndarray) -> np.ndarray:
 
 def resize_batch(images: np.ndarray, size: int, *, masks: bool = False) -> np.ndarray:
     """Resize ``(N, H, W)`` float arrays to ``(N, size, size)``: area for images, area + 0.5 for masks."""
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: Django imports ml.data)
 
     out = tf.image.resize(np.asarray(images, np.float32)[..., None], (size, size), method="area").numpy()[
         ..., 0
@@ -196,7 +198,7 @@ def to_arrays(slices: Slices, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Stack normalised images and masks resized to ``size``: float32 ``(N, size, size, 1)`` each."""
     xs = np.zeros((len(slices), size, size), np.float32)
     ys = np.zeros((len(slices), size, size), np.float32)
-    for i, (img, mask) in enumerate(zip(slices.images, slices.masks)):
+    for i, (img, mask) in enumerate(zip(slices.images, slices.masks, strict=True)):
         xs[i] = resize_batch(normalise(img)[None], size)[0]
         ys[i] = resize_batch(mask[None].astype(np.float32), size, masks=True)[0]
     return xs[..., None], ys[..., None]
@@ -233,9 +235,7 @@ def augmentation_preset(name: str) -> Augmentation | None:
 
 
 def _augment(image, mask, aug: Augmentation, *, soft: bool = False):
-    import math
-
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: Django imports ml.data)
 
     if aug.flip:
         flip = tf.random.uniform(()) < 0.5
@@ -282,7 +282,7 @@ def make_dataset(
     ``soft_targets``: the masks are probabilities in [0, 1] (distillation), which augmentation
     interpolates instead of re-binarising.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: Django imports ml.data)
 
     ds = tf.data.Dataset.from_tensor_slices((images, masks))
     if shuffle:

@@ -129,7 +129,7 @@ def _backbone_encoder(inputs, encoder: str, base_filters: int, weights: str | No
             ) from exc
         raise
     table = BACKBONE_LAYERS[encoder]
-    names = list(table["skips"]) + [table["bottleneck"]]
+    names = [*table["skips"], table["bottleneck"]]
     extractor = keras.Model(
         backbone.input, [backbone.get_layer(n).output for n in names], name=f"{encoder}_backbone"
     )

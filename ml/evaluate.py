@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ml.data import TUMOUR_TYPES, Slices
+from ml.postprocess import binarize
 
 SMOOTH = 1e-6
 
@@ -80,13 +81,13 @@ def misses(
     """
     dices = np.asarray(dices, float)
     hit = dices < below
-    by_type = {t: int(sum(1 for h, x in zip(hit, types) if h and x == t)) for t in TUMOUR_TYPES}
+    by_type = {t: int(sum(1 for h, x in zip(hit, types, strict=True) if h and x == t)) for t in TUMOUR_TYPES}
     return {
         "below": below,
         "n": int(hit.sum()),
         "of": len(dices),
         "by_type": {t: n for t, n in by_type.items() if n},
-        "patient_groups": len({g for h, g in zip(hit, groups) if h}),
+        "patient_groups": len({g for h, g in zip(hit, groups, strict=True) if h}),
         "dice_mean_of_the_rest": float(dices[~hit].mean()) if (~hit).any() else float("nan"),
     }
 
@@ -105,7 +106,9 @@ def evaluate_masks(
         t0 = time.perf_counter()
         masks = predict(images)
         elapsed += time.perf_counter() - t0
-        scores += [dice_iou(m, t) for m, t in zip(masks, slices.masks[start : start + batch_size])]
+        scores += [
+            dice_iou(m, t) for m, t in zip(masks, slices.masks[start : start + batch_size], strict=True)
+        ]
         predicted_px += [int(np.count_nonzero(m)) for m in masks]
         if progress is not None:
             progress(len(images))
@@ -141,12 +144,11 @@ def _dice_table(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], thres
     """The candidate settings, cleanup-major as ``choose_postprocess`` tries them, and each one's Dice on
     each slice (a ``len(settings) x len(probs)`` array), so a choice on any subset of slices needs no
     further binarising."""
-    from ml.postprocess import binarize
 
     settings = [(dict(cleanup), float(thr)) for cleanup in cleanups for thr in thresholds]
     table = np.array(
         [
-            [dice_iou(binarize(p, thr, **cleanup), t)[0] for p, t in zip(probs, truths)]
+            [dice_iou(binarize(p, thr, **cleanup), t)[0] for p, t in zip(probs, truths, strict=True)]
             for cleanup, thr in settings
         ],
         float,

@@ -59,14 +59,14 @@ def resolve_precision(precision: str) -> str:
     """
     if precision != "auto":
         return precision
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 
     return "bf16" if cpu_has_fast_bf16() or tf.config.list_physical_devices("GPU") else "fp32"
 
 
 def set_precision(precision: str) -> str:
     """Set Keras' global dtype policy: 'bf16' -> mixed_bfloat16, 'fp32' -> float32, 'auto' -> either."""
-    import keras
+    import keras  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 
     policies = {"bf16": "mixed_bfloat16", "fp32": "float32"}
     precision = resolve_precision(precision)
@@ -125,7 +125,7 @@ def zoom_view(image: np.ndarray, scale: float):
 def combine_views(per_scale: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]]) -> list[np.ndarray]:
     """Per image, the weighted mean of its views' ``(probability, weight)`` maps (``view_proba``)."""
     out = []
-    for views in zip(*per_scale):
+    for views in zip(*per_scale, strict=True):
         total = np.sum([p * wt for p, wt in views], axis=0)
         weight = np.sum([wt for _, wt in views], axis=0)
         out.append((total / np.maximum(weight, 1e-12)).astype(np.float32))
@@ -161,7 +161,7 @@ class Segmenter(_Masks):
     """A loaded segmenter with its metadata. Build with ``load_segmenter``."""
 
     def __init__(self, model, metadata: dict, path: Path | None = None):
-        import tensorflow as tf
+        import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 
         self.model = model
         self.metadata = metadata
@@ -186,7 +186,7 @@ class Segmenter(_Masks):
 
     # --- probabilities ---------------------------------------------------------------------------
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        import tensorflow as tf
+        import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 
         batch = np.zeros((len(images), self.input_size, self.input_size, 1), np.float32)
         for i, img in enumerate(images):
@@ -231,14 +231,14 @@ class Segmenter(_Masks):
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each slice seen at one zoom ``scale`` (see ``zoom_view``), mapped back to its own pixels:
         ``(probability, weight)`` per image, weight 1 where the view covers the slice and 0 elsewhere."""
-        import tensorflow as tf
+        import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 
         views = [zoom_view(img, scale) for img in images]
         small = self.predict_small(
             self.prepare([v for v, _ in views]), tta=tta, batch_size=batch_size, flip_only=flip_only
         )
         out = []
-        for img, (view, place), p in zip(images, views, small):
+        for img, (view, place), p in zip(images, views, small, strict=True):
             prob = tf.image.resize(p[None], view.shape[:2], method="bilinear").numpy()[0, ..., 0]
             out.append(place(prob, np.asarray(img).shape[:2]))
         return out
@@ -263,7 +263,7 @@ class Segmenter(_Masks):
 
     # --- embedding --------------------------------------------------------------------------------
     def _bottleneck_model(self):
-        import keras
+        import keras  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 
         if self._embed_model is None:
             names = {layer.name for layer in self.model.layers}
@@ -281,7 +281,7 @@ class Segmenter(_Masks):
         Returns float32 ``(2C,)``: ``[mean over the (downsampled) mask, global mean]``. With no mask,
         or an empty one, both halves are the global mean.
         """
-        import tensorflow as tf
+        import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 
         x = self.prepare([image])
         with self._lock:
@@ -318,14 +318,14 @@ def load_segmenter(keras_path: str | Path, *, precision: str | None = None) -> S
 
 
 def _load(path: Path, precision: str | None) -> Segmenter:
-    import keras
+    import keras  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 
-    import ml.losses  # noqa: F401  registers the custom loss/metrics used when compiling
+    import ml.losses  # noqa: F401, PLC0415 (registers the custom losses and metrics; Keras loads lazily)
 
     metadata = read_metadata(path)
     model = keras.models.load_model(path, compile=False)
     if precision is not None:
-        from ml.models import ModelSpec
+        from ml.models import ModelSpec  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 
         previous = keras.mixed_precision.global_policy().name
         set_precision(precision)
@@ -355,7 +355,7 @@ def save_bundle(model, directory: str | Path, name: str, metadata: dict, *, rebu
     either the graph is copied as it is. ``load_segmenter(..., precision="bf16")`` rebuilds it in bf16
     where that pays off.
     """
-    import keras
+    import keras  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -367,7 +367,7 @@ def save_bundle(model, directory: str | Path, name: str, metadata: dict, *, rebu
         if rebuild is not None:
             clean = rebuild()
         elif metadata.get("spec"):
-            from ml.models import ModelSpec
+            from ml.models import ModelSpec  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 
             clean = ModelSpec.from_config(metadata["spec"]).build()
         else:
@@ -438,7 +438,7 @@ class Ensemble(_Masks):
         per_member = [
             m.predict_proba(images, tta=tta, scales=scales, batch_size=batch_size) for m in self.members
         ]
-        return [ensemble_proba(list(ps)) for ps in zip(*per_member)]
+        return [ensemble_proba(list(ps)) for ps in zip(*per_member, strict=True)]
 
 
 def ensemble_calibration(directory: str | Path, member_names: Sequence[str]) -> dict | None:

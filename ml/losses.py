@@ -79,8 +79,8 @@ def lovasz_hinge_loss(y_true, y_pred):
     in decreasing order and weighted by the gradient of the Lovász extension of the Jaccard loss, which
     depends only on the sorted ground truth. Computed per image, so, like the metrics, a small tumour
     weighs as much as a large one. An image with an empty ground truth is charged its largest hinge
-    error (its most confident false positive): every Jaccard weight but the first is then 0. Best used to fine-tune a model trained
-    with ``bce_dice``, at a lower learning rate, as the paper does.
+    error (its most confident false positive): every Jaccard weight but the first is then 0. Best used
+    to fine-tune a model trained with ``bce_dice``, at a lower learning rate, as the paper does.
     """
     t, p = _flatten(y_true, y_pred)
     signs = 2.0 * t - 1.0

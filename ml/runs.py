@@ -57,7 +57,8 @@ def summarise(bundle_json: str | Path, runs_dir: str | Path = "runs") -> dict:
 def table(rows: list[dict]) -> str:
     """A Markdown table of the rows' main figures."""
     lines = [
-        "| bundle | encoder | params | from | epochs (best) | minutes | val Dice | meningioma / glioma / pituitary |",
+        "| bundle | encoder | params | from | epochs (best) | minutes | val Dice "
+        "| meningioma / glioma / pituitary |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
@@ -75,9 +76,9 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
-        description="Summarise trained bundles side by side (validation figures from their JSON, per-epoch "
-        "Dice from their run's log.csv; minutes and epochs are the last run's, so a warm start's earlier runs "
-        "are not counted); reads no data and loads no model."
+        description="Summarise trained bundles side by side (validation figures from their JSON, "
+        "per-epoch Dice from their run's log.csv; minutes and epochs are the last run's, so a warm "
+        "start's earlier runs are not counted); reads no data and loads no model."
     )
     parser.add_argument(
         "bundles", nargs="+", metavar="BUNDLE.json", help="bundle JSON files that ml.train wrote"

@@ -58,15 +58,15 @@ class ModelSpec:
         return cls(**{k: v for k, v in config.items() if k in known})
 
     def build(self, encoder_weights=None) -> keras.Model:
-        kwargs = dict(
-            encoder=self.encoder,
-            input_size=self.input_size,
-            base_filters=self.base_filters,
-            depth=self.depth,
-            encoder_weights=encoder_weights,
-            dropout=self.dropout,
-            attention_blocks=self.attention_blocks,
-        )
+        kwargs = {
+            "encoder": self.encoder,
+            "input_size": self.input_size,
+            "base_filters": self.base_filters,
+            "depth": self.depth,
+            "encoder_weights": encoder_weights,
+            "dropout": self.dropout,
+            "attention_blocks": self.attention_blocks,
+        }
         if self.architecture == "unet_plus_plus":
             kwargs["deep_supervision"] = self.deep_supervision
         return BUILDERS[self.architecture](**kwargs)

@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand
+from tqdm import tqdm
 
 from recommender.services import case_base_build
 
@@ -15,8 +16,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        from tqdm import tqdm
-
         bar = tqdm(total=0, unit="case", disable=options["verbosity"] == 0)
 
         def progress(done, total):

@@ -2,7 +2,9 @@ import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
 
+from ml.data import read_records, split_by_patient
 from recommender.evaluation import evaluate
 
 
@@ -46,10 +48,7 @@ class Command(BaseCommand):
             raise CommandError("--classifier-weights must lie in [0, 1].")
         ids = None
         if options["split"]:
-            from ml.data import read_records, split_by_patient
-
             ids = split_by_patient(read_records(data), seed=options["seed"])[options["split"]]
-        from tqdm import tqdm
 
         bar = tqdm(total=0, unit="slice", disable=options["verbosity"] == 0)
 

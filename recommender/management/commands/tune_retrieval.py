@@ -2,6 +2,13 @@ import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from ml.data import kfold_by_patient, read_records, split_by_patient
+from recommender import tuning
+from recommender.services import embedding_model_version
+from segmentation.models import ModelVersion
+from segmentation.services import primary_model_version
 
 
 class Command(BaseCommand):
@@ -63,12 +70,6 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, help="at most this many slices (a quick look)")
 
     def handle(self, *args, **o):
-        from ml.data import kfold_by_patient, read_records, split_by_patient
-        from recommender import tuning
-        from recommender.services import embedding_model_version
-        from segmentation.models import ModelVersion
-        from segmentation.services import primary_model_version
-
         data = Path(o["data"])
         if not (data / "cases.csv").is_file():
             raise CommandError(f"{data} has no cases.csv: pass --data DIR in the shared layout.")
@@ -98,8 +99,6 @@ class Command(BaseCommand):
         )
         described = tuning.Described.load(cache, key)
         if described is None:
-            from tqdm import tqdm
-
             self.stdout.write(f"describing {len(records)} slices (ground-truth and {primary.name} masks)…")
             bar = tqdm(total=len(records), unit="slice", disable=o["verbosity"] == 0)
             described = tuning.describe_records(
@@ -117,7 +116,6 @@ class Command(BaseCommand):
 
         folds = kfold_by_patient(records, k=o["folds"], seed=o["seed"])
         settings_ = tuning.grid(o["w_discriminant"], o["w_features"], o["w_embedding"])
-        from tqdm import tqdm
 
         runs = [
             (name, weights)

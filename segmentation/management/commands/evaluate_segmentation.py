@@ -1,12 +1,19 @@
 """Score shipped segmenters (and their ensemble) on a folder in the shared layout."""
 
+import csv
 import itertools
 import json
 import time
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from ml.data import load_slices, read_records, split_ids_as_trained
+from ml.evaluate import evaluate_masks, group_bootstrap_ci, misses
+from ml.inference import ensemble_proba, load_ensemble, load_segmenter, shipped_bundles
 
 
 class Command(BaseCommand):
@@ -68,12 +75,6 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, help="evaluate at most N slices")
 
     def handle(self, *args, **o):
-        import numpy as np
-        from tqdm import tqdm
-
-        from ml.data import load_slices, read_records, split_ids_as_trained
-        from ml.evaluate import evaluate_masks, group_bootstrap_ci, misses
-        from ml.inference import load_ensemble, load_segmenter, shipped_bundles
 
         data, models_dir = Path(o["data"]), Path(o["models_dir"])
         try:
@@ -140,7 +141,9 @@ class Command(BaseCommand):
             res["wall_seconds"] = round(time.perf_counter() - started, 2)
             res["tta_scales"] = {m.name: list(scales or m.tta_scales) for m in members}
             per_slice[name] = np.array(res.pop("dice_per_slice"))
-            rows[name] = zip(res.pop("iou_per_slice"), res.pop("predicted_px_per_slice"), per_slice[name])
+            rows[name] = zip(
+                res.pop("iou_per_slice"), res.pop("predicted_px_per_slice"), per_slice[name], strict=True
+            )
             results[name] = res
             by_type = ", ".join(f"{t} {d:.4f}" for t, d in res["dice_by_type"].items())
             lo, hi = res["dice_ci95"]
@@ -185,9 +188,6 @@ class Command(BaseCommand):
 
     @staticmethod
     def _write_per_slice(path: Path, slices, rows: dict) -> None:
-        import csv
-
-        import numpy as np
 
         truth_px = [int(np.count_nonzero(m)) for m in slices.masks]
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,7 +197,9 @@ class Command(BaseCommand):
                 ["model", "id", "patient_group", "tumour_type", "truth_px", "predicted_px", "dice", "iou"]
             )
             for name, scores in rows.items():
-                for record, truth, (iou, predicted, dice) in zip(slices.records, truth_px, scores):
+                for record, truth, (iou, predicted, dice) in zip(
+                    slices.records, truth_px, scores, strict=True
+                ):
                     writer.writerow(
                         [
                             name,
@@ -216,7 +218,6 @@ class Command(BaseCommand):
         """images -> masks for ``evaluate_masks``, which asks for the slices in order. ``keep`` stores a
         model's maps in ``probs`` (under its bundle name) for the ensemble; ``reuse`` averages the stored
         maps of the bundles ``stems``."""
-        from ml.inference import ensemble_proba
 
         done = [0]
 
