@@ -24,7 +24,7 @@ def case_mask_correct(*, case: Case, mask: np.ndarray, user) -> Case:
         raise ValueError("The corrected mask is empty: paint the tumour before saving.")
     with transaction.atomic():
         case = case_ground_truth_set(case=case, mask=mask, user=user)
-    case_outline_changed.send(sender=Case, case=case)
+    transaction.on_commit(lambda: case_outline_changed.send(sender=Case, case=case))
     return case
 
 
@@ -37,5 +37,5 @@ def case_tumour_type_set(*, case: Case, tumour_type: str, user) -> Case:
     case.tumour_type = tumour_type
     case.tumour_type_source = TypeSource.CLINICIAN
     case.save(update_fields=["tumour_type", "tumour_type_source", "updated_at"])
-    case_tumour_type_chosen.send(sender=Case, case=case)
+    transaction.on_commit(lambda: case_tumour_type_chosen.send(sender=Case, case=case))
     return case

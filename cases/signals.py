@@ -1,6 +1,7 @@
 """What the record tells the apps above it. The senders never import their listeners.
 
-Each is sent right after the clinician's decision is saved, with the case as ``case``:
+Each carries the case as ``case`` and is sent once the clinician's decision is committed
+(``transaction.on_commit``: at once when no transaction is open):
 
 - ``case_outline_changed(case)``: a clinician saved a corrected tumour outline (the new ground truth).
 - ``case_tumour_type_chosen(case)``: a clinician confirmed or entered the tumour type.

@@ -1,6 +1,6 @@
 """What the recommender does when the apps below it announce something (connected in ``apps.py``).
 
-A run, a review or a clinician's correction is saved before its signal is sent: describing the case
+A run, a review or a clinician's correction is committed before its signal is sent: describing the case
 may fail (e.g. no model is installed) without undoing it. The failure is logged, and the next
 announcement for the case redoes the description.
 """

@@ -1,6 +1,7 @@
 """What segmentation tells the apps above it. The senders never import their listeners.
 
-Each is sent right after the change is saved, with the row as ``run``:
+The run signals carry the row as ``run`` and are sent once the change is committed
+(``transaction.on_commit``: at once when no transaction is open, as in a worker or a plain request):
 
 - ``run_finished(run)``: a run ended, done or failed.
 - ``run_reviewed(run)``: a clinician validated or rejected a run's mask.

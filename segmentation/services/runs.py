@@ -204,7 +204,7 @@ def _store_result(
 def _announce_finished(run_id: int) -> None:
     run = SegmentationRun.objects.select_related("model_version", "case").filter(pk=run_id).first()
     if run is not None:
-        run_finished.send(sender=SegmentationRun, run=run)
+        transaction.on_commit(lambda: run_finished.send(sender=SegmentationRun, run=run))
 
 
 def segmentation_run_review(*, run: SegmentationRun, user, validated: bool) -> SegmentationRun:
@@ -215,5 +215,5 @@ def segmentation_run_review(*, run: SegmentationRun, user, validated: bool) -> S
     run.reviewed_by = user
     run.reviewed_at = timezone.now()
     run.save(update_fields=["review_status", "reviewed_by", "reviewed_at"])
-    run_reviewed.send(sender=SegmentationRun, run=run)
+    transaction.on_commit(lambda: run_reviewed.send(sender=SegmentationRun, run=run))
     return run
