@@ -23,8 +23,8 @@ class MaskSource(models.TextChoices):
     CORRECTED = "corrected", "Corrected by a clinician"
 
 
-# Where a trusted ground-truth outline comes from: such a case belongs to the similar-case base (the
-# recommender adds the cases whose AI mask a clinician validated).
+# Where a trusted ground-truth outline comes from: such a case belongs to the similar-case base (which
+# may also hold cases whose AI mask a clinician validated: the record does not know of AI masks).
 CASE_BASE_MASK_SOURCES = (MaskSource.IMPORTED, MaskSource.CORRECTED)
 
 
@@ -88,7 +88,7 @@ class Case(models.Model):
     )
     predicted_confidence = models.FloatField(null=True, blank=True)
     # What the suggestion was made of: {"similar_cases": {type: share}, "classifier": {type: p} or None,
-    # "classifier_weight": w} (recommender.services.case_tumour_type_suggest).
+    # "classifier_weight": w}, written with the suggestion.
     predicted_type_sources = models.JSONField(null=True, blank=True)
     ground_truth_mask = models.FileField(upload_to="masks/%Y/%m/", null=True, blank=True)
     mask_source = models.CharField(  # noqa: DJ001 (null: not known yet)

@@ -1,8 +1,8 @@
 """A clinician's decisions on a case, made from the web pages: the corrected mask and the tumour type.
 
-Each is announced with a signal (``cases.signals``) once saved; the apps above listen (the recommender
-re-describes the case, so a corrected or confirmed case joins the similar-case base at once). What a
-listener does may fail without undoing the clinician's decision.
+Each is announced with a signal (``cases.signals``) once committed; the apps above listen (e.g. to
+describe the case again, so that a corrected or confirmed case joins the similar-case base at once).
+What a listener does may fail without undoing the clinician's decision.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ class ModelVersion(models.Model):
     file_path = models.CharField(max_length=255, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     # SHA-256 of the .keras file as last synced: new weights under the same name are a new model to
-    # anything that stored its outputs (e.g. the recommender's embeddings). Empty for the ensemble.
+    # anything that stored its outputs (e.g. embeddings from its encoder). Empty for the ensemble.
     file_sha256 = models.CharField(max_length=64, blank=True)
     threshold = models.FloatField(default=0.5)
     input_size = models.PositiveIntegerField(default=128)
