@@ -163,7 +163,7 @@ def run_size(conn, n: int, dim: int, args, rng) -> dict:
 
     if args.prewarm:
         # Timing a warm server, not the first reads from disk: load the table and its indexes into
-        # shared_buffers (which must be large enough to hold them; see the README).
+        # shared_buffers (which must be large enough to hold them; see docs/operations.md).
         with conn.cursor() as cur:
             cur.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
             cur.execute("SELECT pg_prewarm(%s::regclass)", [table])

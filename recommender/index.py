@@ -114,7 +114,7 @@ class PgvectorIndex:
         exact: bool = False,
     ) -> list[Hit]:
         """``exact``: a sequential scan instead of the graph walk, for filters whose matches may lie far
-        from the query (see README, "Search at scale")."""
+        from the query (see docs/benchmarks.md, "Search at scale")."""
         rows = CaseFeatures.objects.filter(in_base=True, combined__isnull=False)
         if tumour_type:
             rows = rows.filter(tumour_type=tumour_type)

@@ -36,7 +36,7 @@ class CaseFeatures(models.Model):
     )
     # Denormalised from the case so the vector index can filter without a join.
     in_base = models.BooleanField(default=False, db_index=True)
-    tumour_type = models.CharField(max_length=16, null=True, blank=True)
+    tumour_type = models.CharField(max_length=16, null=True, blank=True)  # noqa: DJ001 (null: not known yet)
     patient_id = models.BigIntegerField(null=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -95,7 +95,7 @@ def similar_for_query(query: Query, *, k: int = 10, tumour_type: str | None = No
     pool = max(4 * k, 40)
     kwargs = {"exclude_patient_ids": query.exclude_patient_ids, "exclude_case_ids": query.exclude_case_ids}
     # A filter to a type other than the query's own: its matches may lie far from the query, where an
-    # HNSW walk finds them poorly (README, "Search at scale"), so that search is exact.
+    # HNSW walk finds them poorly (docs/benchmarks.md, "Search at scale"), so that search is exact.
     exact = bool(tumour_type) and tumour_type != query.tumour_type
     hits = {
         h.case_id: h

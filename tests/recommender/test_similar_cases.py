@@ -179,7 +179,7 @@ def test_numpy_and_pgvector_agree_on_the_top_k():
         )
         assert "combined_hnsw" in " ".join(r[0] for r in cursor.fetchall())
         cursor.execute("SET enable_seqscan = on")
-        # The graph of migration 0004 (README, "Search at scale"), partial over the base cases.
+        # The graph of migration 0004 (docs/benchmarks.md, "Search at scale"), partial over the base cases.
         cursor.execute(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'recommender_casefeatures_combined_hnsw'"
         )

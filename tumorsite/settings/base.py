@@ -27,9 +27,10 @@ TUMORSITE_MAX_PIXELS = envint("TUMORSITE_MAX_PIXELS", 8192 * 8192)
 # The model whose mask is a case's primary mask (and whose finish triggers the case's description).
 TUMORSITE_PRIMARY_MODEL = env("TUMORSITE_PRIMARY_MODEL", "ensemble")
 # The segmenter whose bottleneck gives the recommender's learned embedding. U-Net++ was chosen by
-# `tune_retrieval` (5-fold CV by patient group on the training + validation patients; README, "Similar-case
-# recommender"). Empty = the primary model, or the ensemble's best member by validation Dice; a name that
-# is not an active single model falls back to that, with a warning. Re-run `build_case_base` after a change.
+# `tune_retrieval` (5-fold CV by patient group on the training + validation patients; docs/benchmarks.md,
+# "Choosing the combined vector's weights and embedding model"). Empty = the primary model, or the
+# ensemble's best member by validation Dice; a name that is not an active single model falls back to that,
+# with a warning. Re-run `build_case_base` after a change.
 TUMORSITE_EMBEDDING_MODEL = env("TUMORSITE_EMBEDDING_MODEL", "unet_plus_plus")
 # The tumour-type classifier bundle (`manage.py train_type_classifier`); empty = the kNN vote alone. Its
 # folder is not one that `sync_models` scans: it is not a segmenter.
@@ -37,7 +38,8 @@ TUMORSITE_TYPE_CLASSIFIER = env(
     "TUMORSITE_TYPE_CLASSIFIER", str(TUMORSITE_MODELS_DIR / "type_classifier" / "type_classifier.keras")
 )
 # The classifier's share w in the type suggestion p = (1 - w) * kNN vote + w * classifier, in [0, 1].
-# Chosen on the validation split (`evaluate_retrieval --split val --classifier-weights ...`; README).
+# Chosen on the validation split (`evaluate_retrieval --split val --classifier-weights ...`;
+# docs/benchmarks.md).
 TUMORSITE_TYPE_CLASSIFIER_WEIGHT = envfloat("TUMORSITE_TYPE_CLASSIFIER_WEIGHT", 0.75)
 if not 0.0 <= TUMORSITE_TYPE_CLASSIFIER_WEIGHT <= 1.0:
     raise EnvError(

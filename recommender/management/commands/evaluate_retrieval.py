@@ -11,7 +11,8 @@ from recommender.evaluation import evaluate
 class Command(BaseCommand):
     help = (
         "Run each slice of DIR (shared layout) through the upload pipeline (primary segmentation, features, "
-        "type vote (kNN blended with the type classifier), similar cases) against the case base, without storing it; print and write the metrics."
+        "type vote (kNN blended with the type classifier), similar cases) against the case base, without "
+        "storing it; print and write the metrics."
     )
 
     def add_arguments(self, parser):

@@ -15,7 +15,8 @@ class Command(BaseCommand):
     help = (
         "Choose the combined vector's weights (discriminant, features, embedding) and the embedding model by "
         "k-fold cross-validation by patient group on the training + validation patients (the test patients "
-        "are never read). Prints type accuracy and mAP@k for every setting, best first, and writes them as JSON. "
+        "are never read). Prints type accuracy and mAP@k for every setting, best first, and writes them as "
+        "JSON. "
         "Needs `sync_models` first; the slow describing pass is cached (--cache)."
     )
 
