@@ -1,14 +1,16 @@
 """Write the pages whose figures come from JSON files that commands wrote.
 
-    python -m docs.build                    # rewrite docs/models.md, docs/benchmarks.md, README.md's block
+    python -m docs.build                    # rewrite the generated pages and the generated blocks
     python -m docs.build --check            # change nothing; exit 1 naming each file that is stale
     python -m docs.build --output-dir DIR   # write the same files under DIR instead (README.md included)
 
 ``docs/models.md`` holds one model card per bundle in ``models/*.json`` and ``models/type_classifier/*.json``;
 ``docs/benchmarks.md`` one section per JSON in ``docs/results/``, each naming the command that wrote it; and
 README.md's block between ``<!-- generated:headline -->`` and ``<!-- /generated:headline -->`` its few
-headline figures. Run it from the repository root (``make docs`` does). Plain Python: it reads JSON only, so
-it needs neither Django, nor TensorFlow, nor the dataset.
+headline figures. The pages written by hand (``docs/notebook.md``, ``docs/training.md``) carry their
+figures in blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``, each written by the
+function that ``BLOCKS`` names for it from the JSON it names. Run it from the repository root (``make docs``
+does). Plain Python: it reads JSON only, so it needs neither Django, nor TensorFlow, nor the dataset.
 """
 
 from __future__ import annotations
@@ -220,7 +222,7 @@ def settings(meta: dict) -> str:
 
 
 def split_line(split: dict) -> str:
-    sizes = split.get("sizes") or {k: split[f"n_{k}"] for k in ("train", "val", "test")}
+    sizes = split_sizes(split)
     return (
         f"split by `{split['by']}`, stratified by {split['stratified_by'].replace('_', ' ')}, "
         f"seed {split['seed']}: {sizes['train']} training / {sizes['val']} validation / "
@@ -988,6 +990,267 @@ def benchmarks_page(root: Path) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+# === Generated blocks in the hand-written pages ===
+
+NAMES = {
+    "unet": "U-Net",
+    "attention_unet": "Attention U-Net",
+    "unet_plus_plus": "U-Net++",
+    "ensemble": "ensemble",
+}
+
+
+def block_start(name: str) -> str:
+    return f"<!-- generated:{name} -->"
+
+
+def block_end(name: str) -> str:
+    return f"<!-- /generated:{name} -->"
+
+
+def source(*paths: str) -> str:
+    """The sentence that closes a generated block: which JSON, and where its command is."""
+    named = ", ".join(f"`{p}`" for p in paths)
+    return f"(Generated from {named}; the commands that wrote them are in [benchmarks](benchmarks.md).)"
+
+
+def paired(tested: dict, first: str, second: str) -> tuple[float, list[float]]:
+    """``first`` minus ``second`` on the test split, with its paired 95 % interval."""
+    key = f"{first} - {second}"
+    if key in tested["paired"]:
+        p = tested["paired"][key]
+        return p["dice_diff"], p["ci95"]
+    p = tested["paired"][f"{second} - {first}"]
+    return -p["dice_diff"], [-p["ci95"][1], -p["ci95"][0]]
+
+
+def notebook_test_split(root: Path) -> str:
+    tested = read(root, "docs/results/segmentation_test.json")
+    models = tested["models"]
+    groups = models["ensemble"]["n_patient_groups"]
+    order = sorted(models, key=lambda n: -models[n]["dice_mean"])
+    widths = [m["dice_ci95"][1] - m["dice_ci95"][0] for m in models.values()]
+
+    def diff(first: str, second: str) -> str:
+        mean, ci = paired(tested, first, second)
+        return f"{signed(mean)}, {interval(ci)}"
+
+    return para(
+        "The same JSON holds a **95 % confidence interval** for "
+        "each mean Dice and a paired interval for each ",
+        "pair's difference, from a bootstrap that resamples whole patient groups (seeded; ",
+        "`ml.evaluate.group_bootstrap_ci`): slices of one patient are not independent, so the ",
+        f"{groups} test groups, not the {tested['n']} slices, set the uncertainty. On this split the ",
+        f"intervals are {min(widths):.2f}{DASH}{max(widths):.2f} wide (",
+        "; ".join(f"{NAMES[n]} {span(models[n]['dice_ci95'])}" for n in order),
+        "). Paired differences (95 % CI): ",
+        "; ".join(
+            f"{NAMES[a]} {MINUS} {NAMES[b]} {diff(a, b)}"
+            for a, b in (
+                ("attention_unet", "ensemble"),
+                ("attention_unet", "unet"),
+                ("ensemble", "unet"),
+                ("attention_unet", "unet_plus_plus"),
+                ("ensemble", "unet_plus_plus"),
+                ("unet", "unet_plus_plus"),
+            )
+        ),
+        ". An interval that holds 0 means the two cannot be told apart on this split. ",
+        source("docs/results/segmentation_test.json"),
+    )
+
+
+def compared(root: Path, name: str) -> str:
+    """One candidate's held-out validation figures, alone and in the ensemble, as two bullets."""
+    c = read(root, f"docs/results/{name}")
+    lines = []
+    for label, part in (("alone", c["single"]), ("in the ensemble", c["ensemble"])):
+        gain = part["difference_held_out"]
+        ci = gain["ci95"]
+        verdict = "" if ci[0] > 0 or ci[1] < 0 else ": not distinguishable from 0"
+        lines.append(
+            f"- {label}: {f3(part['shipped']['held_out'])} → {f3(part['candidate']['held_out'])} "
+            f"({signed(gain['mean'])}, paired 95 % CI {interval(ci)}{verdict});"
+        )
+    lines.append(f"- {source(f'docs/results/{name}')}")
+    return "\n".join(lines)
+
+
+def notebook_depth5(root: Path) -> str:
+    return compared(root, "compare_unet_plus_plus_depth5_val.json")
+
+
+def notebook_standing(root: Path) -> str:
+    tested = read(root, "docs/results/segmentation_test.json")
+    models = tested["models"]
+    order = sorted(models, key=lambda n: -models[n]["dice_mean"])
+    glioma = [m["dice_by_type"]["glioma"] for m in models.values()]
+    val = read(root, "models/ensemble.json")["metrics"]["val"]["dice_mean"]
+    return para(
+        "Test mean Dice: ",
+        ", ".join(f"{NAMES[n]} {f3(models[n]['dice_mean'])}" for n in order),
+        f"; glioma (large, diffuse, low-contrast) is the weakest type at {min(glioma):.2f}{DASH}",
+        f"{max(glioma):.2f}, as in the seed project. Note the gap between validation ({f3(val)} for the ",
+        f"ensemble, in-sample) and test ({f3(models['ensemble']['dice_mean'])}). ",
+        source("docs/results/segmentation_test.json", "models/ensemble.json"),
+    )
+
+
+def notebook_scratch(root: Path) -> str:
+    run = read(root, "docs/results/encoder_screen_256.json")["runs"][0]
+    shipped = read(root, "models/attention_unet.json")
+    hours = sum(r.get("train_seconds") or 0 for r in chain(shipped)) / 3600
+    types = ", ".join(f"{t} {f3(run['val_dice_by_type'][t])}" for t in sorted(TYPES))
+    return para(
+        f"From random initialisation it ran {run['epochs_done']} epochs in {minutes(run['train_seconds'])}; "
+        f"its best epoch, the {ordinal(run['best_epoch'])}, calibrated to validation Dice ",
+        f"**{f3(run['val_dice_mean'])}** (in-sample; {types}), where the shipped Attention U-Net, made by ",
+        f"{len(chain(shipped))} chained runs ({hours:.1f} h of "
+        "recorded training, part of it in fp32 on slower ",
+        f"CPUs), scores {f3(shipped['metrics']['val']['dice_mean'])}. ",
+        source("docs/results/encoder_screen_256.json", "models/attention_unet.json"),
+    )
+
+
+def notebook_agreement(root: Path) -> str:
+    val, test = (read(root, f"docs/results/agreement_{s}.json") for s in ("val", "test"))
+    flag = test["flag"]
+    level = flag["flag_below"]
+    s = test["slices"]
+    flagged_good = sum(1 for a, d in zip(s["agreement"], s["dice"], strict=True) if a < level and d >= 0.5)
+    missed = sum(1 for a, d in zip(s["agreement"], s["dice"], strict=True) if a >= level and d < 0.5)
+    caught = round(flag["sensitivity"] * flag["n_failures"])
+    return para(
+        f"The level (`flag_below` = {level:g}) maximises Youden's "
+        f"J (sensitivity + specificity {MINUS} 1) on ",
+        "the validation split; `--write` stores it, with the validation figures, under `agreement` in ",
+        "`models/ensemble.json`, where `sync_models` picks it up. Both runs score the shipped ensemble's ",
+        f"masks (mean Dice {f3(val['dice_mean'])} validation, {f3(test['dice_mean'])} test). On test the ",
+        f"ensemble fails (Dice < {test['failure_dice']:g}) on {flag['n_failures']} slices; the agreement ",
+        f"separates them with AUC {test['failure_auc']:.2f}, catching {caught} of {flag['n_failures']} ",
+        f"({100 * flag['sensitivity']:.0f} %) with {100 * flag['n_flagged'] / flag['n']:.0f} "
+        "% of the slices ",
+        f"flagged. Agreement is a reason to look twice, not a verdict: {flagged_good} of the ",
+        f"{flag['n_flagged']} flagged test masks scored Dice ≥ 0.5, and {missed} of the ",
+        f"{flag['n_failures']} test failures had members that agreed ({level:g} or more) and were not ",
+        f"flagged. {source('docs/results/agreement_val.json', 'docs/results/agreement_test.json')}",
+    )
+
+
+def notebook_retrieval(root: Path) -> str:
+    r = read(root, "docs/results/retrieval_test.json")
+    knn, alone = r["by_classifier_weight"]["0.0"], r["by_classifier_weight"]["1.0"]
+    types = ", ".join(f"{t} {f3(r['type_accuracy_by_type'][t])}" for t in TYPES)
+    return para(
+        f"**Both targets are met: mAP@10 {f3(r['map'])} and type accuracy {f3(r['type_accuracy'])}** ",
+        f"({types}) on {r['n_queries']} test queries of {r['held_out_patients']} patients, with the ",
+        f"kNN vote blended with the type classifier at `w` = {r['classifier_weight']:g}. The kNN vote on ",
+        f"predicted masks alone reached {f3(knn['type_accuracy'])}, the classifier alone ",
+        f"{f3(alone['type_accuracy'])}. Pipeline p50 is {r['pipeline_ms_p50']:.0f} ms (query alone ",
+        f"{r['query_ms_p50']:.0f} ms). {source('docs/results/retrieval_test.json')}",
+    )
+
+
+def notebook_search(root: Path) -> str:
+    big = read(root, "docs/results/recommender_1m_m32.json")[0]
+    cold = read(root, "docs/results/recommender_1m_m32_shared_buffers_128mb.json")[0]
+    old = read(root, "docs/results/recommender_1m.json")[0]
+    small = read(root, "docs/results/recommender_100k_m32.json")[0]
+    searched = [f"hnsw_ef{ef}{kind}" for ef in (40, 100) for kind in ("", "_own_type")]
+    cold_p50 = [cold[key]["p50_ms"] for key in searched]
+    return para(
+        f"At 1M vectors the m={big['m']} graph (load {big['load_s']:.0f} s, HNSW build ",
+        f"{big['index_build_s']:.0f} s on one process) answers with ef_search 100, the app's ",
+        "`PgvectorIndex.ef_search`, filtered to the query's own type, in ",
+        f"{big['hnsw_ef100_own_type']['p50_ms']:.1f} ms p50 at recall@10 ",
+        f"{big['hnsw_ef100_own_type']['recall_at_10']:.4f} (unfiltered, ef_search 40: ",
+        f"{big['hnsw_ef40']['p50_ms']:.1f} ms, {big['hnsw_ef40']['recall_at_10']:.3f}), "
+        "**provided the index ",
+        "fits in `shared_buffers`**: with the default 128 MB the same queries (ef_search 40 to 100, ",
+        f"unfiltered or own type) take {min(cold_p50):.0f}{DASH}{max(cold_p50):.0f} ms. The previous ",
+        "graph (m=16, ef_construction=64: `recommender_1m.json`, "
+        "whose command names them) reached only recall ",
+        f"{old['hnsw_ef100']['recall_at_10']:.3f} at ef_search "
+        f"100 ({old['hnsw_ef100']['p50_ms']:.1f} ms) and ",
+        f"{old['hnsw_ef40']['recall_at_10']:.3f} at 40. At 100k, m={small['m']} gave recall@10 ",
+        f"{small['hnsw_ef40']['recall_at_10']:.4f} / {small['hnsw_ef100']['recall_at_10']:.4f} at ef_search ",
+        f"40 / 100, p50 {small['hnsw_ef40']['p50_ms']:.1f} / {small['hnsw_ef100']['p50_ms']:.1f} ms, for a ",
+        f"build of {small['index_build_s']:.0f} s with one build worker. Filtered to another type, recall ",
+        f"falls to {big['hnsw_ef100_other_type']['recall_at_10']:.2f} at 1M. ",
+        source(*(f"docs/results/{n}" for n in SEARCH_RESULTS[:3])),
+    )
+
+
+def notebook_speed(root: Path) -> str:
+    run = read(root, "docs/results/benchmark_segmentation.json")
+    times = {(r["model"], r["precision"]): r["x_seed_b1"] for r in run["rows"]}
+    ensemble = read(root, "docs/results/segmentation_test.json")["models"]["ensemble"]
+    return para(
+        f'Against the ≥ 5{TIMES} target "at equal or better Dice": one forward pass of the Attention ',
+        "U-Net (one of the two best models on test) runs at ",
+        f"{times[('attention_unet', 'fp32')]:.1f}{TIMES} the seed U-Net's throughput at batch 1 in fp32 and ",
+        f"{times[('attention_unet', 'bf16')]:.1f}{TIMES} in bf16 in this run. The ensemble, with its TTA, ",
+        f"took {ensemble['ms_per_slice'] / 1000:.1f} s per slice "
+        "in batches of 16 (`evaluate_segmentation`). ",
+        source("docs/results/benchmark_segmentation.json", "docs/results/segmentation_test.json"),
+    )
+
+
+def training_split(root: Path) -> str:
+    sizes = split_sizes(read(root, "models/unet.json")["training"]["split"])
+    return (
+        f"{sizes['train']} train, {sizes['val']} validation, {sizes['test']} test, as `training.split` in "
+        "each bundle's JSON records"
+    )
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def split_sizes(split: dict) -> dict:
+    return split.get("sizes") or {k: split[f"n_{k}"] for k in ("train", "val", "test")}
+
+
+# Every generated block in a page written by hand: {page: {block name: what writes it}}. A block named
+# here and missing from its page, or a block in a page with no writer here, stops the generator.
+BLOCKS = {
+    "docs/notebook.md": {
+        "test-split-intervals": notebook_test_split,
+        "depth5-unet-plus-plus": notebook_depth5,
+        "where-the-segmenters-stand": notebook_standing,
+        "from-scratch": notebook_scratch,
+        "agreement": notebook_agreement,
+        "speed": notebook_speed,
+        "retrieval": notebook_retrieval,
+        "search-at-scale": notebook_search,
+    },
+    "docs/training.md": {"split-sizes": training_split},
+}
+BLOCK = re.compile(r"<!-- generated:([\w-]+) -->(.*?)<!-- /generated:\1 -->", re.DOTALL)
+
+
+def fill(root: Path, path: str, writers: dict) -> str:
+    """``path``'s text with each generated block rewritten by its writer."""
+    text = (root / path).read_text()
+    found = BLOCK.findall(text)
+    names = [name for name, _ in found]
+    if sorted(names) != sorted(writers):
+        raise SystemExit(
+            f"{path}: its generated blocks {names} are not the ones docs/build.py writes {list(writers)}"
+        )
+
+    def write(match: re.Match) -> str:
+        name = match.group(1)
+        body = writers[name](root)
+        inline = "\n" not in match.group(2)
+        gap = "" if inline else "\n"
+        return f"{block_start(name)}{gap}{body}{gap}{block_end(name)}"
+
+    return BLOCK.sub(write, text)
+
+
 # === README ===
 
 
@@ -1037,6 +1300,7 @@ def pages(root: Path = ROOT) -> dict[str, str]:
         "docs/models.md": models_page(root),
         "docs/benchmarks.md": benchmarks_page(root),
         "README.md": readme(root, (root / "README.md").read_text()),
+        **{path: fill(root, path, writers) for path, writers in BLOCKS.items()},
     }
 
 
@@ -1044,7 +1308,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=COMMAND,
         description="Write docs/models.md (model cards from models/*.json), docs/benchmarks.md (from "
-        "docs/results/*.json) and README.md's headline block. Reads JSON only; run from the repository root.",
+        "docs/results/*.json), README.md's headline block and the generated blocks of the hand-written pages "
+        "(docs/notebook.md, docs/training.md). Reads JSON only; run from the repository root.",
     )
     parser.add_argument(
         "--output-dir",
