@@ -1204,6 +1204,61 @@ def training_split(root: Path) -> str:
     )
 
 
+# Each release's test-split scores: the JSON `evaluate_segmentation --split test` wrote for that release, as
+# committed then (`git show COMMIT:docs/results/segmentation_test.json`), kept under docs/results/releases/.
+RELEASES = [
+    ("66806b0", "first trained models, 128 px"),
+    (
+        "2b27dd7",
+        "all three continued from release 1 at 128 px; the U-Net then fine-tuned 6 epochs at 256 px",
+    ),
+    ("838bd8c", "Attention U-Net fine-tuned at 256 px"),
+    ("3b41ae2", "U-Net++ fine-tuned at 256 px"),
+    ("fa93c75", "U-Net continued at 256 px"),
+    ("495fc06", "post-processing only: keep the most confident component, thresholds from 0.10"),
+    ("e994826", "zoom TTA (0.87 / 1 / 1.15) chosen on validation with the threshold; no weight changed"),
+    (
+        "3c120c0",
+        "the U-Net replaced by a depth-5 U-Net warm-started from release 7's; all recalibrated on validation",
+    ),
+    (
+        "aa88181",
+        "the Attention U-Net replaced by a depth-5 Attention U-Net warm-started from release 8's; all "
+        "recalibrated on validation",
+    ),
+    (
+        "3364271",
+        "the U-Net++ replaced by a depth-5 U-Net++ warm-started from release 9's; all recalibrated on "
+        "validation",
+    ),
+]
+RELEASE_JSON = "docs/results/releases/segmentation_test_release_{}.json"
+
+
+def history_test_dice(root: Path) -> str:
+    body = []
+    for number, (_, changed) in enumerate(RELEASES, 1):
+        models = read(root, RELEASE_JSON.format(number))["models"]
+        body.append([str(number), changed, *(f3(models[n]["dice_mean"]) for n in (*SEGMENTERS, "ensemble"))])
+    last = read(root, RELEASE_JSON.format(len(RELEASES)))
+    return "\n".join(
+        [
+            para(
+                f"The same test split every time ({last['n']} slices, ",
+                f"{last['models']['ensemble']['n_patient_groups']} patient groups; ",
+                "`ml.data.split_by_patient`, seed 42), scored once per release with `manage.py ",
+                "evaluate_segmentation --split test --json docs/results/segmentation_test.json`. ",
+                "Release N's row is `docs/results/releases/segmentation_test_release_N.json`, ",
+                "that JSON as the release committed it (",
+                ", ".join(f"{n} `{c}`" for n, (c, _) in enumerate(RELEASES, 1)),
+                ").",
+            ),
+            "",
+            *rows(["release", "what changed", "U-Net", "Attention U-Net", "U-Net++", "ensemble"], body),
+        ]
+    )
+
+
 def ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
@@ -1227,6 +1282,7 @@ BLOCKS = {
         "search-at-scale": notebook_search,
     },
     "docs/training.md": {"split-sizes": training_split},
+    "docs/model-history.md": {"test-dice-by-release": history_test_dice},
 }
 BLOCK = re.compile(r"<!-- generated:([\w-]+) -->(.*?)<!-- /generated:\1 -->", re.DOTALL)
 
