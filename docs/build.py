@@ -67,6 +67,15 @@ PG = "DATABASE_URL=postgres://... python benchmarks/recommender.py"
 
 # What wrote each JSON in docs/results/ (the compare_*_val.json files share one command, below). A JSON
 # missing here stops the generator, so a new result cannot reach the docs without its command.
+RETRIEVAL_FIGURES = [
+    "mAP@10",
+    "P@10",
+    "type accuracy",
+    "meningioma / glioma / pituitary",
+    "query ms p50",
+    "pipeline ms p50",
+]
+
 RESULTS = {
     "segmentation_test.json": (
         "Segmentation, test split",
@@ -169,6 +178,16 @@ def interval(ci: list[float], digits: int = 3) -> str:
 
 def span(ci: list[float]) -> str:
     return f"{ci[0]:.3f}{DASH}{ci[1]:.3f}"
+
+
+def retrieval_cells(figures: dict) -> list[str]:
+    """mAP@10, P@10, type accuracy and its value per type, as the retrieval tables print them."""
+    return [
+        f3(figures["map"]),
+        f3(figures["precision_at_10"]),
+        f3(figures["type_accuracy"]),
+        by_type(figures["type_accuracy_by_type"]),
+    ]
 
 
 def rows(header: list[str], body: list[list[str]]) -> list[str]:
@@ -717,10 +736,7 @@ def retrieval_sections(root: Path) -> list[str]:
         body.append(
             [
                 label,
-                f3(figures["map"]),
-                f3(figures["precision_at_10"]),
-                f3(figures["type_accuracy"]),
-                by_type(figures["type_accuracy_by_type"]),
+                *retrieval_cells(figures),
                 *timing,
             ]
         )
@@ -759,15 +775,7 @@ def retrieval_sections(root: Path) -> list[str]:
         ),
         "",
         *rows(
-            [
-                "masks of the queries",
-                "mAP@10",
-                "P@10",
-                "type accuracy",
-                "meningioma / glioma / pituitary",
-                "query ms p50",
-                "pipeline ms p50",
-            ],
+            ["masks of the queries", *RETRIEVAL_FIGURES],
             body,
         ),
         "",
@@ -1259,6 +1267,82 @@ def history_test_dice(root: Path) -> str:
     )
 
 
+# Each release's test-split retrieval: the JSON `evaluate_retrieval --split test` wrote for it, as committed
+# then (`git show COMMIT:docs/results/retrieval_test.json`), kept under docs/results/releases/. Release 2's
+# ensemble was scored twice, with two embeddings. {file suffix: (commit, what the queries' masks were, the
+# features compared)}
+EMBEDDING = "hand-made + embedding (`unet_plus_plus`'s bottleneck)"
+RETRIEVALS = {
+    "2_attention_unet_embedding": (
+        "8a0bd5d",
+        "release 2's ensemble of the three (primary)",
+        "hand-made + embedding (`attention_unet`'s bottleneck)",
+    ),
+    "2": ("920788d", "release 2's ensemble, the same weights", f"{EMBEDDING}, chosen by CV"),
+    "3": ("81f0ae1", "release 3's ensemble (the 256 px Attention U-Net)", EMBEDDING),
+    "4": ("2880d71", "release 4's ensemble (the 256 px U-Net++)", EMBEDDING),
+    "5": (
+        "2250577",
+        "release 5's ensemble (the U-Net continued at 256 px; fp32 on an AVX2-only CPU)",
+        EMBEDDING,
+    ),
+    "6": ("5b48744", "release 6's ensemble (post-processing)", EMBEDDING),
+    "7": ("3c8f1e0", "release 7's ensemble (zoom TTA)", EMBEDDING),
+    "8": ("3c120c0", "release 8's ensemble (depth-5 U-Net)", EMBEDDING),
+    "9": ("aa88181", "release 9's ensemble (depth-5 Attention U-Net)", EMBEDDING),
+    "10": ("3364271", "release 10's ensemble (depth-5 U-Net++)", EMBEDDING),
+}
+RETRIEVAL_JSON = "docs/results/releases/retrieval_test_release_{}.json"
+
+
+def history_retrieval(root: Path) -> str:
+    body = []
+    for suffix, (_, masks, features) in RETRIEVALS.items():
+        scored = read(root, RETRIEVAL_JSON.format(suffix))
+        chosen = scored.get("classifier_weight")
+        by_w = scored.get("by_classifier_weight", {})
+        passes = [(w, f) for w, f in by_w.items() if float(w) != chosen] + [(chosen, scored)]
+        for w, figures in passes:
+            timing = (
+                [f"{scored['query_ms_p50']:.0f}", f"{scored['pipeline_ms_p50']:.0f}"]
+                if figures is scored
+                else ["", ""]
+            )
+            if w is None:
+                vote = "kNN vote"
+            else:
+                vote = {0.0: "kNN vote alone", 1.0: "type classifier alone"}.get(
+                    float(w), f"kNN vote + type classifier, `w` = {float(w):g}"
+                )
+            body.append(
+                [
+                    masks,
+                    features,
+                    vote,
+                    *retrieval_cells(figures),
+                    *timing,
+                ]
+            )
+    return "\n".join(
+        [
+            para(
+                "Every release's test-split rows since `evaluate_retrieval --json` existed. Each row is ",
+                "`docs/results/releases/retrieval_test_release_N.json`, the JSON `manage.py ",
+                "evaluate_retrieval --split test --json docs/results/retrieval_test.json` wrote for that ",
+                "release, as the release committed it (",
+                ", ".join(f"`{suffix}` `{commit}`" for suffix, (commit, _, _) in RETRIEVALS.items()),
+                "); the kNN-alone and classifier-alone rows are the same pass (`--classifier-weights 0 1`), ",
+                "and timings are on each session's machine.",
+            ),
+            "",
+            *rows(
+                ["masks of the queries", "features", "type from", *RETRIEVAL_FIGURES],
+                body,
+            ),
+        ]
+    )
+
+
 def ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
@@ -1282,7 +1366,10 @@ BLOCKS = {
         "search-at-scale": notebook_search,
     },
     "docs/training.md": {"split-sizes": training_split},
-    "docs/model-history.md": {"test-dice-by-release": history_test_dice},
+    "docs/model-history.md": {
+        "test-dice-by-release": history_test_dice,
+        "retrieval-by-release": history_retrieval,
+    },
 }
 BLOCK = re.compile(r"<!-- generated:([\w-]+) -->(.*?)<!-- /generated:\1 -->", re.DOTALL)
 
