@@ -1,7 +1,9 @@
 """The docs a newcomer reads are current and whole.
 
-- The pages that carry figures (docs/models.md, docs/benchmarks.md, README.md's headline block) are what
-  ``python -m docs.build`` writes from the committed JSON: a stale page fails here.
+- The pages that carry figures (docs/models.md, docs/benchmarks.md, README.md's headline block, and the
+  generated blocks of docs/notebook.md, docs/training.md and docs/model-history.md) are what
+  ``python -m docs.build`` writes from the committed JSON: a stale page or block fails here, and so does a
+  score typed by hand outside a block in a hand-written page.
 - Their tables say what the JSON says (the generator is checked against the data it reads), and the data
   agree with each other where two files hold the same fact.
 - README.md stays short, names the test command, and every relative link in it and in docs/ resolves.
@@ -345,3 +347,66 @@ def test_the_readme_headline_figures_are_the_committed_ones():
     block = " ".join(text[text.index(build.HEADLINE_START) : text.index(build.HEADLINE_END)].split())
     assert f"mean Dice {tested['ensemble']['dice_mean']:.3f} for the ensemble" in block
     assert f"mAP@10 {retrieval['map']:.3f}" in block
+
+
+# === Figures in the hand-written pages come from JSON too ===
+
+# A score typed by hand looks like 0.745; one inside a generated block was written by docs.build.
+TYPED_SCORE = re.compile(r"(?<![\w.])0\.\d{3,}(?!\d)")
+# Pages written whole by the generator, and the record of past measurements (docs/model-history.md: its
+# opening says its figures are historical, each with the command that re-creates it).
+NOT_HAND_WRITTEN = {"models.md", "benchmarks.md", "model-history.md"}
+# Figures that are not our measurements: a constant in a formula, the papers the targets come from.
+NOT_MEASURED = {
+    "docs/architecture.md": ["1/(d + 0.001)"],
+    "docs/notebook.md": ["mAP 0.9468", "accuracy 0.9128"],
+}
+
+
+def hand_written_pages() -> list[Path]:
+    return [p for p in sorted((REPO_ROOT / "docs").glob("*.md")) if p.name not in NOT_HAND_WRITTEN]
+
+
+@pytest.mark.parametrize("path", hand_written_pages(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_no_score_is_typed_outside_a_generated_block(path):
+    text = build.BLOCK.sub("", path.read_text())
+    for allowed in NOT_MEASURED.get(str(path.relative_to(REPO_ROOT)), []):
+        text = text.replace(allowed, "")
+    typed = [
+        text[max(0, m.start() - 40) : m.end() + 10].replace("\n", " ") for m in TYPED_SCORE.finditer(text)
+    ]
+    assert typed == [], (
+        "a figure typed by hand: write it from its JSON in a generated block (docs/build.py, BLOCKS), or, "
+        "if no JSON holds it, move it to the model history's measurements that predate the results JSONs"
+    )
+
+
+def test_a_figure_edited_by_hand_in_a_generated_block_is_rewritten(tmp_path):
+    for folder in ("models", "docs/results"):
+        (tmp_path / folder).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / folder).symlink_to(REPO_ROOT / folder)
+    committed = (REPO_ROOT / "docs/notebook.md").read_text()
+    block = build.BLOCK.search(committed)
+    edited = committed[: block.start(2)] + block.group(2).replace("0.", "0.9", 1) + committed[block.end(2) :]
+    assert edited != committed
+    (tmp_path / "docs/notebook.md").write_text(edited)
+    assert build.fill(tmp_path, "docs/notebook.md", build.BLOCKS["docs/notebook.md"]) == committed
+
+
+def test_a_block_the_generator_does_not_write_stops_it(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs/page.md").write_text("<!-- generated:typed -->0.745<!-- /generated:typed -->\n")
+    with pytest.raises(SystemExit, match="typed"):
+        build.fill(tmp_path, "docs/page.md", {})
+
+
+def test_every_release_json_feeds_a_table_of_the_model_history():
+    kept = {p.name for p in (REPO_ROOT / "docs/results/releases").glob("*.json")}
+    used = {Path(build.RELEASE_JSON.format(n)).name for n in range(1, len(build.RELEASES) + 1)}
+    used |= {Path(build.RETRIEVAL_JSON.format(suffix)).name for suffix in build.RETRIEVALS}
+    assert kept == used
+    latest = published(build.RELEASE_JSON.format(len(build.RELEASES)))["models"]
+    now = published("docs/results/segmentation_test.json")["models"]
+    assert {n: m["dice_mean"] for n, m in latest.items()} == {n: m["dice_mean"] for n, m in now.items()}, (
+        "the test figures moved: a new release belongs in RELEASES (docs/build.py) with its JSON"
+    )
