@@ -20,6 +20,7 @@ import json
 import re
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 from ml.runs import table as runs_table
@@ -918,19 +919,29 @@ def screen_sections(root: Path) -> list[str]:
     ]
 
 
+def compare_cells(c: dict, bold: bool = False) -> list[str]:
+    """A `--compare` JSON's figures: alone in-sample; alone and in the ensemble held-out, each with its paired
+    difference. ``bold`` marks a difference whose interval lies above or below 0."""
+    single, ensemble = c["single"], c["ensemble"]
+    cells = [f"{single['shipped']['in_sample']:.4f} → {single['candidate']['in_sample']:.4f}"]
+    for part in (single, ensemble):
+        gain = part["difference_held_out"]
+        ci = gain["ci95"]
+        difference = f"{signed(gain['mean'], 4)} ({interval(ci)})"
+        if bold and (ci[0] > 0 or ci[1] < 0):
+            difference = f"**{difference}**"
+        cells.append(f"{part['shipped']['held_out']:.4f} → {part['candidate']['held_out']:.4f}")
+        cells.append(difference)
+    return cells
+
+
 def compare_section(root: Path) -> list[str]:
     body, commands = [], []
     for path in sorted((root / "docs" / "results").glob(COMPARE)):
         c = read(root, f"docs/results/{path.name}")
         commands.append(COMPARE_COMMAND.format(candidate=c["candidate"], name=path.name))
-        single, ensemble = c["single"], c["ensemble"]
         cells = [f"`{Path(c['candidate']).stem}` (`docs/results/{path.name}`)", f"`{c['shipped']}`"]
-        cells.append(f"{single['shipped']['in_sample']:.4f} → {single['candidate']['in_sample']:.4f}")
-        for part in (single, ensemble):
-            gain = part["difference_held_out"]
-            cells.append(f"{part['shipped']['held_out']:.4f} → {part['candidate']['held_out']:.4f}")
-            cells.append(f"{signed(gain['mean'], 4)} ({interval(gain['ci95'])})")
-        body.append(cells)
+        body.append(cells + compare_cells(c))
     return [
         "## Candidates compared with the shipped bundle, validation split",
         "",
@@ -1343,6 +1354,25 @@ def history_retrieval(root: Path) -> str:
     )
 
 
+def history_compare(name: str, note: str = "") -> Callable[[Path], str]:
+    """The writer of a model-history block: the one-row table of ``docs/results/{name}``."""
+
+    def write(root: Path) -> str:
+        c = read(root, f"docs/results/{name}")
+        label = f"`{Path(c['candidate']).stem}`{note}"
+        header = [
+            "candidate",
+            "alone: shipped → candidate, in-sample",
+            "held-out",
+            "held-out difference (95 % CI)",
+            "ensemble held-out",
+            "difference (95 % CI)",
+        ]
+        return "\n".join(rows(header, [[label, *compare_cells(c, bold=True)]]))
+
+    return write
+
+
 def ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
@@ -1369,6 +1399,17 @@ BLOCKS = {
     "docs/model-history.md": {
         "test-dice-by-release": history_test_dice,
         "retrieval-by-release": history_retrieval,
+        "compare-unet-depth5": history_compare("compare_unet_depth5_val.json", ", second run"),
+        "compare-attention-unet-depth5": history_compare("compare_attention_unet_depth5_val.json"),
+        "compare-unet-plus-plus-depth5": history_compare("compare_unet_plus_plus_depth5_val.json"),
+        "compare-unet-plus-plus-swa": history_compare("compare_unet_plus_plus_swa_val.json"),
+        "compare-attention-unet-bottleneck-attention": history_compare(
+            "compare_attention_unet_bottleneck_attention_val.json"
+        ),
+        "compare-unet-distillation": history_compare("compare_unet_distillation_val.json"),
+        "compare-unet-plus-plus-distillation": history_compare(
+            "compare_unet_plus_plus_distillation_val.json"
+        ),
     },
 }
 BLOCK = re.compile(r"<!-- generated:([\w-]+) -->(.*?)<!-- /generated:\1 -->", re.DOTALL)
