@@ -1373,6 +1373,41 @@ def history_compare(name: str, note: str = "") -> Callable[[Path], str]:
     return write
 
 
+def history_test_moves(release: int) -> Callable[[Path], str]:
+    """The writer of a release note's bullets: each model whose test Dice moved in ``release``, from the
+    release before's JSON to its own."""
+
+    def write(root: Path) -> str:
+        before, after = (read(root, RELEASE_JSON.format(n))["models"] for n in (release - 1, release))
+        lines, unchanged = [], []
+        for name in (*SEGMENTERS, "ensemble"):
+            old, new = before[name], after[name]
+            if f3(old["dice_mean"]) == f3(new["dice_mean"]):
+                unchanged.append(name)
+                continue
+            dice = f3(new["dice_mean"])
+            dice = f"**{dice}**" if new["dice_mean"] > old["dice_mean"] else dice
+            types = ", ".join(
+                f"{t} {f3(old['dice_by_type'][t])} → {f3(new['dice_by_type'][t])}"
+                for t in ("glioma", "pituitary", "meningioma")
+            )
+            lines.append(
+                f"- {NAMES[name]} {f3(old['dice_mean'])} → {dice} (IoU {f3(old['iou_mean'])} → "
+                f"{f3(new['iou_mean'])}; {types});"
+            )
+        count = {1: "one", 2: "two", 3: "three"}.get(len(unchanged))
+        last = f"- the other {count} unchanged." if count else "- every model moved."
+        lines.append(
+            f"{last} (Generated from `{RELEASE_JSON.format(release - 1)}` and "
+            f"`{RELEASE_JSON.format(release)}`.)"
+        )
+        return "\n".join(
+            textwrap.fill(line, width=106, subsequent_indent="  ", break_on_hyphens=False) for line in lines
+        )
+
+    return write
+
+
 def ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
@@ -1399,6 +1434,7 @@ BLOCKS = {
     "docs/model-history.md": {
         "test-dice-by-release": history_test_dice,
         "retrieval-by-release": history_retrieval,
+        **{f"release-{n}-test": history_test_moves(n) for n in (8, 9, 10)},
         "compare-unet-depth5": history_compare("compare_unet_depth5_val.json", ", second run"),
         "compare-attention-unet-depth5": history_compare("compare_attention_unet_depth5_val.json"),
         "compare-unet-plus-plus-depth5": history_compare("compare_unet_plus_plus_depth5_val.json"),
@@ -1428,9 +1464,14 @@ def fill(root: Path, path: str, writers: dict) -> str:
     def write(match: re.Match) -> str:
         name = match.group(1)
         body = writers[name](root)
-        inline = "\n" not in match.group(2)
-        gap = "" if inline else "\n"
-        return f"{block_start(name)}{gap}{body}{gap}{block_end(name)}"
+        if "\n" not in match.group(2):
+            return f"{block_start(name)}{body}{block_end(name)}"
+        # A block inside a list item keeps the item's indentation on every line.
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        indent = text[line_start : match.start()]
+        indent = indent if indent.isspace() else ""
+        lines = [indent + line if line else line for line in body.split("\n")]
+        return "\n".join([block_start(name), *lines, indent + block_end(name)])
 
     return BLOCK.sub(write, text)
 
