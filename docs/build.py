@@ -1408,6 +1408,55 @@ def history_test_moves(release: int) -> Callable[[Path], str]:
     return write
 
 
+# The agreement flag on the test split, as `ml.agreement --split test --json docs/results/agreement_test.json`
+# wrote it for each release's ensemble, committed then (`git show COMMIT:docs/results/agreement_test.json`).
+AGREEMENTS = {7: "e089812", 8: "3c120c0", 9: "aa88181", 10: "3364271"}
+AGREEMENT_JSON = "docs/results/releases/agreement_test_release_{}.json"
+
+
+def history_agreement(root: Path) -> str:
+    body = []
+    for release in AGREEMENTS:
+        scored = read(root, AGREEMENT_JSON.format(release))
+        flag = scored["flag"]
+        body.append(
+            [
+                str(release),
+                f"{flag['flag_below']:g}",
+                f"{flag['n_failures']} of {flag['n']}",
+                f"{scored['spearman_rho']:.2f}",
+                f"{scored['failure_auc']:.2f}",
+                f"{flag['n_flagged']} ({100 * flag['n_flagged'] / flag['n']:.0f} %)",
+                f"{round(flag['sensitivity'] * flag['n_failures'])} ({100 * flag['sensitivity']:.0f} %)",
+            ]
+        )
+    return "\n".join(
+        [
+            para(
+                "Release N's row is `docs/results/releases/agreement_test_release_N.json`, the JSON ",
+                "`python -m ml.agreement --split test --json docs/results/agreement_test.json` wrote for ",
+                "that release's ensemble, as committed then (",
+                ", ".join(f"{n} `{c}`" for n, c in AGREEMENTS.items()),
+                "; release 7's flag came after the release). A failure is a slice with Dice < ",
+                f"{read(root, AGREEMENT_JSON.format(7))['failure_dice']:g}.",
+            ),
+            "",
+            *rows(
+                [
+                    "release",
+                    "flag below",
+                    "failures",
+                    f"Spearman {RHO}",
+                    "failure AUC",
+                    "slices flagged",
+                    "failures caught",
+                ],
+                body,
+            ),
+        ]
+    )
+
+
 def ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
@@ -1435,6 +1484,7 @@ BLOCKS = {
         "test-dice-by-release": history_test_dice,
         "retrieval-by-release": history_retrieval,
         **{f"release-{n}-test": history_test_moves(n) for n in (8, 9, 10)},
+        "agreement-by-release": history_agreement,
         "compare-unet-depth5": history_compare("compare_unet_depth5_val.json", ", second run"),
         "compare-attention-unet-depth5": history_compare("compare_attention_unet_depth5_val.json"),
         "compare-unet-plus-plus-depth5": history_compare("compare_unet_plus_plus_depth5_val.json"),

@@ -404,6 +404,7 @@ def test_every_release_json_feeds_a_table_of_the_model_history():
     kept = {p.name for p in (REPO_ROOT / "docs/results/releases").glob("*.json")}
     used = {Path(build.RELEASE_JSON.format(n)).name for n in range(1, len(build.RELEASES) + 1)}
     used |= {Path(build.RETRIEVAL_JSON.format(suffix)).name for suffix in build.RETRIEVALS}
+    used |= {Path(build.AGREEMENT_JSON.format(release)).name for release in build.AGREEMENTS}
     assert kept == used
     latest = published(build.RELEASE_JSON.format(len(build.RELEASES)))["models"]
     now = published("docs/results/segmentation_test.json")["models"]
