@@ -23,7 +23,7 @@ RUN pip install --require-hashes -r requirements/base.txt
 COPY . .
 # The shipped bundles go into /models, so the "models" volume starts with them (Docker fills an empty
 # named volume from the image); a retrained bundle written there later survives a new image.
-RUN pip install --no-deps -e . \
+RUN pip install --no-deps --no-build-isolation -e . \
  && SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
  && cp -a models/. /models/ \
  && chown -R tumorsite /models

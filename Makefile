@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: requirements/dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes -r requirements/dev.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
 # Re-locks after a change to pyproject's dependencies: requirements/base.txt (what the image runs) and
@@ -42,6 +42,9 @@ lint: install check-lock
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	@# The models and the migrations agree (a hand-edited migration or a forgotten makemigrations fails).
+	@var=$$(mktemp -d) && trap 'rm -rf "$$var"' EXIT && env -u DATABASE_URL -u CELERY_BROKER_URL \
+	  TUMORSITE_VAR_DIR="$$var" $(PY) manage.py makemigrations --check --dry-run
 
 # Embedded mode: SQLite and media under ./var, tasks on an in-process background thread.
 demo: install

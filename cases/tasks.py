@@ -10,5 +10,6 @@ def scan_checksum_verify_task(scan_id: int) -> dict | None:
     scan = Scan.objects.filter(pk=scan_id).first()
     if scan is None:
         return None
-    digest = file_sha256(scan.file.path)
+    with scan.file.open("rb") as stored:  # the storage API: the file may not be on this machine's disk
+        digest = file_sha256(stored)
     return {"scan_id": scan.pk, "sha256": digest, "ok": digest == scan.sha256}

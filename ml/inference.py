@@ -14,6 +14,7 @@ import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -24,12 +25,15 @@ _CACHE: dict[tuple, Segmenter] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file (a bundle's weights), read in 1 MiB blocks."""
+def file_sha256(file: str | Path | BinaryIO) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks: a path (a bundle's weights), or a binary file already
+    open (a stored scan opened through Django's storage API, which may not be on a local disk)."""
+    if isinstance(file, str | Path):
+        with open(file, "rb") as fh:
+            return file_sha256(fh)
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: file.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()
 
 

@@ -15,7 +15,8 @@
   function readError(xhr) {
     try {
       var body = JSON.parse(xhr.responseText);
-      if (body.error) return body.error;
+      // A problem (RFC 9457): the file's own message when the image was refused, else the summary.
+      if (body.errors && body.errors.image && body.errors.image.length) return body.errors.image[0];
       if (body.detail) return body.detail;
     } catch (e) { /* not JSON: fall through */ }
     if (xhr.status === 413) return "The file is too large for the server.";

@@ -62,7 +62,8 @@ def test_the_whole_clinician_flow(page, live_server, case_base, doctor, real_sli
 
     # 3. The bad file gets its own plain-words error; the good one is uploaded and segmented.
     bad_row = page.locator(".upload-row", has_text=bad.name)
-    expect(bad_row.locator(".error")).to_contain_text("Not uploaded:")
+    # The reader's own sentence, as the clinician should read it (no API field name in front of it).
+    expect(bad_row.locator(".error")).to_contain_text("Not uploaded: The file is not an image we can read")
     good_row = page.locator(".upload-row", has_text=real_slice.name)
     expect(good_row).to_contain_text("Uploaded as case")
     # Meanwhile, in a second tab, the case page follows the segmentation live, without reloading.

@@ -20,10 +20,10 @@ class Command(BaseCommand):
         for v in versions:
             members = f" = mean({', '.join(v.members)})" if v.is_ensemble else f" ({v.file_path})"
             self.stdout.write(f"{v.name}: {v.architecture}{members}")
-        warn_if_case_base_stale(self.stdout, self.style)
+        announce_synced_versions(self.stdout, self.style)
 
 
-def warn_if_case_base_stale(stdout, style) -> None:
+def announce_synced_versions(stdout, style) -> None:
     """After new weights are registered: send ``model_versions_synced`` and print what its receivers
     return (e.g. that the similar-case base was described with the old weights)."""
     for _receiver, warning in model_versions_synced.send(sender=ModelVersion):

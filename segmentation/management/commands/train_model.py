@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from ml.train import add_training_arguments, config_from_options, set_threads, train
-from segmentation.management.commands.sync_models import warn_if_case_base_stale
+from segmentation.management.commands.sync_models import announce_synced_versions
 from segmentation.services import model_versions_sync, models_dir
 
 
@@ -79,4 +79,4 @@ class Command(BaseCommand):
             return
         model_versions_sync(directory=output_dir)
         self.stdout.write(f"registered model version {result['name']}")
-        warn_if_case_base_stale(self.stdout, self.style)
+        announce_synced_versions(self.stdout, self.style)
