@@ -1457,6 +1457,41 @@ def history_agreement(root: Path) -> str:
     )
 
 
+def history_scratch(root: Path) -> str:
+    """The two from-scratch runs of `encoder_screen_256.json`, epoch by epoch, and their calibration."""
+    runs = read(root, "docs/results/encoder_screen_256.json")["runs"]
+    epochs = max(len(r["train_dice_by_epoch"]) for r in runs)
+    body = []
+    for r in runs:
+        name = "plain" if r["encoder"] == "plain" else "EfficientNetB0"
+        val, train = r["in_training_val_dice_by_epoch"], r["train_dice_by_epoch"]
+        best = max(range(len(val)), key=val.__getitem__)
+        cells = [f"**{f3(v)}**" if i == best else f3(v) for i, v in enumerate(val)]
+        body.append([f"{name}, val", *cells, *[""] * (epochs - len(val))])
+        body.append([f"{name}, train", *(f3(v) for v in train), *[""] * (epochs - len(train))])
+    plain, effb0 = runs
+    shipped = read(root, "models/attention_unet.json")["metrics"]["val"]["dice_mean"]
+    plain_types = ", ".join(f"{t} {f3(plain['val_dice_by_type'][t])}" for t in sorted(TYPES))
+    zoom = " / ".join(f"{z:g}" for z in plain["tta_scales"])
+    return "\n".join(
+        [
+            "In-training validation Dice (threshold 0.5, no TTA) and training Dice, epoch by epoch:",
+            "",
+            *rows(["epoch", *(str(i) for i in range(1, epochs + 1))], body),
+            "",
+            para(
+                f"Calibrated on validation (in-sample), the plain run scored {f3(plain['val_dice_mean'])} ",
+                f"({plain_types}; threshold {plain['threshold']:.2f}, zoom {zoom}) and the EfficientNetB0 ",
+                f"run {f3(effb0['val_dice_mean'])} (glioma {f3(effb0['val_dice_by_type']['glioma'])}; ",
+                f"threshold {effb0['threshold']:.2f}), against {f3(shipped)} for the shipped Attention ",
+                "U-Net; ",
+                f"the EfficientNetB0 bundle is {effb0['bundle_mb']:g} MB, over the 30 MB limit. (Generated ",
+                "from `docs/results/encoder_screen_256.json` and `models/attention_unet.json`.)",
+            ),
+        ]
+    )
+
+
 def ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
@@ -1485,6 +1520,7 @@ BLOCKS = {
         "retrieval-by-release": history_retrieval,
         **{f"release-{n}-test": history_test_moves(n) for n in (8, 9, 10)},
         "agreement-by-release": history_agreement,
+        "from-scratch-runs": history_scratch,
         "compare-unet-depth5": history_compare("compare_unet_depth5_val.json", ", second run"),
         "compare-attention-unet-depth5": history_compare("compare_attention_unet_depth5_val.json"),
         "compare-unet-plus-plus-depth5": history_compare("compare_unet_plus_plus_depth5_val.json"),
