@@ -1030,7 +1030,10 @@ def block_end(name: str) -> str:
 def source(*paths: str) -> str:
     """The sentence that closes a generated block: which JSON, and where its command is."""
     named = ", ".join(f"`{p}`" for p in paths)
-    return f"(Generated from {named}; the commands that wrote them are in [benchmarks](benchmarks.md).)"
+    return (
+        f"(Generated from {named}; the command behind each is on the [benchmarks](benchmarks.md) or the "
+        "[models](models.md) page.)"
+    )
 
 
 def paired(tested: dict, first: str, second: str) -> tuple[float, list[float]]:
@@ -1089,10 +1092,13 @@ def compared(root: Path, name: str) -> str:
         verdict = "" if ci[0] > 0 or ci[1] < 0 else ": not distinguishable from 0"
         lines.append(
             f"- {label}: {f3(part['shipped']['held_out'])} → {f3(part['candidate']['held_out'])} "
-            f"({signed(gain['mean'])}, paired 95 % CI {interval(ci)}{verdict});"
+            f"({signed(gain['mean'])}, paired 95 % CI {interval(ci)}{verdict})"
         )
-    lines.append(f"- {source(f'docs/results/{name}')}")
-    return "\n".join(lines)
+    lines[0] += ";"
+    lines[-1] += f". {source(f'docs/results/{name}')}"
+    return "\n".join(
+        textwrap.fill(line, width=110, subsequent_indent="  ", break_on_hyphens=False) for line in lines
+    )
 
 
 def notebook_depth5(root: Path) -> str:
