@@ -62,8 +62,11 @@ test: install
 bench: install
 	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
-# The pages that carry figures, from models/*.json and docs/results/*.json: docs/models.md,
-# docs/benchmarks.md and README.md's headline block (tests/test_docs.py fails while they are stale).
+# Every page that carries figures, from models/*.json, docs/results/*.json and docs/results/releases/*.json
+# (each release's JSONs as it committed them): docs/models.md, docs/benchmarks.md, README.md's headline block,
+# and the <!-- generated:NAME --> blocks of docs/notebook.md, docs/training.md, docs/model-history.md and
+# CHANGELOG.md (tests/test_docs.py fails while one is stale). When a release ships, add it to RELEASES (and
+# RETRIEVALS, AGREEMENTS) in docs/build.py and save its JSONs under docs/results/releases/ first.
 docs: install
 	$(PY) -m docs.build
 

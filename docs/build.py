@@ -1414,6 +1414,28 @@ def history_test_moves(release: int) -> Callable[[Path], str]:
     return write
 
 
+def changelog_test_dice(release: int) -> Callable[[Path], str]:
+    """The writer of a CHANGELOG release's test Dice sentence: every model whose figure moved from the release
+    before's JSON to its own (the first release: every figure), and the ensemble always."""
+
+    def write(root: Path) -> str:
+        after = read(root, RELEASE_JSON.format(release))["models"]
+        if release == 1:
+            moved = [f"{NAMES[n]} {f3(after[n]['dice_mean'])}" for n in (*SEGMENTERS, "ensemble")]
+            return f"Test Dice: {', '.join(moved)}."
+        before = read(root, RELEASE_JSON.format(release - 1))["models"]
+        moved = []
+        for name in (*SEGMENTERS, "ensemble"):
+            old, new = f3(before[name]["dice_mean"]), f3(after[name]["dice_mean"])
+            if old != new:
+                moved.append(f"{NAMES[name]} {old} → {new}")
+            elif name == "ensemble":
+                moved.append(f"ensemble unchanged at {new}")
+        return f"Test Dice: {', '.join(moved)}."
+
+    return write
+
+
 # The agreement flag on the test split, as `ml.agreement --split test --json docs/results/agreement_test.json`
 # wrote it for each release's ensemble, committed then (`git show COMMIT:docs/results/agreement_test.json`).
 AGREEMENTS = {7: "e089812", 8: "3c120c0", 9: "aa88181", 10: "3364271"}
@@ -1521,6 +1543,7 @@ BLOCKS = {
         "search-at-scale": notebook_search,
     },
     "docs/training.md": {"split-sizes": training_split},
+    "CHANGELOG.md": {f"release-{n}-test-dice": changelog_test_dice(n) for n in range(1, len(RELEASES) + 1)},
     "docs/model-history.md": {
         "test-dice-by-release": history_test_dice,
         "retrieval-by-release": history_retrieval,
@@ -1626,7 +1649,9 @@ def main(argv: list[str] | None = None) -> int:
         prog=COMMAND,
         description="Write docs/models.md (model cards from models/*.json), docs/benchmarks.md (from "
         "docs/results/*.json), README.md's headline block and the generated blocks of the hand-written pages "
-        "(docs/notebook.md, docs/training.md). Reads JSON only; run from the repository root.",
+        "(docs/notebook.md, docs/training.md, docs/model-history.md, CHANGELOG.md; the model history's and "
+        "the changelog's from each release's JSONs in docs/results/releases). Reads JSON only; run from the "
+        "repository root.",
     )
     parser.add_argument(
         "--output-dir",
