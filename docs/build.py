@@ -1260,6 +1260,84 @@ RELEASES = [
 RELEASE_JSON = "docs/results/releases/segmentation_test_release_{}.json"
 
 
+# Each release's bundle JSONs (`git show COMMIT:models/NAME.json`, the commits of RELEASES): the settings
+# `ml.calibrate` chose on validation and the in-sample validation figures it recorded.
+MODELS_JSON = "docs/results/releases/models_release_{}/{}.json"
+MEMBERS = (*SEGMENTERS, "ensemble")
+
+
+def bundle(root: Path, release: int, name: str) -> dict:
+    return read(root, MODELS_JSON.format(release, name))
+
+
+def history_validation(root: Path) -> str:
+    body = []
+    slices = bundle(root, len(RELEASES), "ensemble")["metrics"]["val"]["n"]
+    for number, _ in enumerate(RELEASES, 1):
+        cells = []
+        for name in MEMBERS:
+            meta = bundle(root, number, name)
+            zoom = meta.get("tta_scales")
+            zoom = f", zoom {' / '.join(f'{z:g}' for z in zoom)}" if zoom else ""
+            dice = f3(meta["metrics"]["val"]["dice_mean"])
+            cells.append(f"{dice} ({meta['threshold']:.2f}{zoom})")
+        body.append([str(number), *cells])
+    return "\n".join(
+        [
+            para(
+                "The calibrated validation Dice each release shipped with (in-sample: `python -m ",
+                "ml.calibrate --data $D --models-dir models` chose the threshold, the zoom views and the ",
+                f"clean-up on the same {slices} validation slices it scores), with the threshold and zoom ",
+                "it chose in brackets. Release N's row is ",
+                "`docs/results/releases/models_release_N/*.json`, the bundles' JSONs as the release ",
+                "committed them (the commits of the test table above).",
+            ),
+            "",
+            *rows(["release", *(NAMES[n] for n in MEMBERS)], body),
+        ]
+    )
+
+
+def history_move(split: str, release: int, name: str, figure: str = "dice_mean") -> Callable[[Path], str]:
+    """The writer of an inline block: ``name``'s ``figure`` (a key of the metrics, or a tumour type's Dice)
+    on ``split`` ("val": the bundle JSON; "test": `evaluate_segmentation`'s), release before → release."""
+
+    def value(root: Path, number: int) -> float:
+        if split == "val":
+            figures = bundle(root, number, name)["metrics"]["val"]
+        else:
+            figures = read(root, RELEASE_JSON.format(number))["models"][name]
+        return figures["dice_by_type"][figure] if figure in TYPES else figures[figure]
+
+    def write(root: Path) -> str:
+        return f"{f3(value(root, release - 1))} → {f3(value(root, release))}"
+
+    return write
+
+
+# The release notes' figures that moved between two releases: {(split, release): ["model[ figure]", ...]}.
+MOVED = {
+    ("val", 10): ["unet_plus_plus", "ensemble"],
+    ("val", 9): ["attention_unet", "ensemble"],
+    ("val", 8): ["unet", "ensemble"],
+    ("val", 7): list(MEMBERS),
+    ("val", 6): ["ensemble"],
+    ("val", 5): ["unet", "ensemble"],
+    ("val", 4): ["unet_plus_plus", "ensemble"],
+    ("val", 3): ["attention_unet"],
+    ("test", 7): ["ensemble glioma", "unet glioma"],
+    ("test", 6): [*MEMBERS, "ensemble iou_mean", "ensemble pituitary", "ensemble glioma"],
+    ("test", 5): ["unet"],
+    ("test", 4): ["ensemble", "unet_plus_plus", "unet_plus_plus glioma"],
+    ("test", 3): ["attention_unet", "attention_unet glioma"],
+}
+MOVES = [(split, release, *item.split()) for (split, release), items in MOVED.items() for item in items]
+
+
+def move_name(split: str, release: int, name: str, figure: str = "dice_mean") -> str:
+    return "-".join([split, str(release), name, *([] if figure == "dice_mean" else [figure])])
+
+
 def history_test_dice(root: Path) -> str:
     body = []
     for number, (_, changed) in enumerate(RELEASES, 1):
@@ -1546,6 +1624,8 @@ BLOCKS = {
     "CHANGELOG.md": {f"release-{n}-test-dice": changelog_test_dice(n) for n in range(1, len(RELEASES) + 1)},
     "docs/model-history.md": {
         "test-dice-by-release": history_test_dice,
+        "validation-dice-by-release": history_validation,
+        **{move_name(*move): history_move(*move) for move in MOVES},
         "retrieval-by-release": history_retrieval,
         **{f"release-{n}-test": history_test_moves(n) for n in (8, 9, 10)},
         "agreement-by-release": history_agreement,
@@ -1571,7 +1651,7 @@ def fill(root: Path, path: str, writers: dict) -> str:
     text = (root / path).read_text()
     found = BLOCK.findall(text)
     names = [name for name, _ in found]
-    if sorted(names) != sorted(writers):
+    if set(names) != set(writers):  # a figure the page gives twice may have its block twice
         raise SystemExit(
             f"{path}: its generated blocks {names} are not the ones docs/build.py writes {list(writers)}"
         )

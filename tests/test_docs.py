@@ -402,13 +402,21 @@ def test_a_block_the_generator_does_not_write_stops_it(tmp_path):
 
 
 def test_every_release_json_feeds_a_table_of_the_model_history():
-    kept = {p.name for p in (REPO_ROOT / "docs/results/releases").glob("*.json")}
-    used = {Path(build.RELEASE_JSON.format(n)).name for n in range(1, len(build.RELEASES) + 1)}
-    used |= {Path(build.RETRIEVAL_JSON.format(suffix)).name for suffix in build.RETRIEVALS}
-    used |= {Path(build.AGREEMENT_JSON.format(release)).name for release in build.AGREEMENTS}
+    releases = range(1, len(build.RELEASES) + 1)
+    kept = {str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "docs/results/releases").rglob("*.json")}
+    used = {build.RELEASE_JSON.format(n) for n in releases}
+    used |= {build.MODELS_JSON.format(n, name) for n in releases for name in build.MEMBERS}
+    used |= {build.RETRIEVAL_JSON.format(suffix) for suffix in build.RETRIEVALS}
+    used |= {build.AGREEMENT_JSON.format(release) for release in build.AGREEMENTS}
     assert kept == used
     latest = published(build.RELEASE_JSON.format(len(build.RELEASES)))["models"]
     now = published("docs/results/segmentation_test.json")["models"]
     assert {n: m["dice_mean"] for n, m in latest.items()} == {n: m["dice_mean"] for n, m in now.items()}, (
         "the test figures moved: a new release belongs in RELEASES (docs/build.py) with its JSON"
     )
+    for name in build.MEMBERS:
+        saved = published(build.MODELS_JSON.format(len(build.RELEASES), name))
+        shipped = published(f"models/{name}.json")
+        assert (saved["metrics"], saved["threshold"]) == (shipped["metrics"], shipped["threshold"]), (
+            f"models/{name}.json was recalibrated: a new release belongs in RELEASES with its bundles' JSONs"
+        )
