@@ -1438,6 +1438,45 @@ def history_retrieval(root: Path) -> str:
     )
 
 
+def retrieval_value(suffix: str, figure: str, weight: str | None = None) -> Callable[[Path], str]:
+    """The writer of an inline block: one figure of release ``suffix``'s retrieval JSON (a key, or a tumour
+    type's accuracy), from the pass at classifier weight ``weight`` ("0.0": the kNN vote alone; "1.0": the
+    classifier alone) or, without one, the shipped blend."""
+
+    def write(root: Path) -> str:
+        scored = read(root, RETRIEVAL_JSON.format(suffix))
+        figures = scored["by_classifier_weight"][weight] if weight else scored
+        value = figures["type_accuracy_by_type"][figure] if figure in TYPES else figures[figure]
+        return f"{value:.0f}" if figure.endswith("_ms_p50") else f3(value)
+
+    return write
+
+
+# The retrieval notes' figures: "release figure [classifier weight]", each written by retrieval_value.
+RETRIEVED = [
+    *(f"{release} map" for release in ("2_attention_unet_embedding", "2", "4", "5", "6", "7", "8", "9")),
+    "6 type_accuracy",
+    *(f"6 {t}" for t in TYPES),
+    *(f"{release} type_accuracy 0.0" for release in ("4", "5", "6", "9", "10")),
+    *(f"{release} type_accuracy 1.0" for release in ("4", "5", "6", "10")),
+    "5 pituitary 0.0",
+    "6 pituitary 0.0",
+    "9 meningioma",
+    "10 meningioma",
+    "9 pituitary",
+    "10 pituitary",
+    "9 meningioma 0.0",
+    "10 meningioma 0.0",
+    *(f"{release} pipeline_ms_p50" for release in ("4", "5", "6", "7", "8", "9")),
+]
+
+
+def retrieved_name(spec: str) -> str:
+    release, figure, *weight = spec.split()
+    alone = {"0.0": ["knn-alone"], "1.0": ["classifier-alone"]}[weight[0]] if weight else []
+    return "-".join(["retrieval", release, figure, *alone])
+
+
 def history_compare(name: str, note: str = "") -> Callable[[Path], str]:
     """The writer of a model-history block: the one-row table of ``docs/results/{name}``."""
 
@@ -1627,6 +1666,7 @@ BLOCKS = {
         "validation-dice-by-release": history_validation,
         **{move_name(*move): history_move(*move) for move in MOVES},
         "retrieval-by-release": history_retrieval,
+        **{retrieved_name(spec): retrieval_value(*spec.split()) for spec in RETRIEVED},
         **{f"release-{n}-test": history_test_moves(n) for n in (8, 9, 10)},
         "agreement-by-release": history_agreement,
         "from-scratch-runs": history_scratch,
