@@ -19,6 +19,7 @@ from cases.models import Case, TumourType
 from cases.readers import ImageReadError
 from cases.selectors import case_get, case_list
 from cases.services import case_create
+from clinic.api.authentication import UploadRateThrottle
 from clinic.api.errors import ContentTooLarge
 from clinic.api.runs import SegmentationRunOutputSerializer
 from clinic.api.schema import PNG, paged, problem_responses
@@ -56,6 +57,7 @@ class CaseListApi(GenericAPIView):
     """``GET``: cases, newest first, paginated. ``POST``: upload a slice; the segmentations start at once."""
 
     parser_classes = [MultiPartParser, FormParser]
+    throttle_classes = [UploadRateThrottle]  # POST only, per user
 
     @extend_schema_serializer(component_name="CaseFilter")
     class FilterSerializer(serializers.Serializer):
@@ -105,7 +107,7 @@ class CaseListApi(GenericAPIView):
 
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
-        responses={201: CreatedSerializer, **problem_responses(400, 413, 415)},
+        responses={201: CreatedSerializer, **problem_responses(400, 413, 415, 429)},
     )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)

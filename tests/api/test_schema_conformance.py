@@ -69,6 +69,14 @@ EXCHANGES: dict[str, list[Exchange]] = {
             "post", "/api/auth/token/", 400, who="anonymous", data={"username": "dr_owner", "password": "x"}
         ),
         Exchange("post", "/api/auth/token/", 415, who="anonymous", data="u=p", content_type="text/plain"),
+        Exchange(
+            "post",
+            "/api/auth/token/",
+            429,
+            who="anonymous",
+            data=lambda: _CREDENTIALS,
+            settings={"TUMORSITE_TOKEN_RATE": "0/minute"},
+        ),
     ],
     "case-list": [
         Exchange("get", "/api/cases/", 200),
@@ -103,6 +111,10 @@ EXCHANGES: dict[str, list[Exchange]] = {
         Exchange("post", "/api/cases/", 415, data={"patient": "X"}),
         Exchange("post", "/api/cases/", 403, who="anonymous", data={}, format="multipart"),
         Exchange("delete", "/api/cases/", 405),
+        # Throttled before the body is read: the upload is refused whatever it holds.
+        Exchange(
+            "post", "/api/cases/", 429, data={}, format="multipart", settings={"TUMORSITE_UPLOAD_RATE": "0/h"}
+        ),
     ],
     "case-detail": [
         Exchange("get", "/api/cases/{pending}/", 200),

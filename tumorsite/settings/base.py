@@ -6,6 +6,8 @@ Celery tasks run on an in-process background thread (see ``tumorsite.queue``). S
 Postgres with real Celery workers.
 """
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
 from tumorsite.env import EnvError, env, envbool, envfloat, envint, envlist, parse_database_url
@@ -49,6 +51,34 @@ if not 0.0 <= TUMORSITE_TYPE_CLASSIFIER_WEIGHT <= 1.0:
 TUMORSITE_VECTOR_INDEX = env("TUMORSITE_VECTOR_INDEX", "")
 if TUMORSITE_VECTOR_INDEX not in ("", "numpy", "pgvector"):
     raise EnvError(f"TUMORSITE_VECTOR_INDEX={TUMORSITE_VECTOR_INDEX!r}: use numpy or pgvector")
+# Sign-in protection (docs/operations.md, "Sign-in protection"). After TUMORSITE_SIGNIN_FAILURE_LIMIT failed
+# sign-ins (page or API token) from one address for one username, that pair is refused until
+# TUMORSITE_SIGNIN_COOLOFF_MINUTES pass without another failure.
+TUMORSITE_SIGNIN_FAILURE_LIMIT = envint("TUMORSITE_SIGNIN_FAILURE_LIMIT", 10)
+TUMORSITE_SIGNIN_COOLOFF_MINUTES = envint("TUMORSITE_SIGNIN_COOLOFF_MINUTES", 30)
+# An API token older than this is refused (401); the token endpoint then hands out a new one.
+TUMORSITE_TOKEN_TTL_HOURS = envint("TUMORSITE_TOKEN_TTL_HOURS", 24)
+for _name, _value in (
+    ("TUMORSITE_SIGNIN_FAILURE_LIMIT", TUMORSITE_SIGNIN_FAILURE_LIMIT),
+    ("TUMORSITE_SIGNIN_COOLOFF_MINUTES", TUMORSITE_SIGNIN_COOLOFF_MINUTES),
+    ("TUMORSITE_TOKEN_TTL_HOURS", TUMORSITE_TOKEN_TTL_HOURS),
+):
+    if _value < 1:
+        raise EnvError(f"{_name}={_value}: use a whole number of at least 1")
+# DRF throttle rates ("<requests>/<second|minute|hour|day>"): token requests per client address, case
+# uploads through the API per user.
+TUMORSITE_TOKEN_RATE = env("TUMORSITE_TOKEN_RATE", "5/minute")
+TUMORSITE_UPLOAD_RATE = env("TUMORSITE_UPLOAD_RATE", "60/hour")
+for _name, _value in (
+    ("TUMORSITE_TOKEN_RATE", TUMORSITE_TOKEN_RATE),
+    ("TUMORSITE_UPLOAD_RATE", TUMORSITE_UPLOAD_RATE),
+):
+    if not re.fullmatch(r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)", _value):
+        raise EnvError(f"{_name}={_value!r}: use <requests>/<second|minute|hour|day>, e.g. 5/minute")
+# How many proxies in front of the site append to X-Forwarded-For: the client's address for the lock-out
+# and the throttles is read that many entries from the right. 0 = the connection's own address (never a
+# header a client could forge).
+TUMORSITE_TRUSTED_PROXIES = envint("TUMORSITE_TRUSTED_PROXIES", 0)
 # Run by `manage.py demo_setup` (make demo) after the import, when they exist; apps may append theirs.
 TUMORSITE_DEMO_SETUP_COMMANDS = ["sync_models", "build_case_base"]
 
@@ -68,6 +98,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "cases",
     "segmentation",
     "recommender",
@@ -83,6 +114,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the locked-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tumorsite.urls"
@@ -128,6 +161,21 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+# django-axes first: it refuses a locked-out sign-in before any password is checked. Every sign-in must
+# pass the request to authenticate() (Django's login view and DRF's token serializer do).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = TUMORSITE_SIGNIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=TUMORSITE_SIGNIN_COOLOFF_MINUTES)
+# The pair, not the address alone (a hospital behind one NAT address would lock out all its staff at once)
+# nor the username alone (anyone could lock any clinician out).
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # every failed sign-in kept (who, when, address), not just the counts
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "clinic.api.authentication.client_address"
 
 # === I18n ===
 LANGUAGE_CODE = "en-gb"
@@ -150,9 +198,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # === REST API ===
 REST_FRAMEWORK = {
+    # Session first, so a request without credentials gets 403 (DRF answers 401 only when the first class
+    # names a WWW-Authenticate scheme); an expired token still gets its 401 (clinic.api.authentication).
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "clinic.api.authentication.ExpiringTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "clinic.api.pagination.Pagination",
@@ -160,6 +210,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Every error body is RFC 9457 problem details (application/problem+json), shaped there only.
     "EXCEPTION_HANDLER": "clinic.api.errors.problem_exception_handler",
+    "NUM_PROXIES": TUMORSITE_TRUSTED_PROXIES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "TumorSite API",

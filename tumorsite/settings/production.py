@@ -5,7 +5,7 @@ from django.core.exceptions import ImproperlyConfigured
 from tumorsite.env import envbool, envint
 
 from .base import *  # noqa: F403
-from .base import SECRET_KEY_FROM_ENV
+from .base import REST_FRAMEWORK, SECRET_KEY_FROM_ENV
 
 if not SECRET_KEY_FROM_ENV:
     raise ImproperlyConfigured(
@@ -26,8 +26,14 @@ SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
+# Cookies only over HTTPS; the session cookie out of reach of page scripts (the CSRF one stays readable,
+# Django's documented choice: hiding it protects nothing).
 SESSION_COOKIE_SECURE = True
+SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# The proxy appends the client's address to X-Forwarded-For: the lock-out and the throttles count that one.
+TUMORSITE_TRUSTED_PROXIES = envint("TUMORSITE_TRUSTED_PROXIES", 1)
+REST_FRAMEWORK = {**REST_FRAMEWORK, "NUM_PROXIES": TUMORSITE_TRUSTED_PROXIES}

@@ -27,3 +27,8 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 # Tests never run collectstatic; without a STATIC_ROOT WhiteNoise serves through the finders only.
 STATIC_ROOT = None
+
+# The real lock-out and throttles, at rates no ordinary test reaches (the throttles' counts live in the
+# cache, which outlives a test); tests/security sets them low and clears the cache.
+TUMORSITE_TOKEN_RATE = "1000/minute"
+TUMORSITE_UPLOAD_RATE = "1000/minute"
