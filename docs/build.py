@@ -1496,6 +1496,66 @@ def history_compare(name: str, note: str = "") -> Callable[[Path], str]:
     return write
 
 
+def compare_figure(name: str, part: str, figure: str, digits: str = "4") -> Callable[[Path], str]:
+    """The writer of an inline block: from `docs/results/compare_{name}_val.json`'s ``part`` ("single": the
+    candidate alone; "ensemble": in the ensemble), a tumour type's held-out Dice, shipped → candidate, or one
+    figure ("candidate.in_sample", "shipped.held_out") to ``digits`` decimals (4, as the compare tables)."""
+
+    def write(root: Path) -> str:
+        c = read(root, f"docs/results/compare_{name}_val.json")[part]
+        if figure in TYPES:
+            shipped, candidate = (c[side]["held_out_by_type"][figure] for side in ("shipped", "candidate"))
+            return f"{f3(shipped)} → {f3(candidate)}"
+        side, key = figure.split(".")
+        return f"{c[side][key]:.{digits}f}"
+
+    return write
+
+
+# The figures the prose around each --compare table gives: {compare JSON's NAME: ["part figure", ...]}.
+COMPARED = {
+    "unet_depth5": ["single candidate.in_sample 3", "single glioma", "single pituitary", "ensemble glioma"],
+    "attention_unet_depth5": [
+        "single candidate.in_sample 3",
+        "single shipped.in_sample 3",
+        "ensemble shipped.held_out",
+        "single glioma",
+        "single pituitary",
+        "ensemble glioma",
+    ],
+    "unet_plus_plus_depth5": [
+        "single candidate.in_sample 3",
+        "single shipped.in_sample 3",
+        "single glioma",
+        "single pituitary",
+        "single meningioma",
+    ],
+    "unet_plus_plus_swa": ["single candidate.in_sample", "single shipped.in_sample"],
+    "attention_unet_bottleneck_attention": [
+        "single shipped.in_sample",
+        "single pituitary",
+        "single meningioma",
+        "single glioma",
+    ],
+    "unet_distillation": [
+        "single candidate.in_sample 3",
+        "single shipped.in_sample 3",
+        "single glioma",
+        "single pituitary",
+    ],
+    "unet_plus_plus_distillation": [
+        "single candidate.in_sample 3",
+        "single shipped.in_sample 3",
+        "single glioma",
+        "single pituitary",
+    ],
+}
+
+
+def compared_name(name: str, spec: str) -> str:
+    return "-".join(["compare", name, *spec.replace(".", "-").split()])
+
+
 def history_test_moves(release: int) -> Callable[[Path], str]:
     """The writer of a release note's bullets: each model whose test Dice moved in ``release``, from the
     release before's JSON to its own."""
@@ -1667,6 +1727,11 @@ BLOCKS = {
         **{move_name(*move): history_move(*move) for move in MOVES},
         "retrieval-by-release": history_retrieval,
         **{retrieved_name(spec): retrieval_value(*spec.split()) for spec in RETRIEVED},
+        **{
+            compared_name(n, spec): compare_figure(n, *spec.split())
+            for n, specs in COMPARED.items()
+            for spec in specs
+        },
         **{f"release-{n}-test": history_test_moves(n) for n in (8, 9, 10)},
         "agreement-by-release": history_agreement,
         "from-scratch-runs": history_scratch,
