@@ -1260,6 +1260,24 @@ RELEASES = [
 RELEASE_JSON = "docs/results/releases/segmentation_test_release_{}.json"
 
 
+def history_timings(root: Path) -> str:
+    body = []
+    for number, _ in enumerate(RELEASES, 1):
+        models = read(root, RELEASE_JSON.format(number))["models"]
+        body.append([str(number), *(f"{models[n]['ms_per_slice']:.0f}" for n in MEMBERS)])
+    return "\n".join(
+        [
+            para(
+                "Milliseconds per test slice, as each release's `evaluate_segmentation` JSON records them ",
+                "(`ms_per_slice`, with each model's flip and zoom passes), from the same files as the test ",
+                "Dice above.",
+            ),
+            "",
+            *rows(["release", *(NAMES[n] for n in MEMBERS)], body),
+        ]
+    )
+
+
 # Each release's bundle JSONs (`git show COMMIT:models/NAME.json`, the commits of RELEASES): the settings
 # `ml.calibrate` chose on validation and the in-sample validation figures it recorded.
 MODELS_JSON = "docs/results/releases/models_release_{}/{}.json"
@@ -1724,6 +1742,7 @@ BLOCKS = {
     "docs/model-history.md": {
         "test-dice-by-release": history_test_dice,
         "validation-dice-by-release": history_validation,
+        "timings-by-release": history_timings,
         **{move_name(*move): history_move(*move) for move in MOVES},
         "retrieval-by-release": history_retrieval,
         **{retrieved_name(spec): retrieval_value(*spec.split()) for spec in RETRIEVED},
