@@ -1495,6 +1495,38 @@ def retrieved_name(spec: str) -> str:
     return "-".join(["retrieval", release, figure, *alone])
 
 
+def history_tuning(root: Path) -> str:
+    """What `tune_retrieval`'s committed grid says of the setting in use, of its best, and of its spread."""
+    results = read(root, "docs/results/retrieval_tuning.json")["results"]
+    in_use = read(root, "docs/results/retrieval_test.json")
+    model, weights = in_use["embedding_model"].split("@")[0], in_use["weights"]
+    mine = next(r for r in results if r["embedding_model"].startswith(model) and r["weights"] == weights)
+    top = max(results, key=lambda r: r["type_accuracy"])
+    leaders = ", ".join(
+        f"`{r['embedding_model'].split('@')[0]}` at {r['weights']['discriminant']:g} / "
+        f"{r['weights']['embedding']:g}"
+        for r in results
+        if r["type_accuracy"] == top["type_accuracy"]
+    )
+    bests = {}
+    for r in results:
+        name = r["embedding_model"].split("@")[0]
+        bests[name] = max(bests.get(name, 0.0), r["type_accuracy"])
+    spread = [max(r["type_accuracy_by_fold"]) - min(r["type_accuracy_by_fold"]) for r in results]
+    folds = top["type_accuracy_by_fold"]
+    apart = round((top["type_accuracy"] - mine["type_accuracy"]) * mine["n_queries"])
+    within = max(bests.values()) - min(bests.values())
+    return para(
+        f"The setting in use, the `{model}` embedding at `w_d = {weights['discriminant']:g}, w_e = ",
+        f"{weights['embedding']:g}`, scored {mine['type_accuracy']:.4f}; the grid's best was ",
+        f"{top['type_accuracy']:.4f} ({leaders}), {apart} queries of {mine['n_queries']} apart. The best ",
+        f"settings of the {len(bests)} embeddings lie within {within:.3f} of ",
+        f"each other, while one setting's accuracy varies from fold to fold by {min(spread):.3f} to ",
+        f"{max(spread):.3f} ({min(folds):.2f} to {max(folds):.2f} for the best). (Generated from ",
+        "`docs/results/retrieval_tuning.json`.)",
+    )
+
+
 def history_compare(name: str, note: str = "") -> Callable[[Path], str]:
     """The writer of a model-history block: the one-row table of ``docs/results/{name}``."""
 
@@ -1745,6 +1777,7 @@ BLOCKS = {
         "timings-by-release": history_timings,
         **{move_name(*move): history_move(*move) for move in MOVES},
         "retrieval-by-release": history_retrieval,
+        "retrieval-tuning": history_tuning,
         **{retrieved_name(spec): retrieval_value(*spec.split()) for spec in RETRIEVED},
         **{
             compared_name(n, spec): compare_figure(n, *spec.split())
