@@ -1527,6 +1527,28 @@ def history_tuning(root: Path) -> str:
     )
 
 
+# The grid `tune_retrieval` wrote when the embedding model was chosen, with release 2's segmenters (commit
+# 920788d; `git show 920788d:docs/results/retrieval_tuning.json`), replaced in docs/results after release 10.
+EARLIER_TUNING = ("920788d", "docs/results/releases/retrieval_tuning_release_2.json")
+
+
+def history_tuning_before(root: Path) -> str:
+    commit, path = EARLIER_TUNING
+    results = sorted(read(root, path)["results"], key=lambda r: -r["type_accuracy"])
+    leader = results[0]["embedding_model"]
+    settings = {}
+    for r in results:  # best first, so each setting's first is its leader
+        settings.setdefault(json.dumps(r["weights"], sort_keys=True), r["embedding_model"])
+    everywhere = "at every weight setting" if set(settings.values()) == {leader} else "overall"
+    ahead = next(i for i, r in enumerate(results) if r["embedding_model"] != leader)
+    w = results[0]["weights"]
+    return para(
+        f"With release 2's segmenters (the grid of commit `{commit}`, `{path}`), the ",
+        f"`{leader.split('@')[0]}` embedding led {everywhere} ({results[0]['type_accuracy']:.3f} at `w_d = ",
+        f"{w['discriminant']:g}, w_e = {w['embedding']:g}`; the grid's {ahead} best settings were all its).",
+    )
+
+
 def history_compare(name: str, note: str = "") -> Callable[[Path], str]:
     """The writer of a model-history block: the one-row table of ``docs/results/{name}``."""
 
@@ -1778,6 +1800,7 @@ BLOCKS = {
         **{move_name(*move): history_move(*move) for move in MOVES},
         "retrieval-by-release": history_retrieval,
         "retrieval-tuning": history_tuning,
+        "retrieval-tuning-before": history_tuning_before,
         **{retrieved_name(spec): retrieval_value(*spec.split()) for spec in RETRIEVED},
         **{
             compared_name(n, spec): compare_figure(n, *spec.split())
