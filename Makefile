@@ -66,7 +66,8 @@ bench: install
 # (each release's JSONs as it committed them): docs/models.md, docs/benchmarks.md, README.md's headline block,
 # and the <!-- generated:NAME --> blocks of docs/notebook.md, docs/training.md, docs/model-history.md and
 # CHANGELOG.md (tests/test_docs.py fails while one is stale). When a release ships, add it to RELEASES (and
-# RETRIEVALS, AGREEMENTS) in docs/build.py and save its JSONs under docs/results/releases/ first.
+# RETRIEVALS, AGREEMENTS) in docs/build.py and save its JSONs (test, retrieval, agreement, models/*.json) under
+# docs/results/releases/ first, as CONTRIBUTING.md says.
 docs: install
 	$(PY) -m docs.build
 
