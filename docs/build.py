@@ -1579,15 +1579,23 @@ def compare_figure(name: str, part: str, figure: str, digits: str = "4") -> Call
             shipped, candidate = (c[side]["held_out_by_type"][figure] for side in ("shipped", "candidate"))
             return f"{f3(shipped)} → {f3(candidate)}"
         side, key = figure.split(".")
-        return f"{c[side][key]:.{digits}f}"
+        return signed(c[side][key], int(digits)) if digits.startswith("+") else f"{c[side][key]:.{digits}f}"
 
     return write
 
 
 # The figures the prose around each --compare table gives: {compare JSON's NAME: ["part figure", ...]}.
 COMPARED = {
-    "unet_depth5": ["single candidate.in_sample 3", "single glioma", "single pituitary", "ensemble glioma"],
+    "unet_depth5": [
+        "single candidate.in_sample 3",
+        "single glioma",
+        "single pituitary",
+        "ensemble glioma",
+        "single difference_held_out.mean +3",
+        "ensemble difference_held_out.mean +3",
+    ],
     "attention_unet_depth5": [
+        "single difference_held_out.mean +3",
         "single candidate.in_sample 3",
         "single shipped.in_sample 3",
         "ensemble shipped.held_out",
@@ -1596,6 +1604,7 @@ COMPARED = {
         "ensemble glioma",
     ],
     "unet_plus_plus_depth5": [
+        "single difference_held_out.mean +3",
         "single candidate.in_sample 3",
         "single shipped.in_sample 3",
         "single glioma",
@@ -1625,7 +1634,45 @@ COMPARED = {
 
 
 def compared_name(name: str, spec: str) -> str:
-    return "-".join(["compare", name, *spec.replace(".", "-").split()])
+    return "-".join(["compare", name, *spec.replace(".", "-").replace("+", "signed").split()])
+
+
+def test_difference(release: int, name: str) -> Callable[[Path], str]:
+    """The writer of an inline block: how far ``name``'s test Dice moved in ``release``, signed: the
+    difference of the two figures as the page prints them (0.741 → 0.745 moved +0.004), so the prose
+    adds up."""
+
+    def write(root: Path) -> str:
+        before, after = (read(root, RELEASE_JSON.format(n))["models"][name] for n in (release - 1, release))
+        return signed(float(f3(after["dice_mean"])) - float(f3(before["dice_mean"])))
+
+    return write
+
+
+def release_paired(release: int, first: str, second: str, ci: bool = False) -> Callable[[Path], str]:
+    """The writer of an inline block: ``first`` minus ``second`` on release ``release``'s test split, or its
+    paired 95 % interval."""
+
+    def write(root: Path) -> str:
+        difference, interval_ = paired(read(root, RELEASE_JSON.format(release)), first, second)
+        return interval(interval_) if ci else signed(difference)
+
+    return write
+
+
+# The release notes' test differences: "release model" moves, and "release first second" paired differences.
+DIFFERENCES = ["10 unet_plus_plus", "10 ensemble", "9 attention_unet", "9 ensemble"]
+PAIRED = ["9 attention_unet unet", "7 ensemble unet"]
+
+
+def paired_blocks() -> dict[str, Callable[[Path], str]]:
+    blocks = {}
+    for spec in PAIRED:
+        release, first, second = spec.split()
+        name = f"paired-{release}-{first}-{second}"
+        blocks[name] = release_paired(int(release), first, second)
+        blocks[f"{name}-ci"] = release_paired(int(release), first, second, ci=True)
+    return blocks
 
 
 def history_test_moves(release: int) -> Callable[[Path], str]:
@@ -1799,6 +1846,11 @@ BLOCKS = {
         "timings-by-release": history_timings,
         **{move_name(*move): history_move(*move) for move in MOVES},
         "retrieval-by-release": history_retrieval,
+        **{
+            f"difference-{spec.replace(' ', '-')}": test_difference(int(spec.split()[0]), spec.split()[1])
+            for spec in DIFFERENCES
+        },
+        **paired_blocks(),
         "retrieval-tuning": history_tuning,
         "retrieval-tuning-before": history_tuning_before,
         **{retrieved_name(spec): retrieval_value(*spec.split()) for spec in RETRIEVED},
