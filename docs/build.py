@@ -7,9 +7,12 @@
 ``docs/models.md`` holds one model card per bundle in ``models/*.json`` and ``models/type_classifier/*.json``;
 ``docs/benchmarks.md`` one section per JSON in ``docs/results/``, each naming the command that wrote it; and
 README.md's block between ``<!-- generated:headline -->`` and ``<!-- /generated:headline -->`` its few
-headline figures. The pages written by hand (``docs/notebook.md``, ``docs/training.md``) carry their
-figures in blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``, each written by the
-function that ``BLOCKS`` names for it from the JSON it names. Run it from the repository root (``make docs``
+headline figures. The pages written by hand (``docs/notebook.md``, ``docs/training.md``,
+``docs/model-history.md``, ``CHANGELOG.md``) carry their figures in blocks between ``<!-- generated:NAME -->``
+and ``<!-- /generated:NAME -->``, each written by the function that ``BLOCKS`` names for it from the JSON it
+names. The model history's and the changelog's come from ``docs/results/releases/``: each release's JSONs
+(test, retrieval, agreement, and its bundles' ``models/*.json``) as that release committed them, the commits
+listed in ``RELEASES``, ``RETRIEVALS`` and ``AGREEMENTS``. Run it from the repository root (``make docs``
 does). Plain Python: it reads JSON only, so it needs neither Django, nor TensorFlow, nor the dataset.
 """
 
