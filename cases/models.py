@@ -122,6 +122,14 @@ class Case(models.Model):
         """Whether the case has a trusted ground-truth outline (``CaseQuerySet.case_base``'s rule)."""
         return bool(self.ground_truth_mask) and self.mask_source in CASE_BASE_MASK_SOURCES
 
+    @property
+    def has_recorded_type(self) -> bool:
+        """Whether the tumour type is a clinician's or the dataset's; a predicted one is only a suggestion."""
+        return bool(self.tumour_type) and self.tumour_type_source in (
+            TypeSource.CLINICIAN,
+            TypeSource.IMPORTED,
+        )
+
 
 class Diagnosis(models.Model):
     name = models.CharField(max_length=200, help_text="As first entered")

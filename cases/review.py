@@ -30,6 +30,8 @@ def case_mask_correct(*, case: Case, mask: np.ndarray, user) -> Case:
 
 def case_tumour_type_set(*, case: Case, tumour_type: str, user) -> Case:
     """The clinician confirms the suggested type or enters another one; it is never overwritten again."""
+    if not tumour_type:
+        raise ValueError("Choose a tumour type before saving.")
     if tumour_type not in TumourType.values:
         raise ValueError(
             f"Unknown tumour type {tumour_type!r}; choose one of {', '.join(TumourType.labels)}."

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.db.models import Count, QuerySet
 
-from cases.models import Case, Diagnosis, TypeSource
+from cases.models import Case, Diagnosis
 from recommender import ranking
 from recommender.features import describe_agreement
 from recommender.index import get_index
@@ -64,7 +64,7 @@ def query_for_case(case: Case) -> Query | None:
         return None
     _, scaler = current
     combined = scaler.transform(feats.features, feats.embedding)
-    if case.tumour_type and case.tumour_type_source in (TypeSource.CLINICIAN, TypeSource.IMPORTED):
+    if case.has_recorded_type:
         ttype, confidence = case.tumour_type, 1.0
     else:
         ttype, confidence = case.predicted_tumour_type, float(case.predicted_confidence or 0.0)

@@ -158,16 +158,16 @@
   }
 
   function renderType() {
-    var current = document.getElementById("type-current");
-    current.textContent = state.tumour_type ? TS.TYPE_LABELS[state.tumour_type] : "not known yet";
-    var source = { clinician: "entered by a clinician", predicted: "predicted", imported: "imported with the dataset" };
-    document.getElementById("type-source").textContent = state.tumour_type_source ? "(" + source[state.tumour_type_source] + ")" : "";
+    // Only a clinician's or the dataset's type is recorded; a prediction stays a suggestion and is never
+    // chosen in the form for the clinician.
+    var source = { clinician: "entered by a clinician", imported: "imported with the dataset" };
+    var recorded = state.tumour_type && source[state.tumour_type_source];
+    document.getElementById("type-current").textContent = recorded ? TS.TYPE_LABELS[state.tumour_type] : "not recorded yet";
+    document.getElementById("type-source").textContent = recorded ? "(" + recorded + ")" : "";
     if (state.predicted_tumour_type) {
       var box = document.getElementById("type-suggestion");
-      box.replaceChildren("Suggested: ", el("strong", { text: TS.TYPE_LABELS[state.predicted_tumour_type] }),
+      box.replaceChildren("Suggested (not recorded): ", el("strong", { text: TS.TYPE_LABELS[state.predicted_tumour_type] }),
         ", confidence " + Math.round(100 * (state.predicted_confidence || 0)) + "%");
-      var select = document.getElementById("type-select");
-      if (!state.tumour_type_source || state.tumour_type_source === "predicted") select.value = state.predicted_tumour_type;
     }
     document.getElementById("type-sources").textContent = state.type_sources || "";
   }

@@ -101,8 +101,11 @@ def test_the_whole_clinician_flow(page, live_server, case_base, doctor, real_sli
     )
     expect(page.locator(".model-card[data-model=tiny_unet] .agreement")).to_have_count(0)
     expect(page.locator("#agreement-warning")).to_be_hidden()  # the tiny members agree
-    expect(page.locator("#type-suggestion")).to_contain_text("Suggested:", timeout=SLOW)
+    expect(page.locator("#type-suggestion")).to_contain_text("Suggested (not recorded):", timeout=SLOW)
     expect(page.locator("#type-suggestion")).to_contain_text("confidence")
+    # The live update keeps the prediction a suggestion: not recorded, not chosen in the form.
+    expect(page.locator("#type-current")).to_have_text("not recorded yet")
+    expect(page.locator("#type-select")).to_have_value("")
     expect(page.locator("#type-sources")).to_contain_text(
         "From similar cases:"
     )  # what the suggestion rests on

@@ -233,7 +233,14 @@ def test_the_clinician_confirms_or_changes_the_tumour_type(owner_client, segment
         predicted_type_sources=sources,
     )
     html = owner_client.get(f"/cases/{segmented_case.pk}/").content.decode()
-    assert "Suggested: <strong>Glioma</strong>, confidence 80%" in html
+    assert "Suggested (not recorded): <strong>Glioma</strong>, confidence 80%" in html
+    # A prediction is never shown as recorded, nor chosen in the form for the clinician.
+    assert '<strong id="type-current">not recorded yet</strong>' in html
+    assert '<option value="" selected>Choose a type…</option>' in html
+    assert '<option value="glioma" selected>' not in html
+    refused = owner_client.post(f"/cases/{segmented_case.pk}/tumour-type/", {"tumour_type": ""}, follow=True)
+    assert "Choose a tumour type before saving." in refused.content.decode()
+    assert Case.objects.get(pk=segmented_case.pk).tumour_type_source == TypeSource.PREDICTED
     what = "From similar cases: Glioma 60% · image classifier: Glioma 87% (weighs 75%)"
     assert what in html
     assert what in owner_client.get(f"/cases/{segmented_case.pk}/report/").content.decode()
@@ -244,6 +251,9 @@ def test_the_clinician_confirms_or_changes_the_tumour_type(owner_client, segment
     assert "Tumour type recorded: Meningioma." in response.content.decode()
     case = Case.objects.get(pk=segmented_case.pk)
     assert (case.tumour_type, case.tumour_type_source) == ("meningioma", TypeSource.CLINICIAN)
+    html = response.content.decode()
+    assert '<strong id="type-current">Meningioma</strong>' in html
+    assert '<option value="meningioma" selected>' in html and '<option value="" selected>' not in html
     assert (
         "Unknown tumour type"
         in owner_client.post(
