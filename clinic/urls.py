@@ -35,6 +35,11 @@ urlpatterns = [
     path("cases/<int:case_id>/correct/", cases.case_correct_view, name="case-correct"),
     path("cases/<int:case_id>/tumour-type/", cases.case_tumour_type_view, name="case-tumour-type"),
     path("cases/<int:case_id>/diagnoses/", diagnoses.case_diagnosis_add_view, name="case-diagnosis-add"),
+    path(
+        "cases/<int:case_id>/diagnoses/<int:diagnosis_id>/remove/",
+        diagnoses.case_diagnosis_remove_view,
+        name="case-diagnosis-remove",
+    ),
     path("cases/<int:case_id>/similar/", cases.case_similar_view, name="case-similar"),
     path("cases/<int:case_id>/report/", cases.case_report_view, name="case-report"),
     path("runs/<int:run_id>/review/", runs.run_review_view, name="run-review"),

@@ -371,6 +371,26 @@ def diagnosis_record(*, case: Case, name: str, user) -> tuple[Diagnosis, bool, D
     return diagnosis, created, matched
 
 
+def case_diagnosis_remove(*, case: Case, diagnosis_id: int, user) -> Diagnosis | None:
+    """Remove a diagnosis from a case: the link goes, the catalogue entry stays (other cases may use
+    it). Returns the entry that was unlinked, or None when the case had no such link. The similar
+    cases' and the catalogue's lists read the links when asked, so nothing is recomputed."""
+    link = (
+        CaseDiagnosis.objects.select_related("diagnosis").filter(case=case, diagnosis_id=diagnosis_id).first()
+    )
+    # Two clinicians removing it at once: only the one whose DELETE took the row reports a removal.
+    if link is None or not CaseDiagnosis.objects.filter(pk=link.pk).delete()[0]:
+        return None
+    logger.info(
+        "diagnosis removed: user=%s case=%s diagnosis=%s (%s)",
+        getattr(user, "pk", None),
+        case.pk,
+        link.diagnosis.pk,
+        link.diagnosis.name,
+    )
+    return link.diagnosis
+
+
 def _diagnosis_get_or_create(*, key: str, name: str, case: Case, user) -> tuple[Diagnosis, bool]:
     defaults = {
         "name": name,

@@ -1,11 +1,11 @@
-"""REST endpoints of the diagnoses: recording one on a case, autocomplete over the catalogue."""
+"""REST endpoints of the diagnoses: recording one on a case or removing it, catalogue autocomplete."""
 
 from __future__ import annotations
 
 from django.http import Http404
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from cases.selectors import case_get
 from clinic.api.schema import paged, problem_responses
 from recommender.selectors import diagnoses_search
-from recommender.services import diagnosis_record
+from recommender.services import case_diagnosis_remove, diagnosis_record
 
 
 class DiagnosisOutputSerializer(serializers.Serializer):
@@ -68,6 +68,20 @@ class CaseDiagnosisCreateApi(APIView):
             self.OutputSerializer(data).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
+
+
+class CaseDiagnosisDeleteApi(APIView):
+    """Remove a diagnosis from a case. The catalogue entry stays; 404 when the case does not exist or
+    the diagnosis is not recorded on it."""
+
+    @extend_schema(request=None, responses={204: None, **problem_responses(404)})
+    def delete(self, request, case_id: int, diagnosis_id: int):
+        case = case_get(case_id=case_id)
+        if case is None:
+            raise Http404
+        if case_diagnosis_remove(case=case, diagnosis_id=diagnosis_id, user=request.user) is None:
+            raise NotFound("This diagnosis is not recorded on this case.")
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class DiagnosisListApi(GenericAPIView):

@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from clinic.api.auth import AuthTokenApi
 from clinic.api.cases import CaseDetailApi, CaseListApi, CaseThumbnailApi
-from clinic.api.diagnoses import CaseDiagnosisCreateApi, DiagnosisListApi
+from clinic.api.diagnoses import CaseDiagnosisCreateApi, CaseDiagnosisDeleteApi, DiagnosisListApi
 from clinic.api.runs import SegmentationFileApi, SegmentationReviewApi
 from clinic.api.similar import SimilarCasesApi
 
@@ -33,6 +33,11 @@ urlpatterns = [
     path("cases/<int:case_id>/thumbnail.png", CaseThumbnailApi.as_view(), name="case-thumbnail"),
     path("cases/<int:case_id>/similar/", SimilarCasesApi.as_view(), name="case-similar"),
     path("cases/<int:case_id>/diagnoses/", CaseDiagnosisCreateApi.as_view(), name="case-diagnoses"),
+    path(
+        "cases/<int:case_id>/diagnoses/<int:diagnosis_id>/",
+        CaseDiagnosisDeleteApi.as_view(),
+        name="case-diagnosis",
+    ),
     path("segmentations/<int:run_id>/review/", SegmentationReviewApi.as_view(), name="segmentation-review"),
     re_path(
         r"^segmentations/(?P<run_id>[0-9]+)/(?P<kind>mask|probability)\.png$",

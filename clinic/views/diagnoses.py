@@ -1,11 +1,11 @@
-"""HTML pages of the diagnosis catalogue, and recording a diagnosis on a case."""
+"""HTML pages of the diagnosis catalogue, and recording or removing a diagnosis on a case."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from cases.models import Diagnosis
 from clinic.browse import diagnosis_cases, diagnosis_search, mask_state
 from clinic.views.shared import case_or_404, searched_page
-from recommender.services import diagnosis_record
+from recommender.services import case_diagnosis_remove, diagnosis_record
 
 DIAGNOSES_PER_PAGE = 50
 CASES_PER_PAGE = 24
@@ -38,6 +38,17 @@ def case_diagnosis_add_view(request: HttpRequest, case_id: int) -> HttpResponse:
             )
         else:
             messages.success(request, f"Recorded “{diagnosis.name}” (already in the catalogue).")
+    return redirect(reverse("case-detail", args=[case.pk]) + "#diagnoses")
+
+
+@login_required
+@require_POST
+def case_diagnosis_remove_view(request: HttpRequest, case_id: int, diagnosis_id: int) -> HttpResponse:
+    case = case_or_404(case_id)
+    removed = case_diagnosis_remove(case=case, diagnosis_id=diagnosis_id, user=request.user)
+    if removed is None:
+        raise Http404("This diagnosis is not recorded on this case.")
+    messages.success(request, f"Removed “{removed.name}” from this case (it stays in the catalogue).")
     return redirect(reverse("case-detail", args=[case.pk]) + "#diagnoses")
 
 
