@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from cases.models import Diagnosis
+from clinic.urls import urlpatterns as page_patterns
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -31,9 +32,18 @@ def _pages(case, run, diagnosis):
         ("case-correct", [c]),
         ("case-tumour-type", [c]),
         ("case-diagnosis-add", [c]),
+        ("case-diagnosis-remove", [c, diagnosis.pk]),
+        ("case-similar", [c]),
         ("case-report", [c]),
         ("run-review", [r]),
     ]
+
+
+def test_every_page_route_has_a_row_here(segmented_case):
+    """A new page without a row in ``_pages`` fails, so no page escapes the sign-in check below."""
+    run = segmented_case.segmentation_runs.first()
+    diagnosis = Diagnosis(pk=1, name="x", key="x")
+    assert {p.name for p in page_patterns} == {name for name, _ in _pages(segmented_case, run, diagnosis)}
 
 
 def test_an_anonymous_visitor_is_sent_to_sign_in_from_every_page(client, segmented_case):
