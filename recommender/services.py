@@ -18,7 +18,7 @@ from recommender import features as feature_extractor
 from recommender import names, ranking
 from recommender.models import EMBEDDING_DIM, CaseFeatures, FeatureScaler, MaskKind
 from recommender.selectors import case_base, current_scaler, query_for_case, type_distribution
-from segmentation.models import ModelVersion, ReviewStatus, RunStatus
+from segmentation.models import ModelVersion, ReviewStatus, RunStatus, SegmentationRun
 from segmentation.selectors import load_mask, load_probability
 from segmentation.services import best_per_architecture, primary_model_version, segmenter, val_dice
 
@@ -106,22 +106,34 @@ def outline_from_probability(prob: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return largest_region(prob >= 0.5 * float(prob.max()))
 
 
+def case_outline_run(runs, primary_id: int | None) -> SegmentationRun | None:
+    """The AI run whose mask outlines a case that has no ground truth: a validated run (the primary
+    model's first), else the primary model's run unless a clinician rejected it; None when there is none.
+    A rejected mask is never the case's outline: the case waits for a clinician's.
+
+    ``runs`` are the case's runs (any order); takes no query, so lists can pass prefetched runs."""
+    done = [r for r in runs if r.status == RunStatus.DONE]
+    validated = [r for r in done if r.review_status == ReviewStatus.VALIDATED]
+    if validated:
+        return min(validated, key=lambda r: (r.model_version_id != primary_id, r.pk))
+    return next(
+        (r for r in done if r.model_version_id == primary_id and r.review_status != ReviewStatus.REJECTED),
+        None,
+    )
+
+
 def case_mask(case: Case) -> tuple[np.ndarray, str] | None:
     """The best outline of the case's tumour: ground truth, else a validated AI mask, else the primary
-    run's."""
+    run's unless it was rejected (``case_outline_run``); None when there is no usable outline."""
     if case.in_case_base:
         return case_ground_truth_mask(case=case), MaskKind.GROUND_TRUTH
-    runs = case.segmentation_runs.filter(status=RunStatus.DONE).select_related("model_version")
-    validated = [r for r in runs if r.review_status == ReviewStatus.VALIDATED]
     primary = primary_model_version()
-    validated.sort(key=lambda r: r.model_version_id != (primary.pk if primary else None))
-    if validated:
-        return load_mask(validated[0]), MaskKind.VALIDATED
-    if primary is not None:
-        run = next((r for r in runs if r.model_version_id == primary.pk), None)
-        if run is not None:
-            return outline_from_probability(load_probability(run), load_mask(run)), MaskKind.PRIMARY
-    return None
+    run = case_outline_run(case.segmentation_runs.all(), primary.pk if primary else None)
+    if run is None:
+        return None
+    if run.review_status == ReviewStatus.VALIDATED:
+        return load_mask(run), MaskKind.VALIDATED
+    return outline_from_probability(load_probability(run), load_mask(run)), MaskKind.PRIMARY
 
 
 def case_features_compute(
@@ -281,12 +293,29 @@ def case_tumour_type_suggest(*, case: Case, image: np.ndarray | None = None) -> 
 
 
 def case_analyse(*, case: Case) -> CaseFeatures | None:
-    """After a segmentation or a review: describe the case, then suggest its type (one read of the slice)."""
+    """After a segmentation or a review: describe the case, then suggest its type (one read of the slice).
+
+    Without a usable outline (e.g. its AI mask was just rejected) the case keeps no description and no
+    suggestion made from the mask it had: both are cleared until a clinician outlines it."""
     image = case_pixels(case=case)  # called after a segmentation or a review, so a mask almost always exists
     row = case_features_compute(case=case, image=image)
-    if row is not None and current_scaler() is not None:
+    if row is None:
+        case_tumour_type_suggestion_clear(case=case)
+    elif current_scaler() is not None:
         case_tumour_type_suggest(case=case, image=image)
     return row
+
+
+def case_tumour_type_suggestion_clear(*, case: Case) -> None:
+    """Forget the case's type suggestion, and its type where that was only the suggestion."""
+    Case.objects.filter(pk=case.pk).update(
+        predicted_tumour_type=None, predicted_confidence=None, predicted_type_sources=None
+    )
+    # Conditional, so a clinician's or the dataset's type is never touched.
+    Case.objects.filter(pk=case.pk, tumour_type_source=TypeSource.PREDICTED).update(
+        tumour_type=None, tumour_type_source=None
+    )
+    case.refresh_from_db()
 
 
 def case_base_build(
