@@ -6,15 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, F, Max, Q, QuerySet
 
 from cases.models import Case, CaseDiagnosis, Diagnosis, MaskSource, Patient, TumourType
 from cases.selectors import case_list
 from recommender.names import normalise
-from recommender.services import case_mask
-from segmentation.models import ReviewStatus, RunStatus
+from recommender.services import case_mask, case_outline_run
+from segmentation.models import ReviewStatus, RunStatus, SegmentationRun
 from segmentation.selectors import case_processing_status
-from segmentation.services import measurements
+from segmentation.services import measurements, primary_model_version
 
 STATUS_FILTERS = {
     "processing": "Segmenting",
@@ -22,6 +22,7 @@ STATUS_FILTERS = {
     "failed": "A model failed",
     "review": "Awaiting review",
     "validated": "Validated",
+    "rejected": "Rejected",
     "imported": "Imported",
 }
 
@@ -38,6 +39,10 @@ def case_search(*, q: str = "", tumour_type: str = "", status: str = "") -> Quer
         n_validated=Count(
             "segmentation_runs", filter=Q(segmentation_runs__review_status="validated"), distinct=True
         ),
+        n_done=Count("segmentation_runs", filter=Q(segmentation_runs__status="done"), distinct=True),
+        n_rejected=Count(
+            "segmentation_runs", filter=Q(segmentation_runs__review_status="rejected"), distinct=True
+        ),
     )
     q = q.strip()
     if q:
@@ -53,13 +58,33 @@ def case_search(*, q: str = "", tumour_type: str = "", status: str = "") -> Quer
     elif status == "failed":
         cases = cases.filter(n_failed__gt=0)
     elif status == "review":
-        cases = cases.filter(n_runs__gt=0, n_open=0, n_validated=0).exclude(corrected)
+        cases = (
+            cases.filter(n_runs__gt=0, n_open=0, n_validated=0)
+            .exclude(corrected)
+            .exclude(_outline_rejected())
+        )
     elif status == "validated":
         cases = cases.filter(corrected | Q(n_validated__gt=0))
+    elif status == "rejected":
+        cases = cases.filter(_outline_rejected())
     elif status == "imported":
         cases = cases.filter(n_runs=0, mask_source=MaskSource.IMPORTED)
     return cases.prefetch_related("segmentation_runs__model_version", "case_diagnoses__diagnosis").order_by(
         "-created_at", "-id"
+    )
+
+
+def _outline_rejected() -> Q:
+    """``mask_state``'s "rejected" over ``case_search``'s counts: no ground truth, no validated AI mask,
+    nothing running, and a clinician rejected the primary model's mask (or every finished AI mask)."""
+    primary = primary_model_version()
+    primary_rejected = SegmentationRun.objects.filter(
+        model_version=primary, review_status=ReviewStatus.REJECTED
+    ).values("case_id")
+    return (
+        Q(n_validated=0, n_open=0)
+        & ~Q(pk__in=Case.objects.case_base().values("pk"))
+        & (Q(pk__in=primary_rejected) | Q(n_rejected__gt=0, n_rejected=F("n_done")))
     )
 
 
@@ -71,7 +96,9 @@ class MaskState:
     label: str
 
 
-def mask_state(case: Case, runs) -> MaskState:
+def mask_state(case: Case, runs, *, primary_id: int | None = None) -> MaskState:
+    """The state of the outline ``case_mask`` picks. ``primary_id`` (the primary model's id) saves a
+    query per case in lists; without it it is looked up."""
     runs = list(runs)
     if case.mask_source == MaskSource.CORRECTED:
         return MaskState("corrected", "Corrected by a clinician · validated")
@@ -82,8 +109,14 @@ def mask_state(case: Case, runs) -> MaskState:
     if any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for r in runs):
         return MaskState("processing", "Segmenting…")
     done = [r for r in runs if r.status == RunStatus.DONE]
-    if done and all(r.review_status == ReviewStatus.REJECTED for r in done):
-        return MaskState("rejected", "AI masks rejected")
+    rejected = [r for r in done if r.review_status == ReviewStatus.REJECTED]
+    if rejected:
+        if primary_id is None:
+            primary = primary_model_version()
+            primary_id = primary.pk if primary else None
+        # With no validated mask, a rejected primary mask leaves the case without an outline.
+        if len(rejected) == len(done) or any(r.model_version_id == primary_id for r in rejected):
+            return MaskState("rejected", "AI mask rejected · needs a clinician's outline")
     if done:
         return MaskState("pending", "AI mask awaiting review")
     return MaskState("none", "No mask")
@@ -96,7 +129,8 @@ def case_status(runs) -> str:
 
 
 def case_best_mask(case: Case) -> np.ndarray | None:
-    """The outline to show for a case: ground truth, else a validated AI mask, else the primary model's."""
+    """The outline to show for a case: ground truth, else a validated AI mask, else the primary model's
+    unless a clinician rejected it (then None: the case needs a clinician's outline)."""
     found = case_mask(case)
     return None if found is None else found[0]
 
@@ -147,10 +181,13 @@ def case_diagnoses(case: Case) -> QuerySet[CaseDiagnosis]:
 
 
 def case_has_outline_to_start_from(case: Case) -> bool:
-    """Whether the correction page can start from an outline: a ground truth or a finished AI mask."""
+    """Whether the correction page can start from an outline (``case_best_mask``'s): a ground truth or
+    an AI mask that was not rejected."""
     if case.ground_truth_mask:
         return True
-    return case.segmentation_runs.filter(status=RunStatus.DONE).exclude(mask_file="").exists()
+    primary = primary_model_version()
+    run = case_outline_run(case.segmentation_runs.exclude(mask_file=""), primary.pk if primary else None)
+    return run is not None
 
 
 def case_pictures_changed(case_id: int) -> tuple | None:

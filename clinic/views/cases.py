@@ -36,6 +36,7 @@ from clinic.browse import (
 from clinic.views.shared import case_or_404
 from recommender.selectors import query_for_case, similar_cases, similar_for_query
 from segmentation.selectors import case_runs
+from segmentation.services import primary_model_version
 
 CASES_PER_PAGE = 20
 SIMILAR_K = 6
@@ -55,10 +56,11 @@ def case_list_view(request: HttpRequest) -> HttpResponse:
     page = Paginator(case_search(q=q, tumour_type=tumour_type, status=status), CASES_PER_PAGE).get_page(
         request.GET.get("page")
     )
+    primary = primary_model_version()
     rows = [
         {
             "case": c,
-            "state": mask_state(c, c.segmentation_runs.all()),
+            "state": mask_state(c, c.segmentation_runs.all(), primary_id=primary.pk if primary else None),
             "status": case_status(c.segmentation_runs.all()),
             "diagnoses": [cd.diagnosis.name for cd in c.case_diagnoses.all()],
         }

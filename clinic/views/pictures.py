@@ -32,7 +32,8 @@ def _case_pictures_etag(request: HttpRequest, case_id: int, **kwargs) -> str | N
 @login_required
 @etag(_case_pictures_etag)
 def case_thumbnail_view(request: HttpRequest, case_id: int) -> HttpResponse:
-    """A small picture of the slice with the case's best outline (for lists and the similar-cases panel)."""
+    """A small picture of the slice with the case's best outline (for lists and the similar-cases panel);
+    a rejected AI mask is never drawn."""
     case = case_or_404(case_id)
     picture = rendering.thumbnail(rendering.slice_uint8(case), case_best_mask(case))
     return png_response(rendering.png_bytes(picture))
@@ -63,7 +64,8 @@ def case_mask_view(request: HttpRequest, case_id: int, fmt: str) -> HttpResponse
 
 @login_required
 def case_best_mask_view(request: HttpRequest, case_id: int) -> HttpResponse:
-    """The outline the correction page starts from: ground truth, else a validated or the primary AI mask."""
+    """The outline the correction page starts from: ground truth, else a validated or the primary AI mask
+    (never a rejected one: such a case starts from an empty canvas)."""
     mask = case_best_mask(case_or_404(case_id))
     if mask is None:
         raise Http404("This case has no mask yet.")

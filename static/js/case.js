@@ -184,7 +184,7 @@
     state.segmentations.forEach(function (seg) {
       var label = seg.model + (seg.is_primary ? " (primary)" : "");
       ensureLayer(seg.model, label, seg.status === "done" ? seg.mask_png : null, seg.is_ensemble,
-                  seg.is_primary && !state.ground_truth);
+                  seg.is_primary && !state.ground_truth && seg.review_status !== "rejected");
     });
     renderType();
     renderCards();
