@@ -21,11 +21,12 @@ class TypeSource(models.TextChoices):
 class MaskSource(models.TextChoices):
     IMPORTED = "imported", "Imported with the dataset"
     CORRECTED = "corrected", "Corrected by a clinician"
+    RESTORED = "restored", "Restored by a clinician from an earlier version"
 
 
 # Where a trusted ground-truth outline comes from: such a case belongs to the similar-case base (which
 # may also hold cases whose AI mask a clinician validated: the record does not know of AI masks).
-CASE_BASE_MASK_SOURCES = (MaskSource.IMPORTED, MaskSource.CORRECTED)
+CASE_BASE_MASK_SOURCES = (MaskSource.IMPORTED, MaskSource.CORRECTED, MaskSource.RESTORED)
 
 
 class CaseQuerySet(models.QuerySet):
@@ -98,6 +99,14 @@ class Case(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     mask_updated_at = models.DateTimeField(null=True, blank=True)
+    # The ground-truth outline in use: the newest of ``mask_versions`` unless one was restored (its file is
+    # ``ground_truth_mask``). Null when the case has no ground truth.
+    mask_version = models.ForeignKey(
+        "MaskVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # Raised by every clinical edit (outline, tumour type, diagnoses): a page or an API client that saves
+    # on top of an older revision is refused (HTTP 409) instead of overwriting what it did not see.
+    revision = models.PositiveIntegerField(default=1)
     notes = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -113,6 +122,10 @@ class Case(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [
+            ("correct_mask", "Can correct or restore a case's tumour outline"),
+            ("set_tumour_type", "Can record a case's tumour type"),
+        ]
 
     def __str__(self) -> str:
         return f"Case {self.pk} ({self.patient_id and self.patient.identifier})"
@@ -131,6 +144,33 @@ class Case(models.Model):
         )
 
 
+class MaskVersion(models.Model):
+    """One ground-truth outline of a case. Versions are only ever added: a correction or a restore makes a
+    new one, and every earlier one (the imported expert mask included) stays stored and downloadable."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="mask_versions")
+    number = models.PositiveIntegerField(help_text="1, 2, ... within the case")
+    file = models.FileField(upload_to="masks/%Y/%m/")
+    source = models.CharField(max_length=16, choices=MaskSource.choices)
+    restored_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    area_px = models.PositiveIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["case_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "number"], name="unique_mask_version_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"case {self.case_id} mask v{self.number} ({self.source})"
+
+
 class Diagnosis(models.Model):
     name = models.CharField(max_length=200, help_text="As first entered")
     key = models.CharField(max_length=200, unique=True, help_text="Normalised name, for matching")
@@ -143,10 +183,17 @@ class Diagnosis(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Catalogue curation: a retired entry is no longer offered or linked anew; a merged one is retired
+    # into the entry that took over its case links.
+    retired_at = models.DateTimeField(null=True, blank=True)
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from"
+    )
 
     class Meta:
         ordering = ["name"]
         verbose_name_plural = "diagnoses"
+        permissions = [("curate_diagnosis", "Can merge, rename and retire catalogue entries")]
 
     def __str__(self) -> str:
         return self.name

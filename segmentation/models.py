@@ -93,9 +93,11 @@ class SegmentationRun(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_reason = models.TextField(blank=True, help_text="why the reviewer rejected (or validated) it")
 
     class Meta:
         ordering = ["case_id", "model_version__is_ensemble", "model_version__name"]
+        permissions = [("review_segmentationrun", "Can validate or reject an AI mask")]
         constraints = [
             models.UniqueConstraint(fields=["case", "model_version"], name="unique_run_per_case_and_model"),
         ]
