@@ -99,6 +99,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "auditlog",
+    "audit",
     "cases",
     "segmentation",
     "recommender",
@@ -176,6 +178,10 @@ AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = True  # every failed sign-in kept (who, when, address), not just the counts
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "clinic.api.authentication.client_address"
+
+# The audit trail: django-auditlog's entry with the event named (audit.models.AuditEntry). Entries are
+# written explicitly, one per audited action (audit.services.audit_record), not for every model save.
+AUDITLOG_LOGENTRY_MODEL = "audit.AuditEntry"
 
 # === I18n ===
 LANGUAGE_CODE = "en-gb"
