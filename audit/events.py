@@ -21,6 +21,7 @@ EVENTS: dict[str, tuple[int, str]] = {
     "catalogue.merged": (Action.UPDATE, "a catalogue entry was merged into another"),
     "catalogue.renamed": (Action.UPDATE, "a catalogue entry was renamed"),
     "catalogue.retired": (Action.UPDATE, "a catalogue entry was retired"),
+    "catalogue.restored": (Action.UPDATE, "a retired catalogue entry was put back in use"),
     "model.changed": (Action.UPDATE, "a model version was added, replaced, activated or deactivated"),
     "auth.signed_in": (Action.ACCESS, "a user signed in (page or API token)"),
     "auth.sign_in_failed": (Action.ACCESS, "a sign-in was refused (wrong password or locked out)"),

@@ -157,8 +157,9 @@ def case_base() -> QuerySet[Case]:
 
 
 def diagnoses_search(*, q: str = "", limit: int = 20) -> QuerySet[Diagnosis]:
-    """Autocomplete: catalogue entries whose normalised key contains every word typed, most used first."""
-    qs = Diagnosis.objects.annotate(uses=Count("case_diagnoses"))
+    """Autocomplete: catalogue entries in use (not retired, not merged) whose normalised key contains
+    every word typed, most used first."""
+    qs = Diagnosis.objects.filter(retired_at__isnull=True).annotate(uses=Count("case_diagnoses"))
     for token in normalise(q).split():
         qs = qs.filter(key__contains=token)
     return qs.order_by("-uses", "name")[:limit]

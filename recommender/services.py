@@ -10,12 +10,15 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
+from audit.services import audit_record
 from cases.models import Case, CaseDiagnosis, Diagnosis, TypeSource
+from cases.revisions import case_edit
 from cases.selectors import case_ground_truth_mask, case_pixels
 from ml.postprocess import largest_region
 from ml.type_classification import load_type_classifier
 from recommender import features as feature_extractor
 from recommender import names, ranking
+from recommender.catalogue import diagnosis_for_recording
 from recommender.models import EMBEDDING_DIM, CaseFeatures, FeatureScaler, MaskKind
 from recommender.selectors import case_base, current_scaler, query_for_case, type_distribution
 from segmentation.models import ModelVersion, ReviewStatus, RunStatus, SegmentationRun
@@ -366,14 +369,22 @@ def case_base_build(
 # === Diagnoses ===
 
 
-def diagnosis_record(*, case: Case, name: str, user) -> tuple[Diagnosis, bool, Diagnosis | None]:
+def diagnosis_record(
+    *, case: Case, name: str, user, expected_revision: int | None = None
+) -> tuple[Diagnosis, bool, Diagnosis | None]:
     """Record a diagnosis on a case: (catalogue entry, newly added?, existing entry it was matched to).
+
+    ``expected_revision``: the case's revision the clinician saw (``cases.revisions``); a stale one raises
+    ``CaseEditConflict`` and writes nothing, not even a new catalogue entry. A diagnosis the case already
+    has changes nothing: no new revision, no audit entry.
 
     - same normalised key -> that entry (``created`` False, ``matched_existing`` None);
     - a near-duplicate key (see recommender.names) -> linked to that entry, reported in ``matched_existing``;
     - otherwise a new entry marked ``added_automatically`` with its first case and author. Two doctors
       adding it at the same moment get one entry: the key is unique and the loser of the race reads
-      the winner's row.
+      the winner's row;
+    - an entry merged into another -> that other (reported in ``matched_existing``); a retired entry
+      -> refused (``recommender.catalogue.CatalogueError``, a ValueError).
     """
     display = " ".join(name.split())
     key = names.normalise(display)
@@ -381,34 +392,75 @@ def diagnosis_record(*, case: Case, name: str, user) -> tuple[Diagnosis, bool, D
         raise ValueError("A diagnosis needs at least one letter or digit.")
     if len(display) > Diagnosis._meta.get_field("name").max_length:
         raise ValueError("A diagnosis name is limited to 200 characters.")
-    matched = None
-    diagnosis = Diagnosis.objects.filter(key=key).first()
-    created = False
-    if diagnosis is None:
-        near = names.find_near_duplicate(key, Diagnosis.objects.values_list("key", "pk").iterator())
-        if near is not None:
-            diagnosis = matched = Diagnosis.objects.get(pk=near)
-    if diagnosis is None:
-        diagnosis, created = _diagnosis_get_or_create(key=key, name=display, case=case, user=user)
     try:
-        with transaction.atomic():
-            CaseDiagnosis.objects.get_or_create(
-                case=case, diagnosis=diagnosis, defaults={"recorded_by": user}
+        with case_edit(case=case, expected=expected_revision, user=user):
+            matched = None
+            diagnosis = Diagnosis.objects.filter(key=key).first()
+            created = False
+            if diagnosis is None:
+                near = names.find_near_duplicate(key, Diagnosis.objects.values_list("key", "pk").iterator())
+                if near is not None:
+                    diagnosis = matched = Diagnosis.objects.get(pk=near)
+            if diagnosis is None:
+                diagnosis, created = _diagnosis_get_or_create(key=key, name=display, case=case, user=user)
+            # merged: its target; retired: refused
+            diagnosis, matched = diagnosis_for_recording(diagnosis, matched)
+            if not _case_diagnosis_link(case=case, diagnosis=diagnosis, user=user):
+                raise _NothingChanged((diagnosis, created, matched))
+            audit_record(
+                event="diagnosis.added",
+                obj=case,
+                user=user,
+                detail={"diagnosis": diagnosis.pk, "name": diagnosis.name, "new_in_catalogue": created},
             )
-    except IntegrityError:  # the same doctor double-submitted: the row exists, which is what we want
-        pass
+    except _NothingChanged as unchanged:
+        return unchanged.result
     return diagnosis, created, matched
 
 
-def case_diagnosis_remove(*, case: Case, diagnosis_id: int, user) -> Diagnosis | None:
+class _NothingChanged(Exception):
+    """Raised inside an edit's transaction when it turns out to change nothing: undoes its revision claim."""
+
+    def __init__(self, result=None):
+        super().__init__()
+        self.result = result
+
+
+def _case_diagnosis_link(*, case: Case, diagnosis: Diagnosis, user) -> bool:
+    """Link the entry to the case; False when the link was there already (e.g. a double-submitted form)."""
+    try:
+        with transaction.atomic():
+            return CaseDiagnosis.objects.get_or_create(
+                case=case, diagnosis=diagnosis, defaults={"recorded_by": user}
+            )[1]
+    except IntegrityError:  # inserted meanwhile by an edit that claimed no revision check first
+        return False
+
+
+def case_diagnosis_remove(
+    *, case: Case, diagnosis_id: int, user, expected_revision: int | None = None
+) -> Diagnosis | None:
     """Remove a diagnosis from a case: the link goes, the catalogue entry stays (other cases may use
-    it). Returns the entry that was unlinked, or None when the case had no such link. The similar
-    cases' and the catalogue's lists read the links when asked, so nothing is recomputed."""
-    link = (
-        CaseDiagnosis.objects.select_related("diagnosis").filter(case=case, diagnosis_id=diagnosis_id).first()
-    )
-    # Two clinicians removing it at once: only the one whose DELETE took the row reports a removal.
-    if link is None or not CaseDiagnosis.objects.filter(pk=link.pk).delete()[0]:
+    it). Returns the entry that was unlinked, or None when the case had no such link (nothing changes
+    then). The similar cases' and the catalogue's lists read the links when asked, so nothing is
+    recomputed. ``expected_revision``: as for ``diagnosis_record``."""
+    try:
+        with case_edit(case=case, expected=expected_revision, user=user):
+            link = (
+                CaseDiagnosis.objects.select_related("diagnosis")
+                .filter(case=case, diagnosis_id=diagnosis_id)
+                .first()
+            )
+            # Two clinicians removing it at once: only the one whose DELETE took the row reports a removal.
+            if link is None or not CaseDiagnosis.objects.filter(pk=link.pk).delete()[0]:
+                raise _NothingChanged
+            audit_record(
+                event="diagnosis.removed",
+                obj=case,
+                user=user,
+                detail={"diagnosis": link.diagnosis.pk, "name": link.diagnosis.name},
+            )
+    except _NothingChanged:
         return None
     logger.info(
         "diagnosis removed: user=%s case=%s diagnosis=%s (%s)",
