@@ -6,7 +6,7 @@ import numpy as np
 from django.db.models import QuerySet
 from PIL import Image
 
-from cases.models import Case, TumourType
+from cases.models import Case, MaskVersion, TumourType
 from cases.readers import ScanImage, read_image
 
 
@@ -44,10 +44,28 @@ def case_pixels(*, case: Case) -> np.ndarray:
 
 
 def case_ground_truth_mask(*, case: Case) -> np.ndarray | None:
-    """The case's ground-truth mask as bool H x W, or None."""
+    """The case's ground-truth mask (the mask version in use) as bool H x W, or None."""
     if not case.ground_truth_mask:
         return None
-    with case.ground_truth_mask.open("rb") as f:
+    return _mask_read(case.ground_truth_mask)
+
+
+def case_mask_versions(*, case: Case) -> QuerySet[MaskVersion]:
+    """Every stored outline of the case, oldest first, with who made it and what it was restored from."""
+    return case.mask_versions.select_related("created_by", "restored_from").order_by("number")
+
+
+def case_mask_version_get(*, case: Case, number: int) -> MaskVersion | None:
+    return case.mask_versions.select_related("created_by", "restored_from").filter(number=number).first()
+
+
+def mask_version_mask(*, version: MaskVersion) -> np.ndarray:
+    """One version's outline as bool H x W."""
+    return _mask_read(version.file)
+
+
+def _mask_read(field) -> np.ndarray:
+    with field.open("rb") as f:
         return np.asarray(Image.open(f).convert("L")) > 0
 
 

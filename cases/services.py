@@ -1,4 +1,5 @@
-"""Writes to the clinical record: creating cases from uploads and from dataset imports."""
+"""Writes to the clinical record: creating cases from uploads and from dataset imports, and adding
+versions of a case's ground-truth outline (never deleting one)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
+from PIL import Image
 
-from cases.models import Case, MaskSource, Patient, Scan, TumourType, TypeSource
+from cases.models import Case, MaskSource, MaskVersion, Patient, Scan, TumourType, TypeSource
 from cases.readers import ImageReadError, ScanImage, read_image
 from cases.rendering import mask_png_bytes, pixels_png_bytes
 
@@ -28,6 +31,8 @@ class CasePrepared:
     scan: Scan
     case: Case
     stored_names: list[str]
+    # The imported ground truth as the case's version 1 (unsaved), when the case comes with a mask.
+    mask_version: MaskVersion | None = None
 
 
 def case_create(
@@ -71,6 +76,7 @@ def case_create(
             prepared.scan.save()
             prepared.case.scan = prepared.scan
             prepared.case.save()
+            _first_mask_version_save(prepared)
         except BaseException:
             _delete_files(prepared.stored_names)
             raise
@@ -145,11 +151,22 @@ def case_prepare(
         mask_updated_at=now if mask_name else None,
         created_by=user,
     )
-    return CasePrepared(scan=scan, case=case, stored_names=names)
+    version = None
+    if mask_name:
+        version = MaskVersion(
+            number=1,
+            file=mask_name,
+            source=MaskSource.IMPORTED,
+            area_px=int(np.count_nonzero(mask)),
+            created_by=user,
+            created_at=now,
+        )
+    return CasePrepared(scan=scan, case=case, stored_names=names, mask_version=version)
 
 
 def cases_save(prepared: list[CasePrepared]) -> list[Case]:
-    """Save many prepared cases with two bulk inserts; on failure their stored files are removed."""
+    """Save many prepared cases in bulk (scans, cases, their first mask versions, then one update that
+    points the cases at those versions); on failure their stored files are removed."""
     if not prepared:
         return []
     try:
@@ -157,10 +174,29 @@ def cases_save(prepared: list[CasePrepared]) -> list[Case]:
             scans = Scan.objects.bulk_create([p.scan for p in prepared])
             for item, scan in zip(prepared, scans, strict=True):
                 item.case.scan = scan
-            return Case.objects.bulk_create([p.case for p in prepared])
+            cases = Case.objects.bulk_create([p.case for p in prepared])
+            with_mask = [p for p in prepared if p.mask_version is not None]
+            for item in with_mask:
+                item.mask_version.case = item.case
+            versions = MaskVersion.objects.bulk_create([p.mask_version for p in with_mask])
+            for item, version in zip(with_mask, versions, strict=True):
+                item.case.mask_version = version
+            if with_mask:
+                Case.objects.bulk_update([p.case for p in with_mask], ["mask_version"])
+            return cases
     except BaseException:
         _delete_files([name for p in prepared for name in p.stored_names])
         raise
+
+
+def _first_mask_version_save(prepared: CasePrepared) -> None:
+    """Save a just-saved case's imported mask as its version 1 (``cases_save`` does it in bulk)."""
+    if prepared.mask_version is None:
+        return
+    prepared.mask_version.case = prepared.case
+    prepared.mask_version.save()
+    prepared.case.mask_version = prepared.mask_version
+    prepared.case.save(update_fields=["mask_version"])
 
 
 def patients_get_or_create(*, identifiers: Iterable[str]) -> dict[str, Patient]:
@@ -174,25 +210,99 @@ def patients_get_or_create(*, identifiers: Iterable[str]) -> dict[str, Patient]:
     return found
 
 
-def case_ground_truth_set(*, case: Case, mask: np.ndarray, user) -> Case:
-    """Record a clinician's corrected tumour outline (bool or 0/255 array at the scan's size)."""
+def case_ground_truth_set(*, case: Case, mask: np.ndarray, user) -> MaskVersion:
+    """Add a clinician's corrected tumour outline (bool or 0/255 array at the scan's size) as the case's
+    next mask version, which becomes the one in use. Earlier versions and their files stay.
+
+    Call inside a transaction; ``case`` should be locked (``select_for_update``) so two corrections
+    cannot take the same number (the unique constraint refuses it if they do).
+    """
     mask = np.asarray(mask)
     if mask.shape != (case.scan.height, case.scan.width):
         raise ValueError(f"mask is {mask.shape}, the scan is {(case.scan.height, case.scan.width)}")
-    old = case.ground_truth_mask.name if case.ground_truth_mask else None
     name = default_storage.save(
         f"masks/{timezone.now():%Y/%m}/case{case.pk}_corrected.png", ContentFile(mask_png_bytes(mask > 0))
     )
-    case.ground_truth_mask = name
-    case.mask_source = MaskSource.CORRECTED
-    case.mask_updated_by = user
-    case.mask_updated_at = timezone.now()
-    case.save(
-        update_fields=["ground_truth_mask", "mask_source", "mask_updated_by", "mask_updated_at", "updated_at"]
+    try:
+        return mask_version_add(
+            case=case, file_name=name, source=MaskSource.CORRECTED, user=user, area_px=int((mask > 0).sum())
+        )
+    except BaseException:
+        default_storage.delete(name)  # the new file only: nothing refers to it
+        raise
+
+
+def mask_version_add(
+    *,
+    case: Case,
+    file_name: str,
+    source: str,
+    user,
+    area_px: int | None,
+    restored_from: MaskVersion | None = None,
+) -> MaskVersion:
+    """Record ``file_name`` (already stored) as the case's next mask version and put it in use: the
+    case's ``mask_version``, ``ground_truth_mask`` (which every reader uses), source, who and when.
+
+    Call inside a transaction with ``case`` locked. A case whose ground truth predates versions (it has
+    a mask but no ``mask_version``) first gets that mask recorded as version 1, so it is kept too.
+    """
+    mask_version_backfill(case=case)
+    last = case.mask_versions.aggregate(last=Max("number"))["last"] or 0
+    now = timezone.now()
+    version = MaskVersion.objects.create(
+        case=case,
+        number=last + 1,
+        file=file_name,
+        source=source,
+        restored_from=restored_from,
+        area_px=area_px,
+        created_by=user,
+        created_at=now,
     )
-    if old:
-        transaction.on_commit(lambda: default_storage.delete(old))
-    return case
+    case.mask_version = version
+    case.ground_truth_mask = file_name
+    case.mask_source = source
+    case.mask_updated_by = user
+    case.mask_updated_at = now
+    case.save(
+        update_fields=[
+            "mask_version",
+            "ground_truth_mask",
+            "mask_source",
+            "mask_updated_by",
+            "mask_updated_at",
+            "updated_at",
+        ]
+    )
+    return version
+
+
+def mask_version_backfill(*, case: Case) -> MaskVersion | None:
+    """Record a ground truth stored without a version (made before versions, or by a fixture) as the
+    case's version 1; the version in use, or None when the case has no ground truth."""
+    if case.mask_version_id is not None or not case.ground_truth_mask:
+        return case.mask_version
+    if case.mask_versions.exists():  # defensive: a version exists but the pointer was lost
+        raise ValueError(f"Case {case.pk} has mask versions but none in use; fix it in the admin.")
+    version = MaskVersion.objects.create(
+        case=case,
+        number=1,
+        file=case.ground_truth_mask.name,
+        source=case.mask_source or MaskSource.IMPORTED,
+        area_px=mask_file_area(case.ground_truth_mask.name),
+        created_by=case.mask_updated_by,
+        created_at=case.mask_updated_at or case.created_at,
+    )
+    case.mask_version = version
+    case.save(update_fields=["mask_version"])
+    return version
+
+
+def mask_file_area(name: str) -> int:
+    """The tumour pixels of a stored 0/255 mask PNG."""
+    with default_storage.open(name, "rb") as f:
+        return int(np.count_nonzero(np.asarray(Image.open(f).convert("L"))))
 
 
 def _read_upload(image_file: IO[bytes] | bytes) -> bytes:
