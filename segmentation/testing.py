@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.contrib.auth.models import Group
 from PIL import Image
 
 from cases.models import TypeSource
@@ -145,14 +146,23 @@ def media_dir(settings, tmp_path):
     return settings.MEDIA_ROOT
 
 
+def _with_roles(user, *roles: str):
+    """The user in the role groups named (clinic.roles makes them after every migrate)."""
+    user.groups.add(*Group.objects.filter(name__in=roles))
+    return user
+
+
 @pytest.fixture
 def clinician(django_user_model):
-    return django_user_model.objects.create_user("dr_owner", password="pw-owner-123")
+    """A clinician who also reviews (the API tests validate and reject masks as this user)."""
+    user = django_user_model.objects.create_user("dr_owner", password="pw-owner-123")
+    return _with_roles(user, "clinician", "reviewer")
 
 
 @pytest.fixture
 def colleague(django_user_model):
-    return django_user_model.objects.create_user("dr_colleague", password="pw-colleague-123")
+    user = django_user_model.objects.create_user("dr_colleague", password="pw-colleague-123")
+    return _with_roles(user, "clinician", "reviewer")
 
 
 def make_case(

@@ -95,27 +95,46 @@ class CaseDiagnosisFactory(factory.django.DjangoModelFactory):
 
 
 # === Personas ===
-# owner: the clinician whose cases a test is about; colleague: another clinician; stranger: a signed-in
-# account that is not a clinician; admin: staff superuser.
+# One per role (clinic.roles; the groups exist in every migrated database, made by roles_sync):
+# owner: the clinician whose cases a test is about; colleague: another clinician (both also reviewers,
+# since the page tests validate and reject masks as the owner); viewer: reads only; reviewer: signs off
+# AI masks; no_role: signed in, no role (refused everywhere); admin: the admin role and staff, not a
+# superuser, so what it reaches is what the role grants. stranger is the same as no_role (older name).
+
+
+def with_roles(user, *roles: str):
+    """``user`` added to the named role groups (made by roles_sync after migrate, never here)."""
+    groups = list(Group.objects.filter(name__in=roles))
+    assert len(groups) == len(roles), f"no such role group among {roles}: is roles_sync connected?"
+    user.groups.add(*groups)
+    return user
 
 
 @pytest.fixture
-def clinicians_group(db):
-    return Group.objects.get_or_create(name="clinicians")[0]
-
-
-@pytest.fixture
-def owner(clinicians_group):
+def owner(db):
     user = UserFactory(username="owner", first_name="Olivia", last_name="Owner")
-    user.groups.add(clinicians_group)
-    return user
+    return with_roles(user, "clinician", "reviewer")
 
 
 @pytest.fixture
-def colleague(clinicians_group):
+def colleague(db):
     user = UserFactory(username="colleague", first_name="Carl", last_name="Colleague")
-    user.groups.add(clinicians_group)
-    return user
+    return with_roles(user, "clinician", "reviewer")
+
+
+@pytest.fixture
+def viewer(db):
+    return with_roles(UserFactory(username="viewer", first_name="Vera", last_name="Viewer"), "viewer")
+
+
+@pytest.fixture
+def reviewer(db):
+    return with_roles(UserFactory(username="reviewer", first_name="Rita", last_name="Reviewer"), "reviewer")
+
+
+@pytest.fixture
+def no_role(db):
+    return UserFactory(username="no_role")
 
 
 @pytest.fixture
@@ -125,7 +144,7 @@ def stranger(db):
 
 @pytest.fixture
 def admin(db):
-    return UserFactory(username="admin", is_staff=True, is_superuser=True)
+    return with_roles(UserFactory(username="admin", is_staff=True), "admin")
 
 
 @pytest.fixture

@@ -56,6 +56,8 @@ def _case_status(case: Case) -> str:
 class CaseListApi(GenericAPIView):
     """``GET``: cases, newest first, paginated. ``POST``: upload a slice; the segmentations start at once."""
 
+    required_permissions = {"GET": "cases.view_case", "POST": "cases.add_case"}
+
     parser_classes = [MultiPartParser, FormParser]
     throttle_classes = [UploadRateThrottle]  # POST only, per user
 
@@ -136,6 +138,8 @@ class CaseListApi(GenericAPIView):
 
 
 class CaseDetailApi(APIView):
+    required_permissions = {"GET": "cases.view_case"}
+
     @extend_schema_serializer(component_name="CaseDetailOutput")
     class OutputSerializer(CaseListApi.OutputSerializer):
         predicted_tumour_type = serializers.CharField(allow_null=True)
@@ -175,6 +179,8 @@ def thumbnail_url(request, case_id: int) -> str:
 
 class CaseThumbnailApi(APIView):
     """A small PNG of the slice (any stored format, DICOM included), for result lists."""
+
+    required_permissions = {"GET": "cases.view_case"}
 
     @extend_schema(
         operation_id="cases_thumbnail_retrieve",

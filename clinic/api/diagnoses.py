@@ -28,6 +28,8 @@ class CaseDiagnosisCreateApi(APIView):
     """Record a diagnosis on a case. An unseen name joins the catalogue (added automatically); a
     near-duplicate of an entry is linked to that entry, and ``matched_existing`` says which."""
 
+    required_permissions = {"POST": "cases.add_casediagnosis"}
+
     @extend_schema_serializer(component_name="CaseDiagnosisCreateInput")
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200)
@@ -74,6 +76,8 @@ class CaseDiagnosisDeleteApi(APIView):
     """Remove a diagnosis from a case. The catalogue entry stays; 404 when the case does not exist or
     the diagnosis is not recorded on it."""
 
+    required_permissions = {"DELETE": "cases.delete_casediagnosis"}
+
     @extend_schema(request=None, responses={204: None, **problem_responses(404)})
     def delete(self, request, case_id: int, diagnosis_id: int):
         case = case_get(case_id=case_id)
@@ -87,6 +91,8 @@ class CaseDiagnosisDeleteApi(APIView):
 class DiagnosisListApi(GenericAPIView):
     """Autocomplete over the catalogue, most used first: every word typed must appear in the normalised
     name."""
+
+    required_permissions = {"GET": "cases.view_diagnosis"}
 
     @extend_schema_serializer(component_name="DiagnosisListFilter")
     class FilterSerializer(serializers.Serializer):

@@ -79,6 +79,8 @@ class SegmentationRunOutputSerializer(serializers.Serializer):
 class SegmentationReviewApi(APIView):
     """A clinician validates or rejects an AI mask; a validated mask brings the case into the case base."""
 
+    required_permissions = {"POST": "segmentation.review_segmentationrun"}
+
     @extend_schema_serializer(component_name="SegmentationReviewInput")
     class InputSerializer(serializers.Serializer):
         validated = serializers.BooleanField()
@@ -102,6 +104,8 @@ class SegmentationReviewApi(APIView):
 
 class SegmentationFileApi(APIView):
     """A run's mask (0/255) or probability map (0-255 = 0.0-1.0) as the PNG that was stored."""
+
+    required_permissions = {"GET": "segmentation.view_segmentationrun"}
 
     @extend_schema(
         operation_id="segmentations_file_retrieve",

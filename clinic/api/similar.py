@@ -39,6 +39,8 @@ class SimilarCasesApi(GenericAPIView):
     """The most similar base cases (other patients only), best first, ranked as ``recommender.ranking``
     documents: ``score = 0.5 * type agreement + 0.5 * 1 / (1 + distance)``; the top 100 in pages."""
 
+    required_permissions = {"GET": "cases.view_case"}
+
     pagination_class = RankingPagination
 
     @extend_schema_serializer(component_name="SimilarCasesFilter")

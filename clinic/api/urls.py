@@ -1,10 +1,10 @@
-"""REST API routes (``/api/...``). Every endpoint but the token one needs an authenticated user."""
+"""REST API routes (``/api/...``). Every endpoint but the token one needs a role that allows it
+(``required_permissions``, checked by ``clinic.permissions.RolePermission``)."""
 
 from django.urls import path, re_path
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.exceptions import NotFound
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.views import APIView
 
 from clinic.api.auth import AuthTokenApi
@@ -12,6 +12,7 @@ from clinic.api.cases import CaseDetailApi, CaseListApi, CaseThumbnailApi
 from clinic.api.diagnoses import CaseDiagnosisCreateApi, CaseDiagnosisDeleteApi, DiagnosisListApi
 from clinic.api.runs import SegmentationFileApi, SegmentationReviewApi
 from clinic.api.similar import SimilarCasesApi
+from clinic.permissions import RolePermission
 
 app_name = "api"
 
@@ -20,10 +21,25 @@ app_name = "api"
 class NoEndpointApi(APIView):
     """Any other address under /api/: a 404 in the API's error shape rather than the site's HTML page."""
 
+    # A reader learns only that nothing is here; an account without a role is refused as everywhere.
+    required_permissions = dict.fromkeys(("GET", "POST", "PUT", "PATCH", "DELETE"), "cases.view_case")
+
     def http_method_not_allowed(self, request, *args, **kwargs):
         raise NotFound("There is no API endpoint at this address.")
 
     options = http_method_not_allowed
+
+
+class SchemaApi(SpectacularAPIView):
+    """The OpenAPI schema, for anyone who may read cases (drf-spectacular's own views serve it to all)."""
+
+    permission_classes = [RolePermission]
+    required_permissions = {"GET": "cases.view_case"}
+
+
+class SchemaDocsApi(SpectacularSwaggerView):
+    permission_classes = [RolePermission]
+    required_permissions = {"GET": "cases.view_case"}
 
 
 urlpatterns = [
@@ -45,11 +61,7 @@ urlpatterns = [
         name="segmentation-file",
     ),
     path("diagnoses/", DiagnosisListApi.as_view(), name="diagnosis-list"),
-    path("schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"),
-    path(
-        "docs/",
-        SpectacularSwaggerView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]),
-        name="docs",
-    ),
+    path("schema/", SchemaApi.as_view(), name="schema"),
+    path("docs/", SchemaDocsApi.as_view(url_name="api:schema"), name="docs"),
     re_path(r"^", NoEndpointApi.as_view(), name="no-endpoint"),
 ]

@@ -10,7 +10,6 @@ import base64
 import binascii
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -33,6 +32,7 @@ from clinic.browse import (
     mask_state,
     similar_rows,
 )
+from clinic.permissions import role_required
 from clinic.views.shared import case_or_404
 from recommender.selectors import query_for_case, similar_cases, similar_for_query
 from segmentation.selectors import case_runs
@@ -46,7 +46,7 @@ SIMILAR_IN_REPORT = 5
 # === Lists ===
 
 
-@login_required
+@role_required("cases.view_case")
 def case_list_view(request: HttpRequest) -> HttpResponse:
     q = request.GET.get("q", "").strip()
     tumour_type = request.GET.get("tumour_type", "")
@@ -84,7 +84,7 @@ def case_list_view(request: HttpRequest) -> HttpResponse:
     )
 
 
-@login_required
+@role_required("cases.add_case")
 def upload_view(request: HttpRequest) -> HttpResponse:
     return render(request, "cases/upload.html", {"tumour_types": TumourType.choices})
 
@@ -92,7 +92,7 @@ def upload_view(request: HttpRequest) -> HttpResponse:
 # === One case ===
 
 
-@login_required
+@role_required("cases.view_case")
 def case_detail_view(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_or_404(case_id)
     return render(
@@ -109,7 +109,7 @@ def case_detail_view(request: HttpRequest, case_id: int) -> HttpResponse:
     )
 
 
-@login_required
+@role_required("cases.view_case")
 def case_state_view(request: HttpRequest, case_id: int) -> JsonResponse:
     """The API's case detail plus what the viewer needs: reviewers, mask URLs of this site, the mask state."""
     case = case_or_404(case_id)
@@ -142,7 +142,7 @@ def case_state_view(request: HttpRequest, case_id: int) -> JsonResponse:
     return JsonResponse(data)
 
 
-@login_required
+@role_required("cases.correct_mask")
 def case_correct_view(request: HttpRequest, case_id: int) -> HttpResponse:
     """GET: brush and eraser over the slice. POST ``mask`` (a PNG data URL): save it as the ground truth."""
     case = case_or_404(case_id)
@@ -177,7 +177,7 @@ def _data_url_bytes(value: str) -> bytes:
         raise ValueError("The corrected mask was damaged on the way; please save again.") from exc
 
 
-@login_required
+@role_required("cases.set_tumour_type")
 @require_POST
 def case_tumour_type_view(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_or_404(case_id)
@@ -190,7 +190,7 @@ def case_tumour_type_view(request: HttpRequest, case_id: int) -> HttpResponse:
     return redirect(reverse("case-detail", args=[case.pk]) + "#tumour-type")
 
 
-@login_required
+@role_required("cases.view_case")
 def case_similar_view(request: HttpRequest, case_id: int) -> HttpResponse:
     """The similar-cases panel as an HTML fragment; ``X-Similar-Status: pending`` until the case is
     described for the search (ranking and "why" come from recommender.selectors)."""
@@ -202,7 +202,7 @@ def case_similar_view(request: HttpRequest, case_id: int) -> HttpResponse:
     return response
 
 
-@login_required
+@role_required("cases.view_case")
 def case_report_view(request: HttpRequest, case_id: int) -> HttpResponse:
     """A printable summary: the slice and outlines, measurements, the models, similar cases, diagnoses."""
     case = case_or_404(case_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -12,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from cases.models import Diagnosis
 from clinic.browse import diagnosis_cases, diagnosis_search, mask_state
+from clinic.permissions import role_required
 from clinic.views.shared import case_or_404, searched_page
 from recommender.services import case_diagnosis_remove, diagnosis_record
 
@@ -19,7 +19,7 @@ DIAGNOSES_PER_PAGE = 50
 CASES_PER_PAGE = 24
 
 
-@login_required
+@role_required("cases.add_casediagnosis")
 @require_POST
 def case_diagnosis_add_view(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_or_404(case_id)
@@ -41,7 +41,7 @@ def case_diagnosis_add_view(request: HttpRequest, case_id: int) -> HttpResponse:
     return redirect(reverse("case-detail", args=[case.pk]) + "#diagnoses")
 
 
-@login_required
+@role_required("cases.delete_casediagnosis")
 @require_POST
 def case_diagnosis_remove_view(request: HttpRequest, case_id: int, diagnosis_id: int) -> HttpResponse:
     case = case_or_404(case_id)
@@ -52,13 +52,13 @@ def case_diagnosis_remove_view(request: HttpRequest, case_id: int, diagnosis_id:
     return redirect(reverse("case-detail", args=[case.pk]) + "#diagnoses")
 
 
-@login_required
+@role_required("cases.view_diagnosis")
 def diagnosis_list_view(request: HttpRequest) -> HttpResponse:
     page, q = searched_page(request, diagnosis_search, per_page=DIAGNOSES_PER_PAGE)
     return render(request, "recommender/diagnosis_list.html", {"page": page, "q": q})
 
 
-@login_required
+@role_required("cases.view_diagnosis")
 def diagnosis_detail_view(request: HttpRequest, diagnosis_id: int) -> HttpResponse:
     diagnosis = get_object_or_404(
         Diagnosis.objects.select_related("created_by", "first_case"), pk=diagnosis_id

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from cases.models import Patient
 from clinic.browse import patient_search, patient_timeline
+from clinic.permissions import role_required
 from clinic.views.shared import searched_page
 
 PATIENTS_PER_PAGE = 50
 
 
-@login_required
+@role_required("cases.view_patient")
 def patient_list_view(request: HttpRequest) -> HttpResponse:
     page, q = searched_page(request, patient_search, per_page=PATIENTS_PER_PAGE)
     return render(request, "cases/patient_list.html", {"page": page, "q": q})
 
 
-@login_required
+@role_required("cases.view_patient")
 def patient_detail_view(request: HttpRequest, patient_id: int) -> HttpResponse:
     patient = get_object_or_404(Patient, pk=patient_id)
     timeline = patient_timeline(patient)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import etag
@@ -10,11 +9,12 @@ from django.views.decorators.http import etag
 from cases import rendering
 from cases.selectors import case_ground_truth_mask
 from clinic.browse import case_best_mask, case_pictures_changed
+from clinic.permissions import role_required
 from clinic.views.shared import case_or_404, mask_download, png_response
 from segmentation.selectors import load_mask
 
 
-@login_required
+@role_required("cases.view_case")
 def case_slice_view(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_or_404(case_id)
     return png_response(rendering.png_bytes(rendering.slice_uint8(case)), max_age=3600)
@@ -29,7 +29,7 @@ def _case_pictures_etag(request: HttpRequest, case_id: int, **kwargs) -> str | N
     return "-".join(f"{moment.timestamp():.6f}" if moment else "0" for moment in changed)
 
 
-@login_required
+@role_required("cases.view_case")
 @etag(_case_pictures_etag)
 def case_thumbnail_view(request: HttpRequest, case_id: int) -> HttpResponse:
     """A small picture of the slice with the case's best outline (for lists and the similar-cases panel);
@@ -39,7 +39,7 @@ def case_thumbnail_view(request: HttpRequest, case_id: int) -> HttpResponse:
     return png_response(rendering.png_bytes(picture))
 
 
-@login_required
+@role_required("cases.view_case")
 @etag(_case_pictures_etag)
 def case_overlay_view(request: HttpRequest, case_id: int) -> HttpResponse:
     """The full-size slice with one outline filled in: ``?run=<id>`` for an AI mask, else the best one."""
@@ -54,7 +54,7 @@ def case_overlay_view(request: HttpRequest, case_id: int) -> HttpResponse:
     )
 
 
-@login_required
+@role_required("cases.view_case")
 def case_mask_view(request: HttpRequest, case_id: int, fmt: str) -> HttpResponse:
     """The case's ground-truth mask (imported or corrected) as PNG or NIfTI."""
     case = case_or_404(case_id)
@@ -62,7 +62,7 @@ def case_mask_view(request: HttpRequest, case_id: int, fmt: str) -> HttpResponse
     return mask_download(case, case_ground_truth_mask(case=case), stem=stem, fmt=fmt)
 
 
-@login_required
+@role_required("cases.view_case")
 def case_best_mask_view(request: HttpRequest, case_id: int) -> HttpResponse:
     """The outline the correction page starts from: ground truth, else a validated or the primary AI mask
     (never a rejected one: such a case starts from an empty canvas)."""

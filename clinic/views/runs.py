@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from clinic.permissions import role_required
 from clinic.views.shared import mask_download
 from segmentation.models import RunStatus, SegmentationRun
 from segmentation.selectors import load_mask
 from segmentation.services import segmentation_run_review
 
 
-@login_required
+@role_required("segmentation.review_segmentationrun")
 @require_POST
 def run_review_view(request: HttpRequest, run_id: int) -> HttpResponse:
     """``decision=validate`` or ``decision=reject``; the record keeps who and when."""
@@ -32,7 +32,7 @@ def run_review_view(request: HttpRequest, run_id: int) -> HttpResponse:
     return redirect(reverse("case-detail", args=[run.case_id]) + "#models")
 
 
-@login_required
+@role_required("segmentation.view_segmentationrun")
 def run_mask_view(request: HttpRequest, case_id: int, run_id: int, fmt: str) -> HttpResponse:
     run = get_object_or_404(
         SegmentationRun.objects.select_related("case__scan", "model_version"), pk=run_id, case_id=case_id

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from segmentation.testing import *  # noqa: F403  (shared fixtures: models_dir, media_dir, ...)
-from tests.conftest import REPO_ROOT, UserFactory
+from tests.conftest import REPO_ROOT, UserFactory, with_roles
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -95,4 +95,5 @@ def screenshot(page):
 
 @pytest.fixture
 def doctor(transactional_db):
-    return UserFactory(username="dr_browser", first_name="Dana", last_name="Browser")
+    user = UserFactory(username="dr_browser", first_name="Dana", last_name="Browser")
+    return with_roles(user, "clinician", "reviewer")  # the flows review masks too
