@@ -13,6 +13,7 @@ from django.db import transaction
 
 from audit.services import audit_record
 from cases.models import Case, MaskSource, MaskVersion, TumourType, TypeSource
+from cases.revisions import case_edit
 from cases.services import case_ground_truth_set, mask_file_area, mask_version_add, mask_version_backfill
 from cases.signals import case_outline_changed, case_tumour_type_chosen
 
@@ -26,12 +27,13 @@ def case_mask_correct(*, case: Case, mask: np.ndarray, user, expected_revision: 
     earlier versions and the AI masks are kept).
 
     A saved correction counts as validated: ``mask_source`` becomes "corrected", with who and when.
-    ``expected_revision``: the case's revision the clinician's page showed (checked by ``cases.revisions``
-    once that lands; None: not checked).
+    ``expected_revision``: the case's revision the clinician's page showed (None: not checked); a stale
+    one raises ``CaseEditConflict`` and stores nothing.
     """
     if not np.asarray(mask).any():
         raise ValueError("The corrected mask is empty: paint the tumour before saving.")
-    with transaction.atomic():
+    # The revision check first: a conflict stores no file and writes no row.
+    with case_edit(case=case, expected=expected_revision, user=user):
         _lock(case)
         previous = case.mask_version.number if case.mask_version else None
         version = case_ground_truth_set(case=case, mask=mask, user=user)
@@ -49,11 +51,11 @@ def case_mask_restore(
     The new version shares the chosen version's stored file rather than copying it: mask files are never
     overwritten or deleted, so one file can safely back both, and the history says where it came from.
     Raises ``MaskVersionInUse`` when ``version`` is already the one in use, ValueError when it belongs to
-    another case.
+    another case, ``CaseEditConflict`` when ``expected_revision`` is stale (nothing is written then).
     """
     if version.case_id != case.pk:
         raise ValueError(f"Mask version {version.number} is not one of case {case.pk}'s versions.")
-    with transaction.atomic():
+    with case_edit(case=case, expected=expected_revision, user=user):
         _lock(case)
         current = mask_version_backfill(case=case)
         if current is not None and current.pk == version.pk:
@@ -99,16 +101,24 @@ def _audit_mask_event(event: str, *, case: Case, version: MaskVersion, previous:
     )
 
 
-def case_tumour_type_set(*, case: Case, tumour_type: str, user) -> Case:
-    """The clinician confirms the suggested type or enters another one; it is never overwritten again."""
+def case_tumour_type_set(*, case: Case, tumour_type: str, user, expected_revision: int | None = None) -> Case:
+    """The clinician confirms the suggested type or enters another one; it is never overwritten again.
+
+    ``expected_revision``: the case's revision the clinician saw (``cases.revisions``); a stale one raises
+    ``CaseEditConflict`` and records nothing.
+    """
     if not tumour_type:
         raise ValueError("Choose a tumour type before saving.")
     if tumour_type not in TumourType.values:
         raise ValueError(
             f"Unknown tumour type {tumour_type!r}; choose one of {', '.join(TumourType.labels)}."
         )
-    case.tumour_type = tumour_type
-    case.tumour_type_source = TypeSource.CLINICIAN
-    case.save(update_fields=["tumour_type", "tumour_type_source", "updated_at"])
+    with case_edit(case=case, expected=expected_revision, user=user):
+        before = Case.objects.only("tumour_type", "tumour_type_source").get(pk=case.pk)
+        old = before.tumour_type if before.has_recorded_type else None
+        case.tumour_type = tumour_type
+        case.tumour_type_source = TypeSource.CLINICIAN
+        case.save(update_fields=["tumour_type", "tumour_type_source", "updated_at"])
+        audit_record(event="type.recorded", obj=case, user=user, changes={"tumour_type": [old, tumour_type]})
     transaction.on_commit(lambda: case_tumour_type_chosen.send(sender=Case, case=case))
     return case
