@@ -47,6 +47,8 @@ lint: install check-lock
 	  TUMORSITE_VAR_DIR="$$var" $(PY) manage.py makemigrations --check --dry-run
 
 # Embedded mode: SQLite and media under ./var, tasks on an in-process background thread.
+# demo_setup makes one account per role (demo-viewer, demo-clinician, demo-reviewer, demo-admin) and
+# prints their passwords; run again, it keeps them (`manage.py demo_setup --reset-passwords` for new ones).
 demo: install
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py migrate --noinput
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py collectstatic --noinput -v0

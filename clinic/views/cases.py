@@ -142,9 +142,21 @@ def case_state_view(request: HttpRequest, case_id: int) -> JsonResponse:
     return JsonResponse(data)
 
 
+    data["can"] = _actions_allowed(request.user)
 @role_required("cases.correct_mask")
 def case_correct_view(request: HttpRequest, case_id: int) -> HttpResponse:
     """GET: brush and eraser over the slice. POST ``mask`` (a PNG data URL): save it as the ground truth."""
+def _actions_allowed(user) -> dict[str, bool]:
+    """What this user's role lets the case page offer (the views check the same permissions again)."""
+    return {
+        "correct": user.has_perm("cases.correct_mask"),
+        "review": user.has_perm("segmentation.review_segmentationrun"),
+        "set_type": user.has_perm("cases.set_tumour_type"),
+        "add_diagnosis": user.has_perm("cases.add_casediagnosis"),
+        "remove_diagnosis": user.has_perm("cases.delete_casediagnosis"),
+    }
+
+
     case = case_or_404(case_id)
     if request.method == "POST":
         try:

@@ -141,8 +141,10 @@
           seg.runtime_ms ? el("span", { class: "muted small", text: " · " + Math.round(seg.runtime_ms) + " ms" }) : null]));
         if (seg.agreement !== null && seg.agreement !== undefined) body.push(agreementNote(seg));
         body.push(reviewBadge(seg));
-        body.push(el("div", { class: "button-row" }, [reviewForm(seg, "validate", "Validate"),
-                                                       reviewForm(seg, "reject", "Reject")]));
+        if (state.can.review) {  // the page shows only what this user's role allows
+          body.push(el("div", { class: "button-row" }, [reviewForm(seg, "validate", "Validate"),
+                                                         reviewForm(seg, "reject", "Reject")]));
+        }
         body.push(downloads(seg.mask_png, seg.mask_nifti, seg.model));
       } else if (seg.status === "failed") {
         body.push(el("p", { class: "error", role: "alert", text: "Failed: " + seg.error }));
