@@ -234,11 +234,14 @@ def patient_timeline(patient: Patient) -> list[dict]:
     return timeline
 
 
-def diagnosis_search(*, q: str = "") -> QuerySet[Diagnosis]:
-    """Catalogue entries whose key holds every word of ``q`` (accents and case ignored), by name."""
+def diagnosis_search(*, q: str = "", in_use_only: bool = False) -> QuerySet[Diagnosis]:
+    """Catalogue entries whose key holds every word of ``q`` (accents and case ignored), by name; with
+    ``in_use_only``, without the retired and merged ones."""
     entries = Diagnosis.objects.annotate(n_cases=Count("case_diagnoses")).select_related(
-        "created_by", "first_case"
+        "created_by", "first_case", "merged_into"
     )
+    if in_use_only:
+        entries = entries.filter(retired_at__isnull=True)
     for token in normalise(q).split():
         entries = entries.filter(key__contains=token)
     return entries.order_by("name")

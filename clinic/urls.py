@@ -2,7 +2,7 @@
 
 from django.urls import path, register_converter
 
-from clinic.views import cases, diagnoses, patients, pictures, runs
+from clinic.views import cases, catalogue, diagnoses, patients, pictures, runs
 
 
 class MaskFormat:
@@ -47,4 +47,7 @@ urlpatterns = [
     path("patients/<int:patient_id>/", patients.patient_detail_view, name="patient-detail"),
     path("diagnoses/", diagnoses.diagnosis_list_view, name="diagnosis-list"),
     path("diagnoses/<int:diagnosis_id>/", diagnoses.diagnosis_detail_view, name="diagnosis-detail"),
+    path("diagnoses/<int:diagnosis_id>/rename/", catalogue.diagnosis_rename_view, name="diagnosis-rename"),
+    path("diagnoses/<int:diagnosis_id>/retire/", catalogue.diagnosis_retire_view, name="diagnosis-retire"),
+    path("diagnoses/<int:diagnosis_id>/merge/", catalogue.diagnosis_merge_view, name="diagnosis-merge"),
 ]

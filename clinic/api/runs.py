@@ -13,7 +13,12 @@ from rest_framework.views import APIView
 from clinic.api.errors import Conflict
 from clinic.api.schema import PNG, problem_responses
 from segmentation.models import SegmentationRun
-from segmentation.services import SegmentationError, primary_model_version, segmentation_run_review
+from segmentation.services import (
+    REVIEW_REASON_MAX_LENGTH,
+    SegmentationError,
+    primary_model_version,
+    segmentation_run_review,
+)
 
 RUN_FILES = {"mask": "mask_file", "probability": "probability_file"}
 
@@ -61,6 +66,9 @@ class SegmentationRunOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
     review_status = serializers.CharField()
+    review_reason = serializers.CharField(
+        help_text="the reviewer's reason for the decision (may be empty, e.g. for a validation)"
+    )
 
     def get_is_primary(self, run) -> bool:
         primary = self.context.get("primary_model_id")
@@ -77,13 +85,21 @@ class SegmentationRunOutputSerializer(serializers.Serializer):
 
 
 class SegmentationReviewApi(APIView):
-    """A clinician validates or rejects an AI mask; a validated mask brings the case into the case base."""
+    """A reviewer validates or rejects an AI mask, optionally with a reason; a validated mask brings the case
+    into the case base."""
 
     required_permissions = {"POST": "segmentation.review_segmentationrun"}
 
     @extend_schema_serializer(component_name="SegmentationReviewInput")
     class InputSerializer(serializers.Serializer):
         validated = serializers.BooleanField()
+        reason = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            default="",
+            max_length=REVIEW_REASON_MAX_LENGTH,
+            help_text="optional: why the mask was rejected (or validated); kept with the review",
+        )
 
     @extend_schema(
         request=InputSerializer,
@@ -95,7 +111,10 @@ class SegmentationReviewApi(APIView):
         run = get_object_or_404(SegmentationRun.objects.select_related("case", "model_version"), pk=run_id)
         try:
             run = segmentation_run_review(
-                run=run, user=request.user, validated=serializer.validated_data["validated"]
+                run=run,
+                user=request.user,
+                validated=serializer.validated_data["validated"],
+                reason=serializer.validated_data["reason"],
             )
         except SegmentationError as exc:
             raise Conflict(str(exc)) from exc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
@@ -54,8 +56,11 @@ def case_diagnosis_remove_view(request: HttpRequest, case_id: int, diagnosis_id:
 
 @role_required("cases.view_diagnosis")
 def diagnosis_list_view(request: HttpRequest) -> HttpResponse:
-    page, q = searched_page(request, diagnosis_search, per_page=DIAGNOSES_PER_PAGE)
-    return render(request, "recommender/diagnosis_list.html", {"page": page, "q": q})
+    in_use = request.GET.get("in_use") == "1"  # hide the retired and merged entries
+    page, q = searched_page(
+        request, partial(diagnosis_search, in_use_only=in_use), per_page=DIAGNOSES_PER_PAGE
+    )
+    return render(request, "recommender/diagnosis_list.html", {"page": page, "q": q, "in_use": in_use})
 
 
 @role_required("cases.view_diagnosis")

@@ -18,7 +18,8 @@ from segmentation.services import segmentation_run_review
 @role_required("segmentation.review_segmentationrun")
 @require_POST
 def run_review_view(request: HttpRequest, run_id: int) -> HttpResponse:
-    """``decision=validate`` or ``decision=reject``; the record keeps who and when."""
+    """``decision=validate`` or ``decision=reject``, and an optional ``reason``; the record keeps who and
+    when."""
     run = get_object_or_404(SegmentationRun.objects.select_related("case", "model_version"), pk=run_id)
     decision = request.POST.get("decision")
     if decision not in ("validate", "reject"):
@@ -26,9 +27,18 @@ def run_review_view(request: HttpRequest, run_id: int) -> HttpResponse:
     elif run.status != RunStatus.DONE:
         messages.error(request, f"The {run.model_version.name} mask is not ready to review yet.")
     else:
-        segmentation_run_review(run=run, user=request.user, validated=decision == "validate")
-        word = "validated" if decision == "validate" else "rejected"
-        messages.success(request, f"The {run.model_version.name} mask is {word}.")
+        try:
+            segmentation_run_review(
+                run=run,
+                user=request.user,
+                validated=decision == "validate",
+                reason=request.POST.get("reason", ""),
+            )
+        except ValueError as exc:
+            messages.error(request, str(exc))
+        else:
+            word = "validated" if decision == "validate" else "rejected"
+            messages.success(request, f"The {run.model_version.name} mask is {word}.")
     return redirect(reverse("case-detail", args=[run.case_id]) + "#models")
 
 

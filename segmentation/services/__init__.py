@@ -27,6 +27,7 @@ from segmentation.services.registry import (
     weights_used,
 )
 from segmentation.services.runs import (
+    REVIEW_REASON_MAX_LENGTH,
     STALE_RUN_AFTER,
     measurements,
     segmentation_run_claim,
@@ -39,6 +40,7 @@ from segmentation.services.runs import (
 )
 
 __all__ = [
+    "REVIEW_REASON_MAX_LENGTH",
     "STALE_RUN_AFTER",
     "SegmentationError",
     "TransientError",

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from audit.services import audit_record
 from cases.models import Case
 from cases.selectors import case_pixels
 from ml.inference import ensemble_proba
@@ -207,13 +208,38 @@ def _announce_finished(run_id: int) -> None:
         transaction.on_commit(lambda: run_finished.send(sender=SegmentationRun, run=run))
 
 
-def segmentation_run_review(*, run: SegmentationRun, user, validated: bool) -> SegmentationRun:
-    """A clinician validates (the mask joins the case base) or rejects an AI mask."""
+REVIEW_REASON_MAX_LENGTH = 1000
+
+
+@transaction.atomic
+def segmentation_run_review(
+    *, run: SegmentationRun, user, validated: bool, reason: str = ""
+) -> SegmentationRun:
+    """A reviewer validates (the mask joins the case base) or rejects an AI mask, with an optional reason
+    (kept with the review; a new review replaces it). Audited: ``run.validated`` / ``run.rejected``.
+
+    Raises ``ValueError`` for a reason longer than ``REVIEW_REASON_MAX_LENGTH`` and ``SegmentationError``
+    for a run that is not finished; neither writes anything."""
+    reason = reason.strip()
+    if len(reason) > REVIEW_REASON_MAX_LENGTH:
+        raise ValueError(
+            f"The reason is limited to {REVIEW_REASON_MAX_LENGTH} characters ({len(reason)} given): "
+            "shorten it and review again."
+        )
     if run.status != RunStatus.DONE:
         raise SegmentationError("Only a finished segmentation can be reviewed.")
+    old = run.review_status
     run.review_status = ReviewStatus.VALIDATED if validated else ReviewStatus.REJECTED
+    run.review_reason = reason
     run.reviewed_by = user
     run.reviewed_at = timezone.now()
-    run.save(update_fields=["review_status", "reviewed_by", "reviewed_at"])
+    run.save(update_fields=["review_status", "review_reason", "reviewed_by", "reviewed_at"])
+    audit_record(
+        event="run.validated" if validated else "run.rejected",
+        obj=run,
+        user=user,
+        changes={"review_status": [old, run.review_status]},
+        detail={"case": run.case_id, "model": run.model_version.name, "reason": reason},
+    )
     transaction.on_commit(lambda: run_reviewed.send(sender=SegmentationRun, run=run))
     return run

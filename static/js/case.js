@@ -79,9 +79,18 @@
 
   function reviewForm(seg, decision, text) {
     var current = seg.review_status === (decision === "validate" ? "validated" : "rejected");
+    var reason = null;
+    if (decision === "reject" && !current) {  // optional: why, for whoever outlines the case next
+      var id = "reason-" + seg.id;
+      reason = el("span", { class: "review-reason-field" }, [
+        el("label", { for: id, class: "small", text: "Reason (optional)" }),
+        el("input", { type: "text", id: id, name: "reason", maxlength: "1000", class: "small",
+                      placeholder: "e.g. misses the enhancing rim" })]);
+    }
     return el("form", { method: "post", action: seg.review_url, class: "inline" }, [
       el("input", { type: "hidden", name: "csrfmiddlewaretoken", value: TS.csrfToken() }),
       el("input", { type: "hidden", name: "decision", value: decision }),
+      reason,
       el("button", { type: "submit", class: decision === "validate" ? "small ok" : "small danger",
                      "aria-label": text + " the " + seg.model + " mask", text: text, disabled: current }),
     ]);
@@ -90,7 +99,9 @@
   function reviewBadge(seg) {
     var text = seg.review_label;
     if (seg.reviewed_by) text += " — " + seg.reviewed_by + ", " + TS.formatWhen(seg.reviewed_at);
-    return el("p", { class: "badge review-" + seg.review_status, text: text });
+    var badge = el("p", { class: "badge review-" + seg.review_status, text: text });
+    if (!seg.review_reason) return badge;
+    return el("div", {}, [badge, el("p", { class: "small review-reason", text: "Reason: " + seg.review_reason })]);
   }
 
   // How far the ensemble's members agree (mean pairwise Dice of their masks); flagged when below the

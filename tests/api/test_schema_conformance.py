@@ -153,6 +153,18 @@ EXCHANGES: dict[str, list[Exchange]] = {
     ],
     "segmentation-review": [
         Exchange("post", "/api/segmentations/{done_run}/review/", 200, data={"validated": False}),
+        Exchange(
+            "post",
+            "/api/segmentations/{done_run}/review/",
+            200,
+            data={"validated": False, "reason": "Misses the rim"},
+        ),
+        Exchange(
+            "post",
+            "/api/segmentations/{done_run}/review/",
+            400,
+            data={"validated": False, "reason": "x" * 1001},
+        ),
         Exchange("post", "/api/segmentations/{queued_run}/review/", 409, data={"validated": True}),
         Exchange("post", "/api/segmentations/{done_run}/review/", 400, data={"validated": "maybe"}),
         Exchange("post", "/api/segmentations/999999/review/", 404, data={"validated": True}),
