@@ -19,6 +19,7 @@ from django.db.models import Max
 from django.utils import timezone
 from PIL import Image
 
+from audit.services import audit_record
 from cases.models import Case, MaskSource, MaskVersion, Patient, Scan, TumourType, TypeSource
 from cases.readers import ImageReadError, ScanImage, read_image
 from cases.rendering import mask_png_bytes, pixels_png_bytes
@@ -48,7 +49,9 @@ def case_create(
 
     Raises ImageReadError (nothing is stored) when the file cannot be used. DICOM is stored
     de-identified; a Figshare .mat file is stored as a PNG together with its ground-truth mask and label.
-    ``tumour_type`` given here counts as the clinician's.
+    ``tumour_type`` given here counts as the clinician's. The upload is one ``case.uploaded`` entry in
+    the audit trail (the bulk imports, which an operator runs from a shell, write none: see
+    docs/operations.md, "Audit trail").
     """
     data = _read_upload(image_file)
     image = read_image(
@@ -77,6 +80,12 @@ def case_create(
             prepared.case.scan = prepared.scan
             prepared.case.save()
             _first_mask_version_save(prepared)
+            audit_record(
+                event="case.uploaded",
+                obj=prepared.case,
+                user=user,
+                detail={"format": prepared.scan.format, "tumour_type": tumour_type},
+            )
         except BaseException:
             _delete_files(prepared.stored_names)
             raise
