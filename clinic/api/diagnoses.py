@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from cases.selectors import case_get
 from clinic.api.schema import paged, problem_responses
+from recommender.catalogue import diagnosis_merge_note
 from recommender.selectors import diagnoses_search
 from recommender.services import case_diagnosis_remove, diagnosis_record
 
@@ -62,7 +63,9 @@ class CaseDiagnosisCreateApi(APIView):
         if created:
             message = f'"{diagnosis.name}" was added to the diagnosis catalogue.'
         elif matched is not None:
-            message = f'Recorded as the existing diagnosis "{matched.name}" (a near match of what you typed).'
+            message = diagnosis_merge_note(typed=serializer.validated_data["name"], recorded=matched) or (
+                f'Recorded as the existing diagnosis "{matched.name}" (a near match of what you typed).'
+            )
         else:
             message = f'Recorded as "{diagnosis.name}".'
         data = {"diagnosis": diagnosis, "created": created, "matched_existing": matched, "message": message}

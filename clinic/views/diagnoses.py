@@ -15,6 +15,7 @@ from cases.models import Diagnosis
 from clinic.browse import diagnosis_cases, diagnosis_search, mask_state
 from clinic.permissions import role_required
 from clinic.views.shared import case_or_404, searched_page
+from recommender.catalogue import diagnosis_merge_note
 from recommender.services import case_diagnosis_remove, diagnosis_record
 
 DIAGNOSES_PER_PAGE = 50
@@ -36,7 +37,9 @@ def case_diagnosis_add_view(request: HttpRequest, case_id: int) -> HttpResponse:
         elif matched is not None:
             messages.info(
                 request,
-                f"“{typed}” matched the existing catalogue entry “{matched.name}”; recorded as that entry.",
+                diagnosis_merge_note(typed=typed, recorded=matched)
+                or f"“{typed}” matched the existing catalogue entry “{matched.name}”; recorded as that "
+                "entry.",
             )
         else:
             messages.success(request, f"Recorded “{diagnosis.name}” (already in the catalogue).")

@@ -119,7 +119,9 @@ def test_recording_a_merged_name_on_a_case_records_the_target(owner_client, admi
     revision = type(case).objects.values_list("revision", flat=True).get(pk=case.pk)
     response = owner_client.post(f"/cases/{case.pk}/diagnoses/", {"name": "gbm", "revision": revision})
     assert CaseDiagnosis.objects.get(case=case).diagnosis == glioblastoma
-    assert "Glioblastoma" in said(response)[0]
+    assert last_said(response) == (
+        "“GBM” was merged into “Glioblastoma” in the catalogue; recorded as “Glioblastoma”."
+    )
 
 
 def test_recording_a_retired_name_is_refused_with_a_message(owner_client):
