@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from cases import rendering
 from cases.models import MaskSource, TumourType
 from cases.review import case_mask_correct, case_tumour_type_set
+from cases.revisions import CaseEditConflict, revision_from_form
 from cases.selectors import case_ground_truth_mask, case_type_sources_summary
 from clinic.api.cases import CaseDetailApi
 from clinic.browse import (
@@ -139,13 +140,10 @@ def case_state_view(request: HttpRequest, case_id: int) -> JsonResponse:
             "mask_nifti": reverse("case-mask", args=[case.pk, "nii.gz"]),
             **case_area(case, case_ground_truth_mask(case=case)),
         }
+    data["can"] = _actions_allowed(request.user)
     return JsonResponse(data)
 
 
-    data["can"] = _actions_allowed(request.user)
-@role_required("cases.correct_mask")
-def case_correct_view(request: HttpRequest, case_id: int) -> HttpResponse:
-    """GET: brush and eraser over the slice. POST ``mask`` (a PNG data URL): save it as the ground truth."""
 def _actions_allowed(user) -> dict[str, bool]:
     """What this user's role lets the case page offer (the views check the same permissions again)."""
     return {
@@ -157,13 +155,20 @@ def _actions_allowed(user) -> dict[str, bool]:
     }
 
 
+@role_required("cases.correct_mask")
+def case_correct_view(request: HttpRequest, case_id: int) -> HttpResponse:
+    """GET: brush and eraser over the slice. POST ``mask`` (a PNG data URL): save it as the ground truth."""
     case = case_or_404(case_id)
     if request.method == "POST":
         try:
+            expected = revision_from_form(request.POST.get("revision"))
             mask = rendering.mask_from_png_data(
                 _data_url_bytes(request.POST.get("mask", "")), (case.scan.height, case.scan.width)
             )
-            case_mask_correct(case=case, mask=mask, user=request.user)
+            case_mask_correct(case=case, mask=mask, user=request.user, expected_revision=expected)
+        except CaseEditConflict as exc:  # the case page shows what changed meanwhile
+            messages.error(request, str(exc))
+            return redirect("case-detail", case_id=case.pk)
         except ValueError as exc:
             messages.error(request, str(exc))
             return redirect("case-correct", case_id=case.pk)
@@ -194,8 +199,13 @@ def _data_url_bytes(value: str) -> bytes:
 def case_tumour_type_view(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_or_404(case_id)
     try:
-        case_tumour_type_set(case=case, tumour_type=request.POST.get("tumour_type", ""), user=request.user)
-    except ValueError as exc:
+        case_tumour_type_set(
+            case=case,
+            tumour_type=request.POST.get("tumour_type", ""),
+            user=request.user,
+            expected_revision=revision_from_form(request.POST.get("revision")),
+        )
+    except (CaseEditConflict, ValueError) as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Tumour type recorded: {case.get_tumour_type_display()}.")

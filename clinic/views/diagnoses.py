@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from cases.models import Diagnosis
+from cases.revisions import CaseEditConflict, revision_from_form
 from clinic.browse import diagnosis_cases, diagnosis_search, mask_state
 from clinic.permissions import role_required
 from clinic.views.shared import case_or_404, searched_page
@@ -28,7 +29,14 @@ def case_diagnosis_add_view(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_or_404(case_id)
     typed = " ".join(request.POST.get("name", "").split())
     try:
-        diagnosis, created, matched = diagnosis_record(case=case, name=typed, user=request.user)
+        diagnosis, created, matched = diagnosis_record(
+            case=case,
+            name=typed,
+            user=request.user,
+            expected_revision=revision_from_form(request.POST.get("revision")),
+        )
+    except CaseEditConflict as exc:
+        messages.error(request, f"{exc} What you typed: “{typed}”.")
     except ValueError as exc:
         messages.error(request, str(exc))
     else:
@@ -50,7 +58,16 @@ def case_diagnosis_add_view(request: HttpRequest, case_id: int) -> HttpResponse:
 @require_POST
 def case_diagnosis_remove_view(request: HttpRequest, case_id: int, diagnosis_id: int) -> HttpResponse:
     case = case_or_404(case_id)
-    removed = case_diagnosis_remove(case=case, diagnosis_id=diagnosis_id, user=request.user)
+    try:
+        removed = case_diagnosis_remove(
+            case=case,
+            diagnosis_id=diagnosis_id,
+            user=request.user,
+            expected_revision=revision_from_form(request.POST.get("revision")),
+        )
+    except (CaseEditConflict, ValueError) as exc:
+        messages.error(request, str(exc))
+        return redirect(reverse("case-detail", args=[case.pk]) + "#diagnoses")
     if removed is None:
         raise Http404("This diagnosis is not recorded on this case.")
     messages.success(request, f"Removed “{removed.name}” from this case (it stays in the catalogue).")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 from django.core.files.base import ContentFile
+from PIL import Image
 
+from cases.models import Case
 from cases.rendering import mask_png_bytes
 from segmentation.models import ModelVersion, RunStatus, SegmentationRun
 from segmentation.services import measurements
@@ -30,3 +35,17 @@ def add_finished_run(case, name: str, mask: np.ndarray, *, ensemble: bool = Fals
     run.mask_file.save(f"case{case.pk}_{name}_mask.png", ContentFile(mask_png_bytes(mask)), save=False)
     run.save()
     return run
+
+
+def current_revision(case) -> int:
+    """The case's revision as a page rendered now would carry it in its forms' hidden ``revision`` input."""
+    return Case.objects.values_list("revision", flat=True).get(pk=case.pk)
+
+
+def mask_data_url(mask: np.ndarray) -> str:
+    """A painted outline as the correction page posts it: a PNG data URL, paint opaque red."""
+    rgba = np.zeros((*mask.shape, 4), np.uint8)
+    rgba[mask] = (255, 48, 48, 255)
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

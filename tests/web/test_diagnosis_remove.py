@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from cases.models import CaseDiagnosis, Diagnosis
 from recommender.services import diagnosis_record
+from tests.web.builders import current_revision
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +32,7 @@ def test_removing_unlinks_the_diagnosis_and_keeps_the_catalogue_entry(
 ):
     url = reverse("case-diagnosis-remove", args=[segmented_case.pk, recorded.pk])
     with caplog.at_level(logging.INFO, logger="recommender.services"):
-        response = owner_client.post(url, follow=True)
+        response = owner_client.post(url, {"revision": current_revision(segmented_case)}, follow=True)
     assert response.redirect_chain[-1][0] == f"/cases/{segmented_case.pk}/#diagnoses"
     html = response.content.decode()
     assert "Removed “Meningioma WHO grade I” from this case" in html and "None recorded." in html
@@ -47,9 +48,10 @@ def test_removing_unlinks_the_diagnosis_and_keeps_the_catalogue_entry(
 
 def test_removing_a_diagnosis_the_case_does_not_have_is_a_404(owner_client, segmented_case, recorded):
     url = reverse("case-diagnosis-remove", args=[segmented_case.pk, recorded.pk])
-    assert owner_client.post(url).status_code == 302
-    assert owner_client.post(url).status_code == 404
-    assert owner_client.post(reverse("case-diagnosis-remove", args=[999999, recorded.pk])).status_code == 404
+    assert owner_client.post(url, {"revision": current_revision(segmented_case)}).status_code == 302
+    assert owner_client.post(url, {"revision": current_revision(segmented_case)}).status_code == 404
+    elsewhere = reverse("case-diagnosis-remove", args=[999999, recorded.pk])
+    assert owner_client.post(elsewhere, {"revision": 1}).status_code == 404
 
 
 def test_removing_needs_a_post_from_a_signed_in_user(client, owner_client, segmented_case, recorded):

@@ -16,7 +16,7 @@ from recommender.services import case_base_build, case_features_compute, diagnos
 from segmentation.models import ReviewStatus, SegmentationRun
 from segmentation.testing import make_case, make_case_base, synthetic_case_kwargs, synthetic_slice
 from tests.cases.builders import dicom_bytes
-from tests.web.builders import add_finished_run
+from tests.web.builders import add_finished_run, current_revision, mask_data_url
 
 pytestmark = pytest.mark.django_db
 
@@ -116,21 +116,15 @@ def test_a_clinician_validates_and_rejects_ai_masks(owner_client, owner, segment
     assert state["mask_state"]["code"] == "validated"
 
 
-def _data_url(mask: np.ndarray) -> str:
-    rgba = np.zeros((*mask.shape, 4), np.uint8)
-    rgba[mask] = (255, 48, 48, 255)
-    buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def test_saving_a_correction_stores_the_ground_truth_and_marks_it_validated(
     owner_client, owner, segmented_case
 ):
     drawn = np.zeros((96, 96), bool)
     drawn[30:50, 40:70] = True
     response = owner_client.post(
-        f"/cases/{segmented_case.pk}/correct/", {"mask": _data_url(drawn)}, follow=True
+        f"/cases/{segmented_case.pk}/correct/",
+        {"mask": mask_data_url(drawn), "revision": current_revision(segmented_case)},
+        follow=True,
     )
     assert "Corrected mask saved" in response.content.decode()
     case = Case.objects.get(pk=segmented_case.pk)
@@ -152,18 +146,27 @@ def test_saving_a_correction_stores_the_ground_truth_and_marks_it_validated(
     ],
 )
 def test_a_bad_correction_is_refused_with_a_message(owner_client, segmented_case, value, message):
-    response = owner_client.post(f"/cases/{segmented_case.pk}/correct/", {"mask": value}, follow=True)
+    response = owner_client.post(
+        f"/cases/{segmented_case.pk}/correct/",
+        {"mask": value, "revision": current_revision(segmented_case)},
+        follow=True,
+    )
     assert message in response.content.decode()
     assert Case.objects.get(pk=segmented_case.pk).mask_source is None
 
 
 def test_an_empty_or_wrongly_sized_correction_is_refused(owner_client, segmented_case):
+    revision = current_revision(segmented_case)
     empty = owner_client.post(
-        f"/cases/{segmented_case.pk}/correct/", {"mask": _data_url(np.zeros((96, 96), bool))}, follow=True
+        f"/cases/{segmented_case.pk}/correct/",
+        {"mask": mask_data_url(np.zeros((96, 96), bool)), "revision": revision},
+        follow=True,
     )
     assert "The corrected mask is empty" in empty.content.decode()
     small = owner_client.post(
-        f"/cases/{segmented_case.pk}/correct/", {"mask": _data_url(np.ones((10, 12), bool))}, follow=True
+        f"/cases/{segmented_case.pk}/correct/",
+        {"mask": mask_data_url(np.ones((10, 12), bool)), "revision": revision},
+        follow=True,
     )
     assert "The corrected mask is 12x10; the slice is 96x96." in small.content.decode()
 
@@ -198,7 +201,9 @@ def test_a_nifti_without_spacing_says_the_unit_is_unknown(owner_client, media_di
 
 def test_recording_diagnoses_says_what_happened_in_the_catalogue(owner_client, owner, segmented_case):
     url = f"/cases/{segmented_case.pk}/diagnoses/"
-    new = owner_client.post(url, {"name": "Pituitary  macroadénoma"}, follow=True).content.decode()
+    new = owner_client.post(
+        url, {"name": "Pituitary  macroadénoma", "revision": current_revision(segmented_case)}, follow=True
+    ).content.decode()
     assert "New diagnosis added to the catalogue: “Pituitary macroadénoma”." in new
     entry = Diagnosis.objects.get()
     assert (
@@ -207,11 +212,16 @@ def test_recording_diagnoses_says_what_happened_in_the_catalogue(owner_client, o
 
     other = make_case(patient="WEB-2", seed=4)
     near = owner_client.post(
-        f"/cases/{other.pk}/diagnoses/", {"name": "pituitary macroadenomma"}, follow=True
+        f"/cases/{other.pk}/diagnoses/",
+        {"name": "pituitary macroadenomma", "revision": current_revision(other)},
+        follow=True,
     ).content.decode()
     assert "“pituitary macroadenomma” matched the existing catalogue entry “Pituitary macroadénoma”" in near
     assert Diagnosis.objects.count() == 1 and entry.case_diagnoses.count() == 2
-    assert "A diagnosis needs" in owner_client.post(url, {"name": " ?! "}, follow=True).content.decode()
+    refused = owner_client.post(
+        url, {"name": " ?! ", "revision": current_revision(segmented_case)}, follow=True
+    )
+    assert "A diagnosis needs" in refused.content.decode()
 
     catalogue = owner_client.get("/diagnoses/").content.decode()
     assert "Pituitary macroadénoma" in catalogue and "added from a case" in catalogue
@@ -238,7 +248,11 @@ def test_the_clinician_confirms_or_changes_the_tumour_type(owner_client, segment
     assert '<strong id="type-current">not recorded yet</strong>' in html
     assert '<option value="" selected>Choose a type…</option>' in html
     assert '<option value="glioma" selected>' not in html
-    refused = owner_client.post(f"/cases/{segmented_case.pk}/tumour-type/", {"tumour_type": ""}, follow=True)
+    refused = owner_client.post(
+        f"/cases/{segmented_case.pk}/tumour-type/",
+        {"tumour_type": "", "revision": current_revision(segmented_case)},
+        follow=True,
+    )
     assert "Choose a tumour type before saving." in refused.content.decode()
     assert Case.objects.get(pk=segmented_case.pk).tumour_type_source == TypeSource.PREDICTED
     what = "From similar cases: Glioma 60% · image classifier: Glioma 87% (weighs 75%)"
@@ -246,7 +260,9 @@ def test_the_clinician_confirms_or_changes_the_tumour_type(owner_client, segment
     assert what in owner_client.get(f"/cases/{segmented_case.pk}/report/").content.decode()
     assert owner_client.get(f"/cases/{segmented_case.pk}/state.json").json()["type_sources"] == what
     response = owner_client.post(
-        f"/cases/{segmented_case.pk}/tumour-type/", {"tumour_type": "meningioma"}, follow=True
+        f"/cases/{segmented_case.pk}/tumour-type/",
+        {"tumour_type": "meningioma", "revision": current_revision(segmented_case)},
+        follow=True,
     )
     assert "Tumour type recorded: Meningioma." in response.content.decode()
     case = Case.objects.get(pk=segmented_case.pk)
@@ -257,7 +273,7 @@ def test_the_clinician_confirms_or_changes_the_tumour_type(owner_client, segment
     assert (
         "Unknown tumour type"
         in owner_client.post(
-            f"/cases/{case.pk}/tumour-type/", {"tumour_type": "x"}, follow=True
+            f"/cases/{case.pk}/tumour-type/", {"tumour_type": "x", "revision": case.revision}, follow=True
         ).content.decode()
     )
 
