@@ -1,10 +1,13 @@
 """The token endpoint: DRF's own view, with its answers declared in the schema.
 
 It is throttled per client address, refuses a username locked out by django-axes (429, with the
-cool-off in Retry-After) and replaces an expired token with a new one.
+cool-off in Retry-After) and replaces an expired token with a new one. A token handed out is a sign-in
+(``auth.signed_in`` in the audit trail); a refused one is recorded by the audit app's receiver of
+``user_login_failed``, which django.contrib.auth sends for the page and this endpoint alike.
 """
 
 from django.conf import settings
+from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -12,6 +15,7 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from audit.services import audit_record
 from clinic.api.authentication import SignInLockedOut, TokenRateThrottle, token_get_or_rotate
 from clinic.api.schema import problem_responses
 
@@ -39,5 +43,10 @@ class AuthTokenApi(ObtainAuthToken):
             if getattr(request, "axes_locked_out", False):
                 raise SignInLockedOut(wait=settings.AXES_COOLOFF_TIME.total_seconds()) from None
             raise
-        token = token_get_or_rotate(user=serializer.validated_data["user"])
+        user = serializer.validated_data["user"]
+        with transaction.atomic():
+            token = token_get_or_rotate(user=user)
+            audit_record(
+                event="auth.signed_in", obj=user, user=user, request=request, detail={"via": "token"}
+            )
         return Response({"token": token.key})

@@ -1,7 +1,7 @@
 """Who may call the API and how often: tokens that expire, the throttles, the client's address.
 
 The lock-out after repeated failed sign-ins is django-axes' (settings ``AXES_*``); the address it counts
-is ``client_address``, the same one the throttles count.
+is ``client_address`` (audit.addresses), the same one the throttles count and the audit trail records.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
-from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+from rest_framework.throttling import SimpleRateThrottle
+
+from audit.addresses import client_address
 
 TOKEN_ENDPOINT = "/api/auth/token/"
 
@@ -65,12 +67,6 @@ class ExpiringTokenAuthentication(TokenAuthentication):
                 f"POST your username and password to {TOKEN_ENDPOINT} for a new one."
             )
         return user, token
-
-
-def client_address(request) -> str | None:
-    """The client's address: the connection's, or the one the trusted proxies put in X-Forwarded-For
-    (``REST_FRAMEWORK["NUM_PROXIES"]``, from ``TUMORSITE_TRUSTED_PROXIES``). django-axes calls it too."""
-    return BaseThrottle().get_ident(request)
 
 
 class _SettingRateThrottle(SimpleRateThrottle):

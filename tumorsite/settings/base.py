@@ -75,10 +75,14 @@ for _name, _value in (
 ):
     if not re.fullmatch(r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)", _value):
         raise EnvError(f"{_name}={_value!r}: use <requests>/<second|minute|hour|day>, e.g. 5/minute")
-# How many proxies in front of the site append to X-Forwarded-For: the client's address for the lock-out
-# and the throttles is read that many entries from the right. 0 = the connection's own address (never a
-# header a client could forge).
+# How many proxies in front of the site append to X-Forwarded-For: the client's address for the audit
+# trail, the lock-out and the throttles is read that many entries from the right (audit.addresses). 0 = the
+# connection's own address (never a header a client could forge).
 TUMORSITE_TRUSTED_PROXIES = envint("TUMORSITE_TRUSTED_PROXIES", 0)
+if TUMORSITE_TRUSTED_PROXIES < 0:
+    raise EnvError(
+        f"TUMORSITE_TRUSTED_PROXIES={TUMORSITE_TRUSTED_PROXIES}: use 0 (no proxy) or the number of proxies"
+    )
 # Run by `manage.py demo_setup` (make demo) after the import, when they exist; apps may append theirs.
 TUMORSITE_DEMO_SETUP_COMMANDS = ["sync_models", "build_case_base"]
 
@@ -99,8 +103,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
-    "auditlog",
+    # Before auditlog: our `auditlogflush` (which refuses) overrides auditlog's, the first app's command
+    # winning; audit.admin replaces auditlog's admin of the entries.
     "audit",
+    "auditlog",
     "cases",
     "segmentation",
     "recommender",
@@ -114,6 +120,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who and from which address, for every audit entry the request writes; then the case reads and
+    # downloads the trail records (clinic.audit_access), whatever view answered.
+    "audit.middleware.AuditMiddleware",
+    "clinic.audit_access.AuditAccessMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out sign-in into the locked-out page.
@@ -177,7 +187,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = True  # every failed sign-in kept (who, when, address), not just the counts
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AXES_CLIENT_IP_CALLABLE = "clinic.api.authentication.client_address"
+AXES_CLIENT_IP_CALLABLE = "audit.addresses.client_address"
 
 # The audit trail: django-auditlog's entry with the event named (audit.models.AuditEntry). Entries are
 # written explicitly, one per audited action (audit.services.audit_record), not for every model save.
