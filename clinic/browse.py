@@ -9,7 +9,7 @@ import numpy as np
 from django.db.models import Count, F, Max, Q, QuerySet
 
 from cases.models import Case, CaseDiagnosis, Diagnosis, MaskSource, Patient, TumourType
-from cases.selectors import case_list
+from cases.selectors import case_list, case_mask_versions
 from recommender.names import normalise
 from recommender.services import case_mask, case_outline_run
 from segmentation.models import ReviewStatus, RunStatus, SegmentationRun
@@ -25,6 +25,9 @@ STATUS_FILTERS = {
     "rejected": "Rejected",
     "imported": "Imported",
 }
+
+# The outline sources that are a clinician's decision (a correction, or an earlier version restored).
+CLINICIAN_MASK_SOURCES = (MaskSource.CORRECTED, MaskSource.RESTORED)
 
 
 def case_search(*, q: str = "", tumour_type: str = "", status: str = "") -> QuerySet[Case]:
@@ -50,7 +53,7 @@ def case_search(*, q: str = "", tumour_type: str = "", status: str = "") -> Quer
             Q(diagnosis__name__icontains=q) | Q(diagnosis__key__contains=normalise(q) or q)
         ).values("case_id")
         cases = cases.filter(Q(patient__identifier__icontains=q) | Q(pk__in=diagnosed))
-    corrected = Q(mask_source=MaskSource.CORRECTED)
+    corrected = Q(mask_source__in=CLINICIAN_MASK_SOURCES)
     if status == "processing":
         cases = cases.filter(n_open__gt=0)
     elif status == "done":
@@ -102,6 +105,8 @@ def mask_state(case: Case, runs, *, primary_id: int | None = None) -> MaskState:
     runs = list(runs)
     if case.mask_source == MaskSource.CORRECTED:
         return MaskState("corrected", "Corrected by a clinician · validated")
+    if case.mask_source == MaskSource.RESTORED:
+        return MaskState("corrected", "Earlier outline restored by a clinician · validated")
     if case.mask_source == MaskSource.IMPORTED and case.ground_truth_mask:
         return MaskState("imported", "Imported ground truth")
     if any(r.review_status == ReviewStatus.VALIDATED for r in runs):
@@ -143,6 +148,32 @@ def case_area(case: Case, mask: np.ndarray | None) -> dict:
         np.asarray(mask, dtype=bool), (case.scan.pixel_spacing_mm, case.scan.pixel_spacing_col_mm)
     )
     return {"area_px": m["area_px"], "area_mm2": m["area_mm2"]}
+
+
+def mask_history(case: Case) -> list[dict]:
+    """The case's mask versions, oldest first, each with its area (mm² when the scan has a pixel spacing)
+    and whether it is the outline in use and, so, the one that feeds the similar-case base."""
+    rows = []
+    for version in case_mask_versions(case=case):
+        in_use = version.pk == case.mask_version_id
+        rows.append(
+            {
+                "version": version,
+                "area_px": version.area_px,
+                "area_mm2": area_mm2_of(case, version.area_px),
+                "in_use": in_use,
+                "feeds_case_base": in_use and case.in_case_base,
+            }
+        )
+    return rows
+
+
+def area_mm2_of(case: Case, area_px: int | None) -> float | None:
+    """An area in pixels of this case's slice in mm² (rounded to 0.1), or None without a pixel spacing."""
+    row_mm, col_mm = case.scan.pixel_spacing_mm, case.scan.pixel_spacing_col_mm
+    if not row_mm or area_px is None:
+        return None
+    return round(area_px * row_mm * (col_mm or row_mm), 1)
 
 
 def similar_rows(matches) -> list[dict]:

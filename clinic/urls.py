@@ -2,7 +2,7 @@
 
 from django.urls import path, register_converter
 
-from clinic.views import cases, catalogue, diagnoses, patients, pictures, runs
+from clinic.views import cases, catalogue, diagnoses, masks, patients, pictures, runs
 
 
 class MaskFormat:
@@ -27,6 +27,16 @@ urlpatterns = [
     path("cases/<int:case_id>/overlay.png", pictures.case_overlay_view, name="case-overlay"),
     path("cases/<int:case_id>/best-mask.png", pictures.case_best_mask_view, name="case-best-mask"),
     path("cases/<int:case_id>/mask.<maskfmt:fmt>", pictures.case_mask_view, name="case-mask"),
+    path(
+        "cases/<int:case_id>/masks/<int:number>.<maskfmt:fmt>",
+        masks.case_mask_version_view,
+        name="case-mask-version",
+    ),
+    path(
+        "cases/<int:case_id>/masks/<int:number>/restore/",
+        masks.case_mask_restore_view,
+        name="case-mask-restore",
+    ),
     path(
         "cases/<int:case_id>/runs/<int:run_id>/mask.<maskfmt:fmt>",
         runs.run_mask_view,

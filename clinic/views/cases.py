@@ -30,6 +30,7 @@ from clinic.browse import (
     case_has_outline_to_start_from,
     case_search,
     case_status,
+    mask_history,
     mask_state,
     similar_rows,
 )
@@ -106,6 +107,7 @@ def case_detail_view(request: HttpRequest, case_id: int) -> HttpResponse:
             "diagnoses": case_diagnoses(case),
             "has_ground_truth": bool(case.ground_truth_mask),
             "type_sources": case_type_sources_summary(case=case),
+            "mask_history": mask_history(case),
         },
     )
 

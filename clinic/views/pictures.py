@@ -56,9 +56,11 @@ def case_overlay_view(request: HttpRequest, case_id: int) -> HttpResponse:
 
 @role_required("cases.view_case")
 def case_mask_view(request: HttpRequest, case_id: int, fmt: str) -> HttpResponse:
-    """The case's ground-truth mask (imported or corrected) as PNG or NIfTI."""
+    """The case's ground-truth mask (the version in use: imported, corrected or restored) as PNG or NIfTI;
+    every version has its own address (``case-mask-version``)."""
     case = case_or_404(case_id)
-    stem = f"case{case.pk}_{case.mask_source or 'mask'}_mask"
+    version = f"_v{case.mask_version.number}" if case.mask_version else ""
+    stem = f"case{case.pk}_{case.mask_source or 'mask'}_mask{version}"
     return mask_download(case, case_ground_truth_mask(case=case), stem=stem, fmt=fmt)
 
 

@@ -1,66 +1,71 @@
-"""Who may see what: every page needs a signed-in user; only staff reach the admin site."""
+"""What each role sees on the pages: only the actions it may take. Who may open which route at all is
+tests/security/test_roles_matrix.py's table; the sign-in itself and the admin site are here."""
+
+import json
 
 import pytest
 from django.urls import reverse
 
-from cases.models import Diagnosis
-from clinic.urls import urlpatterns as page_patterns
-from tests.conftest import PASSWORD
+from recommender.services import diagnosis_record
+from tests.conftest import PASSWORD, UserFactory, with_roles
 
 pytestmark = pytest.mark.django_db
 
 
-def _pages(case, run, diagnosis):
-    c, r = case.pk, run.pk
-    return [
-        ("case-list", []),
-        ("upload", []),
-        ("patient-list", []),
-        ("patient-detail", [case.patient_id]),
-        ("diagnosis-list", []),
-        ("diagnosis-detail", [diagnosis.pk]),
-        ("case-detail", [c]),
-        ("case-state", [c]),
-        ("case-slice", [c]),
-        ("case-thumbnail", [c]),
-        ("case-overlay", [c]),
-        ("case-best-mask", [c]),
-        ("case-mask", [c, "png"]),
-        ("case-mask", [c, "nii.gz"]),
-        ("run-mask", [c, r, "png"]),
-        ("run-mask", [c, r, "nii.gz"]),
-        ("case-correct", [c]),
-        ("case-tumour-type", [c]),
-        ("case-diagnosis-add", [c]),
-        ("case-diagnosis-remove", [c, diagnosis.pk]),
-        ("case-similar", [c]),
-        ("case-report", [c]),
-        ("run-review", [r]),
-    ]
+@pytest.fixture
+def recorded(segmented_case, owner):
+    diagnosis_record(case=segmented_case, name="Meningioma", user=owner)
+    return segmented_case
 
 
-def test_every_page_route_has_a_row_here(segmented_case):
-    """A new page without a row in ``_pages`` fails, so no page escapes the sign-in check below."""
-    run = segmented_case.segmentation_runs.first()
-    diagnosis = Diagnosis(pk=1, name="x", key="x")
-    assert {p.name for p in page_patterns} == {name for name, _ in _pages(segmented_case, run, diagnosis)}
+def _signed_in(client, *roles, **fields):
+    client.force_login(with_roles(UserFactory(username="-".join(roles) or "nobody", **fields), *roles))
+    return client
 
 
-def test_an_anonymous_visitor_is_sent_to_sign_in_from_every_page(client, segmented_case):
-    run = segmented_case.segmentation_runs.first()
-    diagnosis = Diagnosis.objects.create(name="Meningioma", key="meningioma")
-    for name, args in _pages(segmented_case, run, diagnosis):
-        url = reverse(name, args=args)
-        for method in (client.get, client.post):
-            response = method(url)
-            if response.status_code == 405:  # a POST-only action refuses GET before asking who you are
-                continue
-            assert response.status_code == 302, (method, url)
-            assert response["Location"].startswith(f"/accounts/login/?next={url}"), url
+def test_a_viewer_reads_the_case_but_is_offered_no_action(client, recorded):
+    _signed_in(client, "viewer")
+    page = client.get(reverse("case-detail", args=[recorded.pk])).content.decode()
+    assert "Printable report" in page and "Meningioma" in page
+    for action in ("Correct mask", "Save type", "Remove from this case", "Record a diagnosis"):
+        assert action not in page, action
+    assert reverse("upload") not in client.get(reverse("case-list")).content.decode()
+    state = json.loads(client.get(reverse("case-state", args=[recorded.pk])).content)
+    assert state["can"] == dict.fromkeys(
+        ("correct", "review", "set_type", "add_diagnosis", "remove_diagnosis"), False
+    )
 
 
-def test_an_anonymous_visitor_gets_no_data_from_the_api(client, segmented_case):
-    assert client.get(f"/api/cases/{segmented_case.pk}/").status_code in (401, 403)
+def test_a_clinician_is_offered_the_edits_but_not_the_review(client, recorded):
+    _signed_in(client, "clinician")
+    page = client.get(reverse("case-detail", args=[recorded.pk])).content.decode()
+    for action in ("Correct mask", "Save type", "Remove from this case", "Record a diagnosis"):
+        assert action in page, action
+    assert reverse("upload") in client.get(reverse("case-list")).content.decode()
+    state = json.loads(client.get(reverse("case-state", args=[recorded.pk])).content)
+    assert state["can"] == {
+        "correct": True,
+        "review": False,
+        "set_type": True,
+        "add_diagnosis": True,
+        "remove_diagnosis": True,
+    }
+
+
+def test_a_reviewer_may_also_review(client, recorded):
+    _signed_in(client, "reviewer")
+    state = json.loads(client.get(reverse("case-state", args=[recorded.pk])).content)
+    assert all(state["can"].values())
+
+
+def test_the_refusal_page_says_what_happened_and_what_to_do(client, segmented_case, viewer):
+    client.force_login(viewer)
+    response = client.post(reverse("case-tumour-type", args=[segmented_case.pk]), {"tumour_type": "glioma"})
+    page = response.content.decode()
+    assert response.status_code == 403 and "You are not allowed to do this" in page
+    assert "Ask an administrator" in page and 'class="site-header"' in page  # the site's layout
+    segmented_case.refresh_from_db()
+    assert segmented_case.tumour_type is None  # nothing was recorded
 
 
 def test_the_sign_in_page_has_labelled_inputs(client):
@@ -75,10 +80,11 @@ def test_a_clinician_cannot_reach_the_admin_pages(owner_client):
     assert b'href="/admin/"' not in owner_client.get("/").content
 
 
-def test_an_admin_reaches_the_admin_pages(client, admin):
+def test_an_admin_reaches_the_admin_pages_its_role_grants(client, admin):
     client.force_login(admin)
-    assert client.get("/admin/").status_code == 200
-    assert client.get("/admin/cases/case/").status_code == 200
+    for url in ("/admin/", "/admin/cases/case/", "/admin/auth/user/", "/admin/axes/accessattempt/"):
+        assert client.get(url).status_code == 200, url
+    assert client.get("/admin/segmentation/segmentationrun/add/").status_code == 403  # no role grants it
     assert b'href="/admin/"' in client.get("/").content
 
 
