@@ -100,9 +100,10 @@ class Case(models.Model):
     )
     mask_updated_at = models.DateTimeField(null=True, blank=True)
     # The ground-truth outline in use: the newest of ``mask_versions`` unless one was restored (its file is
-    # ``ground_truth_mask``). Null when the case has no ground truth.
+    # ``ground_truth_mask``). Null when the case has no ground truth. RESTRICT, not PROTECT: the version in
+    # use cannot be deleted on its own, but deleting the case deletes it with the case's other versions.
     mask_version = models.ForeignKey(
-        "MaskVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "MaskVersion", null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
     )
     # Raised by every clinical edit (outline, tumour type, diagnoses): a page or an API client that saves
     # on top of an older revision is refused (HTTP 409) instead of overwriting what it did not see.
@@ -152,8 +153,8 @@ class MaskVersion(models.Model):
     number = models.PositiveIntegerField(help_text="1, 2, ... within the case")
     file = models.FileField(upload_to="masks/%Y/%m/")
     source = models.CharField(max_length=16, choices=MaskSource.choices)
-    restored_from = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    restored_from = models.ForeignKey(  # RESTRICT: kept while restored, deleted with its case
+        "self", null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
     )
     area_px = models.PositiveIntegerField(null=True, blank=True)
     created_by = models.ForeignKey(

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from django.core.files.storage import default_storage
+from django.db.models import RestrictedError
 
 from audit.models import AuditEntry
 from cases.models import Case, MaskSource, MaskVersion
@@ -186,3 +187,15 @@ def test_a_bulk_import_gives_every_case_with_a_mask_its_version_1(owner):
         assert case.mask_version_id == version.pk and version.file.name == case.ground_truth_mask.name
         assert (version.number, version.source) == (1, MaskSource.IMPORTED)
         assert version.area_px == int(case_ground_truth_mask(case=case).sum()) > 0
+
+
+def test_deleting_a_case_deletes_its_versions_but_a_version_in_use_cannot_go_alone(imported_case, owner):
+    case_mask_correct(case=imported_case, mask=_square(40, 0, 4), user=owner)
+    expert = MaskVersion.objects.get(case=imported_case, number=1)
+    case_mask_restore(case=imported_case, version=expert, user=owner)
+    with pytest.raises(RestrictedError):
+        MaskVersion.objects.get(case=imported_case, number=3).delete()  # in use
+    with pytest.raises(RestrictedError):
+        expert.delete()  # version 3 was restored from it
+    Case.objects.filter(pk=imported_case.pk).delete()
+    assert not MaskVersion.objects.exists()
