@@ -45,10 +45,13 @@ class CaseAdmin(admin.ModelAdmin):
 
 @admin.register(Diagnosis)
 class DiagnosisAdmin(admin.ModelAdmin):
-    list_display = ["name", "key", "tumour_type", "added_automatically", "created_at"]
+    list_display = ["name", "key", "tumour_type", "added_automatically", "retired_at", "created_at"]
     list_filter = ["tumour_type", "added_automatically"]
     search_fields = ["name", "key"]
     raw_id_fields = ["first_case", "created_by"]
+    # Renaming, retiring and merging keep the catalogue's rules and are audited only through the entry's
+    # page (Curate): here they are shown, not edited.
+    readonly_fields = ["name", "key", "retired_at", "merged_into"]
 
 
 @admin.register(CaseDiagnosis)

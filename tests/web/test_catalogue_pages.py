@@ -156,3 +156,13 @@ def test_a_clinician_cannot_curate(client, owner, route):
     gbm.refresh_from_db()
     assert (gbm.name, gbm.retired_at, gbm.merged_into) == ("GBM", None, None)
     assert not AuditEntry.objects.filter(event__startswith="catalogue.").exists()
+
+
+def test_the_admin_site_cannot_rename_retire_or_merge_around_the_rules(admin_client):
+    gbm, glioblastoma = entry("GBM"), entry("Glioblastoma")
+    admin_client.post(
+        f"/admin/cases/diagnosis/{gbm.pk}/change/",
+        {"name": "Renamed", "key": "renamed", "merged_into": glioblastoma.pk, "tumour_type": ""},
+    )
+    gbm.refresh_from_db()
+    assert (gbm.name, gbm.key, gbm.merged_into) == ("GBM", "gbm", None)
