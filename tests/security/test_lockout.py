@@ -1,5 +1,6 @@
 """Repeated wrong passwords lock the username out from that address, on the sign-in page and on the token
-endpoint, until the cool-off ends; every attempt is recorded (who, when, from where)."""
+endpoint, until the cool-off ends; every attempt is recorded (who, when, from where), by django-axes and in
+the audit trail."""
 
 from datetime import timedelta
 
@@ -8,6 +9,7 @@ from axes.models import AccessAttempt, AccessFailureLog
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from audit.models import AuditEntry
 from clinic.api.errors import PROBLEM_CONTENT_TYPE
 from tests.conftest import PASSWORD
 
@@ -24,6 +26,18 @@ def _sign_in(client, password, address="10.0.0.7"):
 
 def _ask_token(client, password, address="10.0.0.7"):
     return client.post(TOKEN, {"username": "owner", "password": password}, format="json", REMOTE_ADDR=address)
+
+
+def _trail_of_failures(owner) -> list[tuple[str, str, bool]]:
+    """The audit trail's refused sign-ins of owner, oldest first: (username tried, address, locked out)."""
+    entries = AuditEntry.objects.filter(event="auth.sign_in_failed", object_pk=str(owner.pk)).order_by("id")
+    return [(e.additional_data["username"], e.remote_addr, e.additional_data["locked_out"]) for e in entries]
+
+
+def _expected_trail(attempts: int) -> list[tuple[str, str, bool]]:
+    """``attempts`` refusals of owner from 10.0.0.7: the limit-th locks the name out, as do all after it."""
+    limit = settings.AXES_FAILURE_LIMIT
+    return [("owner", "10.0.0.7", n + 1 >= limit) for n in range(attempts)]
 
 
 def _end_the_cool_off():
@@ -70,6 +84,9 @@ def test_every_failed_sign_in_is_recorded_with_the_username_and_the_address(clie
     assert failures.count() == WRONG_IN_A_ROW + 1
     assert failures.filter(locked_out=True).count() == WRONG_IN_A_ROW + 1 - (settings.AXES_FAILURE_LIMIT - 1)
     assert "guess-" not in attempt.post_data  # the passwords tried are not kept
+    # The audit trail shows each of them too, the right password refused while locked out included.
+    assert _trail_of_failures(owner) == _expected_trail(WRONG_IN_A_ROW + 1)
+    assert not AuditEntry.objects.filter(event="auth.signed_in").exists()
 
 
 def test_wrong_passwords_lock_the_token_endpoint_with_a_problem_until_the_cool_off_ends(owner):
@@ -90,9 +107,11 @@ def test_wrong_passwords_lock_the_token_endpoint_with_a_problem_until_the_cool_o
     attempt = AccessAttempt.objects.get()
     assert (attempt.username, attempt.ip_address, attempt.path_info) == ("owner", "10.0.0.7", TOKEN)
     assert AccessFailureLog.objects.filter(username="owner", path_info=TOKEN).count() == WRONG_IN_A_ROW + 1
+    assert _trail_of_failures(owner) == _expected_trail(WRONG_IN_A_ROW + 1)
 
     _end_the_cool_off()
     assert _ask_token(client, PASSWORD).status_code == 200
+    assert AuditEntry.objects.filter(event="auth.signed_in", object_pk=str(owner.pk)).count() == 1
 
 
 def test_the_attempts_show_in_the_admin_and_cannot_be_edited_there(client, owner, admin):
