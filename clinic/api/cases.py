@@ -17,10 +17,12 @@ from rest_framework.views import APIView
 from cases import rendering
 from cases.models import Case, TumourType
 from cases.readers import ImageReadError
+from cases.review import case_tumour_type_set
 from cases.selectors import case_get, case_list
 from cases.services import case_create
 from clinic.api.authentication import UploadRateThrottle
 from clinic.api.errors import ContentTooLarge
+from clinic.api.revisions import etag_header, etag_parameters, if_match_revision, with_case_etag
 from clinic.api.runs import SegmentationRunOutputSerializer
 from clinic.api.schema import PNG, paged, problem_responses
 from segmentation.selectors import case_processing_status, case_runs
@@ -138,7 +140,10 @@ class CaseListApi(GenericAPIView):
 
 
 class CaseDetailApi(APIView):
-    required_permissions = {"GET": "cases.view_case"}
+    """``GET``: one case, with its revision as the ETag. ``PATCH``: record its tumour type (a clinician's
+    choice); send the ETag back in If-Match to be refused (409) rather than overwrite a later edit."""
+
+    required_permissions = {"GET": "cases.view_case", "PATCH": "cases.set_tumour_type"}
 
     @extend_schema_serializer(component_name="CaseDetailOutput")
     class OutputSerializer(CaseListApi.OutputSerializer):
@@ -165,12 +170,37 @@ class CaseDetailApi(APIView):
         def get_segmentations(self, case) -> list:
             return SegmentationRunOutputSerializer(case_runs(case=case), many=True, context=self.context).data
 
-    @extend_schema(responses={200: OutputSerializer, **problem_responses(404)})
+    @extend_schema_serializer(component_name="CaseUpdateInput")
+    class UpdateSerializer(serializers.Serializer):
+        tumour_type = serializers.ChoiceField(
+            choices=TumourType.choices, help_text="the clinician's type; recorded with source 'clinician'"
+        )
+
+    @extend_schema(parameters=[etag_header(200)], responses={200: OutputSerializer, **problem_responses(404)})
     def get(self, request, case_id: int):
         case = case_get(case_id=case_id)
         if case is None:
             raise Http404
-        return Response(self.OutputSerializer(case, context={"request": request}).data)
+        return with_case_etag(Response(self.OutputSerializer(case, context={"request": request}).data), case)
+
+    @extend_schema(
+        request=UpdateSerializer,
+        parameters=etag_parameters(200, 409),
+        responses={200: OutputSerializer, **problem_responses(400, 404, 409, 415)},
+    )
+    def patch(self, request, case_id: int):
+        serializer = self.UpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        case = case_get(case_id=case_id)
+        if case is None:
+            raise Http404
+        case_tumour_type_set(
+            case=case,
+            tumour_type=serializer.validated_data["tumour_type"],
+            user=request.user,
+            expected_revision=if_match_revision(request),
+        )
+        return with_case_etag(Response(self.OutputSerializer(case, context={"request": request}).data), case)
 
 
 def thumbnail_url(request, case_id: int) -> str:

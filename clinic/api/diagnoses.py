@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cases.selectors import case_get
+from clinic.api.revisions import etag_parameters, if_match_revision, with_case_etag
 from clinic.api.schema import paged, problem_responses
 from recommender.catalogue import diagnosis_merge_note
 from recommender.selectors import diagnoses_search
@@ -46,7 +47,8 @@ class CaseDiagnosisCreateApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: OutputSerializer, 201: OutputSerializer, **problem_responses(400, 404, 415)},
+        parameters=etag_parameters(200, 201, 409),
+        responses={200: OutputSerializer, 201: OutputSerializer, **problem_responses(400, 404, 409, 415)},
     )
     def post(self, request, case_id: int):
         serializer = self.InputSerializer(data=request.data)
@@ -56,7 +58,10 @@ class CaseDiagnosisCreateApi(APIView):
             raise Http404
         try:
             diagnosis, created, matched = diagnosis_record(
-                case=case, name=serializer.validated_data["name"], user=request.user
+                case=case,
+                name=serializer.validated_data["name"],
+                user=request.user,
+                expected_revision=if_match_revision(request),
             )
         except ValueError as exc:
             raise ValidationError({"name": [str(exc)]}) from exc
@@ -69,9 +74,12 @@ class CaseDiagnosisCreateApi(APIView):
         else:
             message = f'Recorded as "{diagnosis.name}".'
         data = {"diagnosis": diagnosis, "created": created, "matched_existing": matched, "message": message}
-        return Response(
-            self.OutputSerializer(data).data,
-            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        return with_case_etag(
+            Response(
+                self.OutputSerializer(data).data,
+                status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+            ),
+            case,
         )
 
 
@@ -81,14 +89,24 @@ class CaseDiagnosisDeleteApi(APIView):
 
     required_permissions = {"DELETE": "cases.delete_casediagnosis"}
 
-    @extend_schema(request=None, responses={204: None, **problem_responses(404)})
+    @extend_schema(
+        request=None,
+        parameters=etag_parameters(204, 409),
+        responses={204: None, **problem_responses(400, 404, 409)},
+    )
     def delete(self, request, case_id: int, diagnosis_id: int):
         case = case_get(case_id=case_id)
         if case is None:
             raise Http404
-        if case_diagnosis_remove(case=case, diagnosis_id=diagnosis_id, user=request.user) is None:
+        removed = case_diagnosis_remove(
+            case=case,
+            diagnosis_id=diagnosis_id,
+            user=request.user,
+            expected_revision=if_match_revision(request),
+        )
+        if removed is None:
             raise NotFound("This diagnosis is not recorded on this case.")
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return with_case_etag(Response(status=status.HTTP_204_NO_CONTENT), case)
 
 
 class DiagnosisListApi(GenericAPIView):

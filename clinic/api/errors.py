@@ -1,7 +1,8 @@
 """The one shape of every API error: RFC 9457 problem details, served as ``application/problem+json``.
 
 ``problem_exception_handler`` is DRF's EXCEPTION_HANDLER: views raise (DRF's exceptions, ``Http404``,
-``Conflict``, ``ContentTooLarge``) and never build an error body themselves;
+``Conflict``, ``ContentTooLarge``, the record's ``CaseEditConflict``: a 409 with the case's current ETag)
+and never build an error body themselves;
 ``clinic.api.schema.problem_responses`` declares those errors with the same ``Problem`` body.
 """
 
@@ -16,6 +17,8 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler, set_rollback
+
+from cases.revisions import CaseEditConflict
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -58,7 +61,13 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response:
     Retry-After headers), then the body in the problem-details shape; anything else is a logged 500."""
     if isinstance(exc, RequestDataTooBig):
         exc = ContentTooLarge(str(exc))
+    current_revision = None
+    if isinstance(exc, CaseEditConflict):  # a stale If-Match, from any write that edits a case
+        current_revision = exc.current
+        exc = Conflict(exc.api_detail)
     response = exception_handler(exc, context)
+    if current_revision is not None:
+        response["ETag"] = f'"{current_revision}"'
     if response is None:
         logger.error("Unhandled error in an API view", exc_info=exc)
         set_rollback()

@@ -51,6 +51,7 @@ class Exchange:
     format: str | None = "json"
     content_type: str | None = None
     settings: dict = field(default_factory=dict)
+    headers: dict = field(default_factory=dict)  # request headers, e.g. {"If-Match": '"1"'}
     fails_with: Exception | None = None  # raised inside the view: the 500 path
 
 
@@ -122,6 +123,24 @@ EXCHANGES: dict[str, list[Exchange]] = {
         Exchange("get", "/api/cases/999999/", 404),
         Exchange("get", "/api/cases/{pending}/", 403, who="anonymous"),
         Exchange("get", "/api/cases/{pending}/", 500, fails_with=RuntimeError("a bug")),
+        Exchange("patch", "/api/cases/{ready}/", 200, data={"tumour_type": "glioma"}),
+        Exchange(
+            "patch", "/api/cases/{pending}/", 200, data={"tumour_type": "glioma"}, headers={"If-Match": "*"}
+        ),
+        Exchange("patch", "/api/cases/{pending}/", 400, data={"tumour_type": "unknown"}),
+        Exchange(
+            "patch", "/api/cases/{pending}/", 400, data={"tumour_type": "glioma"}, headers={"If-Match": "3"}
+        ),
+        Exchange("patch", "/api/cases/999999/", 404, data={"tumour_type": "glioma"}),
+        Exchange(
+            "patch",
+            "/api/cases/{pending}/",
+            409,
+            data={"tumour_type": "glioma"},
+            headers={"If-Match": '"999"'},
+        ),
+        Exchange("patch", "/api/cases/{pending}/", 415, data="tumour_type=glioma", content_type="text/plain"),
+        Exchange("patch", "/api/cases/{pending}/", 403, who="anonymous", data={"tumour_type": "glioma"}),
     ],
     "case-thumbnail": [
         Exchange("get", "/api/cases/{pending}/thumbnail.png", 200),
@@ -142,10 +161,15 @@ EXCHANGES: dict[str, list[Exchange]] = {
         Exchange("post", "/api/cases/{ready}/diagnoses/", 200, data={"name": "Pituitary adenoma"}),
         Exchange("post", "/api/cases/{pending}/diagnoses/", 400, data={}),
         Exchange("post", "/api/cases/999999/diagnoses/", 404, data={"name": "Glioma"}),
+        Exchange(
+            "post", "/api/cases/{pending}/diagnoses/", 409, data={"name": "x"}, headers={"If-Match": '"999"'}
+        ),
         Exchange("post", "/api/cases/{pending}/diagnoses/", 415, data="name=x", content_type="text/plain"),
         Exchange("post", "/api/cases/{pending}/diagnoses/", 403, who="anonymous", data={"name": "x"}),
     ],
     "case-diagnosis": [
+        Exchange("delete", "/api/cases/{ready}/diagnoses/{diagnosis}/", 409, headers={"If-Match": '"999"'}),
+        Exchange("delete", "/api/cases/{ready}/diagnoses/{diagnosis}/", 400, headers={"If-Match": 'W/"1"'}),
         Exchange("delete", "/api/cases/{ready}/diagnoses/{diagnosis}/", 204),
         Exchange("delete", "/api/cases/{ready}/diagnoses/{diagnosis}/", 404),  # removed just above
         Exchange("delete", "/api/cases/999999/diagnoses/{diagnosis}/", 404),
@@ -328,6 +352,8 @@ def _send(exchange: Exchange, world: dict, user, settings, monkeypatch):
     elif exchange.format and data is not None:
         kwargs["format"] = exchange.format
     url = exchange.url.format(**world)
+    if exchange.headers:
+        kwargs["headers"] = exchange.headers
     response = getattr(_client(exchange.who, user), exchange.method)(url, data, **kwargs)
     monkeypatch.undo()
     return response
