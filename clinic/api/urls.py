@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from clinic.api.auth import AuthTokenApi
 from clinic.api.cases import CaseDetailApi, CaseListApi, CaseThumbnailApi
 from clinic.api.diagnoses import CaseDiagnosisCreateApi, CaseDiagnosisDeleteApi, DiagnosisListApi
+from clinic.api.masks import MaskVersionFileApi, MaskVersionListApi, MaskVersionRestoreApi
 from clinic.api.runs import SegmentationFileApi, SegmentationReviewApi
 from clinic.api.similar import SimilarCasesApi
 from clinic.permissions import RolePermission
@@ -48,6 +49,15 @@ urlpatterns = [
     path("cases/<int:case_id>/", CaseDetailApi.as_view(), name="case-detail"),
     path("cases/<int:case_id>/thumbnail.png", CaseThumbnailApi.as_view(), name="case-thumbnail"),
     path("cases/<int:case_id>/similar/", SimilarCasesApi.as_view(), name="case-similar"),
+    path("cases/<int:case_id>/masks/", MaskVersionListApi.as_view(), name="case-masks"),
+    path(
+        "cases/<int:case_id>/masks/<int:number>.png", MaskVersionFileApi.as_view(), name="case-mask-version"
+    ),
+    path(
+        "cases/<int:case_id>/masks/<int:number>/restore/",
+        MaskVersionRestoreApi.as_view(),
+        name="case-mask-restore",
+    ),
     path("cases/<int:case_id>/diagnoses/", CaseDiagnosisCreateApi.as_view(), name="case-diagnoses"),
     path(
         "cases/<int:case_id>/diagnoses/<int:diagnosis_id>/",

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -27,6 +28,7 @@ from openapi_schema_validator import OAS31Validator
 from rest_framework.test import APIClient
 
 import clinic.api.cases
+from cases.review import case_mask_correct
 from clinic.api.errors import PROBLEM_CONTENT_TYPE
 from recommender.services import case_base_build, diagnosis_record
 from segmentation.models import ModelVersion, RunStatus, SegmentationRun
@@ -56,6 +58,11 @@ class Exchange:
 
 
 _CREDENTIALS = {"username": "dr_owner", "password": "pw-owner-123"}
+
+
+def _mask_upload(size: int = 64) -> SimpleUploadedFile:
+    _, lesion = synthetic_slice(size, center=(20, 20), radius=5, seed=3)
+    return SimpleUploadedFile("mask.png", png_bytes(lesion.astype("uint8") * 255), content_type="image/png")
 
 
 def _png_upload() -> SimpleUploadedFile:
@@ -155,6 +162,54 @@ EXCHANGES: dict[str, list[Exchange]] = {
         Exchange("get", "/api/cases/{ready}/similar/?page=99", 404),
         Exchange("get", "/api/cases/999999/similar/", 404),
         Exchange("get", "/api/cases/{ready}/similar/", 403, who="anonymous"),
+    ],
+    "case-masks": [
+        Exchange("get", "/api/cases/{corrected}/masks/", 200),
+        Exchange("get", "/api/cases/{pending}/masks/", 200),
+        Exchange("get", "/api/cases/{corrected}/masks/?page=9", 404),
+        Exchange("get", "/api/cases/999999/masks/", 404),
+        Exchange("get", "/api/cases/{corrected}/masks/", 403, who="anonymous"),
+        Exchange(
+            "post",
+            "/api/cases/{ready}/masks/",
+            201,
+            data=lambda: {"mask": _mask_upload()},
+            format="multipart",
+        ),
+        Exchange(
+            "post",
+            "/api/cases/{ready}/masks/",
+            400,
+            data=lambda: {"mask": _mask_upload(size=32)},
+            format="multipart",
+        ),
+        Exchange("post", "/api/cases/{ready}/masks/", 400, data={}, format="multipart"),
+        Exchange(
+            "post", "/api/cases/999999/masks/", 404, data=lambda: {"mask": _mask_upload()}, format="multipart"
+        ),
+        Exchange(
+            "post",
+            "/api/cases/{ready}/masks/",
+            409,
+            data=lambda: {"mask": _mask_upload()},
+            format="multipart",
+            headers={"If-Match": '"999"'},
+        ),
+        Exchange("post", "/api/cases/{ready}/masks/", 415, data={"mask": "x"}),
+        Exchange("post", "/api/cases/{ready}/masks/", 403, who="anonymous", data={}, format="multipart"),
+    ],
+    "case-mask-version": [
+        Exchange("get", "/api/cases/{corrected}/masks/1.png", 200),
+        Exchange("get", "/api/cases/{corrected}/masks/2.png", 200),
+        Exchange("get", "/api/cases/{corrected}/masks/9.png", 404),
+        Exchange("get", "/api/cases/{corrected}/masks/1.png", 403, who="anonymous"),
+    ],
+    "case-mask-restore": [
+        Exchange("post", "/api/cases/{corrected}/masks/1/restore/", 201),
+        Exchange("post", "/api/cases/{corrected}/masks/3/restore/", 409),  # the restore just above: in use
+        Exchange("post", "/api/cases/{corrected}/masks/2/restore/", 409, headers={"If-Match": '"1"'}),
+        Exchange("post", "/api/cases/{corrected}/masks/9/restore/", 404),
+        Exchange("post", "/api/cases/{corrected}/masks/1/restore/", 403, who="anonymous"),
     ],
     "case-diagnoses": [
         Exchange("post", "/api/cases/{pending}/diagnoses/", 201, data={"name": "Pituitary adenoma"}),
@@ -259,12 +314,16 @@ def world(clinician, media_dir, settings, tmp_path):
     )
     other = ModelVersion.objects.create(name="unet_other", architecture="unet", is_active=False)
     queued = SegmentationRun.objects.create(case=pending, model_version=other)
+    # An imported expert mask (version 1) and a clinician's correction of it (version 2, in use).
+    corrected = base[1]
+    case_mask_correct(case=corrected, mask=np.roll(mask, 3, axis=1), user=clinician)
     return {
         "ready": base[0].pk,
         "pending": pending.pk,
         "done_run": done.pk,
         "queued_run": queued.pk,
         "diagnosis": diagnosis.pk,
+        "corrected": corrected.pk,
     }
 
 
@@ -412,7 +471,9 @@ def test_every_schema_operation_has_an_exchange(schema):
         (
             _template(
                 schema,
-                exchange.url.split("?")[0].format(ready=1, pending=1, done_run=1, queued_run=1, diagnosis=1),
+                exchange.url.split("?")[0].format(
+                    ready=1, pending=1, done_run=1, queued_run=1, diagnosis=1, corrected=1
+                ),
             ),
             exchange.method,
         )
