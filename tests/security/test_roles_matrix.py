@@ -78,7 +78,7 @@ ROWS: dict[str, dict[str, int]] = {
     # --- API ---
     "api:auth-token": {"POST": ANYONE},  # the sign-in itself
     "api:case-list": {"GET": VIEWER, "POST": CLINICIAN},
-    "api:case-detail": {"GET": VIEWER},
+    "api:case-detail": {"GET": VIEWER, "PATCH": CLINICIAN},
     "api:case-thumbnail": {"GET": VIEWER},
     "api:case-similar": {"GET": VIEWER},
     "api:case-masks": {"GET": VIEWER, "POST": CLINICIAN},
