@@ -1,8 +1,11 @@
 """Versioned masks: a correction or a restore adds a version; no version and no stored file is ever lost."""
 
+import threading
+
 import numpy as np
 import pytest
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.db.models import RestrictedError
 
 from audit.models import AuditEntry
@@ -12,6 +15,7 @@ from cases.review import MaskVersionInUse, case_mask_correct, case_mask_restore
 from cases.selectors import case_ground_truth_mask, case_mask_versions, mask_version_mask
 from cases.services import case_create, case_prepare, cases_save, patients_get_or_create
 from cases.signals import case_outline_changed
+from segmentation.testing import needs_postgres
 from tests.cases.builders import png_bytes, synthetic_slice, write_figshare_mat
 from tests.conftest import CaseFactory
 
@@ -199,3 +203,32 @@ def test_deleting_a_case_deletes_its_versions_but_a_version_in_use_cannot_go_alo
         expert.delete()  # version 3 was restored from it
     Case.objects.filter(pk=imported_case.pk).delete()
     assert not MaskVersion.objects.exists()
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_corrections_at_once_both_get_their_own_number(owner, colleague, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"  # services tests share the media folder otherwise
+    case = case_create(image_file=png_bytes(synthetic_slice(40, 40)[0]), filename="race.png", user=owner)
+    barrier, outcome = threading.Barrier(2, timeout=20), {}
+
+    def correct(user, top: int):
+        try:
+            barrier.wait()
+            case_mask_correct(case=Case.objects.get(pk=case.pk), mask=_square(40, top, 4), user=user)
+            outcome[user.username] = "saved"
+        except Exception as exc:
+            outcome[user.username] = repr(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=correct, args=args) for args in ((owner, 0), (colleague, 20))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcome == {owner.username: "saved", colleague.username: "saved"}
+    versions = list(MaskVersion.objects.filter(case=case).order_by("number"))
+    assert [v.number for v in versions] == [1, 2] and {v.created_by for v in versions} == {owner, colleague}
+    assert Case.objects.get(pk=case.pk).mask_version == versions[-1]
+    assert AuditEntry.objects.filter(event="mask.corrected", object_pk=str(case.pk)).count() == 2
