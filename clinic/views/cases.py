@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from cases import rendering
-from cases.models import MaskSource, TumourType
+from cases.models import TumourType
 from cases.review import case_mask_correct, case_tumour_type_set
 from cases.revisions import CaseEditConflict, revision_from_form
 from cases.selectors import case_ground_truth_mask, case_type_sources_summary
@@ -243,7 +243,6 @@ def case_report_view(request: HttpRequest, case_id: int) -> HttpResponse:
             "has_mask": best is not None,
             "similar": similar_rows(similar_cases(case=case, k=SIMILAR_IN_REPORT)),
             "diagnoses": case_diagnoses(case),
-            "corrected": case.mask_source == MaskSource.CORRECTED,
             "type_sources": case_type_sources_summary(case=case),
         },
     )
