@@ -10,7 +10,6 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from audit.addresses import client_address
-from audit.services import audit_record
 from tests.audit.conftest import written
 
 
@@ -53,14 +52,3 @@ def test_an_entry_records_the_client_address(settings, case, viewer, proxies, ex
     with written() as entries:
         assert client.get(reverse("case-detail", args=[case.pk])).status_code == 200
     assert [e.remote_addr for e in entries] == [expected]
-
-
-@pytest.mark.django_db
-def test_a_later_entry_outside_a_request_inherits_nothing_from_the_last_request(case, viewer):
-    """The middleware clears who and where once it answered: a command run afterwards on the same thread
-    (here, the test's) writes an entry with no actor and no address."""
-    client = Client(REMOTE_ADDR="192.0.2.1")
-    client.force_login(viewer)
-    client.get(reverse("case-detail", args=[case.pk]))
-    entry = audit_record(event="model.changed", obj=case)
-    assert (entry.actor, entry.remote_addr) == (None, None)
