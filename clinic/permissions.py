@@ -39,7 +39,8 @@ def role_required(permission: str) -> Callable:
 
 
 class RolePermission(BasePermission):
-    """The API's permission check: the view's ``required_permissions[method]`` (HEAD and OPTIONS as GET)."""
+    """The API's permission check: the view's ``required_permissions[method]`` (HEAD and OPTIONS as GET);
+    a signed-in caller using a method the view does not implement gets DRF's 405."""
 
     message = NO_ROLE_MESSAGE
 
@@ -49,4 +50,8 @@ class RolePermission(BasePermission):
             return False
         method = "GET" if request.method in ("HEAD", "OPTIONS") else request.method
         required = getattr(view, "required_permissions", {}).get(method)
-        return required is not None and user.has_perm(required)
+        if required is None:
+            # A method the view does not answer gets DRF's 405 (nothing there to protect); one it answers
+            # without naming a permission is refused.
+            return not hasattr(view, request.method.lower())
+        return user.has_perm(required)

@@ -3,9 +3,12 @@ tests/security/test_roles_matrix.py's table; this file covers tokens and the ref
 
 import pytest
 from django.contrib.auth.models import Group
-from rest_framework.test import APIClient
+from rest_framework.response import Response
+from rest_framework.test import APIClient, APIRequestFactory, force_authenticate
+from rest_framework.views import APIView
 
 from clinic.api.errors import PROBLEM_CONTENT_TYPE
+from clinic.permissions import RolePermission
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +88,28 @@ def test_run_files_are_served_only_for_known_kinds_and_existing_outputs(clinicia
     client.force_authenticate(clinician)
     assert client.get("/api/segmentations/999999/mask.png").status_code == 404
     assert client.get("/api/segmentations/1/weights.png").status_code == 404
+
+
+class _Forgotten(APIView):
+    """Answers GET and POST but names a permission for GET only."""
+
+    required_permissions = {"GET": "cases.view_case"}
+
+    def get(self, request):
+        return Response({})
+
+    def post(self, request):
+        return Response({})
+
+
+def test_a_method_without_a_named_permission_is_closed_and_one_not_answered_is_a_405(django_user_model):
+    admin = django_user_model.objects.create_user("api-admin", password="x", is_staff=True)
+    admin.groups.add(Group.objects.get(name="admin"))
+    factory = APIRequestFactory()
+    view = _Forgotten.as_view(permission_classes=[RolePermission])
+    answers = {}
+    for method in ("get", "post", "delete"):
+        request = getattr(factory, method)("/anywhere/")
+        force_authenticate(request, admin)
+        answers[method] = view(request).status_code
+    assert answers == {"get": 200, "post": 403, "delete": 405}
