@@ -18,14 +18,26 @@ class ScanAdmin(admin.ModelAdmin):
     raw_id_fields = ["uploaded_by"]
 
 
-class CaseDiagnosisInline(admin.TabularInline):
+class ShownNotWritten:
+    """Cases and their diagnoses are written only through the record's services (the pages and the API),
+    which check the case's revision and write the audit trail; the admin site shows them. Without this the
+    admin role's permissions to upload and to add or remove diagnoses would apply here unaudited."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class CaseDiagnosisInline(ShownNotWritten, admin.TabularInline):
     model = CaseDiagnosis
     extra = 0
     raw_id_fields = ["diagnosis", "recorded_by"]
 
 
 @admin.register(Case)
-class CaseAdmin(admin.ModelAdmin):
+class CaseAdmin(ShownNotWritten, admin.ModelAdmin):
     list_display = [
         "id",
         "patient",
@@ -55,6 +67,6 @@ class DiagnosisAdmin(admin.ModelAdmin):
 
 
 @admin.register(CaseDiagnosis)
-class CaseDiagnosisAdmin(admin.ModelAdmin):
+class CaseDiagnosisAdmin(ShownNotWritten, admin.ModelAdmin):
     list_display = ["case", "diagnosis", "recorded_by", "recorded_at"]
     raw_id_fields = ["case", "diagnosis", "recorded_by"]

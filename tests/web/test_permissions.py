@@ -94,3 +94,22 @@ def test_signing_in_and_out(client, owner):
     assert client.get("/").status_code == 200
     assert client.post("/accounts/logout/").status_code == 302
     assert client.get("/").status_code == 302
+
+
+def test_the_admin_site_shows_the_record_but_does_not_write_it(client, admin, recorded):
+    client.force_login(admin)
+    link = recorded.case_diagnoses.get()
+    assert client.get(f"/admin/cases/case/{recorded.pk}/change/").status_code == 200
+    assert client.get("/admin/cases/case/add/").status_code == 403
+    assert client.get("/admin/cases/casediagnosis/add/").status_code == 403
+    client.post(f"/admin/cases/casediagnosis/{link.pk}/delete/", {"post": "yes"})
+    assert recorded.case_diagnoses.filter(pk=link.pk).exists()  # removing a diagnosis is audited, in the app
+
+
+def test_an_admin_gives_roles_but_only_a_superuser_makes_a_superuser(client, admin, viewer):
+    client.force_login(admin)
+    page = client.get(f"/admin/auth/user/{viewer.pk}/change/").content.decode()
+    assert 'name="groups"' in page and 'name="is_staff"' in page
+    assert 'name="is_superuser"' not in page and 'name="user_permissions"' not in page
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    assert 'name="is_superuser"' in client.get(f"/admin/auth/user/{viewer.pk}/change/").content.decode()
