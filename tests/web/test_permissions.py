@@ -111,5 +111,12 @@ def test_an_admin_gives_roles_but_only_a_superuser_makes_a_superuser(client, adm
     page = client.get(f"/admin/auth/user/{viewer.pk}/change/").content.decode()
     assert 'name="groups"' in page and 'name="is_staff"' in page
     assert 'name="is_superuser"' not in page and 'name="user_permissions"' not in page
-    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    root = UserFactory(username="root", is_staff=True, is_superuser=True)
+    assert client.get(f"/admin/auth/user/{root.pk}/password/").status_code == 403
+    client.post(
+        f"/admin/auth/user/{root.pk}/password/", {"password1": "taken-0ver!", "password2": "taken-0ver!"}
+    )
+    root.refresh_from_db()
+    assert not root.check_password("taken-0ver!")
+    client.force_login(root)
     assert 'name="is_superuser"' in client.get(f"/admin/auth/user/{viewer.pk}/change/").content.decode()
