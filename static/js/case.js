@@ -133,6 +133,10 @@
       el("a", { href: nifti, download: "", "aria-label": "Download the " + name + " mask as NIfTI", text: "NIfTI" })]);
   }
 
+  // A restored outline is a clinician's choice too, whatever version it came from (cases.MaskSource).
+  var GROUND_TRUTH_BADGES = { imported: "Imported with the dataset", corrected: "Validated (corrected by a clinician)",
+                              restored: "Validated (restored by a clinician)" };
+
   function renderCards() {
     cards.replaceChildren();
     var gt = state.ground_truth;
@@ -141,8 +145,7 @@
       cards.appendChild(card("ground_truth", "Ground truth",
         gt.label + who + (gt.updated_at ? ", " + TS.formatWhen(gt.updated_at) : ""), [
           el("p", {}, ["Area: ", el("strong", { text: TS.formatArea(gt.area_mm2, gt.area_px) })]),
-          el("p", { class: "badge review-validated",
-                    text: gt.source === "corrected" ? "Validated (corrected by a clinician)" : "Imported with the dataset" }),
+          el("p", { class: "badge review-validated", text: GROUND_TRUTH_BADGES[gt.source] || gt.label }),
           downloads(gt.mask_png, gt.mask_nifti, "ground truth")]));
     }
     state.segmentations.forEach(function (seg) {
