@@ -1,6 +1,9 @@
 """The Celery application.
 
-Workers: ``celery -A tumorsite worker --pool=solo`` (TensorFlow is not fork-safe).
+Workers: ``celery -A tumorsite worker --pool=solo`` (TensorFlow is not fork-safe). One of them runs with
+``-B`` (the beat): it queues the sweep of ``CELERY_BEAT_SCHEDULE`` that sends again the runs whose
+message was lost or whose worker died. More than one beat is harmless (a sweep sends only what is
+overdue and a run is claimed once), merely wasteful; a separate ``celery -A tumorsite beat`` works too.
 """
 
 import os

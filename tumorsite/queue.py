@@ -2,7 +2,12 @@
 
 Production (``CELERY_BROKER_URL`` set): ``task.delay()`` to the real workers.
 Embedded mode: the same task body runs through ``task.apply()`` on one process-wide background thread,
-so an upload never waits for a segmentation and TensorFlow runs one job at a time.
+so an upload never waits for a segmentation and TensorFlow runs one job at a time; the periodic tasks
+(``CELERY_BEAT_SCHEDULE``, the beat's job in production) run on that thread too, once the first job
+has been queued (``manage.py runs_sweep`` sweeps at once, e.g. after a restart).
+
+Sending is bounded (``CELERY_BROKER_CONNECTION_TIMEOUT``, ``CELERY_TASK_PUBLISH_RETRY_POLICY``): with the
+broker down ``enqueue`` raises within seconds, and the caller decides what waits for the broker's return.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _pending: set[Future] = set()
+_periodic: threading.Thread | None = None
 
 
 def enqueue(task: Any, *args: Any, **kwargs: Any) -> Any:
@@ -33,6 +39,28 @@ def enqueue(task: Any, *args: Any, **kwargs: Any) -> Any:
         _pending.add(future)
     future.add_done_callback(_forget)
     return future
+
+
+def waiting() -> int | None:
+    """How many messages wait in the default queue, not yet taken by a worker; None if the broker cannot
+    be reached. Embedded mode: the jobs queued or running on the background thread."""
+    if not settings.CELERY_BROKER_URL:
+        with _lock:
+            # A job asking from the background thread is not waiting: it is the one running.
+            running_here = threading.current_thread().name.startswith("tumorsite-tasks")
+            return max(0, len(_pending) - running_here)
+    from tumorsite.celery import app  # noqa: PLC0415 (only production mode needs the Celery app)
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT)
+            declared = conn.default_channel.queue_declare(queue=app.conf.task_default_queue, passive=True)
+            return declared.message_count
+    except Exception as exc:  # unreachable, or the queue does not exist yet
+        if type(exc).__name__ in ("ChannelError", "NotFound"):
+            return 0
+        logger.warning("the broker cannot be reached (%s: %s)", type(exc).__name__, exc)
+        return None
 
 
 def wait_idle(timeout: float = 30.0) -> bool:
@@ -60,7 +88,38 @@ def _get_executor() -> ThreadPoolExecutor:
     with _lock:
         if _executor is None:
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tumorsite-tasks")
+            _start_periodic()
         return _executor
+
+
+def _start_periodic() -> None:
+    """The embedded beat: a daemon thread that queues each ``CELERY_BEAT_SCHEDULE`` entry on its
+    schedule (seconds). Call with ``_lock`` held."""
+    global _periodic
+    entries = [
+        (entry["task"], float(entry["schedule"]))
+        for entry in getattr(settings, "CELERY_BEAT_SCHEDULE", {}).values()
+        if float(entry["schedule"]) > 0
+    ]
+    if not entries or _periodic is not None:
+        return
+    _periodic = threading.Thread(target=_beat, args=(entries,), name="tumorsite-beat", daemon=True)
+    _periodic.start()
+
+
+def _beat(entries: list[tuple[str, float]]) -> None:
+    from tumorsite.celery import app  # noqa: PLC0415 (tasks are looked up by name, once apps are ready)
+
+    # The first tick one period after the first job, as the beat does: not in the middle of start-up.
+    next_run = {name: time.monotonic() + every for name, every in entries}
+    while True:
+        now = time.monotonic()
+        for name, every in entries:
+            if now >= next_run[name]:
+                next_run[name] = now + every
+                with contextlib.suppress(Exception):
+                    enqueue(app.tasks[name])
+        time.sleep(max(0.5, min(next_run.values()) - time.monotonic()))
 
 
 def _forget(future: Future) -> None:

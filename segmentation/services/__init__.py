@@ -1,7 +1,7 @@
 """Writes for the segmentation app, by concern:
 
 - ``registry``: model versions, sync, the ensemble's calibration, the primary model;
-- ``runs``: the run state machine (create, claim, execute, release, fail, requeue) and the review;
+- ``runs``: the run state machine (create, claim, execute, release, fail, requeue, sweep) and the review;
 - ``inference``: loading a segmenter, probability maps, masks, the ensemble members' agreement;
 - ``files``: storing a run's mask and probability map (reading them back is in ``selectors``).
 
@@ -28,7 +28,8 @@ from segmentation.services.registry import (
 )
 from segmentation.services.runs import (
     REVIEW_REASON_MAX_LENGTH,
-    STALE_RUN_AFTER,
+    Sweep,
+    lost_run_after,
     measurements,
     segmentation_run_claim,
     segmentation_run_execute,
@@ -37,16 +38,19 @@ from segmentation.services.runs import (
     segmentation_run_requeue,
     segmentation_run_review,
     segmentation_runs_create_for_case,
+    segmentation_runs_sweep,
+    stale_run_after,
 )
 
 __all__ = [
     "REVIEW_REASON_MAX_LENGTH",
-    "STALE_RUN_AFTER",
     "SegmentationError",
+    "Sweep",
     "TransientError",
     "best_per_architecture",
     "load_mask",
     "load_probability",
+    "lost_run_after",
     "mask_from_probability",
     "measurements",
     "member_agreement",
@@ -63,7 +67,9 @@ __all__ = [
     "segmentation_run_requeue",
     "segmentation_run_review",
     "segmentation_runs_create_for_case",
+    "segmentation_runs_sweep",
     "segmenter",
+    "stale_run_after",
     "val_dice",
     "weights_used",
 ]

@@ -6,7 +6,14 @@ Execution is split so that a Celery task stays a thin entry point:
 - ``segmentation_run_execute`` loads the scan, runs ``ml`` inference, stores the mask, the compact
   probability map and the measurements;
 - ``segmentation_run_release`` puts a run back in the queue after a transient error (the task retries);
-- ``segmentation_run_fail`` records a message a person can read.
+- ``segmentation_run_fail`` records a message a person can read;
+- ``segmentation_runs_sweep`` finds the runs whose message was lost (queued past a deadline) or whose
+  worker died (running past a deadline), gives up on those that killed a worker too often, and names
+  the rest to be sent again.
+
+The database, not the broker, holds the work: a run that is created or put back in the queue sends
+``signals.runs_queued`` once committed, and ``segmentation.tasks`` sends the messages; a lost message
+only delays a run until the sweep (docs/operations.md, "When the broker or a worker dies").
 
 A run that ends sends ``signals.run_finished``; a review sends ``signals.run_reviewed``.
 """
@@ -15,9 +22,11 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -25,8 +34,8 @@ from django.utils import timezone
 from audit.services import audit_record
 from cases.models import Case
 from cases.selectors import case_pixels
+from cases.storage import atomic_with_files
 from ml.inference import ensemble_proba
-from segmentation import tasks
 from segmentation.models import ModelVersion, ReviewStatus, RunStatus, SegmentationRun
 from segmentation.selectors import load_probability
 from segmentation.services.errors import SegmentationError, TransientError
@@ -38,13 +47,22 @@ from segmentation.services.inference import (
     predict_probability,
 )
 from segmentation.services.registry import model_versions_sync, weights_used
-from segmentation.signals import run_finished, run_reviewed
-from tumorsite.queue import enqueue
+from segmentation.signals import run_finished, run_reviewed, runs_queued
 
 logger = logging.getLogger(__name__)
 
-# A run "running" for longer than this was orphaned by a worker that died; a redelivery may take it.
-STALE_RUN_AFTER = timedelta(minutes=15)
+
+def stale_run_after() -> timedelta:
+    """A run "running" for longer than this was orphaned by a worker that died: the sweep sends it again
+    and a delivery may claim it. Longer than the task's hard time limit, so a live worker never loses its
+    claim (``TUMORSITE_RUN_CLAIM_DEADLINE_S``)."""
+    return timedelta(seconds=settings.TUMORSITE_RUN_CLAIM_DEADLINE_S)
+
+
+def lost_run_after() -> timedelta:
+    """A run still "queued" this long after it was created (or last claimed, for one put back after a
+    transient error) lost its message, or waits behind a backlog (``TUMORSITE_RUN_QUEUED_DEADLINE_S``)."""
+    return timedelta(seconds=settings.TUMORSITE_RUN_QUEUED_DEADLINE_S)
 
 
 def segmentation_runs_create_for_case(*, case: Case) -> list[SegmentationRun]:
@@ -57,12 +75,14 @@ def segmentation_runs_create_for_case(*, case: Case) -> list[SegmentationRun]:
         versions = model_versions_sync()
         versions = [v for v in versions if v.is_active]
     runs = []
+    created_ids = []
     with transaction.atomic():
         for version in versions:
             run, created = SegmentationRun.objects.get_or_create(case=case, model_version=version)
             runs.append(run)
             if created:
-                _enqueue_on_commit(run.pk)
+                created_ids.append(run.pk)
+        _announce_queued(created_ids)
     return runs
 
 
@@ -73,24 +93,90 @@ def segmentation_run_requeue(*, run: SegmentationRun) -> SegmentationRun:
     )
     run.refresh_from_db()
     if run.status == RunStatus.QUEUED:
-        _enqueue_on_commit(run.pk)
+        _announce_queued([run.pk])
     return run
 
 
-def _enqueue_on_commit(run_id: int) -> None:
-    transaction.on_commit(lambda: enqueue(tasks.run_segmentation_task, run_id))
+def _announce_queued(run_ids: list[int]) -> None:
+    if run_ids:
+        transaction.on_commit(lambda: runs_queued.send(sender=SegmentationRun, run_ids=list(run_ids)))
 
 
 def segmentation_run_claim(*, run_id: int) -> SegmentationRun | None:
-    """Take a queued run (or one orphaned by a dead worker) for this worker; None if someone else has it."""
+    """Take a queued run (or one orphaned by a dead worker) for this worker; None if someone else has it
+    or it is finished. One conditional UPDATE, so of two deliveries of the same run only one claims it.
+
+    A run whose worker died ``TUMORSITE_RUN_MAX_ATTEMPTS`` times is failed instead of claimed again
+    (a slice that kills the worker must not take every worker down in turn)."""
     now = timezone.now()
-    claimable = Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, started_at__lt=now - STALE_RUN_AFTER)
-    claimed = SegmentationRun.objects.filter(claimable, pk=run_id).update(
-        status=RunStatus.RUNNING, started_at=now, attempts=F("attempts") + 1, error=""
+    orphaned = Q(status=RunStatus.RUNNING, started_at__lt=now - stale_run_after())
+    claimable = Q(status=RunStatus.QUEUED) | orphaned
+    claimed = (
+        SegmentationRun.objects.filter(claimable, pk=run_id)
+        .filter(Q(status=RunStatus.QUEUED) | Q(attempts__lt=settings.TUMORSITE_RUN_MAX_ATTEMPTS))
+        .update(status=RunStatus.RUNNING, started_at=now, attempts=F("attempts") + 1, error="")
     )
     if claimed != 1:
+        _give_up_on_orphans(SegmentationRun.objects.filter(orphaned, pk=run_id))
         return None
     return SegmentationRun.objects.select_related("case__scan", "model_version").get(pk=run_id)
+
+
+@dataclass
+class Sweep:
+    """What ``segmentation_runs_sweep`` found: the runs to send again, and the ones it failed."""
+
+    resend: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+
+
+def segmentation_runs_sweep(*, now: datetime | None = None, lost_after: timedelta | None = None) -> Sweep:
+    """The runs to send to the queue again: queued past ``lost_run_after`` (their message was lost, e.g.
+    the broker was down when they were created) and running past ``stale_run_after`` (their worker
+    died). An orphan that has used up its ``TUMORSITE_RUN_MAX_ATTEMPTS`` is failed here, with a message
+    that says why. Sending again is harmless: the claim takes a run once. ``lost_after`` overrides
+    ``lost_run_after`` (``timedelta(0)``: every queued run, e.g. after the embedded mode restarted)."""
+    now = now or timezone.now()
+    orphaned = SegmentationRun.objects.filter(
+        status=RunStatus.RUNNING, started_at__lt=now - stale_run_after()
+    )
+    sweep = Sweep(failed=_give_up_on_orphans(orphaned))
+    cutoff = now - (lost_run_after() if lost_after is None else lost_after)
+    lost = Q(status=RunStatus.QUEUED, created_at__lt=cutoff) & (
+        Q(started_at__isnull=True) | Q(started_at__lt=cutoff)
+    )
+    stale = Q(status=RunStatus.RUNNING, started_at__lt=now - stale_run_after())
+    sweep.resend = list(
+        SegmentationRun.objects.filter(lost | stale).order_by("pk").values_list("pk", flat=True)
+    )
+    if sweep.resend or sweep.failed:
+        logger.warning(
+            "segmentation runs sweep: sending %s again (%s), failed %s (%s)",
+            len(sweep.resend),
+            sweep.resend[:20],
+            len(sweep.failed),
+            sweep.failed[:20],
+        )
+    return sweep
+
+
+def _give_up_on_orphans(orphans) -> list[int]:
+    """Fail the orphaned runs (of ``orphans``) whose worker died on every one of their attempts."""
+    limit = settings.TUMORSITE_RUN_MAX_ATTEMPTS
+    ids = list(orphans.filter(attempts__gte=limit).values_list("pk", flat=True))
+    message = (
+        f"Gave up after {limit} attempts: the worker stopped (it crashed, ran out of memory or was "
+        "killed) each time it segmented this slice. Check the worker's log, then run it again."
+    )
+    failed = []
+    for run_id in ids:
+        # Conditional again: a worker may have finished it since the SELECT.
+        if orphans.filter(pk=run_id, attempts__gte=limit).update(
+            status=RunStatus.FAILED, error=message, finished_at=timezone.now()
+        ):
+            failed.append(run_id)
+            _announce_finished(run_id)
+    return failed
 
 
 def segmentation_run_release(*, run_id: int, message: str) -> None:
@@ -186,20 +272,23 @@ def _store_result(
     scan = run.case.scan
     m = measurements(mask, (scan.pixel_spacing_mm, scan.pixel_spacing_col_mm))
     # Files first, then one conditional UPDATE: a run that was meanwhile failed or finished elsewhere
-    # is not overwritten.
-    run_files_save(run, mask, prob)
-    SegmentationRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-        status=RunStatus.DONE,
-        error="",
-        mask_file=run.mask_file.name,
-        probability_file=run.probability_file.name,
-        runtime_ms=round(runtime_ms, 2),
-        finished_at=timezone.now(),
-        weights=weights_used(run.model_version),
-        agreement=agreement,
-        agreement_flagged=agreement_flagged,
-        **m,
-    )
+    # is not overwritten, and the files nobody will name are deleted with the rollback (cases.storage).
+    with atomic_with_files():
+        run_files_save(run, mask, prob)
+        updated = SegmentationRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            status=RunStatus.DONE,
+            error="",
+            mask_file=run.mask_file.name,
+            probability_file=run.probability_file.name,
+            runtime_ms=round(runtime_ms, 2),
+            finished_at=timezone.now(),
+            weights=weights_used(run.model_version),
+            agreement=agreement,
+            agreement_flagged=agreement_flagged,
+            **m,
+        )
+        if not updated:
+            transaction.set_rollback(True)
 
 
 def _announce_finished(run_id: int) -> None:

@@ -23,12 +23,10 @@ def test_a_message_delivered_twice_to_the_worker_gives_one_result(tiny_bundles_d
     case = make_case(user=clinician, patient="WORKER-1", size=64)
     ModelVersion.objects.exclude(name="tiny_unet").update(is_active=False)
     (run,) = services.segmentation_runs_create_for_case(case=case)  # enqueued once, on commit
-    duplicate = run_segmentation_task.delay(run.pk)  # ...and delivered again
-    outcomes = {duplicate.get(timeout=180)}
+    run_segmentation_task.delay(run.pk)  # ...and delivered again (the task stores no result: its row is it)
     deadline = time.monotonic() + 180
     while SegmentationRun.objects.get(pk=run.pk).status != RunStatus.DONE and time.monotonic() < deadline:
         time.sleep(0.5)
     run.refresh_from_db()
     assert run.status == RunStatus.DONE and run.attempts == 1
-    assert outcomes <= {"done", "skipped"}
     assert SegmentationRun.objects.filter(case=case).count() == 1

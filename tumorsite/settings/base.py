@@ -251,6 +251,56 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_EXPIRES = 24 * 3600
+# Sending never holds a request for long: with the broker down, a send gives up within seconds (2 s to
+# connect, 2 quick retries) and the run waits in the database for the sweep below (docs/operations.md,
+# "When the broker or a worker dies"). The result backend's own default retries (20 x 1 s) made an upload
+# wait 19 s when Redis was down; the run task stores no result, and the rest retry briefly.
+CELERY_BROKER_CONNECTION_TIMEOUT = envfloat("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = CELERY_BROKER_CONNECTION_TIMEOUT
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"max_retries": 2, "interval_step": 0.5}}
+# Task time, measured on the 2-core AMD EPYC of docs/benchmarks.md: a warm run of the 3 models + the
+# ensemble on one slice (flip and zoom TTA) takes about 1.5 s (issue #31: 40.6 slices a minute on 2 cores,
+# 2.2 s from upload to the similar cases); a cold worker's first run loads TensorFlow and the bundles, a
+# few seconds more. The limits leave two orders of magnitude for a large slice on a loaded machine.
+# (The solo pool does not enforce them, so the claim deadline below is what frees a stuck run there.)
+TUMORSITE_RUN_SOFT_TIME_LIMIT_S = envint("TUMORSITE_RUN_SOFT_TIME_LIMIT_S", 120)
+TUMORSITE_RUN_TIME_LIMIT_S = envint("TUMORSITE_RUN_TIME_LIMIT_S", 180)
+# A run "running" past this was claimed by a worker that died: the sweep sends it again and a worker
+# claims it anew. Longer than the hard limit, so a live worker never loses its claim.
+TUMORSITE_RUN_CLAIM_DEADLINE_S = envint("TUMORSITE_RUN_CLAIM_DEADLINE_S", 300)
+# A run "queued" past this lost its message (e.g. the broker was down when it was created): sent again
+# once the queue is empty, i.e. never while a backlog drains.
+TUMORSITE_RUN_QUEUED_DEADLINE_S = envint("TUMORSITE_RUN_QUEUED_DEADLINE_S", 180)
+# Claims of one run by workers that died before the run gives up with status failed (a slice that
+# crashes the worker must not take every worker down in turn).
+TUMORSITE_RUN_MAX_ATTEMPTS = envint("TUMORSITE_RUN_MAX_ATTEMPTS", 3)
+# How often the sweep runs: the beat of `celery worker -B` in production, the background thread in the
+# embedded mode (0 turns the embedded one off). Every worker also sweeps once when it starts.
+TUMORSITE_RUNS_SWEEP_EVERY_S = envint("TUMORSITE_RUNS_SWEEP_EVERY_S", 60)
+CELERY_BEAT_SCHEDULE = (
+    {
+        "segmentation-runs-sweep": {
+            "task": "segmentation.tasks.runs_sweep_task",
+            "schedule": float(TUMORSITE_RUNS_SWEEP_EVERY_S),
+        }
+    }
+    if TUMORSITE_RUNS_SWEEP_EVERY_S > 0
+    else {}
+)
+# Redis gives an unacknowledged message (acks_late: its worker died) to another worker after this. Longer
+# than the longest wait of a delivered message: a retry's countdown (300 s at most, segmentation.tasks)
+# plus the hard time limit; shorter recoveries are the sweep's job. Redis' default was an hour.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT_S", 900),
+    "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+    "socket_timeout": 10,
+}
 
 # === Logging ===
 LOGGING = {
