@@ -16,6 +16,7 @@ from cases.models import Case, MaskSource, MaskVersion, TumourType, TypeSource
 from cases.revisions import case_edit
 from cases.services import case_ground_truth_set, mask_file_area, mask_version_add, mask_version_backfill
 from cases.signals import case_outline_changed, case_tumour_type_chosen
+from cases.storage import atomic_with_files
 
 
 class MaskVersionInUse(ValueError):
@@ -32,8 +33,9 @@ def case_mask_correct(*, case: Case, mask: np.ndarray, user, expected_revision: 
     """
     if not np.asarray(mask).any():
         raise ValueError("The corrected mask is empty: paint the tumour before saving.")
-    # The revision check first: a conflict stores no file and writes no row.
-    with case_edit(case=case, expected=expected_revision, user=user):
+    # The revision check first: a conflict stores no file and writes no row. The new mask file is
+    # deleted again unless the whole edit commits (cases.storage).
+    with atomic_with_files(), case_edit(case=case, expected=expected_revision, user=user):
         _lock(case)
         previous = case.mask_version.number if case.mask_version else None
         version = case_ground_truth_set(case=case, mask=mask, user=user)

@@ -14,7 +14,6 @@ import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 from PIL import Image
@@ -23,6 +22,7 @@ from audit.services import audit_record
 from cases.models import Case, MaskSource, MaskVersion, Patient, Scan, TumourType, TypeSource
 from cases.readers import ImageReadError, ScanImage, read_image
 from cases.rendering import mask_png_bytes, pixels_png_bytes
+from cases.storage import atomic_with_files, delete_on_rollback, file_save, files_delete
 
 
 @dataclass
@@ -63,7 +63,7 @@ def case_create(
     if tumour_type is not None and tumour_type not in TumourType.values:
         raise ValueError(f"Unknown tumour type {tumour_type!r}; expected one of {TumourType.values}")
     identifier = patient_identifier or image.patient_id or _new_patient_identifier()
-    with transaction.atomic():
+    with atomic_with_files():
         patient = patients_get_or_create(identifiers=[identifier])[identifier]
         prepared = case_prepare(
             image=image,
@@ -75,20 +75,16 @@ def case_create(
             tumour_type_source=TypeSource.CLINICIAN if tumour_type else None,
             source_ref=source_ref,
         )
-        try:
-            prepared.scan.save()
-            prepared.case.scan = prepared.scan
-            prepared.case.save()
-            _first_mask_version_save(prepared)
-            audit_record(
-                event="case.uploaded",
-                obj=prepared.case,
-                user=user,
-                detail={"format": prepared.scan.format, "tumour_type": tumour_type},
-            )
-        except BaseException:
-            _delete_files(prepared.stored_names)
-            raise
+        prepared.scan.save()
+        prepared.case.scan = prepared.scan
+        prepared.case.save()
+        _first_mask_version_save(prepared)
+        audit_record(
+            event="case.uploaded",
+            obj=prepared.case,
+            user=user,
+            detail={"format": prepared.scan.format, "tumour_type": tumour_type},
+        )
     return prepared.case
 
 
@@ -119,7 +115,7 @@ def case_prepare(
     now = timezone.now()
     names = []
     try:
-        scan_name = default_storage.save(f"scans/{now:%Y/%m}/{stem}{ext}", ContentFile(stored))
+        scan_name = file_save(f"scans/{now:%Y/%m}/{stem}{ext}", ContentFile(stored))
         names.append(scan_name)
         mask = image.mask if mask is None else mask
         mask_name = None
@@ -129,12 +125,10 @@ def case_prepare(
                     f"The mask is {mask.shape[1]}x{mask.shape[0]} "
                     f"but the image is {image.width}x{image.height}."
                 )
-            mask_name = default_storage.save(
-                f"masks/{now:%Y/%m}/{stem}_mask.png", ContentFile(mask_png_bytes(mask))
-            )
+            mask_name = file_save(f"masks/{now:%Y/%m}/{stem}_mask.png", ContentFile(mask_png_bytes(mask)))
             names.append(mask_name)
     except BaseException:
-        _delete_files(names)
+        files_delete(names)  # outside a transaction (the imports) nothing else would
         raise
 
     if tumour_type is None and image.label is not None:
@@ -175,27 +169,24 @@ def case_prepare(
 
 def cases_save(prepared: list[CasePrepared]) -> list[Case]:
     """Save many prepared cases in bulk (scans, cases, their first mask versions, then one update that
-    points the cases at those versions); on failure their stored files are removed."""
+    points the cases at those versions); unless that commits, their stored files are removed."""
     if not prepared:
         return []
-    try:
-        with transaction.atomic():
-            scans = Scan.objects.bulk_create([p.scan for p in prepared])
-            for item, scan in zip(prepared, scans, strict=True):
-                item.case.scan = scan
-            cases = Case.objects.bulk_create([p.case for p in prepared])
-            with_mask = [p for p in prepared if p.mask_version is not None]
-            for item in with_mask:
-                item.mask_version.case = item.case
-            versions = MaskVersion.objects.bulk_create([p.mask_version for p in with_mask])
-            for item, version in zip(with_mask, versions, strict=True):
-                item.case.mask_version = version
-            if with_mask:
-                Case.objects.bulk_update([p.case for p in with_mask], ["mask_version"])
-            return cases
-    except BaseException:
-        _delete_files([name for p in prepared for name in p.stored_names])
-        raise
+    with atomic_with_files():
+        delete_on_rollback(*(name for p in prepared for name in p.stored_names))
+        scans = Scan.objects.bulk_create([p.scan for p in prepared])
+        for item, scan in zip(prepared, scans, strict=True):
+            item.case.scan = scan
+        cases = Case.objects.bulk_create([p.case for p in prepared])
+        with_mask = [p for p in prepared if p.mask_version is not None]
+        for item in with_mask:
+            item.mask_version.case = item.case
+        versions = MaskVersion.objects.bulk_create([p.mask_version for p in with_mask])
+        for item, version in zip(with_mask, versions, strict=True):
+            item.case.mask_version = version
+        if with_mask:
+            Case.objects.bulk_update([p.case for p in with_mask], ["mask_version"])
+        return cases
 
 
 def _first_mask_version_save(prepared: CasePrepared) -> None:
@@ -223,22 +214,19 @@ def case_ground_truth_set(*, case: Case, mask: np.ndarray, user) -> MaskVersion:
     """Add a clinician's corrected tumour outline (bool or 0/255 array at the scan's size) as the case's
     next mask version, which becomes the one in use. Earlier versions and their files stay.
 
-    Call inside a transaction; ``case`` should be locked (``select_for_update``) so two corrections
-    cannot take the same number (the unique constraint refuses it if they do).
+    Call inside ``cases.storage.atomic_with_files`` (the new file is deleted unless it commits);
+    ``case`` should be locked (``select_for_update``) so two corrections cannot take the same number
+    (the unique constraint refuses it if they do).
     """
     mask = np.asarray(mask)
     if mask.shape != (case.scan.height, case.scan.width):
         raise ValueError(f"mask is {mask.shape}, the scan is {(case.scan.height, case.scan.width)}")
-    name = default_storage.save(
+    name = file_save(
         f"masks/{timezone.now():%Y/%m}/case{case.pk}_corrected.png", ContentFile(mask_png_bytes(mask > 0))
     )
-    try:
-        return mask_version_add(
-            case=case, file_name=name, source=MaskSource.CORRECTED, user=user, area_px=int((mask > 0).sum())
-        )
-    except BaseException:
-        default_storage.delete(name)  # the new file only: nothing refers to it
-        raise
+    return mask_version_add(
+        case=case, file_name=name, source=MaskSource.CORRECTED, user=user, area_px=int((mask > 0).sum())
+    )
 
 
 def mask_version_add(
@@ -331,8 +319,3 @@ def _read_upload(image_file: IO[bytes] | bytes) -> bytes:
 
 def _new_patient_identifier() -> str:
     return f"anon-{uuid.uuid4().hex[:12]}"
-
-
-def _delete_files(names: Iterable[str]) -> None:
-    for name in names:
-        default_storage.delete(name)

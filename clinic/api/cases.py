@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_serializer
@@ -20,6 +19,7 @@ from cases.readers import ImageReadError
 from cases.review import case_tumour_type_set
 from cases.selectors import case_get, case_list
 from cases.services import case_create
+from cases.storage import atomic_with_files
 from clinic.api.authentication import UploadRateThrottle
 from clinic.api.errors import ContentTooLarge
 from clinic.api.revisions import etag_header, etag_parameters, if_match_revision, with_case_etag
@@ -124,7 +124,8 @@ class CaseListApi(GenericAPIView):
                 f"The file is too large ({upload.size / 1024 / 1024:.1f} MB); the limit is {limit_mb} MB."
             )
         try:
-            with transaction.atomic():
+            # The outermost block deletes the stored files if the runs' rows fail too (cases.storage).
+            with atomic_with_files():
                 case = case_create(
                     image_file=upload,
                     filename=upload.name,
