@@ -4,6 +4,8 @@ versions of a case's ground-truth outline (never deleting one)."""
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,22 +38,39 @@ class CasePrepared:
     mask_version: MaskVersion | None = None
 
 
-def case_create(
-    *,
-    image_file: IO[bytes] | bytes,
-    filename: str,
-    user=None,
-    patient_identifier: str | None = None,
-    tumour_type: str | None = None,
-    source_ref: str | None = None,
-) -> Case:
-    """Read and validate an uploaded slice and record it as a new case.
+@dataclass(frozen=True)
+class CaseUpload:
+    """An upload read and checked, before anything is written (``case_upload_read``).
 
-    Raises ImageReadError (nothing is stored) when the file cannot be used. DICOM is stored
-    de-identified; a Figshare .mat file is stored as a PNG together with its ground-truth mask and label.
-    ``tumour_type`` given here counts as the clinician's. The upload is one ``case.uploaded`` entry in
-    the audit trail (the bulk imports, which an operator runs from a shell, write none: see
-    docs/operations.md, "Audit trail").
+    ``stored`` is what the record keeps (the de-identified DICOM, a PNG for .mat, else the upload itself),
+    ``sha256`` its digest: the key that finds the same file uploaded again.
+    """
+
+    image: ScanImage
+    data: bytes
+    filename: str
+    stored: bytes
+    extension: str
+    sha256: str
+
+
+class DuplicateUpload(Exception):
+    """The same file is already a case's scan; ``force=True`` records it again anyway."""
+
+    def __init__(self, case: Case):
+        self.case = case
+        super().__init__(
+            f"This file was already uploaded as case {case.pk}; "
+            "it was not stored again. Upload it anyway to record a second case."
+        )
+
+
+def case_upload_read(*, image_file: IO[bytes] | bytes, filename: str) -> CaseUpload:
+    """Read, check and decode an upload; no row and no file is written.
+
+    The slow part of an upload (decoding, de-identifying, hashing) runs here, so that callers can keep
+    it out of their write transaction (the embedded mode's SQLite has one write lock for everybody).
+    Raises ImageReadError with a message for the uploader.
     """
     data = _read_upload(image_file)
     image = read_image(
@@ -60,20 +79,62 @@ def case_create(
         max_bytes=settings.TUMORSITE_MAX_UPLOAD_MB * 1024 * 1024,
         max_pixels=settings.TUMORSITE_MAX_PIXELS,
     )
+    stored, extension = _stored_bytes(image, data)
+    return CaseUpload(
+        image=image,
+        data=data,
+        filename=filename,
+        stored=stored,
+        extension=extension,
+        sha256=hashlib.sha256(stored).hexdigest(),
+    )
+
+
+def case_create(
+    *,
+    image_file: IO[bytes] | bytes | None = None,
+    filename: str = "",
+    upload: CaseUpload | None = None,
+    user=None,
+    patient_identifier: str | None = None,
+    tumour_type: str | None = None,
+    source_ref: str | None = None,
+    force: bool = False,
+) -> Case:
+    """Read and validate an uploaded slice and record it as a new case.
+
+    Give either ``image_file`` and ``filename`` or an ``upload`` already read by ``case_upload_read``
+    (so that a caller who wraps this in its own transaction reads the file before taking the lock).
+    Raises ImageReadError (nothing is stored) when the file cannot be used, and DuplicateUpload (nothing
+    is stored) when the same file is already a case's scan, unless ``force``. DICOM is stored
+    de-identified; a Figshare .mat file is stored as a PNG together with its ground-truth mask and label.
+    ``tumour_type`` given here counts as the clinician's. The upload is one ``case.uploaded`` entry in
+    the audit trail (the bulk imports, which an operator runs from a shell, write none: see
+    docs/operations.md, "Audit trail").
+    """
+    if upload is None:
+        upload = case_upload_read(image_file=image_file, filename=filename)
     if tumour_type is not None and tumour_type not in TumourType.values:
         raise ValueError(f"Unknown tumour type {tumour_type!r}; expected one of {TumourType.values}")
+    image = upload.image
     identifier = patient_identifier or image.patient_id or _new_patient_identifier()
+    # Short: the rows, the audit entry and two small file writes (deleted again on any failure).
     with atomic_with_files():
+        if not force:
+            existing = Case.objects.filter(scan__sha256=upload.sha256).order_by("pk").first()
+            if existing is not None:
+                raise DuplicateUpload(existing)
         patient = patients_get_or_create(identifiers=[identifier])[identifier]
         prepared = case_prepare(
             image=image,
-            data=data,
-            filename=filename,
+            data=upload.data,
+            filename=upload.filename,
             patient=patient,
             user=user,
             tumour_type=tumour_type,
             tumour_type_source=TypeSource.CLINICIAN if tumour_type else None,
             source_ref=source_ref,
+            stored=(upload.stored, upload.extension),
         )
         prepared.scan.save()
         prepared.case.scan = prepared.scan
@@ -83,7 +144,7 @@ def case_create(
             event="case.uploaded",
             obj=prepared.case,
             user=user,
-            detail={"format": prepared.scan.format, "tumour_type": tumour_type},
+            detail={"format": prepared.scan.format, "tumour_type": tumour_type, "forced": force},
         )
     return prepared.case
 
@@ -99,23 +160,22 @@ def case_prepare(
     tumour_type_source: str | None = None,
     source_ref: str | None = None,
     mask: np.ndarray | None = None,
+    stored: tuple[bytes, str] | None = None,
 ) -> CasePrepared:
     """Store the files of one case and build its (unsaved) Scan and Case.
 
-    What is stored: the de-identified DICOM for DICOM, a PNG for .mat, the upload itself otherwise.
-    A ground-truth mask comes from ``mask`` or from the file itself (.mat); its label likewise.
+    What is stored: the de-identified DICOM for DICOM, a PNG for .mat, the upload itself otherwise
+    (``stored``: those bytes and their extension when the caller has them already). The stored names are
+    generated (``scans/YYYY/MM/<uuid>.<ext>``), never taken from the upload's name, which is kept
+    cleaned up as ``original_filename`` only. A ground-truth mask comes from ``mask`` or from the file
+    itself (.mat); its label likewise.
     """
-    stem = PurePath(filename).stem or "scan"
-    if image.stored_bytes is not None:
-        stored, ext = image.stored_bytes, ".dcm"
-    elif image.format == "mat":
-        stored, ext = pixels_png_bytes(image.pixels), ".png"
-    else:
-        stored, ext = data, PurePath(filename).suffix.lower() or f".{image.format}"
+    stored_bytes, ext = stored if stored is not None else _stored_bytes(image, data)
+    stem = uuid.uuid4().hex
     now = timezone.now()
     names = []
     try:
-        scan_name = file_save(f"scans/{now:%Y/%m}/{stem}{ext}", ContentFile(stored))
+        scan_name = file_save(f"scans/{now:%Y/%m}/{stem}{ext}", ContentFile(stored_bytes))
         names.append(scan_name)
         mask = image.mask if mask is None else mask
         mask_name = None
@@ -135,11 +195,11 @@ def case_prepare(
         tumour_type, tumour_type_source = image.label, TypeSource.IMPORTED
     scan = Scan(
         file=scan_name,
-        original_filename=PurePath(filename).name[:255],
+        original_filename=original_filename_clean(filename),
         format=image.format,
         width=image.width,
         height=image.height,
-        sha256=hashlib.sha256(stored).hexdigest(),
+        sha256=hashlib.sha256(stored_bytes).hexdigest(),
         pixel_spacing_mm=image.pixel_spacing_mm,
         pixel_spacing_col_mm=image.pixel_spacing_col_mm,
         uploaded_by=user,
@@ -315,6 +375,33 @@ def _read_upload(image_file: IO[bytes] | bytes) -> bytes:
         image_file.seek(0)
     # One byte over the limit is enough to know it is too large without reading a huge stream.
     return image_file.read(limit + 1)
+
+
+_RASTER_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif"}
+_ORIGINAL_FILENAME_MAX = Scan._meta.get_field("original_filename").max_length
+
+
+def original_filename_clean(filename: str) -> str:
+    """The upload's own name as a label: its last path part, NFC, no control characters, at most the
+    column's length (the extension kept when cut). Never used to name a stored file."""
+    name = re.split(r"[\\/]", unicodedata.normalize("NFC", filename or ""))[-1]
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
+    if name in ("", ".", ".."):
+        return "upload"
+    if len(name) > _ORIGINAL_FILENAME_MAX:
+        suffix = PurePath(name).suffix
+        suffix = suffix if len(suffix) <= 16 else ""
+        name = name[: _ORIGINAL_FILENAME_MAX - len(suffix) - 1] + "\u2026" + suffix
+    return name
+
+
+def _stored_bytes(image: ScanImage, data: bytes) -> tuple[bytes, str]:
+    """What the record keeps of an upload, and its extension (from the format read, never the name)."""
+    if image.stored_bytes is not None:
+        return image.stored_bytes, ".dcm"
+    if image.format == "mat":
+        return pixels_png_bytes(image.pixels), ".png"
+    return data, _RASTER_EXTENSIONS.get(image.format, f".{image.format}")
 
 
 def _new_patient_identifier() -> str:

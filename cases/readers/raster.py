@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import numpy as np
@@ -10,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .base import DEFAULT_LIMITS, ImageReadError, Limits, ScanImage
 
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PIL_FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff"}
 # Modes whose values are already one grayscale channel; everything else goes through convert("L").
 _GRAY_MODES = {"L", "I;16", "I;16L", "I;16B", "I", "F"}
@@ -17,6 +19,9 @@ _GRAY_MODES = {"L", "I;16", "I;16L", "I;16B", "I", "F"}
 
 def read_raster(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ScanImage:
     limits.check_bytes(len(data))
+    # A PNG's size is in its first chunk: a tiny file can declare billions of pixels (issue #31).
+    if data.startswith(_PNG_MAGIC) and data[12:16] == b"IHDR" and len(data) >= 24:
+        limits.check_pixels(*struct.unpack(">II", data[16:24]))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -40,7 +45,11 @@ def read_raster(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ScanImage:
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageReadError("The image is too large to open safely (decompression-bomb guard).") from None
+        limit = min(limits.max_pixels, Image.MAX_IMAGE_PIXELS or limits.max_pixels)
+        raise ImageReadError(
+            f"The image has too many pixels to open safely (decompression-bomb guard); "
+            f"the limit is {limit:,} pixels."
+        ) from None
     except UnidentifiedImageError:
         raise ImageReadError(
             "The file is not an image we can read (PNG, JPEG, TIFF, DICOM or Figshare .mat)."

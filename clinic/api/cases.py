@@ -5,7 +5,12 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import Http404, HttpResponse
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
@@ -18,10 +23,10 @@ from cases.models import Case, TumourType
 from cases.readers import ImageReadError
 from cases.review import case_tumour_type_set
 from cases.selectors import case_get, case_list
-from cases.services import case_create
+from cases.services import DuplicateUpload, case_create, case_upload_read
 from cases.storage import atomic_with_files
 from clinic.api.authentication import UploadRateThrottle
-from clinic.api.errors import ContentTooLarge
+from clinic.api.errors import PROBLEM_CONTENT_TYPE, Conflict, ContentTooLarge, ProblemSerializer
 from clinic.api.revisions import etag_header, etag_parameters, if_match_revision, with_case_etag
 from clinic.api.runs import SegmentationRunOutputSerializer
 from clinic.api.schema import PNG, paged, problem_responses
@@ -55,6 +60,32 @@ def _case_status(case: Case) -> str:
     return case_processing_status(list(case.segmentation_runs.all()))
 
 
+@extend_schema_serializer(component_name="DuplicateOf")
+class DuplicateOfSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="the case that already has this file")
+    url = serializers.CharField(help_text="that case in the API")
+    page = serializers.CharField(help_text="that case's page")
+
+
+@extend_schema_serializer(component_name="DuplicateProblem")
+class DuplicateProblemSerializer(ProblemSerializer):
+    duplicate_of = DuplicateOfSerializer()
+
+
+class DuplicateUploadConflict(Conflict):
+    """409: the upload is a file some case already has; the problem names it in ``duplicate_of``."""
+
+    def __init__(self, exc: DuplicateUpload, request):
+        super().__init__(str(exc))
+        self.problem_extensions = {
+            "duplicate_of": {
+                "id": exc.case.pk,
+                "url": request.build_absolute_uri(reverse("api:case-detail", args=[exc.case.pk])),
+                "page": reverse("case-detail", args=[exc.case.pk]),
+            }
+        }
+
+
 class CaseListApi(GenericAPIView):
     """``GET``: cases, newest first, paginated. ``POST``: upload a slice; the segmentations start at once."""
 
@@ -70,9 +101,15 @@ class CaseListApi(GenericAPIView):
 
     @extend_schema_serializer(component_name="CaseInput")
     class InputSerializer(serializers.Serializer):
-        image = serializers.FileField()
+        # No length limit on the name: it is never used to name the stored file (issue #31, item 4).
+        image = serializers.FileField(max_length=None)
         patient = serializers.CharField(required=False, allow_blank=True, max_length=64)
         tumour_type = serializers.ChoiceField(choices=TumourType.choices, required=False, allow_blank=True)
+        force = serializers.BooleanField(
+            required=False,
+            default=False,
+            help_text="record the file even if the same file is already a case (else a 409 names that case)",
+        )
 
     @extend_schema_serializer(component_name="CaseOutput")
     class OutputSerializer(serializers.Serializer):
@@ -111,29 +148,40 @@ class CaseListApi(GenericAPIView):
 
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
-        responses={201: CreatedSerializer, **problem_responses(400, 413, 415, 429)},
+        responses={
+            201: CreatedSerializer,
+            **problem_responses(400, 413, 415, 429),
+            (409, PROBLEM_CONTENT_TYPE): OpenApiResponse(
+                DuplicateProblemSerializer,
+                description="The same file is already a case (duplicate_of); force=true records it again",
+            ),
+        },
     )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        upload = data["image"]
+        image_file = data["image"]
         limit_mb = settings.TUMORSITE_MAX_UPLOAD_MB
-        if upload.size > limit_mb * 1024 * 1024:
+        if image_file.size > limit_mb * 1024 * 1024:
             raise ContentTooLarge(
-                f"The file is too large ({upload.size / 1024 / 1024:.1f} MB); the limit is {limit_mb} MB."
+                f"The file is too large ({image_file.size / 1024 / 1024:.1f} MB); the limit is {limit_mb} MB."
             )
         try:
+            # Read and decode before the transaction: the write lock is held for the rows only.
+            upload = case_upload_read(image_file=image_file, filename=image_file.name or "")
             # The outermost block deletes the stored files if the runs' rows fail too (cases.storage).
             with atomic_with_files():
                 case = case_create(
-                    image_file=upload,
-                    filename=upload.name,
+                    upload=upload,
                     user=request.user,
                     patient_identifier=data.get("patient") or None,
                     tumour_type=data.get("tumour_type") or None,
+                    force=data["force"],
                 )
                 runs = segmentation_runs_create_for_case(case=case)
+        except DuplicateUpload as exc:
+            raise DuplicateUploadConflict(exc, request) from exc
         except (ImageReadError, ValueError) as exc:
             raise ValidationError({"image": [str(exc)]}) from exc
         created = {"id": case.pk, "status": case_processing_status(runs)}

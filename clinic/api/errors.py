@@ -84,6 +84,8 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response:
         "detail": str(detail),
         "instance": request.path if request is not None else "",
     }
+    # Members an exception adds to its problem (RFC 9457, section 3.2), e.g. an upload's duplicate_of.
+    body.update(getattr(exc, "problem_extensions", None) or {})
     if isinstance(exc, exceptions.ValidationError):
         body["errors"] = field_errors(exc.detail)
         body["detail"] = _first_message(body["errors"])

@@ -100,6 +100,15 @@ EXCHANGES: dict[str, list[Exchange]] = {
             data=lambda: {"image": _png_upload(), "patient": "UPLOAD-1"},
             format="multipart",
         ),
+        # The same file again: a 409 naming the case that has it (duplicate_of), unless forced.
+        Exchange("post", "/api/cases/", 409, data=lambda: {"image": _png_upload()}, format="multipart"),
+        Exchange(
+            "post",
+            "/api/cases/",
+            201,
+            data=lambda: {"image": _png_upload(), "force": "true"},
+            format="multipart",
+        ),
         Exchange(
             "post",
             "/api/cases/",

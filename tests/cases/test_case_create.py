@@ -2,6 +2,8 @@
 
 import hashlib
 import io
+import re
+import struct
 
 import numpy as np
 import pydicom
@@ -12,7 +14,7 @@ from PIL import Image
 from cases.models import Case, MaskSource, Patient, Scan, TypeSource
 from cases.readers import ImageReadError
 from cases.selectors import case_ground_truth_mask, scan_read
-from cases.services import case_create, case_ground_truth_set
+from cases.services import DuplicateUpload, case_create, case_ground_truth_set
 from tests.cases.builders import PHI, dicom_bytes, png_bytes, synthetic_slice, write_figshare_mat
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +50,10 @@ def test_a_given_patient_and_tumour_type_are_recorded_as_the_clinicians(owner):
         tumour_type="glioma",
     )
     second = case_create(
-        image_file=png_bytes(synthetic_slice()[0]), filename="b.png", user=owner, patient_identifier="P-17"
+        image_file=png_bytes(synthetic_slice(centre=(30, 30))[0]),
+        filename="b.png",
+        user=owner,
+        patient_identifier="P-17",
     )
     assert first.patient == second.patient and Patient.objects.count() == 1
     assert (first.tumour_type, first.tumour_type_source) == ("glioma", TypeSource.CLINICIAN)
@@ -134,3 +139,71 @@ def test_a_corrected_outline_replaces_the_ground_truth(owner, colleague, django_
     np.testing.assert_array_equal(case_ground_truth_mask(case=case), lesion)
     with pytest.raises(ValueError, match="mask is"):
         case_ground_truth_set(case=case, mask=lesion[:10], user=colleague)
+
+
+def test_the_same_file_again_names_the_existing_case_and_stores_nothing(owner, colleague, settings):
+    data = png_bytes(synthetic_slice()[0])
+    first = case_create(image_file=data, filename="a.png", user=owner)
+    files = _media_files(settings)
+    with pytest.raises(DuplicateUpload, match=f"already uploaded as case {first.pk}") as refused:
+        case_create(image_file=data, filename="renamed.png", user=colleague, patient_identifier="P-2")
+    assert refused.value.case == first
+    assert (Case.objects.count(), Scan.objects.count(), Patient.objects.count()) == (1, 1, 1)
+    assert _media_files(settings) == files
+
+
+def test_the_same_file_is_recorded_again_when_the_uploader_insists(owner):
+    data = png_bytes(synthetic_slice()[0])
+    first = case_create(image_file=data, filename="a.png", user=owner)
+    second = case_create(image_file=data, filename="a.png", user=owner, force=True)
+    assert second.pk != first.pk and second.scan.sha256 == first.scan.sha256
+    assert second.scan.file.name != first.scan.file.name
+
+
+def test_a_dicom_uploaded_twice_is_a_duplicate_of_its_deidentified_copy(owner):
+    data = dicom_bytes()  # the stored copy is de-identified: the key is the digest of that copy
+    first = case_create(image_file=data, filename="IM0001.dcm", user=owner)
+    with pytest.raises(DuplicateUpload) as refused:
+        case_create(image_file=data, filename="IM0001 (copy).dcm", user=owner)
+    assert refused.value.case == first
+
+
+@pytest.mark.parametrize(
+    ("filename", "kept"),
+    [
+        ("a" * 296 + ".png", "a" * 250 + "\u2026.png"),
+        ("../../etc/x.png", "x.png"),
+        ("C:\\Users\\dr\\scan.png", "scan.png"),
+        ("ta\x00il\x07.png", "tail.png"),
+        ("IRM cérébrale 脑.png", "IRM cérébrale 脑.png"),
+        ("..", "upload"),
+        ("", "upload"),
+    ],
+    ids=[
+        "300 characters",
+        "path traversal",
+        "windows path",
+        "control characters",
+        "unicode",
+        "dots",
+        "empty",
+    ],
+)
+def test_any_filename_is_kept_as_a_clean_label_and_never_names_the_stored_file(
+    owner, settings, filename, kept
+):
+    case = case_create(image_file=png_bytes(synthetic_slice()[0]), filename=filename, user=owner)
+    case.scan.refresh_from_db()
+    assert case.scan.original_filename == kept
+    assert len(kept) <= Scan._meta.get_field("original_filename").max_length
+    assert re.fullmatch(r"scans/\d{4}/\d{2}/[0-9a-f]{32}\.png", case.scan.file.name)
+    assert [p.parent.parent.parent.name for p in _media_files(settings)] == ["scans"]
+
+
+def test_a_tiny_png_declaring_a_huge_image_is_refused_before_decoding(owner, settings):
+    # 8000x8000 in its header, a few bytes of data: the header alone decides.
+    header = png_bytes(np.zeros((8, 8), np.uint8))
+    bomb = header[:16] + struct.pack(">II", 8000, 8000) + header[24:]
+    with pytest.raises(ImageReadError, match=r"8000x8000 pixels\); the limit is 16,777,216 pixels"):
+        case_create(image_file=bomb, filename="bomb.png", user=owner)
+    assert Case.objects.count() == 0 and _media_files(settings) == []

@@ -25,7 +25,7 @@ TUMORSITE_VAR_DIR = Path(env("TUMORSITE_VAR_DIR", str(BASE_DIR / "var"))).resolv
 TUMORSITE_DATA = Path(env("TUMORSITE_DATA", str(BASE_DIR.parent / "shared" / "data" / "figshare"))).resolve()
 TUMORSITE_MODELS_DIR = Path(env("TUMORSITE_MODELS_DIR", str(BASE_DIR / "models"))).resolve()
 TUMORSITE_MAX_UPLOAD_MB = envint("TUMORSITE_MAX_UPLOAD_MB", 50)
-TUMORSITE_MAX_PIXELS = envint("TUMORSITE_MAX_PIXELS", 8192 * 8192)
+TUMORSITE_MAX_PIXELS = envint("TUMORSITE_MAX_PIXELS", 4096 * 4096)
 # The model whose mask is a case's primary mask (and whose finish triggers the case's description).
 TUMORSITE_PRIMARY_MODEL = env("TUMORSITE_PRIMARY_MODEL", "ensemble")
 # The segmenter whose bottleneck gives the recommender's learned embedding. U-Net++ was chosen by
@@ -159,8 +159,20 @@ else:
     # SQLite creates the file but not its folder; the embedded mode should start on a fresh checkout.
     TUMORSITE_VAR_DIR.mkdir(parents=True, exist_ok=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The embedded worker thread writes while a request reads: wait for the lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20})
+    # Concurrent uploads (8 files from the upload page, the in-process worker writing results) must queue
+    # for SQLite's single write lock, never fail with "database is locked" (issue #31, item 1):
+    # - WAL: readers never block the writer nor the writer them;
+    # - BEGIN IMMEDIATE: a transaction takes the write lock when it starts, so two transactions that
+    #   read then write cannot deadlock on upgrading their read locks (SQLite would fail one of them at
+    #   once, busy timeout or not);
+    # - timeout: how long a writer waits for the lock (seconds), far longer than any write transaction.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL",
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # === Auth ===
