@@ -24,6 +24,13 @@
     return "The server could not take this file (HTTP " + xhr.status + ").";
   }
 
+  function duplicateOf(xhr) {
+    try {
+      var body = JSON.parse(xhr.responseText);
+      return body.duplicate_of ? body : null;
+    } catch (e) { return null; }
+  }
+
   function watch(row, caseId) {
     var status = row.querySelector(".upload-status");
     var url = TS.caseUrl(form.dataset.caseUrl, caseId) + "state.json";
@@ -50,7 +57,23 @@
     }).catch(function () { setTimeout(function () { watch(row, caseId); }, 4000); });
   }
 
-  function uploadOne(file) {
+  function offerForce(row, status, file, body) {
+    // The same file is already a case: link to it, and let the uploader record it again on purpose.
+    var dup = body.duplicate_of;
+    row.classList.add("duplicate");
+    status.className = "upload-result";
+    status.removeAttribute("role");
+    status.replaceChildren("Already uploaded as ", el("a", { href: dup.page, text: "case " + dup.id }),
+      "; not stored again. ");
+    var again = el("button", { type: "button", class: "small", text: "Upload anyway" });
+    again.addEventListener("click", function () {
+      row.remove();
+      uploadOne(file, true);
+    });
+    status.appendChild(again);
+  }
+
+  function uploadOne(file, force) {
     counter += 1;
     var bar = el("progress", { max: "100", value: "0", id: "progress-" + counter, "aria-label": "Upload of " + file.name });
     var status = el("p", { class: "upload-status", role: "status", text: "Uploading…" });
@@ -67,6 +90,7 @@
     var patient = form.elements.patient.value.trim();
     if (patient) data.append("patient", patient);
     if (form.elements.tumour_type.value) data.append("tumour_type", form.elements.tumour_type.value);
+    if (force) data.append("force", "true");
 
     var xhr = new XMLHttpRequest();
     xhr.open("POST", form.dataset.api);
@@ -87,6 +111,9 @@
         row.querySelector(".upload-main").appendChild(
           el("p", { class: "upload-status small", role: "status", text: "Waiting to be segmented…" }));
         watch(row, body.id);
+      } else if (xhr.status === 409 && duplicateOf(xhr)) {
+        bar.hidden = true;
+        offerForce(row, status, file, duplicateOf(xhr));
       } else {
         row.classList.add("failed");
         bar.hidden = true;
@@ -104,7 +131,7 @@
   }
 
   function take(files) {
-    Array.prototype.forEach.call(files, uploadOne);
+    Array.prototype.forEach.call(files, function (file) { uploadOne(file, false); });
   }
 
   input.addEventListener("change", function () { take(input.files); input.value = ""; });
