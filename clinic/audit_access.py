@@ -55,6 +55,8 @@ _NO_PATIENT_DATA = "shows no patient data"
 # URL name -> why a GET of it is not recorded.
 NOT_AUDITED: dict[str, str] = {
     "healthz": _NO_PATIENT_DATA,
+    "healthz-live": _NO_PATIENT_DATA,
+    "healthz-ready": _NO_PATIENT_DATA,
     # django.contrib.auth's pages
     "login": _SIGN_IN,
     "logout": _SIGN_IN,

@@ -1,18 +1,14 @@
 from django.contrib import admin
-from django.db import connection
-from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 
-
-def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness for load balancers and docker healthchecks: the process answers and the database does."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"})
-
+from clinic.health import health_live, health_ready
 
 urlpatterns = [
-    path("healthz", healthz, name="healthz"),
+    # Health (clinic/health.py): liveness, readiness, and /healthz as readiness's alias for the load
+    # balancers already pointed at it (it checked the database before readiness existed).
+    path("healthz", health_ready, name="healthz"),
+    path("healthz/live", health_live, name="healthz-live"),
+    path("healthz/ready", health_ready, name="healthz-ready"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("clinic.api.urls")),

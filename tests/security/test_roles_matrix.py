@@ -46,6 +46,8 @@ PERSONAS = {  # persona -> its rung
 ROWS: dict[str, dict[str, int]] = {
     # --- outside the application ---
     "healthz": {"GET": ANYONE},
+    "healthz-live": {"GET": ANYONE},
+    "healthz-ready": {"GET": ANYONE},
     "admin:index": {"GET": ADMIN},  # the admin site (representative row)
     "login": {"GET": ANYONE, "POST": ANYONE},  # django.contrib.auth's pages (representative row)
     # --- pages ---

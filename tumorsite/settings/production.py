@@ -33,7 +33,7 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz(/live|/ready)?$"]
 # The proxy appends the client's address to X-Forwarded-For: the lock-out and the throttles count that one.
 TUMORSITE_TRUSTED_PROXIES = envint("TUMORSITE_TRUSTED_PROXIES", 1)
 REST_FRAMEWORK = {**REST_FRAMEWORK, "NUM_PROXIES": TUMORSITE_TRUSTED_PROXIES}

@@ -1,0 +1,199 @@
+"""Health endpoints for compose and load balancers (issue #31, item 7).
+
+- ``/healthz/live``: the process answers. Nothing else is checked, so a restart policy acting on it never
+  restarts a web process because the database or the broker is down.
+- ``/healthz/ready`` (and ``/healthz``, its alias): this process can serve the site: the database answers a
+  trivial query; with a broker (``CELERY_BROKER_URL``) it is reachable and at least one worker answers a
+  ping; every active model version's weights are present with the SHA-256 recorded for them. 503 when a
+  check fails, with every check's status in the body.
+
+No sign-in, and nothing about patients: names of checks and models, statuses, exception class names
+(never their messages, which can carry host names or paths). The weights' hashes are cached per file
+(size and modification time), so a probe reads a file only after it changed; TensorFlow is never imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from ml.inference import file_sha256
+from segmentation.models import ModelVersion
+from segmentation.services.registry import models_dir
+from tumorsite.celery import app as celery_app
+
+logger = logging.getLogger(__name__)
+
+BROKER_TIMEOUT_S = 2.0
+WORKER_PING_TIMEOUT_S = 2.0
+
+OK, FAIL, SKIPPED = "ok", "fail", "skipped"
+
+
+@dataclass
+class CheckResult:
+    status: str
+    detail: str = ""
+
+    def as_dict(self, ms: float) -> dict:
+        body = {"status": self.status, "ms": round(ms, 1)}
+        if self.detail:
+            body["detail"] = self.detail
+        return body
+
+
+def _failure(exc: BaseException, what: str) -> CheckResult:
+    logger.warning("health check: %s failed", what, exc_info=exc)
+    return CheckResult(FAIL, f"{what} failed ({type(exc).__name__}); the server log has the details")
+
+
+# === The checks ===
+
+
+def check_database() -> CheckResult:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:
+        return _failure(exc, "SELECT 1")
+    return CheckResult(OK)
+
+
+def check_broker() -> CheckResult:
+    if not settings.CELERY_BROKER_URL:
+        return CheckResult(SKIPPED, "embedded mode: no broker, tasks run in the web process")
+    try:
+        with celery_app.connection_for_write(connect_timeout=BROKER_TIMEOUT_S) as conn:
+            conn.ensure_connection(max_retries=0, timeout=BROKER_TIMEOUT_S)
+    except Exception as exc:
+        return _failure(exc, "connecting to the broker")
+    return CheckResult(OK)
+
+
+def check_worker(*, broker_ok: bool) -> CheckResult:
+    if not settings.CELERY_BROKER_URL:
+        return CheckResult(SKIPPED, "embedded mode: the web process runs the tasks itself")
+    if not broker_ok:
+        return CheckResult(FAIL, "not asked: the broker is unreachable")
+    try:
+        replies = celery_app.control.ping(timeout=WORKER_PING_TIMEOUT_S, limit=1)
+    except Exception as exc:
+        return _failure(exc, "pinging the workers")
+    if not replies:
+        return CheckResult(FAIL, f"no worker answered a ping within {WORKER_PING_TIMEOUT_S:g} s")
+    return CheckResult(OK, f"{len(replies)} worker(s) answered")
+
+
+def check_models() -> CheckResult:
+    active = list(ModelVersion.objects.filter(is_active=True))
+    if not active:
+        return CheckResult(FAIL, "no active model version: run manage.py sync_models")
+    weights_ok = {}
+    problems = []
+    for version in (v for v in active if not v.is_ensemble):
+        problem = _weights_problem(version)
+        weights_ok[version.name] = problem is None
+        if problem:
+            problems.append(f"{version.name}: {problem}")
+    for version in (v for v in active if v.is_ensemble):
+        problems += [
+            f"{version.name}: member {member} is not an active model with valid weights"
+            for member in version.members
+            if not weights_ok.get(member)
+        ]
+    if problems:
+        return CheckResult(FAIL, "; ".join(problems))
+    return CheckResult(OK, f"{len(active)} active model version(s)")
+
+
+def _weights_problem(version: ModelVersion) -> str | None:
+    if not version.file_path:
+        return "no weights file recorded"
+    if not version.file_sha256:
+        return "no SHA-256 recorded: run manage.py sync_models"
+    path = models_dir() / version.file_path
+    try:
+        digest = weights_sha256(path)
+    except FileNotFoundError:
+        return "the weights file is missing"
+    except OSError as exc:
+        return f"the weights file cannot be read ({type(exc).__name__})"
+    if digest != version.file_sha256:
+        return "the weights file's SHA-256 differs from the recorded one"
+    return None
+
+
+_hash_lock = threading.Lock()
+_hashes: dict[Path, tuple[int, int, str]] = {}  # path -> (size, mtime in ns, sha256)
+
+
+def weights_sha256(path: Path) -> str:
+    """The file's SHA-256, computed again only when its size or modification time changed."""
+    stat = path.stat()
+    with _hash_lock:
+        cached = _hashes.get(path)
+    if cached and cached[:2] == (stat.st_size, stat.st_mtime_ns):
+        return cached[2]
+    digest = file_sha256(path)
+    with _hash_lock:
+        _hashes[path] = (stat.st_size, stat.st_mtime_ns, digest)
+    return digest
+
+
+# === The views ===
+
+
+def _timed(check: Callable[[], CheckResult]) -> tuple[CheckResult, float]:
+    """The check's result and its duration; a check that raises has failed (a probe never gets a 500)."""
+    started = time.perf_counter()
+    try:
+        result = check()
+    except Exception as exc:
+        result = _failure(exc, "the check")
+    return result, (time.perf_counter() - started) * 1000.0
+
+
+def readiness() -> tuple[bool, dict]:
+    """(ready, the body): every check's status, and the names of those that failed."""
+    database, database_ms = _timed(check_database)
+    broker, broker_ms = _timed(check_broker)
+    worker, worker_ms = _timed(lambda: check_worker(broker_ok=broker.status != FAIL))
+    # The models check reads the database: not attempted when it is down.
+    if database.status == FAIL:
+        models, models_ms = CheckResult(FAIL, "not checked: the database is unreachable"), 0.0
+    else:
+        models, models_ms = _timed(check_models)
+    checks = {
+        "database": database.as_dict(database_ms),
+        "broker": broker.as_dict(broker_ms),
+        "worker": worker.as_dict(worker_ms),
+        "models": models.as_dict(models_ms),
+    }
+    failing = [name for name, check in checks.items() if check["status"] == FAIL]
+    return not failing, {"status": FAIL if failing else OK, "failing": failing, "checks": checks}
+
+
+@never_cache
+@require_safe
+def health_live(request: HttpRequest) -> JsonResponse:
+    """The process answers: nothing else is checked."""
+    return JsonResponse({"status": OK})
+
+
+@never_cache
+@require_safe
+def health_ready(request: HttpRequest) -> JsonResponse:
+    """Ready to serve: 200, or 503 naming the failing checks."""
+    ready, body = readiness()
+    return JsonResponse(body, status=200 if ready else 503)

@@ -1,0 +1,241 @@
+"""/healthz/live, /healthz/ready and /healthz (issue #31, item 7): liveness checks nothing; readiness checks
+the database, the broker, a worker and the active models' weights, and answers 503 naming what failed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.db import OperationalError
+from django.test import Client
+from kombu.exceptions import OperationalError as BrokerError
+
+from clinic import health
+from segmentation.models import ModelVersion
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.django_db
+
+PRODUCTION_BROKER = "redis://broker.internal:6379/0"
+
+
+@pytest.fixture
+def weights(settings, tmp_path):
+    """Two active models whose weights match their records, and an ensemble of them."""
+    settings.TUMORSITE_MODELS_DIR = tmp_path / "models"
+    settings.TUMORSITE_MODELS_DIR.mkdir()
+    for name in ("tiny_unet", "tiny_attention_unet"):
+        data = f"weights of {name}".encode()
+        (settings.TUMORSITE_MODELS_DIR / f"{name}.keras").write_bytes(data)
+        ModelVersion.objects.create(
+            name=name,
+            architecture="unet",
+            file_path=f"{name}.keras",
+            file_sha256=hashlib.sha256(data).hexdigest(),
+        )
+    ModelVersion.objects.create(
+        name="ensemble",
+        architecture="ensemble",
+        is_ensemble=True,
+        metadata={"members": ["tiny_unet", "tiny_attention_unet"]},
+    )
+    health._hashes.clear()
+    return settings.TUMORSITE_MODELS_DIR
+
+
+class _Broker:
+    """A broker connection: ``reachable`` or refusing."""
+
+    def __init__(self, reachable: bool):
+        self.reachable = reachable
+
+    def __call__(self, **kwargs):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def ensure_connection(self, **kwargs):
+        if not self.reachable:
+            raise BrokerError("Error 111 connecting to broker.internal:6379. Connection refused.")
+
+
+@pytest.fixture
+def production(settings, monkeypatch):
+    """A broker configured and reachable, and one worker answering pings (each test may break one)."""
+    settings.CELERY_BROKER_URL = PRODUCTION_BROKER
+    monkeypatch.setattr(health.celery_app, "connection_for_write", _Broker(reachable=True))
+    monkeypatch.setattr(health.celery_app.control, "ping", lambda **kw: [{"celery@worker1": {"ok": "pong"}}])
+    return monkeypatch
+
+
+def _ready(path: str = "/healthz/ready"):
+    response = Client().get(path)
+    return response.status_code, response.json()
+
+
+# === Liveness ===
+
+
+def test_live_answers_without_touching_anything(weights, django_assert_num_queries, monkeypatch):
+    monkeypatch.setattr(health, "readiness", lambda: pytest.fail("liveness ran the readiness checks"))
+    with django_assert_num_queries(0):
+        response = Client().get("/healthz/live")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert "no-cache" in response["Cache-Control"]
+
+
+def test_live_stays_up_when_the_database_is_down(monkeypatch):
+    monkeypatch.setattr(health.connection, "cursor", _database_down)
+    assert Client().get("/healthz/live").status_code == 200
+
+
+# === Readiness: all well ===
+
+
+def test_ready_in_the_embedded_mode(weights):
+    status, body = _ready()
+    assert status == 200 and body["status"] == "ok" and body["failing"] == []
+    checks = body["checks"]
+    assert {name: check["status"] for name, check in checks.items()} == {
+        "database": "ok",
+        "broker": "skipped",
+        "worker": "skipped",
+        "models": "ok",
+    }
+    assert checks["models"]["detail"] == "3 active model version(s)"
+
+
+def test_ready_in_production(weights, production):
+    status, body = _ready()
+    assert status == 200 and {check["status"] for check in body["checks"].values()} == {"ok"}
+
+
+def test_healthz_is_readiness(weights, production):
+    status, body = _ready("/healthz")
+    assert status == 200 and set(body["checks"]) == {"database", "broker", "worker", "models"}
+    production.setattr(health.celery_app.control, "ping", lambda **kw: [])
+    status, body = _ready("/healthz")
+    assert status == 503 and body["failing"] == ["worker"]
+
+
+def test_no_sign_in_and_reads_only(weights):
+    client = Client()
+    assert client.get("/healthz/ready").status_code == 200
+    assert client.head("/healthz/ready").status_code == 200
+    assert client.post("/healthz/ready").status_code == 405
+    assert client.post("/healthz/live").status_code == 405
+
+
+# === Readiness: each failure is a 503 naming the check ===
+
+
+def _database_down(*args, **kwargs):
+    raise OperationalError('connection to server at "10.0.0.5", port 5432 failed: Connection refused')
+
+
+def test_database_down(weights, monkeypatch):
+    monkeypatch.setattr(health.connection, "cursor", _database_down)
+    status, body = _ready()
+    assert status == 503 and body["status"] == "fail"
+    assert body["failing"] == ["database", "models"]  # the models are not checked without the database
+    assert "OperationalError" in body["checks"]["database"]["detail"]
+    assert "10.0.0.5" not in json.dumps(body)  # no host names nor messages to anonymous callers
+
+
+def test_broker_unreachable(weights, production):
+    production.setattr(health.celery_app, "connection_for_write", _Broker(reachable=False))
+    status, body = _ready()
+    assert status == 503 and body["failing"] == ["broker", "worker"]
+    assert body["checks"]["worker"]["detail"] == "not asked: the broker is unreachable"
+    assert "broker.internal" not in json.dumps(body)
+
+
+def test_no_worker_answers(weights, production):
+    asked = {}
+
+    def ping(**kwargs):
+        asked.update(kwargs)
+        return []
+
+    production.setattr(health.celery_app.control, "ping", ping)
+    status, body = _ready()
+    assert status == 503 and body["failing"] == ["worker"]
+    assert asked == {"timeout": health.WORKER_PING_TIMEOUT_S, "limit": 1}
+
+
+def test_ping_error(weights, production):
+    def ping(**kwargs):
+        raise BrokerError("lost the connection")
+
+    production.setattr(health.celery_app.control, "ping", ping)
+    status, body = _ready()
+    assert status == 503 and body["failing"] == ["worker"]
+
+
+def test_missing_weights(weights):
+    (weights / "tiny_unet.keras").unlink()
+    status, body = _ready()
+    assert status == 503 and body["failing"] == ["models"]
+    detail = body["checks"]["models"]["detail"]
+    assert "tiny_unet: the weights file is missing" in detail
+    assert "ensemble: member tiny_unet is not an active model with valid weights" in detail
+    assert str(weights) not in detail
+
+
+def test_weights_that_changed(weights):
+    (weights / "tiny_attention_unet.keras").write_bytes(b"other weights, another size")
+    status, body = _ready()
+    assert status == 503 and body["failing"] == ["models"]
+    assert "tiny_attention_unet: the weights file's SHA-256 differs" in body["checks"]["models"]["detail"]
+
+
+def test_no_active_model(weights):
+    ModelVersion.objects.update(is_active=False)
+    status, body = _ready()
+    assert status == 503 and body["failing"] == ["models"]
+    assert "no active model version" in body["checks"]["models"]["detail"]
+
+
+def test_an_ensemble_member_that_is_not_active(weights):
+    ModelVersion.objects.filter(name="tiny_unet").update(is_active=False)
+    status, body = _ready()
+    assert status == 503 and body["failing"] == ["models"]
+    assert "member tiny_unet is not an active model" in body["checks"]["models"]["detail"]
+
+
+def test_the_hash_is_computed_again_only_when_the_file_changes(weights):
+    path = weights / "tiny_unet.keras"
+    assert _ready()[0] == 200
+    stat = path.stat()
+    path.write_bytes(b"X" * stat.st_size)  # same size; the old modification time put back
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert _ready()[0] == 200  # cached: the file was not read again
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    status, body = _ready()
+    assert (
+        status == 503
+        and "tiny_unet: the weights file's SHA-256 differs" in body["checks"]["models"]["detail"]
+    )
+
+
+def test_readiness_imports_no_tensorflow():
+    """The web process answers a probe without loading TensorFlow (a fresh interpreter: this one may have)."""
+    code = (
+        "import sys, django; django.setup(); from clinic.health import readiness; readiness(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tumorsite.settings.test"}
+    env.pop("DATABASE_URL", None)
+    env.pop("CELERY_BROKER_URL", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
