@@ -22,10 +22,10 @@ from django.test import Client
 from django.test.testcases import LiveServerThread, _StaticFilesHandler
 from rest_framework.authtoken.models import Token
 
-import segmentation.services.runs
 from audit.models import AuditEntry
 from cases.models import Case, Patient, Scan
 from segmentation.models import ModelVersion, SegmentationRun
+from segmentation.signals import runs_queued
 from tests.cases.builders import png_bytes
 
 pytestmark = [
@@ -62,9 +62,9 @@ def server_url(transactional_db):
 
 @pytest.fixture
 def no_segmentation_started(monkeypatch):
-    """Each upload still creates its run row; the run is just not handed to the in-process worker."""
+    """Each upload still creates its run row (queued); nobody is told, so the in-process worker stays idle."""
     ModelVersion.objects.create(name="stand-in", architecture="unet", file_path="absent.keras")
-    monkeypatch.setattr(segmentation.services.runs, "enqueue", lambda *args, **kwargs: None)
+    monkeypatch.setattr(runs_queued, "send", lambda *args, **kwargs: [])
 
 
 def _distinct_pngs(n: int) -> list[bytes]:
