@@ -1,13 +1,15 @@
 from django.contrib import admin
 
 from audit.services import audit_record
-from segmentation.models import ModelVersion, SegmentationRun
+from segmentation.models import ModelVersion, SegmentationRun, Stage
 
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = [
         "name",
+        "slot",
+        "stage",
         "architecture",
         "encoder",
         "input_size",
@@ -16,12 +18,18 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "is_ensemble",
         "created_at",
     ]
-    list_filter = ["is_active", "is_ensemble", "architecture"]
-    search_fields = ["name"]
+    list_filter = ["stage", "is_active", "is_ensemble", "architecture"]
+    search_fields = ["name", "slot"]
     # What the weights are is sync_models' to record (from the file); the admin may switch a version on
     # or off and set its threshold, and each such save is one model.changed entry in the audit trail.
+    # The stage is the lifecycle commands' (register_candidate, promote_model, rollback_model): only an
+    # active version can be switched on.
     readonly_fields = [
         "name",
+        "slot",
+        "stage",
+        "evaluation",
+        "retired_at",
         "file_path",
         "file_sha256",
         "metadata",
@@ -29,6 +37,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "encoder",
         "is_ensemble",
     ]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.stage != Stage.ACTIVE:
+            fields.append("is_active")
+        return fields
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -6,7 +6,17 @@ from django.db import models
 ENSEMBLE_NAME = "ensemble"
 
 
+class Stage(models.TextChoices):
+    """A version's place in the lifecycle (docs/training.md, "Model lifecycle")."""
+
+    CANDIDATE = "candidate", "Candidate (recorded, never served)"
+    ACTIVE = "active", "Active (serves its slot)"
+    RETIRED = "retired", "Retired (replaced; kept with its file for a rollback)"
+
+
 class ModelVersion(models.Model):
+    # The active version of a slot is named after the slot (what settings, the ensemble's members and the
+    # recommender look up); a candidate or retired one is named ``<slot>@<first 12 hex of its hash>``.
     name = models.CharField(max_length=100, unique=True)
     architecture = models.CharField(
         max_length=32, help_text='unet, unet_plus_plus, attention_unet or "ensemble"'
@@ -21,20 +31,46 @@ class ModelVersion(models.Model):
     file_sha256 = models.CharField(max_length=64, blank=True)
     threshold = models.FloatField(default=0.5)
     input_size = models.PositiveIntegerField(default=128)
+    # Serves new runs. Only an active-stage version may (a database constraint); an active one is
+    # switched off when its file is gone or by an admin.
     is_active = models.BooleanField(default=True)
     is_ensemble = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    slot = models.CharField(
+        max_length=100, db_index=True, help_text="the served name this version is (or was, or may become)"
+    )
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.ACTIVE)
+    evaluation = models.JSONField(
+        null=True, blank=True, help_text="candidates: evaluate_candidate's paired comparison with the active"
+    )
+    retired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["is_ensemble", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(is_active=False) | models.Q(stage="active"),
+                name="only_an_active_stage_version_serves",
+            ),
+            models.UniqueConstraint(
+                fields=["slot"], condition=models.Q(stage="active"), name="one_active_version_per_slot"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs) -> None:
+        if not self.slot:  # a version made without the lifecycle is the version of its own name
+            self.slot = self.name.split("@")[0]
+        super().save(*args, **kwargs)
+
     @property
     def weights_key(self) -> str:
-        """``name@<first 12 hex of the file hash>``: names the exact weights (stored with their outputs)."""
-        return f"{self.name}@{self.file_sha256[:12]}" if self.file_sha256 else self.name
+        """``slot@<first 12 hex of the file hash>``: names the exact weights (stored with their outputs);
+        unchanged when a promotion or rollback renames the row."""
+        slot = self.slot or self.name
+        return f"{slot}@{self.file_sha256[:12]}" if self.file_sha256 else slot
 
     @property
     def members(self) -> list[str]:

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from audit.services import audit_record
 from ml.inference import ensemble_calibration, file_sha256
-from segmentation.models import ENSEMBLE_NAME, ModelVersion
+from segmentation.models import ENSEMBLE_NAME, ModelVersion, Stage
 from segmentation.services.errors import SegmentationError
 
 logger = logging.getLogger(__name__)
@@ -23,12 +24,17 @@ def models_dir() -> Path:
 
 
 def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
-    """Register every ``<name>.keras`` + ``<name>.json`` bundle in the models directory, and the ensemble.
+    """Register every ``<name>.keras`` + ``<name>.json`` bundle at the top of the models directory, and
+    the ensemble over the active versions.
 
-    Bundles that disappeared are deactivated, not deleted (their runs keep pointing at them). The
-    ensemble averages one model per architecture: the one with the best validation Dice. Each version
-    added, given new weights, activated or deactivated gets one ``model.changed`` entry in the audit
-    trail (its old and new weights hash, or the ensemble's members), written with the change.
+    A bundle's name is its slot. Weights already recorded keep their stage: a retired version whose file
+    is still there is not served again, and a version promoted from ``candidates/`` stays served (see
+    ``segmentation.services.lifecycle``). New weights become the slot's active version when the slot
+    serves nothing or served them from this very file (copied over by hand: the old weights are gone, so
+    the old row is retired), and a candidate otherwise. A row is never repointed at other weights.
+    Active versions whose file vanished are switched off, not deleted (their runs keep pointing at
+    them). The ensemble averages one active model per architecture: the best by validation Dice. Each
+    change gets one ``model.changed`` entry in the audit trail, written with it.
     """
     directory = Path(directory or models_dir())
     bundles = _bundles(directory)  # the files are read and hashed before the transaction, not inside it
@@ -36,19 +42,40 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
         seen = [
             _version_save(name=name, defaults=defaults, directory=directory) for name, defaults in bundles
         ]
-        gone = ModelVersion.objects.filter(is_ensemble=False, is_active=True).exclude(
-            pk__in=[v.pk for v in seen]
-        )
+        gone = [
+            v
+            for v in ModelVersion.objects.filter(is_ensemble=False, is_active=True).exclude(
+                pk__in=[v.pk for v in seen]
+            )
+            if not version_file(v).is_file() or version_file(v).parent == directory.resolve()
+        ]
         _versions_deactivate(gone, directory=directory)
-
-        members = best_per_architecture(seen)
-        if members:
-            fields = _ensemble_fields(directory, members)
-            seen.append(_version_save(name=ENSEMBLE_NAME, defaults=fields, directory=directory))
-        else:
-            ensembles = ModelVersion.objects.filter(is_ensemble=True, is_active=True)
-            _versions_deactivate(ensembles, directory=directory)
+        ensemble = ensemble_refresh(directory=directory)
+        if ensemble is not None:
+            seen.append(ensemble)
     return seen
+
+
+def ensemble_refresh(*, directory: Path | None = None) -> ModelVersion | None:
+    """Point the ensemble at the best active version per architecture (by name), or switch it off when
+    none is served. Audited when that changes something; call it inside the writer's transaction."""
+    directory = Path(directory or models_dir())
+    members = best_per_architecture(list(ModelVersion.objects.filter(is_ensemble=False, is_active=True)))
+    if members:
+        fields = _ensemble_fields(directory, members)
+        return _version_save(name=ENSEMBLE_NAME, defaults=fields, directory=directory)
+    _versions_deactivate(ModelVersion.objects.filter(is_ensemble=True, is_active=True), directory=directory)
+    return None
+
+
+def version_file(version: ModelVersion) -> Path:
+    """The version's ``.keras`` file (``file_path`` is relative to the models directory when inside it)."""
+    return (models_dir() / version.file_path).resolve()
+
+
+def retired_name(version: ModelVersion) -> str:
+    """A non-active version's name: the slot's name is kept for the slot's active version."""
+    return f"{version.slot}@{version.file_sha256[:12]}"
 
 
 def _ensemble_fields(directory: Path, members: list[ModelVersion]) -> dict:
@@ -78,6 +105,8 @@ def _ensemble_fields(directory: Path, members: list[ModelVersion]) -> dict:
         "input_size": max(m.input_size for m in members),
         "is_active": True,
         "is_ensemble": True,
+        "slot": ENSEMBLE_NAME,
+        "stage": Stage.ACTIVE,
     }
 
 
@@ -89,29 +118,33 @@ def _bundles(directory: Path) -> list[tuple[str, dict]]:
         if not json_path.is_file():
             logger.warning("skipping %s: no %s beside it", keras_path.name, json_path.name)
             continue
-        meta = json.loads(json_path.read_text())
-        name = meta.get("name") or keras_path.stem
-        if name == ENSEMBLE_NAME:
-            raise SegmentationError(
-                f'"{ENSEMBLE_NAME}" is reserved for the ensemble; rename {keras_path.name}'
-            )
-        spec = meta.get("spec") or {}
-        defaults = {
-            "architecture": meta.get("architecture") or spec.get("architecture") or "",
-            "encoder": meta.get("encoder") or spec.get("encoder") or "",
-            # Relative to TUMORSITE_MODELS_DIR when inside it (the record survives moving the volume).
-            "file_path": str(keras_path.resolve().relative_to(models_dir().resolve()))
-            if keras_path.resolve().is_relative_to(models_dir().resolve())
-            else str(keras_path.resolve()),
-            "metadata": meta,
-            "file_sha256": file_sha256(keras_path),
-            "threshold": float(meta.get("threshold", 0.5)),
-            "input_size": int(meta.get("input_size") or spec.get("input_size") or 128),
-            "is_active": True,
-            "is_ensemble": False,
-        }
-        bundles.append((name, defaults))
+        bundles.append(bundle_fields(keras_path))
     return bundles
+
+
+def bundle_fields(keras_path: Path) -> tuple[str, dict]:
+    """``(name, the ModelVersion's fields)`` of the bundle ``keras_path`` + its ``.json``, hashed."""
+    meta = json.loads(keras_path.with_suffix(".json").read_text())
+    name = meta.get("name") or keras_path.stem
+    if name == ENSEMBLE_NAME:
+        raise SegmentationError(f'"{ENSEMBLE_NAME}" is reserved for the ensemble; rename {keras_path.name}')
+    spec = meta.get("spec") or {}
+    defaults = {
+        "architecture": meta.get("architecture") or spec.get("architecture") or "",
+        "encoder": meta.get("encoder") or spec.get("encoder") or "",
+        # Relative to TUMORSITE_MODELS_DIR when inside it (the record survives moving the volume).
+        "file_path": str(keras_path.resolve().relative_to(models_dir().resolve()))
+        if keras_path.resolve().is_relative_to(models_dir().resolve())
+        else str(keras_path.resolve()),
+        "metadata": meta,
+        "file_sha256": file_sha256(keras_path),
+        "threshold": float(meta.get("threshold", 0.5)),
+        "input_size": int(meta.get("input_size") or spec.get("input_size") or 128),
+        "is_active": True,
+        "is_ensemble": False,
+        "slot": name,
+    }
+    return name, defaults
 
 
 def _audited_state(version: ModelVersion) -> dict:
@@ -136,20 +169,42 @@ def _model_changed_record(*, version: ModelVersion, before: dict, change: str, d
 
 
 def _version_save(*, name: str, defaults: dict, directory: Path) -> ModelVersion:
-    previous = ModelVersion.objects.filter(name=name).first()
-    before = _audited_state(previous) if previous is not None else {}
-    version, _ = ModelVersion.objects.update_or_create(name=name, defaults=defaults)
-    after = _audited_state(version)
-    if previous is None:
-        change = "added"
-    elif any(before.get(field) != after[field] for field in ("file_sha256", "members") if field in after):
-        if before.get("file_sha256"):
-            logger.info("new weights for %s (a new weights key)", name)
-        change = "replaced"
-    elif not before["is_active"]:
-        change = "activated"
+    """Record a bundle (or the ensemble) of slot ``name``; see ``model_versions_sync`` for the rules."""
+    if defaults["is_ensemble"]:
+        recorded = ModelVersion.objects.filter(name=name).first()
     else:
-        change = "updated"
+        recorded = ModelVersion.objects.filter(slot=name, file_sha256=defaults["file_sha256"]).first()
+    if recorded is not None and recorded.stage != Stage.ACTIVE:
+        return recorded  # a candidate's or a retired version's file: its stage is the lifecycle's
+    if recorded is not None:
+        before = _audited_state(recorded)
+        for field, value in defaults.items():
+            setattr(recorded, field, value)
+        recorded.save()
+        change = "updated" if before["is_active"] else "activated"
+        _model_changed_record(version=recorded, before=before, change=change, directory=directory)
+        return recorded
+
+    served = ModelVersion.objects.filter(slot=name, stage=Stage.ACTIVE).first()
+    if served is not None and version_file(served) != (models_dir() / defaults["file_path"]).resolve():
+        # The slot is served from another file (a promoted candidate): new weights here wait their turn.
+        version = ModelVersion.objects.create(
+            name=f"{name}@{defaults['file_sha256'][:12]}",
+            **{**defaults, "stage": Stage.CANDIDATE, "is_active": False},
+        )
+        logger.info("new weights for %s registered as candidate %s", name, version.name)
+        _model_changed_record(version=version, before={}, change="candidate", directory=directory)
+        return version
+    before = {}
+    if served is not None:
+        # The served file was overwritten: its weights are gone, so its row retires and the new ones serve.
+        logger.info("new weights for %s (a new weights key)", name)
+        before = _audited_state(served)
+        served.stage, served.is_active, served.retired_at = Stage.RETIRED, False, timezone.now()
+        served.name = retired_name(served)
+        served.save(update_fields=["stage", "is_active", "retired_at", "name"])
+    version = ModelVersion.objects.create(name=name, **{**defaults, "stage": Stage.ACTIVE})
+    change = "replaced" if served is not None else "added"
     _model_changed_record(version=version, before=before, change=change, directory=directory)
     return version
 

@@ -86,9 +86,13 @@ def test_each_model_version_change_writes_one_entry_with_old_and_new_weights(set
     second = _bundle(tmp_path, "unet_a", b"weights two")
     with written() as replaced:
         model_versions_sync()
+    # New weights are a new row (runs keep naming the old one); the old row retires under another name.
+    retired, unet = unet, ModelVersion.objects.get(name="unet_a")
     assert [(e.object_pk, e.additional_data["change"], e.changes) for e in replaced] == [
         (str(unet.pk), "replaced", {"file_sha256": [first, second]})
     ]
+    retired.refresh_from_db()
+    assert (retired.stage, retired.is_active, retired.name) == ("retired", False, f"unet_a@{first[:12]}")
 
     (tmp_path / "unet_a.keras").unlink()
     with written() as deactivated:

@@ -99,5 +99,7 @@ def test_new_weights_under_the_same_name_get_a_new_weights_key(models_dir, tmp_p
     retrain_bundle(tmp_path, "tiny_unet", seed=123)
     model_versions_sync()
     after = ModelVersion.objects.get(name="tiny_unet")
-    assert after.pk == before.pk and after.weights_key != before.weights_key
+    assert after.pk != before.pk and after.weights_key != before.weights_key
+    before.refresh_from_db()  # never repointed: still the old weights, retired under their own key
+    assert before.stage == "retired" and before.name == before.weights_key
     assert "new weights for tiny_unet" in caplog.text
