@@ -31,13 +31,13 @@ def weights(settings, tmp_path):
     for name in ("tiny_unet", "tiny_attention_unet"):
         data = f"weights of {name}".encode()
         (settings.TUMORSITE_MODELS_DIR / f"{name}.keras").write_bytes(data)
-        ModelVersion.objects.create(
+        _version(
             name=name,
             architecture="unet",
             file_path=f"{name}.keras",
             file_sha256=hashlib.sha256(data).hexdigest(),
         )
-    ModelVersion.objects.create(
+    _version(
         name="ensemble",
         architecture="ensemble",
         is_ensemble=True,
@@ -45,6 +45,13 @@ def weights(settings, tmp_path):
     )
     health._hashes.clear()
     return settings.TUMORSITE_MODELS_DIR
+
+
+def _version(**fields) -> ModelVersion:
+    # An active version serves the slot it is named after, where the model has slots (model lifecycle).
+    if any(f.name == "slot" for f in ModelVersion._meta.get_fields()):
+        fields.setdefault("slot", fields["name"])
+    return ModelVersion.objects.create(**fields)
 
 
 class _Broker:
