@@ -50,8 +50,8 @@ def candidates_dir() -> Path:
 
 def candidate_register(*, path: Path, slot: str | None = None) -> ModelVersion:
     """Record the bundle at ``path`` (``.keras`` with its ``.json``) as a candidate for ``slot`` (default:
-    the bundle's own name). Its files are copied to ``candidates/<slot>-<hash12>.keras|.json``; nothing
-    served changes. Audited (``model.changed``, action "candidate")."""
+    the bundle's own name). Its files go to ``candidates/<slot>-<hash12>.keras|.json``; nothing served
+    changes. Audited (``model.changed``, action "candidate")."""
     path = Path(path)
     if path.suffix != ".keras" or not path.is_file():
         raise LifecycleError(f"{path} is not a .keras file: pass the bundle's <name>.keras.")
@@ -70,8 +70,11 @@ def candidate_register(*, path: Path, slot: str | None = None) -> ModelVersion:
     target = candidates_dir() / f"{slot}-{sha[:12]}.keras"
     target.parent.mkdir(parents=True, exist_ok=True)
     if path.resolve() != target.resolve():
-        shutil.copyfile(path, target)
-        shutil.copyfile(path.with_suffix(".json"), target.with_suffix(".json"))
+        # A bundle train_model left in candidates/ moves to its hash-named place (a later run of the same
+        # name would overwrite it); one from elsewhere is copied, the original left alone.
+        move = path.resolve().parent == candidates_dir().resolve()
+        for source, dest in ((path, target), (path.with_suffix(".json"), target.with_suffix(".json"))):
+            (shutil.move if move else shutil.copyfile)(source, dest)
     _, fields = bundle_fields(target)
     with transaction.atomic():
         candidate = ModelVersion.objects.create(

@@ -153,6 +153,7 @@
       if (seg.status === "done") {
         body.push(el("p", {}, ["Area: ", el("strong", { text: TS.formatArea(seg.area_mm2, seg.area_px) }),
           seg.runtime_ms ? el("span", { class: "muted small", text: " · " + Math.round(seg.runtime_ms) + " ms" }) : null]));
+        if (seg.weights) body.push(el("p", { class: "muted small", title: "the exact weights that made this mask", text: "Weights: " + seg.weights }));
         if (seg.agreement !== null && seg.agreement !== undefined) body.push(agreementNote(seg));
         body.push(reviewBadge(seg));
         if (state.can.review) {  // the page shows only what this user's role allows

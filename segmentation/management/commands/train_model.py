@@ -1,4 +1,4 @@
-"""Train a segmenter and register it as a model version (thin wrapper over ``ml.train``)."""
+"""Train a segmenter and register it as a candidate model version (thin wrapper over ``ml.train``)."""
 
 import tempfile
 from dataclasses import replace
@@ -9,23 +9,25 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from ml.train import add_training_arguments, config_from_options, set_threads, train
-from segmentation.management.commands.sync_models import announce_synced_versions
-from segmentation.services import model_versions_sync, models_dir
+from segmentation.services import models_dir
+from segmentation.services.lifecycle import LifecycleError, candidate_register
 
 
 class Command(BaseCommand):
     help = (
         "Train a segmenter on data in the shared layout (cases.csv, images/, masks/), split by patient "
-        "group; write <name>.keras and <name>.json to --output-dir (default: the models directory) and, "
-        "there only, register the model version. Re-running the same --name resumes from its last epoch. "
-        "--like models/<name>.json trains a model of a shipped bundle's shape from scratch."
+        "group; write <name>.keras and <name>.json to --output-dir (default: <models dir>/candidates) and "
+        "register the bundle as a CANDIDATE for the slot <name> (or --replaces): it serves nothing until "
+        "evaluate_candidate and promote_model (docs/training.md, Model lifecycle). Re-running the same "
+        "--name resumes from its last epoch. --like models/<name>.json trains a model of a shipped "
+        "bundle's shape from scratch."
     )
 
     def add_arguments(self, parser):
         add_training_arguments(
             parser,
             data_default=str(settings.TUMORSITE_DATA),
-            output_default=str(settings.TUMORSITE_MODELS_DIR),
+            output_default=str(Path(settings.TUMORSITE_MODELS_DIR) / "candidates"),
         )
         parser.add_argument(
             "--from-record",
@@ -33,9 +35,24 @@ class Command(BaseCommand):
             help="train on the clinical record instead: every case with an imported or "
             "clinician-corrected mask, exported with export_cases to a temporary folder",
         )
-        parser.add_argument("--no-register", action="store_true", help="do not register the model version")
+        parser.add_argument(
+            "--replaces",
+            metavar="NAME",
+            help="register the candidate for the served slot NAME (default: --name)",
+        )
+        parser.add_argument(
+            "--no-register", action="store_true", help="write the bundle only; record no candidate"
+        )
 
     def handle(self, *args, **o):
+        if Path(o["output_dir"]).resolve() == models_dir().resolve():
+            # sync_models serves the top of the models directory: a bundle written there could replace
+            # a served model without any comparison.
+            raise CommandError(
+                f"--output-dir {o['output_dir']} is the models directory, whose bundles sync_models "
+                f"serves; write to another folder (default {models_dir() / 'candidates'}): the bundle is "
+                "registered as a candidate and served only after promote_model."
+            )
         try:
             cfg = config_from_options(o, o["data"])  # a bad option fails here, before any export or data read
         except (ValueError, FileNotFoundError) as exc:
@@ -66,17 +83,11 @@ class Command(BaseCommand):
         )
         if o["no_register"]:
             return
-        output_dir = Path(o["output_dir"])
-        if output_dir.resolve() != models_dir().resolve():
-            # Registering syncs a whole folder: from another one it would repoint same-named versions at
-            # the candidate and deactivate every served bundle that is not in that folder.
-            self.stdout.write(
-                f"not registered: {output_dir} is not the models directory ({models_dir()}). Compare it "
-                f"(python -m ml.calibrate --compare {Path(result['path'])}), then copy "
-                f"{result['name']}.keras and {result['name']}.json there and run manage.py sync_models "
-                "to serve it."
-            )
-            return
-        model_versions_sync(directory=output_dir)
-        self.stdout.write(f"registered model version {result['name']}")
-        announce_synced_versions(self.stdout, self.style)
+        try:
+            candidate = candidate_register(path=Path(result["path"]), slot=o["replaces"])
+        except LifecycleError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(
+            f"registered candidate {candidate.name} for slot {candidate.slot} (not served); next: "
+            f"manage.py evaluate_candidate {candidate.name} --data DIR, then promote_model {candidate.name}"
+        )

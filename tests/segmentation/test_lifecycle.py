@@ -1,0 +1,201 @@
+"""The model lifecycle (#33, item 4): candidate -> evaluate -> promote (or refuse) -> rollback.
+
+The bundles are segmentation.testing's tiny untrained ones; thresholds set in a candidate's JSON make its
+masks predictably full (threshold 0, like the active ones) or empty (above 1), so "not worse" and "worse"
+do not depend on what an untrained net happens to output.
+"""
+
+import json
+import shutil
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from audit.models import AuditEntry
+from segmentation import services
+from segmentation.models import ModelVersion, SegmentationRun
+from segmentation.services.lifecycle import (
+    HeldOut,
+    LifecycleError,
+    candidate_evaluate,
+    candidate_register,
+    model_promote,
+    model_rollback,
+)
+from segmentation.tasks import run_segmentation_task
+from segmentation.testing import make_case, retrain_bundle, write_shared_layout
+
+pytestmark = pytest.mark.django_db
+
+FOLD = HeldOut(split=None, fold=0, folds=2)
+
+
+@pytest.fixture
+def served(settings, tiny_bundles_dir, tmp_path, media_dir):
+    """A models directory of its own (candidates/ is written into it), synced: the tiny bundles serve."""
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in tiny_bundles_dir.iterdir():
+        shutil.copy(f, models / f.name)
+    settings.TUMORSITE_MODELS_DIR = models
+    settings.TUMORSITE_PRIMARY_MODEL = "ensemble"
+    settings.TUMORSITE_EMBEDDING_MODEL = ""
+    services.model_versions_sync()
+    return models
+
+
+def _candidate_bundle(tmp_path, *, threshold: float, seed: int = 7):
+    """New weights for tiny_unet in a folder outside the models directory, with this threshold."""
+    folder = tmp_path / f"trained-{seed}-{threshold}"
+    folder.mkdir()
+    for suffix in (".keras", ".json"):
+        shutil.copy(services.models_dir() / f"tiny_unet{suffix}", folder / f"tiny_unet{suffix}")
+    retrain_bundle(folder, "tiny_unet", seed=seed)
+    meta = json.loads((folder / "tiny_unet.json").read_text())
+    (folder / "tiny_unet.json").write_text(json.dumps({**meta, "threshold": threshold}))
+    return folder / "tiny_unet.keras"
+
+
+@pytest.fixture
+def held_out(tmp_path):
+    data = tmp_path / "held_out"
+    write_shared_layout(data, n_per_type=2)
+    return data
+
+
+def _new_case_runs(seed: int) -> dict[str, SegmentationRun]:
+    case = make_case(patient=f"LC-{seed}", seed=seed, size=64)
+    return {r.model_version.slot: r for r in services.segmentation_runs_create_for_case(case=case)}
+
+
+def _entries() -> list[AuditEntry]:
+    return list(AuditEntry.objects.filter(event="model.changed").order_by("id"))
+
+
+def _stages() -> dict:
+    return {v.pk: (v.name, v.stage, v.is_active, v.file_sha256) for v in ModelVersion.objects.all()}
+
+
+def test_a_candidate_never_serves_before_promotion(served, tmp_path):
+    active = ModelVersion.objects.get(name="tiny_unet")
+    candidate = candidate_register(path=_candidate_bundle(tmp_path, threshold=0.0))
+
+    assert (candidate.stage, candidate.is_active, candidate.slot) == ("candidate", False, "tiny_unet")
+    assert candidate.name == candidate.weights_key == f"tiny_unet@{candidate.file_sha256[:12]}"
+    assert candidate.file_path == f"candidates/tiny_unet-{candidate.file_sha256[:12]}.keras"
+    assert (served / candidate.file_path).is_file() and candidate.file_sha256 != active.file_sha256
+    assert _new_case_runs(1)["tiny_unet"].model_version == active
+    assert services.weights_used(ModelVersion.objects.get(name="ensemble")).count(candidate.weights_key) == 0
+    assert services.primary_model_version().name == "ensemble"
+    with pytest.raises(LifecycleError, match="already recorded as tiny_unet@"):
+        candidate_register(path=served / candidate.file_path)
+
+
+def test_a_worse_candidate_is_refused_with_the_figures(served, tmp_path, held_out):
+    candidate = candidate_register(path=_candidate_bundle(tmp_path, threshold=1.5))  # empty masks
+    with pytest.raises(CommandError, match="no evaluation"):
+        call_command("promote_model", candidate.name)
+
+    evaluation = candidate_evaluate(candidate=candidate, data_dir=held_out, held_out=FOLD)
+    assert evaluation["active"] == ModelVersion.objects.get(name="tiny_unet").weights_key
+    assert evaluation["dice"]["candidate"]["missed"] == evaluation["n"] > 0
+    assert evaluation["dice_diff"] < 0 and evaluation["ci95"][1] < 0
+    with pytest.raises(CommandError) as refused:
+        call_command("promote_model", "tiny_unet")  # the slot's only candidate
+    message = str(refused.value)
+    assert message.startswith(f"Refused: {candidate.name} may be worse")
+    assert f"{evaluation['dice_diff']:+.4f}" in message and f"{evaluation['ci95'][0]:+.4f}" in message
+    candidate.refresh_from_db()
+    assert candidate.stage == "candidate" and candidate.evaluation == evaluation
+    assert ModelVersion.objects.get(name="tiny_unet").stage == "active"
+
+
+def test_force_needs_a_reason(served, tmp_path):
+    candidate = candidate_register(path=_candidate_bundle(tmp_path, threshold=1.5))
+    before = len(_entries())
+    with pytest.raises(CommandError, match="--force needs --reason"):
+        call_command("promote_model", candidate.name, "--force")
+    with pytest.raises(CommandError, match="--force needs --reason"):
+        call_command("promote_model", candidate.name, "--force", "--reason", "  ")
+    assert len(_entries()) == before and ModelVersion.objects.get(pk=candidate.pk).stage == "candidate"
+    model_promote(candidate=candidate, force=True, reason="the old file is corrupt")
+    entry = _entries()[-1]
+    assert (
+        entry.additional_data["forced"] is True
+        and entry.additional_data["reason"] == "the old file is corrupt"
+    )
+
+
+def test_promote_and_rollback_are_audited_and_switch_what_new_runs_use(served, tmp_path, held_out):
+    old = ModelVersion.objects.get(name="tiny_unet")
+    candidate = candidate_register(path=_candidate_bundle(tmp_path, threshold=0.0))  # full masks, as the old
+    call_command("evaluate_candidate", candidate.name, "--data", str(held_out), "--fold", "0", "--folds", "2")
+    candidate.refresh_from_db()
+    assert candidate.evaluation["dice_diff"] == 0.0  # not worse: promoted
+
+    before = len(_entries())
+    call_command("promote_model", candidate.name)
+    promoted = _entries()[before:]
+    assert len(promoted) == 1 and promoted[0].object_pk == str(candidate.pk)
+    detail = promoted[0].additional_data
+    assert detail["action"] == "promote" and detail["replaces"] == old.weights_key
+    assert detail["evaluation"]["dice_diff"] == 0.0 and detail["evaluation"]["n"] == candidate.evaluation["n"]
+    old.refresh_from_db()
+    candidate.refresh_from_db()
+    assert (candidate.name, candidate.stage, candidate.is_active) == ("tiny_unet", "active", True)
+    assert (old.name, old.stage, old.is_active) == (old.weights_key, "retired", False)
+    assert (served / old.file_path).is_file()  # retired with its file
+    assert _new_case_runs(2)["tiny_unet"].model_version == candidate
+
+    call_command("rollback_model", "tiny_unet", "--reason", "clinicians saw worse outlines")
+    rolled = _entries()[before + 1 :]
+    assert len(rolled) == 1 and rolled[0].object_pk == str(old.pk)
+    assert rolled[0].additional_data["action"] == "rollback"
+    assert rolled[0].additional_data["replaces"] == candidate.weights_key
+    assert ModelVersion.objects.get(name="tiny_unet") == old
+    assert ModelVersion.objects.get(pk=candidate.pk).stage == "retired"
+    assert _new_case_runs(3)["tiny_unet"].model_version == old
+
+
+def test_a_cases_mask_names_its_version_after_a_rollback(served, tmp_path):
+    old = ModelVersion.objects.get(name="tiny_unet")
+    candidate = candidate_register(path=_candidate_bundle(tmp_path, threshold=0.0))
+    model_promote(candidate=candidate, force=True, reason="test")
+    run = _new_case_runs(4)["tiny_unet"]
+    assert run_segmentation_task.apply(args=[run.pk]).get() == "done"
+    run.refresh_from_db()
+    assert run.weights == candidate.weights_key != old.weights_key
+
+    model_rollback(slot="tiny_unet")
+    run = SegmentationRun.objects.select_related("model_version").get(pk=run.pk)
+    assert run.model_version == candidate and run.weights == candidate.weights_key
+    assert run.model_version.name == candidate.weights_key  # the case page's model name says which weights
+
+
+def test_sync_models_after_promote_and_rollback_changes_nothing(served, tmp_path):
+    candidate = candidate_register(path=_candidate_bundle(tmp_path, threshold=0.0))
+    model_promote(candidate=candidate, force=True, reason="test")
+    after_promote, entries = _stages(), len(_entries())
+    call_command("sync_models")  # the top of models/ still holds the retired tiny_unet.keras
+    assert _stages() == after_promote and len(_entries()) == entries
+
+    model_rollback(slot="tiny_unet")
+    after_rollback, entries = _stages(), len(_entries())
+    call_command("sync_models")
+    assert _stages() == after_rollback and len(_entries()) == entries
+
+
+def test_rollback_needs_a_retired_version_with_its_file(served, tmp_path):
+    with pytest.raises(CommandError, match="no retired version"):
+        call_command("rollback_model", "tiny_unet")
+    candidate = candidate_register(path=_candidate_bundle(tmp_path, threshold=0.0))
+    model_promote(candidate=candidate, force=True, reason="test")
+    (served / "tiny_unet.keras").write_bytes(b"other weights")  # the retired version's file, overwritten
+    with pytest.raises(LifecycleError, match="no retired version with its file intact"):
+        model_rollback(slot="tiny_unet")
+
+
+def test_train_model_refuses_to_write_into_the_served_models_directory(served):
+    with pytest.raises(CommandError, match="is the models directory"):
+        call_command("train_model", "--architecture", "unet", "--output-dir", str(served))
