@@ -273,9 +273,12 @@ def _store_result(
     m = measurements(mask, (scan.pixel_spacing_mm, scan.pixel_spacing_col_mm))
     # Files first, then one conditional UPDATE: a run that was meanwhile failed or finished elsewhere
     # is not overwritten, and the files nobody will name are deleted with the rollback (cases.storage).
+    # The claim's started_at is its token: a worker that overran TUMORSITE_RUN_CLAIM_DEADLINE_S, whose run
+    # another worker took over, stores nothing.
     with atomic_with_files():
         run_files_save(run, mask, prob)
-        updated = SegmentationRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+        mine = SegmentationRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, started_at=run.started_at)
+        updated = mine.update(
             status=RunStatus.DONE,
             error="",
             mask_file=run.mask_file.name,

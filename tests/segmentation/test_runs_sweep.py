@@ -4,6 +4,7 @@ broker and worker."""
 
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from segmentation import services, tasks
 from segmentation.models import RunStatus, SegmentationRun
+from segmentation.services import runs as run_services
 from segmentation.tasks import run_segmentation_task, runs_send, runs_sweep_task
 from segmentation.testing import make_case
 
@@ -194,3 +196,21 @@ def test_after_a_restart_of_the_embedded_mode_runs_sweep_runs_what_was_left(
     assert "The runs sent have finished." in capsys.readouterr().out
     finished = set(SegmentationRun.objects.filter(case=case).values_list("status", "attempts"))
     assert finished == {(RunStatus.DONE, 1)}
+
+
+def test_a_worker_whose_claim_was_taken_over_stores_nothing(runs):
+    run = runs["tiny_unet"]
+    first = services.segmentation_run_claim(run_id=run.pk)
+    claimed_long_ago = _ago(301)  # the first worker hangs past the claim deadline...
+    _set(run, started_at=claimed_long_ago)
+    first.started_at = claimed_long_ago
+    second = services.segmentation_run_claim(run_id=run.pk)  # ...and another takes the run over
+    assert second is not None and second.attempts == 2
+    mask = np.zeros((64, 64), bool)
+    mask[20:30, 20:30] = True
+    run_services._store_result(first, mask, mask.astype(np.float32), 1.0)  # the first one wakes up
+    run.refresh_from_db()
+    assert (run.status, run.mask_file.name) == (RunStatus.RUNNING, "")
+    run_services._store_result(second, mask, mask.astype(np.float32), 1.0)
+    run.refresh_from_db()
+    assert run.status == RunStatus.DONE and run.area_px == 100 and run.mask_file.name
