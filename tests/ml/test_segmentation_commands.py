@@ -4,6 +4,7 @@ import csv
 import json
 import shutil
 from io import StringIO
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,8 +204,8 @@ def test_evaluate_segmentation_refuses_masks_of_another_size(figshare_dir, tmp_p
 
 
 @pytest.mark.django_db
-def test_train_model_writes_the_bundle_and_registers_the_version(figshare_dir, tmp_path, settings):
-    settings.TUMORSITE_MODELS_DIR = tmp_path / "m"  # registered only when written to the models directory
+def test_train_model_writes_the_bundle_and_registers_a_candidate(figshare_dir, tmp_path, settings):
+    settings.TUMORSITE_MODELS_DIR = tmp_path / "models"
 
     call_command(
         "train_model",
@@ -227,7 +228,7 @@ def test_train_model_writes_the_bundle_and_registers_the_version(figshare_dir, t
         "--name",
         "smoke_att",
         "--output-dir",
-        str(tmp_path / "m"),
+        str(tmp_path / "m"),  # a candidate is registered from any folder but the top of models/
         "--run-dir",
         str(tmp_path / "run"),
         "--lr-start",
@@ -254,15 +255,22 @@ def test_train_model_writes_the_bundle_and_registers_the_version(figshare_dir, t
     assert meta["spec"]["architecture"] == "attention_unet" and meta["input_size"] == 32
     assert meta["training"]["lr"]["start"] == 3e-4 and meta["training"]["lr"]["end"] == 3e-5
     assert meta["training"]["lr"]["warmup_epochs"] == 0.5
-    version = ModelVersion.objects.get(name="smoke_att")
+    version = ModelVersion.objects.get(slot="smoke_att")
     assert version.architecture == "attention_unet" and version.threshold == meta["threshold"]
-    assert ModelVersion.objects.filter(is_ensemble=True, is_active=True).exists()
+    assert (version.stage, version.is_active) == ("candidate", False)  # served only after promote_model
+    assert (tmp_path / "models" / version.file_path).is_file() and version.file_path.startswith("candidates/")
+    assert not ModelVersion.objects.filter(is_active=True).exists()
 
 
 @pytest.mark.django_db
-def test_train_model_elsewhere_leaves_the_served_versions_alone(figshare_dir, tmp_path):
-    """A candidate written outside the models directory must not repoint or deactivate what is served."""
-
+def test_train_model_under_a_served_name_leaves_the_served_versions_alone(figshare_dir, tmp_path, settings):
+    """A model trained under a served name is a candidate: nothing served is repointed or deactivated."""
+    shipped = Path(settings.TUMORSITE_MODELS_DIR)
+    settings.TUMORSITE_MODELS_DIR = tmp_path / "models"  # the candidate is written into candidates/
+    settings.TUMORSITE_MODELS_DIR.mkdir()
+    for bundle in shipped.glob("*.keras"):
+        for f in (bundle, bundle.with_suffix(".json")):
+            shutil.copy(f, settings.TUMORSITE_MODELS_DIR / f.name)
     model_versions_sync()
     served = {v.name: (v.file_path, v.is_active) for v in ModelVersion.objects.all()}
     assert served["unet"] == ("unet.keras", True)
@@ -296,8 +304,11 @@ def test_train_model_elsewhere_leaves_the_served_versions_alone(figshare_dir, tm
         stdout=out,
     )
     assert (tmp_path / "cand" / "unet.keras").is_file()
-    assert "not registered" in out.getvalue() and "sync_models" in out.getvalue()
-    assert {v.name: (v.file_path, v.is_active) for v in ModelVersion.objects.all()} == served
+    candidate = ModelVersion.objects.get(slot="unet", stage="candidate")
+    assert f"registered candidate {candidate.name} for slot unet (not served)" in out.getvalue()
+    assert {
+        v.name: (v.file_path, v.is_active) for v in ModelVersion.objects.exclude(pk=candidate.pk)
+    } == served
 
 
 def test_train_model_refuses_a_folder_that_is_not_a_dataset(tmp_path):
