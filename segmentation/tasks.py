@@ -71,7 +71,11 @@ def runs_sweep_task(lost_after_s: float | None = None) -> dict:
     attempts. Sends nothing while messages still wait in the queue (those runs are behind them), so an
     idle or dead worker pool does not pile up copies."""
     lost_after = None if lost_after_s is None else timedelta(seconds=lost_after_s)
-    sweep = services.segmentation_runs_sweep(lost_after=lost_after)
+    try:
+        sweep = services.segmentation_runs_sweep(lost_after=lost_after)
+    except DatabaseError as exc:  # e.g. a worker started before the database: the next beat sweeps
+        logger.warning("runs sweep: the database cannot be read (%s: %s)", type(exc).__name__, exc)
+        return {"overdue": None, "sent": 0, "failed": 0, "waiting": None}
     waiting = queue.waiting()
     sent = 0
     if waiting == 0:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import OperationalError
 from django.utils import timezone
 
 from segmentation import services, tasks
@@ -214,3 +215,16 @@ def test_a_worker_whose_claim_was_taken_over_stores_nothing(runs):
     run_services._store_result(second, mask, mask.astype(np.float32), 1.0)
     run.refresh_from_db()
     assert run.status == RunStatus.DONE and run.area_px == 100 and run.mask_file.name
+
+
+def test_a_sweep_that_cannot_read_the_database_says_so_and_sends_nothing(monkeypatch):
+    def unreadable(**kwargs):
+        raise OperationalError('database "test_tumorsite" does not exist')
+
+    went = []
+    monkeypatch.setattr(tasks.services, "segmentation_runs_sweep", unreadable)
+    monkeypatch.setattr(tasks.queue, "enqueue", lambda task, *args: went.append(args))
+    assert runs_sweep_task() == {"overdue": None, "sent": 0, "failed": 0, "waiting": None}
+    with pytest.raises(CommandError, match="The database cannot be read"):
+        call_command("runs_sweep")
+    assert went == []

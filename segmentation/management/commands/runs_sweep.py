@@ -38,6 +38,8 @@ class Command(BaseCommand):
         if queued_after is not None and queued_after < 0:
             raise CommandError(f"--queued-after {queued_after}: give a number of seconds, 0 or more.")
         outcome = runs_sweep_task(lost_after_s=queued_after)
+        if outcome["overdue"] is None:
+            raise CommandError("The database cannot be read: see the warning above, then run it again.")
         if outcome["waiting"] is None:
             raise CommandError(
                 f"The broker cannot be reached ({settings.CELERY_BROKER_URL}): {outcome['overdue']} overdue "
