@@ -3,27 +3,36 @@
 A run, a review or a clinician's correction is committed before its signal is sent: describing the case
 may fail (e.g. no model is installed) without undoing it. The failure is logged, and the next
 announcement for the case redoes the description.
+
+Describing a case runs Keras models (the embedding, the type classifier). A run ends in the worker, which
+has them loaded, so the description follows at once there (the case page gets its similar cases with
+its mask, not one queue round trip later). A review, a correction or a chosen type happens in a web
+request: those queue ``case_analyse_task`` instead, so no web process loads TensorFlow.
 """
 
 from __future__ import annotations
 
 import logging
 
+from django.db import transaction
 from django.dispatch import receiver
 
 from cases.models import Case
 from cases.signals import case_outline_changed, case_tumour_type_chosen
 from recommender.services import case_analyse, case_base_staleness
+from recommender.tasks import case_analyse_task
 from segmentation.models import RunStatus, SegmentationRun
 from segmentation.services import primary_model_version
 from segmentation.signals import model_versions_synced, run_finished, run_reviewed
+from tumorsite import queue
 
 logger = logging.getLogger(__name__)
 
 
 @receiver(run_finished, dispatch_uid="recommender.describe_after_primary_run")
 def describe_after_primary_run(sender, *, run: SegmentationRun, **kwargs) -> None:
-    """Once the case's primary run is done: describe the case and suggest its tumour type."""
+    """Once the case's primary run is done: describe the case and suggest its tumour type (in the worker
+    that ran it)."""
     if run.status != RunStatus.DONE:
         return
     primary = primary_model_version()
@@ -35,17 +44,17 @@ def describe_after_primary_run(sender, *, run: SegmentationRun, **kwargs) -> Non
 @receiver(run_reviewed, dispatch_uid="recommender.describe_after_review")
 def describe_after_review(sender, *, run: SegmentationRun, **kwargs) -> None:
     """A validated AI mask brings a typed case into the base; a rejected one takes it out again."""
-    _describe(run.case, "after a review of its segmentation")
+    _queue_description(run.case_id, "after a review of its segmentation")
 
 
 @receiver(case_outline_changed, dispatch_uid="recommender.describe_after_correction")
 def describe_after_correction(sender, *, case: Case, **kwargs) -> None:
-    _describe(case, "after its outline was corrected")
+    _queue_description(case.pk, "after its outline was corrected")
 
 
 @receiver(case_tumour_type_chosen, dispatch_uid="recommender.describe_after_type_chosen")
 def describe_after_type_chosen(sender, *, case: Case, **kwargs) -> None:
-    _describe(case, "after its tumour type was chosen")
+    _queue_description(case.pk, "after its tumour type was chosen")
 
 
 @receiver(model_versions_synced, dispatch_uid="recommender.case_base_staleness")
@@ -59,3 +68,15 @@ def _describe(case: Case, when: str) -> None:
         case_analyse(case=case)
     except Exception:
         logger.exception("describing case %s %s failed", case.pk, when)
+
+
+def _queue_description(case_id: int, when: str) -> None:
+    # The signals are sent on commit already; on_commit again keeps a sender inside a transaction safe.
+    transaction.on_commit(lambda: _send(case_id, when))
+
+
+def _send(case_id: int, when: str) -> None:
+    try:
+        queue.enqueue(case_analyse_task, case_id)
+    except Exception:  # the broker is down: the decision stands, the description waits for the next one
+        logger.exception("could not queue the description of case %s %s", case_id, when)

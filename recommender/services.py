@@ -15,7 +15,6 @@ from cases.models import Case, CaseDiagnosis, Diagnosis, TypeSource
 from cases.revisions import case_edit
 from cases.selectors import case_ground_truth_mask, case_pixels
 from ml.postprocess import largest_region
-from ml.type_classification import load_type_classifier
 from recommender import features as feature_extractor
 from recommender import names, ranking
 from recommender.catalogue import diagnosis_for_recording
@@ -242,6 +241,9 @@ def type_classifier():
     path = getattr(settings, "TUMORSITE_TYPE_CLASSIFIER", "")
     if not path:
         return None
+    # ml.type_classification brings the training code (matplotlib among it): a worker's import, not the web's.
+    from ml.type_classification import load_type_classifier  # noqa: PLC0415 (only workers classify)
+
     try:
         return load_type_classifier(path)
     except (OSError, ValueError) as exc:

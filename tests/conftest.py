@@ -13,6 +13,7 @@ from django.contrib.auth.models import Group
 
 from cases.models import Case, CaseDiagnosis, Diagnosis, MaskSource, Patient, Scan, TumourType, TypeSource
 from tests.cases.builders import png_bytes, synthetic_slice
+from tumorsite import queue
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
@@ -161,6 +162,20 @@ def _isolated_media(request, settings, tmp_path):
     """Every test writes media into its own folder, except services tests: their worker must see the files."""
     if request.node.get_closest_marker("services") is None:
         settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def queued_tasks_inline(monkeypatch) -> list[str]:
+    """What the code under test queues (``tumorsite.queue.enqueue``) runs at once, in this thread and this
+    test's transaction, instead of on the background thread or a worker; the tasks' names, in order."""
+    names: list[str] = []
+
+    def run_now(task, *args, **kwargs):
+        names.append(task.name)
+        return task.apply(args=args, kwargs=kwargs)
+
+    monkeypatch.setattr(queue, "enqueue", run_now)
+    return names
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ def test_the_cases_mask_is_never_a_rejected_one(media_dir, clinician):
 
 
 def test_rejecting_the_primary_mask_clears_the_description_and_the_suggestion(
-    media_dir, clinician, django_capture_on_commit_callbacks
+    media_dir, clinician, django_capture_on_commit_callbacks, queued_tasks_inline
 ):
     make_case_base(n_per_type=3, user=clinician)
     case_base_build(use_embedding=False)
@@ -49,6 +49,7 @@ def test_rejecting_the_primary_mask_clears_the_description_and_the_suggestion(
 
     with django_capture_on_commit_callbacks(execute=True):  # the recommender hears the review
         segmentation_run_review(run=primary, user=clinician, validated=False)
+    assert queued_tasks_inline == ["recommender.tasks.case_analyse_task"]
     case = Case.objects.get(pk=case.pk)
     assert not CaseFeatures.objects.filter(case=case).exists()
     assert (case.predicted_tumour_type, case.predicted_confidence, case.predicted_type_sources) == (

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_validated_ai_mask_brings_a_typed_case_into_the_case_base(
-    models_dir, media_dir, clinician, django_capture_on_commit_callbacks
+    models_dir, media_dir, clinician, django_capture_on_commit_callbacks, queued_tasks_inline
 ):
     services.model_versions_sync()
     case = make_case(user=clinician, tumour_type="glioma", size=80)  # the clinician's type
