@@ -17,7 +17,8 @@ from .base import (
     ScanImage,
     to_uint8,
 )
-from .dicom import deidentify, read_dicom
+from .deidentify import deidentify
+from .dicom import has_dicm_marker, is_bare_dataset, read_dicom
 from .mat import has_hdf5_signature, read_mat
 from .raster import read_raster
 
@@ -30,6 +31,8 @@ __all__ = [
     "ScanImage",
     "deidentify",
     "detect_format",
+    "has_dicm_marker",
+    "is_bare_dataset",
     "read_dicom",
     "read_image",
     "read_mat",
@@ -52,17 +55,23 @@ _EXTENSIONS = {
 
 def detect_format(data: bytes, filename: str = "") -> str | None:
     """'png' | 'jpeg' | 'tiff' | 'dicom' | 'mat' from magic bytes, else from the extension; None if
-    neither."""
+    neither.
+
+    The DICOM marker comes first: a DICOM file's 128-byte preamble may hold anything, TIFF's header
+    included (pydicom's MR_small.dcm and CT_small.dcm start with one).
+    """
+    if has_dicm_marker(data):
+        return "dicom"
     if data.startswith(_RASTER_MAGIC[0]):
         return "png"
     if data.startswith(_RASTER_MAGIC[1]):
         return "jpeg"
     if data.startswith(_RASTER_MAGIC[2:]):
         return "tiff"
-    if data[128:132] == b"DICM":
-        return "dicom"
     if data.startswith(b"MATLAB") or has_hdf5_signature(data):
         return "mat"
+    if is_bare_dataset(data):
+        return "dicom"
     return _EXTENSIONS.get(PurePath(filename).suffix.lower())
 
 

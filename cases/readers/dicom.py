@@ -1,10 +1,14 @@
-"""DICOM through pydicom: one 2D slice, lookup tables applied, and the header de-identified.
+"""DICOM through pydicom: one 2D grayscale slice, lookup tables applied, the header de-identified.
 
-De-identification follows the Basic Application Level Confidentiality Profile of DICOM PS3.15
-Annex E (table E.1-1): identifying attributes are removed (X), emptied (Z) or replaced with a dummy
-(D); UIDs are replaced (U) consistently, so two slices of one study still share a study UID; private
-tags are removed. The pixel data cannot be cleaned, so a file that declares burned-in annotations is
-refused.
+A file is DICOM when it has the ``DICM`` marker at byte 128, whatever its 128-byte preamble holds (the
+standard lets it hold anything, a TIFF header included), or when it is a bare data set without preamble
+and file meta information (as some older tools write), which starts with a group 0x0008 element.
+Compressed pixel data is decoded by pydicom's plugins: pylibjpeg-libjpeg (JPEG baseline, extended and
+lossless, JPEG-LS), pylibjpeg-openjpeg (JPEG 2000) and pylibjpeg-rle or pydicom itself (RLE).
+
+What the reader refuses, it refuses with a message naming the reason: no pixel data (a report, a plan,
+a DICOMDIR), several frames, colour, a transfer syntax no installed decoder reads, burned-in
+annotations (the pixels cannot be de-identified), damaged header values or pixel data.
 """
 
 from __future__ import annotations
@@ -16,237 +20,21 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from pydicom.uid import generate_uid
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from .base import DEFAULT_LIMITS, ImageReadError, Limits, ScanImage
+from .deidentify import DEIDENTIFICATION_METHOD, deidentify
 
-# Attributes of PS3.15 table E.1-1 that the basic profile empties (Z) or removes (X). Type 2 attributes
-# (which must be present) are emptied, the rest removed. D (dummy) attributes are emptied as well:
-# an empty value is a valid dummy for every type 2 attribute here.
-_EMPTY = [
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "ReferringPhysicianName",
-    "StudyID",
-    "AccessionNumber",
-    "StudyDate",
-    "StudyTime",
-    "ContentDate",
-    "ContentTime",
-    "ContrastBolusAgent",
-]
-_REMOVE = [
-    "AcquisitionComments",
-    "AcquisitionContextSequence",
-    "AcquisitionDate",
-    "AcquisitionDateTime",
-    "AcquisitionTime",
-    "ActualHumanPerformersSequence",
-    "AdditionalPatientHistory",
-    "AdmissionID",
-    "AdmittingDate",
-    "AdmittingDiagnosesCodeSequence",
-    "AdmittingDiagnosesDescription",
-    "AdmittingTime",
-    "Allergies",
-    "Arbitrary",
-    "AuthorObserverSequence",
-    "BranchOfService",
-    "CommentsOnThePerformedProcedureStep",
-    "ConfidentialityConstraintOnPatientDataDescription",
-    "ContentCreatorName",
-    "ContentSequence",
-    "ContributionDescription",
-    "CountryOfResidence",
-    "CurrentPatientLocation",
-    "CurveDate",
-    "CurveTime",
-    "CustodialOrganizationSequence",
-    "DataSetTrailingPadding",
-    "DerivationDescription",
-    "DetectorID",
-    "DeviceSerialNumber",
-    "DeviceUID",
-    "DigitalSignaturesSequence",
-    "DischargeDiagnosisDescription",
-    "DistributionAddress",
-    "DistributionName",
-    "EthnicGroup",
-    "FrameComments",
-    "GantryID",
-    "GeneratorID",
-    "GraphicAnnotationSequence",
-    "HumanPerformerName",
-    "HumanPerformerOrganization",
-    "IconImageSequence",
-    "IdentifyingComments",
-    "ImageComments",
-    "ImagePresentationComments",
-    "ImagingServiceRequestComments",
-    "Impressions",
-    "InstanceCreatorUID",
-    "InstitutionAddress",
-    "InstitutionCodeSequence",
-    "InstitutionName",
-    "InstitutionalDepartmentName",
-    "InsurancePlanIdentification",
-    "IntendedRecipientsOfResultsIdentificationSequence",
-    "InterpretationApproverSequence",
-    "InterpretationAuthor",
-    "InterpretationDiagnosisDescription",
-    "InterpretationIDIssuer",
-    "InterpretationRecorder",
-    "InterpretationText",
-    "InterpretationTranscriber",
-    "IssuerOfAdmissionID",
-    "IssuerOfPatientID",
-    "IssuerOfServiceEpisodeID",
-    "MAC",
-    "MedicalAlerts",
-    "MedicalRecordLocator",
-    "MilitaryRank",
-    "ModifiedAttributesSequence",
-    "ModifyingDeviceID",
-    "ModifyingDeviceManufacturer",
-    "NameOfPhysiciansReadingStudy",
-    "NamesOfIntendedRecipientsOfResults",
-    "Occupation",
-    "OperatorIdentificationSequence",
-    "OperatorsName",
-    "OrderCallbackPhoneNumber",
-    "OrderEnteredBy",
-    "OrderEntererLocation",
-    "OriginalAttributesSequence",
-    "OtherPatientIDs",
-    "OtherPatientIDsSequence",
-    "OtherPatientNames",
-    "ParticipantSequence",
-    "PatientAddress",
-    "PatientAge",
-    "PatientBirthName",
-    "PatientBirthTime",
-    "PatientComments",
-    "PatientInsurancePlanCodeSequence",
-    "PatientMotherBirthName",
-    "PatientPrimaryLanguageCodeSequence",
-    "PatientPrimaryLanguageModifierCodeSequence",
-    "PatientReligiousPreference",
-    "PatientSexNeutered",
-    "PatientSize",
-    "PatientState",
-    "PatientTelephoneNumbers",
-    "PatientTransportArrangements",
-    "PatientWeight",
-    "PerformedLocation",
-    "PerformedProcedureStepDescription",
-    "PerformedProcedureStepEndDate",
-    "PerformedProcedureStepEndTime",
-    "PerformedProcedureStepID",
-    "PerformedProcedureStepStartDate",
-    "PerformedProcedureStepStartTime",
-    "PerformedStationAETitle",
-    "PerformedStationGeographicLocationCodeSequence",
-    "PerformedStationName",
-    "PerformedStationNameCodeSequence",
-    "PerformingPhysicianIdentificationSequence",
-    "PerformingPhysicianName",
-    "PersonAddress",
-    "PersonIdentificationCodeSequence",
-    "PersonName",
-    "PersonTelephoneNumbers",
-    "PhysicianApprovingInterpretation",
-    "PhysiciansOfRecord",
-    "PhysiciansOfRecordIdentificationSequence",
-    "PhysiciansReadingStudyIdentificationSequence",
-    "PreMedication",
-    "PregnancyStatus",
-    "ProtocolName",
-    "ReasonForTheImagingServiceRequest",
-    "ReasonForStudy",
-    "ReferencedDigitalSignatureSequence",
-    "ReferencedPatientAliasSequence",
-    "ReferencedPatientSequence",
-    "ReferencedSOPInstanceMACSequence",
-    "ReferencedStudySequence",
-    "ReferringPhysicianAddress",
-    "ReferringPhysicianIdentificationSequence",
-    "ReferringPhysicianTelephoneNumbers",
-    "RegionOfResidence",
-    "RequestAttributesSequence",
-    "RequestedContrastAgent",
-    "RequestedProcedureComments",
-    "RequestedProcedureDescription",
-    "RequestedProcedureID",
-    "RequestedProcedureLocation",
-    "RequestingPhysician",
-    "RequestingService",
-    "ResponsibleOrganization",
-    "ResponsiblePerson",
-    "ResultsComments",
-    "ResultsDistributionListSequence",
-    "ResultsIDIssuer",
-    "ScheduledHumanPerformersSequence",
-    "ScheduledPatientInstitutionResidence",
-    "ScheduledPerformingPhysicianIdentificationSequence",
-    "ScheduledPerformingPhysicianName",
-    "ScheduledProcedureStepEndDate",
-    "ScheduledProcedureStepEndTime",
-    "ScheduledProcedureStepLocation",
-    "ScheduledProcedureStepStartDate",
-    "ScheduledProcedureStepStartTime",
-    "ScheduledStationAETitle",
-    "ScheduledStationGeographicLocationCodeSequence",
-    "ScheduledStationName",
-    "ScheduledStationNameCodeSequence",
-    "ScheduledStudyLocation",
-    "ScheduledStudyLocationAETitle",
-    "SeriesDate",
-    "SeriesDescription",
-    "SeriesTime",
-    "ServiceEpisodeDescription",
-    "ServiceEpisodeID",
-    "SmokingStatus",
-    "SourceImageSequence",
-    "SpecialNeeds",
-    "StationName",
-    "StudyComments",
-    "StudyDescription",
-    "StudyIDIssuer",
-    "TextComments",
-    "TextString",
-    "TimezoneOffsetFromUTC",
-    "TopicAuthor",
-    "TopicKeywords",
-    "TopicSubject",
-    "TopicTitle",
-    "VerifyingObserverIdentificationCodeSequence",
-    "VerifyingObserverName",
-    "VerifyingObserverSequence",
-    "VerifyingOrganization",
-    "VisitComments",
-]
-_REPLACE_UID = [
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "SOPInstanceUID",
-    "FrameOfReferenceUID",
-    "ReferencedSOPInstanceUID",
-    "ReferencedFrameOfReferenceUID",
-    "RelatedFrameOfReferenceUID",
-    "SynchronizationFrameOfReferenceUID",
-    "ConcatenationUID",
-    "DimensionOrganizationUID",
-    "IrradiationEventUID",
-    "StorageMediaFileSetUID",
-    "TransactionUID",
-    "FiducialUID",
-    "TargetUID",
-    "UID",
-]
-_DEIDENTIFICATION_METHOD = "DICOM PS3.15 Annex E basic profile (TumorSite)"  # LO: 64 chars at most
+DICM_OFFSET = 128
+_GRAYSCALE = {"MONOCHROME1", "MONOCHROME2"}
+_DECODABLE = "uncompressed, JPEG, JPEG-LS, JPEG 2000 or RLE"
+# Explicit VRs a bare data set's first element may carry (an implicit one has a 4-byte length instead).
+_VRS = {
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"OB", b"OD",
+    b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI",
+    b"UL", b"UN", b"UR", b"US", b"UT", b"UV",
+}  # fmt: skip
 
 # Non-identifying header fields worth keeping next to the scan.
 _KEEP_METADATA = [
@@ -267,67 +55,55 @@ _KEEP_METADATA = [
 ]
 
 
+def has_dicm_marker(data: bytes) -> bool:
+    return data[DICM_OFFSET : DICM_OFFSET + 4] == b"DICM"
+
+
+def is_bare_dataset(data: bytes) -> bool:
+    """A DICOM data set written without preamble and file meta: its first element is in group 0x0008
+    (little or big endian), followed by an explicit VR or an implicit length that fits in the file."""
+    if len(data) < 8 or data[:2] not in (b"\x08\x00", b"\x00\x08"):
+        return False
+    return data[4:6] in _VRS or int.from_bytes(data[4:8], "little") <= len(data) - 8
+
+
 def read_dicom(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ScanImage:
     limits.check_bytes(len(data))
-    try:
-        with warnings.catch_warnings():
-            # force=True reads files without the DICM preamble; pydicom warns about every odd value in them.
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        if "PixelData" not in ds:
-            if data[128:132] != b"DICM" and "SOPClassUID" not in ds and "Modality" not in ds:
-                raise ImageReadError(
-                    "The file is not an image we can read (PNG, JPEG, TIFF, DICOM or Figshare .mat)."
-                )
-            raise ImageReadError(
-                "The DICOM file has no image in it (no pixel data); it may be a report or a truncated file."
-            )
-    except ImageReadError:
-        raise
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ImageReadError(f"The DICOM file is truncated or damaged and cannot be read ({exc}).") from None
+    with warnings.catch_warnings():
+        # pydicom warns about every odd value in real files (and logs it too); the reader decides.
+        warnings.simplefilter("ignore")
+        return _read(data, limits)
 
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise ImageReadError(
-            f"The DICOM file is a multi-frame image ({frames} frames); "
-            "export the single slice you want as its own file."
-        )
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    limits.check_pixels(cols, rows)
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
-        raise ImageReadError("The DICOM image is in colour; TumorSite reads grayscale MRI slices only.")
-    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
-        raise ImageReadError(
-            "The DICOM file says the patient's details are burned into the image pixels; "
-            "it cannot be de-identified, so it is not stored."
-        )
+
+def _read(data: bytes, limits: Limits) -> ScanImage:
+    ds = _parse(data)
+    _check_image(ds, limits)
+    syntax = _transfer_syntax(ds)
+    raw = _decode(ds, syntax)
 
     try:
-        raw = ds.pixel_array
-    except Exception as exc:  # pydicom raises many types here: missing decoders, short buffers...
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        pixels = apply_modality_lut(raw, ds)
+        pixels = apply_voi_lut(pixels, ds, index=0)
+    except Exception as exc:  # pydicom raises many types on a malformed lookup table
         raise ImageReadError(
-            "The DICOM pixel data cannot be decoded "
-            f"(transfer syntax {getattr(syntax, 'name', syntax)}): {exc}"
+            f"The DICOM file's rescale or window values are damaged and cannot be applied ({_reason(exc)})."
         ) from None
-    if raw.ndim != 2:
-        raise ImageReadError(f"The DICOM pixel data has shape {raw.shape}; a single 2D slice is needed.")
-
-    pixels = apply_modality_lut(raw, ds)
-    pixels = apply_voi_lut(pixels, ds, index=0)
     pixels = np.asarray(pixels, dtype=np.float32)
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+    if not np.isfinite(pixels).all():
+        raise ImageReadError("The DICOM pixel values are not all finite numbers after rescaling.")
+    if _photometric(ds) == "MONOCHROME1":
         # MONOCHROME1 shows low values as white; flip so every slice has bright = high.
         pixels = pixels.max() + pixels.min() - pixels
 
     spacing_row = spacing_col = None
-    if "PixelSpacing" in ds and ds.PixelSpacing and len(ds.PixelSpacing) == 2:
-        spacing_row, spacing_col = float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1])
+    spacing = _header_value(ds, "PixelSpacing", "Pixel Spacing")
+    if spacing and len(spacing) == 2:
+        spacing_row, spacing_col = float(spacing[0]), float(spacing[1])
 
-    metadata = {key: _plain(ds.get(key)) for key in _KEEP_METADATA if key in ds}
+    metadata = {key: _plain(_header_value(ds, key, key)) for key in _KEEP_METADATA if key in ds}
+    metadata["TransferSyntaxUID"] = str(syntax)
     deidentify(ds)
-    metadata["deidentified"] = _DEIDENTIFICATION_METHOD
+    metadata["deidentified"] = DEIDENTIFICATION_METHOD
     return ScanImage(
         pixels=np.ascontiguousarray(pixels),
         format="dicom",
@@ -338,58 +114,160 @@ def read_dicom(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ScanImage:
     )
 
 
-def deidentify(ds: Dataset) -> Dataset:
-    """Apply the basic profile to ``ds`` in place (nested sequences included) and return it."""
-    uid_map: dict[str, str] = {}
-
-    def clean(dataset: Dataset) -> None:
-        dataset.remove_private_tags()
-        for keyword in _REMOVE:
-            if keyword in dataset:
-                delattr(dataset, keyword)
-        for keyword in _EMPTY:
-            if keyword in dataset:
-                dataset.data_element(keyword).value = None
-        for keyword in _REPLACE_UID:
-            if keyword in dataset and dataset.data_element(keyword).VR == "UI":
-                dataset.data_element(keyword).value = _replace_uid(
-                    dataset.data_element(keyword).value, uid_map
-                )
-        for tag in [
-            elem.tag for elem in dataset if 0x6000 <= elem.tag.group <= 0x60FF and elem.tag.group % 2 == 0
-        ]:
-            if tag.element in (0x3000, 0x4000):  # overlay data and overlay comments: may carry text
-                del dataset[tag]
-        for elem in dataset:
-            if elem.VR == "SQ":
-                for item in elem.value:
-                    clean(item)
-
-    clean(ds)
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = _DEIDENTIFICATION_METHOD
-    code = Dataset()
-    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = (
-        "113100",
-        "DCM",
-        "Basic Application Confidentiality Profile",
-    )
-    ds.DeidentificationMethodCodeSequence = [code]
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None and "SOPInstanceUID" in ds:
-        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+def _parse(data: bytes) -> Dataset:
+    marked = has_dicm_marker(data)
+    try:
+        # force=True reads bare data sets (no DICM marker) too.
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        # Reading is lazy: touch every top-level element now, so a damaged one fails here.
+        for _ in ds:
+            pass
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        if not marked and not is_bare_dataset(data):
+            raise _not_dicom() from None
+        raise ImageReadError(
+            f"The DICOM file is truncated or damaged and cannot be read ({_reason(exc)})."
+        ) from None
+    if not marked and not any(keyword in ds for keyword in ("SOPClassUID", "Modality", "PixelData", "Rows")):
+        raise _not_dicom()
+    if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise ImageReadError(
+                "The DICOM file holds floating-point pixel data (such as a parametric map), "
+                "which is not supported; send the grayscale image it was made from."
+            )
+        raise ImageReadError(
+            f"The DICOM file{_kind(ds)} has no image in it (no pixel data); "
+            "it may be a report, a plan, a directory (DICOMDIR) or a truncated file."
+        )
     return ds
 
 
-def _replace_uid(value, uid_map: dict[str, str]):
-    if isinstance(value, (list, pydicom.multival.MultiValue)):
-        return [_replace_uid(v, uid_map) for v in value]
-    if not value:
-        return value
-    if value not in uid_map:
-        # Deterministic from the original, so slices of one study keep a common (new) study UID.
-        uid_map[value] = generate_uid(entropy_srcs=["tumorsite-deid", str(value)])
-    return uid_map[value]
+def _check_image(ds: Dataset, limits: Limits) -> None:
+    frames = _header_int(ds, "NumberOfFrames", "Number of Frames", default=1)
+    if frames > 1:
+        raise ImageReadError(
+            f"The DICOM file holds {frames} frames (a multi-frame image); multi-frame DICOM is not "
+            "supported yet: export the slice you want as a single-frame file."
+        )
+    rows = _header_int(ds, "Rows", "Rows", default=0)
+    cols = _header_int(ds, "Columns", "Columns", default=0)
+    if rows == 0 or cols == 0:
+        raise ImageReadError(
+            "The DICOM file has pixel data but no image size (Rows and Columns are missing or zero), "
+            "so the image cannot be read."
+        )
+    limits.check_pixels(cols, rows)
+    samples = _header_int(ds, "SamplesPerPixel", "Samples per Pixel", default=1)
+    photometric = _photometric(ds)
+    if samples != 1 or (photometric and photometric not in _GRAYSCALE):
+        raise ImageReadError(
+            f"The DICOM image is in colour ({photometric or f'{samples} samples per pixel'}); "
+            "TumorSite reads grayscale MRI slices only."
+        )
+    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+        raise ImageReadError(
+            "The DICOM file says the patient's details are burned into the image pixels; "
+            "it cannot be de-identified, so it is not stored."
+        )
+
+
+def _transfer_syntax(ds: Dataset) -> UID:
+    """The file's transfer syntax; for a bare data set, the encoding pydicom found, recorded in a new
+    file meta so the pixels can be decoded and the de-identified copy is a proper DICOM file."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        meta = ds.file_meta = FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        implicit, little = ds.original_encoding
+        if implicit is None or ds["PixelData"].is_undefined_length:
+            raise ImageReadError(
+                "The DICOM file does not say how its pixel data is encoded (no transfer syntax) "
+                "and it cannot be inferred; export it again as a standard DICOM file."
+            )
+        meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
+    syntax = UID(meta.TransferSyntaxUID)
+    name = syntax.name if syntax.name != str(syntax) else f"transfer syntax {syntax}"
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        raise ImageReadError(
+            f"The DICOM pixel data is encoded as {name}, which TumorSite cannot decode; "
+            f"export the image {_DECODABLE}."
+        ) from None
+    if not decoder.is_available:
+        raise ImageReadError(
+            f"No decoder for {name} is installed on this server; ask its administrator to install "
+            "the project's dependencies (pylibjpeg and its plugins)."
+        )
+    return syntax
+
+
+def _decode(ds: Dataset, syntax: UID) -> np.ndarray:
+    try:
+        raw = ds.pixel_array
+    except Exception as exc:  # decoders raise many types: short buffers, codec errors...
+        raise ImageReadError(
+            f"The DICOM pixel data ({syntax.name}) cannot be decoded: it is truncated or damaged, "
+            f"or uses a variant the decoders do not support ({_reason(exc)})."
+        ) from None
+    if raw.ndim != 2:
+        raise ImageReadError(f"The DICOM pixel data has shape {raw.shape}; a single 2D slice is needed.")
+    return raw
+
+
+def _header_value(ds: Dataset, keyword: str, label: str):
+    try:
+        return ds.get(keyword)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ImageReadError(
+            f"The DICOM header is damaged: {label} cannot be read ({_reason(exc)})."
+        ) from None
+
+
+def _header_int(ds: Dataset, keyword: str, label: str, *, default: int) -> int:
+    value = _header_value(ds, keyword, label)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ImageReadError(
+            f"The DICOM header is damaged: {label} is {str(value)!r}, not a whole number."
+        ) from None
+
+
+def _photometric(ds: Dataset) -> str:
+    return str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+
+
+def _kind(ds: Dataset) -> str:
+    """' (Basic Text SR Storage)' from the SOP class, the file meta's for a DICOMDIR; '' if neither says."""
+    meta = getattr(ds, "file_meta", None)
+    sop_class = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    if not sop_class:
+        return ""
+    name = UID(str(sop_class)).name
+    return f" ({name})" if name != str(sop_class) else ""
+
+
+def _reason(exc: Exception, limit: int = 200) -> str:
+    """The exception's words on one line, short enough for a message. pydicom's "Unable to decode as
+    exceptions were raised by all available plugins:" heads one line per plugin: those lines are kept."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        lines = lines[1:]
+    text = "; ".join(lines) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _not_dicom() -> ImageReadError:
+    return ImageReadError(
+        "The file is not an image we can read (PNG, JPEG, TIFF, DICOM or Figshare .mat): it has no "
+        "DICOM marker ('DICM' at byte 128) and does not start like a DICOM data set."
+    )
 
 
 def _to_bytes(ds: Dataset) -> bytes:

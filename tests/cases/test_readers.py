@@ -233,6 +233,12 @@ def _bomb_ihdr() -> bytes:
         (b"\xff\xd8\xff\xe0", "a.png", "jpeg"),
         (b"II*\x00", "", "tiff"),
         (b"\0" * 128 + b"DICM", "", "dicom"),
+        # The DICM marker wins over a TIFF header in the preamble (pydicom's MR_small.dcm, issue #32).
+        (b"II*\x00" + b"\0" * 124 + b"DICM", "a.tif", "dicom"),
+        # A bare data set (no preamble, no file meta), explicit and implicit VR.
+        (b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100", "", "dicom"),
+        (b"\x08\x00\x05\x00\x0a\x00\x00\x00ISO_IR 100", "", "dicom"),
+        (b"\x08\x00\x05\x00\xff\xff\xff\x7f", "", None),  # a length longer than the file
         (b"MATLAB 7.3 MAT-file", "", "mat"),
         (b"????", "scan.DCM", "dicom"),
         (b"????", "scan.doc", None),
@@ -240,3 +246,12 @@ def _bomb_ihdr() -> bytes:
 )
 def test_format_comes_from_magic_bytes_then_the_extension(data, filename, expected):
     assert detect_format(data, filename) == expected
+
+
+def test_a_transfer_syntax_whose_decoder_is_not_installed_says_so(monkeypatch):
+    class Missing:
+        is_available = False
+
+    monkeypatch.setattr("cases.readers.dicom.get_decoder", lambda syntax: Missing())
+    with pytest.raises(ImageReadError, match=r"No decoder for Explicit VR Little Endian is installed"):
+        read_image(dicom_bytes(), "a.dcm")
