@@ -7,12 +7,14 @@ do not depend on what an untrained net happens to output.
 
 import json
 import shutil
+from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from audit.models import AuditEntry
+from ml.data import read_records, split_ids_as_trained
 from segmentation import services
 from segmentation.models import ModelVersion, SegmentationRun
 from segmentation.services.lifecycle import (
@@ -130,9 +132,17 @@ def test_force_needs_a_reason(served, tmp_path):
 def test_promote_and_rollback_are_audited_and_switch_what_new_runs_use(served, tmp_path, held_out):
     old = ModelVersion.objects.get(name="tiny_unet")
     candidate = candidate_register(path=_candidate_bundle(tmp_path, threshold=0.0))  # full masks, as the old
-    call_command("evaluate_candidate", candidate.name, "--data", str(held_out), "--fold", "0", "--folds", "2")
+    out = StringIO()
+    call_command(
+        "evaluate_candidate",
+        candidate.name,
+        *("--data", str(held_out), "--fold", "0", "--folds", "2", "--json", str(tmp_path / "eval.json")),
+        stdout=out,
+    )
     candidate.refresh_from_db()
     assert candidate.evaluation["dice_diff"] == 0.0  # not worse: promoted
+    assert json.loads((tmp_path / "eval.json").read_text()) == candidate.evaluation
+    assert "candidate - active (paired)" in out.getvalue() and old.weights_key in out.getvalue()
 
     before = len(_entries())
     call_command("promote_model", candidate.name)
@@ -199,3 +209,25 @@ def test_rollback_needs_a_retired_version_with_its_file(served, tmp_path):
 def test_train_model_refuses_to_write_into_the_served_models_directory(served):
     with pytest.raises(CommandError, match="is the models directory"):
         call_command("train_model", "--architecture", "unet", "--output-dir", str(served))
+
+
+def test_new_weights_at_the_top_of_models_after_a_promotion_wait_as_a_candidate(served, tmp_path):
+    candidate = candidate_register(path=_candidate_bundle(tmp_path, threshold=0.0))
+    model_promote(candidate=candidate, force=True, reason="test")
+    retrain_bundle(served, "tiny_unet", seed=99)  # a bundle copied over the retired one at the top
+    services.model_versions_sync()
+    assert ModelVersion.objects.get(name="tiny_unet") == candidate  # still served
+    waiting = ModelVersion.objects.get(slot="tiny_unet", stage="candidate")
+    assert waiting.file_path == "tiny_unet.keras" and not waiting.is_active
+
+
+def test_the_held_out_split_is_the_patients_both_models_held_out(tmp_path):
+    write_shared_layout(tmp_path, n_per_type=10)
+    records = read_records(tmp_path)
+    metas = [{"training": {"split": {"seed": 1}}}, {"training": {"split": {"seed": 2}}}]
+    ids = HeldOut(split="test").ids(records, metas)
+    one, two = (set(split_ids_as_trained(records, m["training"]["split"], "test")) for m in metas)
+    assert set(ids) == one & two and one != two
+    assert HeldOut(split="test").ids(records, metas[:1] * 2) == [r.id for r in records if r.id in one]
+    with pytest.raises(LifecycleError, match=r"--fold must be in 0\.\.1"):
+        HeldOut(split=None, fold=2, folds=2).ids(records, metas)
