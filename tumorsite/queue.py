@@ -3,8 +3,8 @@
 Production (``CELERY_BROKER_URL`` set): ``task.delay()`` to the real workers.
 Embedded mode: the same task body runs through ``task.apply()`` on one process-wide background thread,
 so an upload never waits for a segmentation and TensorFlow runs one job at a time; the periodic tasks
-(``CELERY_BEAT_SCHEDULE``, the beat's job in production) run on that thread too, once the first job
-has been queued (``manage.py runs_sweep`` sweeps at once, e.g. after a restart).
+(``CELERY_BEAT_SCHEDULE``, the beat's job in production) run on that thread too, from the web server's
+start (``tumorsite.wsgi``) or the first job queued (``manage.py runs_sweep`` sweeps at once).
 
 Sending is bounded (``CELERY_BROKER_CONNECTION_TIMEOUT``, ``CELERY_TASK_PUBLISH_RETRY_POLICY``): with the
 broker down ``enqueue`` raises within seconds, and the caller decides what waits for the broker's return.
@@ -90,6 +90,15 @@ def _get_executor() -> ThreadPoolExecutor:
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tumorsite-tasks")
             _start_periodic()
         return _executor
+
+
+def start_periodic() -> None:
+    """Start the embedded beat now (the web server calls this as it starts, so that runs left by a previous
+    process are swept without waiting for a new job); nothing with a broker, where workers run the beat."""
+    if settings.CELERY_BROKER_URL:
+        return
+    with _lock:
+        _start_periodic()
 
 
 def _start_periodic() -> None:
