@@ -81,7 +81,10 @@ def _stages() -> dict:
 
 def test_a_candidate_never_serves_before_promotion(served, tmp_path):
     active = ModelVersion.objects.get(name="tiny_unet")
-    candidate = candidate_register(path=_candidate_bundle(tmp_path, threshold=0.0))
+    out = StringIO()
+    call_command("register_candidate", str(_candidate_bundle(tmp_path, threshold=0.0)), stdout=out)
+    candidate = ModelVersion.objects.get(slot="tiny_unet", stage="candidate")
+    assert f"registered candidate {candidate.name} for slot tiny_unet" in out.getvalue()
 
     assert (candidate.stage, candidate.is_active, candidate.slot) == ("candidate", False, "tiny_unet")
     assert candidate.name == candidate.weights_key == f"tiny_unet@{candidate.file_sha256[:12]}"
