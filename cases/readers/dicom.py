@@ -98,7 +98,13 @@ def _read(data: bytes, limits: Limits) -> ScanImage:
     spacing_row = spacing_col = None
     spacing = _header_value(ds, "PixelSpacing", "Pixel Spacing")
     if spacing and len(spacing) == 2:
-        spacing_row, spacing_col = float(spacing[0]), float(spacing[1])
+        try:
+            spacing_row, spacing_col = float(spacing[0]), float(spacing[1])
+        except (TypeError, ValueError):
+            # Areas in mm² from a guessed spacing would be wrong; refuse rather than drop it silently.
+            raise ImageReadError(
+                f"The DICOM header is damaged: Pixel Spacing is {str(spacing)!r}, not two numbers."
+            ) from None
 
     metadata = {key: _plain(_header_value(ds, key, key)) for key in _KEEP_METADATA if key in ds}
     metadata["TransferSyntaxUID"] = str(syntax)

@@ -170,6 +170,11 @@ BAD_FILES = {
     "truncated dicom": (lambda _: dicom_bytes()[:-40], "a.dcm", "cannot be decoded"),
     "dicom header only": (lambda _: dicom_bytes()[:400], "a.dcm", "no image"),
     "burned-in dicom": (lambda _: dicom_bytes(burned_in=True), "a.dcm", "burned into the image"),
+    "dicom with a damaged pixel spacing": (
+        lambda _: dicom_bytes().replace(b"0.5\\0.75", b"0.5\\abcd"),  # same length: the header stays whole
+        "a.dcm",
+        "header is damaged: Pixel Spacing",
+    ),
     "multi-page tiff": (_multipage_tiff, "stack.tif", "holds 3 images"),
 }
 
