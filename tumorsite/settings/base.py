@@ -204,6 +204,10 @@ AXES_CLIENT_IP_CALLABLE = "audit.addresses.client_address"
 # The audit trail: django-auditlog's entry with the event named (audit.models.AuditEntry). Entries are
 # written explicitly, one per audited action (audit.services.audit_record), not for every model save.
 AUDITLOG_LOGENTRY_MODEL = "audit.AuditEntry"
+# django-auditlog's own migrations create its LogEntry table even when the model is swapped for ours (they
+# predate its `swappable`): an unused table whose foreign keys to users and content types would stop
+# Django's flush (TRUNCATE) of those tables. With no migrations for the app, the swapped model gets none.
+MIGRATION_MODULES = {"auditlog": None}
 
 # === I18n ===
 LANGUAGE_CODE = "en-gb"
