@@ -1,5 +1,9 @@
-# One image for the web (gunicorn) and worker (celery) services of docker-compose.yml.
-FROM python:3.11-slim-bookworm
+# Two images for docker-compose.yml, one stage each: `web` (gunicorn) installs requirements/web.txt, which
+# has no TensorFlow, Keras or matplotlib (a page never runs a model: the workers describe and segment the
+# cases); `worker` (celery) installs requirements/base.txt, the same versions plus the ml extra. `worker`
+# is the last stage, so a plain `docker build .` gives the image that can do everything (manage.py
+# commands that train or evaluate included). `make lock` writes both locks from pyproject.toml.
+FROM python:3.11-slim-bookworm AS runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -16,18 +20,32 @@ RUN apt-get update \
  && chown -R tumorsite /var/lib/tumorsite /models
 
 WORKDIR /app
-# Dependencies first, so code changes do not reinstall them: exactly the runtime lock, each file checked
-# against its hash (`make lock` writes requirements/base.txt from pyproject.toml).
-COPY requirements/base.txt requirements/base.txt
-RUN pip install --require-hashes -r requirements/base.txt
+
+
+FROM runtime AS web
+# Dependencies first, so code changes do not reinstall them: exactly the lock, each file checked against
+# its hash.
+COPY requirements/web.txt requirements/web.txt
+RUN pip install --require-hashes -r requirements/web.txt
 COPY . .
-# The shipped bundles go into /models, so the "models" volume starts with them (Docker fills an empty
-# named volume from the image); a retrained bundle written there later survives a new image.
+# The shipped bundles go into /models in both images: whichever container first mounts the empty "models"
+# volume fills it from its image (the web's readiness check hashes the weights files; it never loads them).
+# A retrained bundle written there later survives a new image.
 RUN pip install --no-deps --no-build-isolation -e . \
  && SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
  && cp -a models/. /models/ \
  && chown -R tumorsite /models
-
 USER tumorsite
 EXPOSE 8000
 CMD ["gunicorn", "tumorsite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]
+
+
+FROM runtime AS worker
+COPY requirements/base.txt requirements/base.txt
+RUN pip install --require-hashes -r requirements/base.txt
+# The web stage's code, static files and models, so both images run the same code.
+COPY --from=web /app /app
+COPY --from=web --chown=tumorsite /models /models
+RUN pip install --no-deps --no-build-isolation -e .
+USER tumorsite
+CMD ["celery", "-A", "tumorsite", "worker", "--pool=solo", "--concurrency=1", "--loglevel=INFO"]

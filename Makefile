@@ -20,16 +20,20 @@ $(VENV)/.installed: requirements/dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-# Re-locks after a change to pyproject's dependencies: requirements/base.txt (what the image runs) and
-# requirements/dev.txt (base, same versions, plus the dev extra), with hashes, for Python 3.11 on Linux
-# x86_64. Pins already in the locks are kept; `make lock UPGRADE=1` moves every pin to the newest allowed.
+# Re-locks after a change to pyproject's dependencies, with hashes, for Python 3.11 on Linux x86_64:
+# requirements/base.txt (the worker image: the dependencies and the ml extra, TensorFlow included),
+# requirements/web.txt (the web image: the dependencies alone, at base's versions) and requirements/dev.txt
+# (base, same versions, plus the dev extra). web.txt also pins the build backend (setuptools) that the image's
+# `pip install --no-build-isolation -e .` uses; base.txt has it through TensorFlow. Pins already in the locks are kept; `make lock UPGRADE=1` moves
+# every pin to the newest allowed.
 PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes \
 	--strip-extras --allow-unsafe --no-emit-options $(if $(UPGRADE),--upgrade)
 lock:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@test -x $(VENV)/bin/pip-compile || $(PY) -m pip install --quiet pip-tools
-	$(PIP_COMPILE) -o requirements/base.txt pyproject.toml
-	$(PIP_COMPILE) --extra dev -c requirements/base.txt -o requirements/dev.txt pyproject.toml
+	$(PIP_COMPILE) --extra ml -o requirements/base.txt pyproject.toml
+	$(PIP_COMPILE) --build-deps-for editable -c requirements/base.txt -o requirements/web.txt pyproject.toml
+	$(PIP_COMPILE) --extra ml --extra dev -c requirements/base.txt -o requirements/dev.txt pyproject.toml
 	$(PYTHON) requirements/digest.py --stamp
 
 # Fails when pyproject's dependencies changed since the locks were compiled.
@@ -103,7 +107,7 @@ clean:
 
 help:
 	@echo "make install      .venv with exactly requirements/dev.txt (hash-checked), then the project (-e)"
-	@echo "make lock         re-lock requirements/{base,dev}.txt after editing pyproject's dependencies"
+	@echo "make lock         re-lock requirements/{base,web,dev}.txt after editing pyproject's dependencies"
 	@echo "                  (UPGRADE=1: newest allowed versions); CI fails while a lock is stale"
 	@echo "make lint         ruff check, ruff format --check, lint-imports, the locks against pyproject"
 	@echo "make test         the suite in the embedded mode, with coverage and its floor"

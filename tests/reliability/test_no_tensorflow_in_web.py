@@ -5,8 +5,12 @@ a clinician goes through a whole case (``tests/reliability/web_process.py``: upl
 worker's results, review, correction, tumour type, the case page, similar cases, the report). The broker is
 Celery's in-memory transport, whose messages the web process records and never consumes; the worker's part
 runs in processes of its own. Neither ``tensorflow`` nor ``keras`` may be in the web process's
-``sys.modules``, after start-up or after the flow. The web image has no TensorFlow at all (Dockerfile's
-``web`` target), so a page that needed it would fail there.
+``sys.modules``, after start-up or after the flow.
+
+The web image has no TensorFlow at all (Dockerfile's ``web`` stage, ``requirements/web.txt``), so a page
+that needed it would fail there: with ``TUMORSITE_WEB_PYTHON`` naming the Python of a virtualenv made from
+that lock (``python3.11 -m venv V && V/bin/pip install --require-hashes -r requirements/web.txt && V/bin/pip
+install --no-deps --no-build-isolation -e .``), the web phase runs there, and the worker's in this one.
 """
 
 from __future__ import annotations
@@ -37,11 +41,12 @@ def flow(tmp_path_factory) -> dict:
         ALLOWED_HOSTS="testserver",
         CELERY_BROKER_URL="memory://",
         PYTHONPATH=str(REPO_ROOT),
+        TUMORSITE_WORKER_PYTHON=sys.executable,
     )
 
-    def phase(name: str) -> str:
+    def phase(name: str, python: str = sys.executable) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "tests.reliability.web_process", name],
+            [python, "-m", "tests.reliability.web_process", name],
             cwd=REPO_ROOT,
             env=env,
             capture_output=True,
@@ -52,7 +57,8 @@ def flow(tmp_path_factory) -> dict:
         return done.stdout
 
     phase("setup")
-    return json.loads(phase("web").strip().splitlines()[-1])
+    web_python = os.environ.get("TUMORSITE_WEB_PYTHON") or sys.executable
+    return json.loads(phase("web", web_python).strip().splitlines()[-1])
 
 
 def test_the_web_process_starts_without_tensorflow(flow):

@@ -100,8 +100,8 @@ def web() -> None:
     from django.urls import get_resolver  # noqa: PLC0415
     from rest_framework.test import APIClient  # noqa: PLC0415
 
-    from segmentation.testing import synthetic_slice  # noqa: PLC0415
-    from tests.cases.builders import png_bytes  # noqa: PLC0415
+    from cases.rendering import png_bytes  # noqa: PLC0415
+    from tests.cases.builders import synthetic_slice  # noqa: PLC0415 (no pytest: the web image has none)
 
     get_resolver().url_patterns  # noqa: B018 (every view module, as the first request imports them)
     loaded["after_urls"] = heavy_modules()
@@ -126,7 +126,7 @@ def web() -> None:
         api = APIClient(**https)
         token = step("token", api.post("/api/auth/token/", {"username": CLINICIAN, "password": PASSWORD}))
         api.credentials(HTTP_AUTHORIZATION=f"Token {token.json()['token']}")
-        image, lesion = synthetic_slice(96, center=(43, 35), radius=9, seed=42)
+        image, lesion = synthetic_slice(96, 96, centre=(43, 35), radius=9)
         upload = open_png(png_bytes(image))
         created = step("upload", api.post("/api/cases/", {"image": upload, "patient": "FLOW"}), 201)
         case_id = created.json()["id"]
@@ -165,8 +165,9 @@ def open_png(data: bytes, name: str = "slice.png"):
 
 def _run_worker(case_id: int, tasks: list[list]) -> None:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tumorsite.settings.base"}
+    python = os.environ.get("TUMORSITE_WORKER_PYTHON") or sys.executable  # the web's may have no TensorFlow
     command = [
-        sys.executable,
+        python,
         "-m",
         "tests.reliability.web_process",
         "worker",
