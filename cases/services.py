@@ -21,7 +21,8 @@ from django.utils import timezone
 from PIL import Image
 
 from audit.services import audit_record
-from cases.models import Case, MaskSource, MaskVersion, Patient, Scan, TumourType, TypeSource
+from cases.models import Case, MaskSource, MaskVersion, Patient, Scan, ScanFormat, TumourType, TypeSource
+from cases.pseudonyms import patient_pseudonym
 from cases.readers import ImageReadError, ScanImage, read_image
 from cases.rendering import mask_png_bytes, pixels_png_bytes
 from cases.storage import atomic_with_files, delete_on_rollback, file_save, files_delete
@@ -117,7 +118,7 @@ def case_create(
     if tumour_type is not None and tumour_type not in TumourType.values:
         raise ValueError(f"Unknown tumour type {tumour_type!r}; expected one of {TumourType.values}")
     image = upload.image
-    identifier = patient_identifier or image.patient_id or _new_patient_identifier()
+    identifier = patient_identifier or _image_patient(image) or _new_patient_identifier()
     # Short: the rows, the audit entry and two small file writes (deleted again on any failure).
     with atomic_with_files():
         if not force:
@@ -167,8 +168,8 @@ def case_prepare(
     What is stored: the de-identified DICOM for DICOM, a PNG for .mat, the upload itself otherwise
     (``stored``: those bytes and their extension when the caller has them already). The stored names are
     generated (``scans/YYYY/MM/<uuid>.<ext>``), never taken from the upload's name, which is kept
-    cleaned up as ``original_filename`` only. A ground-truth mask comes from ``mask`` or from the file
-    itself (.mat); its label likewise.
+    cleaned up as ``original_filename`` only, and not even that for DICOM (``scan_display_name``).
+    A ground-truth mask comes from ``mask`` or from the file itself (.mat); its label likewise.
     """
     stored_bytes, ext = stored if stored is not None else _stored_bytes(image, data)
     stem = uuid.uuid4().hex
@@ -195,7 +196,7 @@ def case_prepare(
         tumour_type, tumour_type_source = image.label, TypeSource.IMPORTED
     scan = Scan(
         file=scan_name,
-        original_filename=original_filename_clean(filename),
+        original_filename=scan_display_name(image=image, filename=filename, stored=stored_bytes),
         format=image.format,
         width=image.width,
         height=image.height,
@@ -393,6 +394,23 @@ def original_filename_clean(filename: str) -> str:
         suffix = suffix if len(suffix) <= 16 else ""
         name = name[: _ORIGINAL_FILENAME_MAX - len(suffix) - 1] + "\u2026" + suffix
     return name
+
+
+def scan_display_name(*, image: ScanImage, filename: str, stored: bytes) -> str:
+    """The name a scan is shown by. A DICOM file's own name is often built from the patient's name, ID
+    and birth date (``Doe^Jane_PID-987654_19610203.dcm``), so it is not kept: the scan is called
+    ``dicom-<12 hex of the de-identified copy's digest>.dcm``. Other formats keep their cleaned name."""
+    if image.format == ScanFormat.DICOM:
+        return f"dicom-{hashlib.sha256(stored).hexdigest()[:12]}.dcm"
+    return original_filename_clean(filename)
+
+
+def _image_patient(image: ScanImage) -> str | None:
+    """The patient an upload names: a DICOM's pseudonym (its PatientID is never kept), else the file's
+    own pseudonymous ID (a Figshare .mat's PID)."""
+    if image.dicom_patient is not None:
+        return patient_pseudonym(*image.dicom_patient)
+    return image.patient_id
 
 
 def _stored_bytes(image: ScanImage, data: bytes) -> tuple[bytes, str]:

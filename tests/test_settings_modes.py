@@ -108,6 +108,7 @@ def test_production_passes_the_deployment_checklist(tmp_path):
         "tumorsite.settings.production",
         tmp_path,
         SECRET_KEY=secret,
+        TUMORSITE_PSEUDONYM_KEY=secret[::-1],
         ALLOWED_HOSTS="tumorsite.example.org",
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -60,10 +60,13 @@ class ScanImage:
     pixel_spacing_col_mm: float | None = None  # between columns
     mask: np.ndarray | None = None  # bool H x W, a ground-truth tumour mask if the file carries one
     label: str | None = None  # tumour type if the file carries one
-    patient_id: str | None = None
+    patient_id: str | None = None  # a pseudonymous ID stored as is (Figshare's PID)
     tumour_border: np.ndarray | None = None  # (N, 2) x/y points, Figshare only
     metadata: dict = field(default_factory=dict)  # JSON-serialisable, never PHI
     stored_bytes: bytes | None = None
+    # DICOM's (IssuerOfPatientID, PatientID), read before de-identification: NEVER stored or shown, only
+    # turned into a pseudonym (cases.pseudonyms, which needs the site's key: readers know no settings).
+    dicom_patient: tuple[str, str] | None = field(default=None, repr=False)
 
     @property
     def height(self) -> int:

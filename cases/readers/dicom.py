@@ -108,6 +108,7 @@ def _read(data: bytes, limits: Limits) -> ScanImage:
 
     metadata = {key: _plain(_header_value(ds, key, key)) for key in _KEEP_METADATA if key in ds}
     metadata["TransferSyntaxUID"] = str(syntax)
+    patient = _patient(ds)
     deidentify(ds)
     metadata["deidentified"] = DEIDENTIFICATION_METHOD
     return ScanImage(
@@ -117,7 +118,19 @@ def _read(data: bytes, limits: Limits) -> ScanImage:
         pixel_spacing_col_mm=spacing_col,
         metadata=metadata,
         stored_bytes=_to_bytes(ds),
+        dicom_patient=patient,
     )
+
+
+def _patient(ds: Dataset) -> tuple[str, str] | None:
+    """(IssuerOfPatientID or "", PatientID) to link the upload to its patient; None without a PatientID.
+    De-identification empties both in the stored copy; the caller keeps only their pseudonym."""
+    try:
+        patient_id = str(ds.get("PatientID") or "").strip()
+        issuer = str(ds.get("IssuerOfPatientID") or "").strip()
+    except (ValueError, TypeError):  # a damaged value links nothing; the image is still usable
+        return None
+    return (issuer, patient_id) if patient_id else None
 
 
 def _parse(data: bytes) -> Dataset:

@@ -25,6 +25,7 @@ from cases.review import case_tumour_type_set
 from cases.selectors import case_get, case_list
 from cases.services import DuplicateUpload, case_create, case_upload_read
 from cases.storage import atomic_with_files
+from cases.validators import patient_identifier_validate
 from clinic.api.authentication import UploadRateThrottle
 from clinic.api.errors import PROBLEM_CONTENT_TYPE, Conflict, ContentTooLarge, ProblemSerializer
 from clinic.api.revisions import etag_header, etag_parameters, if_match_revision, with_case_etag
@@ -103,7 +104,14 @@ class CaseListApi(GenericAPIView):
     class InputSerializer(serializers.Serializer):
         # No length limit on the name: it is never used to name the stored file (issue #31, item 4).
         image = serializers.FileField(max_length=None)
-        patient = serializers.CharField(required=False, allow_blank=True, max_length=64)
+        patient = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            max_length=64,
+            validators=[patient_identifier_validate],
+            help_text="a pseudonymous code (e.g. BT-0042), never a name, a date or a hospital number; "
+            "empty: a DICOM file's patient is linked by a keyed pseudonym of its PatientID",
+        )
         tumour_type = serializers.ChoiceField(choices=TumourType.choices, required=False, allow_blank=True)
         force = serializers.BooleanField(
             required=False,

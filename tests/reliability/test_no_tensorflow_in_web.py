@@ -38,6 +38,7 @@ def flow(tmp_path_factory) -> dict:
         TUMORSITE_VAR_DIR=str(var),  # its own SQLite file and media
         TUMORSITE_MODELS_DIR=str(var / "models"),  # no weights: the web never loads any
         SECRET_KEY="a-long-random-key-for-this-test-only-" + "x" * 30,
+        TUMORSITE_PSEUDONYM_KEY="a-long-pseudonym-key-for-this-test-only-" + "y" * 30,
         ALLOWED_HOSTS="testserver",
         CELERY_BROKER_URL="memory://",
         PYTHONPATH=str(REPO_ROOT),

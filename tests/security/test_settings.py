@@ -17,7 +17,13 @@ print(json.dumps({name: getattr(settings, name) for name in (
 
 
 def test_production_cookies_go_over_https_only_and_the_session_one_is_out_of_scripts_reach(tmp_path):
-    result = _run(["-c", COOKIES], "tumorsite.settings.production", tmp_path, SECRET_KEY="s" * 50)
+    result = _run(
+        ["-c", COOKIES],
+        "tumorsite.settings.production",
+        tmp_path,
+        SECRET_KEY="s" * 50,
+        TUMORSITE_PSEUDONYM_KEY="p" * 40,
+    )
     assert result.returncode == 0, result.stderr
     flags = json.loads(result.stdout.strip().splitlines()[-1])
     assert flags["SESSION_COOKIE_SECURE"] and flags["SESSION_COOKIE_HTTPONLY"] and flags["CSRF_COOKIE_SECURE"]

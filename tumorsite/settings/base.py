@@ -6,6 +6,7 @@ Celery tasks run on an in-process background thread (see ``tumorsite.queue``). S
 Postgres with real Celery workers.
 """
 
+import hashlib
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 # === Environment ===
 SECRET_KEY_FROM_ENV = env("SECRET_KEY")
+# The secret behind patients' pseudonyms (cases.pseudonyms); production refuses to start without it.
+TUMORSITE_PSEUDONYM_KEY_FROM_ENV = env("TUMORSITE_PSEUDONYM_KEY")
 DEBUG = envbool("DEBUG", True)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
@@ -88,6 +91,12 @@ TUMORSITE_DEMO_SETUP_COMMANDS = ["sync_models", "build_case_base"]
 
 # Only for the embedded mode and tests; production refuses to start without SECRET_KEY.
 SECRET_KEY = SECRET_KEY_FROM_ENV or "django-insecure-embedded-mode-only-never-use-in-production-4f1c9e"
+# Embedded mode without a key of its own: one derived from SECRET_KEY (so changing SECRET_KEY changes
+# every new upload's patient code; docs/operations.md).
+TUMORSITE_PSEUDONYM_KEY = (
+    TUMORSITE_PSEUDONYM_KEY_FROM_ENV
+    or hashlib.sha256(b"tumorsite-pseudonym-key\x00" + SECRET_KEY.encode()).hexdigest()
+)
 
 # === Applications ===
 INSTALLED_APPS = [

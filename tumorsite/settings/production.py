@@ -1,11 +1,12 @@
-"""Production: Postgres, Redis, Celery workers, HTTPS in front. Refuses to start without SECRET_KEY."""
+"""Production: Postgres, Redis, Celery workers, HTTPS in front. Refuses to start without SECRET_KEY or
+TUMORSITE_PSEUDONYM_KEY."""
 
 from django.core.exceptions import ImproperlyConfigured
 
 from tumorsite.env import envbool, envint
 
 from .base import *  # noqa: F403
-from .base import REST_FRAMEWORK, SECRET_KEY_FROM_ENV
+from .base import REST_FRAMEWORK, SECRET_KEY_FROM_ENV, TUMORSITE_PSEUDONYM_KEY_FROM_ENV
 
 if not SECRET_KEY_FROM_ENV:
     raise ImproperlyConfigured(
@@ -13,6 +14,16 @@ if not SECRET_KEY_FROM_ENV:
         "SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(50))')"
     )
 SECRET_KEY = SECRET_KEY_FROM_ENV
+# Patients' codes are only as secret as this key: hospital numbers are few enough to try them all.
+if len(TUMORSITE_PSEUDONYM_KEY_FROM_ENV.strip()) < 32:
+    raise ImproperlyConfigured(
+        "TUMORSITE_PSEUDONYM_KEY is "
+        + ("not set" if not TUMORSITE_PSEUDONYM_KEY_FROM_ENV else "shorter than 32 characters")
+        + ". Production settings need a long random secret that stays the same for the life of the record "
+        "(changing it gives every patient a new code), e.g. "
+        "TUMORSITE_PSEUDONYM_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+    )
+TUMORSITE_PSEUDONYM_KEY = TUMORSITE_PSEUDONYM_KEY_FROM_ENV
 DEBUG = False
 
 STORAGES = {
