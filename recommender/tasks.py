@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.db import DatabaseError
 
 from cases.models import Case
@@ -19,6 +20,7 @@ from recommender.services import case_analyse
 logger = logging.getLogger(__name__)
 
 
+# Bounded like a segmentation run: the first description in a worker loads the same kind of models.
 @shared_task(
     acks_late=True,
     ignore_result=True,
@@ -26,6 +28,8 @@ logger = logging.getLogger(__name__)
     retry_backoff=5,
     retry_backoff_max=300,
     max_retries=3,
+    soft_time_limit=settings.TUMORSITE_RUN_SOFT_TIME_LIMIT_S,
+    time_limit=settings.TUMORSITE_RUN_TIME_LIMIT_S,
 )
 def case_analyse_task(case_id: int) -> str:
     """Describe the case and suggest its type from what its record says when the task runs, so a late or
