@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -160,8 +161,9 @@ def _media_bytes(root: Path) -> list[tuple[str, bytes]]:
 
 
 @pytest.mark.django_db
-def test_no_patient_id_name_birth_date_or_file_name_is_kept_anywhere(owner, client, settings):
+def test_no_patient_id_name_birth_date_or_file_name_is_kept_anywhere(owner, client, settings, caplog):
     settings.TUMORSITE_PSEUDONYM_KEY = KEY
+    caplog.set_level(logging.DEBUG)
     api = APIClient()
     api.force_authenticate(owner)
     ids = []
@@ -209,6 +211,7 @@ def test_no_patient_id_name_birth_date_or_file_name_is_kept_anywhere(owner, clie
             assert needle.encode().lower() not in data.lower(), f"{needle!r} is in {path}"
         for name, text in shown.items():
             assert needle.lower() not in text.lower(), f"{needle!r} is on the {name}"
+        assert needle.lower() not in caplog.text.lower(), f"{needle!r} is in the log"
 
 
 # === The key in each mode ===

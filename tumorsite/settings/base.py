@@ -334,4 +334,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    # pydicom's warnings quote header values (a patient's name, ID or birth date in a malformed upload);
+    # the DICOM reader reports what matters in its own messages.
+    "loggers": {"pydicom": {"level": "ERROR"}},
 }
