@@ -122,15 +122,25 @@ def _read(data: bytes, limits: Limits) -> ScanImage:
     )
 
 
+# PatientIDs that anonymising tools write instead of the real one: they name nobody, so they link nothing
+# (else every such upload would become one patient, whose history mixes strangers).
+_PLACEHOLDER_IDS = {
+    "0", "-", "na", "n/a", "none", "null", "unknown", "anon", "anonymous", "anonymized", "anonymised",
+    "removed", "deidentified", "de-identified", "patient", "patientid", "test",
+}  # fmt: skip
+
+
 def _patient(ds: Dataset) -> tuple[str, str] | None:
-    """(IssuerOfPatientID or "", PatientID) to link the upload to its patient; None without a PatientID.
-    De-identification empties both in the stored copy; the caller keeps only their pseudonym."""
+    """(IssuerOfPatientID or "", PatientID) to link the upload to its patient; None without a real
+    PatientID. De-identification empties both in the stored copy; the caller keeps only their pseudonym."""
     try:
         patient_id = str(ds.get("PatientID") or "").strip()
         issuer = str(ds.get("IssuerOfPatientID") or "").strip()
     except (ValueError, TypeError):  # a damaged value links nothing; the image is still usable
         return None
-    return (issuer, patient_id) if patient_id else None
+    if not patient_id or patient_id.lower() in _PLACEHOLDER_IDS:
+        return None
+    return (issuer, patient_id)
 
 
 def _parse(data: bytes) -> Dataset:

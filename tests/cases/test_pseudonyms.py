@@ -114,6 +114,17 @@ def test_a_typed_identifier_wins_and_a_dicom_without_patient_id_gets_an_anonymou
 
 
 @pytest.mark.django_db
+def test_a_placeholder_patient_id_links_nothing(owner):
+    """Files an anonymising tool marked "ANONYMOUS" are strangers to each other, not one patient."""
+    cases = [
+        case_create(image_file=_dicom(seed, PatientID=placeholder), filename="a.dcm", user=owner)
+        for seed, placeholder in enumerate(["ANONYMOUS", "Anonymous", "0", "  unknown "])
+    ]
+    assert len({case.patient_id for case in cases}) == 4
+    assert all(case.patient.identifier.startswith("anon-") for case in cases)
+
+
+@pytest.mark.django_db
 def test_a_dicom_upload_is_shown_by_a_neutral_name_and_a_png_keeps_its_own(owner):
     dicom = case_create(image_file=_dicom(1), filename="Doe^Jane_MRN-0042_19700101.dcm", user=owner)
     assert dicom.scan.original_filename == f"dicom-{dicom.scan.sha256[:12]}.dcm"
