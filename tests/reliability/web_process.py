@@ -43,12 +43,12 @@ def _django(settings_module: str) -> None:
 def setup() -> None:
     _django("tumorsite.settings.base")
     from django.contrib.auth import get_user_model  # noqa: PLC0415 (Django is set up first)
-    from django.contrib.auth.models import Group  # noqa: PLC0415
-    from django.core.management import call_command  # noqa: PLC0415
+    from django.contrib.auth.models import Group  # noqa: PLC0415 (Django is set up first)
+    from django.core.management import call_command  # noqa: PLC0415 (Django is set up first)
 
-    from recommender.services import case_base_build  # noqa: PLC0415
-    from segmentation.models import ModelVersion  # noqa: PLC0415
-    from segmentation.testing import make_case_base  # noqa: PLC0415
+    from recommender.services import case_base_build  # noqa: PLC0415 (Django is set up first)
+    from segmentation.models import ModelVersion  # noqa: PLC0415 (Django is set up first)
+    from segmentation.testing import make_case_base  # noqa: PLC0415 (Django is set up first)
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user(CLINICIAN, password=PASSWORD)
@@ -64,13 +64,13 @@ def setup() -> None:
 
 def worker(case_id: int, tasks: list[list]) -> None:
     _django("tumorsite.settings.base")
-    import numpy as np  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415 (Django is set up first)
     from django.utils import timezone  # noqa: PLC0415 (Django is set up first)
 
-    from cases.storage import atomic_with_files  # noqa: PLC0415
-    from recommender.tasks import case_analyse_task  # noqa: PLC0415
-    from segmentation.models import RunStatus, SegmentationRun  # noqa: PLC0415
-    from segmentation.services.files import run_files_save  # noqa: PLC0415
+    from cases.storage import atomic_with_files  # noqa: PLC0415 (Django is set up first)
+    from recommender.tasks import case_analyse_task  # noqa: PLC0415 (Django is set up first)
+    from segmentation.models import RunStatus, SegmentationRun  # noqa: PLC0415 (Django is set up first)
+    from segmentation.services.files import run_files_save  # noqa: PLC0415 (Django is set up first)
 
     for run in SegmentationRun.objects.filter(case_id=case_id, status=RunStatus.QUEUED).select_related(
         "model_version", "case__scan"
@@ -93,14 +93,14 @@ def web() -> None:
 
     loaded = {"after_start": heavy_modules()}
     from celery.signals import before_task_publish  # noqa: PLC0415 (after the app, as gunicorn does)
-    from django.conf import settings  # noqa: PLC0415
-    from django.contrib.auth import get_user_model  # noqa: PLC0415
-    from django.test import Client  # noqa: PLC0415
-    from django.test.utils import override_settings  # noqa: PLC0415
-    from django.urls import get_resolver  # noqa: PLC0415
-    from rest_framework.test import APIClient  # noqa: PLC0415
+    from django.conf import settings  # noqa: PLC0415 (Django is set up first)
+    from django.contrib.auth import get_user_model  # noqa: PLC0415 (Django is set up first)
+    from django.test import Client  # noqa: PLC0415 (Django is set up first)
+    from django.test.utils import override_settings  # noqa: PLC0415 (Django is set up first)
+    from django.urls import get_resolver  # noqa: PLC0415 (Django is set up first)
+    from rest_framework.test import APIClient  # noqa: PLC0415 (Django is set up first)
 
-    from cases.rendering import png_bytes  # noqa: PLC0415
+    from cases.rendering import png_bytes  # noqa: PLC0415 (Django is set up first)
     from tests.cases.builders import synthetic_slice  # noqa: PLC0415 (no pytest: the web image has none)
 
     get_resolver().url_patterns  # noqa: B018 (every view module, as the first request imports them)
