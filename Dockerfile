@@ -32,7 +32,7 @@ COPY . .
 # volume fills it from its image (the web's readiness check hashes the weights files; it never loads them).
 # A retrained bundle written there later survives a new image.
 RUN pip install --no-deps --no-build-isolation -e . \
- && SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
+ && SECRET_KEY=collectstatic-only TUMORSITE_PSEUDONYM_KEY=collectstatic-only-not-a-real-key-0000000 python manage.py collectstatic --noinput \
  && cp -a models/. /models/ \
  && chown -R tumorsite /models
 USER tumorsite
