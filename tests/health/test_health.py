@@ -83,6 +83,12 @@ def production(settings, monkeypatch):
     return monkeypatch
 
 
+@pytest.fixture(autouse=True)
+def _embedded_unless_told(settings):
+    """The embedded mode (no broker), even in CI's production pass; the ``production`` fixture sets one."""
+    settings.CELERY_BROKER_URL = ""
+
+
 def _ready(path: str = "/healthz/ready"):
     response = Client().get(path)
     return response.status_code, response.json()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+import kombu.pools
 import pytest
 from django.db import connection
 
@@ -177,8 +178,9 @@ def own_broker(own_redis, settings, monkeypatch):
     Celery reads CELERY_BROKER_URL from the environment before its settings, and keeps a connection pool."""
 
     def reset_pools():
-        if celery_app._pool is not None:
-            celery_app._pool.force_close_all()
+        # Close every pooled broker connection AND empty kombu's registries: a pool closed but left there
+        # would be handed to the next test that sends to the same broker ("Acquire on closed pool").
+        kombu.pools.reset()
         celery_app._after_fork()
 
     monkeypatch.setenv("CELERY_BROKER_URL", own_redis.url)
