@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
 from segmentation.services import REVIEW_REASON_MAX_LENGTH
@@ -12,14 +11,6 @@ from segmentation.testing import make_case
 from tests.web.builders import add_finished_run
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def api(clinician):
-    """The API as a clinician who is also a reviewer (the shared persona)."""
-    client = APIClient()
-    client.force_authenticate(user=clinician)
-    return client
 
 
 @pytest.fixture
