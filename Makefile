@@ -34,6 +34,7 @@ lock:
 	$(PIP_COMPILE) --extra ml -o requirements/base.txt pyproject.toml
 	$(PIP_COMPILE) --build-deps-for editable -c requirements/base.txt -o requirements/web.txt pyproject.toml
 	$(PIP_COMPILE) --extra ml --extra dev -c requirements/base.txt -o requirements/dev.txt pyproject.toml
+	$(PIP_COMPILE) --extra gpu --build-deps-for editable -c requirements/web.txt -o requirements/gpu.txt pyproject.toml
 	$(PYTHON) requirements/digest.py --stamp
 
 # Fails when pyproject's dependencies changed since the locks were compiled.

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCKS = tuple(ROOT / "requirements" / name for name in ("base.txt", "web.txt", "dev.txt"))
+LOCKS = tuple(ROOT / "requirements" / name for name in ("base.txt", "web.txt", "dev.txt", "gpu.txt"))
 STAMP = "# pyproject.toml dependencies sha256: "
 
 

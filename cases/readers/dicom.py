@@ -3,8 +3,8 @@
 A file is DICOM when it has the ``DICM`` marker at byte 128, whatever its 128-byte preamble holds (the
 standard lets it hold anything, a TIFF header included), or when it is a bare data set without preamble
 and file meta information (as some older tools write), which starts with a group 0x0008 element.
-Compressed pixel data is decoded by pydicom's plugins: pylibjpeg-libjpeg (JPEG baseline, extended and
-lossless, JPEG-LS), pylibjpeg-openjpeg (JPEG 2000) and pylibjpeg-rle or pydicom itself (RLE).
+Compressed pixel data is decoded by pydicom's plugins: GDCM (JPEG baseline, extended and lossless,
+JPEG-LS), pylibjpeg-openjpeg (JPEG 2000) and pylibjpeg-rle or pydicom itself (RLE).
 
 What the reader refuses, it refuses with a message naming the reason: no pixel data (a report, a plan,
 a DICOMDIR), several frames, colour, a transfer syntax no installed decoder reads, burned-in
@@ -229,7 +229,7 @@ def _transfer_syntax(ds: Dataset) -> UID:
     if not decoder.is_available:
         raise ImageReadError(
             f"No decoder for {name} is installed on this server; ask its administrator to install "
-            "the project's dependencies (pylibjpeg and its plugins)."
+            "the project's dependencies (python-gdcm, pylibjpeg and its plugins)."
         )
     return syntax
 

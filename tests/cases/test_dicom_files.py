@@ -37,7 +37,7 @@ DATA_DIR = Path(pydicom.data.__file__).parent / "test_files"
 # Files whose header describes one grayscale 2D image but whose pixel data no decoder can read, with
 # the reason (pydicom's data/test_files/README.txt says so for the first two).
 UNDECODABLE = {
-    # 12-bit JPEG Extended with SOS parameters that libjpeg refuses; JPGExtended.dcm is its fixed copy.
+    # 12-bit JPEG Extended with SOS parameters that the decoders refuse; JPGExtended.dcm is its fixed copy.
     "JPEG-lossy.dcm": "JPEG Extended (Process 2 and 4)",
     # A copy of JPEG2000.dcm with 4 bytes of the JPEG 2000 stream overwritten.
     "JPEG2000-embedded-sequence-delimiter.dcm": "JPEG 2000 Image Compression",
