@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass
+from datetime import datetime
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
+from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from audit.services import audit_record
 from ml.data import kfold_by_patient, load_slices, read_records, split_ids_as_trained
@@ -118,15 +123,24 @@ def active_of(slot: str) -> ModelVersion | None:
     return ModelVersion.objects.filter(slot=slot, stage=Stage.ACTIVE, is_ensemble=False).first()
 
 
+# Fewer clinician-drawn outlines than this say too little to promote on: the paired interval over a handful
+# of patients is wide, and one odd case would decide.
+MIN_RECORD_SLICES = 30
+
+
 @dataclass(frozen=True)
 class HeldOut:
-    """Which slices of a dataset to score: a split as both models were trained, or one fold of N."""
+    """Which slices of a dataset to score: a split as both models were trained, one fold of N, or (with
+    ``everything``) every slice, for a folder neither model can have seen (``record_outlines_export``)."""
 
     split: str | None = "test"
     fold: int | None = None
     folds: int | None = None
+    everything: str | None = None  # what the folder holds, for the report
 
     def ids(self, records, metas: list[dict]) -> list[str]:
+        if self.everything:
+            return [r.id for r in records]
         if self.fold is not None:
             if not self.folds or not 0 <= self.fold < self.folds:
                 raise LifecycleError(f"--fold must be in 0..{(self.folds or 1) - 1} (--folds {self.folds}).")
@@ -139,7 +153,65 @@ class HeldOut:
         return [r.id for r in records if all(r.id in s for s in sets)]
 
     def describe(self) -> str:
+        if self.everything:
+            return self.everything
         return f"fold {self.fold} of {self.folds}" if self.fold is not None else f"{self.split} split"
+
+
+def trained_until(version: ModelVersion) -> datetime:
+    """When the version's training ended (its JSON's ``training.finished_at``), else when it was recorded:
+    no outline set after this can have been in its training data."""
+    finished = parse_datetime(str(version.metadata.get("training", {}).get("finished_at") or ""))
+    return finished if finished and finished.tzinfo else version.created_at
+
+
+def record_outlines_export(
+    *, candidate: ModelVersion, folder: Path, min_slices: int = MIN_RECORD_SLICES
+) -> HeldOut:
+    """Export to ``folder`` the record's cases whose outline a clinician drew after both the candidate and
+    its slot's active version were trained (``export_cases --clinician-outlines --since``), so neither
+    model saw them; refuse when fewer than ``min_slices``.
+
+    Masks a reviewer validated are left out on purpose: the active model drew them, so they would favour it.
+    """
+    active = active_of(candidate.slot)
+    if active is None:
+        raise LifecycleError(f"Slot {candidate.slot} serves nothing to compare with.")
+    since = max(trained_until(candidate), trained_until(active))
+    call_command(
+        "export_cases",
+        str(folder),
+        "--clinician-outlines",
+        "--since",
+        since.isoformat(),
+        "--no-progress",
+        stdout=StringIO(),
+    )
+    n = len(read_records(folder)) if (folder / "cases.csv").is_file() else 0
+    if n < min_slices:
+        raise LifecycleError(
+            f"The record holds {n} outline(s) drawn by clinicians since {since:%Y-%m-%d %H:%M} UTC, when the "
+            f"later of {active.name} and {candidate.name} was trained; at least {min_slices} are needed to "
+            "compare them there. Score them on held-out dataset patients instead (--data)."
+        )
+    return HeldOut(
+        split=None, everything=f"{n} clinician-drawn outlines of the record since {since:%Y-%m-%d}"
+    )
+
+
+def candidate_evaluate_on_record(
+    *, candidate: ModelVersion, min_slices: int = MIN_RECORD_SLICES, limit: int | None = None
+) -> dict:
+    """``candidate_evaluate`` on the clinicians' outlines that neither model was trained on."""
+    with tempfile.TemporaryDirectory(prefix="tumorsite-evaluate-") as tmp:
+        held_out = record_outlines_export(candidate=candidate, folder=Path(tmp), min_slices=min_slices)
+        evaluation = candidate_evaluate(
+            candidate=candidate, data_dir=Path(tmp), held_out=held_out, limit=limit
+        )
+    evaluation["data"] = "the clinical record"
+    candidate.evaluation = evaluation
+    candidate.save(update_fields=["evaluation"])
+    return evaluation
 
 
 def candidate_evaluate(

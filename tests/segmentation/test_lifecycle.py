@@ -7,13 +7,18 @@ do not depend on what an untrained net happens to output.
 
 import json
 import shutil
+from datetime import timedelta
 from io import StringIO
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from audit.models import AuditEntry
+from cases.models import Case
+from cases.services import case_ground_truth_set
 from ml.data import read_records, split_ids_as_trained
 from segmentation import services
 from segmentation.models import ModelVersion, SegmentationRun
@@ -26,7 +31,7 @@ from segmentation.services.lifecycle import (
     model_rollback,
 )
 from segmentation.tasks import run_segmentation_task
-from segmentation.testing import make_case, retrain_bundle, write_shared_layout
+from segmentation.testing import make_case, retrain_bundle, synthetic_case_kwargs, write_shared_layout
 
 pytestmark = pytest.mark.django_db
 
@@ -234,3 +239,55 @@ def test_the_held_out_split_is_the_patients_both_models_held_out(tmp_path):
     assert HeldOut(split="test").ids(records, metas[:1] * 2) == [r.id for r in records if r.id in one]
     with pytest.raises(LifecycleError, match=r"--fold must be in 0\.\.1"):
         HeldOut(split=None, fold=2, folds=2).ids(records, metas)
+
+
+def _clinician_outlines(n: int, *, user) -> list:
+    """``n`` uploaded cases whose outline a clinician then drew (a disc where the synthetic tumour is)."""
+    cases = []
+    for i in range(n):
+        kwargs = synthetic_case_kwargs(("meningioma", "glioma", "pituitary")[i % 3], i, size=64)
+        case = make_case(patient=f"REC-{i}", **kwargs)
+        rows, cols = np.ogrid[:64, :64]
+        (r, c), radius = kwargs["center"], kwargs["radius"]
+        case_ground_truth_set(case=case, mask=(rows - r) ** 2 + (cols - c) ** 2 <= radius**2, user=user)
+        cases.append(case)
+    return cases
+
+
+def test_evaluate_from_record_scores_the_outlines_clinicians_drew_after_both_models(
+    served, tmp_path, clinician
+):
+    candidate = candidate_register(path=_candidate_bundle(tmp_path, threshold=1.5))  # empty masks
+    imported = make_case(patient="IMP-1", seed=99, size=64, ground_truth=True)  # the dataset's mask: left out
+    drawn = _clinician_outlines(4, user=clinician)
+    out = StringIO()
+    call_command("evaluate_candidate", candidate.name, "--from-record", "--min-slices", "4", stdout=out)
+    candidate.refresh_from_db()
+    evaluation = candidate.evaluation
+    assert evaluation["n"] == len(drawn) and evaluation["data"] == "the clinical record"
+    assert evaluation["held_out"].startswith("4 clinician-drawn outlines of the record since")
+    assert evaluation["dice"]["candidate"]["missed"] == 4 and evaluation["dice_diff"] < 0
+    assert "4 clinician-drawn outlines" in out.getvalue()
+    assert imported.mask_source == "imported"
+
+
+def test_evaluate_from_record_refuses_too_few_outlines_or_outlines_older_than_the_models(
+    served, tmp_path, clinician
+):
+    older = _clinician_outlines(3, user=clinician)
+    Case.objects.filter(pk__in=[c.pk for c in older]).update(
+        mask_updated_at=timezone.now() - timedelta(days=1)
+    )
+    candidate = candidate_register(path=_candidate_bundle(tmp_path, threshold=0.0))
+    _clinician_outlines(2, user=clinician)  # after both models: 2 of the 5 count
+    with pytest.raises(CommandError, match=r"holds 2 outline\(s\) drawn by clinicians since .* at least 3"):
+        call_command("evaluate_candidate", candidate.name, "--from-record", "--min-slices", "3")
+    candidate.refresh_from_db()
+    assert candidate.evaluation is None
+    with pytest.raises(CommandError, match="takes no --fold"):
+        call_command("evaluate_candidate", candidate.name, "--from-record", "--fold", "0")
+
+
+def test_export_cases_refuses_a_since_without_a_time_zone(tmp_path):
+    with pytest.raises(CommandError, match="not an ISO 8601 time with a time zone"):
+        call_command("export_cases", str(tmp_path), "--since", "2026-12-01")

@@ -2,11 +2,12 @@ import csv
 import re
 from pathlib import Path
 
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandError, CommandParser
+from django.utils.dateparse import parse_datetime
 from tqdm import tqdm
 
 from cases.management.reporting import ReportingCommand, RunReport
-from cases.models import Case
+from cases.models import Case, MaskSource
 from cases.readers import FIGSHARE_LABELS, ImageReadError, to_uint8
 from cases.rendering import mask_png_bytes, pixels_png_bytes
 from cases.selectors import case_base_list, case_ground_truth_mask, scan_read
@@ -28,22 +29,45 @@ class Command(ReportingCommand):
     help = (
         "Export every case with a ground-truth mask in the shared dataset layout: cases.csv, images/{id}.png "
         "(8-bit grayscale) and masks/{id}.png (0/255), at the stored resolution, so import_cases can read it "
-        "back. Imported cases keep their dataset id; others are named case<pk>."
+        "back. Imported cases keep their dataset id; others are named case<pk>. --clinician-outlines and "
+        "--since narrow it to the outlines clinicians drew, to score models on cases none saw in training."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "outdir", help="Folder to write (created if needed; files of the same name are replaced)."
         )
+        parser.add_argument(
+            "--clinician-outlines",
+            action="store_true",
+            help="Only cases whose outline a clinician drew (corrected, or restored from an earlier "
+            "version), not the dataset's imported masks.",
+        )
+        parser.add_argument(
+            "--since",
+            metavar="DATETIME",
+            help="Only cases whose outline was last set at or after this ISO 8601 time with a zone "
+            "(e.g. 2026-12-01T00:00Z).",
+        )
         super().add_arguments(parser)
 
     def handle(self, *args, outdir: str, **options):
+        cases = case_base_list().order_by("id")
+        if options["clinician_outlines"]:
+            cases = cases.filter(mask_source__in=(MaskSource.CORRECTED, MaskSource.RESTORED))
+        if options["since"]:
+            since = parse_datetime(options["since"])
+            if since is None or since.tzinfo is None:
+                raise CommandError(
+                    f"--since {options['since']!r} is not an ISO 8601 time with a time zone "
+                    "(e.g. 2026-12-01T00:00:00+00:00)."
+                )
+            cases = cases.filter(mask_updated_at__gte=since)
         out = Path(outdir)
         (out / "images").mkdir(parents=True, exist_ok=True)
         (out / "masks").mkdir(parents=True, exist_ok=True)
         report = RunReport(verb="exported")
-        cases = case_base_list().order_by("id")
-        report.skipped = Case.objects.count() - cases.count()  # no ground-truth mask yet
+        report.skipped = Case.objects.count() - cases.count()  # no ground-truth mask yet, or not selected
         rows = []
         for case in tqdm(
             cases, total=cases.count(), desc="export_cases", unit="case", disable=options["no_progress"]

@@ -6,9 +6,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from segmentation.services.lifecycle import (
+    MIN_RECORD_SLICES,
     HeldOut,
     LifecycleError,
     candidate_evaluate,
+    candidate_evaluate_on_record,
     candidate_get,
     dump,
     evaluation_table,
@@ -21,7 +23,9 @@ class Command(BaseCommand):
         "on the same held-out slices of --data: the patients of --split held out from BOTH models as each "
         "was trained (default: test), or fold --fold K of --folds N by patient group. Prints per-model "
         "mean Dice and the paired difference (candidate - active, per slice) with a 95 % interval that "
-        "resamples whole patient groups; stores the result on the candidate (promote_model reads it)."
+        "resamples whole patient groups; stores the result on the candidate (promote_model reads it). "
+        "--from-record scores them instead on the outlines clinicians drew in the record after both models "
+        "were trained."
     )
 
     def add_arguments(self, parser):
@@ -46,12 +50,31 @@ class Command(BaseCommand):
             "if neither model was trained on it (e.g. fold models)",
         )
         parser.add_argument("--folds", type=int, default=5, help="number of folds for --fold (default 5)")
+        parser.add_argument(
+            "--from-record",
+            action="store_true",
+            help="score on the record's clinician-drawn outlines (corrected or restored masks) set after "
+            "both models were trained, instead of --data; refused with fewer than --min-slices",
+        )
+        parser.add_argument(
+            "--min-slices",
+            type=int,
+            default=MIN_RECORD_SLICES,
+            help=f"with --from-record: the fewest outlines to compare on (default {MIN_RECORD_SLICES})",
+        )
         parser.add_argument("--limit", type=int, help="score at most N slices (a quick look, not a decision)")
         parser.add_argument("--json", dest="json_out", metavar="PATH", help="also write the result here")
 
     def handle(self, *args, **o):
         try:
             candidate = candidate_get(o["name"])
+            if o["from_record"]:
+                if o["fold"] is not None:
+                    raise LifecycleError("--from-record scores the record's outlines; it takes no --fold.")
+                evaluation = candidate_evaluate_on_record(
+                    candidate=candidate, min_slices=o["min_slices"], limit=o["limit"]
+                )
+                return self._report(evaluation, o)
             held_out = HeldOut(
                 split=o["split"], fold=o["fold"], folds=o["folds"] if o["fold"] is not None else None
             )
@@ -60,6 +83,9 @@ class Command(BaseCommand):
             )
         except LifecycleError as exc:
             raise CommandError(str(exc)) from exc
+        self._report(evaluation, o)
+
+    def _report(self, evaluation: dict, o: dict) -> None:
         self.stdout.write(evaluation_table(evaluation))
         if o["json_out"]:
             dump(evaluation, Path(o["json_out"]))
