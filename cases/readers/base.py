@@ -64,6 +64,10 @@ class ScanImage:
     tumour_border: np.ndarray | None = None  # (N, 2) x/y points, Figshare only
     metadata: dict = field(default_factory=dict)  # JSON-serialisable, never PHI
     stored_bytes: bytes | None = None
+    # DICOM: the pixels after the modality LUT and before the VOI window, in the file's own units (HU for
+    # CT), not inverted for MONOCHROME1: what the viewer's window/level works on (PS3.3 C.11.1, C.11.2).
+    # None when ``pixels`` already are the stored values.
+    stored_values: np.ndarray | None = field(default=None, repr=False)
     # DICOM's (IssuerOfPatientID, PatientID), read before de-identification: NEVER stored or shown, only
     # turned into a pseudonym (cases.pseudonyms, which needs the site's key: readers know no settings).
     dicom_patient: tuple[str, str] | None = field(default=None, repr=False)

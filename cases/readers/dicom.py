@@ -82,8 +82,8 @@ def _read(data: bytes, limits: Limits) -> ScanImage:
     raw = _decode(ds, syntax)
 
     try:
-        pixels = apply_modality_lut(raw, ds)
-        pixels = apply_voi_lut(pixels, ds, index=0)
+        stored_values = apply_modality_lut(raw, ds)
+        pixels = apply_voi_lut(stored_values, ds, index=0)
     except Exception as exc:  # pydicom raises many types on a malformed lookup table
         raise ImageReadError(
             f"The DICOM file's rescale or window values are damaged and cannot be applied ({_reason(exc)})."
@@ -119,6 +119,7 @@ def _read(data: bytes, limits: Limits) -> ScanImage:
         metadata=metadata,
         stored_bytes=_to_bytes(ds),
         dicom_patient=patient,
+        stored_values=np.asarray(stored_values, dtype=np.float32),
     )
 
 
