@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 import textwrap
 from collections.abc import Callable
@@ -1232,6 +1233,66 @@ def training_split(root: Path) -> str:
     )
 
 
+def cv_recipe(meta: dict) -> str:
+    """A fold bundle's recipe: the shipped JSON it was trained like, with what it overrode."""
+    like = meta["training"].get("like") or {}
+    overridden = like.get("overridden") or []
+    recipe = f"like `{like.get('path', meta['architecture'])}`"
+    return recipe + (f", with {', '.join(f'`{o}`' for o in overridden)} changed" if overridden else "")
+
+
+def training_cv(root: Path) -> str:
+    """Each fold bundle of models/cv/ with its calibrated validation Dice on its own fold, grouped by recipe,
+    and the mean ± sd over the folds there are (sd with n - 1; none for one fold). Epochs and precision
+    are per run of the bundle's chain of warm starts (``a + b``: trained, then continued); minutes summed."""
+    by_recipe: dict[str, list[dict]] = {}
+    for path in sorted((root / "models" / "cv").glob("*.json")):
+        meta = read(root, f"models/cv/{path.name}")
+        by_recipe.setdefault(cv_recipe(meta), []).append(meta)
+    lines = []
+    for recipe, metas in by_recipe.items():
+        metas.sort(key=lambda m: m["training"]["split"]["fold"])
+        folds = metas[0]["training"]["split"]["folds"]
+        lines += [
+            "",
+            f"{recipe}: {len(metas)} of {folds} folds trained.",
+            "",
+            *rows(
+                ["fold", "bundle", "epochs", "minutes", "precision", "Dice", *TYPES],
+                [
+                    [
+                        str(m["training"]["split"]["fold"]),
+                        f"`{m['name']}`",
+                        " + ".join(str(r.get("epochs_done", "?")) for r in chain(m)),
+                        minutes(sum(r.get("train_seconds") or 0 for r in chain(m))),
+                        " + ".join(str(r.get("precision", "?")) for r in chain(m)),
+                        f3(m["metrics"]["val"]["dice_mean"]),
+                        *(f3(m["metrics"]["val"]["dice_by_type"][t]) for t in TYPES),
+                    ]
+                    for m in metas
+                ],
+            ),
+        ]
+        columns = [
+            [m["metrics"]["val"]["dice_mean"] for m in metas],
+            *([m["metrics"]["val"]["dice_by_type"][t] for m in metas] for t in TYPES),
+        ]
+        if len(metas) > 1:
+            (mean, sd), *typed = [(statistics.mean(c), statistics.stdev(c)) for c in columns]
+            lines += [
+                "",
+                f"Mean ± sd over the {len(metas)} folds: Dice {mean:.3f} ± {sd:.3f}; "
+                + ", ".join(f"{t} {m:.3f} ± {d:.3f}" for t, (m, d) in zip(TYPES, typed, strict=True))
+                + ".",
+            ]
+    if not lines:
+        return "\nNo fold bundle in `models/cv/` yet.\n"
+    return (
+        "\n".join(lines)
+        + "\n\n(Generated from `models/cv/*.json`; each bundle's command is in `models/cv/README.md`.)\n"
+    )
+
+
 # Each release's test-split scores: the JSON `evaluate_segmentation --split test` wrote for that release, as
 # committed then (`git show COMMIT:docs/results/segmentation_test.json`), kept under docs/results/releases/.
 RELEASES = [
@@ -1841,7 +1902,7 @@ BLOCKS = {
         "retrieval": notebook_retrieval,
         "search-at-scale": notebook_search,
     },
-    "docs/training.md": {"split-sizes": training_split},
+    "docs/training.md": {"split-sizes": training_split, "cv-folds": training_cv},
     "CHANGELOG.md": {f"release-{n}-test-dice": changelog_test_dice(n) for n in range(1, len(RELEASES) + 1)},
     "docs/model-history.md": {
         "test-dice-by-release": history_test_dice,
