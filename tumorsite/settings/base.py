@@ -234,6 +234,37 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Media in an S3-compatible object store (docs/operations.md, "Media in an object store"): with a bucket
+# named, every process reads and writes media there through django-storages, so the web and the workers
+# share no disk. The credentials are boto3's own: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and
+# AWS_SESSION_TOKEN), else its chain (a profile, an instance or task IAM role). Objects get no ACL (the
+# bucket's own, private) and are never served from the bucket: the audited views stream them.
+TUMORSITE_S3_BUCKET = env("TUMORSITE_S3_BUCKET")
+TUMORSITE_S3_ENDPOINT_URL = env("TUMORSITE_S3_ENDPOINT_URL")  # empty = AWS itself
+TUMORSITE_S3_REGION = env("TUMORSITE_S3_REGION", "us-east-1")
+TUMORSITE_S3_PREFIX = env("TUMORSITE_S3_PREFIX").strip("/")  # the media's folder in the bucket
+# "path" (bucket in the path) is what SeaweedFS, MinIO and most self-hosted stores expect.
+TUMORSITE_S3_ADDRESSING_STYLE = env("TUMORSITE_S3_ADDRESSING_STYLE", "path")
+if TUMORSITE_S3_ADDRESSING_STYLE not in ("path", "virtual", "auto"):
+    raise EnvError(
+        f"TUMORSITE_S3_ADDRESSING_STYLE={TUMORSITE_S3_ADDRESSING_STYLE!r}: use path, virtual or auto"
+    )
+if TUMORSITE_S3_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": TUMORSITE_S3_BUCKET,
+            "endpoint_url": TUMORSITE_S3_ENDPOINT_URL or None,
+            "region_name": TUMORSITE_S3_REGION,
+            "location": TUMORSITE_S3_PREFIX,
+            "addressing_style": TUMORSITE_S3_ADDRESSING_STYLE,
+            "signature_version": "s3v4",
+            "default_acl": None,
+            "querystring_auth": True,  # an object's URL, should anything ask for one, is signed and expires
+            # A new upload never replaces a stored file of the same name (rows name their files).
+            "file_overwrite": False,
+        },
+    }
 DATA_UPLOAD_MAX_MEMORY_SIZE = TUMORSITE_MAX_UPLOAD_MB * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 

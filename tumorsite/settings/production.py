@@ -6,7 +6,7 @@ from django.core.exceptions import ImproperlyConfigured
 from tumorsite.env import envbool, envint
 
 from .base import *  # noqa: F403
-from .base import REST_FRAMEWORK, SECRET_KEY_FROM_ENV, TUMORSITE_PSEUDONYM_KEY_FROM_ENV
+from .base import REST_FRAMEWORK, SECRET_KEY_FROM_ENV, STORAGES, TUMORSITE_PSEUDONYM_KEY_FROM_ENV
 
 if not SECRET_KEY_FROM_ENV:
     raise ImproperlyConfigured(
@@ -26,10 +26,8 @@ if len(TUMORSITE_PSEUDONYM_KEY_FROM_ENV.strip()) < 32:
 TUMORSITE_PSEUDONYM_KEY = TUMORSITE_PSEUDONYM_KEY_FROM_ENV
 DEBUG = False
 
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
-}
+# Media where base says (a folder, or an object store: TUMORSITE_S3_BUCKET).
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}}
 
 # TLS terminates at the proxy in front of gunicorn.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
