@@ -65,6 +65,8 @@ def run_segmentation_task(self, run_id: int) -> str:
     return "skipped" if run is None else run.status
 
 
+# On the default queue (tumorsite/settings/base.py, CELERY_TASK_ROUTES): it must run while the segmentation
+# workers are busy or dead, and it needs no model.
 @shared_task(ignore_result=True)
 def runs_sweep_task(lost_after_s: float | None = None) -> dict:
     """Send again the runs whose message was lost or whose worker died; fail those that used up their
@@ -76,7 +78,7 @@ def runs_sweep_task(lost_after_s: float | None = None) -> dict:
     except DatabaseError as exc:  # e.g. a worker started before the database: the next beat sweeps
         logger.warning("runs sweep: the database cannot be read (%s: %s)", type(exc).__name__, exc)
         return {"overdue": None, "sent": 0, "failed": 0, "waiting": None}
-    waiting = queue.waiting()
+    waiting = queue.waiting(settings.TUMORSITE_SEGMENTATION_QUEUE)  # where the runs wait
     sent = 0
     if waiting == 0:
         sent = runs_send(sweep.resend)

@@ -88,6 +88,8 @@ def test_service_urls_mean_postgres_and_a_redis_broker(tmp_path):
         ("TUMORSITE_MAX_UPLOAD_MB", "fifty", "is not an integer"),
         ("TUMORSITE_TYPE_CLASSIFIER_WEIGHT", "half", "is not a number"),
         ("TUMORSITE_TYPE_CLASSIFIER_WEIGHT", "1.5", "use a number in [0, 1]"),
+        ("TUMORSITE_SEGMENTATION_QUEUE", "celery", "give the segmentation runs a queue of their own"),
+        ("TUMORSITE_SEGMENTATION_QUEUE", " ", "cannot be empty"),
     ],
 )
 def test_a_bad_value_stops_start_up_with_its_name(tmp_path, variable, value, words):

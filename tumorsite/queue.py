@@ -41,9 +41,10 @@ def enqueue(task: Any, *args: Any, **kwargs: Any) -> Any:
     return future
 
 
-def waiting() -> int | None:
-    """How many messages wait in the default queue, not yet taken by a worker; None if the broker cannot
-    be reached. Embedded mode: the jobs queued or running on the background thread."""
+def waiting(queue_name: str | None = None) -> int | None:
+    """How many messages wait in ``queue_name`` (default: Celery's default queue), not yet taken by a
+    worker; None if the broker cannot be reached. Embedded mode: the jobs queued or running on the
+    background thread, whatever the queue (there is one)."""
     if not settings.CELERY_BROKER_URL:
         with _lock:
             # A job asking from the background thread is not waiting: it is the one running.
@@ -54,7 +55,8 @@ def waiting() -> int | None:
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT)
-            declared = conn.default_channel.queue_declare(queue=app.conf.task_default_queue, passive=True)
+            name = queue_name or app.conf.task_default_queue
+            declared = conn.default_channel.queue_declare(queue=name, passive=True)
             return declared.message_count
     except Exception as exc:  # unreachable, or the queue does not exist yet
         if type(exc).__name__ in ("ChannelError", "NotFound"):

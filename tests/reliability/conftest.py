@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import kombu.pools
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 
 from segmentation.models import ModelVersion
@@ -118,10 +119,13 @@ class Worker:
 
     def start(self, *, timeout: float = 120) -> Worker:
         self.starts += 1
+        queues = (django_settings.TUMORSITE_SEGMENTATION_QUEUE, django_settings.CELERY_TASK_DEFAULT_QUEUE)
         command = [
             sys.executable, "-m", "celery", "-A", "tumorsite", "worker", "--pool=solo", "--concurrency=1",
             "-B", "--schedule", str(self.directory / "beat-schedule"), "--loglevel=INFO",
             "-n", f"{self.name}-{self.starts}@%h",
+            # Both queues, as CI's worker and a CPU-only host (docs/operations.md, "Workers").
+            "-Q", ",".join(queues),
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command,

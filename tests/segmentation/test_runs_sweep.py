@@ -155,7 +155,7 @@ def test_runs_send_returns_how_many_went_and_never_raises(monkeypatch):
 def test_the_sweep_task_sends_only_when_nothing_waits_in_the_queue(runs, monkeypatch, waiting, sent):
     _set(runs["tiny_unet"], created_at=_ago(181))
     went = []
-    monkeypatch.setattr(tasks.queue, "waiting", lambda: waiting)
+    monkeypatch.setattr(tasks.queue, "waiting", lambda queue_name: waiting)
     monkeypatch.setattr(tasks.queue, "enqueue", lambda task, *args: went.append(args))
     assert runs_sweep_task() == {"overdue": 1, "sent": sent, "failed": 0, "waiting": waiting}
     assert went == [(runs["tiny_unet"].pk,)] * sent
@@ -163,7 +163,7 @@ def test_the_sweep_task_sends_only_when_nothing_waits_in_the_queue(runs, monkeyp
 
 def test_runs_sweep_command_sends_every_queued_run_with_queued_after_0(runs, monkeypatch, capsys):
     went = []
-    monkeypatch.setattr(tasks.queue, "waiting", lambda: 0)
+    monkeypatch.setattr(tasks.queue, "waiting", lambda queue_name: 0)
     monkeypatch.setattr(tasks.queue, "enqueue", lambda task, *args: went.append(args))
     call_command("runs_sweep")
     assert went == [] and "0 overdue run(s), 0 sent" in capsys.readouterr().out
@@ -173,7 +173,7 @@ def test_runs_sweep_command_sends_every_queued_run_with_queued_after_0(runs, mon
 
 
 def test_runs_sweep_command_says_when_the_broker_cannot_be_reached(runs, monkeypatch):
-    monkeypatch.setattr(tasks.queue, "waiting", lambda: None)
+    monkeypatch.setattr(tasks.queue, "waiting", lambda queue_name: None)
     with pytest.raises(CommandError, match="The broker cannot be reached"):
         call_command("runs_sweep", "--queued-after", "0")
     with pytest.raises(CommandError, match="0 or more"):

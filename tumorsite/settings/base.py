@@ -307,6 +307,29 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_EXPIRES = 24 * 3600
+# Queues (docs/operations.md, "Workers"): a segmentation run goes to its own queue, for the workers with a
+# GPU (the Dockerfile's worker-gpu stage, `-Q segmentation`); everything else (describing a case, the runs
+# sweep, checksums) to the default queue, for a CPU worker. The sweep stays on the default queue: it only
+# reads the database and sends messages, and it must run while the segmentation workers are busy or dead
+# (its job is to notice those runs). The sweep sends runs again through the same route, so a re-sent run
+# also lands on the segmentation queue. A worker started without -Q consumes both queues (one CPU host
+# does everything). Embedded mode ignores all of this: tasks run in process.
+TUMORSITE_SEGMENTATION_QUEUE = env("TUMORSITE_SEGMENTATION_QUEUE", "segmentation").strip()
+CELERY_TASK_DEFAULT_QUEUE = env("TUMORSITE_DEFAULT_QUEUE", "celery").strip()
+if not TUMORSITE_SEGMENTATION_QUEUE or not CELERY_TASK_DEFAULT_QUEUE:
+    raise EnvError("TUMORSITE_SEGMENTATION_QUEUE and TUMORSITE_DEFAULT_QUEUE cannot be empty")
+if TUMORSITE_SEGMENTATION_QUEUE == CELERY_TASK_DEFAULT_QUEUE:
+    raise EnvError(
+        f"TUMORSITE_SEGMENTATION_QUEUE and TUMORSITE_DEFAULT_QUEUE are both {CELERY_TASK_DEFAULT_QUEUE!r}: "
+        "give the segmentation runs a queue of their own"
+    )
+# Each queue with an exchange of its name (Redis has no real exchanges; Celery's routing guide), as Celery
+# would create it.
+CELERY_TASK_QUEUES = {
+    name: {"exchange": name, "routing_key": name}
+    for name in (CELERY_TASK_DEFAULT_QUEUE, TUMORSITE_SEGMENTATION_QUEUE)
+}
+CELERY_TASK_ROUTES = {"segmentation.tasks.run_segmentation_task": {"queue": TUMORSITE_SEGMENTATION_QUEUE}}
 # Sending never holds a request for long: with the broker down, a send gives up within seconds (2 s to
 # connect, 2 quick retries) and the run waits in the database for the sweep below (docs/operations.md,
 # "When the broker or a worker dies"). The result backend's own default retries (20 x 1 s) made an upload
