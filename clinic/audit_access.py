@@ -33,10 +33,12 @@ AUDITED_READS: dict[str, AuditedRead] = {
     "api:case-detail": AuditedRead("case.viewed", "case_id", Case),
     "case-report": AuditedRead("report.viewed", "case_id", Case),
     "case-slice": AuditedRead("image.downloaded", "case_id", Case),
+    "case-pixels": AuditedRead("image.downloaded", "case_id", Case),  # the viewer's full-precision slice
     "case-mask": AuditedRead("mask.downloaded", "case_id", Case),
     "case-mask-version": AuditedRead("mask.downloaded", "case_id", Case),
     "api:case-mask-version": AuditedRead("mask.downloaded", "case_id", Case),
     "run-mask": AuditedRead("mask.downloaded", "run_id", SegmentationRun),
+    "run-probability": AuditedRead("mask.downloaded", "run_id", SegmentationRun),  # the heat-map's map
     "api:segmentation-file": AuditedRead("mask.downloaded", "run_id", SegmentationRun),
 }
 

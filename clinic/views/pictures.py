@@ -1,17 +1,24 @@
-"""The pictures and downloads the pages show: the slice, thumbnails, overlays and the case's masks."""
+"""The pictures and downloads the pages show: the slice (as a picture and at full precision for the
+viewer), thumbnails, overlays, the case's masks and the runs' probability maps."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.views.decorators.http import etag
 
 from cases import rendering
-from cases.selectors import case_ground_truth_mask
+from cases.selectors import case_ground_truth_mask, scan_read
 from clinic.browse import case_best_mask, case_pictures_changed
 from clinic.permissions import role_required
 from clinic.views.shared import case_or_404, mask_download, png_response
+from segmentation.models import RunStatus
 from segmentation.selectors import load_mask
+from segmentation.services import primary_model_version
 
 
 @role_required("cases.view_case")
@@ -72,3 +79,105 @@ def case_best_mask_view(request: HttpRequest, case_id: int) -> HttpResponse:
     if mask is None:
         raise Http404("This case has no mask yet.")
     return png_response(rendering.mask_png_bytes(mask))
+
+
+# The brain window of CT (PS3.3 has none; the radiologists' usual one, in HU): level 40, width 80.
+CT_BRAIN_WINDOW = (40.0, 80.0)
+# MR values have no fixed unit, so its "brain" window is the 1st to 99th percentile of the head's pixels.
+MR_BRAIN_PERCENTILES = (1.0, 99.0)
+
+
+@role_required("cases.view_case")
+def case_pixels_view(request: HttpRequest, case_id: int) -> HttpResponse:
+    """The slice at full precision for the viewer's window/level: little-endian float32, row by row, in the
+    stored units (DICOM: after the modality LUT, before any window). The headers say how to read it:
+    ``X-Width``/``X-Height``, ``X-Value-Range`` (min max), ``X-Units``, ``X-Invert`` (1 for MONOCHROME1:
+    low values shown white) and ``X-Windows``, a JSON list of {label, center, width} presets: the DICOM
+    header's windows, then the full range and a brain window."""
+    case = case_or_404(case_id)
+    image = scan_read(scan=case.scan)
+    values = image.stored_values if image.stored_values is not None else image.pixels
+    values = np.ascontiguousarray(values, dtype="<f4")
+    response = HttpResponse(values.tobytes(), content_type="application/octet-stream")
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Width"], response["X-Height"] = str(values.shape[1]), str(values.shape[0])
+    response["X-Value-Range"] = f"{float(values.min()):.9g} {float(values.max()):.9g}"
+    response["X-Units"] = pixel_units(image.metadata, image.format)
+    response["X-Invert"] = "1" if image.metadata.get("PhotometricInterpretation") == "MONOCHROME1" else "0"
+    response["X-Windows"] = json.dumps(window_presets(values, image.metadata))
+    return response
+
+
+def pixel_units(metadata: dict, fmt: str) -> str:
+    """What the values are: Hounsfield units for CT (PS3.3 C.11.1.1.2: a rescaled CT image is in HU), else
+    the file's own values."""
+    if fmt != "dicom":
+        return "grey level"
+    if metadata.get("Modality") == "CT" and "RescaleIntercept" in metadata:
+        return "HU"
+    return "stored value"
+
+
+def window_presets(values: np.ndarray, metadata: dict) -> list[dict]:
+    """The window/level presets: every window of the DICOM header (WindowCenter/WindowWidth, PS3.3
+    C.11.2.1.2; one per value when multi-valued), the full range of the slice, and a brain window (CT's
+    usual level 40 / width 80 HU, else the 1st-99th percentile of the pixels above the background)."""
+    presets = []
+    centers, widths = metadata.get("WindowCenter"), metadata.get("WindowWidth")
+    if centers is not None and widths is not None:
+        centers = centers if isinstance(centers, list) else [centers]
+        widths = widths if isinstance(widths, list) else [widths]
+        for n, (center, width) in enumerate(zip(centers, widths, strict=False), 1):
+            label = "DICOM window" if n == 1 else f"DICOM window {n}"
+            presets.append({"label": label, "center": float(center), "width": float(width)})
+    low, high = float(values.min()), float(values.max())
+    presets.append({"label": "Full range", **_window_between(low, high)})
+    if pixel_units(metadata, "dicom") == "HU":
+        presets.append({"label": "Brain", "center": CT_BRAIN_WINDOW[0], "width": CT_BRAIN_WINDOW[1]})
+    else:
+        head = values[values > low]
+        if head.size:
+            presets.append({"label": "Brain", **_window_between(*np.percentile(head, MR_BRAIN_PERCENTILES))})
+    return presets
+
+
+def _window_between(low: float, high: float) -> dict:
+    """The linear window (PS3.3 C.11.2.1.2.1) that shows ``low`` black and ``high`` white:
+    c - 0.5 - (w - 1)/2 = low and c - 0.5 + (w - 1)/2 = high."""
+    width = max(float(high) - float(low), 0.0) + 1.0
+    return {"center": (float(low) + float(high)) / 2 + 0.5, "width": width}
+
+
+@role_required("cases.view_case")
+def run_probability_view(request: HttpRequest, case_id: int, run_id: int) -> HttpResponse:
+    """A run's probability map as the stored 8-bit grayscale PNG (value = round(255 x probability)), for
+    the viewer's heat-map."""
+    run = get_object_or_404(case_or_404(case_id).segmentation_runs, pk=run_id)
+    if not run.probability_file:
+        raise Http404("This run has no probability map (yet).")
+    with run.probability_file.open("rb") as fh:
+        return png_response(fh.read(), max_age=3600)
+
+
+def viewer_slice(case) -> dict:
+    """One entry of the viewer's slice list (the ``viewer-slices`` JSON of the case page): where its
+    pixels, best outline and the primary model's probability map are, and its pixel spacing in mm
+    (row = between rows, col = between columns; null when unknown)."""
+    primary = primary_model_version()
+    run = (
+        case.segmentation_runs.filter(model_version=primary, status=RunStatus.DONE)
+        .exclude(probability_file="")
+        .first()
+        if primary
+        else None
+    )
+    return {
+        "case_id": case.pk,
+        "label": f"Case {case.pk}",
+        "pixels": reverse("case-pixels", args=[case.pk]),
+        "mask": reverse("case-best-mask", args=[case.pk]),
+        "probability": reverse("run-probability", args=[case.pk, run.pk]) if run else None,
+        "spacing": {"row": case.scan.pixel_spacing_mm, "col": case.scan.pixel_spacing_col_mm},
+        "width": case.scan.width,
+        "height": case.scan.height,
+    }
