@@ -3,9 +3,9 @@
 - ``/healthz/live``: the process answers. Nothing else is checked, so a restart policy acting on it never
   restarts a web process because the database or the broker is down.
 - ``/healthz/ready`` (and ``/healthz``, its alias): this process can serve the site: the database answers a
-  trivial query; with a broker (``CELERY_BROKER_URL``) it is reachable and at least one worker answers a
-  ping; every active model version's weights are present with the SHA-256 recorded for them. 503 when a
-  check fails, with every check's status in the body.
+  trivial query; with a broker (``CELERY_BROKER_URL``) it is reachable and each queue (the default one and
+  the segmentation one) has a live worker consuming it; every active model version's weights are present
+  with the SHA-256 recorded for them. 503 when a check fails, with every check's status in the body.
 
 No sign-in, and nothing about patients: names of checks and models, statuses, exception class names
 (never their messages, which can carry host names or paths). The weights' hashes are cached per file
@@ -81,18 +81,47 @@ def check_broker() -> CheckResult:
     return CheckResult(OK)
 
 
+class _EnoughReplies(Exception):
+    """Raised from the reply callback to stop waiting: every queue has a consumer, or time is up."""
+
+
 def check_worker(*, broker_ok: bool) -> CheckResult:
+    """Every queue (the default one and the segmentation one) is consumed by a live worker: one broadcast
+    of Celery's ``inspect active_queues``, which stops as soon as each queue has been seen. Bounded: a
+    queue nobody consumes makes it wait for ``WORKER_PING_TIMEOUT_S`` of silence, and it stops taking
+    replies ``WORKER_PING_TIMEOUT_S`` after it started."""
     if not settings.CELERY_BROKER_URL:
         return CheckResult(SKIPPED, "embedded mode: the web process runs the tasks itself")
     if not broker_ok:
         return CheckResult(FAIL, "not asked: the broker is unreachable")
+    consumers = dict.fromkeys((settings.CELERY_TASK_DEFAULT_QUEUE, settings.TUMORSITE_SEGMENTATION_QUEUE), 0)
+    answered = 0
+    deadline = time.monotonic() + WORKER_PING_TIMEOUT_S
+
+    def on_reply(reply: dict) -> None:  # {worker: [{"name": queue, ...}, ...]}
+        nonlocal answered
+        for queues in reply.values():
+            answered += 1
+            for queue in queues if isinstance(queues, list) else []:
+                if isinstance(queue, dict) and queue.get("name") in consumers:
+                    consumers[queue["name"]] += 1
+        if all(consumers.values()) or time.monotonic() > deadline:
+            raise _EnoughReplies
+
     try:
-        replies = celery_app.control.ping(timeout=WORKER_PING_TIMEOUT_S, limit=1)
+        celery_app.control.inspect(timeout=WORKER_PING_TIMEOUT_S, callback=on_reply).active_queues()
+    except _EnoughReplies:
+        pass
     except Exception as exc:
-        return _failure(exc, "pinging the workers")
-    if not replies:
-        return CheckResult(FAIL, f"no worker answered a ping within {WORKER_PING_TIMEOUT_S:g} s")
-    return CheckResult(OK, f"{len(replies)} worker(s) answered")
+        return _failure(exc, "asking the workers for their queues")
+    if not answered:
+        return CheckResult(FAIL, f"no worker answered within {WORKER_PING_TIMEOUT_S:g} s")
+    idle = [name for name, count in consumers.items() if not count]
+    if idle:
+        return CheckResult(
+            FAIL, f"{answered} worker(s) answered, none consumes the queue(s) {', '.join(idle)}"
+        )
+    return CheckResult(OK, f"{answered} worker(s) answered; every queue has a consumer")
 
 
 def check_models() -> CheckResult:

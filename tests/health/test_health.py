@@ -74,12 +74,42 @@ class _Broker:
             raise BrokerError("Error 111 connecting to broker.internal:6379. Connection refused.")
 
 
+class _Inspect:
+    """Celery's ``control.inspect``: each worker's ``active_queues`` reply goes to the callback as it
+    arrives (an exception the callback raises stops the collection, as in kombu's), or ``error`` is
+    raised."""
+
+    def __init__(self, *replies: dict, error: Exception | None = None):
+        self.replies = replies
+        self.error = error
+        self.asked: dict = {}
+        self.delivered = 0
+
+    def __call__(self, **kwargs):
+        self.asked = kwargs
+        return self
+
+    def active_queues(self):
+        if self.error:
+            raise self.error
+        for reply in self.replies:
+            self.delivered += 1
+            self.asked["callback"](reply)
+        return {worker: queues for reply in self.replies for worker, queues in reply.items()}
+
+
+def _consumes(worker: str, *queues: str) -> dict:
+    return {worker: [{"name": name, "exchange": {"name": name}} for name in queues]}
+
+
 @pytest.fixture
 def production(settings, monkeypatch):
-    """A broker configured and reachable, and one worker answering pings (each test may break one)."""
+    """A broker configured and reachable, and one worker consuming both queues (each test may break one)."""
     settings.CELERY_BROKER_URL = PRODUCTION_BROKER
     monkeypatch.setattr(health.celery_app, "connection_for_write", _Broker(reachable=True))
-    monkeypatch.setattr(health.celery_app.control, "ping", lambda **kw: [{"celery@worker1": {"ok": "pong"}}])
+    monkeypatch.setattr(
+        health.celery_app.control, "inspect", _Inspect(_consumes("celery@worker1", "celery", "segmentation"))
+    )
     return monkeypatch
 
 
@@ -134,7 +164,7 @@ def test_ready_in_production(weights, production):
 def test_healthz_is_readiness(weights, production):
     status, body = _ready("/healthz")
     assert status == 200 and set(body["checks"]) == {"database", "broker", "worker", "models"}
-    production.setattr(health.celery_app.control, "ping", lambda **kw: [])
+    production.setattr(health.celery_app.control, "inspect", _Inspect())
     status, body = _ready("/healthz")
     assert status == 503 and body["failing"] == ["worker"]
 
@@ -172,25 +202,45 @@ def test_broker_unreachable(weights, production):
 
 
 def test_no_worker_answers(weights, production):
-    asked = {}
-
-    def ping(**kwargs):
-        asked.update(kwargs)
-        return []
-
-    production.setattr(health.celery_app.control, "ping", ping)
+    inspect = _Inspect()
+    production.setattr(health.celery_app.control, "inspect", inspect)
     status, body = _ready()
     assert status == 503 and body["failing"] == ["worker"]
-    assert asked == {"timeout": health.WORKER_PING_TIMEOUT_S, "limit": 1}
+    assert body["checks"]["worker"]["detail"] == "no worker answered within 2 s"
+    assert inspect.asked["timeout"] == health.WORKER_PING_TIMEOUT_S
 
 
-def test_ping_error(weights, production):
-    def ping(**kwargs):
-        raise BrokerError("lost the connection")
-
-    production.setattr(health.celery_app.control, "ping", ping)
+def test_a_queue_that_no_worker_consumes_fails_naming_it(weights, production):
+    """A CPU worker alone (-Q celery): the segmentation runs would wait for good."""
+    production.setattr(health.celery_app.control, "inspect", _Inspect(_consumes("celery@cpu", "celery")))
     status, body = _ready()
     assert status == 503 and body["failing"] == ["worker"]
+    detail = body["checks"]["worker"]["detail"]
+    assert detail == "1 worker(s) answered, none consumes the queue(s) segmentation"
+
+
+def test_a_gpu_and_a_cpu_worker_serve_every_queue_and_the_check_stops_at_the_first_complete_answer(
+    weights, production
+):
+    inspect = _Inspect(
+        _consumes("celery@gpu", "segmentation"),
+        _consumes("celery@cpu", "celery"),
+        _consumes("celery@another", "celery", "segmentation"),
+    )
+    production.setattr(health.celery_app.control, "inspect", inspect)
+    status, body = _ready()
+    assert status == 200 and body["checks"]["worker"]["status"] == "ok"
+    assert body["checks"]["worker"]["detail"] == "2 worker(s) answered; every queue has a consumer"
+    assert inspect.delivered == 2  # no wait for the third
+
+
+def test_asking_the_workers_fails(weights, production):
+    production.setattr(
+        health.celery_app.control, "inspect", _Inspect(error=BrokerError("lost the connection to 10.0.0.7"))
+    )
+    status, body = _ready()
+    assert status == 503 and body["failing"] == ["worker"]
+    assert "10.0.0.7" not in json.dumps(body)
 
 
 def test_missing_weights(weights):
