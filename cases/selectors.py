@@ -82,7 +82,20 @@ def case_type_sources_summary(*, case: Case) -> str:
     knn, classifier = sources.get("similar_cases") or {}, sources.get("classifier") or {}
     if knn:
         best = leader(knn)
-        parts.append(f"similar cases: {labels.get(best, best)} {round(100 * knn[best])}%")
+        voters = sources.get("neighbours")
+        if voters:  # the similar-cases panel shows these very cases, in this order
+            counts: dict[str, int] = {}
+            for n in voters:
+                counts[n["tumour_type"]] = counts.get(n["tumour_type"], 0) + 1
+            tally = ", ".join(
+                f"{c} {labels.get(t, t)}" for t, c in sorted(counts.items(), key=lambda i: -i[1])
+            )
+            parts.append(
+                f"the {len(voters)} similar cases shown ({tally}; the nearer weigh more): "
+                f"{labels.get(best, best)} {round(100 * knn[best])}%"
+            )
+        else:
+            parts.append(f"similar cases: {labels.get(best, best)} {round(100 * knn[best])}%")
     if classifier:
         best = leader(classifier)
         weight = round(100 * float(sources.get("classifier_weight") or 0))

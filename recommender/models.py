@@ -77,3 +77,28 @@ class FeatureScaler(models.Model):
 
     def __str__(self) -> str:
         return f"scaler {self.pk} ({self.extractor_version}, {self.n_cases} cases)"
+
+
+class AnalysisStatus(models.TextChoices):
+    """What a case's analysis found before any type or similar case is offered (recommender.analysis)."""
+
+    TUMOUR = "tumour", "Tumour outlined"
+    NO_TUMOUR = "no_tumour", "No tumour found by the models"
+    NOT_BRAIN_MRI = "not_brain_mri", "This does not look like a brain MRI slice the models were trained on"
+
+
+class CaseAnalysis(models.Model):
+    """The last analysis of a case: whether it gets a type suggestion and similar cases at all, and the
+    outlier warnings on its outline. No row: not analysed yet, or no usable outline (a rejected mask)."""
+
+    case = models.OneToOneField("cases.Case", on_delete=models.CASCADE, related_name="analysis")
+    status = models.CharField(max_length=16, choices=AnalysisStatus.choices)
+    flags = models.JSONField(default=list, help_text="outlier warnings: [{code, message}]")
+    detail = models.JSONField(default=dict, help_text="the figures behind the status and the flags")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "case analyses"
+
+    def __str__(self) -> str:
+        return f"analysis of case {self.case_id}: {self.status}"

@@ -10,8 +10,8 @@ from django.db.models import Count, QuerySet
 from cases.models import Case, Diagnosis
 from recommender import ranking
 from recommender.features import describe_agreement
-from recommender.index import get_index
-from recommender.models import CaseFeatures, FeatureScaler
+from recommender.index import Hit, get_index
+from recommender.models import AnalysisStatus, CaseAnalysis, CaseFeatures, FeatureScaler
 from recommender.names import normalise
 from segmentation.models import ReviewStatus
 
@@ -78,15 +78,24 @@ def query_for_case(case: Case) -> Query | None:
     )
 
 
-def type_distribution(query: Query, *, k: int = KNN_K) -> dict[str, float]:
-    """The kNN vote's shares per type over the case base (other patients only)."""
-    hits = get_index().search(
+def type_neighbours(query: Query, *, k: int = KNN_K) -> list[Hit]:
+    """The ``k`` nearest base cases of other patients, nearest first: the kNN vote's voters."""
+    return get_index().search(
         query.combined,
         k,
         exclude_patient_ids=query.exclude_patient_ids,
         exclude_case_ids=query.exclude_case_ids,
     )
+
+
+def type_vote(hits: list[Hit], *, k: int = KNN_K) -> dict[str, float]:
+    """The kNN vote's shares per type from its voters (``type_neighbours``)."""
     return ranking.knn_distribution([h.distance for h in hits], [h.tumour_type for h in hits], k=k)
+
+
+def type_distribution(query: Query, *, k: int = KNN_K) -> dict[str, float]:
+    """The kNN vote's shares per type over the case base (other patients only)."""
+    return type_vote(type_neighbours(query, k=k), k=k)
 
 
 def similar_for_query(query: Query, *, k: int = 10, tumour_type: str | None = None) -> list[Match]:
@@ -113,6 +122,11 @@ def similar_for_query(query: Query, *, k: int = 10, tumour_type: str | None = No
             h.case_id,
         ),
     )[:k]
+    return _matches(query, scored)
+
+
+def _matches(query: Query, scored: list[Hit]) -> list[Match]:
+    """The hits as Matches, in their order, each with its score and why."""
     raw = dict(
         CaseFeatures.objects.filter(case_id__in=[h.case_id for h in scored]).values_list(
             "case_id", "features"
@@ -147,6 +161,49 @@ def similar_cases(*, case: Case, k: int = 10, tumour_type: str | None = None) ->
     if query is None:
         return []
     return similar_for_query(query, k=k, tumour_type=tumour_type)
+
+
+def suggestion_neighbours(case: Case, query: Query | None = None) -> list[Match] | None:
+    """The base cases the case's type suggestion was voted by, nearest first, as stored with the
+    suggestion; None when the case's type is recorded (no suggestion to explain) or was never voted.
+
+    The similar-cases panel shows exactly these when the type is a suggestion, so the explanation ("From
+    similar cases: ...") describes the cases on the screen: same cases, same order, same count."""
+    if case.has_recorded_type or not case.predicted_tumour_type:
+        return None
+    stored = (case.predicted_type_sources or {}).get("neighbours")
+    query = query if query is not None else query_for_case(case)
+    if stored is None or query is None:
+        return None
+    hits = [Hit(n["case"], float(n["distance"]), n["tumour_type"], None) for n in stored]
+    return _matches(query, hits)
+
+
+def case_similar_matches(case: Case, *, k: int) -> tuple[list[Match], str]:
+    """What the case page's similar-cases panel and the report show, and why: ("suggestion", the type
+    suggestion's voters) when the type is a suggestion, else ("ranked", the top ``k`` by score); ([],
+    the analysis status or "pending") when the case gets none."""
+    withheld = case_results_withheld(case)
+    if withheld:
+        return [], withheld
+    query = query_for_case(case)
+    if query is None:
+        return [], "pending"
+    voters = suggestion_neighbours(case, query)
+    if voters is not None:
+        return voters, "suggestion"
+    return similar_for_query(query, k=k), "ranked"
+
+
+def case_results_withheld(case: Case) -> str | None:
+    """Why the case gets no type suggestion and no similar cases ("no_tumour", "not_brain_mri"), or None."""
+    status = CaseAnalysis.objects.filter(case=case).values_list("status", flat=True).first()
+    return None if status in (None, AnalysisStatus.TUMOUR) else status
+
+
+def case_analysis(case: Case):
+    """The case's last analysis (recommender.models.CaseAnalysis) or None."""
+    return CaseAnalysis.objects.filter(case=case).first()
 
 
 def case_base() -> QuerySet[Case]:

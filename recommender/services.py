@@ -17,11 +17,19 @@ from cases.selectors import case_ground_truth_mask, case_pixels
 from ml.postprocess import largest_region
 from recommender import features as feature_extractor
 from recommender import names, ranking
+from recommender.analysis import judge_slice, mask_outlier_flags
 from recommender.catalogue import diagnosis_for_recording
-from recommender.models import EMBEDDING_DIM, CaseFeatures, FeatureScaler, MaskKind
-from recommender.selectors import case_base, current_scaler, query_for_case, type_distribution
+from recommender.models import (
+    EMBEDDING_DIM,
+    AnalysisStatus,
+    CaseAnalysis,
+    CaseFeatures,
+    FeatureScaler,
+    MaskKind,
+)
+from recommender.selectors import case_base, current_scaler, query_for_case, type_neighbours, type_vote
 from segmentation.models import ModelVersion, ReviewStatus, RunStatus, SegmentationRun
-from segmentation.selectors import load_mask, load_probability
+from segmentation.selectors import load_mask
 from segmentation.services import best_per_architecture, primary_model_version, segmenter, val_dice
 
 logger = logging.getLogger(__name__)
@@ -101,8 +109,11 @@ def combine(
 
 
 def outline_from_probability(prob: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The mask to describe a case by: the model's own mask, or when that is empty, the largest region
-    above half the map's peak (so a faint tumour still gets a description and a type suggestion)."""
+    """The model's own mask, or when that is empty, the largest region above half the map's peak.
+
+    For the offline retrieval studies only (recommender.evaluation, recommender.tuning): the app
+    describes a case by the mask it shows, and an empty one means "no tumour found" (recommender.analysis).
+    """
     if mask.any() or prob is None or float(prob.max()) < 0.05:
         return mask
     return largest_region(prob >= 0.5 * float(prob.max()))
@@ -135,16 +146,23 @@ def case_mask(case: Case) -> tuple[np.ndarray, str] | None:
         return None
     if run.review_status == ReviewStatus.VALIDATED:
         return load_mask(run), MaskKind.VALIDATED
-    return outline_from_probability(load_probability(run), load_mask(run)), MaskKind.PRIMARY
+    # The model's own mask, even empty: a faint region below its threshold is no outline a clinician sees
+    # (an abdomen slice's 650-px "outline" on the kidney came from outline_from_probability here).
+    return load_mask(run), MaskKind.PRIMARY
 
 
 def case_features_compute(
-    *, case: Case, embed_version=None, use_embedding: bool = True, image: np.ndarray | None = None
+    *,
+    case: Case,
+    embed_version=None,
+    use_embedding: bool = True,
+    image: np.ndarray | None = None,
+    found: tuple[np.ndarray, str] | None = None,
 ) -> CaseFeatures | None:
     """Describe the case from its best mask and store the vectors; None when it has no usable mask yet.
 
-    ``image`` is the case's slice when the caller has read it already (else it is read here)."""
-    found = case_mask(case)
+    ``image`` is the case's slice and ``found`` its ``case_mask`` when the caller has them already."""
+    found = found if found is not None else case_mask(case)
     if found is None:
         CaseFeatures.objects.filter(case=case).delete()
         return None
@@ -273,7 +291,8 @@ def case_tumour_type_suggest(*, case: Case, image: np.ndarray | None = None) -> 
         if image is None:
             image = case_pixels(case=case)
         probabilities = type_classifier_probabilities(image)
-    knn = type_distribution(query)
+    voters = type_neighbours(query)
+    knn = type_vote(voters)
     ttype, confidence = ranking.blend_votes(knn, probabilities, weight)
     if ttype is None:
         return None, 0.0
@@ -282,6 +301,11 @@ def case_tumour_type_suggest(*, case: Case, image: np.ndarray | None = None) -> 
         "similar_cases": rounded(knn),
         "classifier": rounded(probabilities) if probabilities else None,
         "classifier_weight": weight if probabilities else 0.0,
+        # The voters, nearest first: the similar-cases panel shows these (selectors.suggestion_neighbours).
+        "neighbours": [
+            {"case": h.case_id, "tumour_type": h.tumour_type, "distance": round(float(h.distance), 6)}
+            for h in voters
+        ],
     }
     updates = {
         "predicted_tumour_type": ttype,
@@ -298,17 +322,65 @@ def case_tumour_type_suggest(*, case: Case, image: np.ndarray | None = None) -> 
 
 
 def case_analyse(*, case: Case) -> CaseFeatures | None:
-    """After a segmentation or a review: describe the case, then suggest its type (one read of the slice).
+    """After a segmentation or a review: judge the slice and its outline (recommender.analysis), then
+    describe the case and suggest its type (one read of the slice).
 
-    Without a usable outline (e.g. its AI mask was just rejected) the case keeps no description and no
-    suggestion made from the mask it had: both are cleared until a clinician outlines it."""
+    A slice unlike the training ones, or an outline with no tumour, gets no description and no
+    suggestion. Without a usable outline (e.g. its AI mask was just rejected) the case keeps no
+    description and no suggestion made from the mask it had: both are cleared until a clinician outlines
+    it."""
     image = case_pixels(case=case)  # called after a segmentation or a review, so a mask almost always exists
-    row = case_features_compute(case=case, image=image)
+    found = case_mask(case)
+    if found is None:
+        CaseAnalysis.objects.filter(case=case).delete()
+        CaseFeatures.objects.filter(case=case).delete()
+        row = None
+    else:
+        status, detail = judge_slice(image, found[0], found[1])
+        if status != AnalysisStatus.TUMOUR:
+            CaseFeatures.objects.filter(case=case).delete()
+            case_tumour_type_suggestion_clear(case=case)
+            _case_analysis_store(case=case, status=status, detail=detail)
+            return None
+        row = case_features_compute(case=case, image=image, found=found)
+        flags: list[dict] = []
+        if row is not None and row.mask_kind != MaskKind.GROUND_TRUTH:
+            flags, used = mask_outlier_flags(
+                np.asarray(row.features),
+                agreement=_case_agreement(case),
+                base_agreements=_base_agreements(),
+            )
+            detail["outliers"] = used
+        _case_analysis_store(case=case, status=status, detail=detail, flags=flags)
     if row is None:
         case_tumour_type_suggestion_clear(case=case)
     elif current_scaler() is not None:
         case_tumour_type_suggest(case=case, image=image)
     return row
+
+
+def _case_analysis_store(*, case: Case, status: str, detail: dict, flags: list | None = None) -> None:
+    CaseAnalysis.objects.update_or_create(
+        case=case, defaults={"status": status, "detail": detail, "flags": flags or []}
+    )
+
+
+def _case_agreement(case: Case) -> float | None:
+    """The ensemble run's agreement between its members (None without an ensemble run)."""
+    return (
+        SegmentationRun.objects.filter(case=case, status=RunStatus.DONE, agreement__isnull=False)
+        .values_list("agreement", flat=True)
+        .first()
+    )
+
+
+def _base_agreements() -> list[float]:
+    """The ensemble's agreement on the case base's cases (those segmented by the models)."""
+    return list(
+        SegmentationRun.objects.filter(
+            case__in=case_base(), status=RunStatus.DONE, agreement__isnull=False
+        ).values_list("agreement", flat=True)
+    )
 
 
 def case_tumour_type_suggestion_clear(*, case: Case) -> None:

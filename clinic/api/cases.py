@@ -31,6 +31,8 @@ from clinic.api.errors import PROBLEM_CONTENT_TYPE, Conflict, ContentTooLarge, P
 from clinic.api.revisions import etag_header, etag_parameters, if_match_revision, with_case_etag
 from clinic.api.runs import SegmentationRunOutputSerializer
 from clinic.api.schema import PNG, paged, problem_responses
+from recommender.models import AnalysisStatus
+from recommender.selectors import case_analysis
 from segmentation.selectors import case_processing_status, case_runs
 from segmentation.services import segmentation_runs_create_for_case
 
@@ -55,6 +57,20 @@ class TypeSourcesSerializer(serializers.Serializer):
         help_text="the type classifier's {type: probability}; null when it had no say",
     )
     classifier_weight = serializers.FloatField(required=False)
+
+
+@extend_schema_serializer(component_name="CaseAnalysis")
+class CaseAnalysisSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=AnalysisStatus.choices,
+        help_text="tumour: outlined, so a type suggestion and similar cases follow; no_tumour or "
+        "not_brain_mri: neither is given (docs/models.md, 'Honest results')",
+    )
+    message = serializers.CharField(source="get_status_display")
+    flags = serializers.ListField(
+        child=serializers.DictField(child=serializers.CharField()),
+        help_text="outlier warnings on the AI outline: [{code, message}]",
+    )
 
 
 def _case_status(case: Case) -> str:
@@ -216,6 +232,13 @@ class CaseDetailApi(APIView):
         segmentations = serializers.SerializerMethodField()
         diagnoses = CaseDiagnosisOutputSerializer(source="case_diagnoses", many=True)
         notes = serializers.CharField()
+        analysis = serializers.SerializerMethodField()
+
+        @extend_schema_field(CaseAnalysisSerializer(allow_null=True))
+        def get_analysis(self, case) -> dict | None:
+            """Null until the case is analysed, or while it has no usable outline (a rejected mask)."""
+            row = case_analysis(case)
+            return None if row is None else CaseAnalysisSerializer(row).data
 
         def get_thumbnail_url(self, case) -> str:
             return thumbnail_url(self.context["request"], case.pk)

@@ -12,7 +12,7 @@ from cases.selectors import case_get
 from clinic.api.cases import thumbnail_url
 from clinic.api.pagination import Pagination
 from clinic.api.schema import paged, problem_responses
-from recommender.selectors import query_for_case, similar_for_query
+from recommender.selectors import case_results_withheld, query_for_case, similar_for_query
 
 # How deep the ranking goes; its pages are read with ?page and ?page_size.
 RANKED_MAX = 100
@@ -27,7 +27,7 @@ class RankingPagination(Pagination):
     def get_paginated_response_schema(self, schema: dict) -> dict:
         paginated = super().get_paginated_response_schema(schema)
         paginated["properties"] = {
-            "status": {"type": "string", "enum": ["ready", "pending"]},
+            "status": {"type": "string", "enum": ["ready", "pending", "no_tumour", "not_brain_mri"]},
             "query_tumour_type": {"type": ["string", "null"]},
             **paginated["properties"],
         }
@@ -67,7 +67,8 @@ class SimilarCasesApi(GenericAPIView):
         case = case_get(case_id=case_id)
         if case is None:
             raise Http404
-        query = query_for_case(case)
+        withheld = case_results_withheld(case)  # no tumour found, or not a brain MRI slice
+        query = None if withheld else query_for_case(case)
         if query is None:
             matches = []
         else:
@@ -96,7 +97,7 @@ class SimilarCasesApi(GenericAPIView):
         ]
         response = self.get_paginated_response(self.OutputSerializer(results, many=True).data)
         response.data = {
-            "status": "pending" if query is None else "ready",
+            "status": withheld or ("pending" if query is None else "ready"),
             "query_tumour_type": case.tumour_type if query is None else query.tumour_type,
             **response.data,
         }

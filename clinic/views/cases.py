@@ -36,7 +36,7 @@ from clinic.browse import (
 )
 from clinic.permissions import role_required
 from clinic.views.shared import case_or_404
-from recommender.selectors import query_for_case, similar_cases, similar_for_query
+from recommender.selectors import case_analysis, case_similar_matches
 from segmentation.selectors import case_runs
 from segmentation.services import primary_model_version
 
@@ -108,6 +108,7 @@ def case_detail_view(request: HttpRequest, case_id: int) -> HttpResponse:
             "has_ground_truth": bool(case.ground_truth_mask),
             "type_sources": case_type_sources_summary(case=case),
             "mask_history": mask_history(case),
+            "analysis": case_analysis(case),
         },
     )
 
@@ -219,10 +220,11 @@ def case_similar_view(request: HttpRequest, case_id: int) -> HttpResponse:
     """The similar-cases panel as an HTML fragment; ``X-Similar-Status: pending`` until the case is
     described for the search (ranking and "why" come from recommender.selectors)."""
     case = case_or_404(case_id)
-    query = query_for_case(case)
-    rows = similar_rows(similar_for_query(query, k=SIMILAR_K)) if query is not None else []
-    response = render(request, "cases/_similar_cases.html", {"rows": rows, "pending": query is None})
-    response["X-Similar-Status"] = "pending" if query is None else "ready"
+    matches, why = case_similar_matches(case, k=SIMILAR_K)
+    rows = similar_rows(matches)
+    response = render(request, "cases/_similar_cases.html", {"rows": rows, "why": why})
+    # ready | pending | no_tumour | not_brain_mri: case.js polls while pending only
+    response["X-Similar-Status"] = "ready" if why in ("suggestion", "ranked") else why
     return response
 
 
@@ -232,6 +234,7 @@ def case_report_view(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_or_404(case_id)
     runs = list(case_runs(case=case).select_related("reviewed_by"))
     best = case_best_mask(case)
+    matches, similar_why = case_similar_matches(case, k=SIMILAR_IN_REPORT)
     return render(
         request,
         "cases/case_report.html",
@@ -241,7 +244,9 @@ def case_report_view(request: HttpRequest, case_id: int) -> HttpResponse:
             "state": mask_state(case, runs),
             "area": case_area(case, best),
             "has_mask": best is not None,
-            "similar": similar_rows(similar_cases(case=case, k=SIMILAR_IN_REPORT)),
+            "similar": similar_rows(matches),
+            "similar_why": similar_why,
+            "analysis": case_analysis(case),
             "diagnoses": case_diagnoses(case),
             "type_sources": case_type_sources_summary(case=case),
         },

@@ -181,12 +181,30 @@
     var recorded = state.tumour_type && source[state.tumour_type_source];
     document.getElementById("type-current").textContent = recorded ? TS.TYPE_LABELS[state.tumour_type] : "not recorded yet";
     document.getElementById("type-source").textContent = recorded ? "(" + recorded + ")" : "";
-    if (state.predicted_tumour_type) {
+    var withheld = state.analysis && state.analysis.status !== "tumour";
+    if (withheld) {
+      document.getElementById("type-suggestion").textContent = "No suggestion: " + state.analysis.message.toLowerCase() + ".";
+    } else if (state.predicted_tumour_type) {
       var box = document.getElementById("type-suggestion");
       box.replaceChildren("Suggested (not recorded): ", el("strong", { text: TS.TYPE_LABELS[state.predicted_tumour_type] }),
         ", confidence " + Math.round(100 * (state.predicted_confidence || 0)) + "%");
     }
     document.getElementById("type-sources").textContent = state.type_sources || "";
+  }
+
+  function renderAnalysis() {
+    // Same text as templates/cases/_analysis_banner.html, for an analysis that arrives while the page is open.
+    var a = state.analysis, box = document.getElementById("analysis-banner");
+    if (!box) return;
+    var rows = [];
+    if (a && a.status !== "tumour") {
+      rows.push(el("p", { class: "message warning", role: "alert", text: a.message +
+        ". No tumour type is suggested and no similar cases are shown." }));
+    }
+    (a ? a.flags : []).forEach(function (flag) {
+      rows.push(el("p", { class: "message warning", role: "alert", text: "Check this outline: " + flag.message }));
+    });
+    box.replaceChildren.apply(box, rows);
   }
 
   function apply(newState) {
@@ -204,13 +222,14 @@
                   seg.is_primary && !state.ground_truth && seg.review_status !== "rejected");
     });
     renderType();
+    renderAnalysis();
     renderCards();
     var flagged = state.segmentations.filter(function (seg) { return seg.is_primary && seg.agreement_flagged; })[0];
     var warning = document.getElementById("agreement-warning");
     warning.hidden = !flagged;
     warning.textContent = flagged ? "The models disagree on this slice (agreement " + flagged.agreement.toFixed(2) +
       "): check the primary outline with care." : "";
-    var awaitingSuggestion = !state.predicted_tumour_type && state.segmentations.length &&
+    var awaitingSuggestion = !state.predicted_tumour_type && !state.analysis && state.segmentations.length &&
       (!state.tumour_type_source || state.tumour_type_source === "predicted");
     if (state.status === "queued" || state.status === "running") {
       pollTimer = setTimeout(poll, 1500);
@@ -234,7 +253,7 @@
     var box = document.getElementById("similar-list");
     fetch(app.dataset.similarUrl, { credentials: "same-origin" }).then(function (r) {
       if (!r.ok) throw new Error("HTTP " + r.status);
-      return r.text().then(function (html) { return { html: html, ready: r.headers.get("X-Similar-Status") === "ready" }; });
+      return r.text().then(function (html) { return { html: html, ready: r.headers.get("X-Similar-Status") !== "pending" };  // or no_tumour, not_brain_mri: final too });
     }).then(function (result) {
       similarLoading = false;
       if (result.ready) {

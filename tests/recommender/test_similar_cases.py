@@ -14,7 +14,7 @@ from recommender.fields import to_pgvector_literal
 from recommender.index import NumpyIndex, PgvectorIndex
 from recommender.models import CaseFeatures, FeatureScaler
 from recommender.ranking import blend_votes
-from recommender.selectors import query_for_case, similar_cases, type_distribution
+from recommender.selectors import query_for_case, similar_cases, type_distribution, type_neighbours
 from recommender.services import (
     case_analyse,
     case_base_build,
@@ -97,11 +97,13 @@ def test_the_type_classifier_is_blended_into_the_suggestion(base, tiny_type_clas
     assert predicted == expected_type and confidence == pytest.approx(expected_confidence, abs=1e-4)
     case.refresh_from_db()
     assert case.predicted_tumour_type == expected_type and case.tumour_type_source == TypeSource.PREDICTED
+    voters = case.predicted_type_sources.pop("neighbours")
     assert case.predicted_type_sources == {
         "similar_cases": {t: pytest.approx(v, abs=1e-4) for t, v in knn.items()},
         "classifier": {t: pytest.approx(v, abs=1e-4) for t, v in opinion.items()},
         "classifier_weight": 0.5,
     }
+    assert [n["case"] for n in voters] == [h.case_id for h in type_neighbours(query_for_case(case))]
 
 
 def test_analysing_a_case_reads_its_slice_once(base, tiny_type_classifier, settings, monkeypatch):

@@ -9,6 +9,9 @@ MEDIA_ROOT = TUMORSITE_VAR_DIR / "test-media"
 # The kNN type vote alone, so that tests on synthetic slices do not depend on the shipped classifier's
 # opinion of them; the tests of the classifier turn one on (segmentation.testing.tiny_type_classifier).
 TUMORSITE_TYPE_CLASSIFIER = ""
+# No "brain MRI slice like the training ones" check: the synthetic slices of the tests are not; the tests
+# of that check install a reference (tests/recommender/test_honest_results.py).
+TUMORSITE_SLICE_REFERENCE = ""
 
 # A fixed test database name, so a Celery worker started beforehand with
 # DATABASE_URL=.../test_<name> works on the very database pytest creates (see .ci/run).
