@@ -1,4 +1,5 @@
-"""Pictures and files made from a case for the web pages: the slice, overlays, thumbnails, NIfTI masks.
+"""Pictures and files made from a case for the web pages: the slice, overlays, thumbnails, NIfTI masks and
+DICOM Segmentations.
 
 No database writes here; the pages call these to answer image and download requests.
 """
@@ -13,8 +14,16 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from cases.dicom_out import (
+    DicomExportError,
+    MaskOrigin,
+    SliceGeometry,
+    mask_segmentation_bytes,
+    nifti_affine,
+    slice_geometry,
+)
 from cases.readers import to_uint8
-from cases.selectors import scan_read
+from cases.selectors import scan_dicom_header, scan_read
 
 THUMBNAIL_PX = 160
 # RGB of the overlay drawn on server-made pictures (thumbnails, the printed report).
@@ -88,20 +97,63 @@ def pixels_png_bytes(pixels: np.ndarray) -> bytes:
     return png_bytes(values)
 
 
-def mask_nifti_bytes(mask: np.ndarray, spacing_mm: tuple[float | None, float | None]) -> bytes:
+def mask_nifti_bytes(mask: np.ndarray, geometry: SliceGeometry) -> bytes:
     """A gzipped NIfTI-1 volume (W x H x 1, uint8 0/1) in the usual radiological index order.
 
-    NIfTI indexes (i, j, k) = (column, row, slice), so the array is transposed; the voxel size is the
-    pixel spacing when the scan carries one (DICOM), else 1 with the unit left unknown.
+    NIfTI indexes (i, j, k) = (column, row, slice), so the array is transposed; the voxel size is (column
+    spacing, row spacing, slice thickness) when the scan has a pixel spacing (DICOM), else 1 with the unit
+    left unknown. A DICOM slice that its header places (orientation and position) gets the scanner's
+    affine (sform and qform code 1), so the mask overlays the DICOM in a viewer that reads both.
     """
-    row_mm, col_mm = spacing_mm
+    row_mm, col_mm = geometry.row_mm, geometry.col_mm
     data = (np.asarray(mask) > 0).astype(np.uint8).T[:, :, None]
-    zooms = (float(col_mm or row_mm), float(row_mm), 1.0) if row_mm else (1.0, 1.0, 1.0)
-    image = nib.Nifti1Image(data, np.diag([*zooms, 1.0]))
+    zooms = (float(col_mm or row_mm), float(row_mm), geometry.thickness_mm) if row_mm else (1.0, 1.0, 1.0)
+    affine = nifti_affine(geometry)
+    image = nib.Nifti1Image(data, np.diag([*zooms, 1.0]) if affine is None else affine)
+    if affine is not None:
+        image.set_sform(affine, code="scanner")
+        image.set_qform(affine, code="scanner")
     image.header.set_zooms(zooms)
     image.header.set_xyzt_units(xyz="mm" if row_mm else "unknown")
-    image.header["descrip"] = b"TumorSite tumour mask (1 = tumour)"
+    description = "TumorSite tumour mask (1 = tumour)"
+    if row_mm and not geometry.thickness_from:
+        description += "; slice thickness unknown, 1 mm written"
+    image.header["descrip"] = description.encode()
     return gzip.compress(image.to_bytes())
+
+
+def case_slice_geometry(case) -> SliceGeometry:
+    """The case's pixel spacing, and for DICOM its slice thickness, orientation and position."""
+    scan = case.scan
+    return slice_geometry(
+        scan_dicom_header(scan=scan), row_mm=scan.pixel_spacing_mm, col_mm=scan.pixel_spacing_col_mm
+    )
+
+
+def mask_version_origin(version) -> MaskOrigin:
+    """What a ground-truth outline's DICOM Segmentation says made it: a clinician or the dataset's expert
+    (MANUAL). ``version`` is a MaskVersion, or None for an outline stored before versions were kept."""
+    if version is None:
+        return MaskOrigin(key="current", description="Tumour outline (ground truth)")
+    return MaskOrigin(
+        key=f"v{version.number}",
+        description=f"Tumour outline v{version.number}: {version.get_source_display().lower()}"[:64],
+        instance_number=version.number,
+    )
+
+
+def case_mask_segmentation_bytes(case, mask: np.ndarray, origin: MaskOrigin) -> bytes:
+    """One of the case's masks as a DICOM Segmentation of its stored DICOM (``cases.dicom_out``).
+
+    Raises DicomExportError, saying why, for a case whose scan is not DICOM or cannot be referenced.
+    """
+    header = scan_dicom_header(scan=case.scan)
+    if header is None:
+        raise DicomExportError(
+            f"Case {case.pk}'s scan was uploaded as {case.scan.get_format_display()}, not DICOM: a DICOM "
+            "Segmentation must reference a DICOM source image. Download the mask as PNG or NIfTI instead."
+        )
+    return mask_segmentation_bytes(source=header, mask=mask, origin=origin)
 
 
 def mask_from_png_data(data: bytes, shape: tuple[int, int]) -> np.ndarray:

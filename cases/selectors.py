@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pydicom
 from django.db.models import QuerySet
 from PIL import Image
+from pydicom.dataset import Dataset
 
-from cases.models import Case, MaskVersion, TumourType
+from cases.models import Case, MaskVersion, ScanFormat, TumourType
 from cases.readers import ScanImage, read_image
 
 
@@ -36,6 +38,15 @@ def scan_read(*, scan) -> ScanImage:
     return read_image(
         data, scan.file.name, max_bytes=max(len(data), 1), max_pixels=max(scan.width * scan.height, 1)
     )
+
+
+def scan_dicom_header(*, scan) -> Dataset | None:
+    """The stored (de-identified) DICOM's header without its pixel data; None for a scan not in DICOM."""
+    if scan.format != ScanFormat.DICOM:
+        return None
+    with scan.file.open("rb") as f:
+        # force: a bare data set (no preamble) is stored as it came, once de-identified.
+        return pydicom.dcmread(f, stop_before_pixels=True, force=True)
 
 
 def case_pixels(*, case: Case) -> np.ndarray:

@@ -37,9 +37,12 @@ AUDITED_READS: dict[str, AuditedRead] = {
     "case-mask": AuditedRead("mask.downloaded", "case_id", Case),
     "case-mask-version": AuditedRead("mask.downloaded", "case_id", Case),
     "api:case-mask-version": AuditedRead("mask.downloaded", "case_id", Case),
+    "api:case-mask-version-dicom": AuditedRead("mask.downloaded", "case_id", Case),
+    "api:case-mask-dicom": AuditedRead("mask.downloaded", "case_id", Case),
     "run-mask": AuditedRead("mask.downloaded", "run_id", SegmentationRun),
     "run-probability": AuditedRead("mask.downloaded", "run_id", SegmentationRun),  # the heat-map's map
     "api:segmentation-file": AuditedRead("mask.downloaded", "run_id", SegmentationRun),
+    "api:segmentation-dicom": AuditedRead("mask.downloaded", "run_id", SegmentationRun),
 }
 
 _PART_OF_THE_CASE_PAGE = (

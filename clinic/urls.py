@@ -6,7 +6,9 @@ from clinic.views import cases, catalogue, diagnoses, masks, patients, pictures,
 
 
 class MaskFormat:
-    regex = "png|nii\\.gz"
+    """A mask download's format: PNG, gzipped NIfTI, or DICOM Segmentation (DICOM cases only)."""
+
+    regex = "png|nii\\.gz|dcm"
 
     def to_python(self, value: str) -> str:
         return value

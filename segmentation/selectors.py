@@ -6,6 +6,7 @@ import numpy as np
 from django.db.models import QuerySet
 from PIL import Image
 
+from cases.dicom_out import MaskOrigin
 from cases.models import Case
 from segmentation.models import RunStatus, SegmentationRun
 
@@ -23,6 +24,20 @@ def case_processing_status(runs: list[SegmentationRun]) -> str:
     if all(r.status == RunStatus.QUEUED for r in runs):
         return "queued"
     return "running"
+
+
+def run_mask_origin(run: SegmentationRun) -> MaskOrigin:
+    """What a run's DICOM Segmentation says made its mask: the model version and the exact weights."""
+    model = run.model_version
+    weights = run.weights or model.weights_key
+    return MaskOrigin(
+        key=f"run{run.pk}",
+        description=f"Tumour mask by the {model.name} model"[:64],
+        model_name=model.name,
+        model_version=weights if len(weights) <= 64 else model.weights_key,
+        model_parameters=(("weights", weights), ("threshold", f"{model.threshold:g}")),
+        instance_number=run.pk,
+    )
 
 
 def load_probability(run: SegmentationRun) -> np.ndarray | None:

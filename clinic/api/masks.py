@@ -1,4 +1,5 @@
-"""REST endpoints of a case's mask versions: the history, any version's PNG, a new version, a restore.
+"""REST endpoints of a case's mask versions: the history, any version's PNG (and, for a DICOM case, its
+DICOM Segmentation), a new version, a restore.
 
 Versions are only ever added (``cases.review``): a new outline or a restore makes the next version, and
 every earlier one stays downloadable. Both writes take the case's ETag in If-Match (``clinic.api.revisions``)
@@ -24,11 +25,18 @@ from rest_framework.views import APIView
 from cases import rendering
 from cases.models import Case, MaskVersion
 from cases.review import MaskVersionInUse, case_mask_correct, case_mask_restore
-from cases.selectors import case_get, case_mask_version_get, case_mask_versions, mask_version_mask
+from cases.selectors import (
+    case_get,
+    case_ground_truth_mask,
+    case_mask_version_get,
+    case_mask_versions,
+    mask_version_mask,
+)
 from clinic.api.errors import Conflict
 from clinic.api.revisions import etag_parameters, if_match_revision, with_case_etag
-from clinic.api.schema import PNG, paged, problem_responses
+from clinic.api.schema import PNG, SEG_DESCRIPTION, SEG_RESPONSES, paged, problem_responses
 from clinic.browse import area_mm2_of
+from clinic.downloads import mask_segmentation_download
 
 
 @extend_schema_serializer(component_name="MaskVersion")
@@ -180,6 +188,50 @@ class MaskVersionFileApi(APIView):
         # A version never changes once stored.
         response["Cache-Control"] = "private, max-age=3600"
         return response
+
+
+class MaskVersionDicomApi(APIView):
+    """One mask version as a DICOM Segmentation (MANUAL: a clinician's or the dataset expert's outline)."""
+
+    required_permissions = {"GET": "cases.view_case"}
+
+    @extend_schema(
+        operation_id="cases_masks_dicom_retrieve",
+        description=SEG_DESCRIPTION,
+        responses=SEG_RESPONSES,
+    )
+    def get(self, request, case_id: int, number: int):
+        case = _case_or_404(case_id)
+        version = _version_or_404(case, number)
+        response = mask_segmentation_download(
+            case,
+            mask_version_mask(version=version),
+            origin=rendering.mask_version_origin(version),
+            filename=f"case{case.pk}_mask_v{version.number}_{version.source}_seg.dcm",
+        )
+        response["Cache-Control"] = "private, max-age=3600"  # a version never changes once stored
+        return response
+
+
+class CaseMaskDicomApi(APIView):
+    """The case's ground-truth outline in use as a DICOM Segmentation; 404 while it has none."""
+
+    required_permissions = {"GET": "cases.view_case"}
+
+    @extend_schema(
+        operation_id="cases_mask_dicom_retrieve",
+        description=SEG_DESCRIPTION,
+        responses=SEG_RESPONSES,
+    )
+    def get(self, request, case_id: int):
+        case = _case_or_404(case_id)
+        version = f"_v{case.mask_version.number}" if case.mask_version else ""
+        return mask_segmentation_download(
+            case,
+            case_ground_truth_mask(case=case),
+            origin=rendering.mask_version_origin(case.mask_version),
+            filename=f"case{case.pk}_{case.mask_source or 'mask'}_mask{version}_seg.dcm",
+        )
 
 
 class MaskVersionRestoreApi(APIView):

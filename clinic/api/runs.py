@@ -11,8 +11,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clinic.api.errors import Conflict
-from clinic.api.schema import PNG, problem_responses
+from clinic.api.schema import PNG, SEG_DESCRIPTION, SEG_RESPONSES, problem_responses
+from clinic.downloads import mask_segmentation_download
 from segmentation.models import SegmentationRun
+from segmentation.selectors import load_mask, run_mask_origin
 from segmentation.services import (
     REVIEW_REASON_MAX_LENGTH,
     SegmentationError,
@@ -139,4 +141,28 @@ class SegmentationFileApi(APIView):
             response = HttpResponse(fh.read(), content_type="image/png")
         response["Content-Disposition"] = f'inline; filename="run{run.pk}_{kind}.png"'
         response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+
+class SegmentationDicomApi(APIView):
+    """A run's mask as a DICOM Segmentation (AUTOMATIC, naming the model version and its exact weights)."""
+
+    required_permissions = {"GET": "segmentation.view_segmentationrun"}
+
+    @extend_schema(
+        operation_id="segmentations_dicom_retrieve",
+        description=SEG_DESCRIPTION + " 404 also while the run has no mask.",
+        responses=SEG_RESPONSES,
+    )
+    def get(self, request, run_id: int):
+        run = get_object_or_404(
+            SegmentationRun.objects.select_related("case__scan", "model_version"), pk=run_id
+        )
+        response = mask_segmentation_download(
+            run.case,
+            load_mask(run),
+            origin=run_mask_origin(run),
+            filename=f"case{run.case_id}_{run.model_version.name}_mask_seg.dcm",
+        )
+        response["Cache-Control"] = "private, max-age=3600"  # a finished run's mask never changes
         return response

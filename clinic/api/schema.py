@@ -1,4 +1,5 @@
-"""What the OpenAPI schema declares beyond the serializers: error responses, paged lists, PNG bodies."""
+"""What the OpenAPI schema declares beyond the serializers: error responses, paged lists, PNG and DICOM
+bodies."""
 
 from http import HTTPStatus
 
@@ -8,6 +9,15 @@ from clinic.api.errors import PROBLEM_CONTENT_TYPE, ProblemSerializer
 
 # A PNG body in OpenAPI 3.1 (settings): bytes of that media type, not a JSON string.
 PNG = {"contentMediaType": "image/png"}
+# A DICOM Part 10 file (PS3.18 section 8.7.3), likewise.
+DICOM = {"contentMediaType": "application/dicom"}
+# What the DICOM Segmentation downloads say in the schema (clinic.downloads makes them).
+SEG_DESCRIPTION = (
+    'A DICOM Segmentation (PS3.3 A.51; BINARY, one segment "Tumour": SCT Morphologically Abnormal '
+    "Structure / Neoplasm) referencing the case's stored, de-identified DICOM image: its SOP instance, "
+    "series and frame of reference, its pixel spacing and size. Only for cases uploaded as DICOM: for any "
+    "other case, 404 with a problem whose detail says why."
+)
 
 
 def problem_responses(*codes: int, public: bool = False) -> dict:
@@ -27,3 +37,7 @@ def paged(serializer) -> dict:
     operation's main response (list or not, paginated or not), and a bare 200 sorts after "(400, ...)".
     """
     return {(200, "application/json"): serializer}
+
+
+# The answers of a DICOM Segmentation download (clinic.downloads): the file, or a 404 problem saying why.
+SEG_RESPONSES = {(200, "application/dicom"): DICOM, **problem_responses(404)}

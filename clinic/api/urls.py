@@ -10,8 +10,14 @@ from rest_framework.views import APIView
 from clinic.api.auth import AuthTokenApi
 from clinic.api.cases import CaseDetailApi, CaseListApi, CaseThumbnailApi
 from clinic.api.diagnoses import CaseDiagnosisCreateApi, CaseDiagnosisDeleteApi, DiagnosisListApi
-from clinic.api.masks import MaskVersionFileApi, MaskVersionListApi, MaskVersionRestoreApi
-from clinic.api.runs import SegmentationFileApi, SegmentationReviewApi
+from clinic.api.masks import (
+    CaseMaskDicomApi,
+    MaskVersionDicomApi,
+    MaskVersionFileApi,
+    MaskVersionListApi,
+    MaskVersionRestoreApi,
+)
+from clinic.api.runs import SegmentationDicomApi, SegmentationFileApi, SegmentationReviewApi
 from clinic.api.similar import SimilarCasesApi
 from clinic.permissions import RolePermission
 
@@ -54,6 +60,12 @@ urlpatterns = [
         "cases/<int:case_id>/masks/<int:number>.png", MaskVersionFileApi.as_view(), name="case-mask-version"
     ),
     path(
+        "cases/<int:case_id>/masks/<int:number>.dcm",
+        MaskVersionDicomApi.as_view(),
+        name="case-mask-version-dicom",
+    ),
+    path("cases/<int:case_id>/mask.dcm", CaseMaskDicomApi.as_view(), name="case-mask-dicom"),
+    path(
         "cases/<int:case_id>/masks/<int:number>/restore/",
         MaskVersionRestoreApi.as_view(),
         name="case-mask-restore",
@@ -70,6 +82,7 @@ urlpatterns = [
         SegmentationFileApi.as_view(),
         name="segmentation-file",
     ),
+    path("segmentations/<int:run_id>/mask.dcm", SegmentationDicomApi.as_view(), name="segmentation-dicom"),
     path("diagnoses/", DiagnosisListApi.as_view(), name="diagnosis-list"),
     path("schema/", SchemaApi.as_view(), name="schema"),
     path("docs/", SchemaDocsApi.as_view(url_name="api:schema"), name="docs"),

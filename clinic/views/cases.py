@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from cases import rendering
-from cases.models import TumourType
+from cases.models import ScanFormat, TumourType
 from cases.review import case_mask_correct, case_tumour_type_set
 from cases.revisions import CaseEditConflict, revision_from_form
 from cases.selectors import case_ground_truth_mask, case_type_sources_summary
@@ -119,6 +119,7 @@ def case_state_view(request: HttpRequest, case_id: int) -> JsonResponse:
     case = case_or_404(case_id)
     data = CaseDetailApi.OutputSerializer(case, context={"request": request}).data
     runs = {r.pk: r for r in case_runs(case=case).select_related("reviewed_by")}
+    dicom = case.scan.format == ScanFormat.DICOM  # a DICOM Segmentation needs a DICOM source
     for seg in data["segmentations"]:
         run = runs[seg["id"]]
         seg["reviewed_by"] = run.reviewed_by.get_username() if run.reviewed_by else None
@@ -126,6 +127,9 @@ def case_state_view(request: HttpRequest, case_id: int) -> JsonResponse:
         seg["review_label"] = run.get_review_status_display()
         seg["mask_png"] = reverse("run-mask", args=[case.pk, run.pk, "png"]) if run.mask_file else None
         seg["mask_nifti"] = reverse("run-mask", args=[case.pk, run.pk, "nii.gz"]) if run.mask_file else None
+        seg["mask_dicom"] = (
+            reverse("run-mask", args=[case.pk, run.pk, "dcm"]) if run.mask_file and dicom else None
+        )
         seg["review_url"] = reverse("run-review", args=[run.pk])
     state = mask_state(case, runs.values())
     data["status"] = case_status(runs.values())  # "none" rather than the API's "queued" when nothing ran
@@ -141,6 +145,7 @@ def case_state_view(request: HttpRequest, case_id: int) -> JsonResponse:
             "updated_at": case.mask_updated_at.isoformat() if case.mask_updated_at else None,
             "mask_png": reverse("case-mask", args=[case.pk, "png"]),
             "mask_nifti": reverse("case-mask", args=[case.pk, "nii.gz"]),
+            "mask_dicom": reverse("case-mask", args=[case.pk, "dcm"]) if dicom else None,
             **case_area(case, case_ground_truth_mask(case=case)),
         }
     data["can"] = _actions_allowed(request.user)

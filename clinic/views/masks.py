@@ -12,6 +12,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from cases import rendering
 from cases.models import Case, MaskVersion
 from cases.review import case_mask_restore
 from cases.revisions import CaseEditConflict, revision_from_form
@@ -29,12 +30,13 @@ def _version_or_404(case: Case, number: int) -> MaskVersion:
 
 @role_required("cases.view_case")
 def case_mask_version_view(request: HttpRequest, case_id: int, number: int, fmt: str) -> HttpResponse:
-    """One version of the case's ground truth (the imported expert mask, a correction, a restore) as PNG
-    or NIfTI, whether it is in use or not."""
+    """One version of the case's ground truth (the imported expert mask, a correction, a restore) as PNG,
+    NIfTI or (a DICOM case) DICOM Segmentation, whether it is in use or not."""
     case = case_or_404(case_id)
     version = _version_or_404(case, number)
     stem = f"case{case.pk}_mask_v{version.number}_{version.source}"
-    return mask_download(case, mask_version_mask(version=version), stem=stem, fmt=fmt)
+    mask = mask_version_mask(version=version)
+    return mask_download(case, mask, stem=stem, fmt=fmt, origin=rendering.mask_version_origin(version))
 
 
 @role_required("cases.correct_mask")

@@ -63,12 +63,14 @@ def case_overlay_view(request: HttpRequest, case_id: int) -> HttpResponse:
 
 @role_required("cases.view_case")
 def case_mask_view(request: HttpRequest, case_id: int, fmt: str) -> HttpResponse:
-    """The case's ground-truth mask (the version in use: imported, corrected or restored) as PNG or NIfTI;
-    every version has its own address (``case-mask-version``)."""
+    """The case's ground-truth mask (the version in use: imported, corrected or restored) as PNG, NIfTI or
+    (a DICOM case) DICOM Segmentation; every version has its own address (``case-mask-version``)."""
     case = case_or_404(case_id)
     version = f"_v{case.mask_version.number}" if case.mask_version else ""
     stem = f"case{case.pk}_{case.mask_source or 'mask'}_mask{version}"
-    return mask_download(case, case_ground_truth_mask(case=case), stem=stem, fmt=fmt)
+    mask = case_ground_truth_mask(case=case)
+    origin = rendering.mask_version_origin(case.mask_version)
+    return mask_download(case, mask, stem=stem, fmt=fmt, origin=origin)
 
 
 @role_required("cases.view_case")

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from clinic.permissions import role_required
 from clinic.views.shared import mask_download
 from segmentation.models import RunStatus, SegmentationRun
-from segmentation.selectors import load_mask
+from segmentation.selectors import load_mask, run_mask_origin
 from segmentation.services import segmentation_run_review
 
 
@@ -48,5 +48,9 @@ def run_mask_view(request: HttpRequest, case_id: int, run_id: int, fmt: str) -> 
         SegmentationRun.objects.select_related("case__scan", "model_version"), pk=run_id, case_id=case_id
     )
     return mask_download(
-        run.case, load_mask(run), stem=f"case{case_id}_{run.model_version.name}_mask", fmt=fmt
+        run.case,
+        load_mask(run),
+        stem=f"case{case_id}_{run.model_version.name}_mask",
+        fmt=fmt,
+        origin=run_mask_origin(run),
     )

@@ -1,4 +1,4 @@
-"""What several page groups share: a case or a 404, a searched list's page, and the PNG / NIfTI
+"""What several page groups share: a case or a 404, a searched list's page, and the PNG / NIfTI / DICOM
 responses of the pictures."""
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 
 from cases import rendering
+from cases.dicom_out import MaskOrigin
 from cases.models import Case
 from cases.selectors import case_get
+from clinic.downloads import mask_segmentation_download
 
 
 def case_or_404(case_id: int) -> Case:
@@ -39,13 +41,18 @@ def png_response(data: bytes, *, filename: str | None = None, max_age: int = 0) 
     return response
 
 
-def mask_download(case: Case, mask: np.ndarray | None, *, stem: str, fmt: str) -> HttpResponse:
-    """The mask as a 0/255 PNG or a gzipped NIfTI (with the pixel spacing when the scan has one)."""
+def mask_download(
+    case: Case, mask: np.ndarray | None, *, stem: str, fmt: str, origin: MaskOrigin
+) -> HttpResponse:
+    """The mask as a 0/255 PNG, a gzipped NIfTI (with the slice's geometry when the scan has one) or, for
+    a DICOM case, a DICOM Segmentation that says ``origin`` made it; a 404 that says why otherwise."""
     if mask is None:
         raise Http404("This mask does not exist (yet).")
     if fmt == "png":
         return png_response(rendering.mask_png_bytes(mask), filename=f"{stem}.png")
-    spacing = (case.scan.pixel_spacing_mm, case.scan.pixel_spacing_col_mm)
-    response = HttpResponse(rendering.mask_nifti_bytes(mask, spacing), content_type="application/gzip")
+    if fmt == "dcm":
+        return mask_segmentation_download(case, mask, origin=origin, filename=f"{stem}_seg.dcm")
+    geometry = rendering.case_slice_geometry(case)
+    response = HttpResponse(rendering.mask_nifti_bytes(mask, geometry), content_type="application/gzip")
     response["Content-Disposition"] = f'attachment; filename="{stem}.nii.gz"'
     return response

@@ -126,11 +126,15 @@
       mini].concat(body));
   }
 
-  function downloads(png, nifti, name) {
+  // dicom: the DICOM Segmentation's address, offered for a DICOM case only (null otherwise).
+  function downloads(png, nifti, dicom, name) {
     if (!png) return null;
     return el("p", { class: "small" }, ["Download mask: ",
       el("a", { href: png, download: "", "aria-label": "Download the " + name + " mask as PNG", text: "PNG" }), " · ",
-      el("a", { href: nifti, download: "", "aria-label": "Download the " + name + " mask as NIfTI", text: "NIfTI" })]);
+      el("a", { href: nifti, download: "", "aria-label": "Download the " + name + " mask as NIfTI", text: "NIfTI" }),
+      dicom ? " · " : null,
+      dicom ? el("a", { href: dicom, download: "", "aria-label": "Download the " + name + " mask as a DICOM Segmentation",
+                        text: "DICOM SEG" }) : null]);
   }
 
   // A restored outline is a clinician's choice too, whatever version it came from (cases.MaskSource).
@@ -146,7 +150,7 @@
         gt.label + who + (gt.updated_at ? ", " + TS.formatWhen(gt.updated_at) : ""), [
           el("p", {}, ["Area: ", el("strong", { text: TS.formatArea(gt.area_mm2, gt.area_px) })]),
           el("p", { class: "badge review-validated", text: GROUND_TRUTH_BADGES[gt.source] || gt.label }),
-          downloads(gt.mask_png, gt.mask_nifti, "ground truth")]));
+          downloads(gt.mask_png, gt.mask_nifti, gt.mask_dicom, "ground truth")]));
     }
     state.segmentations.forEach(function (seg) {
       var body = [];
@@ -160,7 +164,7 @@
           body.push(el("div", { class: "button-row" }, [reviewForm(seg, "validate", "Validate"),
                                                          reviewForm(seg, "reject", "Reject")]));
         }
-        body.push(downloads(seg.mask_png, seg.mask_nifti, seg.model));
+        body.push(downloads(seg.mask_png, seg.mask_nifti, seg.mask_dicom, seg.model));
       } else if (seg.status === "failed") {
         body.push(el("p", { class: "error", role: "alert", text: "Failed: " + seg.error }));
       } else {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,10 +26,12 @@ from openapi_core import Config, OpenAPI
 from openapi_core.contrib.django import DjangoOpenAPIRequest, DjangoOpenAPIResponse
 from openapi_core.deserializing.media_types.util import json_loads
 from openapi_schema_validator import OAS31Validator
+from pydicom.data import get_testdata_file
 from rest_framework.test import APIClient
 
 import clinic.api.cases
 from cases.review import case_mask_correct
+from cases.services import case_create
 from clinic.api.errors import PROBLEM_CONTENT_TYPE
 from recommender.services import case_base_build, diagnosis_record
 from segmentation.models import ModelVersion, RunStatus, SegmentationRun
@@ -213,6 +216,19 @@ EXCHANGES: dict[str, list[Exchange]] = {
         Exchange("get", "/api/cases/{corrected}/masks/9.png", 404),
         Exchange("get", "/api/cases/{corrected}/masks/1.png", 403, who="anonymous"),
     ],
+    # The DICOM Segmentations: of a DICOM case only; any other case gets a 404 problem saying why.
+    "case-mask-version-dicom": [
+        Exchange("get", "/api/cases/{dicom}/masks/1.dcm", 200),
+        Exchange("get", "/api/cases/{corrected}/masks/1.dcm", 404),
+        Exchange("get", "/api/cases/{dicom}/masks/9.dcm", 404),
+        Exchange("get", "/api/cases/{dicom}/masks/1.dcm", 403, who="anonymous"),
+    ],
+    "case-mask-dicom": [
+        Exchange("get", "/api/cases/{dicom}/mask.dcm", 200),
+        Exchange("get", "/api/cases/{corrected}/mask.dcm", 404),
+        Exchange("get", "/api/cases/{pending}/mask.dcm", 404),
+        Exchange("get", "/api/cases/{dicom}/mask.dcm", 403, who="anonymous"),
+    ],
     "case-mask-restore": [
         Exchange("post", "/api/cases/{corrected}/masks/1/restore/", 201),
         Exchange("post", "/api/cases/{corrected}/masks/3/restore/", 409),  # the restore just above: in use
@@ -265,6 +281,12 @@ EXCHANGES: dict[str, list[Exchange]] = {
         Exchange("get", "/api/segmentations/{queued_run}/mask.png", 404),
         Exchange("get", "/api/segmentations/999999/mask.png", 404),
         Exchange("get", "/api/segmentations/{done_run}/mask.png", 403, who="anonymous"),
+    ],
+    "segmentation-dicom": [
+        Exchange("get", "/api/segmentations/{dicom_run}/mask.dcm", 200),
+        Exchange("get", "/api/segmentations/{done_run}/mask.dcm", 404),
+        Exchange("get", "/api/segmentations/{queued_run}/mask.dcm", 404),
+        Exchange("get", "/api/segmentations/{dicom_run}/mask.dcm", 403, who="anonymous"),
     ],
     "diagnosis-list": [
         Exchange("get", "/api/diagnoses/?q=pit", 200),
@@ -326,6 +348,16 @@ def world(clinician, media_dir, settings, tmp_path):
     # An imported expert mask (version 1) and a clinician's correction of it (version 2, in use).
     corrected = base[1]
     case_mask_correct(case=corrected, mask=np.roll(mask, 3, axis=1), user=clinician)
+    # A DICOM case (pydicom's MR_small, 64 x 64) with a clinician's outline and a finished run.
+    dicom = case_create(image_file=Path(get_testdata_file("MR_small.dcm")).read_bytes(), user=clinician)
+    case_mask_correct(case=dicom, mask=mask, user=clinician)
+    dicom_run = SegmentationRun.objects.create(
+        case=dicom,
+        model_version=version,
+        status=RunStatus.DONE,
+        mask_file=ContentFile(png_bytes(mask.astype("uint8") * 255), name="mask.png"),
+        area_px=int(mask.sum()),
+    )
     return {
         "ready": base[0].pk,
         "pending": pending.pk,
@@ -333,6 +365,8 @@ def world(clinician, media_dir, settings, tmp_path):
         "queued_run": queued.pk,
         "diagnosis": diagnosis.pk,
         "corrected": corrected.pk,
+        "dicom": dicom.pk,
+        "dicom_run": dicom_run.pk,
     }
 
 
@@ -481,7 +515,14 @@ def test_every_schema_operation_has_an_exchange(schema):
             _template(
                 schema,
                 exchange.url.split("?")[0].format(
-                    ready=1, pending=1, done_run=1, queued_run=1, diagnosis=1, corrected=1
+                    ready=1,
+                    pending=1,
+                    done_run=1,
+                    queued_run=1,
+                    diagnosis=1,
+                    corrected=1,
+                    dicom=1,
+                    dicom_run=1,
                 ),
             ),
             exchange.method,
