@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class TumourType(models.TextChoices):
@@ -55,6 +56,29 @@ class Patient(models.Model):
         return self.identifier
 
 
+class Study(models.Model):
+    """One imaging study of a patient: every slice of one DICOM study (each frame of a multi-frame file,
+    each file sharing its StudyInstanceUID, sent together or one after another), or one uploaded image
+    in another format. The patient's history plots studies, not slices."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="studies")
+    # st-<16 hex>: a keyed HMAC of the DICOM StudyInstanceUID (cases.pseudonyms), which is never stored;
+    # null for a study made of a non-DICOM upload (nothing else can join it).
+    uid_pseudonym = models.CharField(max_length=32, unique=True, null=True, blank=True)
+    # DICOM StudyDate, kept under PS3.15's "Retain Longitudinal Temporal Information with Full Dates"
+    # option (docs/operations.md); null when the file has none or the upload is not DICOM.
+    study_date = models.DateField(null=True, blank=True)
+    modality = models.CharField(max_length=16, blank=True, help_text="DICOM Modality (MR, CT...)")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["patient_id", "study_date", "created_at", "id"]
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return f"Study {self.pk} ({self.modality or 'image'}, {self.study_date or 'no date'})"
+
+
 class Scan(models.Model):
     file = models.FileField(upload_to="scans/%Y/%m/")
     original_filename = models.CharField(max_length=255)
@@ -76,6 +100,15 @@ class Scan(models.Model):
 class Case(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
     scan = models.OneToOneField(Scan, on_delete=models.CASCADE, related_name="case")
+    # The study the slice belongs to (null: a case made before studies by a fixture or an old script).
+    study = models.ForeignKey(Study, null=True, blank=True, on_delete=models.PROTECT, related_name="cases")
+    # Where the slice sits in its study, for ordering: millimetres along the slice normal
+    # (ImagePositionPatient projected on the cross product of ImageOrientationPatient's two directions)
+    # when the DICOM says, and its InstanceNumber (a multi-frame file's frame number) otherwise.
+    slice_position = models.FloatField(null=True, blank=True)
+    slice_number = models.IntegerField(null=True, blank=True)
+    # se-<16 hex>: the keyed HMAC of the DICOM SeriesInstanceUID; "" when not DICOM.
+    series_pseudonym = models.CharField(max_length=32, blank=True)
     # Where an imported case came from, e.g. "figshare:123": makes imports idempotent.
     source_ref = models.CharField(max_length=64, unique=True, null=True, blank=True)
     tumour_type = models.CharField(  # noqa: DJ001 (null: not known yet)

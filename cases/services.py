@@ -21,9 +21,19 @@ from django.utils import timezone
 from PIL import Image
 
 from audit.services import audit_record
-from cases.models import Case, MaskSource, MaskVersion, Patient, Scan, ScanFormat, TumourType, TypeSource
-from cases.pseudonyms import patient_pseudonym
-from cases.readers import ImageReadError, ScanImage, read_image
+from cases.models import (
+    Case,
+    MaskSource,
+    MaskVersion,
+    Patient,
+    Scan,
+    ScanFormat,
+    Study,
+    TumourType,
+    TypeSource,
+)
+from cases.pseudonyms import patient_pseudonym, series_pseudonym, study_pseudonym
+from cases.readers import ImageReadError, ScanImage, read_image, read_images
 from cases.rendering import mask_png_bytes, pixels_png_bytes
 from cases.storage import atomic_with_files, delete_on_rollback, file_save, files_delete
 
@@ -55,6 +65,18 @@ class CaseUpload:
     sha256: str
 
 
+class StudyOfAnotherPatient(ValueError):
+    """The file's study is already recorded for another patient than the one the upload names."""
+
+    def __init__(self, study: Study):
+        self.study = study
+        super().__init__(
+            f"This file belongs to a study already recorded for patient {study.patient.identifier} "
+            "(the same StudyInstanceUID), but the upload names another patient. Check the file; "
+            f"to add it to that study, leave the patient field empty or type {study.patient.identifier}."
+        )
+
+
 class DuplicateUpload(Exception):
     """The same file is already a case's scan; ``force=True`` records it again anyway."""
 
@@ -80,6 +102,24 @@ def case_upload_read(*, image_file: IO[bytes] | bytes, filename: str) -> CaseUpl
         max_bytes=settings.TUMORSITE_MAX_UPLOAD_MB * 1024 * 1024,
         max_pixels=settings.TUMORSITE_MAX_PIXELS,
     )
+    return _case_upload(image, data, filename)
+
+
+def case_uploads_read(*, image_file: IO[bytes] | bytes, filename: str) -> list[CaseUpload]:
+    """``case_upload_read`` for a file that may hold several slices: one upload per frame of a
+    multi-frame DICOM file (at most ``TUMORSITE_MAX_FRAMES``), in frame order; else one."""
+    data = _read_upload(image_file)
+    images = read_images(
+        data,
+        filename,
+        max_bytes=settings.TUMORSITE_MAX_UPLOAD_MB * 1024 * 1024,
+        max_pixels=settings.TUMORSITE_MAX_PIXELS,
+        max_frames=settings.TUMORSITE_MAX_FRAMES,
+    )
+    return [_case_upload(image, data, filename) for image in images]
+
+
+def _case_upload(image: ScanImage, data: bytes, filename: str) -> CaseUpload:
     stored, extension = _stored_bytes(image, data)
     return CaseUpload(
         image=image,
@@ -102,52 +142,114 @@ def case_create(
     source_ref: str | None = None,
     force: bool = False,
 ) -> Case:
-    """Read and validate an uploaded slice and record it as a new case.
+    """Read and validate an uploaded slice and record it as a new case (``cases_create``'s first case
+    when the file is a multi-frame DICOM: every frame becomes a case).
 
     Give either ``image_file`` and ``filename`` or an ``upload`` already read by ``case_upload_read``
     (so that a caller who wraps this in its own transaction reads the file before taking the lock).
-    Raises ImageReadError (nothing is stored) when the file cannot be used, and DuplicateUpload (nothing
-    is stored) when the same file is already a case's scan, unless ``force``. DICOM is stored
-    de-identified; a Figshare .mat file is stored as a PNG together with its ground-truth mask and label.
-    ``tumour_type`` given here counts as the clinician's. The upload is one ``case.uploaded`` entry in
-    the audit trail (the bulk imports, which an operator runs from a shell, write none: see
-    docs/operations.md, "Audit trail").
     """
-    if upload is None:
-        upload = case_upload_read(image_file=image_file, filename=filename)
+    uploads = [upload] if upload is not None else case_uploads_read(image_file=image_file, filename=filename)
+    return cases_create(
+        uploads=uploads,
+        user=user,
+        patient_identifier=patient_identifier,
+        tumour_type=tumour_type,
+        source_ref=source_ref,
+        force=force,
+    )[0]
+
+
+def cases_create(
+    *,
+    uploads: list[CaseUpload],
+    user=None,
+    patient_identifier: str | None = None,
+    tumour_type: str | None = None,
+    source_ref: str | None = None,
+    force: bool = False,
+) -> list[Case]:
+    """Record the slices of one uploaded file (``case_uploads_read``) as cases of one study, in order.
+
+    Raises ImageReadError (nothing is stored) when the file cannot be used, DuplicateUpload (nothing is
+    stored) when one of its slices is already a case's scan, unless ``force``, and StudyOfAnotherPatient
+    when its DICOM study is recorded for another patient than the one named. A DICOM file joins the study
+    of its StudyInstanceUID (through its keyed pseudonym) if one is recorded, else starts it; any other
+    file makes a study of its own. DICOM is stored de-identified; a Figshare .mat file is stored as a
+    PNG together with its ground-truth mask and label. ``tumour_type`` given here counts as the
+    clinician's. Each case is one ``case.uploaded`` entry in the audit trail (the bulk imports, which an
+    operator runs from a shell, write none: see docs/operations.md, "Audit trail").
+    """
+    if not uploads:
+        raise ValueError("cases_create needs at least one upload")
     if tumour_type is not None and tumour_type not in TumourType.values:
         raise ValueError(f"Unknown tumour type {tumour_type!r}; expected one of {TumourType.values}")
-    image = upload.image
-    identifier = patient_identifier or _image_patient(image) or _new_patient_identifier()
-    # Short: the rows, the audit entry and two small file writes (deleted again on any failure).
+    if source_ref is not None and len(uploads) > 1:
+        raise ValueError("a source_ref names one case; this file holds several slices")
+    first = uploads[0].image
+    identifier = patient_identifier or _image_patient(first)
+    cases = []
+    # Short: the rows, the audit entries and small file writes (deleted again on any failure).
     with atomic_with_files():
         if not force:
-            existing = Case.objects.filter(scan__sha256=upload.sha256).order_by("pk").first()
+            existing = (
+                Case.objects.filter(scan__sha256__in=[u.sha256 for u in uploads]).order_by("pk").first()
+            )
             if existing is not None:
                 raise DuplicateUpload(existing)
-        patient = patients_get_or_create(identifiers=[identifier])[identifier]
-        prepared = case_prepare(
-            image=image,
-            data=upload.data,
-            filename=upload.filename,
-            patient=patient,
-            user=user,
-            tumour_type=tumour_type,
-            tumour_type_source=TypeSource.CLINICIAN if tumour_type else None,
-            source_ref=source_ref,
-            stored=(upload.stored, upload.extension),
-        )
-        prepared.scan.save()
-        prepared.case.scan = prepared.scan
-        prepared.case.save()
-        _first_mask_version_save(prepared)
-        audit_record(
-            event="case.uploaded",
-            obj=prepared.case,
-            user=user,
-            detail={"format": prepared.scan.format, "tumour_type": tumour_type, "forced": force},
-        )
-    return prepared.case
+        study = study_for_upload(image=first, patient_identifier=identifier)
+        for upload in uploads:
+            prepared = case_prepare(
+                image=upload.image,
+                data=upload.data,
+                filename=upload.filename,
+                patient=study.patient,
+                study=study,
+                user=user,
+                tumour_type=tumour_type,
+                tumour_type_source=TypeSource.CLINICIAN if tumour_type else None,
+                source_ref=source_ref,
+                stored=(upload.stored, upload.extension),
+            )
+            prepared.scan.save()
+            prepared.case.scan = prepared.scan
+            prepared.case.save()
+            _first_mask_version_save(prepared)
+            audit_record(
+                event="case.uploaded",
+                obj=prepared.case,
+                user=user,
+                detail={"format": prepared.scan.format, "tumour_type": tumour_type, "forced": force},
+            )
+            cases.append(prepared.case)
+    return cases
+
+
+def study_for_upload(*, image: ScanImage, patient_identifier: str | None) -> Study:
+    """The study an upload's slices join: the recorded one of its DICOM StudyInstanceUID's pseudonym, or
+    a new one (for a non-DICOM file, always new). Call inside a transaction.
+
+    A recorded study keeps its patient: an upload that names none joins it, one that names another is
+    refused (StudyOfAnotherPatient). A new study's patient is the one named, else a new anonymous one.
+    """
+    info = image.dicom_study
+    key = study_pseudonym(info.study_uid) if info is not None else None
+    if key is not None:
+        study = Study.objects.select_related("patient").filter(uid_pseudonym=key).first()
+        if study is not None:
+            if patient_identifier and patient_identifier != study.patient.identifier:
+                raise StudyOfAnotherPatient(study)
+            return study
+    identifier = patient_identifier or _new_patient_identifier()
+    patient = patients_get_or_create(identifiers=[identifier])[identifier]
+    if key is None:
+        return Study.objects.create(patient=patient)
+    study, created = Study.objects.get_or_create(
+        uid_pseudonym=key,
+        defaults={"patient": patient, "study_date": info.study_date, "modality": info.modality},
+    )
+    if not created and study.patient_id != patient.pk:  # another upload of the study won the race
+        raise StudyOfAnotherPatient(study)
+    return study
 
 
 def case_prepare(
@@ -156,6 +258,7 @@ def case_prepare(
     data: bytes,
     filename: str,
     patient: Patient,
+    study: Study | None = None,
     user=None,
     tumour_type: str | None = None,
     tumour_type_source: str | None = None,
@@ -170,6 +273,7 @@ def case_prepare(
     generated (``scans/YYYY/MM/<uuid>.<ext>``), never taken from the upload's name, which is kept
     cleaned up as ``original_filename`` only, and not even that for DICOM (``scan_display_name``).
     A ground-truth mask comes from ``mask`` or from the file itself (.mat); its label likewise.
+    Without a ``study``, ``cases_save`` makes the case a study of its own.
     """
     stored_bytes, ext = stored if stored is not None else _stored_bytes(image, data)
     stem = uuid.uuid4().hex
@@ -207,6 +311,14 @@ def case_prepare(
     )
     case = Case(
         patient=patient,
+        study=study,
+        slice_position=image.slice_position,
+        slice_number=image.slice_number,
+        series_pseudonym=(
+            series_pseudonym(image.dicom_study.series_uid)
+            if image.dicom_study is not None and image.dicom_study.series_uid
+            else ""
+        ),
         source_ref=source_ref,
         tumour_type=tumour_type,
         tumour_type_source=tumour_type_source if tumour_type else None,
@@ -229,12 +341,17 @@ def case_prepare(
 
 
 def cases_save(prepared: list[CasePrepared]) -> list[Case]:
-    """Save many prepared cases in bulk (scans, cases, their first mask versions, then one update that
-    points the cases at those versions); unless that commits, their stored files are removed."""
+    """Save many prepared cases in bulk (a study of its own for each case without one, scans, cases,
+    their first mask versions, then one update that points the cases at those versions); unless that
+    commits, their stored files are removed."""
     if not prepared:
         return []
     with atomic_with_files():
         delete_on_rollback(*(name for p in prepared for name in p.stored_names))
+        alone = [p for p in prepared if p.case.study is None]
+        studies = Study.objects.bulk_create([Study(patient=p.case.patient) for p in alone])
+        for item, study in zip(alone, studies, strict=True):
+            item.case.study = study
         scans = Scan.objects.bulk_create([p.scan for p in prepared])
         for item, scan in zip(prepared, scans, strict=True):
             item.case.scan = scan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,6 +10,11 @@ import numpy as np
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 # 16.7 million: 4096x4096, 16 times a 1024x1024 slice; decoding that much takes about a second.
 DEFAULT_MAX_PIXELS = 4096 * 4096
+# Frames of one multi-frame DICOM file, each of which becomes a case segmented on its own.
+DEFAULT_MAX_FRAMES = 200
+# The decoded pixels of all the frames of one file together, in units of the per-slice limit: 4 x 16.7
+# million float32 values is about 270 MB held while the frames are read.
+_TOTAL_PIXELS_FACTOR = 4
 
 # Figshare's cjdata.label codes.
 FIGSHARE_LABELS = {1: "meningioma", 2: "glioma", 3: "pituitary"}
@@ -22,6 +28,7 @@ class ImageReadError(ValueError):
 class Limits:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_frames: int = DEFAULT_MAX_FRAMES
 
     def check_bytes(self, size: int) -> None:
         if size == 0:
@@ -41,8 +48,34 @@ class Limits:
             )
 
 
+    def check_frames(self, frames: int, width: int, height: int) -> None:
+        if frames > self.max_frames:
+            raise ImageReadError(
+                f"The DICOM file holds {frames} frames; the limit is {self.max_frames} frames per file "
+                "(each frame becomes a case that is segmented on its own). Send the series as several "
+                "files or ask the administrator to raise TUMORSITE_MAX_FRAMES."
+            )
+        total = _TOTAL_PIXELS_FACTOR * self.max_pixels
+        if frames * width * height > total:
+            raise ImageReadError(
+                f"The DICOM file's {frames} frames of {width}x{height} pixels are too large together; "
+                f"the limit is {total:,} pixels per file. Send the series as several files."
+            )
+
+
 # The limits when a reader is called without any (tests, tools); uploads pass the site's own.
 DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class DicomStudy:
+    """Where a DICOM slice belongs, read before de-identification replaces the UIDs. The UIDs are NEVER
+    stored or shown, only turned into keyed pseudonyms (cases.pseudonyms); the study date is kept."""
+
+    study_uid: str = field(repr=False)
+    series_uid: str = field(repr=False)
+    study_date: datetime.date | None = None
+    modality: str = ""
 
 
 @dataclass
@@ -71,6 +104,11 @@ class ScanImage:
     # DICOM's (IssuerOfPatientID, PatientID), read before de-identification: NEVER stored or shown, only
     # turned into a pseudonym (cases.pseudonyms, which needs the site's key: readers know no settings).
     dicom_patient: tuple[str, str] | None = field(default=None, repr=False)
+    dicom_study: DicomStudy | None = None
+    # Where the slice sits in its series: mm along the slice normal, and its InstanceNumber (the frame's
+    # number in a multi-frame file); None when the file does not say.
+    slice_position: float | None = None
+    slice_number: int | None = None
 
     @property
     def height(self) -> int:

@@ -23,18 +23,17 @@ from cases.models import Case, TumourType
 from cases.readers import ImageReadError
 from cases.review import case_tumour_type_set
 from cases.selectors import case_get, case_list
-from cases.services import DuplicateUpload, case_create, case_upload_read
-from cases.storage import atomic_with_files
+from cases.services import DuplicateUpload, case_uploads_read
 from cases.validators import patient_identifier_validate
 from clinic.api.authentication import UploadRateThrottle
 from clinic.api.errors import PROBLEM_CONTENT_TYPE, Conflict, ContentTooLarge, ProblemSerializer
 from clinic.api.revisions import etag_header, etag_parameters, if_match_revision, with_case_etag
 from clinic.api.runs import SegmentationRunOutputSerializer
 from clinic.api.schema import PNG, paged, problem_responses
+from clinic.uploads import upload_record
 from recommender.models import AnalysisStatus
 from recommender.selectors import case_analysis
 from segmentation.selectors import case_processing_status, case_runs
-from segmentation.services import segmentation_runs_create_for_case
 
 
 class CaseDiagnosisOutputSerializer(serializers.Serializer):
@@ -167,8 +166,13 @@ class CaseListApi(GenericAPIView):
 
     @extend_schema_serializer(component_name="CaseCreated")
     class CreatedSerializer(serializers.Serializer):
-        id = serializers.IntegerField()
+        id = serializers.IntegerField(help_text="the (first) case made of the file")
         status = serializers.CharField()
+        cases = serializers.ListField(
+            child=serializers.IntegerField(),
+            help_text="every case made of the file, in slice order: one per frame of a multi-frame DICOM",
+        )
+        study = serializers.IntegerField(allow_null=True, help_text="the study the cases joined or started")
 
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
@@ -193,22 +197,25 @@ class CaseListApi(GenericAPIView):
             )
         try:
             # Read and decode before the transaction: the write lock is held for the rows only.
-            upload = case_upload_read(image_file=image_file, filename=image_file.name or "")
-            # The outermost block deletes the stored files if the runs' rows fail too (cases.storage).
-            with atomic_with_files():
-                case = case_create(
-                    upload=upload,
-                    user=request.user,
-                    patient_identifier=data.get("patient") or None,
-                    tumour_type=data.get("tumour_type") or None,
-                    force=data["force"],
-                )
-                runs = segmentation_runs_create_for_case(case=case)
+            uploads = case_uploads_read(image_file=image_file, filename=image_file.name or "")
+            recorded = upload_record(
+                uploads=uploads,
+                user=request.user,
+                patient_identifier=data.get("patient") or None,
+                tumour_type=data.get("tumour_type") or None,
+                force=data["force"],
+            )
         except DuplicateUpload as exc:
             raise DuplicateUploadConflict(exc, request) from exc
         except (ImageReadError, ValueError) as exc:
             raise ValidationError({"image": [str(exc)]}) from exc
-        created = {"id": case.pk, "status": case_processing_status(runs)}
+        first = recorded.cases[0]
+        created = {
+            "id": first.pk,
+            "status": case_processing_status(recorded.runs),
+            "cases": [case.pk for case in recorded.cases],
+            "study": first.study_id,
+        }
         return Response(self.CreatedSerializer(created).data, status=status.HTTP_201_CREATED)
 
 

@@ -49,7 +49,8 @@ def _flow(api, wait):
     response = _upload(api)
     assert response.status_code == 201, response.content
     body = response.json()
-    assert set(body) == {"id", "status"} and body["status"] == "queued"
+    assert set(body) == {"id", "status", "cases", "study"} and body["status"] == "queued"
+    assert body["cases"] == [body["id"]] and Case.objects.get(pk=body["id"]).study_id == body["study"]
     case_id = body["id"]
 
     assert wait(case_id)

@@ -97,14 +97,17 @@ def test_a_figshare_mat_upload_brings_its_mask_and_label(owner, tmp_path):
 
 @pytest.mark.parametrize(
     ("data", "words"),
-    [(b"", "empty"), (b"not an image at all" * 4, "not an image"), (dicom_bytes(frames=2), "multi-frame")],
-    ids=["empty", "text", "multi-frame dicom"],
+    [
+        (b"", "empty"),
+        (b"not an image at all" * 4, "not an image"),
+        (dicom_bytes(frames=3), "holds 3 frames; the limit is 2 frames"),
+    ],
+    ids=["empty", "text", "too many frames"],
 )
 def test_a_bad_upload_raises_and_creates_no_record_and_no_file(owner, settings, data, words):
+    settings.TUMORSITE_MAX_FRAMES = 2
     with pytest.raises(ImageReadError, match=words):
-        case_create(
-            image_file=data, filename="upload.dcm" if words == "multi-frame" else "upload.png", user=owner
-        )
+        case_create(image_file=data, filename="upload.dcm" if b"DICM" in data else "upload.png", user=owner)
     assert (Case.objects.count(), Scan.objects.count(), Patient.objects.count()) == (0, 0, 0)
     assert _media_files(settings) == []
 

@@ -1,10 +1,11 @@
 """Real DICOM files nobody here wrote: every test file bundled with pydicom (issue #32, item 1).
 
 Each file that holds one 2D grayscale image (MR_small, CT_small and their JPEG-LS, JPEG 2000, RLE and
-big-endian variants, the DICOMDIR test series...) must become a case; every other one must be refused
-with a message that names the reason. Which is which is decided here from the file's own header, not by
-the reader. Only the files pydicom installs are used: the larger set of the ``pydicom-data`` package is
-downloaded on demand, which this machine cannot do.
+big-endian variants, the DICOMDIR test series...) must become a case, each multi-frame grayscale file
+(the RT Dose grids rtdose*.dcm: 15 frames) one study of a case per frame (#32, item 1); every other
+one must be refused with a message that names the reason. Which is which is decided here from the
+file's own header, not by the reader. Only the files pydicom installs are used: the larger set of the
+``pydicom-data`` package is downloaded on demand, which this machine cannot do.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pydicom.pixels import get_decoder
 from rest_framework.test import APIClient
 
 from cases.models import Case
-from cases.readers import ImageReadError, detect_format, read_image
+from cases.readers import ImageReadError, detect_format, read_image, read_images
 from cases.services import case_create
 from tests.cases.builders import dicom_bytes
 
@@ -49,6 +50,7 @@ UNDECODABLE = {
 class Expected:
     accepted: bool
     words: str = ""  # what the refusal's message must say
+    frames: int = 1
 
 
 def _bundled_files() -> list[str]:
@@ -81,8 +83,6 @@ def _expected(name: str, data: bytes) -> Expected:
     frames = str(ds.get("NumberOfFrames", 1) or 1)
     if not frames.isdigit():
         return Expected(False, "header is damaged: Number of Frames")
-    if int(frames) > 1:
-        return Expected(False, "multi-frame DICOM is not supported yet")
     if not ds.get("Rows") or not ds.get("Columns"):
         return Expected(False, "no image size")
     if int(ds.get("SamplesPerPixel", 1)) != 1 or ds.get("PhotometricInterpretation") not in (
@@ -92,16 +92,17 @@ def _expected(name: str, data: bytes) -> Expected:
         return Expected(False, f"in colour ({ds.get('PhotometricInterpretation')})")
     if Path(name).name in UNDECODABLE:
         return Expected(False, f"({UNDECODABLE[Path(name).name]}) cannot be decoded")
-    return Expected(True)
+    return Expected(True, frames=int(frames))
 
 
 BUNDLED = _bundled_files()
 ACCEPTED = [name for name in BUNDLED if _expected(name, (DATA_DIR / name).read_bytes()).accepted]
+MULTI_FRAME = [name for name in ACCEPTED if _expected(name, (DATA_DIR / name).read_bytes()).frames > 1]
 
 
 def test_the_bundled_files_are_there_and_cover_what_issue_32_names():
-    # 176 files with pydicom 3.0.2, 53 of them accepted; the floors catch an install that lost its
-    # test data.
+    # 176 files with pydicom 3.0.2, 56 of them accepted (3 multi-frame); the floors catch an install that
+    # lost its test data.
     assert len(BUNDLED) >= 150
     for name in (
         "MR_small.dcm",  # a TIFF header in its preamble
@@ -117,6 +118,7 @@ def test_the_bundled_files_are_there_and_cover_what_issue_32_names():
     ):
         assert name in ACCEPTED, name
     assert len(ACCEPTED) >= 45
+    assert {"rtdose.dcm", "rtdose_expb.dcm", "rtdose_rle.dcm"} <= set(MULTI_FRAME)
 
 
 def _original_pixels(data: bytes) -> np.ndarray:
@@ -125,7 +127,7 @@ def _original_pixels(data: bytes) -> np.ndarray:
         return pydicom.dcmread(io.BytesIO(data), force=True).pixel_array
 
 
-def _assert_deidentified(original: bytes, stored: bytes) -> None:
+def _assert_deidentified(original: bytes, stored: bytes, frame: int | None = None) -> None:
     before, after = _header(original), pydicom.dcmread(io.BytesIO(stored))
     assert stored[128:132] == b"DICM"
     assert after.PatientIdentityRemoved == "YES"
@@ -140,7 +142,11 @@ def _assert_deidentified(original: bytes, stored: bytes) -> None:
     if before.get("StudyInstanceUID"):
         assert after.StudyInstanceUID != before.StudyInstanceUID
         assert after.SOPInstanceUID != before.SOPInstanceUID
-    np.testing.assert_array_equal(after.pixel_array, _original_pixels(original))
+    expected = _original_pixels(original)
+    if frame is not None:  # one frame of a multi-frame file, stored as a single-frame file
+        assert after.NumberOfFrames == 1 and after.InstanceNumber == frame
+        expected = expected[frame - 1]
+    np.testing.assert_array_equal(after.pixel_array, expected)
 
 
 @pytest.mark.parametrize("name", BUNDLED)
@@ -149,17 +155,24 @@ def test_each_bundled_file_is_read_or_refused_with_its_reason(name):
     expected = _expected(name, data)
     if not expected.accepted:
         with pytest.raises(ImageReadError) as error:
-            read_image(data, Path(name).name)
+            read_images(data, Path(name).name)
         assert expected.words in str(error.value), str(error.value)
         assert "Traceback" not in str(error.value) and len(str(error.value)) < 500
         return
-    image = read_image(data, Path(name).name)
+    images = read_images(data, Path(name).name)
     header = _header(data)
-    assert image.format == "dicom"
-    assert image.pixels.shape == (header.Rows, header.Columns)
-    assert np.isfinite(image.pixels).all()
-    assert image.metadata["deidentified"] and image.metadata["TransferSyntaxUID"]
-    _assert_deidentified(data, image.stored_bytes)
+    assert len(images) == expected.frames
+    for number, image in enumerate(images, start=1):
+        assert image.format == "dicom"
+        assert image.pixels.shape == (header.Rows, header.Columns)
+        assert np.isfinite(image.pixels).all()
+        assert image.metadata["deidentified"] and image.metadata["TransferSyntaxUID"]
+        _assert_deidentified(data, image.stored_bytes, frame=number if expected.frames > 1 else None)
+    if expected.frames == 1:
+        assert read_image(data, Path(name).name).stored_bytes == images[0].stored_bytes
+    else:
+        with pytest.raises(ImageReadError, match=f"holds {expected.frames} frames"):
+            read_image(data, Path(name).name)  # single slices only: the imports and stored scans
 
 
 @pytest.mark.django_db
@@ -168,9 +181,14 @@ def test_each_accepted_bundled_file_becomes_a_case(name, owner):
     data = (DATA_DIR / name).read_bytes()
     case = case_create(image_file=data, filename=Path(name).name, user=owner)
     header = _header(data)
+    frames = _expected(name, data).frames
     assert (case.scan.format, case.scan.height, case.scan.width) == ("dicom", header.Rows, header.Columns)
-    with case.scan.file.open("rb") as f:
-        _assert_deidentified(data, f.read())
+    assert list(case.study.cases.order_by("slice_number").values_list("slice_number", flat=True)) == (
+        list(range(1, frames + 1)) if frames > 1 else [header.get("InstanceNumber")]
+    )
+    for number, frame_case in enumerate(case.study.cases.order_by("slice_number"), start=1):
+        with frame_case.scan.file.open("rb") as f:
+            _assert_deidentified(data, f.read(), frame=number if frames > 1 else None)
 
 
 @pytest.mark.django_db

@@ -105,7 +105,7 @@ def test_an_api_upload_whose_runs_fail_after_the_case_leaves_no_file(monkeypatch
     clinician = with_roles(UserFactory(username="uploader"), "clinician")
     api = APIClient()
     api.force_authenticate(clinician)
-    monkeypatch.setattr("clinic.api.cases.segmentation_runs_create_for_case", _fail)
+    monkeypatch.setattr("clinic.uploads.segmentation_runs_create_for_case", _fail)
     response = api.post("/api/cases/", {"image": ContentFile(png_bytes(synthetic_slice()[0]), name="a.png")})
     assert response.status_code == 500  # the API's problem handler answers the unexpected error
     assert _media_files() == set() and not Case.objects.exists()
