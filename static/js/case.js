@@ -257,7 +257,8 @@
     var box = document.getElementById("similar-list");
     fetch(app.dataset.similarUrl, { credentials: "same-origin" }).then(function (r) {
       if (!r.ok) throw new Error("HTTP " + r.status);
-      return r.text().then(function (html) { return { html: html, ready: r.headers.get("X-Similar-Status") !== "pending" };  // or no_tumour, not_brain_mri: final too });
+      // "ready", or no_tumour / not_brain_mri: final too.
+      return r.text().then(function (html) { return { html: html, ready: r.headers.get("X-Similar-Status") !== "pending" }; });
     }).then(function (result) {
       similarLoading = false;
       if (result.ready) {
