@@ -248,7 +248,7 @@ def patient_timeline(patient: Patient) -> list[dict]:
     diagnoses."""
     timeline = []
     for case in (
-        patient.cases.select_related("scan")
+        patient.cases.select_related("scan", "study")
         .prefetch_related("segmentation_runs", "case_diagnoses__diagnosis")
         .order_by("created_at", "id")
     ):
