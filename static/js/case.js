@@ -1,10 +1,8 @@
-/* The case page: slice viewer with mask layers, the models side by side, live status, similar cases. */
+/* The case page: the slice viewer (static/js/viewer.js) with mask layers, the models side by side, live status, similar cases. */
 (function () {
   var app = document.getElementById("case-app");
   if (!app) return;
   var el = TS.el;
-  var canvas = document.getElementById("viewer-canvas");
-  var ctx = canvas.getContext("2d");
   var toggles = document.getElementById("layer-toggles");
   var cards = document.getElementById("model-cards");
   var opacityInput = document.getElementById("opacity");
@@ -19,8 +17,23 @@
   var STATUS_TEXT = { queued: "Queued", running: "Segmenting…", done: "Segmentation finished",
                       none: "Not segmented" };
 
+  // The side-by-side cards draw on the 8-bit slice; the viewer reads the slice's own values.
   TS.loadImage(app.dataset.sliceUrl).then(function (img) { slice = img; redraw(); })
     .catch(function () { document.getElementById("case-status").textContent = "The slice could not be shown."; });
+
+  // The viewer's slices: a study's list when the page has one (clinic.views.pictures.viewer_slice per case),
+  // else this case alone. This case's outlines are the layers toggled below; another slice shows its own.
+  var caseId = Number(app.dataset.caseId);
+  var listed = document.getElementById("viewer-slices");
+  var slices = listed ? JSON.parse(listed.textContent) : [{
+    case_id: caseId, label: "", pixels: app.dataset.pixelsUrl, mask: app.dataset.maskUrl, probability: null,
+    spacing: { row: Number(app.dataset.spacingRow) || null, col: Number(app.dataset.spacingCol) || null } }];
+  var ownIndex = Math.max(0, slices.findIndex(function (s) { return s.case_id === caseId; }));
+  var viewer = new TS.Viewer({ slices: slices, start: ownIndex, overlay: function (ctx, shown) {
+    if (shown.case_id !== caseId) return false;
+    layers.forEach(function (layer) { if (layer.visible && layer.mask) TS.drawMask(ctx, layer.mask, layer.colour, opacity, mode); });
+    return true;
+  } });
 
   opacityInput.addEventListener("input", function () {
     opacity = opacityInput.value / 100;
@@ -73,7 +86,7 @@
   }
 
   function redraw() {
-    paint(canvas, null);
+    viewer.render();
     cards.querySelectorAll("canvas[data-layer]").forEach(function (mini) { paint(mini, mini.dataset.layer); });
   }
 
@@ -119,7 +132,7 @@
     var layer = layers.get(key);
     var swatch = el("span", { class: "swatch", "aria-hidden": "true" });
     if (layer) swatch.style.background = TS.rgb(layer.colour);
-    var mini = el("canvas", { width: canvas.width, height: canvas.height, "data-layer": key, role: "img",
+    var mini = el("canvas", { width: app.dataset.width, height: app.dataset.height, "data-layer": key, role: "img",
                               "aria-label": title + " mask over the slice" });
     return el("article", { class: "model-card", "data-model": key }, [
       el("h3", {}, [swatch, title]), subtitle ? el("p", { class: "muted small", text: subtitle }) : null,
@@ -225,6 +238,8 @@
       ensureLayer(seg.model, label, seg.status === "done" ? seg.mask_png : null, seg.is_ensemble,
                   seg.is_primary && !state.ground_truth && seg.review_status !== "rejected");
     });
+    var primary = state.segmentations.filter(function (seg) { return seg.is_primary && seg.status === "done"; })[0];
+    if (primary) viewer.setProbability(ownIndex, app.dataset.probabilityUrl.replace("/runs/0/", "/runs/" + primary.id + "/"));
     renderType();
     renderAnalysis();
     renderCards();
