@@ -191,9 +191,14 @@ def mask_segmentation_bytes(*, source: Dataset, mask: np.ndarray, origin: MaskOr
         )
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise DicomExportError(
-            f"The DICOM Segmentation could not be made from this scan's DICOM header ({exc})."
+            f"The DICOM Segmentation could not be made from this scan's DICOM header ({exc}); "
+            "the mask is still available as PNG or NIfTI."
         ) from exc
     _dates_of_source(seg, source)
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    if "PlaneOrientationSequence" not in shared and "PatientOrientation" not in seg:
+        # General Image: Patient Orientation is type 2C when no plane orientation places the image.
+        seg.PatientOrientation = source.get("PatientOrientation") or None
     buffer = io.BytesIO()
     seg.save_as(buffer)
     return buffer.getvalue()
@@ -217,6 +222,10 @@ def _checked_source(source: Dataset, shape: tuple[int, ...]) -> Dataset:
     for keyword in _TYPE2_COPIED:
         if keyword not in source:
             setattr(source, keyword, None)
+    # The Pixel Measures macro wants a slice thickness (PS3.3 C.7.6.16.2.1): the NIfTI's rule, without the
+    # 1 mm guess (a source with neither gets none, which dciodvfy reports).
+    if not _numbers(source, "SliceThickness", 1) and _numbers(source, "SpacingBetweenSlices", 1):
+        source.SliceThickness = source.SpacingBetweenSlices
     return source
 
 

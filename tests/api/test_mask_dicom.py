@@ -22,7 +22,7 @@ from cases.review import case_mask_correct
 from cases.selectors import scan_dicom_header
 from cases.services import case_create
 from segmentation.testing import make_case, synthetic_slice
-from tests.cases.builders import PHI
+from tests.cases.builders import PHI, dicom_bytes
 from tests.web.builders import add_finished_run
 
 pytestmark = pytest.mark.django_db
@@ -195,6 +195,29 @@ def test_a_case_that_is_not_dicom_gets_a_problem_saying_why_and_no_seg_link(clin
     state = api.get(reverse("case-state", args=[case.pk])).json()
     assert state["ground_truth"]["mask_dicom"] is None
     assert "DICOM SEG" not in api.get(reverse("case-detail", args=[case.pk])).content.decode()
+
+
+def test_a_dicom_without_the_frame_of_reference_its_iod_requires_gets_a_problem_saying_so(
+    clinician, api, media_dir
+):
+    # The builders' MR slice has no Frame of Reference UID, which MR Image Storage requires (PS3.3 A.4).
+    case = case_create(
+        image_file=dicom_bytes(np.zeros((64, 64), np.uint16)), filename="s.dcm", user=clinician
+    )
+    case_mask_correct(case=case, mask=lesion(), user=clinician)
+    response = api.get(reverse("api:case-mask-dicom", args=[case.pk]))
+    assert response.status_code == 404
+    assert "Frame Of Reference" in response.json()["detail"]
+
+
+def test_a_seg_takes_the_spacing_between_slices_when_the_source_has_no_slice_thickness(
+    clinician, api, media_dir
+):
+    case = case_create(image_file=mr_dicom(thickness=None, between="4.5"), filename="s.dcm", user=clinician)
+    case_mask_correct(case=case, mask=lesion(), user=clinician)
+    ds, _ = _seg(api.get(reverse("api:case-mask-dicom", args=[case.pk])))
+    measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert float(measures.SliceThickness) == 4.5
 
 
 def test_the_case_page_offers_the_seg_beside_png_and_nifti(dicom_case, api):
