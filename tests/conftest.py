@@ -1,4 +1,5 @@
-"""Project-wide fixtures: personas, model factories, an isolated media folder, the real dataset."""
+"""Project-wide fixtures: personas, model factories, isolated media (a folder or a key prefix), the real
+dataset."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from django.contrib.auth.models import Group
 
 from cases.models import Case, CaseDiagnosis, Diagnosis, MaskSource, Patient, Scan, TumourType, TypeSource
 from tests.cases.builders import png_bytes, synthetic_slice
+from tests.media import isolate_media
 from tumorsite import queue
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -159,9 +161,10 @@ def owner_client(client, owner):
 
 @pytest.fixture(autouse=True)
 def _isolated_media(request, settings, tmp_path):
-    """Every test writes media into its own folder, except services tests: their worker must see the files."""
+    """Every test stores media apart from the others (its own folder, or its own key prefix in the object
+    store), except services tests: their worker must see the files."""
     if request.node.get_closest_marker("services") is None:
-        settings.MEDIA_ROOT = tmp_path / "media"
+        isolate_media(settings, tmp_path)
 
 
 @pytest.fixture

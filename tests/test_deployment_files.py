@@ -14,17 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.media import OBJECT_STORE_VARIABLES
+
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = Path(sys.executable).parent / "docker-compose"
-OBJECT_STORE = (
-    "TUMORSITE_S3_BUCKET",
-    "TUMORSITE_S3_ENDPOINT_URL",
-    "TUMORSITE_S3_REGION",
-    "TUMORSITE_S3_PREFIX",
-    "TUMORSITE_S3_ADDRESSING_STYLE",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-)
 
 
 def _compose(**env: str) -> dict:
@@ -98,7 +91,7 @@ def test_renamed_queues_reach_every_process_and_both_workers(services):
 def test_every_process_gets_the_object_store_variables_and_their_defaults_are_the_settings_own(services):
     for name in ("web", "worker", "worker-gpu", "migrate"):
         environment = services[name]["environment"]
-        assert set(OBJECT_STORE) <= set(environment), name
+        assert set(OBJECT_STORE_VARIABLES) <= set(environment), name
         assert environment["TUMORSITE_S3_BUCKET"] == ""  # unset: local media
         # An empty region or addressing style would be refused or wrong: compose passes the defaults.
         assert (environment["TUMORSITE_S3_REGION"], environment["TUMORSITE_S3_ADDRESSING_STYLE"]) == (

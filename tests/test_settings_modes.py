@@ -15,6 +15,7 @@ from celery import shared_task
 
 from cases.tasks import scan_checksum_verify_task
 from tests.conftest import CaseFactory
+from tests.media import OBJECT_STORE_VARIABLES
 from tumorsite.env import EnvError, envbool, envfloat, envint, parse_database_url
 from tumorsite.queue import enqueue, wait_idle
 
@@ -36,6 +37,8 @@ MODE_VARIABLES = (
     "DEBUG",
     "TUMORSITE_VAR_DIR",
     "ALLOWED_HOSTS",
+    # CI's production pass keeps its media in an object store: the probes start from no store at all.
+    *OBJECT_STORE_VARIABLES,
 )
 
 
@@ -90,12 +93,61 @@ def test_service_urls_mean_postgres_and_a_redis_broker(tmp_path):
         ("TUMORSITE_TYPE_CLASSIFIER_WEIGHT", "1.5", "use a number in [0, 1]"),
         ("TUMORSITE_SEGMENTATION_QUEUE", "celery", "give the segmentation runs a queue of their own"),
         ("TUMORSITE_SEGMENTATION_QUEUE", " ", "cannot be empty"),
+        ("TUMORSITE_S3_ADDRESSING_STYLE", "dns", "use path, virtual or auto"),
     ],
 )
 def test_a_bad_value_stops_start_up_with_its_name(tmp_path, variable, value, words):
     result = _run(["-c", PROBE], "tumorsite.settings.base", tmp_path, **{variable: value})
     assert result.returncode != 0
     assert words in result.stderr and "EnvError" in result.stderr
+
+
+STORAGE_PROBE = """
+import json, django
+from django.conf import settings
+django.setup()
+from django.core.files.storage import storages
+media = storages["default"]
+print(json.dumps({"backend": settings.STORAGES["default"]["BACKEND"], "options": {
+    k: getattr(media, k, None) for k in ("bucket_name", "endpoint_url", "region_name", "location",
+    "addressing_style", "file_overwrite", "default_acl", "querystring_auth")}}))
+"""
+PRODUCTION_SECRETS = {"SECRET_KEY": "s" * 50, "TUMORSITE_PSEUDONYM_KEY": "k" * 40}
+
+
+@pytest.mark.parametrize("module", ["tumorsite.settings.base", "tumorsite.settings.production"])
+def test_a_bucket_puts_the_media_in_an_s3_object_store_in_either_mode(tmp_path, module):
+    result = _run(
+        ["-c", STORAGE_PROBE],
+        module,
+        tmp_path,
+        TUMORSITE_S3_BUCKET="scans",
+        TUMORSITE_S3_ENDPOINT_URL="http://seaweedfs:8333",
+        TUMORSITE_S3_PREFIX="/tumorsite/media/",
+        **PRODUCTION_SECRETS,
+    )
+    assert result.returncode == 0, result.stderr
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe == {
+        "backend": "storages.backends.s3.S3Storage",
+        "options": {
+            "bucket_name": "scans",
+            "endpoint_url": "http://seaweedfs:8333",
+            "region_name": "us-east-1",
+            "location": "tumorsite/media",
+            "addressing_style": "path",
+            "file_overwrite": False,  # a stored name is never replaced
+            "default_acl": None,  # no public-read: the bucket's own (private) policy
+            "querystring_auth": True,
+        },
+    }
+
+
+def test_without_a_bucket_production_keeps_the_media_folder(tmp_path):
+    result = _run(["-c", STORAGE_PROBE], "tumorsite.settings.production", tmp_path, **PRODUCTION_SECRETS)
+    assert result.returncode == 0, result.stderr
+    backend = json.loads(result.stdout.strip().splitlines()[-1])["backend"]
+    assert backend == "django.core.files.storage.FileSystemStorage"
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):

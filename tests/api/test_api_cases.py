@@ -23,6 +23,7 @@ from segmentation.testing import (
     synthetic_case_kwargs,
     synthetic_slice,
 )
+from tests.media import stored_names
 from tumorsite.queue import wait_idle
 
 
@@ -130,7 +131,7 @@ def test_upload_to_similar_cases_in_the_embedded_mode(api, models_dir, media_dir
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_upload_to_similar_cases_through_redis_and_a_real_worker(api, tiny_bundles_dir, clinician, settings):
-    """The worker is another process: it must share this database (test settings) and MEDIA_ROOT."""
+    """The worker is another process: it must share this database (test settings) and the media storage."""
     settings.TUMORSITE_MODELS_DIR = tiny_bundles_dir
     model_versions_sync()
     for version in ModelVersion.objects.filter(is_ensemble=False):
@@ -166,7 +167,7 @@ def test_a_bad_file_gets_a_400_and_nothing_is_stored(api, media_dir):
     missing = api.post("/api/cases/", {}, format="multipart")
     assert missing.status_code == 400 and missing.json()["detail"].startswith("image")
     assert Case.objects.count() == Scan.objects.count() == 0
-    assert not any(p.is_file() for p in media_dir.rglob("*")) if media_dir.exists() else True
+    assert stored_names() == []
 
 
 @pytest.mark.django_db

@@ -16,13 +16,9 @@ from cases.readers import ImageReadError
 from cases.selectors import case_ground_truth_mask, scan_read
 from cases.services import DuplicateUpload, case_create, case_ground_truth_set
 from tests.cases.builders import PHI, dicom_bytes, png_bytes, synthetic_slice, write_figshare_mat
+from tests.media import stored_names
 
 pytestmark = pytest.mark.django_db
-
-
-def _media_files(settings) -> list:
-    root = settings.MEDIA_ROOT
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
 def test_a_png_upload_becomes_a_case_with_its_scan_stored(owner):
@@ -64,7 +60,7 @@ def test_an_unknown_tumour_type_is_refused_and_stores_nothing(owner, settings):
         case_create(
             image_file=png_bytes(synthetic_slice()[0]), filename="a.png", user=owner, tumour_type="lymphoma"
         )
-    assert Case.objects.count() == 0 and _media_files(settings) == []
+    assert Case.objects.count() == 0 and stored_names() == []
 
 
 def test_a_dicom_upload_is_stored_deidentified(owner):
@@ -109,7 +105,7 @@ def test_a_bad_upload_raises_and_creates_no_record_and_no_file(owner, settings, 
     with pytest.raises(ImageReadError, match=words):
         case_create(image_file=data, filename="upload.dcm" if b"DICM" in data else "upload.png", user=owner)
     assert (Case.objects.count(), Scan.objects.count(), Patient.objects.count()) == (0, 0, 0)
-    assert _media_files(settings) == []
+    assert stored_names() == []
 
 
 def test_an_upload_over_the_size_limit_is_refused_without_reading_it_all(owner, settings):
@@ -127,7 +123,7 @@ def test_a_database_failure_leaves_no_orphan_file(owner, settings, monkeypatch):
     monkeypatch.setattr(Case, "save", broken_save)
     with pytest.raises(RuntimeError):
         case_create(image_file=png_bytes(synthetic_slice()[0]), filename="a.png", user=owner)
-    assert Scan.objects.count() == 0 and _media_files(settings) == []
+    assert Scan.objects.count() == 0 and stored_names() == []
 
 
 def test_a_corrected_outline_replaces_the_ground_truth(owner, colleague, django_capture_on_commit_callbacks):
@@ -147,12 +143,12 @@ def test_a_corrected_outline_replaces_the_ground_truth(owner, colleague, django_
 def test_the_same_file_again_names_the_existing_case_and_stores_nothing(owner, colleague, settings):
     data = png_bytes(synthetic_slice()[0])
     first = case_create(image_file=data, filename="a.png", user=owner)
-    files = _media_files(settings)
+    files = stored_names()
     with pytest.raises(DuplicateUpload, match=f"already uploaded as case {first.pk}") as refused:
         case_create(image_file=data, filename="renamed.png", user=colleague, patient_identifier="P-2")
     assert refused.value.case == first
     assert (Case.objects.count(), Scan.objects.count(), Patient.objects.count()) == (1, 1, 1)
-    assert _media_files(settings) == files
+    assert stored_names() == files
 
 
 def test_the_same_file_is_recorded_again_when_the_uploader_insists(owner):
@@ -200,7 +196,7 @@ def test_any_filename_is_kept_as_a_clean_label_and_never_names_the_stored_file(
     assert case.scan.original_filename == kept
     assert len(kept) <= Scan._meta.get_field("original_filename").max_length
     assert re.fullmatch(r"scans/\d{4}/\d{2}/[0-9a-f]{32}\.png", case.scan.file.name)
-    assert [p.parent.parent.parent.name for p in _media_files(settings)] == ["scans"]
+    assert [name.split("/")[0] for name in stored_names()] == ["scans"]
 
 
 def test_a_tiny_png_declaring_a_huge_image_is_refused_before_decoding(owner, settings):
@@ -209,4 +205,4 @@ def test_a_tiny_png_declaring_a_huge_image_is_refused_before_decoding(owner, set
     bomb = header[:16] + struct.pack(">II", 8000, 8000) + header[24:]
     with pytest.raises(ImageReadError, match=r"8000x8000 pixels\); the limit is 16,777,216 pixels"):
         case_create(image_file=bomb, filename="bomb.png", user=owner)
-    assert Case.objects.count() == 0 and _media_files(settings) == []
+    assert Case.objects.count() == 0 and stored_names() == []

@@ -18,6 +18,7 @@ from cases.signals import case_outline_changed
 from segmentation.testing import needs_postgres
 from tests.cases.builders import png_bytes, synthetic_slice, write_figshare_mat
 from tests.conftest import CaseFactory
+from tests.media import isolate_media, stored_names
 
 pytestmark = pytest.mark.django_db
 
@@ -143,10 +144,10 @@ def test_a_failed_correction_leaves_no_version_and_no_file(imported_case, owner,
         raise RuntimeError("database went away")
 
     monkeypatch.setattr("cases.services.mask_version_add", broken)
-    before = {p for p in settings.MEDIA_ROOT.rglob("*") if p.is_file()}
+    before = stored_names()
     with pytest.raises(RuntimeError):
         case_mask_correct(case=imported_case, mask=_square(40, 0, 4), user=owner)
-    assert {p for p in settings.MEDIA_ROOT.rglob("*") if p.is_file()} == before
+    assert stored_names() == before
     assert MaskVersion.objects.count() == 1
 
 
@@ -208,7 +209,7 @@ def test_deleting_a_case_deletes_its_versions_but_a_version_in_use_cannot_go_alo
 @needs_postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_corrections_at_once_both_get_their_own_number(owner, colleague, settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"  # services tests share the media folder otherwise
+    isolate_media(settings, tmp_path)  # services tests share the media otherwise
     case = case_create(image_file=png_bytes(synthetic_slice(40, 40)[0]), filename="race.png", user=owner)
     barrier, outcome = threading.Barrier(2, timeout=20), {}
 

@@ -22,6 +22,7 @@ from cases.models import Case, Patient
 from cases.pseudonyms import PSEUDONYM_PATTERN, patient_pseudonym
 from cases.services import case_create
 from tests.cases.builders import dicom_bytes, png_bytes, synthetic_slice
+from tests.media import stored_bytes
 from tests.test_settings_modes import _run
 
 KEY = "k" * 40
@@ -167,10 +168,6 @@ def _database_dump() -> str:
     return "\n".join(chunks)
 
 
-def _media_bytes(root: Path) -> list[tuple[str, bytes]]:
-    return [(str(p), p.read_bytes()) for p in Path(root).rglob("*") if p.is_file()]
-
-
 @pytest.mark.django_db
 def test_no_patient_id_name_birth_date_or_file_name_is_kept_anywhere(owner, client, settings, caplog):
     settings.TUMORSITE_PSEUDONYM_KEY = KEY
@@ -214,12 +211,12 @@ def test_no_patient_id_name_birth_date_or_file_name_is_kept_anywhere(owner, clie
 
     database = _database_dump()
     assert patient.identifier in database and "case.uploaded" in database  # the dump holds the rows
-    media = _media_bytes(settings.MEDIA_ROOT)
+    media = stored_bytes()
     assert len(media) >= 2  # the two de-identified copies
     for needle in _needles():
         assert needle.lower() not in database.lower(), f"{needle!r} is in the database"
-        for path, data in media:
-            assert needle.encode().lower() not in data.lower(), f"{needle!r} is in {path}"
+        for name, data in media.items():
+            assert needle.encode().lower() not in data.lower(), f"{needle!r} is in {name}"
         for name, text in shown.items():
             assert needle.lower() not in text.lower(), f"{needle!r} is on the {name}"
         assert needle.lower() not in caplog.text.lower(), f"{needle!r} is in the log"

@@ -27,6 +27,7 @@ from django.db import connection
 from segmentation.models import ModelVersion
 from segmentation.services import model_versions_sync
 from segmentation.testing import *  # noqa: F403  (shared fixtures: tiny_bundles_dir, the personas)
+from tests.media import in_object_store
 from tumorsite.celery import app as celery_app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -220,7 +221,10 @@ def make_worker(own_broker, tmp_path, settings):
             DJANGO_SETTINGS_MODULE="tumorsite.settings.test",
             DATABASE_URL=_database_url(),
             CELERY_BROKER_URL=own_broker.url,
-            TUMORSITE_VAR_DIR=str(settings.TUMORSITE_VAR_DIR),
+            # With media in an object store (CI), a folder of its own: no disk shared with the test.
+            TUMORSITE_VAR_DIR=str(
+                tmp_path / "worker-var" if in_object_store(settings) else settings.TUMORSITE_VAR_DIR
+            ),
             PYTHONUNBUFFERED="1",
         )
         env.update({key: str(value) for key, value in extra_env.items()})

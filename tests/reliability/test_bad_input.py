@@ -27,6 +27,7 @@ from cases.models import Case, Patient, Scan
 from clinic.api.errors import PROBLEM_CONTENT_TYPE
 from segmentation.models import SegmentationRun
 from tests.cases.builders import dicom_bytes, png_bytes, synthetic_slice, write_figshare_mat
+from tests.media import stored_names
 
 pytestmark = pytest.mark.django_db
 
@@ -155,11 +156,6 @@ def send(request, owner):
     return post
 
 
-def _media_files(settings) -> list[Path]:
-    root = Path(settings.MEDIA_ROOT)
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
-
-
 def _counts() -> tuple[int, ...]:
     return (
         Case.objects.count(),
@@ -175,7 +171,7 @@ def test_a_bad_upload_gets_a_problem_with_a_message_and_leaves_nothing(send, bad
     if bad.max_upload_mb is not None:
         settings.TUMORSITE_MAX_UPLOAD_MB = bad.max_upload_mb
     send("before.png", png_bytes(synthetic_slice(centre=(30, 30))[0]))  # one case already there
-    rows, files = _counts(), _media_files(settings)
+    rows, files = _counts(), stored_names()
 
     response = send(bad.filename, bad.body(tmp_path))
 
@@ -185,7 +181,7 @@ def test_a_bad_upload_gets_a_problem_with_a_message_and_leaves_nothing(send, bad
     assert problem["status"] == bad.status and problem["instance"] == UPLOAD
     assert re.search(bad.message, problem["detail"]), problem["detail"]
     assert _counts() == rows
-    assert _media_files(settings) == files
+    assert stored_names() == files
 
 
 ODD_NAMES = {
@@ -206,8 +202,7 @@ def test_a_good_file_under_any_name_is_stored_under_a_generated_name(send, setti
     scan = Case.objects.get(pk=response.json()["id"]).scan
     assert scan.original_filename == kept
     assert re.fullmatch(r"scans/\d{4}/\d{2}/[0-9a-f]{32}\.png", scan.file.name)
-    media = Path(settings.MEDIA_ROOT).resolve()
-    assert _media_files(settings) == [media / scan.file.name]
+    assert stored_names() == [scan.file.name]
 
 
 def test_the_same_file_again_is_a_409_naming_the_case_and_is_stored_once_unless_forced(send, settings):
@@ -223,10 +218,10 @@ def test_the_same_file_again_is_a_409_naming_the_case_and_is_stored_once_unless_
     assert problem["duplicate_of"]["id"] == case_id
     assert problem["duplicate_of"]["page"] == f"/cases/{case_id}/"
     assert problem["duplicate_of"]["url"].endswith(f"/api/cases/{case_id}/")
-    assert (Case.objects.count(), len(_media_files(settings))) == (1, 1)
+    assert (Case.objects.count(), len(stored_names())) == (1, 1)
 
     forced = send("a copy.png", _png(), force="true")
 
     assert forced.status_code == 201 and forced.json()["id"] != case_id
-    assert (Case.objects.count(), len(_media_files(settings))) == (2, 2)
+    assert (Case.objects.count(), len(stored_names())) == (2, 2)
     assert AuditEntry.objects.filter(event="case.uploaded").count() == 2

@@ -3,11 +3,8 @@ stored, in the upload, a mask correction and a segmentation result, leaves no fi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
 from django.db.models.query import QuerySet
@@ -22,13 +19,13 @@ from segmentation.services import runs as run_services
 from segmentation.testing import make_case, synthetic_slice
 from tests.cases.builders import png_bytes
 from tests.conftest import UserFactory, with_roles
+from tests.media import stored_names
 
 pytestmark = pytest.mark.django_db
 
 
 def _media_files() -> set[str]:
-    root = Path(settings.MEDIA_ROOT)
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+    return set(stored_names())
 
 
 def _fail(*args, **kwargs):

@@ -4,23 +4,20 @@ only with --delete-orphan-files, and never a file that a row names."""
 from __future__ import annotations
 
 import json
-import os
-import time
 from io import StringIO
-from pathlib import Path
 
 import numpy as np
 import pytest
-from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 
 from cases.review import case_mask_correct
 from segmentation.testing import make_case, synthetic_slice
+from tests.media import stored_names
 from tests.web.builders import add_finished_run
 
 pytestmark = pytest.mark.django_db
-
-TWO_HOURS = 2 * 3600
 
 
 def _check(*args: str) -> tuple[int, str]:
@@ -37,13 +34,9 @@ def _report(*args: str) -> tuple[int, dict]:
     return code, json.loads(out)
 
 
-def _stray(relative: str, *, age_s: int = TWO_HOURS) -> Path:
-    path = Path(settings.MEDIA_ROOT) / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"not named by any row")
-    then = time.time() - age_s
-    os.utime(path, (then, then))
-    return path
+def _stray(name: str) -> str:
+    """A file that no row names, stored now."""
+    return default_storage.save(name, ContentFile(b"not named by any row"))
 
 
 @pytest.fixture
@@ -68,15 +61,15 @@ def test_a_consistent_record_passes(record):
 
 
 @pytest.mark.parametrize("folder", ["scans/2026/12", "masks/2026/12", "segmentations/2026/12"])
-def test_an_old_file_no_row_names_is_an_orphan(record, folder):
+def test_an_old_file_no_row_names_is_an_orphan(record, folder, two_hours_later):
     stray = _stray(f"{folder}/stray.png")
     code, report = _report()
-    assert code == 1 and report["orphan_files"] == [f"{folder}/stray.png"]
-    assert stray.exists()  # reported, not deleted
+    assert code == 1 and report["orphan_files"] == [stray] == [f"{folder}/stray.png"]
+    assert default_storage.exists(stray)  # reported, not deleted
 
 
 def test_a_young_unreferenced_file_is_not_counted(record):
-    _stray("scans/2026/12/uploading.png", age_s=60)
+    _stray("scans/2026/12/uploading.png")
     code, report = _report()
     assert code == 0 and report["orphan_files"] == []
     assert report["recent_unreferenced"] == ["scans/2026/12/uploading.png"]
@@ -84,7 +77,7 @@ def test_a_young_unreferenced_file_is_not_counted(record):
 
 def test_a_row_whose_file_is_gone_is_reported(record):
     scan_name = record.scan.file.name
-    (Path(settings.MEDIA_ROOT) / scan_name).unlink()
+    default_storage.delete(scan_name)
     code, report = _report("--min-age", "0")
     assert code == 1
     assert report["missing_files"] == [
@@ -98,7 +91,7 @@ def test_a_mask_file_shared_by_two_rows_is_reported_for_both(record):
     """The case's ground truth and its version in use name the same file."""
     record.refresh_from_db()
     name = record.ground_truth_mask.name
-    (Path(settings.MEDIA_ROOT) / name).unlink()
+    default_storage.delete(name)
     code, report = _report("--min-age", "0")
     assert code == 1
     assert {(r["model"], r["field"]) for r in report["missing_files"]} == {
@@ -107,20 +100,23 @@ def test_a_mask_file_shared_by_two_rows_is_reported_for_both(record):
     }
 
 
-def test_delete_orphan_files_deletes_only_the_orphans(record):
-    referenced = {p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()}
-    for path in referenced:  # every named file is old too: age alone must not get it deleted
-        os.utime(path, (time.time() - TWO_HOURS, time.time() - TWO_HOURS))
+def test_delete_orphan_files_deletes_only_the_orphans(record, two_hours_later):
+    referenced = stored_names()  # every named file is two hours old too: age alone must not get it deleted
     strays = [_stray("scans/2026/12/a.png"), _stray("segmentations/2026/12/b.png")]
-    young = _stray("masks/2026/12/young.png", age_s=10)
     code, report = _report("--delete-orphan-files")
-    assert code == 1 and sorted(report["deleted"]) == ["scans/2026/12/a.png", "segmentations/2026/12/b.png"]
-    assert not any(p.exists() for p in strays) and young.exists()
-    assert {p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()} == referenced | {young}
+    assert code == 1 and sorted(report["deleted"]) == strays
+    assert stored_names() == referenced
     assert _report()[0] == 0  # and the next run finds nothing
 
 
-def test_the_report_can_be_written_to_a_file(record, tmp_path):
+def test_delete_orphan_files_spares_a_young_file(record):
+    young = _stray("masks/2026/12/young.png")
+    code, report = _report("--delete-orphan-files")
+    assert code == 0 and report["deleted"] == [] and report["recent_unreferenced"] == [young]
+    assert default_storage.exists(young)
+
+
+def test_the_report_can_be_written_to_a_file(record, tmp_path, two_hours_later):
     _stray("scans/2026/12/stray.png")
     code, out = _check("--json", str(tmp_path / "reports" / "storage.json"))
     assert code == 1 and "Orphan files (no row names them): 1" in out

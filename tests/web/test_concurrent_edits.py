@@ -7,7 +7,6 @@ written, and they land on the case page as it is now; from that fresh page their
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from cases.models import Case, CaseDiagnosis, Diagnosis, MaskVersion, TypeSource
 from cases.revisions import STALE_FORM_MESSAGE
 from cases.selectors import case_ground_truth_mask
 from recommender.services import diagnosis_record
+from tests.media import stored_names
 from tests.web.builders import current_revision, mask_data_url
 
 pytestmark = pytest.mark.django_db
@@ -48,10 +48,6 @@ def _opened(client: Client, url: str) -> int:
     revisions = _revisions_in(client.get(url).content.decode())
     assert revisions and len(set(revisions)) == 1, revisions
     return revisions[0]
-
-
-def _mask_files(settings) -> set[Path]:
-    return {p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file() and "masks" in p.parts}
 
 
 def test_every_form_that_edits_the_case_carries_the_pages_revision(owner_page, segmented_case, owner):
@@ -133,7 +129,7 @@ def test_a_stale_correction_stores_no_mask_and_lands_on_the_case_page(
     first[30:50, 40:70] = True
     second[10:20, 10:20] = True
     owner_page.post(f"{url}correct/", {"mask": mask_data_url(first), "revision": mine})
-    files = _mask_files(settings)
+    files = stored_names("masks")
 
     refused = colleague_page.post(
         f"{url}correct/", {"mask": mask_data_url(second), "revision": theirs}, follow=True
@@ -143,7 +139,7 @@ def test_a_stale_correction_stores_no_mask_and_lands_on_the_case_page(
     case = Case.objects.get(pk=segmented_case.pk)
     assert np.array_equal(case_ground_truth_mask(case=case), first)
     assert MaskVersion.objects.filter(case=case).count() == 1 and case.revision == 2
-    assert _mask_files(settings) == files  # no file stored for the refused outline
+    assert stored_names("masks") == files  # no file stored for the refused outline
     assert AuditEntry.objects.filter(event="mask.corrected").count() == 1
 
 
