@@ -20,7 +20,10 @@ Metrics (Cheng et al. 2016: a result is relevant when its tumour type is the que
 ``by_classifier_weight``; 0 is the kNN vote alone, 1 the classifier alone): the way the setting
 ``TUMORSITE_TYPE_CLASSIFIER_WEIGHT`` is chosen, on the validation split.
 A query whose predicted mask is empty is described by its faint outline (``outline_from_probability``), as
-an upload would be; one with no outline at all gets no type and no results: wrong, with AP 0.
+an upload was until #32: the app now says "No tumour found by the models" and gives such an upload no type
+and no similar cases (recommender.analysis); the study keeps the faint outline so that its figures stay
+comparable with the earlier ones. A query with no outline at all gets no type and no results: wrong, with
+AP 0.
 """
 
 from __future__ import annotations
