@@ -108,6 +108,8 @@ NOT_AUDITED: dict[str, str] = {
     "api:schema": _NO_PATIENT_DATA + " (the OpenAPI schema)",
     "api:docs": _NO_PATIENT_DATA + " (Swagger UI)",
     "api:no-endpoint": _NO_PATIENT_DATA + " (a 404 for any other address under /api/)",
+    # DICOMweb
+    "dicomweb-studies": _WRITE + " (case.uploaded, one per case: STOW-RS stores, it retrieves nothing)",
 }
 
 # URL namespaces whose every route is left out, and why.

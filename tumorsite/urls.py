@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from clinic.api.dicomweb import StudiesStoreApi
 from clinic.health import health_live, health_ready
 
 urlpatterns = [
@@ -12,5 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("clinic.api.urls")),
+    # DICOMweb STOW-RS (PS3.18 section 10.5): a PACS or viewer sends studies in (docs/api.md, "DICOMweb").
+    path("dicomweb/studies", StudiesStoreApi.as_view(), name="dicomweb-studies"),
     path("", include("clinic.urls")),
 ]

@@ -99,6 +99,8 @@ ROWS: dict[str, dict[str, int]] = {
     "api:schema": {"GET": VIEWER},
     "api:docs": {"GET": VIEWER},
     "api:no-endpoint": {"GET": VIEWER, "POST": VIEWER},
+    # --- DICOMweb ---
+    "dicomweb-studies": {"POST": CLINICIAN},  # STOW-RS: instances become cases, as uploads
 }
 
 # The representative rows stand for every pattern of these includes.
@@ -170,7 +172,7 @@ def _expected(route: str, persona: str, least: int) -> set[str]:
         return {"allowed"}
     if route.startswith("admin:"):
         return {"sign-in"}
-    if route.startswith("api:"):
+    if route.startswith(("api:", "dicomweb-")):  # DICOMweb is an API too: 401/403, never a sign-in page
         return {"refused"}
     return {"sign-in"} if persona == "anonymous" else {"refused"}
 

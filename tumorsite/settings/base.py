@@ -31,6 +31,9 @@ TUMORSITE_MAX_UPLOAD_MB = envint("TUMORSITE_MAX_UPLOAD_MB", 50)
 TUMORSITE_MAX_PIXELS = envint("TUMORSITE_MAX_PIXELS", 4096 * 4096)
 # Frames of one multi-frame DICOM file (each becomes a case, segmented on its own); more are refused.
 TUMORSITE_MAX_FRAMES = envint("TUMORSITE_MAX_FRAMES", 200)
+# One DICOMweb STOW-RS request (clinic/api/dicomweb.py), all its instances together; each instance is
+# also held to TUMORSITE_MAX_UPLOAD_MB.
+TUMORSITE_DICOMWEB_MAX_MB = envint("TUMORSITE_DICOMWEB_MAX_MB", 500)
 # The model whose mask is a case's primary mask (and whose finish triggers the case's description).
 TUMORSITE_PRIMARY_MODEL = env("TUMORSITE_PRIMARY_MODEL", "ensemble")
 # The segmenter whose bottleneck gives the recommender's learned embedding. U-Net++ was chosen by
