@@ -44,6 +44,13 @@ class CaseDiagnosisOutputSerializer(serializers.Serializer):
     recorded_at = serializers.DateTimeField()
 
 
+@extend_schema_serializer(component_name="TypeVoter")
+class VoterSerializer(serializers.Serializer):
+    case = serializers.IntegerField()
+    tumour_type = serializers.CharField()
+    distance = serializers.FloatField()
+
+
 @extend_schema_serializer(component_name="TypeSources")
 class TypeSourcesSerializer(serializers.Serializer):
     similar_cases = serializers.DictField(
@@ -56,6 +63,12 @@ class TypeSourcesSerializer(serializers.Serializer):
         help_text="the type classifier's {type: probability}; null when it had no say",
     )
     classifier_weight = serializers.FloatField(required=False)
+    neighbours = VoterSerializer(
+        many=True,
+        required=False,
+        help_text="the similar cases that voted, nearest first; the case page's similar-cases panel shows "
+        "these while the type is a suggestion",
+    )
 
 
 @extend_schema_serializer(component_name="CaseAnalysis")

@@ -182,7 +182,7 @@ def test_an_outlier_outline_is_flagged_on_the_page_and_the_report(base, owner_cl
     ]
 
 
-def test_the_type_explanation_describes_the_cases_the_panel_shows(base, owner_client):
+def test_the_type_explanation_describes_the_cases_the_panel_shows(base, owner_client, api):
     kwargs = synthetic_case_kwargs("pituitary", 590)
     case = make_case(patient="EXPLAIN", **kwargs)
     _, lesion = synthetic_slice(96, center=kwargs["center"], radius=kwargs["radius"], seed=590)
@@ -206,6 +206,8 @@ def test_the_type_explanation_describes_the_cases_the_panel_shows(base, owner_cl
     for tumour_type in {t for _, t, _ in shown}:
         label = TumourType(tumour_type).label
         assert f"{sum(t == tumour_type for _, t, _ in shown)} {label}" in page
+    voters = api.get(f"/api/cases/{case.pk}/").json()["predicted_type_sources"]["neighbours"]
+    assert [v["case"] for v in voters] == [c for c, _, _ in shown]
     report = owner_client.get(f"/cases/{case.pk}/report/")
     assert [r["match"].case_id for r in report.context["similar"]] == [c for c, _, _ in shown]
 
