@@ -13,7 +13,7 @@ from django.views.decorators.http import etag
 
 from cases import rendering
 from cases.selectors import case_ground_truth_mask, scan_read
-from clinic.browse import case_best_mask, case_pictures_changed
+from clinic.browse import case_best_mask, case_has_outline_to_start_from, case_pictures_changed
 from clinic.permissions import role_required
 from clinic.views.shared import case_or_404, mask_download, png_response
 from segmentation.models import RunStatus
@@ -163,8 +163,8 @@ def run_probability_view(request: HttpRequest, case_id: int, run_id: int) -> Htt
 
 def viewer_slice(case) -> dict:
     """One entry of the viewer's slice list (the ``viewer-slices`` JSON of the case page): where its
-    pixels, best outline and the primary model's probability map are, and its pixel spacing in mm
-    (row = between rows, col = between columns; null when unknown)."""
+    pixels, best outline (null when it has none) and the primary model's probability map are, and its
+    pixel spacing in mm (row = between rows, col = between columns; null when unknown)."""
     primary = primary_model_version()
     run = (
         case.segmentation_runs.filter(model_version=primary, status=RunStatus.DONE)
@@ -177,7 +177,7 @@ def viewer_slice(case) -> dict:
         "case_id": case.pk,
         "label": f"Case {case.pk}",
         "pixels": reverse("case-pixels", args=[case.pk]),
-        "mask": reverse("case-best-mask", args=[case.pk]),
+        "mask": reverse("case-best-mask", args=[case.pk]) if case_has_outline_to_start_from(case) else None,
         "probability": reverse("run-probability", args=[case.pk, run.pk]) if run else None,
         "spacing": {"row": case.scan.pixel_spacing_mm, "col": case.scan.pixel_spacing_col_mm},
         "width": case.scan.width,

@@ -161,7 +161,8 @@ window.TS = window.TS || {};
 
   V.loadLayers = function (slice) {
     var self = this;
-    if (slice.probability && !slice.heat && !slice.heatLoading) {
+    // The probability map is fetched when the heat-map is first shown, not with every slice.
+    if (this.heatOn && slice.probability && !slice.heat && !slice.heatLoading && !slice.heatFailed) {
       slice.heatLoading = true;
       loadProbability(slice.probability).then(function (prob) {
         slice.heat = prob; slice.heatCanvas = null; slice.heatLoading = false; self.render(); self.showHeatState();
@@ -242,7 +243,7 @@ window.TS = window.TS || {};
     var note = $("heat-note"), slice = this.current();
     if (!note) return;
     note.textContent = slice.heat ? "" : slice.heatFailed ? "The probability map could not be loaded." :
-      slice.probability ? "Loading the probability map…" :
+      slice.probability ? (this.heatOn ? "Loading the probability map…" : "") :
       "No probability map yet (it comes with the primary model's mask).";
   };
 
@@ -438,7 +439,11 @@ window.TS = window.TS || {};
     on("measure-clear", "click", function () {
       self.current().measurements = []; self.pending = null; self.showMeasurements(); self.render();
     });
-    on("heat-toggle", "change", function () { self.heatOn = $("heat-toggle").checked; self.render(); });
+    on("heat-toggle", "change", function () {
+      self.heatOn = $("heat-toggle").checked;
+      self.loadLayers(self.current());
+      self.render();
+    });
     on("heat-opacity", "input", function () {
       self.heatOpacity = $("heat-opacity").value / 100;
       if ($("heat-opacity-value")) $("heat-opacity-value").textContent = $("heat-opacity").value + "%";

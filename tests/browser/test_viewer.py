@@ -5,6 +5,7 @@ screenshot of each in the test artefacts."""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 
 import numpy as np
@@ -14,6 +15,7 @@ from playwright.sync_api import expect
 
 from cases.rendering import png_bytes
 from cases.services import case_create
+from clinic.views.pictures import viewer_slice
 from segmentation.testing import make_case
 from tests.browser.helpers import sign_in
 from tests.cases.builders import dicom_bytes
@@ -269,4 +271,48 @@ def test_the_heat_map_colours_where_the_probability_is_high(
     assert pixel(page, *at_image(44, 20)) == (255, 0, 0)
     page.get_by_label("Show as a heat-map").uncheck()
     assert pixel(page, *at_image(44, 20)) == plain_marker
+    assert page.js_errors == []
+
+
+def test_a_stack_of_slices_scrolls_by_key_wheel_and_slider(page, live_server, dicom_case, doctor):
+    """A study's slices come as the page's ``viewer-slices`` JSON (clinic.views.pictures.viewer_slice per
+    case); here it is put into the page on its way to the browser, with a second slice of other values."""
+    values = np.full((SIZE, SIZE), 3500.0)
+    second = case_create(
+        image_file=dicom_bytes(
+            ((values - INTERCEPT) / SLOPE).astype(np.uint16), rescale=(SLOPE, INTERCEPT), window=WINDOW
+        ),
+        filename="slice2.dcm",
+        user=doctor,
+        patient_identifier="VIEWER-1",
+    )
+    slices = [viewer_slice(dicom_case), viewer_slice(second)]
+
+    def with_slices(route):
+        response = route.fetch()
+        body = response.text().replace(
+            "</section>",
+            f'<script id="viewer-slices" type="application/json">{json.dumps(slices)}</script></section>',
+            1,
+        )
+        route.fulfill(response=response, body=body)
+
+    page.route(f"**/cases/{dicom_case.pk}/", with_slices)
+    open_case(page, live_server, dicom_case, doctor)
+    expect(page.locator("#viewer-slice-label")).to_have_text(f"Slice 1 of 2 (Case {dicom_case.pk})")
+    assert pixel(page, *at_image(30, 40)) == grey(window_level(BACKGROUND, *WINDOW))
+
+    page.locator("#viewer-canvas").focus()
+    page.keyboard.press("PageDown")
+    expect(page.locator("#viewer-slice-label")).to_have_text(f"Slice 2 of 2 (Case {second.pk})")
+    page.wait_for_function("() => TS.viewer.current().data !== null")
+    # The window carries over: 3500 is above the DICOM window's top, so white.
+    assert pixel(page, *at_image(30, 40)) == grey(255)
+    expect(page.locator("#viewer-slice")).to_have_value("2")
+
+    page.mouse.move(*to_screen(page, 280, 280))
+    page.mouse.wheel(0, -100)  # up: the previous slice
+    expect(page.locator("#viewer-slice-label")).to_have_text(f"Slice 1 of 2 (Case {dicom_case.pk})")
+    page.locator("#viewer-slice").fill("2")
+    expect(page.locator("#viewer-slice-label")).to_have_text(f"Slice 2 of 2 (Case {second.pk})")
     assert page.js_errors == []

@@ -127,8 +127,14 @@ def test_the_viewer_slice_names_the_primary_models_probability_and_the_spacing(s
     entry = viewer_slice(segmented_case)
     assert entry["probability"] == reverse("run-probability", args=[segmented_case.pk, run.pk])
     assert entry["pixels"] == reverse("case-pixels", args=[segmented_case.pk])
+    assert entry["mask"] == reverse("case-best-mask", args=[segmented_case.pk])
     assert entry["spacing"] == {"row": None, "col": None}
     assert (entry["width"], entry["height"]) == (96, 96)
+
+
+def test_a_slice_without_an_outline_names_no_mask(owner):
+    case = make_case(user=owner, patient="WEB-3", seed=5)
+    assert viewer_slice(case)["mask"] is None
 
 
 def test_both_reads_are_audited_for_a_viewer(segmented_case, viewer):
