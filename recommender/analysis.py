@@ -6,9 +6,9 @@ Before the recommender describes a case it judges, in this order:
    99th percentile of the training slices' Mahalanobis distances (``ml.slice_check``; the reference is
    ``models/slice_reference.json``, or ``TUMORSITE_SLICE_REFERENCE``, "" for none; without one this check
    is skipped, with a warning when the file is missing).
-2. **No tumour found by the models**: the AI outline is empty or smaller than half of the smallest
-   tumour an expert outlined in the training split (as a share of the slice: ``min_tumour_share`` in
-   the reference, measured by ``python -m ml.slice_check``).
+2. **No tumour found by the models**: the AI outline is empty or (unless a clinician validated it)
+   smaller than half of the smallest tumour an expert outlined in the training split (as a share of the
+   slice: ``min_tumour_share`` in the reference, measured by ``python -m ml.slice_check``).
 
 Either one: no description, no type suggestion, no similar cases. Cases outlined by an expert (the case
 base) are not judged: their outline is the ground truth.
@@ -95,7 +95,8 @@ def judge_slice(image: np.ndarray, mask: np.ndarray | None, kind: str) -> tuple[
     share = 0.0 if mask is None or mask.size == 0 else float(np.count_nonzero(mask)) / mask.size
     detail["mask_share"] = round(share, 6)
     detail["min_tumour_share"] = min_share
-    if share < min_share:
+    # A clinician who validated a small outline has seen a tumour there: only an empty one means none.
+    if share == 0.0 or (share < min_share and kind != MaskKind.VALIDATED):
         return AnalysisStatus.NO_TUMOUR, detail
     return AnalysisStatus.TUMOUR, detail
 

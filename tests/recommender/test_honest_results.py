@@ -26,8 +26,8 @@ from cases.services import case_prepare, cases_save, patients_get_or_create
 from clinic.browse import case_best_mask
 from ml.data import load_slices, read_records, split_by_patient
 from ml.slice_check import SliceReference
-from recommender.analysis import MIN_TUMOUR_SHARE
-from recommender.models import AnalysisStatus, CaseAnalysis, CaseFeatures
+from recommender.analysis import MIN_TUMOUR_SHARE, judge_slice
+from recommender.models import AnalysisStatus, CaseAnalysis, CaseFeatures, MaskKind
 from recommender.ranking import knn_distribution
 from recommender.services import case_analyse, case_base_build
 from segmentation.testing import make_case, make_case_base, synthetic_case_kwargs, synthetic_slice
@@ -229,3 +229,16 @@ def api(clinician):
     client = APIClient()
     client.force_authenticate(clinician)
     return client
+
+
+def test_an_ai_speck_below_half_the_smallest_training_tumour_is_no_tumour_unless_validated():
+    image, _ = synthetic_slice(96, radius=0)
+    speck = np.zeros((96, 96), bool)
+    speck[50:52, 50:52] = True  # 4 of 9216 px: 0.00043 of the slice, under MIN_TUMOUR_SHARE
+    assert 4 / speck.size < MIN_TUMOUR_SHARE
+    assert judge_slice(image, speck, MaskKind.PRIMARY)[0] == AnalysisStatus.NO_TUMOUR
+    assert judge_slice(image, speck, MaskKind.VALIDATED)[0] == AnalysisStatus.TUMOUR
+    assert judge_slice(image, np.zeros_like(speck), MaskKind.VALIDATED)[0] == AnalysisStatus.NO_TUMOUR
+    blob = np.zeros((96, 96), bool)
+    blob[40:50, 40:50] = True
+    assert judge_slice(image, blob, MaskKind.PRIMARY)[0] == AnalysisStatus.TUMOUR
