@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pydicom
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from PIL import Image
 from pydicom.dataset import Dataset
 
@@ -23,6 +23,16 @@ def case_list(*, tumour_type: str | None = None, patient_identifier: str | None 
 
 def case_get(*, case_id: int) -> Case | None:
     return Case.objects.select_related("patient", "scan").filter(pk=case_id).first()
+
+
+def study_slices(*, study_id: int) -> QuerySet[Case]:
+    """A study's cases in slice order: along the slice normal where the files say, else by InstanceNumber
+    (a frame's number), else as recorded."""
+    return (
+        Case.objects.filter(study_id=study_id)
+        .select_related("scan")
+        .order_by(F("slice_position").asc(nulls_last=True), F("slice_number").asc(nulls_last=True), "pk")
+    )
 
 
 def case_base_list() -> QuerySet[Case]:

@@ -41,7 +41,7 @@ from clinic.uploads import upload_record
 
 DICOM_JSON = "application/dicom+json"
 
-# FailureReason values (PS3.18 section 10.5.3.3.3, PS3.4 annex GG and PS3.7 annex C).
+# FailureReason values: the C-STORE statuses (PS3.4 table B.2-1; 0111 Duplicate SOP Instance: PS3.7 annex C).
 PROCESSING_FAILURE = 0x0110
 DUPLICATE_SOP_INSTANCE = 0x0111
 OUT_OF_RESOURCES = 0xA700

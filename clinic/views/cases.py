@@ -20,7 +20,7 @@ from cases import rendering
 from cases.models import ScanFormat, TumourType
 from cases.review import case_mask_correct, case_tumour_type_set
 from cases.revisions import CaseEditConflict, revision_from_form
-from cases.selectors import case_ground_truth_mask, case_type_sources_summary
+from cases.selectors import case_ground_truth_mask, case_type_sources_summary, study_slices
 from clinic.api.cases import CaseDetailApi
 from clinic.browse import (
     STATUS_FILTERS,
@@ -35,6 +35,7 @@ from clinic.browse import (
     similar_rows,
 )
 from clinic.permissions import role_required
+from clinic.views.pictures import viewer_slice
 from clinic.views.shared import case_or_404
 from recommender.selectors import case_analysis, case_similar_matches
 from segmentation.selectors import case_runs
@@ -109,8 +110,25 @@ def case_detail_view(request: HttpRequest, case_id: int) -> HttpResponse:
             "type_sources": case_type_sources_summary(case=case),
             "mask_history": mask_history(case),
             "analysis": case_analysis(case),
+            "viewer_slices": _study_viewer_slices(case),
         },
     )
+
+
+def _study_viewer_slices(case) -> list[dict] | None:
+    """The viewer's slice list when the case is one slice of a study of several: every slice of the study,
+    in slice order, for the clinician to scroll through (static/js/viewer.js); None for a study of one."""
+    if case.study_id is None:
+        return None
+    cases = list(study_slices(study_id=case.study_id))
+    if len(cases) < 2:
+        return None
+    slices = []
+    for number, other in enumerate(cases, start=1):
+        entry = viewer_slice(other)
+        entry["label"] = f"Slice {number} of {len(cases)} (case {other.pk})"
+        slices.append(entry)
+    return slices
 
 
 @role_required("cases.view_case")
