@@ -190,6 +190,13 @@ def mask_segmentation_bytes(*, source: Dataset, mask: np.ndarray, origin: MaskOr
             omit_empty_frames=False,  # one frame: an empty mask is still an answer
         )
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        if "NumberOfFrames" in source and "SharedFunctionalGroupsSequence" not in source:
+            # A frame of a classic multi-frame image (RT Dose, NM...): highdicom wants functional groups.
+            raise DicomExportError(
+                f"The scan is one frame of a multi-frame file ({source.SOPClassUID.name}) without functional "
+                "groups, which a DICOM Segmentation cannot reference; the mask is still available as PNG or "
+                "NIfTI."
+            ) from exc
         raise DicomExportError(
             f"The DICOM Segmentation could not be made from this scan's DICOM header ({exc}); "
             "the mask is still available as PNG or NIfTI."

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+from pathlib import Path
 
 import highdicom as hd
 import nibabel as nib
@@ -208,6 +209,17 @@ def test_a_dicom_without_the_frame_of_reference_its_iod_requires_gets_a_problem_
     response = api.get(reverse("api:case-mask-dicom", args=[case.pk]))
     assert response.status_code == 404
     assert "Frame Of Reference" in response.json()["detail"]
+
+
+def test_a_frame_of_a_classic_multi_frame_file_gets_a_problem_saying_why(clinician, api, media_dir):
+    # pydicom's rtdose.dcm: 15 frames of an RT Dose grid, each a case, none with functional groups.
+    case = case_create(image_file=Path(get_testdata_file("rtdose.dcm")).read_bytes(), user=clinician)
+    mask = np.zeros((case.scan.height, case.scan.width), bool)
+    mask[2:5, 2:6] = True
+    case_mask_correct(case=case, mask=mask, user=clinician)
+    response = api.get(reverse("api:case-mask-dicom", args=[case.pk]))
+    assert response.status_code == 404
+    assert "one frame of a multi-frame file (RT Dose Storage)" in response.json()["detail"]
 
 
 def test_a_seg_takes_the_spacing_between_slices_when_the_source_has_no_slice_thickness(
