@@ -83,6 +83,23 @@ def dicom_case(media_dir, doctor, settings):
     return case
 
 
+@pytest.fixture(autouse=True)
+def console_errors(page):
+    """What the page writes to its console as errors (a failed fetch, a script error): none expected."""
+    errors: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(f"{message.text} {message.location.get('url', '')}")
+            if message.type == "error"
+            else None
+        ),
+    )
+    yield errors
+    # The browser asks for /favicon.ico by itself; the site has none, and that is no error of the page's.
+    assert [e for e in errors if not e.endswith("/favicon.ico")] == []
+
+
 def open_case(page, live_server, case, doctor):
     sign_in(page, live_server, doctor.username)
     page.goto(f"{live_server.url}/cases/{case.pk}/")
@@ -194,6 +211,17 @@ def test_zoom_and_pan_scale_and_move_the_slice_about_the_centre(
 
     page.keyboard.press("r")  # reset
     assert white_box(page) == (round(x0), round(y0), round(x1), round(y1))
+
+    # The wheel zooms about the pointer: the image point under it stays put.
+    page.mouse.move(*to_screen(page, x0, y0))
+    page.mouse.wheel(0, -100)
+    page.wait_for_function("() => TS.viewer.view.zoom > 1")
+    zoomed = [x0 + (v - x0) * 1.25 for v in (x0, x1)] + [y0 + (v - y0) * 1.25 for v in (y0, y1)]
+    box = white_box(page)
+    assert all(
+        abs(got - want) <= 1.5
+        for got, want in zip(box, [zoomed[0], zoomed[2], zoomed[1], zoomed[3]], strict=True)
+    )
     assert page.js_errors == []
 
 
@@ -266,6 +294,13 @@ def test_the_heat_map_colours_where_the_probability_is_high(
     assert close(pixel(page, *at_image(10, 10)), blend(heat_colour(128 / 255), plain_region))
     assert pixel(page, *at_image(30, 40)) == grey(window_level(BACKGROUND, *WINDOW))  # p = 0: untouched
     screenshot("viewer-5-heat-map")
+
+    # Printed, the slice stays as shown and the tools go.
+    page.emulate_media(media="print")
+    expect(page.locator("#viewer-canvas")).to_be_visible()
+    expect(page.locator(".viewer-toolbar")).to_be_hidden()
+    expect(page.locator("#viewer-help")).to_be_hidden()
+    page.emulate_media(media="screen")
 
     page.get_by_label(re.compile("^Heat-map opacity")).fill("100")
     assert pixel(page, *at_image(44, 20)) == (255, 0, 0)

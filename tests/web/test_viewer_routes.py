@@ -84,6 +84,16 @@ def test_a_ct_slice_is_in_hounsfield_units_with_the_usual_brain_window(owner_cli
     assert presets[-1] == {"label": "Brain", "center": 40.0, "width": 80.0}
 
 
+def test_a_monochrome1_slice_says_it_is_shown_inverted(owner_client, owner, media_dir):
+    raw = np.array([[0, 100], [200, 300]], dtype=np.uint16)
+    case = case_create(
+        image_file=dicom_bytes(raw, window=None, photometric="MONOCHROME1"), filename="m1.dcm", user=owner
+    )
+    response = owner_client.get(reverse("case-pixels", args=[case.pk]))
+    assert response["X-Invert"] == "1"
+    np.testing.assert_array_equal(_values(response), raw.astype(np.float32))  # the values, not flipped
+
+
 def test_a_png_slice_is_served_as_its_grey_levels(owner_client, segmented_case):
     response = owner_client.get(reverse("case-pixels", args=[segmented_case.pk]))
     image, _ = synthetic_slice(96, center=(48, 48), radius=10, seed=3)
