@@ -124,9 +124,9 @@ def _study_viewer_slices(case) -> list[dict] | None:
     if len(cases) < 2:
         return None
     slices = []
-    for number, other in enumerate(cases, start=1):
+    for other in cases:
         entry = viewer_slice(other)
-        entry["label"] = f"Slice {number} of {len(cases)} (case {other.pk})"
+        entry["label"] = f"case {other.pk}"  # the viewer shows "Slice n of N (case id)"
         slices.append(entry)
     return slices
 

@@ -107,7 +107,10 @@
         row.dataset.caseId = body.id;
         bar.hidden = true;
         status.className = "upload-result";
-        status.replaceChildren("Uploaded as ", el("a", { href: TS.caseUrl(form.dataset.caseUrl, body.id), text: "case " + body.id }), ".");
+        // A multi-frame DICOM file is one case per frame, of one study; the link opens the first.
+        var slices = (body.cases || [body.id]).length;
+        status.replaceChildren(slices > 1 ? "Uploaded as " + slices + " slices of one study, from " : "Uploaded as ",
+          el("a", { href: TS.caseUrl(form.dataset.caseUrl, body.id), text: "case " + body.id }), ".");
         row.querySelector(".upload-main").appendChild(
           el("p", { class: "upload-status small", role: "status", text: "Waiting to be segmented…" }));
         watch(row, body.id);
