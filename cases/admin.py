@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Case, CaseDiagnosis, Diagnosis, Patient, Scan
+from .models import Case, CaseDiagnosis, Diagnosis, Patient, Scan, Study
 
 
 @admin.register(Patient)
@@ -50,9 +50,21 @@ class CaseAdmin(ShownNotWritten, admin.ModelAdmin):
     list_filter = ["tumour_type", "tumour_type_source", "mask_source"]
     search_fields = ["patient__identifier", "source_ref", "notes"]
     list_select_related = ["patient"]
-    raw_id_fields = ["patient", "scan", "created_by", "mask_updated_by"]
+    raw_id_fields = ["patient", "study", "scan", "created_by", "mask_updated_by"]
     readonly_fields = ["created_at", "updated_at"]
     inlines = [CaseDiagnosisInline]
+
+
+@admin.register(Study)
+class StudyAdmin(ShownNotWritten, admin.ModelAdmin):
+    """Studies are made by the uploads (a DICOM study by its UID's keyed pseudonym): shown, not edited,
+    since a changed patient or pseudonym would split or merge what the files say belongs together."""
+
+    list_display = ["id", "patient", "study_date", "modality", "uid_pseudonym", "created_at"]
+    list_filter = ["modality"]
+    search_fields = ["patient__identifier", "uid_pseudonym"]
+    list_select_related = ["patient"]
+    readonly_fields = ["patient", "uid_pseudonym", "study_date", "modality", "created_at"]
 
 
 @admin.register(Diagnosis)
