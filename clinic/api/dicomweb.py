@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import re
 import warnings
 
@@ -40,6 +41,8 @@ from clinic.api.errors import ContentTooLarge
 from clinic.uploads import upload_record
 
 DICOM_JSON = "application/dicom+json"
+
+logger = logging.getLogger(__name__)
 
 # FailureReason values: the C-STORE statuses (PS3.4 table B.2-1; 0111 Duplicate SOP Instance: PS3.7 annex C).
 PROCESSING_FAILURE = 0x0110
@@ -135,6 +138,9 @@ def _store(data: bytes, user) -> StowInstance:
     except ImageReadError as exc:
         too_large = "too large" in str(exc) or "the limit is" in str(exc)
         result.fail(OUT_OF_RESOURCES if too_large else CANNOT_UNDERSTAND, str(exc))
+    except Exception:  # the instances before it are stored: say so for each rather than answer 500
+        logger.exception("STOW-RS: storing an instance failed")
+        result.fail(PROCESSING_FAILURE, "The server failed to store this instance; the error was logged.")
     else:
         result.case_ids = [case.pk for case in recorded.cases]
     return result

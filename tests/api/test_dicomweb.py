@@ -26,6 +26,7 @@ from rest_framework.test import APIClient
 
 from cases.models import Case, Patient, Study
 from cases.pseudonyms import patient_pseudonym, study_pseudonym
+from clinic.api import dicomweb
 from clinic.api.dicomweb import (
     CANNOT_UNDERSTAND,
     COERCION_OF_DATA_ELEMENTS,
@@ -138,6 +139,30 @@ def test_a_request_with_one_bad_instance_stores_the_others_and_answers_202(sende
         CANNOT_UNDERSTAND,
     )
     assert Case.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_unexpected_error_fails_that_instance_only_and_is_logged(queued, settings, monkeypatch, caplog):
+    settings.TUMORSITE_PSEUDONYM_KEY = KEY
+    real = dicomweb.upload_record
+    calls = []
+
+    def second_breaks(**kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk on fire")
+        return real(**kwargs)
+
+    monkeypatch.setattr(dicomweb, "upload_record", second_breaks)
+    api = APIClient()
+    api.force_authenticate(with_roles(UserFactory(username="c"), "clinician"))
+    body = _multipart(_part10(_instance(1)), _part10(_instance(2)))
+    response = api.generic("POST", "/dicomweb/studies", body, content_type=CONTENT_TYPE)
+    assert response.status_code == 202
+    answer = Dataset.from_json(response.json())
+    assert [i.ReferencedSOPInstanceUID for i in answer.ReferencedSOPSequence] == [f"{SERIES_UID}.1"]
+    assert [i.FailureReason for i in answer.FailedSOPSequence] == [0x0110]
+    assert "STOW-RS: storing an instance failed" in caplog.text and Case.objects.count() == 1
 
 
 # === The request itself ===
