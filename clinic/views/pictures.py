@@ -12,10 +12,12 @@ from django.urls import reverse
 from django.views.decorators.http import etag
 
 from cases import rendering
+from cases.models import Case
 from cases.selectors import case_ground_truth_mask, scan_read
-from clinic.browse import case_best_mask, case_has_outline_to_start_from, case_pictures_changed
+from clinic.browse import case_best_mask, case_pictures_changed
 from clinic.permissions import role_required
 from clinic.views.shared import case_or_404, mask_download, png_response
+from recommender.services import case_outline_run
 from segmentation.models import RunStatus
 from segmentation.selectors import load_mask
 from segmentation.services import primary_model_version
@@ -165,21 +167,45 @@ def viewer_slice(case) -> dict:
     """One entry of the viewer's slice list (the ``viewer-slices`` JSON of the case page): where its
     pixels, best outline (null when it has none) and the primary model's probability map are, and its
     pixel spacing in mm (row = between rows, col = between columns; null when unknown)."""
+    return viewer_slices([case])[0]
+
+
+def viewer_slices(cases) -> list[dict]:
+    """``viewer_slice`` of each case, in the order given, in a few queries whatever their number (a study
+    may hold hundreds of slices): the primary model, the cases and all their runs, fetched once."""
+    ids = [case.pk for case in cases]
     primary = primary_model_version()
-    run = (
-        case.segmentation_runs.filter(model_version=primary, status=RunStatus.DONE)
-        .exclude(probability_file="")
-        .first()
-        if primary
-        else None
-    )
-    return {
-        "case_id": case.pk,
-        "label": f"Case {case.pk}",
-        "pixels": reverse("case-pixels", args=[case.pk]),
-        "mask": reverse("case-best-mask", args=[case.pk]) if case_has_outline_to_start_from(case) else None,
-        "probability": reverse("run-probability", args=[case.pk, run.pk]) if run else None,
-        "spacing": {"row": case.scan.pixel_spacing_mm, "col": case.scan.pixel_spacing_col_mm},
-        "width": case.scan.width,
-        "height": case.scan.height,
-    }
+    primary_id = primary.pk if primary else None
+    # Read afresh (not prefetched onto the caller's objects, whose runs would then go stale).
+    found = Case.objects.filter(pk__in=ids).select_related("scan").prefetch_related("segmentation_runs")
+    by_id = {case.pk: case for case in found}
+    entries = []
+    for case in (by_id[pk] for pk in ids):
+        runs = list(case.segmentation_runs.all())
+        # The outline case-best-mask serves: a ground truth, else an AI mask that was not rejected.
+        has_outline = bool(case.ground_truth_mask) or (
+            case_outline_run([r for r in runs if r.mask_file], primary_id) is not None
+        )
+        probability = next(
+            (
+                r
+                for r in runs
+                if r.model_version_id == primary_id and r.status == RunStatus.DONE and r.probability_file
+            ),
+            None,
+        )
+        entries.append(
+            {
+                "case_id": case.pk,
+                "label": f"Case {case.pk}",
+                "pixels": reverse("case-pixels", args=[case.pk]),
+                "mask": reverse("case-best-mask", args=[case.pk]) if has_outline else None,
+                "probability": reverse("run-probability", args=[case.pk, probability.pk])
+                if probability
+                else None,
+                "spacing": {"row": case.scan.pixel_spacing_mm, "col": case.scan.pixel_spacing_col_mm},
+                "width": case.scan.width,
+                "height": case.scan.height,
+            }
+        )
+    return entries

@@ -14,9 +14,10 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
+from cases.models import Case
 from cases.rendering import png_bytes
 from cases.services import case_create
-from clinic.views.pictures import viewer_slice
+from clinic.views.pictures import viewer_slice, viewer_slices
 from segmentation.testing import make_case, synthetic_slice
 from tests.audit.conftest import written
 from tests.cases.builders import dicom_bytes
@@ -140,6 +141,21 @@ def test_the_viewer_slice_names_the_primary_models_probability_and_the_spacing(s
     assert entry["mask"] == reverse("case-best-mask", args=[segmented_case.pk])
     assert entry["spacing"] == {"row": None, "col": None}
     assert (entry["width"], entry["height"]) == (96, 96)
+
+
+def test_a_studys_slice_list_takes_four_queries_whatever_its_length(owner, django_assert_max_num_queries):
+    """Each slice's entry as viewer_slice makes it; the primary model and every case's runs fetched once."""
+    cases = []
+    for seed in range(5):
+        case = make_case(user=owner, patient="WEB-STACK", seed=seed)
+        _, lesion = synthetic_slice(96, center=(48, 48), radius=10, seed=seed)
+        if seed % 2:
+            _with_probability(add_finished_run(case, "ensemble", lesion, ensemble=True), np.zeros((96, 96)))
+        cases.append(Case.objects.get(pk=case.pk))
+    expected = [viewer_slice(case) for case in cases]
+    assert [bool(e["probability"]) for e in expected] == [False, True, False, True, False]
+    with django_assert_max_num_queries(4):
+        assert viewer_slices(cases) == expected
 
 
 def test_a_slice_without_an_outline_names_no_mask(owner):
