@@ -112,8 +112,8 @@ def case_type_sources_summary(*, case: Case) -> str:
                 f"{c} {labels.get(t, t)}" for t, c in sorted(counts.items(), key=lambda i: -i[1])
             )
             parts.append(
-                f"the {len(voters)} similar cases shown ({tally}; the nearer weigh more): "
-                f"{labels.get(best, best)} {round(100 * knn[best])}%"
+                f"similar cases: {labels.get(best, best)} {round(100 * knn[best])}% "
+                f"(the {len(voters)} shown below: {tally}; the nearer weigh more)"
             )
         else:
             parts.append(f"similar cases: {labels.get(best, best)} {round(100 * knn[best])}%")

@@ -202,7 +202,9 @@ def test_the_type_explanation_describes_the_cases_the_panel_shows(base, owner_cl
     vote = knn_distribution([d for _, _, d in shown], [t for _, t, _ in shown], k=len(shown))
     assert vote == pytest.approx(sources["similar_cases"], abs=1e-3)
     page = owner_client.get(f"/cases/{case.pk}/").content.decode()
-    assert f"the {len(shown)} similar cases shown (" in page
+    leader = max(sorted(sources["similar_cases"]), key=sources["similar_cases"].get)
+    assert f"From similar cases: {TumourType(leader).label}" in page
+    assert f"(the {len(shown)} shown below: " in page
     for tumour_type in {t for _, t, _ in shown}:
         label = TumourType(tumour_type).label
         assert f"{sum(t == tumour_type for _, t, _ in shown)} {label}" in page
