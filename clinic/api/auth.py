@@ -13,6 +13,7 @@ from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from audit.services import audit_record
@@ -25,6 +26,9 @@ class AuthTokenApi(ObtainAuthToken):
     ``TUMORSITE_TOKEN_TTL_HOURS``; asking again after that gives a new one."""
 
     throttle_classes = [TokenRateThrottle]
+    # Anyone may ask (DRF's view has no permission classes at all); said explicitly so that the schema
+    # marks credentials optional here rather than required.
+    permission_classes = [AllowAny]
 
     @extend_schema_serializer(component_name="AuthTokenOutput")
     class OutputSerializer(serializers.Serializer):

@@ -125,8 +125,9 @@ class CaseListApi(GenericAPIView):
 
     @extend_schema_serializer(component_name="CaseFilter")
     class FilterSerializer(serializers.Serializer):
-        tumour_type = serializers.ChoiceField(choices=TumourType.choices, required=False)
-        patient = serializers.CharField(required=False)
+        # An empty value is no filter, as a query string from a form with nothing chosen has it.
+        tumour_type = serializers.ChoiceField(choices=TumourType.choices, required=False, allow_blank=True)
+        patient = serializers.CharField(required=False, allow_blank=True)
 
     @extend_schema_serializer(component_name="CaseInput")
     class InputSerializer(serializers.Serializer):
@@ -168,8 +169,8 @@ class CaseListApi(GenericAPIView):
         filters.is_valid(raise_exception=True)
         cases = (
             case_list(
-                tumour_type=filters.validated_data.get("tumour_type"),
-                patient_identifier=filters.validated_data.get("patient"),
+                tumour_type=filters.validated_data.get("tumour_type") or None,
+                patient_identifier=filters.validated_data.get("patient") or None,
             )
             .prefetch_related("segmentation_runs")
             .order_by("-created_at", "-id")

@@ -34,7 +34,9 @@ class CaseDiagnosisCreateApi(APIView):
 
     @extend_schema_serializer(component_name="CaseDiagnosisCreateInput")
     class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=200)
+        name = serializers.CharField(
+            max_length=200, help_text="at least one letter or digit, in any script (else a 400)"
+        )
 
     @extend_schema_serializer(component_name="CaseDiagnosisCreateOutput")
     class OutputSerializer(serializers.Serializer):

@@ -138,7 +138,7 @@ class MaskVersionListApi(GenericAPIView):
 
     @extend_schema(
         operation_id="cases_masks_list",
-        responses={**paged(MaskVersionOutputSerializer(many=True)), **problem_responses(404)},
+        responses={**paged(MaskVersionOutputSerializer(many=True)), **problem_responses(400, 404)},
     )
     def get(self, request, case_id: int):
         case = _case_or_404(case_id)
@@ -244,7 +244,7 @@ class MaskVersionRestoreApi(APIView):
         operation_id="cases_masks_restore",
         request=None,
         parameters=etag_parameters(201, 409),
-        responses={201: MaskVersionOutputSerializer, **problem_responses(404, 409)},
+        responses={201: MaskVersionOutputSerializer, **problem_responses(400, 404, 409)},
     )
     def post(self, request, case_id: int, number: int):
         case = _case_or_404(case_id)

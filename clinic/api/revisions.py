@@ -18,7 +18,10 @@ from rest_framework.response import Response
 
 from cases.models import Case
 
-_STRONG_ETAG = re.compile(r'"([1-9][0-9]*)"')
+# One strong ETag as GET /api/cases/{id}/ sends it; at most 18 digits, so any value fits a bigint.
+_REVISION_ETAG = r'"([1-9][0-9]{0,17})"'
+_STRONG_ETAG = re.compile(_REVISION_ETAG)
+IF_MATCH_PATTERN = rf"^(\*|{_REVISION_ETAG})$"  # the schema's: that ETag or *
 
 IF_MATCH_MESSAGE = (
     'If-Match takes the ETag of GET /api/cases/{id}/ as it was sent, one value in double quotes (e.g. "3"), '
@@ -34,8 +37,9 @@ def etag_parameters(*codes: int) -> list[OpenApiParameter]:
             "If-Match",
             str,
             OpenApiParameter.HEADER,
+            pattern=IF_MATCH_PATTERN,
             description="the case's ETag as last read; the write is refused (409) if the case changed "
-            "since. Optional: without it nothing is checked.",
+            "since, and a malformed value is a 400. Optional: without it nothing is checked.",
         ),
         etag_header(*codes),
     ]

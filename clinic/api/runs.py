@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers
+from rest_framework.fields import empty
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -23,6 +24,13 @@ from segmentation.services import (
 )
 
 RUN_FILES = {"mask": "mask_file", "probability": "probability_file"}
+
+
+class RequiredBooleanField(serializers.BooleanField):
+    """A boolean a form body must send too. DRF reads one missing from a form as false (an unticked
+    checkbox): a review without ``validated`` would have rejected the mask."""
+
+    default_empty_html = empty
 
 
 def _url(request, run, kind: str) -> str | None:
@@ -94,7 +102,7 @@ class SegmentationReviewApi(APIView):
 
     @extend_schema_serializer(component_name="SegmentationReviewInput")
     class InputSerializer(serializers.Serializer):
-        validated = serializers.BooleanField()
+        validated = RequiredBooleanField()
         reason = serializers.CharField(
             required=False,
             allow_blank=True,
@@ -130,6 +138,9 @@ class SegmentationFileApi(APIView):
 
     @extend_schema(
         operation_id="segmentations_file_retrieve",
+        # The route is a regular expression; drf-spectacular copies "mask|probability" into a pattern
+        # without its group, which would also allow "maskXYZ".
+        parameters=[OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=list(RUN_FILES))],
         responses={(200, "image/png"): PNG, **problem_responses(404)},
     )
     def get(self, request, run_id: int, kind: str):

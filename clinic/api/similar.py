@@ -45,7 +45,8 @@ class SimilarCasesApi(GenericAPIView):
 
     @extend_schema_serializer(component_name="SimilarCasesFilter")
     class FilterSerializer(serializers.Serializer):
-        tumour_type = serializers.ChoiceField(choices=TumourType.choices, required=False)
+        # An empty value is no filter, as a query string from a form with nothing chosen has it.
+        tumour_type = serializers.ChoiceField(choices=TumourType.choices, required=False, allow_blank=True)
 
     @extend_schema_serializer(component_name="SimilarCase")
     class OutputSerializer(serializers.Serializer):
@@ -73,7 +74,7 @@ class SimilarCasesApi(GenericAPIView):
             matches = []
         else:
             matches = similar_for_query(
-                query, k=RANKED_MAX, tumour_type=filters.validated_data.get("tumour_type")
+                query, k=RANKED_MAX, tumour_type=filters.validated_data.get("tumour_type") or None
             )
         page = self.paginate_queryset(matches)
         names: dict[int, list[str]] = {}

@@ -1,7 +1,8 @@
 """REST API routes (``/api/...``). Every endpoint but the token one needs a role that allows it
 (``required_permissions``, checked by ``clinic.permissions.RolePermission``)."""
 
-from django.urls import path, re_path
+from django.urls import path, re_path, register_converter
+from django.urls.converters import IntConverter
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.exceptions import NotFound
@@ -22,6 +23,17 @@ from clinic.api.similar import SimilarCasesApi
 from clinic.permissions import RolePermission
 
 app_name = "api"
+
+
+class RowIdConverter(IntConverter):
+    """``<id:...>``: a row's id, at most 18 digits so that it fits the database's 64-bit integer. A longer
+    number names no row, and is a 404 here: looked up through a foreign key it would be an error (Django
+    checks the range of a primary key's value, not of a foreign key's; SQLite raises OverflowError)."""
+
+    regex = "[0-9]{1,18}"
+
+
+register_converter(RowIdConverter, "id")
 
 
 @extend_schema(exclude=True)
@@ -52,37 +64,35 @@ class SchemaDocsApi(SpectacularSwaggerView):
 urlpatterns = [
     path("auth/token/", AuthTokenApi.as_view(), name="auth-token"),
     path("cases/", CaseListApi.as_view(), name="case-list"),
-    path("cases/<int:case_id>/", CaseDetailApi.as_view(), name="case-detail"),
-    path("cases/<int:case_id>/thumbnail.png", CaseThumbnailApi.as_view(), name="case-thumbnail"),
-    path("cases/<int:case_id>/similar/", SimilarCasesApi.as_view(), name="case-similar"),
-    path("cases/<int:case_id>/masks/", MaskVersionListApi.as_view(), name="case-masks"),
+    path("cases/<id:case_id>/", CaseDetailApi.as_view(), name="case-detail"),
+    path("cases/<id:case_id>/thumbnail.png", CaseThumbnailApi.as_view(), name="case-thumbnail"),
+    path("cases/<id:case_id>/similar/", SimilarCasesApi.as_view(), name="case-similar"),
+    path("cases/<id:case_id>/masks/", MaskVersionListApi.as_view(), name="case-masks"),
+    path("cases/<id:case_id>/masks/<int:number>.png", MaskVersionFileApi.as_view(), name="case-mask-version"),
     path(
-        "cases/<int:case_id>/masks/<int:number>.png", MaskVersionFileApi.as_view(), name="case-mask-version"
-    ),
-    path(
-        "cases/<int:case_id>/masks/<int:number>.dcm",
+        "cases/<id:case_id>/masks/<int:number>.dcm",
         MaskVersionDicomApi.as_view(),
         name="case-mask-version-dicom",
     ),
-    path("cases/<int:case_id>/mask.dcm", CaseMaskDicomApi.as_view(), name="case-mask-dicom"),
+    path("cases/<id:case_id>/mask.dcm", CaseMaskDicomApi.as_view(), name="case-mask-dicom"),
     path(
-        "cases/<int:case_id>/masks/<int:number>/restore/",
+        "cases/<id:case_id>/masks/<int:number>/restore/",
         MaskVersionRestoreApi.as_view(),
         name="case-mask-restore",
     ),
-    path("cases/<int:case_id>/diagnoses/", CaseDiagnosisCreateApi.as_view(), name="case-diagnoses"),
+    path("cases/<id:case_id>/diagnoses/", CaseDiagnosisCreateApi.as_view(), name="case-diagnoses"),
     path(
-        "cases/<int:case_id>/diagnoses/<int:diagnosis_id>/",
+        "cases/<id:case_id>/diagnoses/<id:diagnosis_id>/",
         CaseDiagnosisDeleteApi.as_view(),
         name="case-diagnosis",
     ),
-    path("segmentations/<int:run_id>/review/", SegmentationReviewApi.as_view(), name="segmentation-review"),
+    path("segmentations/<id:run_id>/review/", SegmentationReviewApi.as_view(), name="segmentation-review"),
     re_path(
-        r"^segmentations/(?P<run_id>[0-9]+)/(?P<kind>mask|probability)\.png$",
+        rf"^segmentations/(?P<run_id>{RowIdConverter.regex})/(?P<kind>mask|probability)\.png$",
         SegmentationFileApi.as_view(),
         name="segmentation-file",
     ),
-    path("segmentations/<int:run_id>/mask.dcm", SegmentationDicomApi.as_view(), name="segmentation-dicom"),
+    path("segmentations/<id:run_id>/mask.dcm", SegmentationDicomApi.as_view(), name="segmentation-dicom"),
     path("diagnoses/", DiagnosisListApi.as_view(), name="diagnosis-list"),
     path("schema/", SchemaApi.as_view(), name="schema"),
     path("docs/", SchemaDocsApi.as_view(url_name="api:schema"), name="docs"),

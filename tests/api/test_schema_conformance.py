@@ -179,6 +179,7 @@ EXCHANGES: dict[str, list[Exchange]] = {
         Exchange("get", "/api/cases/{corrected}/masks/", 200),
         Exchange("get", "/api/cases/{pending}/masks/", 200),
         Exchange("get", "/api/cases/{corrected}/masks/?page=9", 404),
+        Exchange("get", "/api/cases/{corrected}/masks/?page=0", 400),
         Exchange("get", "/api/cases/999999/masks/", 404),
         Exchange("get", "/api/cases/{corrected}/masks/", 403, who="anonymous"),
         Exchange(
@@ -234,6 +235,7 @@ EXCHANGES: dict[str, list[Exchange]] = {
         Exchange("post", "/api/cases/{corrected}/masks/3/restore/", 409),  # the restore just above: in use
         Exchange("post", "/api/cases/{corrected}/masks/2/restore/", 409, headers={"If-Match": '"1"'}),
         Exchange("post", "/api/cases/{corrected}/masks/9/restore/", 404),
+        Exchange("post", "/api/cases/{corrected}/masks/1/restore/", 400, headers={"If-Match": "1"}),
         Exchange("post", "/api/cases/{corrected}/masks/1/restore/", 403, who="anonymous"),
     ],
     "case-diagnoses": [
