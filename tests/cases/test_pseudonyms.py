@@ -213,13 +213,20 @@ def test_no_patient_id_name_birth_date_or_file_name_is_kept_anywhere(owner, clie
     assert patient.identifier in database and "case.uploaded" in database  # the dump holds the rows
     media = stored_bytes()
     assert len(media) >= 2  # the two de-identified copies
-    for needle in _needles():
+    assert_found_nowhere(_needles(), database=database, media=media, shown=shown, log=caplog.text)
+
+
+def assert_found_nowhere(
+    needles: list[str], *, database: str, media: dict[str, bytes], shown: dict[str, str], log: str
+) -> None:
+    """None of ``needles`` (case ignored) in the database dump, a media file, a page or the log."""
+    for needle in needles:
         assert needle.lower() not in database.lower(), f"{needle!r} is in the database"
         for name, data in media.items():
             assert needle.encode().lower() not in data.lower(), f"{needle!r} is in {name}"
         for name, text in shown.items():
             assert needle.lower() not in text.lower(), f"{needle!r} is on the {name}"
-        assert needle.lower() not in caplog.text.lower(), f"{needle!r} is in the log"
+        assert needle.lower() not in log.lower(), f"{needle!r} is in the log"
 
 
 # === The key in each mode ===
