@@ -22,6 +22,7 @@ from ml.data import normalise
 from ml.postprocess import binarize, postprocess_options
 
 _CACHE: dict[tuple, Segmenter] = {}
+_GROUPS: dict[tuple, object] = {}  # predict_proba_together's graph per set of segmenters
 _CACHE_LOCK = threading.Lock()
 
 
@@ -187,6 +188,7 @@ class Segmenter(_Masks):
         spec = tf.TensorSpec((None, self.input_size, self.input_size, 1), tf.float32)
         self._forward = tf.function(forward, input_signature=[spec])
         self._embed_model = None
+        self._embed_function = None
 
     # --- probabilities ---------------------------------------------------------------------------
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -205,24 +207,34 @@ class Segmenter(_Masks):
 
         ``tta`` None uses the model's own choice (made on its validation split); True averages the
         prediction with that of the horizontally flipped slice. ``flip_only`` returns the flipped
-        slice's prediction alone (mirrored back), so a caller can combine the two itself.
+        slice's prediction alone (mirrored back), so a caller can combine the two itself. With ``tta``
+        the slices and their mirror images go through the model in one call (``2 * batch_size``).
         """
         tta = self.tta if tta is None else tta
         out = []
         with self._lock:
             for start in range(0, len(batch), batch_size):
-                x = batch[start : start + batch_size]
-                flipped = (
-                    self._forward(x[:, :, ::-1].copy()).numpy()[:, :, ::-1] if (tta or flip_only) else None
-                )
-                if flip_only:
-                    p = flipped
-                else:
-                    p = self._forward(x).numpy()
-                    if tta:
-                        p = (p + flipped) / 2.0
-                out.append(p)
+                x = self._stack_small(batch[start : start + batch_size], tta, flip_only)
+                out.append(self._finish_small(self._forward(x).numpy(), tta, flip_only))
         return np.concatenate(out) if out else np.zeros((0, self.input_size, self.input_size, 1), np.float32)
+
+    @staticmethod
+    def _stack_small(x: np.ndarray, tta: bool, flip_only: bool) -> np.ndarray:
+        """What one forward call sees: the slices, their mirror images after them (``tta``), or only the
+        mirror images (``flip_only``)."""
+        if flip_only:
+            return x[:, :, ::-1].copy()
+        return np.concatenate([x, x[:, :, ::-1]]) if tta else x
+
+    @staticmethod
+    def _finish_small(y: np.ndarray, tta: bool, flip_only: bool) -> np.ndarray:
+        """The inverse of ``_stack_small`` on the model's output: mirror back, and average with ``tta``."""
+        if flip_only:
+            return y[:, :, ::-1]
+        if not tta:
+            return y
+        n = len(y) // 2
+        return (y[:n] + y[n:, :, ::-1]) / 2.0
 
     def view_proba(
         self,
@@ -235,17 +247,11 @@ class Segmenter(_Masks):
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each slice seen at one zoom ``scale`` (see ``zoom_view``), mapped back to its own pixels:
         ``(probability, weight)`` per image, weight 1 where the view covers the slice and 0 elsewhere."""
-        import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
-
         views = [zoom_view(img, scale) for img in images]
         small = self.predict_small(
             self.prepare([v for v, _ in views]), tta=tta, batch_size=batch_size, flip_only=flip_only
         )
-        out = []
-        for img, (view, place), p in zip(images, views, small, strict=True):
-            prob = tf.image.resize(p[None], view.shape[:2], method="bilinear").numpy()[0, ..., 0]
-            out.append(place(prob, np.asarray(img).shape[:2]))
-        return out
+        return [_placed(img, view, p) for img, view, p in zip(images, views, small, strict=True)]
 
     def predict_proba(
         self,
@@ -258,12 +264,11 @@ class Segmenter(_Masks):
         """Tumour probability maps, float32, each at its image's original ``(H, W)``.
 
         ``scales`` (default: the model's ``tta_scales``, chosen on its validation split) are zoom
-        factors; the maps of all views are averaged where they cover the slice (``combine_views``).
+        factors; the maps of all views are averaged where they cover the slice (``combine_views``). Every
+        view of up to ``batch_size`` images (each zoom, and its mirror image with ``tta``) goes through
+        the model in one call.
         """
-        scales = self.tta_scales if scales is None else check_scales(scales)
-        return combine_views(
-            [self.view_proba(images, scale=s, tta=tta, batch_size=batch_size) for s in scales]
-        )
+        return predict_proba_together([self], images, tta=tta, scales=scales, batch_size=batch_size)[0]
 
     # --- embedding --------------------------------------------------------------------------------
     def _bottleneck_model(self):
@@ -279,6 +284,18 @@ class Segmenter(_Masks):
             self._embed_model = keras.Model(self.model.input, output)
         return self._embed_model
 
+    def _embed_forward(self):
+        """The bottleneck model as a ``tf.function`` (a graph call: a tenth of an eager Keras call's time)."""
+        import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
+
+        if self._embed_function is None:
+            embed_model = self._bottleneck_model()
+            spec = tf.TensorSpec((None, self.input_size, self.input_size, 1), tf.float32)
+            self._embed_function = tf.function(
+                lambda x: tf.cast(embed_model(x, training=False), tf.float32), input_signature=[spec]
+            )
+        return self._embed_function
+
     def embed(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Bottleneck features pooled over the tumour region, then over the whole slice.
 
@@ -289,7 +306,7 @@ class Segmenter(_Masks):
 
         x = self.prepare([image])
         with self._lock:
-            fmap = np.asarray(self._bottleneck_model()(x, training=False), np.float32)[0]
+            fmap = self._embed_forward()(x).numpy()[0]
         global_mean = fmap.mean(axis=(0, 1))
         if mask is None or not np.any(mask):
             return np.concatenate([global_mean, global_mean]).astype(np.float32)
@@ -301,6 +318,90 @@ class Segmenter(_Masks):
             return np.concatenate([global_mean, global_mean]).astype(np.float32)
         region = (fmap * weights).sum(axis=(0, 1)) / weights.sum()
         return np.concatenate([region, global_mean]).astype(np.float32)
+
+
+def _placed(image: np.ndarray, zoomed, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A view's probabilities at the model's input size, resized to the view and placed on the slice:
+    ``(probability, weight)`` (``zoomed`` is ``zoom_view``'s ``(view, place)``)."""
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
+
+    view, place = zoomed
+    prob = tf.image.resize(small[None], view.shape[:2], method="bilinear").numpy()[0, ..., 0]
+    return place(prob, np.asarray(image).shape[:2])
+
+
+def predict_proba_together(
+    segmenters: Sequence[Segmenter],
+    images: Sequence[np.ndarray],
+    *,
+    tta: bool | None = None,
+    scales: Sequence[float] | None = None,
+    batch_size: int = 16,
+) -> list[list[np.ndarray]]:
+    """``segmenter.predict_proba(images)`` of each segmenter (a list per segmenter), in one graph call
+    per group of images for all of them: each model gets every view of the group (its zooms, and their
+    mirror images with flip TTA) as one batch, and the models run side by side in one ``tf.function``.
+
+    ``tta`` and ``scales`` None: each model's own choices. Groups hold as many images as keep each model's
+    batch within ``batch_size`` slices (at least one image). The result is the one each model gives alone:
+    the same views, the same averaging (``Segmenter._finish_small``, ``combine_views``).
+    """
+    segmenters, images = list(segmenters), list(images)
+    plans = []
+    for seg in segmenters:
+        seg_tta = seg.tta if tta is None else bool(tta)
+        seg_scales = seg.tta_scales if scales is None else check_scales(scales)
+        plans.append((seg, seg_tta, seg_scales))
+    views_per_image = max(len(sc) * (2 if t else 1) for _, t, sc in plans) if plans else 1
+    group_size = max(1, batch_size // views_per_image)
+    out: list[list[np.ndarray]] = [[] for _ in segmenters]
+    for start in range(0, len(images), group_size):
+        group = images[start : start + group_size]
+        prepared: dict[tuple, tuple[list, np.ndarray]] = {}  # models of one input size share their views
+        batches = []
+        for seg, seg_tta, seg_scales in plans:
+            key = (seg.input_size, seg_scales)
+            if key not in prepared:
+                views = [[zoom_view(img, sc) for img in group] for sc in seg_scales]
+                prepared[key] = (views, seg.prepare([v for per in views for v, _ in per]))
+            batches.append(Segmenter._stack_small(prepared[key][1], seg_tta, False))
+        outputs = _forward_together([seg for seg, _, _ in plans], batches)
+        for i, ((seg, seg_tta, seg_scales), y) in enumerate(zip(plans, outputs, strict=True)):
+            small = Segmenter._finish_small(y, seg_tta, False)
+            views = prepared[(seg.input_size, seg_scales)][0]
+            n = len(group)
+            per_scale = [
+                [
+                    _placed(img, zoomed, small[k * n + j])
+                    for j, (img, zoomed) in enumerate(zip(group, per, strict=True))
+                ]
+                for k, per in enumerate(views)
+            ]
+            out[i].extend(combine_views(per_scale))
+    return out
+
+
+def _forward_together(segmenters: list[Segmenter], batches: list[np.ndarray]) -> list[np.ndarray]:
+    """Each segmenter's forward pass on its batch, all in one ``tf.function`` call (made once per set of
+    segmenters, ``_GROUPS``), holding every segmenter's lock."""
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
+
+    with contextlib.ExitStack() as locks:
+        for seg in sorted(set(segmenters), key=id):
+            locks.enter_context(seg._lock)
+        if len(segmenters) == 1:
+            return [segmenters[0]._forward(batches[0]).numpy()]
+        key = tuple(segmenters)
+        with _CACHE_LOCK:
+            together = _GROUPS.get(key)
+            if together is None:
+                specs = [tf.TensorSpec((None, s.input_size, s.input_size, 1), tf.float32) for s in segmenters]
+                forwards = [s._forward for s in segmenters]
+                together = tf.function(
+                    lambda *xs: [f(x) for f, x in zip(forwards, xs, strict=True)], input_signature=specs
+                )
+                _GROUPS[key] = together
+        return [y.numpy() for y in together(*batches)]
 
 
 def load_segmenter(keras_path: str | Path, *, precision: str | None = None) -> Segmenter:
@@ -389,6 +490,7 @@ def clear_cache() -> None:
     """Forget every loaded bundle (tests, or after a retrain replaced them all)."""
     with _CACHE_LOCK:
         _CACHE.clear()
+        _GROUPS.clear()
 
 
 @contextlib.contextmanager
@@ -406,7 +508,9 @@ def loaded_for_now():
     finally:
         with _CACHE_LOCK:
             for key in set(_CACHE) - before:
-                del _CACHE[key]
+                dropped = _CACHE.pop(key)
+                for group in [g for g in _GROUPS if dropped in g]:
+                    del _GROUPS[group]
 
 
 class Ensemble(_Masks):
@@ -439,9 +543,9 @@ class Ensemble(_Masks):
         batch_size: int = 16,
     ):
         tta = self.tta if tta is None else tta
-        per_member = [
-            m.predict_proba(images, tta=tta, scales=scales, batch_size=batch_size) for m in self.members
-        ]
+        per_member = predict_proba_together(
+            self.members, images, tta=tta, scales=scales, batch_size=batch_size
+        )
         return [ensemble_proba(list(ps)) for ps in zip(*per_member, strict=True)]
 
 

@@ -19,6 +19,7 @@ from ml.inference import (
     ensemble_proba,
     load_ensemble,
     load_segmenter,
+    predict_proba_together,
     resolve_precision,
     save_bundle,
     zoom_view,
@@ -292,3 +293,28 @@ def test_a_recalibrated_json_is_picked_up_without_a_restart(tmp_path):
     )  # a distinct mtime even on coarse clocks
     second = load_segmenter(path)
     assert first.threshold == 0.4 and (second.threshold, second.tta_scales) == (0.25, (1.0, 1.15))
+
+
+def test_every_view_of_a_slice_goes_through_the_model_in_one_call(bundle, monkeypatch):
+    seg = load_segmenter(bundle)
+    img = np.random.default_rng(4).random((40, 40)).astype(np.float32)
+    expected = seg.predict_proba([img], tta=True, scales=(1.0, 1.15))[0]
+    calls = []
+    real = seg._forward
+    monkeypatch.setattr(seg, "_forward", lambda x: calls.append(len(x)) or real(x))
+    got = seg.predict_proba([img], tta=True, scales=(1.0, 1.15))[0]
+    assert calls == [4]  # two zooms, each with its mirror image
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_models_run_together_give_what_each_gives_alone(bundle, tmp_path):
+    spec = ModelSpec(architecture="unet", input_size=32, base_filters=2, depth=2)
+    meta = {"spec": spec.get_config(), "threshold": 0.5, "tta": True, "tta_scales": [1.0, 1.15]}
+    other = load_segmenter(save_bundle(spec.build(), tmp_path, "tiny_other", meta))
+    seg = load_segmenter(bundle)
+    rng = np.random.default_rng(5)
+    images = [rng.random((40, 40)), rng.random((50, 30)), rng.random((32, 32))]
+    together = predict_proba_together([seg, other], images, batch_size=4)
+    for model, maps in zip((seg, other), together, strict=True):
+        for img, prob in zip(images, maps, strict=True):
+            np.testing.assert_allclose(prob, model.predict_proba([img])[0], atol=1e-5)

@@ -59,6 +59,14 @@ if not 0.0 <= TUMORSITE_TYPE_CLASSIFIER_WEIGHT <= 1.0:
 TUMORSITE_VECTOR_INDEX = env("TUMORSITE_VECTOR_INDEX", "")
 if TUMORSITE_VECTOR_INDEX not in ("", "numpy", "pgvector"):
     raise EnvError(f"TUMORSITE_VECTOR_INDEX={TUMORSITE_VECTOR_INDEX!r}: use numpy or pgvector")
+# The segmenters' precision in the workers: "saved" (float32, as shipped: the published test-split figures),
+# "fp32", "bf16" (mixed bfloat16: faster on CPUs with AMX or AVX512-BF16, slightly different maps) or "auto"
+# (bf16 where the CPU or a GPU has bf16 units, else fp32). docs/benchmarks.md, "Upload to similar cases".
+TUMORSITE_INFERENCE_PRECISION = env("TUMORSITE_INFERENCE_PRECISION", "saved")
+if TUMORSITE_INFERENCE_PRECISION not in ("saved", "fp32", "bf16", "auto"):
+    raise EnvError(
+        f"TUMORSITE_INFERENCE_PRECISION={TUMORSITE_INFERENCE_PRECISION!r}: use saved, fp32, bf16 or auto"
+    )
 # Sign-in protection (docs/operations.md, "Sign-in protection"). After TUMORSITE_SIGNIN_FAILURE_LIMIT failed
 # sign-ins (page or API token) from one address for one username, that pair is refused until
 # TUMORSITE_SIGNIN_COOLOFF_MINUTES pass without another failure.
