@@ -35,7 +35,7 @@ from clinic.browse import (
     similar_rows,
 )
 from clinic.permissions import role_required
-from clinic.views.pictures import viewer_slice
+from clinic.views.pictures import viewer_slices
 from clinic.views.shared import case_or_404
 from recommender.selectors import case_analysis, case_similar_matches
 from segmentation.selectors import case_runs
@@ -123,11 +123,9 @@ def _study_viewer_slices(case) -> list[dict] | None:
     cases = list(study_slices(study_id=case.study_id))
     if len(cases) < 2:
         return None
-    slices = []
-    for other in cases:
-        entry = viewer_slice(other)
-        entry["label"] = f"case {other.pk}"  # the viewer shows "Slice n of N (case id)"
-        slices.append(entry)
+    slices = viewer_slices(cases)  # a few queries whatever the study's length
+    for entry in slices:
+        entry["label"] = f"case {entry['case_id']}"  # the viewer shows "Slice n of N (case id)"
     return slices
 
 
