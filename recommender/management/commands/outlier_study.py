@@ -9,6 +9,7 @@ rate at which the rule flags a correct outline; then the same masks grown k time
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from django.core.management.base import BaseCommand
@@ -48,6 +49,7 @@ class Command(BaseCommand):
         parser.add_argument("--data", required=True, help="dataset folder (cases.csv, images/, masks/)")
         parser.add_argument("--seed", type=int, default=42, help="patient split seed, as the models (42)")
         parser.add_argument("--grow", type=float, nargs="*", default=[2.0, 2.4], help="area factors to try")
+        parser.add_argument("--json", dest="json_path", metavar="PATH", help="also write the figures here")
 
     def handle(self, *args, **options):
         split = split_by_patient(read_records(options["data"]), seed=options["seed"])
@@ -74,3 +76,5 @@ class Command(BaseCommand):
             grown = [_grown(m, factor) for m in val.masks]
             report[f"val_masks_grown_{factor:g}x_flagged"] = rate(_features(val.images, grown))
         self.stdout.write(json.dumps(report, indent=2))
+        if options["json_path"]:
+            Path(options["json_path"]).write_text(json.dumps(report, indent=2) + "\n")
