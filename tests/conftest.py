@@ -14,7 +14,7 @@ from django.contrib.auth.models import Group
 
 from cases.models import Case, CaseDiagnosis, Diagnosis, MaskSource, Patient, Scan, TumourType, TypeSource
 from tests.cases.builders import png_bytes, synthetic_slice
-from tests.media import isolate_media
+from tests.media import isolate_media, one_botocore_loader
 from tumorsite import queue
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -157,6 +157,12 @@ def owner_client(client, owner):
 
 
 # === Environment ===
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_botocore_loader():
+    with one_botocore_loader():
+        yield
 
 
 @pytest.fixture(autouse=True)
