@@ -102,3 +102,18 @@ class CaseAnalysis(models.Model):
 
     def __str__(self) -> str:
         return f"analysis of case {self.case_id}: {self.status}"
+
+
+class DescriptionRequest(models.Model):
+    """A description of the case asked for from a web request (a review, a correction, a chosen type) and
+    not yet done: the outbox that ``descriptions_sweep_task`` sends again when its message was lost (the
+    broker was down) or its worker died. Deleted by the task that describes the case."""
+
+    case = models.OneToOneField("cases.Case", on_delete=models.CASCADE, related_name="description_request")
+    reason = models.CharField(max_length=100)
+    requested_at = models.DateTimeField(help_text="the latest ask; a description started later answers it")
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="last handed to the queue, if ever")
+    sends = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"description of case {self.case_id} asked {self.reason}"

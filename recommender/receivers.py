@@ -7,24 +7,24 @@ announcement for the case redoes the description.
 Describing a case runs Keras models (the embedding, the type classifier). A run ends in the worker, which
 has them loaded, so the description follows at once there (the case page gets its similar cases with
 its mask, not one queue round trip later). A review, a correction or a chosen type happens in a web
-request: those queue ``case_analyse_task`` instead, so no web process loads TensorFlow.
+request: those queue ``case_analyse_task`` instead, so no web process loads TensorFlow. The ask is
+recorded first (``DescriptionRequest``), so a message lost with the broker down is sent again by the sweep.
 """
 
 from __future__ import annotations
 
 import logging
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.dispatch import receiver
 
 from cases.models import Case
 from cases.signals import case_outline_changed, case_tumour_type_chosen
-from recommender.services import case_analyse, case_base_staleness
-from recommender.tasks import case_analyse_task
+from recommender.services import case_analyse, case_base_staleness, description_request
+from recommender.tasks import descriptions_send
 from segmentation.models import RunStatus, SegmentationRun
 from segmentation.services import primary_model_version
 from segmentation.signals import model_versions_synced, run_finished, run_reviewed
-from tumorsite import queue
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def _queue_description(case_id: int, when: str) -> None:
 
 def _send(case_id: int, when: str) -> None:
     try:
-        queue.enqueue(case_analyse_task, case_id)
-    except Exception:  # the broker is down: the decision stands, the description waits for the next one
-        logger.exception("could not queue the description of case %s %s", case_id, when)
+        description_request(case_id=case_id, reason=when)
+    except DatabaseError:  # the decision is committed; only its description may now wait for the next one
+        logger.exception("could not record the description asked for case %s %s", case_id, when)
+    descriptions_send([case_id])

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
+from django.utils import timezone
 
 from audit.services import audit_record
 from cases.models import Case, CaseDiagnosis, Diagnosis, TypeSource
@@ -24,6 +25,7 @@ from recommender.models import (
     AnalysisStatus,
     CaseAnalysis,
     CaseFeatures,
+    DescriptionRequest,
     FeatureScaler,
     MaskKind,
 )
@@ -560,3 +562,31 @@ def _diagnosis_get_or_create(*, key: str, name: str, case: Case, user) -> tuple[
     except IntegrityError:
         # Another transaction inserted the key between our SELECT and INSERT: theirs is the entry.
         return Diagnosis.objects.get(key=key), False
+
+
+# === The outbox of descriptions asked for from web requests ===
+
+
+def description_request(*, case_id: int, reason: str) -> DescriptionRequest:
+    """Record that the case needs describing again (``reason``: why, for the log and the admin)."""
+    row, _ = DescriptionRequest.objects.update_or_create(
+        case_id=case_id, defaults={"reason": reason[:100], "requested_at": timezone.now()}
+    )
+    return row
+
+
+def description_requests_answered(*, case_id: int, started) -> None:
+    """A description that started at ``started`` answers every ask made before it."""
+    DescriptionRequest.objects.filter(case_id=case_id, requested_at__lte=started).delete()
+
+
+def descriptions_overdue(*, lost_after) -> list[int]:
+    """The cases whose description was asked for, or last sent, longer than ``lost_after`` ago (or never
+    sent), oldest ask first, and the count of each such ask's sends bumped."""
+    cutoff = timezone.now() - lost_after
+    overdue = DescriptionRequest.objects.filter(requested_at__lt=cutoff).filter(
+        Q(sent_at__isnull=True) | Q(sent_at__lt=cutoff)
+    )
+    case_ids = list(overdue.order_by("requested_at").values_list("case_id", flat=True))
+    DescriptionRequest.objects.filter(case_id__in=case_ids).update(sends=F("sends") + 1)
+    return case_ids

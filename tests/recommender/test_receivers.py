@@ -118,9 +118,8 @@ def test_the_broker_being_down_keeps_the_decision_and_says_so(
         case_tumour_type_set(case=case, tumour_type="pituitary", user=clinician)
     case.refresh_from_db()
     assert (case.tumour_type, case.tumour_type_source) == ("pituitary", TypeSource.CLINICIAN)
-    assert (
-        f"could not queue the description of case {case.pk} after its tumour type was chosen" in caplog.text
-    )
+    assert f"could not queue the description of case(s) [{case.pk}]" in caplog.text
+    assert "the sweep sends them later" in caplog.text
 
 
 def test_the_task_describes_the_case_as_its_record_says_and_again_alike(media_dir, clinician):

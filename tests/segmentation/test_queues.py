@@ -11,7 +11,7 @@ import pytest
 from celery.signals import before_task_publish
 
 from cases.tasks import scan_checksum_verify_task
-from recommender.tasks import case_analyse_task
+from recommender.tasks import case_analyse_task, descriptions_sweep_task
 from segmentation import tasks
 from segmentation.tasks import run_segmentation_task, runs_send, runs_sweep_task
 from tumorsite import queue
@@ -38,6 +38,8 @@ def test_the_queue_names_come_from_the_settings(settings):
         # busy or dead, so it goes to the CPU worker's queue.
         (runs_sweep_task, DEFAULT),
         (case_analyse_task, DEFAULT),
+        # Like the runs' sweep: no model, and it must run whatever the segmentation workers do.
+        (descriptions_sweep_task, DEFAULT),
         (scan_checksum_verify_task, DEFAULT),
     ],
     ids=lambda value: getattr(value, "name", value),
@@ -49,7 +51,13 @@ def test_each_task_routes_to_its_queue(task, expected):
 def test_every_task_of_the_project_has_an_intended_queue():
     """A new task lands on the default queue unless routed: this lists them, so adding one is a decision."""
     ours = sorted(name for name in celery_app.tasks if not name.startswith(("celery.", "tests.")))
-    routed = (run_segmentation_task, runs_sweep_task, case_analyse_task, scan_checksum_verify_task)
+    routed = (
+        run_segmentation_task,
+        runs_sweep_task,
+        case_analyse_task,
+        descriptions_sweep_task,
+        scan_checksum_verify_task,
+    )
     assert ours == sorted(task.name for task in routed)
 
 

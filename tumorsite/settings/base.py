@@ -383,12 +383,19 @@ TUMORSITE_RUN_MAX_ATTEMPTS = envint("TUMORSITE_RUN_MAX_ATTEMPTS", 3)
 # How often the sweep runs: the beat of `celery worker -B` in production, the background thread in the
 # embedded mode (0 turns the embedded one off). Every worker also sweeps once when it starts.
 TUMORSITE_RUNS_SWEEP_EVERY_S = envint("TUMORSITE_RUNS_SWEEP_EVERY_S", 60)
+# A description asked for (after a review, a correction, a chosen type) and not done past this lost its
+# message or its worker: the same sweep sends it again. Longer than the hard limit of the task.
+TUMORSITE_DESCRIPTION_LOST_AFTER_S = envint("TUMORSITE_DESCRIPTION_LOST_AFTER_S", 300)
 CELERY_BEAT_SCHEDULE = (
     {
         "segmentation-runs-sweep": {
             "task": "segmentation.tasks.runs_sweep_task",
             "schedule": float(TUMORSITE_RUNS_SWEEP_EVERY_S),
-        }
+        },
+        "recommender-descriptions-sweep": {
+            "task": "recommender.tasks.descriptions_sweep_task",
+            "schedule": float(TUMORSITE_RUNS_SWEEP_EVERY_S),
+        },
     }
     if TUMORSITE_RUNS_SWEEP_EVERY_S > 0
     else {}
