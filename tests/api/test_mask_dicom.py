@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import highdicom as hd
@@ -315,3 +317,24 @@ def test_a_png_case_nifti_keeps_unit_voxels_of_unknown_size(clinician, api, medi
     image = _nifti(api, case)
     assert image.header.get_zooms() == (1.0, 1.0, 1.0)
     assert image.header.get_xyzt_units()[0] == "unknown"
+
+
+# dciodvfy (dicom3tools, in the dev dependencies) checks an object against the IOD's modules. It also warns
+# about what a DICOMDIR would need (Patient ID, Study Date...), which de-identification empties on purpose.
+DCIODVFY = Path(sys.executable).with_name("dciodvfy")
+
+
+@pytest.mark.parametrize("source", ["manual", "automatic"])
+def test_the_seg_passes_the_dicom_iod_validator_without_an_error(dicom_case, api, tmp_path, source):
+    if source == "automatic":
+        run = add_finished_run(dicom_case, "unet_a", lesion())
+        response = api.get(reverse("api:segmentation-dicom", args=[run.pk]))
+    else:
+        response = api.get(reverse("api:case-mask-dicom", args=[dicom_case.pk]))
+    _seg(response)
+    path = tmp_path / "seg.dcm"
+    path.write_bytes(response.content)
+    checked = subprocess.run([DCIODVFY, "-new", path], capture_output=True, text=True, timeout=60)
+    report = (checked.stdout + checked.stderr).splitlines()
+    assert any("Segmentation" in line for line in report), report  # it did recognise the IOD
+    assert [line for line in report if line.startswith("Error")] == []
