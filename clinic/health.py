@@ -4,8 +4,9 @@
   restarts a web process because the database or the broker is down.
 - ``/healthz/ready`` (and ``/healthz``, its alias): this process can serve the site: the database answers a
   trivial query; with a broker (``CELERY_BROKER_URL``) it is reachable and each queue (the default one and
-  the segmentation one) has a live worker consuming it; every active model version's weights are present
-  with the SHA-256 recorded for them. 503 when a check fails, with every check's status in the body.
+  the segmentation one) has a live worker consuming it; the media storage answers (a listing of the
+  bucket, or the local folder exists); every active model version's weights are present with the SHA-256
+  recorded for them. 503 when a check fails, with every check's status in the body.
 
 No sign-in, and nothing about patients: names of checks and models, statuses, exception class names
 (never their messages, which can carry host names or paths). The weights' hashes are cached per file
@@ -18,10 +19,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.storage import FileSystemStorage, storages
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -36,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 BROKER_TIMEOUT_S = 2.0
 WORKER_PING_TIMEOUT_S = 2.0
+MEDIA_TIMEOUT_S = 3.0
 
 OK, FAIL, SKIPPED = "ok", "fail", "skipped"
 
@@ -79,6 +84,28 @@ def check_broker() -> CheckResult:
     except Exception as exc:
         return _failure(exc, "connecting to the broker")
     return CheckResult(OK)
+
+
+def check_media() -> CheckResult:
+    """The media storage answers: for an object store, one listing of the media's top folder within
+    MEDIA_TIMEOUT_S (a probe never waits on botocore's retries); for a local folder, that it exists or can
+    be made (the first upload creates it)."""
+    storage = storages["default"]
+    if isinstance(storage, FileSystemStorage):
+        root = Path(settings.MEDIA_ROOT)
+        if root.is_dir() or root.parent.is_dir():
+            return CheckResult(OK, "local folder")
+        return CheckResult(FAIL, "the media folder and its parent are missing")
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        pool.submit(storage.listdir, "").result(timeout=MEDIA_TIMEOUT_S)
+    except FutureTimeout:
+        return CheckResult(FAIL, f"the media storage did not answer within {MEDIA_TIMEOUT_S:g} s")
+    except Exception as exc:
+        return _failure(exc, "listing the media storage")
+    finally:
+        pool.shutdown(wait=False)
+    return CheckResult(OK, type(storage).__name__)
 
 
 class _EnoughReplies(Exception):
@@ -198,6 +225,7 @@ def readiness() -> tuple[bool, dict]:
     database, database_ms = _timed(check_database)
     broker, broker_ms = _timed(check_broker)
     worker, worker_ms = _timed(lambda: check_worker(broker_ok=broker.status != FAIL))
+    media, media_ms = _timed(check_media)
     # The models check reads the database: not attempted when it is down.
     if database.status == FAIL:
         models, models_ms = CheckResult(FAIL, "not checked: the database is unreachable"), 0.0
@@ -207,6 +235,7 @@ def readiness() -> tuple[bool, dict]:
         "database": database.as_dict(database_ms),
         "broker": broker.as_dict(broker_ms),
         "worker": worker.as_dict(worker_ms),
+        "media": media.as_dict(media_ms),
         "models": models.as_dict(models_ms),
     }
     failing = [name for name, check in checks.items() if check["status"] == FAIL]

@@ -108,9 +108,12 @@ from django.conf import settings
 django.setup()
 from django.core.files.storage import storages
 media = storages["default"]
+config = getattr(media, "client_config", None)
 print(json.dumps({"backend": settings.STORAGES["default"]["BACKEND"], "options": {
     k: getattr(media, k, None) for k in ("bucket_name", "endpoint_url", "region_name", "location",
-    "addressing_style", "file_overwrite", "default_acl", "querystring_auth")}}))
+    "file_overwrite", "default_acl", "querystring_auth")}, "client": config and {
+    "addressing_style": config.s3["addressing_style"], "signature_version": config.signature_version,
+    "connect_timeout": config.connect_timeout, "retries": config.retries}}))
 """
 PRODUCTION_SECRETS = {"SECRET_KEY": "s" * 50, "TUMORSITE_PSEUDONYM_KEY": "k" * 40}
 
@@ -124,6 +127,7 @@ def test_a_bucket_puts_the_media_in_an_s3_object_store_in_either_mode(tmp_path, 
         TUMORSITE_S3_BUCKET="scans",
         TUMORSITE_S3_ENDPOINT_URL="http://seaweedfs:8333",
         TUMORSITE_S3_PREFIX="/tumorsite/media/",
+        TUMORSITE_S3_REGION="",  # compose passes an unset variable as empty: the default then
         **PRODUCTION_SECRETS,
     )
     assert result.returncode == 0, result.stderr
@@ -135,10 +139,16 @@ def test_a_bucket_puts_the_media_in_an_s3_object_store_in_either_mode(tmp_path, 
             "endpoint_url": "http://seaweedfs:8333",
             "region_name": "us-east-1",
             "location": "tumorsite/media",
-            "addressing_style": "path",
             "file_overwrite": False,  # a stored name is never replaced
             "default_acl": None,  # no public-read: the bucket's own (private) policy
             "querystring_auth": True,
+        },
+        # Bounded, so a store that stops answering fails a request (or a readiness probe) in seconds.
+        "client": {
+            "addressing_style": "path",
+            "signature_version": "s3v4",
+            "connect_timeout": 5,
+            "retries": {"max_attempts": 3, "mode": "standard"},
         },
     }
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from django.db import OperationalError
@@ -151,6 +152,7 @@ def test_ready_in_the_embedded_mode(weights):
         "database": "ok",
         "broker": "skipped",
         "worker": "skipped",
+        "media": "ok",
         "models": "ok",
     }
     assert checks["models"]["detail"] == "3 active model version(s)"
@@ -163,7 +165,7 @@ def test_ready_in_production(weights, production):
 
 def test_healthz_is_readiness(weights, production):
     status, body = _ready("/healthz")
-    assert status == 200 and set(body["checks"]) == {"database", "broker", "worker", "models"}
+    assert status == 200 and set(body["checks"]) == {"database", "broker", "worker", "media", "models"}
     production.setattr(health.celery_app.control, "inspect", _Inspect())
     status, body = _ready("/healthz")
     assert status == 503 and body["failing"] == ["worker"]
@@ -302,3 +304,55 @@ def test_readiness_imports_no_tensorflow():
         [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# === The media storage ===
+
+
+class _Bucket:
+    """An object store's storage: answers a listing, fails it, or hangs."""
+
+    def __init__(self, behaviour: str):
+        self.behaviour = behaviour
+
+    def listdir(self, path):
+        if self.behaviour == "hangs":
+            time.sleep(health.MEDIA_TIMEOUT_S + 2)
+        if self.behaviour == "refuses":
+            raise OSError("Could not connect to the endpoint URL: http://10.0.0.7:8333/scans")
+        return [], []
+
+
+def _media_storage(monkeypatch, storage) -> None:
+    monkeypatch.setattr(health, "storages", {"default": storage})
+
+
+def test_an_object_store_that_answers_is_ready(weights, monkeypatch):
+    _media_storage(monkeypatch, _Bucket("answers"))
+    status, body = _ready()
+    assert status == 200 and body["checks"]["media"] == {**body["checks"]["media"], "status": "ok"}
+    assert body["checks"]["media"]["detail"] == "_Bucket"
+
+
+def test_an_object_store_that_refuses_or_hangs_fails_within_the_bound(weights, monkeypatch):
+    _media_storage(monkeypatch, _Bucket("refuses"))
+    status, body = _ready()
+    assert status == 503 and body["failing"] == ["media"]
+    assert "OSError" in body["checks"]["media"]["detail"] and "10.0.0.7" not in json.dumps(body)
+
+    _media_storage(monkeypatch, _Bucket("hangs"))
+    status, body = _ready()
+    assert status == 503 and body["failing"] == ["media"]
+    assert (
+        body["checks"]["media"]["detail"]
+        == f"the media storage did not answer within {health.MEDIA_TIMEOUT_S:g} s"
+    )
+    assert body["checks"]["media"]["ms"] < (health.MEDIA_TIMEOUT_S + 1.5) * 1000  # not the whole hang
+
+
+def test_a_local_media_folder_whose_parent_is_gone_fails(weights, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "gone" / "media"
+    status, body = _ready()
+    assert status == 503 and body["failing"] == ["media"]
+    settings.MEDIA_ROOT = tmp_path / "media"  # not made yet: the first upload makes it
+    assert _ready()[0] == 200

@@ -254,15 +254,18 @@ STORAGES = {
 # bucket's own, private) and are never served from the bucket: the audited views stream them.
 TUMORSITE_S3_BUCKET = env("TUMORSITE_S3_BUCKET")
 TUMORSITE_S3_ENDPOINT_URL = env("TUMORSITE_S3_ENDPOINT_URL")  # empty = AWS itself
-TUMORSITE_S3_REGION = env("TUMORSITE_S3_REGION", "us-east-1")
+# An empty value (compose passes every variable through) means the default, as an unset one does.
+TUMORSITE_S3_REGION = env("TUMORSITE_S3_REGION") or "us-east-1"
 TUMORSITE_S3_PREFIX = env("TUMORSITE_S3_PREFIX").strip("/")  # the media's folder in the bucket
 # "path" (bucket in the path) is what SeaweedFS, MinIO and most self-hosted stores expect.
-TUMORSITE_S3_ADDRESSING_STYLE = env("TUMORSITE_S3_ADDRESSING_STYLE", "path")
+TUMORSITE_S3_ADDRESSING_STYLE = env("TUMORSITE_S3_ADDRESSING_STYLE") or "path"
 if TUMORSITE_S3_ADDRESSING_STYLE not in ("path", "virtual", "auto"):
     raise EnvError(
         f"TUMORSITE_S3_ADDRESSING_STYLE={TUMORSITE_S3_ADDRESSING_STYLE!r}: use path, virtual or auto"
     )
 if TUMORSITE_S3_BUCKET:
+    from botocore.config import Config as BotoConfig  # noqa: PLC0415 (only a bucket needs botocore)
+
     STORAGES["default"] = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
@@ -270,8 +273,15 @@ if TUMORSITE_S3_BUCKET:
             "endpoint_url": TUMORSITE_S3_ENDPOINT_URL or None,
             "region_name": TUMORSITE_S3_REGION,
             "location": TUMORSITE_S3_PREFIX,
-            "addressing_style": TUMORSITE_S3_ADDRESSING_STYLE,
-            "signature_version": "s3v4",
+            # Bounded: a store that stops answering fails a request within seconds (a readiness probe, an
+            # upload), instead of botocore's 60 s connect timeout with retries.
+            "client_config": BotoConfig(
+                s3={"addressing_style": TUMORSITE_S3_ADDRESSING_STYLE},
+                signature_version="s3v4",
+                connect_timeout=5,
+                read_timeout=60,
+                retries={"max_attempts": 3, "mode": "standard"},
+            ),
             "default_acl": None,
             "querystring_auth": True,  # an object's URL, should anything ask for one, is signed and expires
             # A new upload never replaces a stored file of the same name (rows name their files).
