@@ -16,7 +16,6 @@ No sign-in, and nothing about patients: names of checks and models, statuses, ex
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,9 +30,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from ml.inference import file_sha256
 from segmentation.models import ModelVersion
-from segmentation.services.registry import models_dir
+from segmentation.services.registry import weights_problem
 from tumorsite.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
@@ -158,7 +156,7 @@ def check_models() -> CheckResult:
     weights_ok = {}
     problems = []
     for version in (v for v in active if not v.is_ensemble):
-        problem = _weights_problem(version)
+        problem = weights_problem(version)
         weights_ok[version.name] = problem is None
         if problem:
             problems.append(f"{version.name}: {problem}")
@@ -171,40 +169,6 @@ def check_models() -> CheckResult:
     if problems:
         return CheckResult(FAIL, "; ".join(problems))
     return CheckResult(OK, f"{len(active)} active model version(s)")
-
-
-def _weights_problem(version: ModelVersion) -> str | None:
-    if not version.file_path:
-        return "no weights file recorded"
-    if not version.file_sha256:
-        return "no SHA-256 recorded: run manage.py sync_models"
-    path = models_dir() / version.file_path
-    try:
-        digest = weights_sha256(path)
-    except FileNotFoundError:
-        return "the weights file is missing"
-    except OSError as exc:
-        return f"the weights file cannot be read ({type(exc).__name__})"
-    if digest != version.file_sha256:
-        return "the weights file's SHA-256 differs from the recorded one"
-    return None
-
-
-_hash_lock = threading.Lock()
-_hashes: dict[Path, tuple[int, int, str]] = {}  # path -> (size, mtime in ns, sha256)
-
-
-def weights_sha256(path: Path) -> str:
-    """The file's SHA-256, computed again only when its size or modification time changed."""
-    stat = path.stat()
-    with _hash_lock:
-        cached = _hashes.get(path)
-    if cached and cached[:2] == (stat.st_size, stat.st_mtime_ns):
-        return cached[2]
-    digest = file_sha256(path)
-    with _hash_lock:
-        _hashes[path] = (stat.st_size, stat.st_mtime_ns, digest)
-    return digest
 
 
 # === The views ===

@@ -28,7 +28,7 @@ from ml.inference import (
 from ml.postprocess import binarize, postprocess_options
 from segmentation.models import ModelVersion
 from segmentation.services.errors import SegmentationError
-from segmentation.services.registry import models_dir
+from segmentation.services.registry import models_dir, weights_problem
 
 
 def segmenter(version: ModelVersion) -> Segmenter:
@@ -38,6 +38,14 @@ def segmenter(version: ModelVersion) -> Segmenter:
         raise SegmentationError(
             f"The model file for {version.name} is missing ({version.file_path}); "
             "run `manage.py sync_models`."
+        )
+    # On another host, or after a file was copied over by hand, the file may hold other weights than the
+    # version records: its runs would then name weights that did not make them. Hashed once per change.
+    problem = weights_problem(version)
+    if problem:
+        raise SegmentationError(
+            f"{version.name}: {problem} ({version.file_path}); copy the recorded bundle to this host "
+            "or run `manage.py sync_models`."
         )
     precision = settings.TUMORSITE_INFERENCE_PRECISION
     return load_segmenter(path, precision=None if precision == "saved" else resolve_precision(precision))

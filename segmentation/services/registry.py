@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,43 @@ logger = logging.getLogger(__name__)
 
 def models_dir() -> Path:
     return Path(settings.TUMORSITE_MODELS_DIR)
+
+
+# === Is a version's file the one recorded? ===
+
+_hash_lock = threading.Lock()
+_hashes: dict[Path, tuple[int, int, str]] = {}  # path -> (size, mtime in ns, sha256)
+
+
+def weights_sha256(path: Path) -> str:
+    """The file's SHA-256, computed again only when its size or modification time changed."""
+    stat = path.stat()
+    with _hash_lock:
+        cached = _hashes.get(path)
+    if cached and cached[:2] == (stat.st_size, stat.st_mtime_ns):
+        return cached[2]
+    digest = file_sha256(path)
+    with _hash_lock:
+        _hashes[path] = (stat.st_size, stat.st_mtime_ns, digest)
+    return digest
+
+
+def weights_problem(version: ModelVersion) -> str | None:
+    """Why the version's weights file is not the one its row records, or None. A worker on another host,
+    or a file copied over by hand, must not serve other weights under a version's name."""
+    if not version.file_path:
+        return "no weights file recorded"
+    if not version.file_sha256:
+        return "no SHA-256 recorded: run manage.py sync_models"
+    try:
+        digest = weights_sha256(models_dir() / version.file_path)
+    except FileNotFoundError:
+        return "the weights file is missing"
+    except OSError as exc:
+        return f"the weights file cannot be read ({type(exc).__name__})"
+    if digest != version.file_sha256:
+        return "the weights file's SHA-256 differs from the recorded one"
+    return None
 
 
 def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:

@@ -17,6 +17,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from clinic import health
 from segmentation.models import ModelVersion
+from segmentation.services import registry
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.django_db
@@ -44,7 +45,7 @@ def weights(settings, tmp_path):
         is_ensemble=True,
         metadata={"members": ["tiny_unet", "tiny_attention_unet"]},
     )
-    health._hashes.clear()
+    registry._hashes.clear()
     return settings.TUMORSITE_MODELS_DIR
 
 

@@ -201,3 +201,17 @@ def test_the_ensemble_run_is_flagged_below_the_validated_agreement(case, flag_be
     run = _runs(case)["ensemble"]
     assert run.status == RunStatus.DONE and run.agreement is not None
     assert run.agreement_flagged is flagged
+
+
+def test_a_worker_refuses_weights_other_than_the_version_records(case, models_dir):
+    """A worker on another host (or a bundle copied over by hand) must not make masks under the name of
+    weights it does not hold: the run fails saying so, and nothing is stored as that version's mask."""
+    services.segmentation_runs_create_for_case(case=case)
+    run = _runs(case)["tiny_unet"]
+    path = models_dir / run.model_version.file_path
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # other bytes, same name
+    run_segmentation_task.apply(args=[run.pk])
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and not run.mask_file and not run.probability_file
+    assert "tiny_unet: the weights file's SHA-256 differs from the recorded one" in run.error
