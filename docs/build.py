@@ -101,6 +101,11 @@ RESULTS = {
         "Inference speed",
         "python benchmarks/segmentation.py --json docs/results/benchmark_segmentation.json",
     ),
+    "benchmark_pipeline.json": (
+        "Upload to similar cases",
+        "python benchmarks/pipeline.py --data $D --label LABEL --append "
+        "--json docs/results/benchmark_pipeline.json",
+    ),
     "retrieval_test.json": (
         "Similar cases and type suggestion, test split",
         "TUMORSITE_PRIMARY_MODEL=ensemble python manage.py evaluate_retrieval --data $D --split test "
@@ -979,6 +984,75 @@ def compare_section(root: Path) -> list[str]:
     ]
 
 
+def pipeline_section(root: Path) -> list[str]:
+    report = read(root, "docs/results/benchmark_pipeline.json")
+    body = []
+    for run in report["runs"]:
+        settings = run["settings"]
+        for r in run["rows"]:
+            body.append(
+                [
+                    run["label"],
+                    r["mode"] if r["mode"] == "embedded" else f"{r['mode']}, {settings['workers']} worker(s)",
+                    settings.get("precision") or "saved",
+                    str(settings["case_base"]),
+                    f"{r['warm_mask_p50_s']:.2f}",
+                    f"{r['warm_similar_p50_s']:.2f}",
+                    f"{r['warm_similar_p90_s']:.2f}",
+                    f"{r['concurrent_n']} in {r['concurrent_elapsed_s']:.0f} s",
+                    settings.get("concurrent_polling", "each case"),
+                    f"{r['slices_per_minute']:.1f}",
+                    " / ".join(f"{x:.1f}" for x in r["load_before"]),
+                ]
+            )
+    last = report["runs"][-1]
+    machine, settings = last["machine"], last["settings"]  # gunicorn's workers: the same in every run
+    units = ", ".join(machine["bf16_units"]) or "none"
+    return [
+        *section("benchmark_pipeline.json"),
+        para(
+            "Through the API, as a clinician's client: a token, then real slices of the dataset uploaded ",
+            "as PNG, each a new case (never one of the case base). *Warm*: one upload at a time after a ",
+            "warm-up upload, from the POST to the primary mask being `done` and to ",
+            "`GET /api/cases/{id}/similar/` answering `ready`; the median and the 90th percentile. ",
+            "*Concurrent*: uploads sent at once, slices per minute from the first request to the last case ",
+            "whose similar cases are ready (every upload answered 201 and ended ready). The first runs ",
+            "polled each pending case's similar cases in turn, a load on the server they measure; later ",
+            "ones list the cases once per half second and ask only those whose runs have finished. ",
+            "Embedded: one gunicorn process on SQLite, its own task thread. Production: gunicorn ",
+            f"({settings['web_workers']} workers), a fresh PostgreSQL database, a Redis of its own and ",
+            "the Celery workers the table says, with `--pool=solo`. The case base is the first rows of ",
+            f"`cases.csv`, imported and described. {machine['cpu']}, {machine['cores']} cores ",
+            f"(bf16 units: {units}), measured ",
+            f"{' and '.join(sorted({r['measured_at'][:10] for r in report['runs']}))}. ",
+            "The machine was shared: other work ran beside the benchmark (a niced training run was ",
+            "paused unless the run says otherwise), so the load average before each mode (1 / 5 / 15 min) ",
+            "is in the table; compare rows of similar load. Precision `saved` runs the shipped float32 ",
+            "bundles; `bf16` is `TUMORSITE_INFERENCE_PRECISION=bf16`, opt-in because it moves per-type ",
+            "test-split Dice beyond what `tests/ml/test_shipped_models.py` allows (`evaluate_segmentation ",
+            "--precision bf16` shows it).",
+        ),
+        "",
+        *rows(
+            [
+                "run",
+                "mode",
+                "precision",
+                "case base",
+                "warm: mask p50 s",
+                "warm: similar cases p50 s",
+                "p90 s",
+                "concurrent uploads",
+                "polled by",
+                "slices per minute",
+                "load before",
+            ],
+            body,
+        ),
+        "",
+    ]
+
+
 def benchmarks_page(root: Path) -> str:
     found = {p.name for p in (root / "docs" / "results").glob("*.json")}
     compared = {p.name for p in (root / "docs" / "results").glob(COMPARE)}
@@ -1005,6 +1079,7 @@ def benchmarks_page(root: Path) -> str:
         *segmentation_section(root),
         *agreement_section(root),
         *speed_section(root),
+        *pipeline_section(root),
         *retrieval_sections(root),
         *search_sections(root),
         *screen_sections(root),
