@@ -106,6 +106,10 @@ RESULTS = {
         "python benchmarks/pipeline.py --data $D --label LABEL --append "
         "--json docs/results/benchmark_pipeline.json",
     ),
+    "outlier_study.json": (
+        "How often the outlier rule flags an outline, validation split",
+        "python manage.py outlier_study --data $D --json docs/results/outlier_study.json",
+    ),
     "retrieval_test.json": (
         "Similar cases and type suggestion, test split",
         "TUMORSITE_PRIMARY_MODEL=ensemble python manage.py evaluate_retrieval --data $D --split test "
@@ -486,9 +490,32 @@ def classifier_card(root: Path, meta: dict, retrieval: dict) -> list[str]:
     ]
 
 
+def slice_reference_card(reference: dict) -> list[str]:
+    m = reference["measured"]
+    return [
+        "## `slice_reference`: a brain MRI slice like the training ones?",
+        "",
+        para(
+            "`models/slice_reference.json`: no network, summary statistics only (the mean and inverse ",
+            f"covariance of {len(reference['statistics'])} whole-slice statistics of the ",
+            f"{m['development_slices']} development slices, no image). A slice whose Mahalanobis distance ",
+            f"exceeds {m['flag_above']:.2f} gets no type suggestion and no similar cases; a model outline ",
+            f"smaller than {m['min_tumour_share']:.5f} of the slice counts as no tumour. How the level was ",
+            'chosen and what it flagged: [architecture](architecture.md), "Honest results".',
+        ),
+        "",
+        *command(
+            "python -m ml.slice_check --data $D --write models/slice_reference.json "
+            "--check CT_small.dcm liver_1frame.dcm MR_small.dcm rtdose_1frame.dcm"
+        ),
+        "",
+    ]
+
+
 def models_page(root: Path) -> str:
     tested = read(root, "docs/results/segmentation_test.json")
     bundles = {p.stem: read(root, f"models/{p.name}") for p in sorted((root / "models").glob("*.json"))}
+    slice_reference = bundles.pop("slice_reference", None)
     unknown = sorted(set(bundles) - {*SEGMENTERS, "ensemble"})
     if unknown:
         raise SystemExit(f"no model card for models/{unknown[0]}.json: teach docs/build.py its kind")
@@ -570,6 +597,8 @@ def models_page(root: Path) -> str:
     retrieval = read(root, "docs/results/retrieval_test.json")
     for path in sorted((root / "models" / "type_classifier").glob("*.json")):
         lines += classifier_card(root, read(root, f"models/type_classifier/{path.name}"), retrieval)
+    if slice_reference is not None:
+        lines += slice_reference_card(slice_reference)
     lines += [
         "## Data",
         "",
@@ -1053,6 +1082,33 @@ def pipeline_section(root: Path) -> list[str]:
     ]
 
 
+def outlier_section(root: Path) -> list[str]:
+    """The outlier rule's flag rates (docs/architecture.md, "Honest results", says what it is)."""
+    o = read(root, "docs/results/outlier_study.json")
+    judged = {
+        "validation experts' masks": o["val_expert_masks_flagged"],
+        **{
+            f"the same, grown to {k.removeprefix('val_masks_grown_').removesuffix('_flagged')} their area": v
+            for k, v in o.items()
+            if k.startswith("val_masks_grown_")
+        },
+    }
+    features = [k for k in next(iter(judged.values())) if k != "any"]
+    return [
+        *section("outlier_study.json"),
+        para(
+            f"Percentiles from {o['train_expert_masks']} training masks; the share of each set of outlines ",
+            'flagged, by any feature and by each ([architecture](architecture.md), "Honest results").',
+        ),
+        "",
+        *rows(
+            ["outlines", "flagged", *(f"`{f}`" for f in features)],
+            [[name, f"{r['any']:.1%}", *(f"{r[f]:.1%}" for f in features)] for name, r in judged.items()],
+        ),
+        "",
+    ]
+
+
 def benchmarks_page(root: Path) -> str:
     found = {p.name for p in (root / "docs" / "results").glob("*.json")}
     compared = {p.name for p in (root / "docs" / "results").glob(COMPARE)}
@@ -1081,6 +1137,7 @@ def benchmarks_page(root: Path) -> str:
         *speed_section(root),
         *pipeline_section(root),
         *retrieval_sections(root),
+        *outlier_section(root),
         *search_sections(root),
         *screen_sections(root),
         *compare_section(root),
@@ -1365,6 +1422,50 @@ def training_cv(root: Path) -> str:
     return (
         "\n".join(lines)
         + "\n\n(Generated from `models/cv/*.json`; each bundle's command is in `models/cv/README.md`.)\n"
+    )
+
+
+def architecture_slice_check(root: Path) -> str:
+    """The 'like the training slices' level and what it flagged (models/slice_reference.json)."""
+    m = read(root, "models/slice_reference.json")["measured"]
+    rates = m["out_of_fold_flag_rate_by_fold"]
+    judged = [
+        f"{key.removeprefix('check ')} ({v['distance']:.1f}, {'flagged' if v['flagged'] else 'not flagged'})"
+        for key, v in m.items()
+        if key.startswith("check ")
+    ]
+    return (
+        f"level {m['flag_above']:.2f}; out of fold it flagged {statistics.mean(rates):.1%} of the "
+        f"{m['development_slices']} development slices (per fold "
+        f"{', '.join(f'{r:.1%}' for r in rates)}); judged: {', '.join(judged)}"
+    )
+
+
+def architecture_smallest_tumour(root: Path) -> str:
+    m = read(root, "models/slice_reference.json")["measured"]
+    share, px = m["smallest_development_tumour_share"], m["smallest_development_tumour_px_at_512"]
+    return f"{share:.5f} of the slice ({px:.0f} px of 512 x 512), so below {m['min_tumour_share']:.5f}"
+
+
+def architecture_outliers(root: Path) -> str:
+    o = read(root, "docs/results/outlier_study.json")
+    p, val = o["percentiles"], o["val_expert_masks_flagged"]
+
+    def spread(name: str) -> str:
+        return f"{p[name]['p1']:.2f} to {p[name]['p99']:.2f}"
+
+    grown = [
+        f"to {key.removeprefix('val_masks_grown_').removesuffix('_flagged')} their area {v['any']:.1%}"
+        for key, v in o.items()
+        if key.startswith("val_masks_grown_")
+    ]
+    return para(
+        f"{o['train_expert_masks']} training masks: the 1st-99th percentiles are {spread('log_area_frac')} ",
+        f"for the log of the size relative to the head, {spread('eccentricity')} for elongation, ",
+        f"{spread('solidity')} for solidity. The validation patients' expert masks, correct by definition, ",
+        f"are flagged {val['any']:.1%} of the time (size {val['log_area_frac']:.1%}, elongation ",
+        f"{val['eccentricity']:.1%}, solidity {val['solidity']:.1%}); the same masks grown (a dilation, as ",
+        f"an over-segmenting model draws) {', '.join(grown)}",
     )
 
 
@@ -1978,6 +2079,11 @@ BLOCKS = {
         "search-at-scale": notebook_search,
     },
     "docs/training.md": {"split-sizes": training_split, "cv-folds": training_cv},
+    "docs/architecture.md": {
+        "slice-check": architecture_slice_check,
+        "smallest-tumour": architecture_smallest_tumour,
+        "outlier-study": architecture_outliers,
+    },
     "CHANGELOG.md": {f"release-{n}-test-dice": changelog_test_dice(n) for n in range(1, len(RELEASES) + 1)},
     "docs/model-history.md": {
         "test-dice-by-release": history_test_dice,
