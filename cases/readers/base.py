@@ -47,7 +47,6 @@ class Limits:
                 f"The image is too large ({width}x{height} pixels); the limit is {self.max_pixels:,} pixels."
             )
 
-
     def check_frames(self, frames: int, width: int, height: int) -> None:
         if frames > self.max_frames:
             raise ImageReadError(

@@ -264,7 +264,7 @@ if TUMORSITE_S3_ADDRESSING_STYLE not in ("path", "virtual", "auto"):
         f"TUMORSITE_S3_ADDRESSING_STYLE={TUMORSITE_S3_ADDRESSING_STYLE!r}: use path, virtual or auto"
     )
 if TUMORSITE_S3_BUCKET:
-    from botocore.config import Config as BotoConfig  # noqa: PLC0415 (only a bucket needs botocore)
+    from botocore.config import Config as BotoConfig  # only a bucket needs botocore
 
     STORAGES["default"] = {
         "BACKEND": "storages.backends.s3.S3Storage",
