@@ -4,7 +4,8 @@ A file is DICOM when it has the ``DICM`` marker at byte 128, whatever its 128-by
 standard lets it hold anything, a TIFF header included), or when it is a bare data set without preamble
 and file meta information (as some older tools write), which starts with a group 0x0008 element.
 Compressed pixel data is decoded by pydicom's plugins: GDCM (JPEG baseline, extended and lossless,
-JPEG-LS), pylibjpeg-openjpeg (JPEG 2000) and pylibjpeg-rle or pydicom itself (RLE).
+JPEG-LS), pylibjpeg-libjpeg (12-bit JPEG Extended, which pydicom's GDCM plugin refuses), pylibjpeg-openjpeg
+(JPEG 2000) and pylibjpeg-rle or pydicom itself (RLE).
 
 A multi-frame grayscale file becomes one slice per frame (``read_dicom_frames``; at most
 ``Limits.max_frames``), each stored as a single-frame file of its own; an enhanced file's functional
