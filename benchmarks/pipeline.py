@@ -346,7 +346,11 @@ def main() -> None:
         help="the dataset in the PNG layout (cases.csv, images/, masks/); default $TUMORSITE_DATA",
     )
     parser.add_argument(
-        "--modes", nargs="+", default=["embedded", "production"], choices=["embedded", "production"]
+        "--modes",
+        nargs="+",
+        default=["embedded", "production"],
+        choices=["embedded", "production"],
+        help="which deployments to measure (default both)",
     )
     parser.add_argument(
         "--warm", type=int, default=20, help="timed single uploads after a warm-up (default 20)"
