@@ -116,9 +116,15 @@ def production(settings, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def _embedded_unless_told(settings):
-    """The embedded mode (no broker), even in CI's production pass; the ``production`` fixture sets one."""
+def _embedded_unless_told(settings, tmp_path):
+    """The embedded mode (no broker, media in a local folder), even in CI's production pass (which sets a
+    broker and an object store); the ``production`` fixture sets a broker, ``_media_storage`` a bucket."""
     settings.CELERY_BROKER_URL = ""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    }
+    settings.MEDIA_ROOT = tmp_path / "media"
 
 
 def _ready(path: str = "/healthz/ready"):
