@@ -72,18 +72,6 @@ def descriptions_sweep_task(lost_after_s: float | None = None) -> dict:
 def descriptions_send(case_ids: list[int]) -> int:
     """Queue a description of each case; the number sent. Never raises: an ask whose message could not be
     sent stays in the outbox, and the sweep sends it once the broker is back."""
-    sent = 0
-    for case_id in case_ids:
-        try:
-            queue.enqueue(case_analyse_task, case_id)
-        except Exception as exc:  # any broker error: the ask waits for the sweep
-            logger.warning(
-                "could not queue the description of case(s) %s (%s: %s); the sweep sends them later",
-                case_ids[sent:],
-                type(exc).__name__,
-                exc,
-            )
-            break
-        DescriptionRequest.objects.filter(case_id=case_id).update(sent_at=timezone.now())
-        sent += 1
+    sent = queue.enqueue_each(case_analyse_task, case_ids, what="the description of case(s)")
+    DescriptionRequest.objects.filter(case_id__in=case_ids[:sent]).update(sent_at=timezone.now())
     return sent

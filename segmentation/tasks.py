@@ -90,20 +90,7 @@ def runs_sweep_task(lost_after_s: float | None = None) -> dict:
 def runs_send(run_ids: list[int]) -> int:
     """Send one message per run; the number sent. Never raises: a run whose message could not be sent
     stays queued in the database, and the sweep sends it once the broker is back."""
-    sent = 0
-    for run_id in run_ids:
-        try:
-            queue.enqueue(run_segmentation_task, run_id)
-        except Exception as exc:  # any broker error: the run waits for the sweep
-            logger.warning(
-                "could not send segmentation run(s) %s to the queue (%s: %s); the sweep sends them later",
-                run_ids[sent:],
-                type(exc).__name__,
-                exc,
-            )
-            break
-        sent += 1
-    return sent
+    return queue.enqueue_each(run_segmentation_task, run_ids, what="segmentation run(s)")
 
 
 @receiver(runs_queued, sender=SegmentationRun)

@@ -41,6 +41,27 @@ def enqueue(task: Any, *args: Any, **kwargs: Any) -> Any:
     return future
 
 
+def enqueue_each(task: Any, ids: list[int], *, what: str) -> int:
+    """``enqueue(task, id)`` for each id in order, stopping at the first that fails; the number sent.
+    Never raises: what could not be sent waits in the database for its sweep (``what`` names it in the
+    log, e.g. "segmentation run(s)")."""
+    sent = 0
+    for item in ids:
+        try:
+            enqueue(task, item)
+        except Exception as exc:  # any broker error
+            logger.warning(
+                "could not queue %s %s (%s: %s); the sweep sends them later",
+                what,
+                ids[sent:],
+                type(exc).__name__,
+                exc,
+            )
+            break
+        sent += 1
+    return sent
+
+
 def waiting(queue_name: str | None = None) -> int | None:
     """How many messages wait in ``queue_name`` (default: Celery's default queue), not yet taken by a
     worker; None if the broker cannot be reached. Embedded mode: the jobs queued or running on the
