@@ -90,7 +90,7 @@ def check_media() -> CheckResult:
     be made (the first upload creates it)."""
     storage = storages["default"]
     if isinstance(storage, FileSystemStorage):
-        root = Path(settings.MEDIA_ROOT)
+        root = Path(storage.location)  # MEDIA_ROOT unless the storage was given its own
         if root.is_dir() or root.parent.is_dir():
             return CheckResult(OK, "local folder")
         return CheckResult(FAIL, "the media folder and its parent are missing")
