@@ -5,7 +5,8 @@
 #   `tensorflow[and-cuda]`, whose CUDA and cuDNN libraries come as NVIDIA's wheels from PyPI, so the base
 #   image stays python:3.11-slim; the host needs only the NVIDIA driver and the NVIDIA Container Toolkit;
 # - `worker` (celery on the default queue, and the beat) installs requirements/base.txt, the same versions
-#   with tensorflow-cpu. It is the last stage, so a plain `docker build .` gives the image that can do
+#   with tensorflow-cpu and OpenVINO, which runs the segmenters on a CPU (TUMORSITE_INFERENCE_RUNTIME). It
+#   is the last stage, so a plain `docker build .` gives the image that can do
 #   everything on a CPU (manage.py commands that train or evaluate included; without -Q its worker
 #   consumes both queues).
 # Each stage installs exactly its lock, every file checked against its hash; `make lock` writes the locks

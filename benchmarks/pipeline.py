@@ -27,13 +27,15 @@ the models and builds the case base); the uploaded slices are other rows of ``ca
 Prints a table; nothing here is a test. ``--json`` also writes the machine (CPU model, bf16 units, cores)
 and the load average before and after each mode: the figures belong to the machine and to what else ran
 (``--append`` adds the run to those already in the file, e.g. one made before a change, with ``--label``).
-``TUMORSITE_INFERENCE_PRECISION`` in the environment reaches the workers (and is recorded).
+``TUMORSITE_INFERENCE_PRECISION`` and ``TUMORSITE_INFERENCE_RUNTIME`` in the environment reach the workers
+(and are recorded, with the OpenVINO version installed, if any).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib.metadata
 import json
 import os
 import secrets
@@ -59,6 +61,13 @@ from benchmarks.segmentation import machine  # noqa: E402 (the repository is on 
 PASSWORD = "bench-" + secrets.token_urlsafe(12)
 USERNAME = "demo-clinician"  # manage.py demo_setup's clinician
 POLL_S = 0.05
+
+
+def installed_version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def free_port() -> int:
@@ -422,6 +431,8 @@ def main() -> None:
                 "web_workers": args.web_workers,
                 "concurrent_polling": "case list",
                 "precision": os.environ.get("TUMORSITE_INFERENCE_PRECISION", ""),
+                "runtime": os.environ.get("TUMORSITE_INFERENCE_RUNTIME", "auto"),
+                "openvino": installed_version("openvino"),
             },
             "rows": rows,
         }

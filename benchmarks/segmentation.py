@@ -1,11 +1,13 @@
-"""Segmentation speed and memory: ms per slice at batch 1 and 16, fp32 and bf16, peak memory.
+"""Segmentation speed and memory: ms per slice at batch 1 and 16, fp32 and bf16, TensorFlow and
+OpenVINO, peak memory.
 
 For every shipped bundle in TUMORSITE_MODELS_DIR (default ./models) and, in the same run, the seed
 project's fp32 U-Net (128x128 input, 64 to 512 filters, ~22.7 M parameters, called with
 ``model.predict`` per slice) as the baseline. Each configuration runs in its own subprocess so that
 peak memory (max RSS) is its own.
 
-    python benchmarks/segmentation.py [--models-dir DIR] [--repeats 30] [--json OUT]
+    python benchmarks/segmentation.py [--models-dir DIR] [--repeats 30] [--runtimes tensorflow openvino]
+                                      [--json OUT]
 
 Prints a table; nothing here is a test. Figures depend on the machine: ``--json`` also writes the rows
 with the CPU model, its bf16 flags and the core count, so a published figure keeps its machine.
@@ -49,10 +51,8 @@ def seed_unet():
     return keras.Model(inputs, layers.Conv2D(1, 1, activation="sigmoid")(x), name="seed_unet")
 
 
-def _measure(target: str, precision: str, repeats: int) -> dict:
+def _measure(target: str, precision: str, repeats: int, runtime: str = "tensorflow") -> dict:
     """Runs inside the subprocess."""
-    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads in the measuring subprocess only)
-
     sys.path.insert(0, str(ROOT))
     from ml.inference import load_segmenter, set_precision  # noqa: PLC0415 (the repository is on sys.path now)
 
@@ -70,13 +70,13 @@ def _measure(target: str, precision: str, repeats: int) -> dict:
 
         params = model.count_params()
     else:
-        seg = load_segmenter(target, precision=precision)
+        seg = load_segmenter(target, precision=precision, runtime=runtime)
         s = seg.input_size
         x1 = rng.random((1, s, s, 1), dtype=np.float32)
         x16 = rng.random((16, s, s, 1), dtype=np.float32)
 
         def run(x):
-            return seg._forward(tf.constant(x)).numpy()
+            return seg.forward(x)
 
         run(x1), run(x16)
         params = seg.model.count_params()
@@ -109,45 +109,59 @@ def main() -> None:
         choices=["fp32", "bf16"],
         help="precisions to time (default fp32 bf16)",
     )
+    parser.add_argument(
+        "--runtimes",
+        nargs="+",
+        default=["tensorflow"],
+        choices=["tensorflow", "openvino"],
+        help="runtimes to time the bundles in (default tensorflow; the workers' default is "
+        "TUMORSITE_INFERENCE_RUNTIME=auto, OpenVINO on a CPU)",
+    )
     parser.add_argument("--json", help="also write the rows and the machine to this JSON file")
     parser.add_argument(
-        "--_child", nargs=3, metavar=("TARGET", "PRECISION", "REPEATS"), help=argparse.SUPPRESS
+        "--_child", nargs=4, metavar=("TARGET", "PRECISION", "REPEATS", "RUNTIME"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args._child:
-        target, precision, repeats = args._child
-        print(json.dumps(_measure(target, precision, int(repeats))))
+        target, precision, repeats, runtime = args._child
+        print(json.dumps(_measure(target, precision, int(repeats), runtime)))
         return
 
     bundles = sorted(p for p in Path(args.models_dir).glob("*.keras") if p.with_suffix(".json").is_file())
-    jobs = [("seed_unet (model.predict)", "seed_unet", "fp32")]
-    jobs += [(f"{p.stem}", str(p), prec) for p in bundles for prec in args.precisions]
+    jobs = [("seed_unet (model.predict)", "seed_unet", "fp32", "tensorflow")]
+    jobs += [
+        (f"{p.stem}", str(p), prec, runtime)
+        for p in bundles
+        for runtime in args.runtimes
+        for prec in args.precisions
+    ]
     rows = []
-    for label, target, precision in jobs:
+    for label, target, precision, runtime in jobs:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         proc = subprocess.run(
-            [sys.executable, __file__, "--_child", target, precision, str(args.repeats)],
+            [sys.executable, __file__, "--_child", target, precision, str(args.repeats), runtime],
             capture_output=True,
             text=True,
             env=env,
         )
         if proc.returncode:
-            print(f"{label} {precision}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+            print(f"{label} {precision} {runtime}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
             continue
-        rows.append((label, precision, json.loads(proc.stdout.strip().splitlines()[-1])))
-        print(f"measured {label} {precision}", file=sys.stderr, flush=True)
+        result = {"runtime": runtime, **json.loads(proc.stdout.strip().splitlines()[-1])}
+        rows.append((label, precision, result))
+        print(f"measured {label} {precision} {runtime}", file=sys.stderr, flush=True)
 
     base = rows[0][2]["ms_per_slice_b1"] if rows and rows[0][1] == "fp32" and "seed" in rows[0][0] else None
     header = (
-        f"{'model':28} {'prec':5} {'params':>10} {'ms/slice b1':>12} {'ms/slice b16':>13} {'peak MB':>8} "
-        f"{'x seed b1':>9}"
+        f"{'model':28} {'prec':5} {'runtime':10} {'params':>10} {'ms/slice b1':>12} {'ms/slice b16':>13} "
+        f"{'peak MB':>8} {'x seed b1':>9}"
     )
     print(header)
     print("-" * len(header))
     for label, precision, r in rows:
         speedup = f"{base / r['ms_per_slice_b1']:.1f}x" if base else "-"
         print(
-            f"{label:28} {precision:5} {r['params']:>10,} {r['ms_per_slice_b1']:>12.2f} "
+            f"{label:28} {precision:5} {r['runtime']:10} {r['params']:>10,} {r['ms_per_slice_b1']:>12.2f} "
             f"{r['ms_per_slice_b16']:>13.2f} {r['peak_rss_mb']:>8.0f} {speedup:>9}"
         )
     if args.json:

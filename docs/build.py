@@ -1018,11 +1018,19 @@ def pipeline_section(root: Path) -> list[str]:
     body = []
     for run in report["runs"]:
         settings = run["settings"]
+        cpu = run["machine"]["cpu"] + (
+            " (" + ", ".join(run["machine"]["bf16_units"]) + ")" if run["machine"]["bf16_units"] else ""
+        )
         for r in run["rows"]:
             body.append(
                 [
                     run["label"],
+                    cpu,
                     r["mode"] if r["mode"] == "embedded" else f"{r['mode']}, {settings['workers']} worker(s)",
+                    # Runs before the runtime was recorded had no OpenVINO: TensorFlow ran the models.
+                    settings.get("runtime", "tensorflow").replace(
+                        "auto", "auto: " + ("OpenVINO" if settings.get("openvino") else "TensorFlow")
+                    ),
                     settings.get("precision") or "saved",
                     str(settings["case_base"]),
                     f"{r['warm_mask_p50_s']:.2f}",
@@ -1034,9 +1042,8 @@ def pipeline_section(root: Path) -> list[str]:
                     " / ".join(f"{x:.1f}" for x in r["load_before"]),
                 ]
             )
-    last = report["runs"][-1]
-    machine, settings = last["machine"], last["settings"]  # gunicorn's workers: the same in every run
-    units = ", ".join(machine["bf16_units"]) or "none"
+    settings = report["runs"][-1]["settings"]  # gunicorn's workers: the same in every run
+    cores = sorted({run["machine"]["cores"] for run in report["runs"]})
     return [
         *section("benchmark_pipeline.json"),
         para(
@@ -1051,12 +1058,15 @@ def pipeline_section(root: Path) -> list[str]:
             "Embedded: one gunicorn process on SQLite, its own task thread. Production: gunicorn ",
             f"({settings['web_workers']} workers), a fresh PostgreSQL database, a Redis of its own and ",
             "the Celery workers the table says, with `--pool=solo`. The case base is the first rows of ",
-            f"`cases.csv`, imported and described. {machine['cpu']}, {machine['cores']} cores ",
-            f"(bf16 units: {units}), measured ",
+            f"`cases.csv`, imported and described. {' or '.join(map(str, cores))} cores, the CPU (and its ",
+            "bf16 units) in the table, measured ",
             f"{' and '.join(sorted({r['measured_at'][:10] for r in report['runs']}))}. ",
             "The machine was shared: other work ran beside the benchmark (a niced training run was ",
             "paused unless the run says otherwise), so the load average before each mode (1 / 5 / 15 min) ",
-            "is in the table; compare rows of similar load. Precision `saved` runs the shipped float32 ",
+            "is in the table; compare rows of similar load and the same CPU. The runtime is ",
+            "`TUMORSITE_INFERENCE_RUNTIME`: `auto` runs the float32 graphs through OpenVINO on a CPU ",
+            "(the maps TensorFlow makes, within 1e-5: `tests/ml/test_openvino_runtime.py`). ",
+            "Precision `saved` runs the shipped float32 ",
             "bundles; `bf16` is `TUMORSITE_INFERENCE_PRECISION=bf16`, opt-in because it moves per-type ",
             "test-split Dice beyond what `tests/ml/test_shipped_models.py` allows (`evaluate_segmentation ",
             "--precision bf16` shows it).",
@@ -1065,7 +1075,9 @@ def pipeline_section(root: Path) -> list[str]:
         *rows(
             [
                 "run",
+                "CPU",
                 "mode",
+                "runtime",
                 "precision",
                 "case base",
                 "warm: mask p50 s",

@@ -9,8 +9,11 @@ original size (bilinear), so masks always match the uploaded image.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import importlib.util
 import json
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,6 +82,54 @@ def set_precision(precision: str) -> str:
         raise ValueError(f"precision must be one of auto, {', '.join(policies)}; got {precision!r}.")
     keras.mixed_precision.set_global_policy(policies[precision])
     return precision
+
+
+RUNTIMES = ("tensorflow", "openvino")
+
+
+@functools.lru_cache
+def resolve_runtime(runtime: str) -> str:
+    """'auto' -> 'openvino' when it is installed and TensorFlow sees no GPU, else 'tensorflow'.
+
+    The same float32 graph runs about twice as fast under OpenVINO's CPU plugin as under TensorFlow on
+    2 cores (``benchmarks/segmentation.py --runtime``), with maps equal to TensorFlow's within 1e-6."""
+    if runtime not in ("auto", *RUNTIMES):
+        raise ValueError(f"runtime must be one of auto, {', '.join(RUNTIMES)}; got {runtime!r}.")
+    if runtime != "auto":
+        return runtime
+    if importlib.util.find_spec("openvino") is None:
+        return "tensorflow"
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
+
+    return "tensorflow" if tf.config.list_physical_devices("GPU") else "openvino"
+
+
+def openvino_forward(function, precision: str | None):
+    """``function`` (a ``tf.function`` with an input signature) compiled for the CPU by OpenVINO: a
+    callable from a numpy batch to a numpy array. ``precision`` 'bf16' lets OpenVINO compute in bfloat16
+    (on AMX or AVX512-BF16); anything else keeps float32, which OpenVINO would otherwise leave on such CPUs.
+
+    The graph is frozen (variables to constants) and read by the runtime's TensorFlow front end, not by
+    ``openvino.convert_model``: the conversion tool reports usage to Intel unless opted out, the runtime
+    does not (tests/ml/test_inference.py checks that no connection is opened).
+    """
+    import openvino as ov  # noqa: PLC0415 (only a worker that serves with OpenVINO needs it)
+    from tensorflow.python.framework.convert_to_constants import (  # noqa: PLC0415 (TensorFlow loads lazily)
+        convert_variables_to_constants_v2,
+    )
+
+    frozen = convert_variables_to_constants_v2(function.get_concrete_function())
+    core = ov.Core()
+    with tempfile.TemporaryDirectory(prefix="tumorsite-ov-") as directory:
+        graph = Path(directory) / "model.pb"
+        graph.write_bytes(frozen.graph.as_graph_def().SerializeToString())
+        model = core.read_model(str(graph))
+    config = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+    }
+    request = core.compile_model(model, "CPU", config).create_infer_request()
+    return lambda x: request.infer({0: np.ascontiguousarray(x, np.float32)})[0]  # copied out
 
 
 def check_scales(scales) -> tuple[float, ...]:
@@ -187,10 +238,16 @@ class Segmenter(_Masks):
 
         spec = tf.TensorSpec((None, self.input_size, self.input_size, 1), tf.float32)
         self._forward = tf.function(forward, input_signature=[spec])
+        self.runtime = "tensorflow"
+        self._run = lambda x: self._forward(x).numpy()
         self._embed_model = None
         self._embed_function = None
 
     # --- probabilities ---------------------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """The model's probabilities for a prepared batch, by its runtime (the caller holds ``_lock``)."""
+        return self._run(x)
+
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
         import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 
@@ -215,7 +272,7 @@ class Segmenter(_Masks):
         with self._lock:
             for start in range(0, len(batch), batch_size):
                 x = self._stack_small(batch[start : start + batch_size], tta, flip_only)
-                out.append(self._finish_small(self._forward(x).numpy(), tta, flip_only))
+                out.append(self._finish_small(self.forward(x), tta, flip_only))
         return np.concatenate(out) if out else np.zeros((0, self.input_size, self.input_size, 1), np.float32)
 
     @staticmethod
@@ -382,15 +439,16 @@ def predict_proba_together(
 
 
 def _forward_together(segmenters: list[Segmenter], batches: list[np.ndarray]) -> list[np.ndarray]:
-    """Each segmenter's forward pass on its batch, all in one ``tf.function`` call (made once per set of
-    segmenters, ``_GROUPS``), holding every segmenter's lock."""
+    """Each segmenter's forward pass on its batch, holding every segmenter's lock: TensorFlow's all in
+    one ``tf.function`` call (made once per set of segmenters, ``_GROUPS``), OpenVINO's one after another
+    (each already uses every core)."""
     import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 
     with contextlib.ExitStack() as locks:
         for seg in sorted(set(segmenters), key=id):
             locks.enter_context(seg._lock)
-        if len(segmenters) == 1:
-            return [segmenters[0]._forward(batches[0]).numpy()]
+        if len(segmenters) == 1 or any(s.runtime != "tensorflow" for s in segmenters):
+            return [s.forward(b) for s, b in zip(segmenters, batches, strict=True)]
         key = tuple(segmenters)
         with _CACHE_LOCK:
             together = _GROUPS.get(key)
@@ -404,31 +462,41 @@ def _forward_together(segmenters: list[Segmenter], batches: list[np.ndarray]) ->
         return [y.numpy() for y in together(*batches)]
 
 
-def load_segmenter(keras_path: str | Path, *, precision: str | None = None) -> Segmenter:
-    """Load (once per process and precision) the bundle at ``keras_path``.
+def load_segmenter(
+    keras_path: str | Path, *, precision: str | None = None, runtime: str = "tensorflow"
+) -> Segmenter:
+    """Load (once per process, precision and runtime) the bundle at ``keras_path``.
 
     ``precision`` None keeps the dtype policy the model was saved with; 'fp32' or 'bf16' rebuilds the
-    graph under that policy from the metadata's spec and copies the weights.
+    graph under that policy from the metadata's spec and copies the weights. ``runtime`` 'openvino' runs
+    the saved graph through OpenVINO (``openvino_forward``; its precision is float32 unless 'bf16');
+    'auto' is ``resolve_runtime``'s choice. Embeddings always run in TensorFlow.
     """
+    runtime = resolve_runtime(runtime)
     path = Path(keras_path).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {path}.")
     meta_path = path.with_suffix(".json")
     meta_time = meta_path.stat().st_mtime_ns if meta_path.is_file() else None
-    key = (str(path), path.stat().st_mtime_ns, meta_time, precision)  # recalibrated JSON = reload
+    key = (str(path), path.stat().st_mtime_ns, meta_time, precision, runtime)  # new JSON = reload
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = _load(path, precision)
+            _CACHE[key] = _load(path, precision, runtime)
         return _CACHE[key]
 
 
-def _load(path: Path, precision: str | None) -> Segmenter:
+def _load(path: Path, precision: str | None, runtime: str) -> Segmenter:
     import keras  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 
     import ml.losses  # noqa: F401, PLC0415 (registers the custom losses and metrics; Keras loads lazily)
 
     metadata = read_metadata(path)
     model = keras.models.load_model(path, compile=False)
+    if runtime == "openvino":
+        segmenter = Segmenter(model, metadata, path)
+        segmenter.runtime = runtime
+        segmenter._run = openvino_forward(segmenter._forward, resolve_precision(precision or "fp32"))
+        return segmenter
     if precision is not None:
         from ml.models import ModelSpec  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 

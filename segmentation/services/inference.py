@@ -48,7 +48,11 @@ def segmenter(version: ModelVersion) -> Segmenter:
             "or run `manage.py sync_models`."
         )
     precision = settings.TUMORSITE_INFERENCE_PRECISION
-    return load_segmenter(path, precision=None if precision == "saved" else resolve_precision(precision))
+    return load_segmenter(
+        path,
+        precision=None if precision == "saved" else resolve_precision(precision),
+        runtime=settings.TUMORSITE_INFERENCE_RUNTIME,
+    )
 
 
 # (slice digest, loaded segmenter, tta) -> probability map; the segmenter object changes with its weights.

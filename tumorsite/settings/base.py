@@ -67,6 +67,14 @@ if TUMORSITE_INFERENCE_PRECISION not in ("saved", "fp32", "bf16", "auto"):
     raise EnvError(
         f"TUMORSITE_INFERENCE_PRECISION={TUMORSITE_INFERENCE_PRECISION!r}: use saved, fp32, bf16 or auto"
     )
+# What runs the segmenters in the workers: "openvino" (its CPU plugin: about twice TensorFlow's speed on a
+# CPU, the same float32 maps), "tensorflow" (what a GPU worker needs), or "auto" (OpenVINO when it is
+# installed and TensorFlow sees no GPU). docs/benchmarks.md, "Upload to similar cases".
+TUMORSITE_INFERENCE_RUNTIME = env("TUMORSITE_INFERENCE_RUNTIME", "auto")
+if TUMORSITE_INFERENCE_RUNTIME not in ("auto", "openvino", "tensorflow"):
+    raise EnvError(
+        f"TUMORSITE_INFERENCE_RUNTIME={TUMORSITE_INFERENCE_RUNTIME!r}: use auto, openvino or tensorflow"
+    )
 # Sign-in protection (docs/operations.md, "Sign-in protection"). After TUMORSITE_SIGNIN_FAILURE_LIMIT failed
 # sign-ins (page or API token) from one address for one username, that pair is refused until
 # TUMORSITE_SIGNIN_COOLOFF_MINUTES pass without another failure.

@@ -1,0 +1,100 @@
+"""The OpenVINO runtime: the workers' default on a CPU. It must serve the maps TensorFlow makes, from the
+shipped bundles, and never talk to the network."""
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ml.data import load_slices, read_records
+from ml.inference import (
+    load_segmenter,
+    predict_proba_together,
+    resolve_runtime,
+    save_bundle,
+)
+from ml.models import ModelSpec
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+SHIPPED = ("unet", "attention_unet", "unet_plus_plus")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    spec = ModelSpec(architecture="unet", input_size=32, base_filters=4, depth=3)
+    meta = {"spec": spec.get_config(), "threshold": 0.5, "tta": True, "tta_scales": [1.0, 1.15]}
+    return save_bundle(spec.build(), tmp_path_factory.mktemp("models"), "tiny_ov", meta)
+
+
+def test_auto_is_openvino_on_a_cpu_and_tensorflow_beside_a_gpu(monkeypatch):
+    choose = resolve_runtime.__wrapped__  # resolve_runtime remembers its answer for the process
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    assert choose("auto") == "openvino"
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
+    assert choose("auto") == "tensorflow"
+    assert choose("openvino") == "openvino" and choose("tensorflow") == "tensorflow"
+
+
+def test_an_unknown_runtime_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="auto, tensorflow, openvino; got 'onnx'"):
+        resolve_runtime("onnx")
+
+
+def test_each_runtime_is_loaded_once_and_says_which_it_is(tiny):
+    tf_seg, ov_seg = load_segmenter(tiny), load_segmenter(tiny, runtime="openvino")
+    assert (tf_seg.runtime, ov_seg.runtime) == ("tensorflow", "openvino")
+    assert load_segmenter(tiny, runtime="openvino") is ov_seg and tf_seg is not ov_seg
+
+
+def test_openvino_opens_no_connection(tiny, monkeypatch):
+    # OpenVINO's conversion tool reports usage to Intel unless opted out; a worker in a hospital must not.
+    attempts = []
+    real_connect = socket.socket.connect
+
+    def connect(sock, address):
+        attempts.append(address)
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "create_connection", lambda address, *a, **k: attempts.append(address))
+    seg = load_segmenter(tiny, precision="fp32", runtime="openvino")  # not cached yet: converts here
+    seg.predict_proba([np.random.default_rng(0).random((40, 40))])
+    assert attempts == []
+
+
+def test_tiny_model_maps_agree_between_runtimes_with_tta_and_zoom(tiny):
+    rng = np.random.default_rng(1)
+    images = [rng.random((40, 40)), rng.random((50, 30)), rng.random((32, 32))]
+    tf_maps = load_segmenter(tiny).predict_proba(images)
+    ov_maps = load_segmenter(tiny, runtime="openvino").predict_proba(images)
+    for a, b in zip(tf_maps, ov_maps, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(b, a, atol=1e-5)
+
+
+def test_shipped_models_make_the_same_maps_and_masks_under_openvino(figshare_dir):
+    """Real slices, the shipped bundles with their own TTA and zooms, all three in one call as a worker
+    makes them: every map within 1e-5 of TensorFlow's, so the published Dice carries over."""
+    records = read_records(figshare_dir)
+    picked = [
+        next(r for r in records if r.tumour_type == t).id for t in ("meningioma", "glioma", "pituitary")
+    ]
+    images = load_slices(figshare_dir, picked).images
+    paths = [MODELS / f"{name}.keras" for name in SHIPPED]
+    tf_maps = predict_proba_together([load_segmenter(p) for p in paths], images)
+    ov_segs = [load_segmenter(p, runtime="openvino") for p in paths]
+    ov_maps = predict_proba_together(ov_segs, images)
+    for seg, per_tf, per_ov in zip(ov_segs, tf_maps, ov_maps, strict=True):
+        for a, b in zip(per_tf, per_ov, strict=True):
+            np.testing.assert_allclose(b, a, atol=1e-5)
+            changed = np.count_nonzero(seg.binarize(a) != seg.binarize(b))
+            assert changed <= a.size * 1e-4, f"{seg.name}: {changed} mask pixels differ"
+
+
+def test_bf16_is_a_choice_that_stays_close_to_float32(tiny):
+    image = np.random.default_rng(2).random((32, 32))
+    fp32 = load_segmenter(tiny, runtime="openvino").predict_proba([image])[0]
+    bf16 = load_segmenter(tiny, precision="bf16", runtime="openvino").predict_proba([image])[0]
+    np.testing.assert_allclose(bf16, fp32, atol=0.05)
