@@ -194,35 +194,65 @@ def segmentation_run_fail(*, run_id: int, message: str) -> None:
 
 
 def segmentation_run_execute(*, run_id: int) -> SegmentationRun | None:
-    """Claim and run one segmentation; None when there was nothing to do (gone, taken, or finished).
+    """Claim and run one segmentation, and the case's other queued runs with it; None when there was
+    nothing to do (gone, taken, or finished).
 
-    Raises TransientError (the caller retries; the run is back in the queue) or marks the run failed
-    with a readable message on a permanent error.
+    The runs of one case share their slice and, for the single models, one graph call
+    (``inference.probabilities_together``), so the first delivery takes them all (each by its own
+    conditional claim) and stores each in turn, the ensemble's last (it averages its members' stored maps);
+    their own messages then find them taken. No map is made twice, whichever worker gets which message.
+
+    Raises TransientError (the caller retries; the run is back in the queue, and the case's runs it took
+    and had not finished are too, each with a new message) or marks a run failed with a readable message
+    on a permanent error, and goes on with the others.
     """
     run = segmentation_run_claim(run_id=run_id)
     if run is None:
         return None
-    started = time.perf_counter()
-    try:
-        image = case_pixels(case=run.case)
-        prob, agreement = _probability(run, image)
-        mask = mask_from_probability(run.model_version, prob)
-        _store_result(run, mask, prob, (time.perf_counter() - started) * 1000.0, **agreement)
-    except FileNotFoundError as exc:
-        segmentation_run_fail(run_id=run_id, message=f"A file is missing: {exc}")
-        return SegmentationRun.objects.get(pk=run_id)
-    except TransientError as exc:
-        segmentation_run_release(run_id=run_id, message=str(exc))
-        raise
-    except (OSError, ConnectionError, TimeoutError) as exc:
-        segmentation_run_release(run_id=run_id, message=str(exc))
-        raise TransientError(f"{type(exc).__name__}: {exc}") from exc
-    except Exception as exc:
-        logger.exception("segmentation run %s failed", run_id)
-        segmentation_run_fail(run_id=run_id, message=_readable(exc))
-        return SegmentationRun.objects.get(pk=run_id)
-    _announce_finished(run_id)
+    # The delivered run first, the ensemble's last.
+    runs = sorted(
+        [run, *_claim_siblings(run)], key=lambda r: (r.model_version.is_ensemble, r.pk != run_id, r.pk)
+    )
+    image = None
+    for i, current in enumerate(runs):
+        started = time.perf_counter()
+        try:
+            if image is None:
+                image = case_pixels(case=current.case)
+            prob, agreement = _probability(current, image)
+            mask = mask_from_probability(current.model_version, prob)
+            _store_result(current, mask, prob, (time.perf_counter() - started) * 1000.0, **agreement)
+        except FileNotFoundError as exc:  # the slice itself: none of the case's runs can be made
+            for unmade in runs[i:]:
+                segmentation_run_fail(run_id=unmade.pk, message=f"A file is missing: {exc}")
+            break
+        except (TransientError, OSError, ConnectionError, TimeoutError) as exc:
+            _release_taken(current, runs[i + 1 :], run_id, message=str(exc))
+            if isinstance(exc, TransientError):
+                raise
+            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            logger.exception("segmentation run %s failed", current.pk)
+            segmentation_run_fail(run_id=current.pk, message=_readable(exc))
+            continue
+        _announce_finished(current.pk)
     return SegmentationRun.objects.get(pk=run_id)
+
+
+def _claim_siblings(run: SegmentationRun) -> list[SegmentationRun]:
+    """The case's other queued runs that this worker could claim (another may take some first)."""
+    queued = SegmentationRun.objects.filter(case_id=run.case_id, status=RunStatus.QUEUED).exclude(pk=run.pk)
+    taken = (segmentation_run_claim(run_id=pk) for pk in queued.values_list("pk", flat=True))
+    return [sibling for sibling in taken if sibling is not None]
+
+
+def _release_taken(current: SegmentationRun, rest: list[SegmentationRun], run_id: int, *, message: str):
+    """After a transient error: every run still held goes back to the queue. The delivered run is retried
+    by its task; the others' messages were spent on finding them taken, so each gets a new one."""
+    held = [current, *rest]
+    for taken in held:
+        segmentation_run_release(run_id=taken.pk, message=message)
+    _announce_queued([taken.pk for taken in held if taken.pk != run_id])
 
 
 def _readable(exc: Exception) -> str:

@@ -1,11 +1,12 @@
-"""A case's runs share one graph call: the first run makes every active model's map, the others store it."""
+"""A case's runs share one graph call: the first delivery takes every queued run of its case, makes every
+active model's map in one call and stores each run; the other runs' messages find them taken."""
 
 import numpy as np
 import pytest
 
 from cases.selectors import case_pixels
 from segmentation import services
-from segmentation.models import SegmentationRun
+from segmentation.models import RunStatus, SegmentationRun
 from segmentation.services import inference as inference_services
 from segmentation.tasks import run_segmentation_task
 from segmentation.testing import make_case
@@ -47,11 +48,20 @@ def _runs(case):
     }
 
 
-def test_the_first_run_makes_every_models_map_in_one_call_and_the_next_reuses_it(case, graph_calls):
+def _deliver_in_turn(case, names) -> list[str]:
+    return [run_segmentation_task.apply(args=[_runs(case)[name].pk]).get() for name in names]
+
+
+def test_the_first_delivery_makes_every_run_of_its_case_from_one_graph_call(case, graph_calls):
     services.segmentation_runs_create_for_case(case=case)
-    for name in ("tiny_unet", "tiny_attention_unet", "ensemble"):
-        assert run_segmentation_task.apply(args=[_runs(case)[name].pk]).get() == "done"
+    assert _deliver_in_turn(case, ("tiny_unet", "tiny_attention_unet", "ensemble")) == [
+        "done",
+        "skipped",  # taken and finished by the first delivery
+        "skipped",
+    ]
     assert graph_calls == [["tiny_attention_unet", "tiny_unet"]]
+    runs = _runs(case).values()
+    assert {r.status for r in runs} == {RunStatus.DONE} and {r.attempts for r in runs} == {1}
 
 
 def test_a_map_made_together_is_the_one_the_model_makes_alone(case):
@@ -67,11 +77,34 @@ def test_a_map_made_together_is_the_one_the_model_makes_alone(case):
         np.testing.assert_allclose(stored, alone, atol=1 / 255 + 1e-6)
 
 
-def test_an_ensemble_that_runs_first_makes_its_members_maps_for_their_runs(case, graph_calls):
+def test_an_ensemble_delivered_first_stores_its_members_runs_before_its_own(case, graph_calls):
     services.segmentation_runs_create_for_case(case=case)
-    for name in ("ensemble", "tiny_unet", "tiny_attention_unet"):
-        assert run_segmentation_task.apply(args=[_runs(case)[name].pk]).get() == "done"
+    assert _deliver_in_turn(case, ("ensemble", "tiny_unet", "tiny_attention_unet")) == [
+        "done",
+        "skipped",
+        "skipped",
+    ]
     assert graph_calls == [["tiny_attention_unet", "tiny_unet"]]
+    runs = _runs(case)
+    assert runs["ensemble"].finished_at > max(
+        runs[n].finished_at for n in ("tiny_unet", "tiny_attention_unet")
+    )
+    members = [services.load_probability(runs[n]) for n in ("tiny_unet", "tiny_attention_unet")]
+    np.testing.assert_allclose(
+        services.load_probability(runs["ensemble"]), np.mean(members, axis=0), atol=1.5 / 255
+    )
+
+
+def test_runs_taken_by_another_worker_are_left_to_it(case, graph_calls):
+    services.segmentation_runs_create_for_case(case=case)
+    other = _runs(case)["tiny_attention_unet"]
+    assert services.segmentation_run_claim(run_id=other.pk) is not None  # a second worker has it
+    assert _deliver_in_turn(case, ("tiny_unet",)) == ["done"]
+    runs = _runs(case)
+    assert runs["tiny_unet"].status == runs["ensemble"].status == RunStatus.DONE
+    assert (
+        runs["tiny_attention_unet"].status == RunStatus.RUNNING and runs["tiny_attention_unet"].attempts == 1
+    )
 
 
 def test_a_new_slice_is_not_answered_from_an_earlier_ones_maps(models_dir, media_dir, clinician, graph_calls):

@@ -38,8 +38,8 @@ def test_one_run_per_active_model_and_the_ensemble(case):
 
 def test_a_run_stores_mask_probability_and_measurements_at_the_scans_size(case):
     services.segmentation_runs_create_for_case(case=case)
-    for name in ("tiny_unet", "tiny_attention_unet", "ensemble"):
-        assert run_segmentation_task.apply(args=[_runs(case)[name].pk]).get() == "done"
+    assert run_segmentation_task.apply(args=[_runs(case)["tiny_unet"].pk]).get() == "done"  # and the others
+    assert len(_runs(case)) == 3
     for run in _runs(case).values():
         assert run.status == RunStatus.DONE, run.error
         with run.mask_file.open("rb") as fh:
@@ -151,6 +151,49 @@ def test_a_permanent_error_fails_at_once_with_a_readable_message(case, monkeypat
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED and run.attempts == 1
     assert "model file for tiny_unet is missing" in run.error
+
+
+def test_a_permanent_error_in_a_run_taken_with_the_delivered_one_fails_it_alone(case):
+    services.segmentation_runs_create_for_case(case=case)
+    version = _runs(case)["tiny_attention_unet"].model_version
+    version.file_path = "gone.keras"
+    version.save()
+    assert run_segmentation_task.apply(args=[_runs(case)["tiny_unet"].pk]).get() == "done"
+    runs = _runs(case)
+    assert runs["tiny_unet"].status == RunStatus.DONE
+    assert runs["tiny_attention_unet"].status == RunStatus.FAILED
+    assert "model file for tiny_attention_unet is missing" in runs["tiny_attention_unet"].error
+    assert runs["ensemble"].status == RunStatus.FAILED  # one of its members cannot run
+
+
+def test_a_transient_error_in_a_run_taken_with_the_delivered_one_requeues_it_with_a_new_message(
+    case, monkeypatch
+):
+    services.segmentation_runs_create_for_case(case=case)
+    runs = _runs(case)
+    real = run_services._store_result
+    failed = []
+
+    def attention_disk_full_once(run, *args, **kwargs):
+        if run.model_version.name == "tiny_attention_unet" and not failed:
+            failed.append(run.pk)
+            raise OSError(28, "No space left on device")
+        return real(run, *args, **kwargs)
+
+    announced = []
+    monkeypatch.setattr(run_services, "_store_result", attention_disk_full_once)
+    monkeypatch.setattr(run_services, "_announce_queued", announced.extend)
+    # The delivered run was stored before the error, so the task's retry finds it done.
+    assert run_segmentation_task.apply(args=[runs["tiny_unet"].pk]).get() == "skipped"
+    after = _runs(case)
+    assert after["tiny_unet"].status == RunStatus.DONE
+    assert after["tiny_attention_unet"].status == after["ensemble"].status == RunStatus.QUEUED
+    assert "No space left on device" in after["tiny_attention_unet"].error
+    assert sorted(announced) == sorted([runs["tiny_attention_unet"].pk, runs["ensemble"].pk])
+    # Their new messages finish them.
+    monkeypatch.setattr(run_services, "_announce_queued", lambda ids: None)
+    assert run_segmentation_task.apply(args=[runs["ensemble"].pk]).get() == "done"
+    assert {r.status for r in _runs(case).values()} == {RunStatus.DONE}
 
 
 def test_measurements_use_the_pixel_spacing_when_known():
