@@ -206,13 +206,11 @@ def segmentation_run_execute(*, run_id: int) -> SegmentationRun | None:
     and had not finished are too, each with a new message) or marks a run failed with a readable message
     on a permanent error, and goes on with the others.
     """
-    run = segmentation_run_claim(run_id=run_id)
-    if run is None:
+    taken = _claim_with_siblings(run_id)
+    if not taken:
         return None
     # The delivered run first, the ensemble's last.
-    runs = sorted(
-        [run, *_claim_siblings(run)], key=lambda r: (r.model_version.is_ensemble, r.pk != run_id, r.pk)
-    )
+    runs = sorted(taken, key=lambda r: (r.model_version.is_ensemble, r.pk != run_id, r.pk))
     image = None
     for i, current in enumerate(runs):
         started = time.perf_counter()
@@ -239,11 +237,26 @@ def segmentation_run_execute(*, run_id: int) -> SegmentationRun | None:
     return SegmentationRun.objects.get(pk=run_id)
 
 
-def _claim_siblings(run: SegmentationRun) -> list[SegmentationRun]:
-    """The case's other queued runs that this worker could claim (another may take some first)."""
-    queued = SegmentationRun.objects.filter(case_id=run.case_id, status=RunStatus.QUEUED).exclude(pk=run.pk)
-    taken = (segmentation_run_claim(run_id=pk) for pk in queued.values_list("pk", flat=True))
-    return [sibling for sibling in taken if sibling is not None]
+def _claim_with_siblings(run_id: int) -> list[SegmentationRun]:
+    """The delivered run (``segmentation_run_claim``) and its case's other queued runs, all claimed in one
+    transaction that first locks the case's runs: when two workers are handed runs of one case at once,
+    the second waits for the first to commit and then finds its run taken (PostgreSQL; SQLite has one
+    writer). Empty when the delivered run is not this worker's to take."""
+    with transaction.atomic():
+        case_id = SegmentationRun.objects.filter(pk=run_id).values_list("case_id", flat=True).first()
+        if case_id is None:
+            return []
+        list(SegmentationRun.objects.select_for_update().filter(case_id=case_id).values_list("pk"))
+        run = segmentation_run_claim(run_id=run_id)
+        if run is None:
+            return []
+        now = timezone.now()  # the siblings' claim token, as started_at is the delivered run's
+        queued = SegmentationRun.objects.filter(case_id=case_id, status=RunStatus.QUEUED)
+        queued.update(status=RunStatus.RUNNING, started_at=now, attempts=F("attempts") + 1, error="")
+        siblings = SegmentationRun.objects.select_related("case__scan", "model_version").filter(
+            case_id=case_id, status=RunStatus.RUNNING, started_at=now
+        )
+        return [run, *siblings.exclude(pk=run_id)]
 
 
 def _release_taken(current: SegmentationRun, rest: list[SegmentationRun], run_id: int, *, message: str):

@@ -1,15 +1,22 @@
 """A case's runs share one graph call: the first delivery takes every queued run of its case, makes every
 active model's map in one call and stores each run; the other runs' messages find them taken."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
+from django.db import connection
 
 from cases.selectors import case_pixels
 from segmentation import services
 from segmentation.models import RunStatus, SegmentationRun
 from segmentation.services import inference as inference_services
+from segmentation.services import runs as run_services
 from segmentation.tasks import run_segmentation_task
-from segmentation.testing import make_case
+from segmentation.testing import make_case, needs_postgres
+from tests.media import isolate_media
+from tumorsite import queue
 
 pytestmark = pytest.mark.django_db
 
@@ -117,3 +124,52 @@ def test_a_new_slice_is_not_answered_from_an_earlier_ones_maps(models_dir, media
         services.segmentation_runs_create_for_case(case=case)
         run_segmentation_task.apply(args=[_runs(case)["tiny_unet"].pk])
     assert len(graph_calls) == 2
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_handed_runs_of_one_case_at_once_make_its_maps_once(
+    models_dir, settings, tmp_path, clinician, graph_calls, monkeypatch
+):
+    isolate_media(settings, tmp_path)  # services tests share the media otherwise
+    monkeypatch.setattr(queue, "enqueue", lambda task, *args, **kwargs: None)  # only the two below deliver
+    real_claim = run_services.segmentation_run_claim
+    first_has_claimed = threading.Event()
+
+    def claim_then_pause(**kwargs):  # the first worker has its run and has not yet taken the others
+        run = real_claim(**kwargs)
+        if threading.current_thread().name == "first":
+            first_has_claimed.set()
+            time.sleep(1.0)
+        return run
+
+    services.model_versions_sync()
+    case = make_case(user=clinician, size=80, patient="RACE-1")
+    services.segmentation_runs_create_for_case(case=case)
+    runs = _runs(case)
+    monkeypatch.setattr(run_services, "segmentation_run_claim", claim_then_pause)
+    outcome = {}
+
+    def deliver(name: str) -> None:  # as two solo workers, each with its own connection
+        try:
+            if threading.current_thread().name == "second":
+                assert first_has_claimed.wait(20)
+            outcome[name] = run_segmentation_task.apply(args=[runs[name].pk]).get()
+        except Exception as exc:
+            outcome[name] = repr(exc)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=deliver, args=(name,), name=which)
+        for name, which in (("tiny_unet", "first"), ("tiny_attention_unet", "second"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    # The second worker waited for the first's claim to commit, and found its run taken with the others.
+    assert outcome == {"tiny_unet": "done", "tiny_attention_unet": "skipped"}
+    assert graph_calls == [["tiny_attention_unet", "tiny_unet"]]
+    after = _runs(case).values()
+    assert {r.status for r in after} == {RunStatus.DONE} and {r.attempts for r in after} == {1}
