@@ -88,7 +88,7 @@ rescore: install
 	$(PY) -m ml.calibrate --data '$(DATA)' --models-dir models
 	$(PY) -m ml.agreement --data '$(DATA)' --models-dir models --split val --write --json docs/results/agreement_val.json
 	$(PY) -m ml.agreement --data '$(DATA)' --models-dir models --split test --json docs/results/agreement_test.json
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py evaluate_segmentation --data '$(DATA)' --split test --json docs/results/segmentation_test.json
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py evaluate_segmentation --data '$(DATA)' --split test --runtime openvino --json docs/results/segmentation_test.json
 	$(PY) benchmarks/segmentation.py --json docs/results/benchmark_segmentation.json
 	@var=$$(mktemp -d) && trap 'rm -rf "$$var"' EXIT && set -e && \
 	  echo "rescore: retrieval in a throwaway instance ($$var)" && \
