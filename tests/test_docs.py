@@ -433,9 +433,14 @@ def test_every_release_json_feeds_a_table_of_the_model_history():
     assert kept == used
     latest = published(build.RELEASE_JSON.format(len(build.RELEASES)))["models"]
     now = published("docs/results/segmentation_test.json")["models"]
-    assert {n: m["dice_mean"] for n, m in latest.items()} == {n: m["dice_mean"] for n, m in now.items()}, (
-        "the test figures moved: a new release belongs in RELEASES (docs/build.py) with its JSON"
-    )
+    # Re-scored under another runtime (OpenVINO rather than TensorFlow), float32 rounding moves a mean by
+    # about 1e-6; a new model moves it by far more.
+    assert set(latest) == set(now)
+    for name, scored in now.items():
+        assert scored["dice_mean"] == pytest.approx(latest[name]["dice_mean"], abs=1e-4), (
+            f"the test figures moved ({name}): a new release belongs in RELEASES (docs/build.py) "
+            "with its JSON"
+        )
     for name in build.MEMBERS:
         saved = published(build.MODELS_JSON.format(len(build.RELEASES), name))
         shipped = published(f"models/{name}.json")
