@@ -92,7 +92,8 @@ def resolve_runtime(runtime: str) -> str:
     """'auto' -> 'openvino' when it is installed and TensorFlow sees no GPU, else 'tensorflow'.
 
     The same float32 graph runs about twice as fast under OpenVINO's CPU plugin as under TensorFlow on
-    2 cores (``benchmarks/segmentation.py --runtime``), with maps equal to TensorFlow's within 1e-6."""
+    2 cores (``benchmarks/segmentation.py --runtimes``), with maps equal to TensorFlow's within 1e-5
+    (``tests/ml/test_openvino_runtime.py``)."""
     if runtime not in ("auto", *RUNTIMES):
         raise ValueError(f"runtime must be one of auto, {', '.join(RUNTIMES)}; got {runtime!r}.")
     if runtime != "auto":
@@ -111,7 +112,7 @@ def openvino_forward(function, precision: str | None):
 
     The graph is frozen (variables to constants) and read by the runtime's TensorFlow front end, not by
     ``openvino.convert_model``: the conversion tool reports usage to Intel unless opted out, the runtime
-    does not (tests/ml/test_inference.py checks that no connection is opened).
+    does not (``tests/ml/test_openvino_runtime.py`` checks that no connection is opened).
     """
     import openvino as ov  # noqa: PLC0415 (only a worker that serves with OpenVINO needs it)
     from tensorflow.python.framework.convert_to_constants import (  # noqa: PLC0415 (TensorFlow loads lazily)
