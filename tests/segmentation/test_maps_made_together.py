@@ -136,7 +136,10 @@ def test_two_workers_handed_runs_of_one_case_at_once_make_its_maps_once(
     real_claim = run_services.segmentation_run_claim
     first_has_claimed = threading.Event()
 
+    claims = []
+
     def claim_then_pause(**kwargs):  # the first worker has its run and has not yet taken the others
+        claims.append(threading.current_thread().name)
         run = real_claim(**kwargs)
         if threading.current_thread().name == "first":
             first_has_claimed.set()
@@ -170,6 +173,9 @@ def test_two_workers_handed_runs_of_one_case_at_once_make_its_maps_once(
         thread.join(60)
     # The second worker waited for the first's claim to commit, and found its run taken with the others.
     assert outcome == {"tiny_unet": "done", "tiny_attention_unet": "skipped"}
+    # Without the lock each would claim its own run, then wait for the other's in a deadlock that PostgreSQL
+    # breaks by failing one transaction, which the task retries: the second would claim twice.
+    assert claims.count("second") == 1
     assert graph_calls == [["tiny_attention_unet", "tiny_unet"]]
     after = _runs(case).values()
     assert {r.status for r in after} == {RunStatus.DONE} and {r.attempts for r in after} == {1}
