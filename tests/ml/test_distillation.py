@@ -47,7 +47,9 @@ def test_teachers_leave_the_model_cache_but_models_loaded_before_stay(tmp_path, 
     loads = []
     real_load = ml.inference._load
     monkeypatch.setattr(
-        ml.inference, "_load", lambda path, precision: loads.append(path.stem) or real_load(path, precision)
+        ml.inference,
+        "_load",
+        lambda path, precision, runtime: loads.append(path.stem) or real_load(path, precision, runtime),
     )
     served_path, teacher_path = (
         _constant_teacher(tmp_path, "served", 0.3),
