@@ -198,9 +198,10 @@ def segmentation_run_execute(*, run_id: int) -> SegmentationRun | None:
     nothing to do (gone, taken, or finished).
 
     The runs of one case share their slice and, for the single models, one graph call
-    (``inference.probabilities_together``), so the first delivery takes them all (each by its own
-    conditional claim) and stores each in turn, the ensemble's last (it averages its members' stored maps);
-    their own messages then find them taken. No map is made twice, whichever worker gets which message.
+    (``inference.probabilities_together``), so the first delivery takes them all
+    (``_claim_with_siblings``, under a lock on the case's runs) and stores each in turn, the ensemble's
+    last (it averages its members' stored maps); their own messages then find them taken. No map is made
+    twice, whichever worker gets which message.
 
     Raises TransientError (the caller retries; the run is back in the queue, and the case's runs it took
     and had not finished are too, each with a new message) or marks a run failed with a readable message
@@ -225,7 +226,7 @@ def segmentation_run_execute(*, run_id: int) -> SegmentationRun | None:
                 segmentation_run_fail(run_id=unmade.pk, message=f"A file is missing: {exc}")
             break
         except (TransientError, OSError, ConnectionError, TimeoutError) as exc:
-            _release_taken(current, runs[i + 1 :], run_id, message=str(exc))
+            _release_taken(runs[i:], run_id, message=str(exc))
             if isinstance(exc, TransientError):
                 raise
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
@@ -259,10 +260,9 @@ def _claim_with_siblings(run_id: int) -> list[SegmentationRun]:
         return [run, *siblings.exclude(pk=run_id)]
 
 
-def _release_taken(current: SegmentationRun, rest: list[SegmentationRun], run_id: int, *, message: str):
+def _release_taken(held: list[SegmentationRun], run_id: int, *, message: str) -> None:
     """After a transient error: every run still held goes back to the queue. The delivered run is retried
     by its task; the others' messages were spent on finding them taken, so each gets a new one."""
-    held = [current, *rest]
     for taken in held:
         segmentation_run_release(run_id=taken.pk, message=message)
     _announce_queued([taken.pk for taken in held if taken.pk != run_id])
