@@ -1096,7 +1096,41 @@ def pipeline_section(root: Path) -> list[str]:
             body,
         ),
         "",
+        "The latest run of each CPU and mode against the goal:",
+        "",
+        *pipeline_goal(report["runs"]),
+        "",
     ]
+
+
+PIPELINE_GOAL = {"warm_similar_p50_s": 1.0, "slices_per_minute": 81.2}
+
+
+def pipeline_goal(runs: list[dict]) -> list[str]:
+    """A table of the latest run of each CPU and mode against the goal (``PIPELINE_GOAL``)."""
+    latest = {}
+    for run in runs:  # in the order measured: a later run replaces an earlier one
+        for r in run["rows"]:
+            latest[(run["machine"]["cpu"], r["mode"])] = (run, r)
+    body = []
+    for (cpu, mode), (run, r) in latest.items():
+        met = (
+            r["warm_similar_p50_s"] <= PIPELINE_GOAL["warm_similar_p50_s"]
+            and r["slices_per_minute"] >= PIPELINE_GOAL["slices_per_minute"]
+        )
+        body.append(
+            [
+                cpu,
+                mode,
+                run["label"],
+                f"{r['warm_similar_p50_s']:.2f}",
+                f"{r['slices_per_minute']:.1f}",
+                "met" if met else "not met",
+            ]
+        )
+    p50, rate = PIPELINE_GOAL["warm_similar_p50_s"], PIPELINE_GOAL["slices_per_minute"]
+    header = ["CPU", "mode", "run", f"warm p50 s (≤ {p50})", f"slices per minute (≥ {rate})", "goal"]
+    return rows(header, body)
 
 
 def outlier_section(root: Path) -> list[str]:
