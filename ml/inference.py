@@ -243,6 +243,13 @@ class Segmenter(_Masks):
         self._run = lambda x: self._forward(x).numpy()
         self._embed_model = None
         self._embed_function = None
+        self._embed_run = None
+        self._openvino_precision = None
+
+    def use_openvino(self, precision: str) -> None:
+        """Run the maps, and the embedding when first asked for, through OpenVINO (``openvino_forward``)."""
+        self.runtime, self._openvino_precision = "openvino", precision
+        self._run = openvino_forward(self._forward, precision)
 
     # --- probabilities ---------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -354,6 +361,17 @@ class Segmenter(_Masks):
             )
         return self._embed_function
 
+    def _embed_call(self, x: np.ndarray) -> np.ndarray:
+        """The bottleneck feature maps of a prepared batch, by the segmenter's runtime (the caller holds
+        ``_lock``)."""
+        if self._embed_run is None:
+            function = self._embed_forward()
+            if self.runtime == "openvino":
+                self._embed_run = openvino_forward(function, self._openvino_precision)
+            else:
+                self._embed_run = lambda batch: function(batch).numpy()
+        return self._embed_run(x)
+
     def embed(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Bottleneck features pooled over the tumour region, then over the whole slice.
 
@@ -364,7 +382,7 @@ class Segmenter(_Masks):
 
         x = self.prepare([image])
         with self._lock:
-            fmap = self._embed_forward()(x).numpy()[0]
+            fmap = self._embed_call(x)[0]
         global_mean = fmap.mean(axis=(0, 1))
         if mask is None or not np.any(mask):
             return np.concatenate([global_mean, global_mean]).astype(np.float32)
@@ -471,7 +489,7 @@ def load_segmenter(
     ``precision`` None keeps the dtype policy the model was saved with; 'fp32' or 'bf16' rebuilds the
     graph under that policy from the metadata's spec and copies the weights. ``runtime`` 'openvino' runs
     the saved graph through OpenVINO (``openvino_forward``; its precision is float32 unless 'bf16');
-    'auto' is ``resolve_runtime``'s choice. Embeddings always run in TensorFlow.
+    'auto' is ``resolve_runtime``'s choice. The embedding (``Segmenter.embed``) runs by the same runtime.
     """
     runtime = resolve_runtime(runtime)
     path = Path(keras_path).resolve()
@@ -495,8 +513,7 @@ def _load(path: Path, precision: str | None, runtime: str) -> Segmenter:
     model = keras.models.load_model(path, compile=False)
     if runtime == "openvino":
         segmenter = Segmenter(model, metadata, path)
-        segmenter.runtime = runtime
-        segmenter._run = openvino_forward(segmenter._forward, resolve_precision(precision or "fp32"))
+        segmenter.use_openvino(resolve_precision(precision or "fp32"))
         return segmenter
     if precision is not None:
         from ml.models import ModelSpec  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)

@@ -34,7 +34,7 @@ from ml.data import (
     normalise,
     resize_batch,
 )
-from ml.inference import read_metadata, save_bundle
+from ml.inference import openvino_forward, read_metadata, resolve_runtime, save_bundle
 from ml.training.callbacks import training_callbacks
 from ml.training.loop import set_threads, start_or_resume, start_run
 from ml.training.plots import plot_curves
@@ -294,6 +294,8 @@ class TypeClassifier:
         self._forward = tf.function(
             lambda x: tf.cast(model(x, training=False), tf.float32), input_signature=[spec]
         )
+        self.runtime = "tensorflow"
+        self._run = lambda x: self._forward(x).numpy()
 
     def probabilities(self, images: Sequence[np.ndarray], *, batch_size: int = 16) -> np.ndarray:
         """``(N, len(classes))`` probabilities for slices of any size (flip TTA when the bundle says so)."""
@@ -302,9 +304,9 @@ class TypeClassifier:
         with self._lock:
             for start in range(0, len(batch), batch_size):
                 x = batch[start : start + batch_size]
-                p = self._forward(x).numpy()
+                p = self._run(x)
                 if self.tta:
-                    p = (p + self._forward(x[:, :, ::-1].copy()).numpy()) / 2.0
+                    p = (p + self._run(x[:, :, ::-1].copy())) / 2.0
                 out.append(p)
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
@@ -313,14 +315,18 @@ class TypeClassifier:
         return {t: float(p) for t, p in zip(self.classes, self.probabilities([image])[0], strict=True)}
 
 
-def load_type_classifier(keras_path: str | Path) -> TypeClassifier:
-    """Load the bundle at ``keras_path`` once per process (reloaded when the file changes)."""
+def load_type_classifier(keras_path: str | Path, *, runtime: str = "tensorflow") -> TypeClassifier:
+    """Load the bundle at ``keras_path`` once per process and runtime (reloaded when the file changes).
+
+    ``runtime`` as for ``ml.inference.load_segmenter``: 'openvino' runs the float32 graph through OpenVINO,
+    'auto' is ``resolve_runtime``'s choice."""
     import keras  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports this module)
 
+    runtime = resolve_runtime(runtime)
     path = Path(keras_path).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"No type classifier at {path}.")
-    key = (str(path), path.stat().st_mtime_ns)
+    key = (str(path), path.stat().st_mtime_ns, runtime)
     with _CACHE_LOCK:
         if key not in _CACHE:
             metadata = read_metadata(path)
@@ -329,7 +335,11 @@ def load_type_classifier(keras_path: str | Path) -> TypeClassifier:
                     f"{path} is not a tumour-type classifier bundle (its JSON has task "
                     f"{metadata.get('task')!r})."
                 )
-            _CACHE[key] = TypeClassifier(keras.models.load_model(path, compile=False), metadata, path)
+            classifier = TypeClassifier(keras.models.load_model(path, compile=False), metadata, path)
+            if runtime == "openvino":
+                classifier.runtime = runtime
+                classifier._run = openvino_forward(classifier._forward, "fp32")
+            _CACHE[key] = classifier
         return _CACHE[key]
 
 

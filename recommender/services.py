@@ -265,7 +265,7 @@ def type_classifier():
     from ml.type_classification import load_type_classifier  # noqa: PLC0415 (only workers classify)
 
     try:
-        return load_type_classifier(path)
+        return load_type_classifier(path, runtime=settings.TUMORSITE_INFERENCE_RUNTIME)
     except (OSError, ValueError) as exc:
         if path not in _classifier_problems:
             _classifier_problems.add(path)

@@ -16,6 +16,7 @@ from ml.inference import (
     save_bundle,
 )
 from ml.models import ModelSpec
+from ml.type_classification import load_type_classifier
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 SHIPPED = ("unet", "attention_unet", "unet_plus_plus")
@@ -98,3 +99,38 @@ def test_bf16_is_a_choice_that_stays_close_to_float32(tiny):
     fp32 = load_segmenter(tiny, runtime="openvino").predict_proba([image])[0]
     bf16 = load_segmenter(tiny, precision="bf16", runtime="openvino").predict_proba([image])[0]
     np.testing.assert_allclose(bf16, fp32, atol=0.05)
+
+
+def test_tiny_model_embeddings_agree_between_runtimes(tiny):
+    image = np.random.default_rng(3).random((40, 40))
+    mask = np.zeros((40, 40), bool)
+    mask[10:20, 15:30] = True
+    for with_mask in (None, mask):
+        a = load_segmenter(tiny).embed(image, with_mask)
+        b = load_segmenter(tiny, runtime="openvino").embed(image, with_mask)
+        assert a.shape == b.shape
+        np.testing.assert_allclose(b, a, atol=1e-5)
+
+
+def test_shipped_embedding_and_type_classifier_agree_between_runtimes(figshare_dir):
+    """The similar cases and the type suggestion a worker makes under OpenVINO are TensorFlow's: the
+    embedding (of the shipped U-Net, on the expert mask) within 1e-5 and the classifier's probabilities
+    within 1e-5, on real slices of each type."""
+    records = read_records(figshare_dir)
+    picked = [
+        next(r for r in records if r.tumour_type == t).id for t in ("meningioma", "glioma", "pituitary")
+    ]
+    data = load_slices(figshare_dir, picked)
+    tf_seg = load_segmenter(MODELS / "unet.keras")
+    ov_seg = load_segmenter(MODELS / "unet.keras", runtime="openvino")
+    for image, mask in zip(data.images, data.masks, strict=True):
+        assert mask.any()
+        np.testing.assert_allclose(ov_seg.embed(image, mask), tf_seg.embed(image, mask), atol=1e-5)
+    path = MODELS / "type_classifier" / "type_classifier.keras"
+    tf_probs = load_type_classifier(path).probabilities(data.images)
+    ov_classifier = load_type_classifier(path, runtime="openvino")
+    assert (
+        ov_classifier.runtime == "openvino"
+        and load_type_classifier(path, runtime="openvino") is ov_classifier
+    )
+    np.testing.assert_allclose(ov_classifier.probabilities(data.images), tf_probs, atol=1e-5)

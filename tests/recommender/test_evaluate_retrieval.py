@@ -105,7 +105,7 @@ def test_evaluate_retrieval_scores_several_classifier_weights_in_one_pass(
     }
 
     # Weight 1 is the classifier alone: its accuracy on the query slices, computed here directly.
-    classifier = load_type_classifier(tiny_type_classifier)
+    classifier = load_type_classifier(tiny_type_classifier, runtime=settings.TUMORSITE_INFERENCE_RUNTIME)
     hits = []
     for record in read_records(query_dir):
         opinion = classifier.predict(

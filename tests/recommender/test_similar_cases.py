@@ -82,7 +82,9 @@ def test_the_type_classifier_is_blended_into_the_suggestion(base, tiny_type_clas
     )  # the kNN vote alone, whatever the classifier says
 
     # The untrained classifier's opinion of this very slice, read back from the record.
-    opinion = load_type_classifier(tiny_type_classifier).predict(case_pixels(case=case))
+    opinion = load_type_classifier(
+        tiny_type_classifier, runtime=settings.TUMORSITE_INFERENCE_RUNTIME
+    ).predict(case_pixels(case=case))
     settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 1.0
     predicted, confidence = case_tumour_type_suggest(case=case)
     assert predicted == max(sorted(opinion), key=opinion.get) and confidence == pytest.approx(
