@@ -148,13 +148,33 @@ def split_by_patient(
 
 def split_ids_as_trained(records: list[Record], split_meta: dict, name: str) -> list[str]:
     """The ids of split ``name`` ("train", "val" or "test") as a bundle was trained: ``split_meta`` is its
-    JSON's ``training.split`` (seed and fractions; the defaults are those of ``split_by_patient``)."""
-    return split_by_patient(
+    JSON's ``training.split`` (seed and fractions; the defaults are those of ``split_by_patient``). A
+    cross-validation bundle's split names its ``fold`` (of ``folds``): its train and val are that fold's
+    (``development_fold``), so its validation figures are never measured on slices it trained on."""
+    seed = split_meta.get("seed", 42)
+    split = split_by_patient(
         records,
-        seed=split_meta.get("seed", 42),
+        seed=seed,
         val_fraction=split_meta.get("val_fraction", 0.15),
         test_fraction=split_meta.get("test_fraction", 0.15),
-    )[name]
+    )
+    if split_meta.get("fold") is not None:
+        split = development_fold(records, split, split_meta["fold"], k=split_meta.get("folds", 5), seed=seed)
+    return split[name]
+
+
+def development_fold(records: list[Record], split: dict, fold: int, *, k: int, seed: int) -> dict:
+    """The split for cross-validation fold ``fold``: the development patients (the split's train and
+    validation groups; the test groups stay untouched) dealt into ``k`` folds by patient group,
+    stratified by type (``kfold_by_patient``); ``fold`` validates, the others train."""
+    held = set(split["test"])
+    development = [r for r in records if r.id not in held]
+    folds = kfold_by_patient(development, k, seed=seed)
+    return {
+        "train": [i for f, ids in enumerate(folds) if f != fold for i in ids],
+        "val": folds[fold],
+        "test": split["test"],
+    }
 
 
 def kfold_by_patient(records: list[Record], k: int = 5, *, seed: int = 42) -> list[list[str]]:

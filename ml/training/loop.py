@@ -18,7 +18,7 @@ from ml.calibrate import apply_choice, calibrate, cleanup_text, tta_text
 from ml.data import (
     augmentation_preset,
     data_fingerprint,
-    kfold_by_patient,
+    development_fold,
     load_slices,
     make_dataset,
     read_records,
@@ -69,20 +69,6 @@ def start_run(cfg, log):
         + (f"; using {len(train_ids)}/{len(val_ids)}" if cfg.limit else "")
     )
     return precision, run_dir, split, load_slices(cfg.data_dir, train_ids), load_slices(cfg.data_dir, val_ids)
-
-
-def development_fold(records, split: dict, fold: int, *, k: int, seed: int) -> dict:
-    """The split for cross-validation fold ``fold``: the development patients (the split's train and
-    validation groups; the test groups stay untouched) dealt into ``k`` folds by patient group,
-    stratified by type (``ml.data.kfold_by_patient``); ``fold`` validates, the others train."""
-    held = set(split["test"])
-    development = [r for r in records if r.id not in held]
-    folds = kfold_by_patient(development, k, seed=seed)
-    return {
-        "train": [i for f, ids in enumerate(folds) if f != fold for i in ids],
-        "val": folds[fold],
-        "test": split["test"],
-    }
 
 
 def start_or_resume(cfg, run_dir: Path, build, compile_model, log, *, monitor: str = "val_dice"):

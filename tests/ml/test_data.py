@@ -1,5 +1,6 @@
 """Patient-group splits and the training pipeline."""
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -11,6 +12,7 @@ from ml.data import (
     Record,
     _augment,
     augmentation_preset,
+    development_fold,
     kfold_by_patient,
     make_dataset,
     read_records,
@@ -18,6 +20,7 @@ from ml.data import (
     split_ids_as_trained,
 )
 from ml.train import TrainConfig
+from tests.conftest import REPO_ROOT
 
 
 def _records():
@@ -69,6 +72,30 @@ def test_a_bundles_split_is_rebuilt_from_its_metadata():
     assert split_ids_as_trained(recs, meta, "val") != split_by_patient(recs, seed=7)["val"]  # fractions count
     # Metadata written before the fractions were recorded: split_by_patient's defaults.
     assert split_ids_as_trained(recs, {}, "test") == split_by_patient(recs, seed=42)["test"]
+
+
+def test_a_cross_validation_bundles_split_is_its_fold():
+    """A fold bundle's validation slices are its fold's: with the ordinary split instead, most of them
+    would be slices it trained on."""
+    recs = _records()
+    meta = {"by": "patient_group", "seed": 7, "fold": 1, "folds": 4}
+    made = development_fold(recs, split_by_patient(recs, seed=7), 1, k=4, seed=7)
+    for name in ("train", "val", "test"):
+        assert split_ids_as_trained(recs, meta, name) == made[name]
+    assert split_ids_as_trained(recs, meta, "val") != split_by_patient(recs, seed=7)["val"]
+    assert split_ids_as_trained(recs, meta, "test") == split_by_patient(recs, seed=7)["test"]
+    assert not set(split_ids_as_trained(recs, meta, "val")) & set(split_ids_as_trained(recs, meta, "train"))
+
+
+@pytest.mark.realdata
+def test_the_fold_bundles_splits_are_rebuilt_as_recorded(figshare_dir):
+    records = read_records(figshare_dir)
+    bundles = sorted((REPO_ROOT / "models" / "cv").glob("*.json"))
+    assert bundles
+    for path in bundles:
+        split = json.loads(path.read_text())["training"]["split"]
+        for name in ("train", "val", "test"):
+            assert len(split_ids_as_trained(records, split, name)) == split["sizes"][name], (path.name, name)
 
 
 def test_kfold_partitions_by_patient_group():

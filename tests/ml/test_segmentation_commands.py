@@ -11,6 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
+from ml.data import read_records, split_ids_as_trained
 from ml.inference import load_segmenter, save_bundle
 from ml.models import ModelSpec
 from ml.train import TrainConfig, train
@@ -162,6 +163,43 @@ def test_evaluate_segmentation_writes_a_row_per_model_and_slice(figshare_dir, tm
             overlap = dice * (truth.sum() + predicted) / 2
             slack = 0.5e-6 * (truth.sum() + predicted) / 2 + 1e-9
             assert overlap <= min(truth.sum(), predicted) + slack and abs(overlap - round(overlap)) <= slack
+
+
+def test_evaluate_segmentation_scores_a_fold_model_on_its_own_folds_validation(figshare_dir, tmp_path):
+    """Cross-validation bundles side by side: each is scored on its fold's validation patients, never on
+    another fold's (which it trained on), and a choice that would mix folds is refused."""
+    directory = tmp_path / "cv"
+    spec = ModelSpec(architecture="unet", input_size=32, base_filters=4, depth=3)
+    splits = {f"fold{k}": {"by": "patient_group", "seed": 42, "fold": k, "folds": 5} for k in (0, 1)}
+    for name, split in splits.items():
+        meta = {"spec": spec.get_config(), "threshold": 0.5, "training": {"split": split}}
+        save_bundle(spec.build(), directory, name, meta)
+    records = read_records(figshare_dir)
+    for name, split in splits.items():
+        table = tmp_path / f"{name}.csv"
+        call_command(
+            "evaluate_segmentation",
+            *("--data", str(figshare_dir), "--models-dir", str(directory), "--models", name),
+            *(
+                "--split",
+                "val",
+                "--limit",
+                "3",
+                "--json",
+                str(tmp_path / "out.json"),
+                "--per-slice",
+                str(table),
+            ),
+        )
+        scored = [r["id"] for r in csv.DictReader(table.open())]
+        assert scored == split_ids_as_trained(records, split, "val")[:3]
+        assert not set(scored) & set(split_ids_as_trained(records, split, "train"))
+    with pytest.raises(CommandError, match="different splits"):
+        call_command(
+            "evaluate_segmentation",
+            *("--data", str(figshare_dir), "--models-dir", str(directory), "--split", "val"),
+            *("--limit", "3", "--json", str(tmp_path / "out.json")),
+        )
 
 
 def test_evaluate_segmentation_refuses_unknown_models_and_bad_folders(tmp_path, tiny_models, figshare_dir):

@@ -107,8 +107,23 @@ class Command(BaseCommand):
         }
         ids = [r.id for r in records]
         if o["split"] != "all":
-            split_cfg = next(iter(segmenters.values())).metadata.get("training", {}).get("split", {})
-            ids = split_ids_as_trained(records, split_cfg, o["split"])
+            # The split of the models scored (the ensemble's: all of them); they must share it, or one of
+            # them would be scored on slices it trained on (cross-validation folds, say).
+            scored = segmenters if "ensemble" in wanted else {n: segmenters[n] for n in wanted}
+            by_model = {
+                name: split_ids_as_trained(
+                    records, seg.metadata.get("training", {}).get("split", {}), o["split"]
+                )
+                for name, seg in scored.items()
+            }
+            ids = next(iter(by_model.values()))
+            differ = sorted(name for name, theirs in by_model.items() if theirs != ids)
+            if differ:
+                raise CommandError(
+                    f"{', '.join(differ)} and {next(iter(by_model))} were trained on different splits "
+                    f"(cross-validation folds, say), so no one {o['split']} split suits them all: score "
+                    "them one at a time with --models."
+                )
         if o["limit"]:
             ids = ids[: o["limit"]]
         slices = load_slices(data, ids)
