@@ -7,7 +7,7 @@ SHARED_DATA := ../shared/data/figshare
 DATA   ?= $(if $(wildcard $(SHARED_DATA)/cases.csv),$(SHARED_DATA),)
 HOST   ?= 127.0.0.1:8000
 
-.PHONY: install lock check-lock lint demo test bench docs rescore check-compose clean help
+.PHONY: install lock check-lock lint demo test bench docs rescore cv-misses check-compose clean help
 
 install: $(VENV)/.installed
 
@@ -100,6 +100,18 @@ rescore: install
 	  TUMORSITE_PRIMARY_MODEL=ensemble $(PY) manage.py evaluate_retrieval \
 	    --data '$(DATA)' --split test --classifier-weights 0 1 --json docs/results/retrieval_test.json
 
+# Each cross-validation bundle on its own fold's validation patients, with its clean-up and with every region
+# kept: Dice and the missed slices (empty, elsewhere, grazing), tabulated in docs/training.md.
+cv-misses: install
+	@test -f '$(DATA)/cases.csv' || { echo "cv-misses: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
+	@mkdir -p docs/results/cv
+	@set -e; for bundle in models/cv/*.keras; do name=$$(basename $$bundle .keras); \
+	  for cleanup in model none; do \
+	    env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py evaluate_segmentation --data '$(DATA)' \
+	      --models-dir models/cv --models $$name --split val --runtime openvino --cleanup $$cleanup \
+	      --json docs/results/cv/$${name}_val_cleanup_$$cleanup.json; \
+	  done; done
+
 check-compose: install
 	SECRET_KEY=placeholder POSTGRES_PASSWORD=placeholder $(VENV)/bin/docker-compose -f docker-compose.yml config -q
 
@@ -114,4 +126,5 @@ help:
 	@echo "make test         the suite in the embedded mode, with coverage and its floor"
 	@echo "make demo         the embedded mode on http://$(HOST)/"
 	@echo "make bench        the benchmarks; make rescore: re-derive the published figures (DATA=...)"
+	@echo "make cv-misses    each cross-validation bundle on its fold's validation: Dice and misses (DATA=...)"
 	@echo "make check-compose  docker-compose.yml is valid; make clean: remove var, static and test output"

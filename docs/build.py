@@ -1530,6 +1530,64 @@ def training_cv(root: Path) -> str:
     )
 
 
+CLEANUP_NAMES = {
+    "model": "the bundle's own",
+    "none": "every region",
+    "largest": "the largest region",
+    "peak": "the highest-peak region",
+}
+
+
+def training_cv_misses(root: Path) -> str:
+    """Each fold bundle on its fold's validation patients under each clean-up (``make cv-misses``): Dice and
+    the missed slices by how they were missed, with the totals over the folds per clean-up."""
+    results = []
+    for path in sorted((root / "docs" / "results" / "cv").glob("*_val_cleanup_*.json")):
+        report = read(root, f"docs/results/cv/{path.name}")
+        (name, scored), *_ = report["models"].items()
+        results.append((name, report["cleanup"], scored))
+    if not results:
+        return "\nNo fold bundle scored yet (`make cv-misses DATA=...`).\n"
+    body = []
+    totals: dict[str, dict] = {}
+    for name, cleanup, scored in results:
+        missed = scored["misses"]
+        body.append(
+            [
+                f"`{name}`",
+                CLEANUP_NAMES[cleanup],
+                f3(scored["dice_mean"]),
+                f"{missed['n']} of {missed['of']}",
+                *(str(missed["how"][k]) for k in ("empty", "elsewhere", "grazing")),
+                f3(missed["dice_mean_of_the_rest"]),
+            ]
+        )
+        total = totals.setdefault(cleanup, {"dice": [], "n": 0, "of": 0, "elsewhere": 0})
+        total["dice"].append(scored["dice_mean"])
+        total["n"] += missed["n"]
+        total["of"] += missed["of"]
+        total["elsewhere"] += missed["how"]["elsewhere"]
+    summary = "; ".join(
+        f"{CLEANUP_NAMES[c]}: mean Dice {statistics.mean(t['dice']):.3f}, {t['n']} of {t['of']} slices "
+        f"missed ({t['elsewhere']} elsewhere)"
+        for c, t in totals.items()
+    )
+    return "\n".join(
+        [
+            "",
+            *rows(
+                ["bundle", "clean-up", "Dice", "missed", "empty", "elsewhere", "grazing", "Dice of the rest"],
+                body,
+            ),
+            "",
+            para(f"Over the {len(totals.get('model', {}).get('dice', []))} folds scored: ", summary, "."),
+            "",
+            "(Generated from `docs/results/cv/*_val_cleanup_*.json`, written by `make cv-misses DATA=...`.)",
+            "",
+        ]
+    )
+
+
 def architecture_slice_check(root: Path) -> str:
     """The 'like the training slices' level and what it flagged (models/slice_reference.json)."""
     m = read(root, "models/slice_reference.json")["measured"]
@@ -2183,7 +2241,12 @@ BLOCKS = {
         "retrieval": notebook_retrieval,
         "search-at-scale": notebook_search,
     },
-    "docs/training.md": {"split-sizes": training_split, "cv-folds": training_cv, "targets": training_targets},
+    "docs/training.md": {
+        "split-sizes": training_split,
+        "cv-folds": training_cv,
+        "cv-misses": training_cv_misses,
+        "targets": training_targets,
+    },
     "docs/architecture.md": {
         "slice-check": architecture_slice_check,
         "smallest-tumour": architecture_smallest_tumour,

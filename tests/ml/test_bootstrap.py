@@ -54,3 +54,9 @@ def test_misses_counts_the_slices_under_the_bar_by_type_and_patient_group():
     assert np.isnan(
         misses([0.5], ["glioma"], ["a"], below=0.6)["dice_mean_of_the_rest"]
     )  # every slice missed
+    # How: nothing outlined, an outline that does not touch the tumour, or one that grazes it.
+    how = misses(
+        dices, types, groups, predicted_px=[0, 40, 500, 300, 12, 80], overlap_px=[0, 0, 450, 280, 1, 70]
+    )
+    assert how["how"] == {"empty": 1, "elsewhere": 1, "grazing": 1}
+    assert "how" not in misses(dices, types, groups)

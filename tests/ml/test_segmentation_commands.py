@@ -14,7 +14,9 @@ from PIL import Image
 from ml.data import read_records, split_ids_as_trained
 from ml.inference import load_segmenter, save_bundle
 from ml.models import ModelSpec
+from ml.postprocess import binarize
 from ml.train import TrainConfig, train
+from segmentation.management.commands.evaluate_segmentation import CLEANUP_CHOICES, Command
 from segmentation.models import ModelVersion
 from segmentation.services import model_versions_sync
 
@@ -473,3 +475,31 @@ def test_train_model_refuses_deep_supervision_outside_unet_plus_plus(figshare_di
             "--run-dir",
             str(tmp_path / "run"),
         )
+
+
+def test_evaluate_segmentation_cleanup_choices_pick_the_regions_they_name():
+    """--cleanup replaces the model's own: every region, the largest, or the one with the highest peak."""
+    prob = np.zeros((20, 20), np.float32)
+    prob[1:9, 1:9] = 0.6  # the larger region, a low peak
+    prob[14:17, 14:17] = 0.95  # the smaller one, a high peak
+
+    class Model:
+        threshold = 0.5
+        postprocess = {"min_component_px": 0, "keep_largest": True, "keep_by": "area"}
+
+        def predict_proba(self, images, tta=None, scales=None):
+            return [prob for _ in images]
+
+        def binarize(self, p):
+            return binarize(p, self.threshold, **self.postprocess)
+
+    def pixels(cleanup):
+        predict = Command._predictor(
+            Model(), ["m"], {}, reuse=False, keep=False, tta=None, scales=None, cleanup=cleanup
+        )
+        return int(predict([np.zeros((20, 20))])[0].sum())
+
+    assert pixels(None) == 64  # the model's own: the largest
+    assert pixels(CLEANUP_CHOICES["none"]) == 64 + 9
+    assert pixels(CLEANUP_CHOICES["largest"]) == 64
+    assert pixels(CLEANUP_CHOICES["peak"]) == 9

@@ -14,6 +14,14 @@ from tqdm import tqdm
 from ml.data import load_slices, read_records, split_ids_as_trained
 from ml.evaluate import evaluate_masks, group_bootstrap_ci, misses
 from ml.inference import ensemble_proba, load_ensemble, load_segmenter, shipped_bundles
+from ml.postprocess import binarize
+
+# --cleanup: which connected components of the thresholded map are kept (ml.postprocess), or the model's own.
+CLEANUP_CHOICES = {
+    "none": {"keep_largest": False},
+    "largest": {"keep_largest": True, "keep_by": "area"},
+    "peak": {"keep_largest": True, "keep_by": "peak"},
+}
 
 
 class Command(BaseCommand):
@@ -65,6 +73,14 @@ class Command(BaseCommand):
             default="model",
             help="zoom test-time augmentation (tta_scales): each model's own choice (default), "
             "or the slice at its own scale only",
+        )
+        parser.add_argument(
+            "--cleanup",
+            choices=["model", *CLEANUP_CHOICES],
+            default="model",
+            help="which regions of the thresholded map make the mask: each model's own choice (default), "
+            "or every region (none), the largest, or the one holding the highest probability (peak); "
+            "compare them on validation splits, never choose on test",
         )
         parser.add_argument(
             "--precision",
@@ -157,6 +173,7 @@ class Command(BaseCommand):
                 keep=name != "ensemble" and "ensemble" in wanted,
                 tta=tta,
                 scales=scales,
+                cleanup=CLEANUP_CHOICES.get(o["cleanup"]),
             )
             with tqdm(total=len(slices), desc=name, unit="slice", disable=None) as bar:
                 started = time.perf_counter()
@@ -166,9 +183,8 @@ class Command(BaseCommand):
             res["wall_seconds"] = round(time.perf_counter() - started, 2)
             res["tta_scales"] = {m.name: list(scales or m.tta_scales) for m in members}
             per_slice[name] = np.array(res.pop("dice_per_slice"))
-            rows[name] = zip(
-                res.pop("iou_per_slice"), res.pop("predicted_px_per_slice"), per_slice[name], strict=True
-            )
+            predicted_px, overlap_px = res.pop("predicted_px_per_slice"), res.pop("overlap_px_per_slice")
+            rows[name] = zip(res.pop("iou_per_slice"), predicted_px, per_slice[name], strict=True)
             results[name] = res
             by_type = ", ".join(f"{t} {d:.4f}" for t, d in res["dice_by_type"].items())
             lo, hi = res["dice_ci95"]
@@ -181,10 +197,13 @@ class Command(BaseCommand):
                 per_slice[name],
                 [r.tumour_type for r in slices.records],
                 [r.patient_group for r in slices.records],
+                predicted_px=predicted_px,
+                overlap_px=overlap_px,
             )
             kinds = ", ".join(f"{t} {n}" for t, n in missed["by_type"].items()) or "none"
+            how = ", ".join(f"{kind} {n}" for kind, n in missed["how"].items())
             self.stdout.write(
-                f"  Dice < {missed['below']}: {missed['n']} of {missed['of']} slices ({kinds}) from "
+                f"  Dice < {missed['below']}: {missed['n']} of {missed['of']} slices ({kinds}; {how}) from "
                 f"{missed['patient_groups']} patient groups; the others' mean Dice "
                 f"{missed['dice_mean_of_the_rest']:.4f}"
             )
@@ -204,6 +223,7 @@ class Command(BaseCommand):
             "n": len(slices),
             "tta": o["tta"],
             "zoom": o["zoom"],
+            "cleanup": o["cleanup"],
             "runtime": next(iter(segmenters.values())).runtime,
         }
         Path(o["json_out"]).parent.mkdir(parents=True, exist_ok=True)
@@ -241,10 +261,15 @@ class Command(BaseCommand):
                     )
 
     @staticmethod
-    def _predictor(model, stems, probs: dict, *, reuse: bool, keep: bool, tta, scales):
+    def _predictor(model, stems, probs: dict, *, reuse: bool, keep: bool, tta, scales, cleanup=None):
         """images -> masks for ``evaluate_masks``, which asks for the slices in order. ``keep`` stores a
         model's maps in ``probs`` (under its bundle name) for the ensemble; ``reuse`` averages the stored
-        maps of the bundles ``stems``."""
+        maps of the bundles ``stems``. ``cleanup`` (``binarize``'s keywords) replaces the model's own."""
+
+        def to_mask(prob):
+            if cleanup is None:
+                return model.binarize(prob)
+            return binarize(prob, model.threshold, **{**model.postprocess, **cleanup})
 
         done = [0]
 
@@ -256,6 +281,6 @@ class Command(BaseCommand):
                 maps = model.predict_proba(images, tta=tta, scales=scales)
                 if keep:
                     probs.setdefault(stems[0], []).extend(maps)
-            return [model.binarize(p) for p in maps]
+            return [to_mask(p) for p in maps]
 
         return predict
