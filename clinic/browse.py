@@ -13,7 +13,7 @@ from cases.selectors import case_list, case_mask_versions
 from recommender.names import normalise
 from recommender.services import case_mask, case_outline_run
 from segmentation.models import ReviewStatus, RunStatus, SegmentationRun
-from segmentation.selectors import case_processing_status
+from segmentation.selectors import OtherRegion, case_processing_status, run_other_regions
 from segmentation.services import measurements, primary_model_version
 
 STATUS_FILTERS = {
@@ -219,6 +219,22 @@ def case_has_outline_to_start_from(case: Case) -> bool:
     primary = primary_model_version()
     run = case_outline_run(case.segmentation_runs.exclude(mask_file=""), primary.pk if primary else None)
     return run is not None
+
+
+def case_other_regions(case: Case) -> list[OtherRegion]:
+    """The regions the primary model's latest finished run saw but left out of its mask (highest peak
+    first), whatever the review said of that mask: a rejected outline is when another region matters most."""
+    primary = primary_model_version()
+    if primary is None:
+        return []
+    run = (
+        case.segmentation_runs.filter(model_version=primary, status=RunStatus.DONE)
+        .exclude(probability_file="")
+        .select_related("model_version")
+        .order_by("-pk")
+        .first()
+    )
+    return [] if run is None else run_other_regions(run)
 
 
 def case_pictures_changed(case_id: int) -> tuple | None:

@@ -29,6 +29,11 @@ urlpatterns = [
     path("cases/<int:case_id>/thumbnail.png", pictures.case_thumbnail_view, name="case-thumbnail"),
     path("cases/<int:case_id>/overlay.png", pictures.case_overlay_view, name="case-overlay"),
     path("cases/<int:case_id>/best-mask.png", pictures.case_best_mask_view, name="case-best-mask"),
+    path(
+        "cases/<int:case_id>/other-regions/<int:rank>.png",
+        pictures.case_other_region_view,
+        name="case-other-region",
+    ),
     path("cases/<int:case_id>/mask.<maskfmt:fmt>", pictures.case_mask_view, name="case-mask"),
     path(
         "cases/<int:case_id>/masks/<int:number>.<maskfmt:fmt>",

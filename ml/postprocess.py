@@ -68,3 +68,26 @@ def postprocess_options(post: dict | None) -> dict:
         "keep_largest": bool(post.get("keep_largest", False)),
         "keep_by": str(post.get("keep_by", "area")),
     }
+
+
+def other_regions(
+    prob: np.ndarray, served: np.ndarray, threshold: float, *, min_component_px: int = 0, limit: int = 3
+) -> list[tuple[np.ndarray, float, int]]:
+    """The regions a model saw but left out of its mask: the connected components (8-connectivity) of
+    ``prob > threshold`` of at least ``min_component_px`` pixels that do not touch ``served``, as
+    ``(bool mask, peak probability, area in px)``, highest peak first, at most ``limit``.
+
+    Where a missed tumour is in the map at all, it is mostly such a region, ranked below a brighter
+    look-alike that the clean-up kept (docs/training.md, "Where the misses are"), so the correction page
+    offers them to the clinician as lower-confidence starting points."""
+    prob = np.asarray(prob)
+    labels, n = ndimage.label(prob > threshold, structure=_EIGHT)
+    if n == 0:
+        return []
+    index = np.arange(1, n + 1)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    peaks = np.asarray(ndimage.maximum(prob, labels, index), dtype=float)
+    touched = set(np.unique(labels[np.asarray(served, bool)]).tolist()) - {0}
+    candidates = [i for i in range(n) if sizes[i] >= max(min_component_px, 1) and (i + 1) not in touched]
+    candidates.sort(key=lambda i: (-peaks[i], -sizes[i], i))
+    return [(labels == i + 1, float(peaks[i]), int(sizes[i])) for i in candidates[:limit]]

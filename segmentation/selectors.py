@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from django.db.models import QuerySet
 from PIL import Image
 
 from cases.dicom_out import MaskOrigin
 from cases.models import Case
+from ml.postprocess import other_regions, postprocess_options
 from segmentation.models import RunStatus, SegmentationRun
 
 
@@ -54,3 +57,28 @@ def load_mask(run: SegmentationRun) -> np.ndarray | None:
         return None
     with run.mask_file.open("rb") as fh:
         return np.asarray(Image.open(fh).convert("L")) > 127
+
+
+@dataclass(frozen=True)
+class OtherRegion:
+    """A region of a run's probability map that its model would outline but its clean-up left out."""
+
+    rank: int  # 1: the highest peak
+    mask: np.ndarray = field(repr=False)
+    peak: float  # the highest probability in it
+    area_px: int
+
+
+def run_other_regions(run: SegmentationRun, *, limit: int = 3) -> list[OtherRegion]:
+    """The regions of the run's stored probability map above its model's threshold (and size floor) that
+    its mask leaves out, highest peak first (``ml.postprocess.other_regions``); none before it is done."""
+    prob, mask = load_probability(run), load_mask(run)
+    if prob is None or mask is None:
+        return []
+    version = run.model_version
+    floor = postprocess_options(version.metadata.get("postprocess"))["min_component_px"]
+    found = other_regions(prob, mask, version.threshold, min_component_px=floor, limit=limit)
+    return [
+        OtherRegion(rank=n, mask=region, peak=peak, area_px=area)
+        for n, (region, peak, area) in enumerate(found, 1)
+    ]

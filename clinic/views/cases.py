@@ -28,6 +28,7 @@ from clinic.browse import (
     case_best_mask,
     case_diagnoses,
     case_has_outline_to_start_from,
+    case_other_regions,
     case_search,
     case_status,
     mask_history,
@@ -204,7 +205,14 @@ def case_correct_view(request: HttpRequest, case_id: int) -> HttpResponse:
     return render(
         request,
         "cases/case_correct.html",
-        {"case": case, "has_start_mask": case_has_outline_to_start_from(case)},
+        {
+            "case": case,
+            "has_start_mask": case_has_outline_to_start_from(case),
+            "other_regions": [
+                {"rank": r.rank, "peak_percent": round(100 * r.peak), "area": case_area(case, r.mask)}
+                for r in case_other_regions(case)
+            ],
+        },
     )
 
 

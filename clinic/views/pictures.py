@@ -14,7 +14,7 @@ from django.views.decorators.http import etag
 from cases import rendering
 from cases.models import Case
 from cases.selectors import case_ground_truth_mask, scan_read
-from clinic.browse import case_best_mask, case_pictures_changed
+from clinic.browse import case_best_mask, case_other_regions, case_pictures_changed
 from clinic.permissions import role_required
 from clinic.views.shared import case_or_404, mask_download, png_response
 from recommender.services import case_outline_run
@@ -83,6 +83,16 @@ def case_best_mask_view(request: HttpRequest, case_id: int) -> HttpResponse:
     if mask is None:
         raise Http404("This case has no mask yet.")
     return png_response(rendering.mask_png_bytes(mask))
+
+
+@role_required("cases.view_case")
+def case_other_region_view(request: HttpRequest, case_id: int, rank: int) -> HttpResponse:
+    """Region ``rank`` (1: the highest peak) of those the primary model saw but left out of its mask, as a
+    0/255 PNG the correction page can start from (``clinic.browse.case_other_regions``)."""
+    regions = case_other_regions(case_or_404(case_id))
+    if not 1 <= rank <= len(regions):
+        raise Http404("The models saw no such other region in this case.")
+    return png_response(rendering.mask_png_bytes(regions[rank - 1].mask))
 
 
 # The brain window of CT (PS3.3 has none; the radiologists' usual one, in HU): level 40, width 80.

@@ -28,20 +28,24 @@
     });
   }
 
+  // A 0/255 mask picture onto the canvas: white (tumour) becomes opaque paint, black transparent.
+  function paintMask(img) {
+    var tmp = document.createElement("canvas");
+    tmp.width = maskCanvas.width; tmp.height = maskCanvas.height;
+    var t = tmp.getContext("2d");
+    t.drawImage(img, 0, 0, tmp.width, tmp.height);
+    var src = t.getImageData(0, 0, tmp.width, tmp.height);
+    var out = mctx.createImageData(tmp.width, tmp.height);
+    for (var i = 0; i < src.data.length; i += 4) {
+      if (src.data[i] > 127) { out.data[i] = 255; out.data[i + 1] = 48; out.data[i + 2] = 48; out.data[i + 3] = 255; }
+    }
+    mctx.putImageData(out, 0, 0);
+  }
+
   load(app.dataset.sliceUrl).then(function (img) { sliceCanvas.getContext("2d").drawImage(img, 0, 0); });
   if (app.dataset.maskUrl) {
     load(app.dataset.maskUrl).then(function (img) {
-      // White (tumour) becomes opaque paint, black becomes transparent.
-      var tmp = document.createElement("canvas");
-      tmp.width = maskCanvas.width; tmp.height = maskCanvas.height;
-      var t = tmp.getContext("2d");
-      t.drawImage(img, 0, 0, tmp.width, tmp.height);
-      var src = t.getImageData(0, 0, tmp.width, tmp.height);
-      var out = mctx.createImageData(tmp.width, tmp.height);
-      for (var i = 0; i < src.data.length; i += 4) {
-        if (src.data[i] > 127) { out.data[i] = 255; out.data[i + 1] = 48; out.data[i + 2] = 48; out.data[i + 3] = 255; }
-      }
-      mctx.putImageData(out, 0, 0);
+      paintMask(img);
       markReady("Starting from the current mask.");
     }).catch(function () {
       markReady("The current mask could not be loaded: paint the tumour, or reload the page.");
@@ -147,6 +151,20 @@
   });
 
   undoButton.addEventListener("click", undo);
+  document.querySelectorAll("button.other-region").forEach(function (button) {
+    button.addEventListener("click", function () {
+      if (!ready) return;
+      var label = button.textContent.trim().replace(/^Start from r/, "R");
+      load(button.dataset.regionUrl).then(function (img) {
+        snapshot();
+        paintMask(img);
+        dirty = true;
+        statusBox.textContent = label + " of the models' lower-confidence regions: correct it, then save.";
+      }).catch(function () {
+        statusBox.textContent = "That region could not be loaded: reload the page.";
+      });
+    });
+  });
   document.getElementById("clear").addEventListener("click", function () {
     if (!ready) return;
     snapshot();

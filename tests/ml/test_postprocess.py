@@ -9,7 +9,7 @@ from ml.evaluate import (
     cross_validate_choice,
     cross_validate_tables,
 )
-from ml.postprocess import binarize, postprocess_options
+from ml.postprocess import binarize, other_regions, postprocess_options
 
 
 def _two_blobs():
@@ -108,3 +108,27 @@ def test_cross_validate_tables_scores_each_fold_with_the_row_chosen_on_the_other
     held_out = cross_validate_tables({"t": table, "only row 0": table[:1]}, ["a", "b"], folds=2, repeats=3)
     np.testing.assert_allclose(held_out["t"], [0.4, 0.2])
     np.testing.assert_allclose(held_out["only row 0"], [0.9, 0.2])
+
+
+def test_other_regions_are_those_the_clean_up_left_out_highest_peak_first():
+    prob = _two_blobs()
+    prob[2:4, 12:18] = 0.95  # 12 px, the highest peak
+    prob[17:19, 2:4] = 0.6  # 4 px
+    served = binarize(prob, 0.5, keep_largest=True)  # the 36-px region
+    regions = other_regions(prob, served, 0.5)
+    assert [(peak, area) for _, peak, area in regions] == [
+        (pytest.approx(0.95), 12),
+        (pytest.approx(0.8), 4),
+        (pytest.approx(0.6), 4),
+    ]
+    first = regions[0][0]
+    assert first.dtype == bool and first[2, 12] and not (first & served).any()
+    assert len(other_regions(prob, served, 0.5, limit=2)) == 2
+    assert [area for _, _, area in other_regions(prob, served, 0.5, min_component_px=5)] == [12]
+    # A region the served mask touches, even by one pixel, is the served one, not another.
+    grazed = np.zeros_like(served)
+    grazed[3, 13] = True
+    assert [area for _, _, area in other_regions(prob, served | grazed, 0.5)] == [4, 4]
+    # Nothing above the threshold, or nothing else: no region.
+    assert other_regions(prob, served, 0.99) == []
+    assert other_regions(_two_blobs(), binarize(_two_blobs(), 0.5), 0.5) == []

@@ -60,6 +60,7 @@ ROWS: dict[str, dict[str, int]] = {
     "case-thumbnail": {"GET": VIEWER},
     "case-overlay": {"GET": VIEWER},
     "case-best-mask": {"GET": VIEWER},
+    "case-other-region": {"GET": VIEWER},
     "case-mask": {"GET": VIEWER},
     "case-mask-version": {"GET": VIEWER},
     "case-mask-restore": {"GET": CLINICIAN, "POST": CLINICIAN},
@@ -142,6 +143,7 @@ def _world(db):
         "fmt": "png",
         "kind": "mask",
         "number": 1,
+        "rank": 1,
     }
 
 

@@ -10,13 +10,14 @@ from django.core.files.base import ContentFile
 from PIL import Image
 
 from cases.models import Case
-from cases.rendering import mask_png_bytes
+from cases.rendering import mask_png_bytes, png_bytes
 from segmentation.models import ModelVersion, RunStatus, SegmentationRun
 from segmentation.services import measurements
 
 
-def add_finished_run(case, name: str, mask: np.ndarray, *, ensemble: bool = False):
-    """A done run. Plain models are inactive and the ensemble has no members, so no Keras model ever loads."""
+def add_finished_run(case, name: str, mask: np.ndarray, *, ensemble: bool = False, probability=None):
+    """A done run. Plain models are inactive and the ensemble has no members, so no Keras model ever loads.
+    ``probability`` (floats in [0, 1]) is stored as its map, as a worker stores one."""
     version, _ = ModelVersion.objects.get_or_create(
         name=name,
         defaults={
@@ -33,6 +34,11 @@ def add_finished_run(case, name: str, mask: np.ndarray, *, ensemble: bool = Fals
         **measurements(mask, (case.scan.pixel_spacing_mm, case.scan.pixel_spacing_col_mm)),
     )
     run.mask_file.save(f"case{case.pk}_{name}_mask.png", ContentFile(mask_png_bytes(mask)), save=False)
+    if probability is not None:
+        stored = np.clip(np.round(np.asarray(probability) * 255.0), 0, 255).astype(np.uint8)
+        run.probability_file.save(
+            f"case{case.pk}_{name}_prob.png", ContentFile(png_bytes(stored)), save=False
+        )
     run.save()
     return run
 
