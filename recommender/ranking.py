@@ -171,18 +171,25 @@ def _fisher_lda(x: np.ndarray, labels: np.ndarray, n_components: int, reg: float
     return mean, whiten @ b_evecs[:, order]
 
 
-def knn_distribution(distances: np.ndarray, types: list[str], *, k: int = 10) -> dict[str, float]:
+def knn_distribution(
+    distances: np.ndarray, types: list[str], *, k: int = 10, prior: dict[str, float] | None = None
+) -> dict[str, float]:
     """Distance-weighted shares (summing to 1) of the types among the k nearest labelled cases.
 
     ``distances`` must be sorted ascending and aligned with ``types``; unlabelled neighbours are skipped.
-    Each neighbour weighs ``1 / (d + 0.001)``. Empty when no neighbour has a type.
+    Each neighbour weighs ``1 / (d + 0.001)``. Empty when no neighbour has a type. With ``prior`` (each
+    type's share of the case base, ``type_prior``), a neighbour's weight is divided by its type's share,
+    so a type the base holds few of is not outvoted for being rare: the prior correction of Saerens,
+    Latinne & Decaestecker, "Adjusting the outputs of a classifier to new a priori probabilities", Neural
+    Computation 14(1), 2002, toward equal priors.
     """
     weights: dict[str, float] = {}
     used = 0
     for d, t in zip(distances, types, strict=True):
         if not t:
             continue
-        weights[t] = weights.get(t, 0.0) + 1.0 / (float(d) + 1e-3)
+        share = prior.get(t) if prior else None
+        weights[t] = weights.get(t, 0.0) + 1.0 / (float(d) + 1e-3) / (share if share else 1.0)
         used += 1
         if used == k:
             break
@@ -190,9 +197,17 @@ def knn_distribution(distances: np.ndarray, types: list[str], *, k: int = 10) ->
     return {t: w / total for t, w in weights.items()} if total else {}
 
 
-def knn_vote(distances: np.ndarray, types: list[str], *, k: int = 10) -> tuple[str | None, float]:
+def knn_vote(
+    distances: np.ndarray, types: list[str], *, k: int = 10, prior: dict[str, float] | None = None
+) -> tuple[str | None, float]:
     """Distance-weighted vote of the k nearest labelled cases: (type, share of the winning weight)."""
-    return blend_votes(knn_distribution(distances, types, k=k), None, 0.0)
+    return blend_votes(knn_distribution(distances, types, k=k, prior=prior), None, 0.0)
+
+
+def type_prior(types: list[str]) -> dict[str, float]:
+    """Each type's share of the labelled cases (unlabelled ones left out)."""
+    labelled = [t for t in types if t]
+    return {t: labelled.count(t) / len(labelled) for t in sorted(set(labelled))}
 
 
 def blend_votes(

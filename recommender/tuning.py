@@ -153,6 +153,7 @@ def _fold_scores(
     k: int,
     fitted: dict | None = None,
     fold: int = 0,
+    balanced: bool = False,
 ) -> tuple[list[int], list[float], list[str]]:
     base_rows = base_rows[d.base_ok[base_rows]]
     types = np.asarray(d.types)
@@ -175,6 +176,7 @@ def _fold_scores(
     )
     base_types = list(types[base_rows])
     n_of_type = {t: base_types.count(t) for t in set(base_types)}
+    prior = ranking.type_prior(base_types) if balanced else None
     correct, aps, query_types = [], [], []
     pool = max(4 * k, 40)
     for q in query_rows:
@@ -186,7 +188,9 @@ def _fold_scores(
         vec = scaler.transform(d.query_features[q], d.query_embeddings[embedding][q] if embedding else None)
         dist = np.linalg.norm(base - vec, axis=1)
         order = np.argsort(dist, kind="stable")
-        voted, confidence = ranking.knn_vote(dist[order[:k]], [base_types[j] for j in order[:k]], k=k)
+        voted, confidence = ranking.knn_vote(
+            dist[order[:k]], [base_types[j] for j in order[:k]], k=k, prior=prior
+        )
         correct.append(int(voted == types[q]))
         same = [j for j in order if base_types[j] == voted][:pool] if voted else []
         candidates = sorted(set(order[:pool].tolist()) | set(same))
@@ -207,10 +211,12 @@ def cross_validate(
     embedding: str | None,
     k: int = 10,
     fitted: dict | None = None,
+    balanced: bool = False,
 ) -> dict:
     """Type accuracy and mAP@k of ``weights`` over the folds (mean over queries, and per fold).
 
     ``fitted``: a dict kept across calls on the same ``d`` and ``folds`` to reuse each fold's fit.
+    ``balanced``: the kNN vote corrected by each type's share of the fold's base (``ranking.knn_vote``).
     """
     position = {identifier: i for i, identifier in enumerate(d.ids)}
     everything = np.arange(len(d.ids))
@@ -218,7 +224,7 @@ def cross_validate(
     for n, fold in enumerate(folds):
         query_rows = np.array([position[i] for i in fold if i in position], dtype=int)
         base_rows = np.setdiff1d(everything, query_rows)
-        c, a, t = _fold_scores(d, base_rows, query_rows, weights, embedding, k, fitted, n)
+        c, a, t = _fold_scores(d, base_rows, query_rows, weights, embedding, k, fitted, n, balanced)
         correct += c
         aps += a
         types += t
@@ -230,6 +236,7 @@ def cross_validate(
     return {
         "weights": weights,
         "embedding_model": embedding or "",
+        "balanced_vote": balanced,
         "type_accuracy": round(float(np.mean(correct)), 4),
         "map": round(float(np.mean(aps)), 4),
         "type_accuracy_by_fold": per_fold,

@@ -49,6 +49,24 @@ def test_the_knn_shares_are_distance_weighted_and_sum_to_one():
     assert ranking.knn_distribution([], [], k=3) == {}
 
 
+def test_a_prior_corrected_vote_does_not_outvote_a_rare_type_for_being_rare():
+    # Three glioma and two meningioma neighbours at the same distance: glioma wins as served, but the base
+    # holds three times as many gliomas, so corrected by the shares meningioma does (2/0.25 > 3/0.75).
+    distances, types = [1.0] * 5, ["glioma", "meningioma", "glioma", "meningioma", "glioma"]
+    prior = ranking.type_prior(["glioma"] * 6 + ["meningioma"] * 2 + [None])
+    assert prior == {"glioma": 0.75, "meningioma": 0.25}
+    assert ranking.knn_vote(distances, types, k=5)[0] == "glioma"
+    voted, confidence = ranking.knn_vote(distances, types, k=5, prior=prior)
+    assert voted == "meningioma" and confidence == pytest.approx((2 / 0.25) / (2 / 0.25 + 3 / 0.75))
+    shares = ranking.knn_distribution(distances, types, k=5, prior=prior)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    # Equal shares change nothing.
+    even = {"glioma": 0.5, "meningioma": 0.5}
+    assert ranking.knn_distribution(distances, types, k=5, prior=even) == pytest.approx(
+        ranking.knn_distribution(distances, types, k=5)
+    )
+
+
 def test_the_classifier_is_blended_in_by_its_weight():
     knn = {"glioma": 0.6, "meningioma": 0.4}
     classifier = {"glioma": 0.1, "meningioma": 0.7, "pituitary": 0.2}

@@ -85,6 +85,30 @@ def test_a_query_with_no_outline_counts_as_wrong():
     assert result["type_accuracy"] == pytest.approx(35 / 36, abs=1e-4)
 
 
+def test_the_balanced_vote_is_scored_and_recorded_as_such():
+    # The features carry no type here, so the plain vote follows the base's make-up and seldom says
+    # meningioma, the rare type; corrected by the shares it says so more often.
+    d = _described(12, separable="embedding")
+    keep = [i for i, t in enumerate(d.types) if t != "meningioma" or i % 3 == 0]  # few meningiomas
+    d = Described(
+        [d.ids[i] for i in keep],
+        [d.types[i] for i in keep],
+        [d.groups[i] for i in keep],
+        d.base_features[keep],
+        d.query_features[keep],
+        d.base_ok[keep],
+        d.query_ok[keep],
+        {"m": d.base_embeddings["m"][keep]},
+        {"m": d.query_embeddings["m"][keep]},
+    )
+    w = {"discriminant": 0.0, "features": 1.0, "embedding": 0.0}
+    plain = cross_validate(d, _folds(d), w, embedding=None)
+    balanced = cross_validate(d, _folds(d), w, embedding=None, balanced=True)
+    assert (plain["balanced_vote"], balanced["balanced_vote"]) == (False, True)
+    assert balanced["n_queries"] == plain["n_queries"] == len(keep)
+    assert balanced["type_accuracy_by_type"]["meningioma"] > plain["type_accuracy_by_type"]["meningioma"]
+
+
 def test_grid_is_every_combination():
     settings = grid([0.5, 1.0], [1.0], [0.0, 0.6, 1.2])
     assert len(settings) == 6 and {"discriminant": 0.5, "features": 1.0, "embedding": 1.2} in settings

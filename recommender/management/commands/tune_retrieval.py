@@ -68,6 +68,13 @@ class Command(BaseCommand):
             default="var/tune_retrieval.npz",
             help="cache of the described slices (default var/tune_retrieval.npz)",
         )
+        parser.add_argument(
+            "--balanced-vote",
+            choices=["off", "on", "both"],
+            default="off",
+            help="the kNN type vote as served (off), corrected by each type's share of the base so a rare "
+            "type is not outvoted for being rare (on), or both, each setting scored either way",
+        )
         parser.add_argument("--limit", type=int, help="at most this many slices (a quick look)")
 
     def handle(self, *args, **o):
@@ -118,23 +125,29 @@ class Command(BaseCommand):
         folds = kfold_by_patient(records, k=o["folds"], seed=o["seed"])
         settings_ = tuning.grid(o["w_discriminant"], o["w_features"], o["w_embedding"])
 
+        balanced = {"off": [False], "on": [True], "both": [False, True]}[o["balanced_vote"]]
         runs = [
-            (name, weights)
+            (name, weights, corrected)
             for name in [v.weights_key for v in versions] or [None]
             for weights in settings_
             if name is not None or not weights["embedding"]
+            for corrected in balanced
         ]
         fitted: dict = {}  # each fold's scaler fit, shared by every weight setting of one embedding
         results = [
-            tuning.cross_validate(described, folds, weights, embedding=name, k=o["k"], fitted=fitted)
-            for name, weights in tqdm(runs, unit="setting", disable=o["verbosity"] == 0)
+            tuning.cross_validate(
+                described, folds, weights, embedding=name, k=o["k"], fitted=fitted, balanced=corrected
+            )
+            for name, weights, corrected in tqdm(runs, unit="setting", disable=o["verbosity"] == 0)
         ]
         results.sort(key=lambda r: (-r["type_accuracy"], -r["map"]))
         for r in results:
             w = r["weights"]
             self.stdout.write(
                 f"w_d {w['discriminant']:<4} w_f {w['features']:<4} w_e {w['embedding']:<4} "
-                f"{r['embedding_model'] or '(no embedding)':<32} accuracy {r['type_accuracy']:.4f} "
+                f"{r['embedding_model'] or '(no embedding)':<32} "
+                f"{'balanced ' if r['balanced_vote'] else ''}accuracy {r['type_accuracy']:.4f} "
+                f"(meningioma {r['type_accuracy_by_type'].get('meningioma', float('nan')):.4f}) "
                 f"mAP {r['map']:.4f} folds {r['type_accuracy_by_fold']}"
             )
         out = {
