@@ -83,6 +83,8 @@ NOT_AUDITED: dict[str, str] = {
     "case-similar": _PART_OF_THE_CASE_PAGE + " (the similar-cases fragment)",
     "case-best-mask": "the outline the correction page starts from, drawn on it; the masks' downloads are "
     "audited (case-mask, run-mask) and so is the full image the page shows (case-slice)",
+    "case-other-region": "part of the correction page: a region of the primary run's probability map, "
+    "shown small and drawn on its canvas; the map's download is audited (run-probability)",
     "upload": _WRITE + " (case.uploaded)",
     "case-correct": _WRITE + " (mask.corrected); the image it shows is fetched from case-slice, audited",
     "case-mask-restore": _WRITE + " (mask.restored)",
