@@ -42,6 +42,7 @@ AUDITED_READS: dict[str, AuditedRead] = {
     "run-mask": AuditedRead("mask.downloaded", "run_id", SegmentationRun),
     "run-probability": AuditedRead("mask.downloaded", "run_id", SegmentationRun),  # the heat-map's map
     "api:segmentation-file": AuditedRead("mask.downloaded", "run_id", SegmentationRun),
+    "api:case-other-region": AuditedRead("mask.downloaded", "case_id", Case),  # a region of the map
     "api:segmentation-dicom": AuditedRead("mask.downloaded", "run_id", SegmentationRun),
 }
 
@@ -102,6 +103,8 @@ NOT_AUDITED: dict[str, str] = {
     "api:case-thumbnail": _PART_OF_THE_CASE_PAGE + " (the API's thumbnail)",
     "api:case-similar": "the similar cases: ids, types and scores of other cases, each of which is audited "
     "when opened; the query case's own detail is audited",
+    "api:case-other-regions": _LIST + " (a case's other regions: rank, probability, area; each download "
+    "is audited)",
     "api:case-masks": _LIST + " (a case's mask versions: who, when, area; each download is audited)",
     "api:case-mask-restore": _WRITE + " (mask.restored)",
     "api:case-diagnoses": _WRITE + " (diagnosis.added)",

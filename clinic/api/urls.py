@@ -18,6 +18,7 @@ from clinic.api.masks import (
     MaskVersionListApi,
     MaskVersionRestoreApi,
 )
+from clinic.api.regions import OtherRegionFileApi, OtherRegionListApi
 from clinic.api.runs import SegmentationDicomApi, SegmentationFileApi, SegmentationReviewApi
 from clinic.api.similar import SimilarCasesApi
 from clinic.permissions import RolePermission
@@ -79,6 +80,12 @@ urlpatterns = [
         "cases/<id:case_id>/masks/<int:number>/restore/",
         MaskVersionRestoreApi.as_view(),
         name="case-mask-restore",
+    ),
+    path("cases/<id:case_id>/other-regions/", OtherRegionListApi.as_view(), name="case-other-regions"),
+    path(
+        "cases/<id:case_id>/other-regions/<int:rank>.png",
+        OtherRegionFileApi.as_view(),
+        name="case-other-region",
     ),
     path("cases/<id:case_id>/diagnoses/", CaseDiagnosisCreateApi.as_view(), name="case-diagnoses"),
     path(

@@ -211,6 +211,17 @@ EXCHANGES: dict[str, list[Exchange]] = {
         Exchange("post", "/api/cases/{ready}/masks/", 415, data={"mask": "x"}),
         Exchange("post", "/api/cases/{ready}/masks/", 403, who="anonymous", data={}, format="multipart"),
     ],
+    "case-other-regions": [
+        Exchange("get", "/api/cases/{regions}/other-regions/", 200),
+        Exchange("get", "/api/cases/{pending}/other-regions/", 200),  # none
+        Exchange("get", "/api/cases/999999/other-regions/", 404),
+        Exchange("get", "/api/cases/{regions}/other-regions/", 403, who="anonymous"),
+    ],
+    "case-other-region": [
+        Exchange("get", "/api/cases/{regions}/other-regions/1.png", 200),
+        Exchange("get", "/api/cases/{regions}/other-regions/2.png", 404),
+        Exchange("get", "/api/cases/{regions}/other-regions/1.png", 403, who="anonymous"),
+    ],
     "case-mask-version": [
         Exchange("get", "/api/cases/{corrected}/masks/1.png", 200),
         Exchange("get", "/api/cases/{corrected}/masks/2.png", 200),
@@ -324,6 +335,16 @@ def _api_routes() -> list[str]:
     raise AssertionError("no URLconf include with the 'api' namespace")
 
 
+def _done_run(case, version, mask, probability=None) -> SegmentationRun:
+    """A finished run with its mask PNG and, given one, its probability map (uint8)."""
+    files = {"mask_file": ContentFile(png_bytes(mask.astype("uint8") * 255), name="mask.png")}
+    if probability is not None:
+        files["probability_file"] = ContentFile(png_bytes(probability), name="probability.png")
+    return SegmentationRun.objects.create(
+        case=case, model_version=version, status=RunStatus.DONE, area_px=int(mask.sum()), **files
+    )
+
+
 @pytest.fixture
 def world(clinician, media_dir, settings, tmp_path):
     """Described base cases (so the similar-case search is ready), one with a diagnosis, a new case that
@@ -337,14 +358,7 @@ def world(clinician, media_dir, settings, tmp_path):
     pending = make_case(user=clinician, patient="NEW", seed=7, size=64)
     image, mask = synthetic_slice(64, center=(30, 30), radius=6, seed=7)
     version = ModelVersion.objects.create(name="unet_test", architecture="unet", is_active=False)
-    done = SegmentationRun.objects.create(
-        case=pending,
-        model_version=version,
-        status=RunStatus.DONE,
-        mask_file=ContentFile(png_bytes(mask.astype("uint8") * 255), name="mask.png"),
-        probability_file=ContentFile(png_bytes(image), name="probability.png"),
-        area_px=int(mask.sum()),
-    )
+    done = _done_run(pending, version, mask, image)
     other = ModelVersion.objects.create(name="unet_other", architecture="unet", is_active=False)
     queued = SegmentationRun.objects.create(case=pending, model_version=other)
     # An imported expert mask (version 1) and a clinician's correction of it (version 2, in use).
@@ -353,14 +367,18 @@ def world(clinician, media_dir, settings, tmp_path):
     # A DICOM case (pydicom's MR_small, 64 x 64) with a clinician's outline and a finished run.
     dicom = case_create(image_file=Path(get_testdata_file("MR_small.dcm")).read_bytes(), user=clinician)
     case_mask_correct(case=dicom, mask=mask, user=clinician)
-    dicom_run = SegmentationRun.objects.create(
-        case=dicom,
-        model_version=version,
-        status=RunStatus.DONE,
-        mask_file=ContentFile(png_bytes(mask.astype("uint8") * 255), name="mask.png"),
-        area_px=int(mask.sum()),
+    dicom_run = _done_run(dicom, version, mask)
+    # A case whose primary (ensemble) mask left a second region of its map out: the other regions.
+    regions = make_case(user=clinician, patient="REGIONS", seed=8, size=64)
+    chosen, left_out = np.zeros((64, 64), bool), np.zeros((64, 64), bool)
+    chosen[5:15, 5:15], left_out[40:50, 40:50] = True, True
+    probability = (chosen * 230 + left_out * 160).astype(np.uint8)
+    ensemble = ModelVersion.objects.create(
+        name="ensemble", architecture="ensemble", is_active=True, is_ensemble=True
     )
+    _done_run(regions, ensemble, chosen, probability)
     return {
+        "regions": regions.pk,
         "ready": base[0].pk,
         "pending": pending.pk,
         "done_run": done.pk,
@@ -525,6 +543,7 @@ def test_every_schema_operation_has_an_exchange(schema):
                     corrected=1,
                     dicom=1,
                     dicom_run=1,
+                    regions=1,
                 ),
             ),
             exchange.method,

@@ -86,6 +86,8 @@ ROWS: dict[str, dict[str, int]] = {
     "api:case-detail": {"GET": VIEWER, "PATCH": CLINICIAN},
     "api:case-thumbnail": {"GET": VIEWER},
     "api:case-similar": {"GET": VIEWER},
+    "api:case-other-regions": {"GET": VIEWER},
+    "api:case-other-region": {"GET": VIEWER},
     "api:case-masks": {"GET": VIEWER, "POST": CLINICIAN},
     "api:case-mask-version": {"GET": VIEWER},
     "api:case-mask-version-dicom": {"GET": VIEWER},
