@@ -297,6 +297,11 @@ class TypeClassifier:
         self.runtime = "tensorflow"
         self._run = lambda x: self._forward(x).numpy()
 
+    def use_openvino(self) -> None:
+        """Run the float32 graph through OpenVINO (``ml.inference.openvino_forward``)."""
+        self.runtime = "openvino"
+        self._run = openvino_forward(self._forward, "fp32")
+
     def probabilities(self, images: Sequence[np.ndarray], *, batch_size: int = 16) -> np.ndarray:
         """``(N, len(classes))`` probabilities for slices of any size (flip TTA when the bundle says so)."""
         batch = prepare(images, self.input_size)
@@ -337,8 +342,7 @@ def load_type_classifier(keras_path: str | Path, *, runtime: str = "tensorflow")
                 )
             classifier = TypeClassifier(keras.models.load_model(path, compile=False), metadata, path)
             if runtime == "openvino":
-                classifier.runtime = runtime
-                classifier._run = openvino_forward(classifier._forward, "fp32")
+                classifier.use_openvino()
             _CACHE[key] = classifier
         return _CACHE[key]
 
