@@ -70,16 +70,16 @@ def thumbnail(image: np.ndarray, mask: np.ndarray | None, size: int = THUMBNAIL_
     return np.asarray(picture)
 
 
-def png_bytes(array: np.ndarray, *, optimize: bool = False) -> bytes:
-    """A PNG of a uint8/uint16 grayscale or uint8 RGB array; ``optimize`` trades time for a smaller file."""
+def png_bytes(array: np.ndarray) -> bytes:
+    """A PNG of a uint8/uint16 grayscale or uint8 RGB array (zlib's default level)."""
     buf = io.BytesIO()
-    Image.fromarray(np.asarray(array)).save(buf, format="PNG", optimize=optimize)
+    Image.fromarray(np.asarray(array)).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def mask_png_bytes(mask: np.ndarray, *, optimize: bool = False) -> bytes:
+def mask_png_bytes(mask: np.ndarray) -> bytes:
     """A 0/255 PNG of a mask (bool, or anything above 0 is tumour)."""
-    return png_bytes(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), optimize=optimize)
+    return png_bytes(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8))
 
 
 def pixels_png_bytes(pixels: np.ndarray) -> bytes:

@@ -43,11 +43,21 @@ def binarize(
         if keep_by == "area":  # the largest component passes any size floor another one passes
             return largest_region(mask, structure=_EIGHT)
         candidates = np.flatnonzero(keep)
-        peaks = ndimage.maximum(prob, labels, candidates + 1)
+        peaks = region_peaks(prob, labels, n)[candidates]
         best = candidates[np.lexsort((sizes[candidates], peaks))[-1]]
         keep = np.zeros_like(keep)
         keep[best] = True
     return np.isin(labels, np.flatnonzero(keep) + 1)
+
+
+def region_peaks(prob: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """The highest value of ``prob`` in each of the regions ``1..n`` of ``labels`` (``ndimage.label``'s
+    output), in label order; -inf for a label with no pixel. The same as ``ndimage.maximum(prob, labels,
+    range(1, n + 1))``, which sorts the whole map and cost a worker 20 ms a call on a 512 px slice."""
+    inside = labels > 0
+    peaks = np.full(n, -np.inf, dtype=np.result_type(prob.dtype, np.float32))
+    np.maximum.at(peaks, labels[inside] - 1, prob[inside])
+    return peaks
 
 
 def largest_region(mask: np.ndarray, *, structure: np.ndarray | None = None) -> np.ndarray:
@@ -84,9 +94,8 @@ def other_regions(
     labels, n = ndimage.label(prob > threshold, structure=_EIGHT)
     if n == 0:
         return []
-    index = np.arange(1, n + 1)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    peaks = np.asarray(ndimage.maximum(prob, labels, index), dtype=float)
+    peaks = region_peaks(prob, labels, n).astype(float)
     touched = set(np.unique(labels[np.asarray(served, bool)]).tolist()) - {0}
     candidates = [i for i in range(n) if sizes[i] >= max(min_component_px, 1) and (i + 1) not in touched]
     candidates.sort(key=lambda i: (-peaks[i], -sizes[i], i))

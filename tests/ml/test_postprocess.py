@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from ml.evaluate import (
     CLEANUPS,
@@ -9,7 +10,7 @@ from ml.evaluate import (
     cross_validate_choice,
     cross_validate_tables,
 )
-from ml.postprocess import binarize, other_regions, postprocess_options
+from ml.postprocess import binarize, other_regions, postprocess_options, region_peaks
 
 
 def _two_blobs():
@@ -60,6 +61,23 @@ def test_keep_by_peak_breaks_a_tie_by_area():
     prob[10:16, 10:16] = 1.0  # 36 px at the same probability
     mask = binarize(prob, 0.5, keep_largest=True, keep_by="peak")
     assert mask.sum() == 36
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_region_peaks_are_scipys_maximum_per_label(dtype):
+    rng = np.random.default_rng(7)
+    prob = ndimage.gaussian_filter(rng.random((96, 96)), 2)
+    prob = ((prob - prob.min()) / np.ptp(prob) * (255 if dtype is np.uint8 else 1)).astype(dtype)
+    labels, n = ndimage.label(prob > np.quantile(prob, 0.7), structure=np.ones((3, 3), bool))
+    assert n > 5
+    expected = ndimage.maximum(prob, labels, np.arange(1, n + 1))
+    np.testing.assert_array_equal(region_peaks(prob, labels, n), expected)
+
+
+def test_region_peaks_of_an_empty_label_is_minus_infinity():
+    labels = np.zeros((4, 4), np.int32)
+    labels[0, 0] = 1
+    assert region_peaks(np.full((4, 4), 0.5), labels, 2).tolist() == [0.5, -np.inf]
 
 
 def test_unknown_keep_by_names_the_choices():
