@@ -7,7 +7,7 @@ SHARED_DATA := ../shared/data/figshare
 DATA   ?= $(if $(wildcard $(SHARED_DATA)/cases.csv),$(SHARED_DATA),)
 HOST   ?= 127.0.0.1:8000
 
-.PHONY: install lock check-lock lint demo test bench docs rescore cv-misses check-compose clean help
+.PHONY: install lock check-lock lint demo test bench docs rescore cv-misses cv-regions check-compose clean help
 
 install: $(VENV)/.installed
 
@@ -112,6 +112,11 @@ cv-misses: install
 	      --json docs/results/cv/$${name}_val_cleanup_$$cleanup.json; \
 	  done; done
 
+cv-regions: install
+	@test -f '$(DATA)/cases.csv' || { echo "cv-regions: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m ml.region_choice --data '$(DATA)' --models-dir models/cv \
+	  --json docs/results/cv/region_choice.json
+
 check-compose: install
 	SECRET_KEY=placeholder POSTGRES_PASSWORD=placeholder $(VENV)/bin/docker-compose -f docker-compose.yml config -q
 
@@ -127,4 +132,5 @@ help:
 	@echo "make demo         the embedded mode on http://$(HOST)/"
 	@echo "make bench        the benchmarks; make rescore: re-derive the published figures (DATA=...)"
 	@echo "make cv-misses    each cross-validation bundle on its fold's validation: Dice and misses (DATA=...)"
+	@echo "make cv-regions   rules choosing one region of the map, by cross-validation over models/cv (DATA=...)"
 	@echo "make check-compose  docker-compose.yml is valid; make clean: remove var, static and test output"
