@@ -208,8 +208,16 @@ def case_correct_view(request: HttpRequest, case_id: int) -> HttpResponse:
         {
             "case": case,
             "has_start_mask": case_has_outline_to_start_from(case),
+            # Each region's picture goes in the page (a small PNG): working the regions out reads the run's
+            # two files, so the page does it once instead of once more per picture.
             "other_regions": [
-                {"rank": r.rank, "peak_percent": round(100 * r.peak), "area": case_area(case, r.mask)}
+                {
+                    "rank": r.rank,
+                    "peak_percent": round(100 * r.peak),
+                    "area": case_area(case, r.mask),
+                    "picture": "data:image/png;base64,"
+                    + base64.b64encode(rendering.mask_png_bytes(r.mask)).decode("ascii"),
+                }
                 for r in case_other_regions(case)
             ],
         },

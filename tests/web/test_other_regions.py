@@ -1,6 +1,7 @@
 """The correction page offers the regions the models saw but left out of their mask: where a missed tumour
 is in the map at all, it is mostly such a region, ranked below a brighter look-alike (docs/training.md)."""
 
+import base64
 import io
 
 import numpy as np
@@ -36,9 +37,14 @@ def test_the_correction_page_offers_the_region_the_models_left_out(owner_client,
     regions = response.context["other_regions"]
     assert [(r["rank"], r["peak_percent"], r["area"]["area_px"]) for r in regions] == [(1, 62, 160)]
     page = response.content.decode()
-    assert "Other regions the models saw" in page and f"/cases/{case.pk}/other-regions/1.png" in page
+    assert "Other regions the models saw" in page
+    # The page carries the region's picture; the picture's own address serves the same mask.
+    embedded = regions[0]["picture"].removeprefix("data:image/png;base64,")
+    assert f'data-region-url="{regions[0]["picture"]}"' in page
+    in_page = np.asarray(Image.open(io.BytesIO(base64.b64decode(embedded))).convert("L")) > 127
     region = _png_mask(owner_client.get(f"/cases/{case.pk}/other-regions/1.png"))
     assert region.sum() == 160 and region[65, 55] and not region[20, 20]
+    assert np.array_equal(in_page, region)
     assert owner_client.get(f"/cases/{case.pk}/other-regions/2.png").status_code == 404
     assert owner_client.get(f"/cases/{case.pk}/other-regions/0.png").status_code == 404
 
