@@ -12,6 +12,7 @@ import hashlib
 import math
 import random
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -295,17 +296,23 @@ def make_dataset(
     seed: int = 42,
     repeat_outputs: int = 1,
     soft_targets: bool = False,
+    draw_weights: Sequence[float] | None = None,
 ):
     """A ``tf.data.Dataset`` of ``(image, mask)`` batches from ``(N, S, S, 1)`` arrays.
 
     ``repeat_outputs`` > 1 repeats the mask as a tuple, for deep-supervision models with several heads.
     ``soft_targets``: the masks are probabilities in [0, 1] (distillation), which augmentation
-    interpolates instead of re-binarising.
+    interpolates instead of re-binarising. ``draw_weights`` (one per slice, > 0): each pass draws N slices
+    with replacement, each with probability proportional to its weight, anew every pass (seeded), instead
+    of every slice once in a shuffled order (``type_draw_weights`` makes them by tumour type).
     """
     import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: Django imports ml.data)
 
-    ds = tf.data.Dataset.from_tensor_slices((images, masks))
-    if shuffle:
+    if draw_weights is not None:
+        ds = _weighted_draws(tf, images, masks, draw_weights, seed)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((images, masks))
+    if shuffle and draw_weights is None:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if augmentation is not None:
         ds = ds.map(
@@ -314,3 +321,30 @@ def make_dataset(
     if repeat_outputs > 1:
         ds = ds.map(lambda x, y: (x, tuple([y] * repeat_outputs)))
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def type_draw_weights(records: Sequence[Record], weights: dict[str, float]) -> list[float] | None:
+    """Each slice's draw weight from its tumour type's (``make_dataset``'s ``draw_weights``; a type not
+    named, or none, weighs 1); None when ``weights`` is empty, i.e. every slice once per pass."""
+    if not weights:
+        return None
+    return [float(weights.get(r.tumour_type or "", 1.0)) for r in records]
+
+
+def _weighted_draws(tf, images: np.ndarray, masks: np.ndarray, weights: Sequence[float], seed: int):
+    """``len(images)`` draws with replacement, probability proportional to ``weights``: inverse-CDF
+    sampling of a seeded random stream that is drawn anew each time the dataset is iterated."""
+    p = np.asarray(weights, dtype=np.float64)
+    if p.shape != (len(images),) or not np.all(np.isfinite(p)) or (p <= 0).any():
+        raise ValueError(f"draw_weights needs one weight > 0 per slice ({len(images)}); got {p.shape[0]}.")
+    cdf = tf.constant(np.cumsum(p) / p.sum())
+    images_t, masks_t = tf.constant(images), tf.constant(masks)
+    last = len(images) - 1
+
+    def pick(r):
+        u = tf.cast(r % (2**32), tf.float64) / 2.0**32  # Dataset.random gives 32-bit values
+        i = tf.minimum(tf.searchsorted(cdf, tf.reshape(u, [1]), side="right")[0], last)
+        return tf.gather(images_t, i), tf.gather(masks_t, i)
+
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(len(images))
+    return draws.map(pick, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ml.data import augmentation_preset
+from ml.data import TUMOUR_TYPES, augmentation_preset
 
 
 @dataclass
@@ -45,6 +45,10 @@ class TrainConfig:
     like: str | None = None  # the bundle JSON whose shape and data handling this run copied (--like)
     fold: int | None = None  # cross-validation: validate on this fold of the development patients
     folds: int = 5  # how many folds the development patients (train + val, never test) are dealt into
+    # Draw weights by tumour type (e.g. {"glioma": 2.0}): each epoch draws as many slices as there are,
+    # with replacement, a slice's chance proportional to its type's weight (1 if not named). Empty: every
+    # slice once per epoch, shuffled.
+    type_weights: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.name is None:
@@ -61,6 +65,12 @@ class TrainConfig:
                 f"warmup_epochs must be >= 0 and fewer than epochs ({self.epochs}), got {self.warmup_epochs}."
             )
         augmentation_preset(self.augmentation)  # fails early on an unknown name
+        for tumour_type, weight in self.type_weights.items():
+            if tumour_type not in TUMOUR_TYPES or not weight > 0:
+                raise ValueError(
+                    f"type weights are <type>=<weight > 0> with a type of {', '.join(TUMOUR_TYPES)}; "
+                    f"got {tumour_type}={weight}."
+                )
         if self.folds < 2:
             raise ValueError(f"folds must be at least 2, got {self.folds}.")
         if self.fold is not None and not 0 <= self.fold < self.folds:
@@ -109,6 +119,7 @@ LIKE_FIELDS = (
     "augmentation",
     "loss",
     "batch_size",
+    "type_weights",
 )
 
 
@@ -146,4 +157,6 @@ def bundle_recipe(path: str | Path) -> dict:
         augmentation = training["augmentation"]
         recipe["augmentation"] = "none" if augmentation is None else augmentation.get("preset")
     recipe["loss"], recipe["batch_size"] = training.get("loss"), training.get("batch_size")
+    # Bundles from before the option drew every slice once per epoch, as no weights do.
+    recipe["type_weights"] = training.get("type_weights") or {}
     return {key: recipe[key] for key in LIKE_FIELDS if recipe.get(key) is not None}

@@ -24,6 +24,7 @@ from ml.data import (
     read_records,
     split_by_patient,
     to_arrays,
+    type_draw_weights,
 )
 from ml.inference import Segmenter, save_bundle, set_precision
 from ml.training.callbacks import training_callbacks
@@ -147,6 +148,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             seed=cfg.seed,
             repeat_outputs=heads,
             soft_targets=bool(cfg.distill_from),
+            draw_weights=type_draw_weights(train_slices.records, cfg.type_weights),
         )
         val_ds = make_dataset(x_val, y_val, batch_size=cfg.batch_size, repeat_outputs=heads)
         if heads > 1:  # name the last head's Dice val_dice for the epoch bookkeeping
@@ -208,6 +210,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             "stopped_by_time_budget": bool(state.get("stopped_by_time_budget")),
             "early_stopping": {"monitor": "val_dice", "patience": cfg.patience},
             "batch_size": cfg.batch_size,
+            "type_weights": cfg.type_weights,
             "loss": cfg.loss,
             "optimizer": "adam",
             "like": like_meta(cfg),

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from ml.data import AUGMENTATIONS
+from ml.data import AUGMENTATIONS, TUMOUR_TYPES
 from ml.training.config import TrainConfig, bundle_recipe
 
 
@@ -171,6 +171,16 @@ def add_training_arguments(parser, *, data_default: str | None, output_default: 
         "mean probabilities, e.g. the three shipped models",
     )
     parser.add_argument(
+        "--type-weight",
+        dest="type_weights",
+        type=type_weight,
+        action="append",
+        metavar="TYPE=WEIGHT",
+        help="draw the training slices of this tumour type this many times as often (repeat for "
+        "several types, e.g. --type-weight glioma=2): each epoch draws as many slices as there are, with "
+        "replacement; default: every slice once per epoch (--like takes the bundle's weights)",
+    )
+    parser.add_argument(
         "--distill-weight",
         type=float,
         default=d["distill_weight"],
@@ -179,12 +189,30 @@ def add_training_arguments(parser, *, data_default: str | None, output_default: 
     )
 
 
+def type_weight(text: str) -> tuple[str, float]:
+    """``--type-weight``'s ``TYPE=WEIGHT``, e.g. ``glioma=2``."""
+    tumour_type, sep, weight = text.partition("=")
+    try:
+        value = float(weight)
+    except ValueError:
+        value = float("nan")
+    if not sep or tumour_type not in TUMOUR_TYPES or not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give TYPE=WEIGHT, a type of {', '.join(TUMOUR_TYPES)} and a weight > 0 "
+            "(e.g. glioma=2)"
+        )
+    return tumour_type, value
+
+
 def config_from_options(options: dict, data_dir: str | Path) -> TrainConfig:
     """A ``TrainConfig`` from the options of ``add_training_arguments`` (an argparse namespace's
     ``vars`` or a management command's options): each field is the option given, else, with
     ``--like``, the bundle's value, else the dataclass default. Raises ``ValueError`` (or
     ``FileNotFoundError`` for a missing bundle) with what to pass."""
     values = bundle_recipe(options["like"]) if options.get("like") else {}
+    options = dict(options)
+    if options.get("type_weights") is not None:  # --type-weight's (type, weight) pairs
+        options["type_weights"] = dict(options["type_weights"])
     for f in fields(TrainConfig):
         if f.name not in ("data_dir", "like") and options.get(f.name) is not None:
             values[f.name] = options[f.name]

@@ -18,6 +18,7 @@ from ml.data import (
     read_records,
     split_by_patient,
     split_ids_as_trained,
+    type_draw_weights,
 )
 from ml.train import TrainConfig
 from tests.conftest import REPO_ROOT
@@ -150,6 +151,35 @@ def test_dataset_batches_have_the_model_shape():
     batches = list(make_dataset(x, y, batch_size=2, repeat_outputs=3))
     assert len(batches) == 3
     assert batches[0][0].shape == (2, 32, 32, 1) and len(batches[0][1]) == 3
+
+
+def _drawn_types(dataset) -> list[str]:
+    """The slices a pass drew, by the type stamped in their first pixel (1 glioma, 0 meningioma)."""
+    return ["glioma" if x[0, 0, 0] == 1 else "meningioma" for batch, _ in dataset for x in batch.numpy()]
+
+
+def test_type_weights_draw_a_type_as_often_as_its_weight_says_anew_each_pass():
+    records = [Record(str(i), "glioma" if i < 100 else "meningioma", f"g{i}") for i in range(200)]
+    x = np.zeros((200, 4, 4, 1), np.float32)
+    x[:100, 0, 0, 0] = 1.0
+    y = np.zeros_like(x)
+    weights = type_draw_weights(records, {"glioma": 3.0})
+    assert weights[:2] == [3.0, 3.0] and weights[-1] == 1.0
+    dataset = make_dataset(x, y, batch_size=50, shuffle=True, draw_weights=weights, seed=7)
+    passes = [_drawn_types(dataset) for _ in range(4)]
+    assert all(len(p) == 200 for p in passes)  # an epoch is as long as the data, whatever the weights
+    share = np.mean([t == "glioma" for p in passes for t in p])
+    assert 0.70 < share < 0.80  # 3 : 1, so 0.75 expected (800 draws: sd 0.015)
+    assert passes[0] != passes[1]  # drawn anew each pass
+    again = make_dataset(x, y, batch_size=50, shuffle=True, draw_weights=weights, seed=7)
+    assert _drawn_types(again) == passes[0]  # and reproducible from the seed
+
+
+def test_no_type_weights_keep_every_slice_once_per_pass():
+    records = [Record(str(i), "glioma", f"g{i}") for i in range(3)]
+    assert type_draw_weights(records, {}) is None
+    with pytest.raises(ValueError, match="one weight > 0 per slice"):
+        make_dataset(np.zeros((3, 4, 4, 1), np.float32), np.zeros((3, 4, 4, 1)), draw_weights=[1.0, 0.0, 1.0])
 
 
 @pytest.mark.realdata

@@ -86,7 +86,22 @@ def test_a_bundle_without_the_newer_fields_leaves_their_defaults(tmp_path):
         "image_size": 128,
         "base_filters": 16,
         "augmentation": "none",
+        "type_weights": {},  # drawn once per epoch each, as before the option
     }
+
+
+def test_type_weights_are_parsed_checked_and_win_over_the_bundle():
+    like = str(settings.TUMORSITE_MODELS_DIR / "unet.json")
+    cfg = config_from_options(
+        _options("--like", like, "--type-weight", "glioma=2", "--type-weight", "pituitary=0.5"), "data"
+    )
+    assert cfg.type_weights == {"glioma": 2.0, "pituitary": 0.5}
+    assert config_from_options(_options("--like", like), "data").type_weights == {}
+    for bad in ("glioma", "glioma=0", "glioma=x", "astrocytoma=2", "glioma=-1"):
+        with pytest.raises(SystemExit):
+            _options("--type-weight", bad)
+    with pytest.raises(ValueError, match="type weights are <type>=<weight > 0>"):
+        TrainConfig(architecture="unet", data_dir="data", type_weights={"glioma": 0.0})
 
 
 def test_bad_like_arguments_say_what_to_pass(tmp_path):
@@ -135,6 +150,8 @@ def test_train_model_like_trains_and_records_the_bundle_it_copied(figshare_dir, 
         "4",
         "--precision",
         "fp32",
+        "--type-weight",
+        "glioma=2",
         "--name",
         "again",
         "--output-dir",
@@ -152,4 +169,5 @@ def test_train_model_like_trains_and_records_the_bundle_it_copied(figshare_dir, 
     assert (
         "depth" in meta["training"]["like"]["fields"] and "image_size" in meta["training"]["like"]["fields"]
     )
-    assert meta["training"]["like"]["overridden"] == ["batch_size", "image_size"]  # given as options
+    assert meta["training"]["like"]["overridden"] == ["batch_size", "image_size", "type_weights"]
+    assert meta["training"]["type_weights"] == {"glioma": 2.0}
