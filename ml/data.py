@@ -309,7 +309,7 @@ def make_dataset(
     import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: Django imports ml.data)
 
     if draw_weights is not None:
-        ds = _weighted_draws(tf, images, masks, draw_weights, seed)
+        ds = weighted_draws(images, masks, draw_weights, seed)
     else:
         ds = tf.data.Dataset.from_tensor_slices((images, masks))
     if shuffle and draw_weights is None:
@@ -331,20 +331,23 @@ def type_draw_weights(records: Sequence[Record], weights: dict[str, float]) -> l
     return [float(weights.get(r.tumour_type or "", 1.0)) for r in records]
 
 
-def _weighted_draws(tf, images: np.ndarray, masks: np.ndarray, weights: Sequence[float], seed: int):
-    """``len(images)`` draws with replacement, probability proportional to ``weights``: inverse-CDF
-    sampling of a seeded random stream that is drawn anew each time the dataset is iterated."""
+def weighted_draws(images: np.ndarray, targets: np.ndarray, weights: Sequence[float], seed: int):
+    """A ``tf.data.Dataset`` of ``len(images)`` ``(image, target)`` pairs drawn with replacement, each
+    with probability proportional to its weight: inverse-CDF sampling of a seeded random stream that is
+    drawn anew each time the dataset is iterated."""
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: Django imports ml.data)
+
     p = np.asarray(weights, dtype=np.float64)
     if p.shape != (len(images),) or not np.all(np.isfinite(p)) or (p <= 0).any():
         raise ValueError(f"draw_weights needs one weight > 0 per slice ({len(images)}); got {p.shape[0]}.")
     cdf = tf.constant(np.cumsum(p) / p.sum())
-    images_t, masks_t = tf.constant(images), tf.constant(masks)
+    images_t, targets_t = tf.constant(images), tf.constant(targets)
     last = len(images) - 1
 
     def pick(r):
         u = tf.cast(r % (2**32), tf.float64) / 2.0**32  # Dataset.random gives 32-bit values
         i = tf.minimum(tf.searchsorted(cdf, tf.reshape(u, [1]), side="right")[0], last)
-        return tf.gather(images_t, i), tf.gather(masks_t, i)
+        return tf.gather(images_t, i), tf.gather(targets_t, i)
 
     draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(len(images))
     return draws.map(pick, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

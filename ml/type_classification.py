@@ -19,7 +19,7 @@ import json
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,10 +33,14 @@ from ml.data import (
     data_fingerprint,
     normalise,
     resize_batch,
+    type_draw_weights,
+    weighted_draws,
 )
 from ml.inference import openvino_forward, read_metadata, resolve_runtime, save_bundle
 from ml.training.callbacks import training_callbacks
+from ml.training.config import check_folds_and_weights
 from ml.training.loop import set_threads, start_or_resume, start_run
+from ml.training.options import add_type_weight_argument
 from ml.training.plots import plot_curves
 from ml.training.provenance import library_versions
 
@@ -72,6 +76,9 @@ class ClassifierConfig:
     limit: int | None = None
     init_from: str | None = None  # a segmenter .keras whose encoder (same names and shapes) seeds this one
     augmentation: str = "standard"
+    fold: int | None = None  # cross-validation: validate on this fold of the development patients
+    folds: int = 5  # as ml.train's: the development patients (never the test ones) in this many folds
+    type_weights: dict[str, float] = field(default_factory=dict)  # draw weights by type, as ml.train's
 
     def __post_init__(self):
         if self.run_dir is None:
@@ -81,6 +88,7 @@ class ClassifierConfig:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
         augmentation_preset(self.augmentation)
+        check_folds_and_weights(self)
 
     def spec(self) -> dict:
         return {
@@ -121,13 +129,18 @@ def make_classification_dataset(
     shuffle: bool = False,
     augmentation=None,
     seed: int = 42,
+    draw_weights: Sequence[float] | None = None,
 ):
-    """``tf.data`` batches of ``(image, one-hot label)``; augmentation as for the segmenters (image only)."""
+    """``tf.data`` batches of ``(image, one-hot label)``; augmentation as for the segmenters (image only);
+    ``draw_weights`` as ``ml.data.make_dataset``'s (draws with replacement instead of a shuffle)."""
     import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports this module)
 
     onehot = np.eye(len(TUMOUR_TYPES), dtype=np.float32)[labels]
-    ds = tf.data.Dataset.from_tensor_slices((images, onehot))
-    if shuffle:
+    if draw_weights is not None:
+        ds = weighted_draws(images, onehot, draw_weights, seed)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((images, onehot))
+    if shuffle and draw_weights is None:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if augmentation is not None:
         ds = ds.map(
@@ -190,6 +203,7 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
             shuffle=True,
             augmentation=augmentation_preset(cfg.augmentation),
             seed=cfg.seed,
+            draw_weights=type_draw_weights(train_slices.records, cfg.type_weights),
         )
         val_ds = make_classification_dataset(x_val, y_val, batch_size=cfg.batch_size)
         model.fit(
@@ -224,10 +238,13 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
                 "seed": cfg.seed,
                 "val_fraction": cfg.val_fraction,
                 "test_fraction": cfg.test_fraction,
+                "fold": cfg.fold,
+                "folds": cfg.folds if cfg.fold is not None else None,
                 "n_train": len(train_ids),
                 "n_val": len(val_ids),
                 "n_test": len(split["test"]),
             },
+            "type_weights": cfg.type_weights,
             "epochs_planned": cfg.epochs,
             "epochs_done": state["epochs_done"],
             "best_epoch": state["best_epoch"],
@@ -411,6 +428,15 @@ def add_arguments(parser, encoders, augmentations) -> None:
         choices=list(augmentations),
         help="training augmentation preset (default standard)",
     )
+    parser.add_argument(
+        "--fold",
+        type=int,
+        help="cross-validation: validate on fold K of the development patients (train + validation "
+        "groups dealt into --folds folds by patient group, stratified by type; the test groups are never "
+        "used) and train on the others, as ml.train --fold does",
+    )
+    parser.add_argument("--folds", type=int, default=5, help="folds with --fold (default 5)")
+    add_type_weight_argument(parser, example="meningioma=2")
 
 
 def config_from_args(o: dict) -> ClassifierConfig:
@@ -434,6 +460,9 @@ def config_from_args(o: dict) -> ClassifierConfig:
         limit=o.get("limit"),
         init_from=o.get("init_from"),
         augmentation=o["augmentation"],
+        fold=o.get("fold"),
+        folds=o.get("folds") or 5,
+        type_weights=dict(o.get("type_weights") or []),
     )
 
 

@@ -154,7 +154,9 @@ def _fold_scores(
     fitted: dict | None = None,
     fold: int = 0,
     balanced: bool = False,
-) -> tuple[list[int], list[float], list[str]]:
+) -> tuple[list[int], list[float], list[str], list[dict[str, float]]]:
+    """Each query's vote (1 right, 0 wrong), AP@k, true type and kNN type distribution ({} without an
+    outline)."""
     base_rows = base_rows[d.base_ok[base_rows]]
     types = np.asarray(d.types)
     # The fit (standardisation, PCA, discriminants) does not depend on the block weights, which only
@@ -177,20 +179,23 @@ def _fold_scores(
     base_types = list(types[base_rows])
     n_of_type = {t: base_types.count(t) for t in set(base_types)}
     prior = ranking.type_prior(base_types) if balanced else None
-    correct, aps, query_types = [], [], []
+    correct, aps, query_types, distributions = [], [], [], []
     pool = max(4 * k, 40)
     for q in query_rows:
         query_types.append(types[q])
         if not d.query_ok[q]:
             correct.append(0)
             aps.append(0.0)
+            distributions.append({})
             continue
         vec = scaler.transform(d.query_features[q], d.query_embeddings[embedding][q] if embedding else None)
         dist = np.linalg.norm(base - vec, axis=1)
         order = np.argsort(dist, kind="stable")
-        voted, confidence = ranking.knn_vote(
+        distribution = ranking.knn_distribution(
             dist[order[:k]], [base_types[j] for j in order[:k]], k=k, prior=prior
         )
+        distributions.append(distribution)
+        voted, confidence = ranking.blend_votes(distribution, None, 0.0)
         correct.append(int(voted == types[q]))
         same = [j for j in order if base_types[j] == voted][:pool] if voted else []
         candidates = sorted(set(order[:pool].tolist()) | set(same))
@@ -200,7 +205,7 @@ def _fold_scores(
         aps.append(
             average_precision_at_k([base_types[j] == types[q] for j in ranked], k, n_of_type.get(types[q], 0))
         )
-    return correct, aps, query_types
+    return correct, aps, query_types, distributions
 
 
 def cross_validate(
@@ -212,37 +217,97 @@ def cross_validate(
     k: int = 10,
     fitted: dict | None = None,
     balanced: bool = False,
+    classifier: dict[str, dict[str, float]] | None = None,
+    classifier_weights: list[float] | tuple[float, ...] = (),
 ) -> dict:
     """Type accuracy and mAP@k of ``weights`` over the folds (mean over queries, and per fold).
 
     ``fitted``: a dict kept across calls on the same ``d`` and ``folds`` to reuse each fold's fit.
     ``balanced``: the kNN vote corrected by each type's share of the fold's base (``ranking.knn_vote``).
+    ``classifier``: each slice's type probabilities from a classifier that never trained on its fold
+    (``out_of_fold_classifier``); each of ``classifier_weights`` is then scored as the served suggestion
+    blends them (``ranking.blend_votes``), under ``by_classifier_weight``.
     """
     position = {identifier: i for i, identifier in enumerate(d.ids)}
     everything = np.arange(len(d.ids))
-    correct, aps, types, per_fold = [], [], [], []
+    correct, aps, types, per_fold, fold_of, blended = [], [], [], [], [], {w: [] for w in classifier_weights}
     for n, fold in enumerate(folds):
         query_rows = np.array([position[i] for i in fold if i in position], dtype=int)
         base_rows = np.setdiff1d(everything, query_rows)
-        c, a, t = _fold_scores(d, base_rows, query_rows, weights, embedding, k, fitted, n, balanced)
+        c, a, t, dists = _fold_scores(d, base_rows, query_rows, weights, embedding, k, fitted, n, balanced)
         correct += c
         aps += a
         types += t
+        fold_of += [n] * len(c)
         per_fold.append(round(float(np.mean(c)), 4) if c else 0.0)
-    by_type = {
-        t: round(float(np.mean([c for c, tt in zip(correct, types, strict=True) if tt == t])), 4)
-        for t in sorted(set(types))
-    }
-    return {
+        for w, hits in blended.items():
+            for row, dist, truth in zip(query_rows, dists, t, strict=True):
+                # A query with no outline gets no suggestion at all, as served.
+                voted = ranking.blend_votes(dist, classifier.get(d.ids[row]), w)[0] if dist else None
+                hits.append(int(voted == truth))
+    result = {
         "weights": weights,
         "embedding_model": embedding or "",
         "balanced_vote": balanced,
         "type_accuracy": round(float(np.mean(correct)), 4),
         "map": round(float(np.mean(aps)), 4),
         "type_accuracy_by_fold": per_fold,
-        "type_accuracy_by_type": by_type,
+        "type_accuracy_by_type": _by_type(correct, types),
         "n_queries": len(correct),
     }
+    if blended:
+        result["by_classifier_weight"] = {
+            str(w): {
+                "type_accuracy": round(float(np.mean(hits)), 4),
+                "type_accuracy_by_type": _by_type(hits, types),
+                "type_accuracy_by_fold": [
+                    round(float(np.mean([h for h, f in zip(hits, fold_of, strict=True) if f == n])), 4)
+                    for n in range(len(folds))
+                ],
+            }
+            for w, hits in blended.items()
+        }
+    return result
+
+
+def _by_type(hits: list[int], types: list[str]) -> dict[str, float]:
+    return {
+        t: round(float(np.mean([h for h, tt in zip(hits, types, strict=True) if tt == t])), 4)
+        for t in sorted(set(types))
+    }
+
+
+def out_of_fold_classifier(
+    data_dir: Path, folds: list[list[str]], bundles: list[Path], *, runtime: str = "auto"
+) -> dict[str, dict[str, float]]:
+    """Each slice of ``folds``, by id: its type probabilities from the classifier bundle that held its
+    fold out (trained with ``--fold``; its validation slices hold the whole fold), so no slice is
+    scored by a classifier that trained on it. ``ValueError`` naming a fold no bundle held out."""
+    from ml.data import load_slices, read_records, split_ids_as_trained  # noqa: PLC0415 (loads Keras)
+    from ml.type_classification import load_type_classifier  # noqa: PLC0415
+
+    records = read_records(data_dir)
+    classifiers, held_out = [], []
+    for path in bundles:
+        classifier = load_type_classifier(path, runtime=runtime)
+        split = classifier.metadata.get("training", {}).get("split", {})
+        if split.get("fold") is None:
+            raise ValueError(f"{Path(path).name} was not trained on a cross-validation fold (--fold K).")
+        classifiers.append(classifier)
+        held_out.append(set(split_ids_as_trained(records, split, "val")))
+    out: dict[str, dict[str, float]] = {}
+    for n, fold in enumerate(folds):
+        holder = next((i for i, val in enumerate(held_out) if set(fold) <= val), None)
+        if holder is None:
+            raise ValueError(
+                f"no classifier bundle held out fold {n} ({len(fold)} slices): train one with --fold {n} "
+                "and the same --folds and --seed"
+            )
+        classifier = classifiers[holder]
+        slices = load_slices(data_dir, fold)
+        for record, p in zip(slices.records, classifier.probabilities(slices.images), strict=True):
+            out[record.id] = {t: float(v) for t, v in zip(classifier.classes, p, strict=True)}
+    return out
 
 
 def grid(discriminant: list[float], features: list[float], embedding: list[float]) -> list[dict]:

@@ -65,16 +65,7 @@ class TrainConfig:
                 f"warmup_epochs must be >= 0 and fewer than epochs ({self.epochs}), got {self.warmup_epochs}."
             )
         augmentation_preset(self.augmentation)  # fails early on an unknown name
-        for tumour_type, weight in self.type_weights.items():
-            if tumour_type not in TUMOUR_TYPES or not weight > 0:
-                raise ValueError(
-                    f"type weights are <type>=<weight > 0> with a type of {', '.join(TUMOUR_TYPES)}; "
-                    f"got {tumour_type}={weight}."
-                )
-        if self.folds < 2:
-            raise ValueError(f"folds must be at least 2, got {self.folds}.")
-        if self.fold is not None and not 0 <= self.fold < self.folds:
-            raise ValueError(f"fold must be in 0..{self.folds - 1}, got {self.fold}.")
+        check_folds_and_weights(self)
         if self.distill_from:
             if not 0.0 < self.distill_weight <= 1.0:
                 raise ValueError(f"distill_weight must be in (0, 1], got {self.distill_weight}.")
@@ -102,6 +93,21 @@ class TrainConfig:
             deep_supervision=self.deep_supervision,
             attention_blocks=self.attention_blocks,
         )
+
+
+def check_folds_and_weights(cfg) -> None:
+    """A training config's ``fold`` of ``folds`` and ``type_weights`` (segmenter's or classifier's);
+    ``ValueError`` with what is allowed."""
+    for tumour_type, weight in cfg.type_weights.items():
+        if tumour_type not in TUMOUR_TYPES or not weight > 0:
+            raise ValueError(
+                f"type weights are <type>=<weight > 0> with a type of {', '.join(TUMOUR_TYPES)}; "
+                f"got {tumour_type}={weight}."
+            )
+    if cfg.folds < 2:
+        raise ValueError(f"folds must be at least 2, got {cfg.folds}.")
+    if cfg.fold is not None and not 0 <= cfg.fold < cfg.folds:
+        raise ValueError(f"fold must be in 0..{cfg.folds - 1}, got {cfg.fold}.")
 
 
 # What --like takes from a bundle: the model's shape and how its data was fed, not the schedule that

@@ -39,8 +39,8 @@ def start_run(cfg, log):
     """Set the precision and seed, make the run folder and load the split's slices.
 
     Returns ``(precision, run_dir, split ids, training slices, validation slices)``; ``cfg.limit``
-    caps both sides (smoke runs). A ``TrainConfig`` may name a cross-validation ``fold``; a
-    ``ClassifierConfig`` has none. Raises ``ValueError`` when a side is empty.
+    caps both sides (smoke runs). A config's ``fold`` (of ``folds``), when set, makes the split that
+    cross-validation fold's (``development_fold``). Raises ``ValueError`` when a side is empty.
     """
     import keras  # noqa: PLC0415 (TensorFlow loads only when a run starts)
 
@@ -52,7 +52,7 @@ def start_run(cfg, log):
     split = split_by_patient(
         records, seed=cfg.seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction
     )
-    fold = getattr(cfg, "fold", None)
+    fold = cfg.fold
     if fold is not None:
         split = development_fold(records, split, fold, k=cfg.folds, seed=cfg.seed)
     train_ids, val_ids = split["train"], split["val"]

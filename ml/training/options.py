@@ -170,6 +170,18 @@ def add_training_arguments(parser, *, data_default: str | None, output_default: 
         help="knowledge distillation: train on a mix of the expert masks and these bundles' "
         "mean probabilities, e.g. the three shipped models",
     )
+    add_type_weight_argument(parser, example="glioma=2", note=" (--like takes the bundle's weights)")
+    parser.add_argument(
+        "--distill-weight",
+        type=float,
+        default=d["distill_weight"],
+        help="the teachers' share of each training target with --distill-from "
+        f"(default {d['distill_weight']})",
+    )
+
+
+def add_type_weight_argument(parser, *, example: str, note: str = "") -> None:
+    """``--type-weight TYPE=WEIGHT`` (repeatable), into ``type_weights`` as (type, weight) pairs."""
     parser.add_argument(
         "--type-weight",
         dest="type_weights",
@@ -177,15 +189,8 @@ def add_training_arguments(parser, *, data_default: str | None, output_default: 
         action="append",
         metavar="TYPE=WEIGHT",
         help="draw the training slices of this tumour type this many times as often (repeat for "
-        "several types, e.g. --type-weight glioma=2): each epoch draws as many slices as there are, with "
-        "replacement; default: every slice once per epoch (--like takes the bundle's weights)",
-    )
-    parser.add_argument(
-        "--distill-weight",
-        type=float,
-        default=d["distill_weight"],
-        help="the teachers' share of each training target with --distill-from "
-        f"(default {d['distill_weight']})",
+        f"several types, e.g. --type-weight {example}): each epoch draws as many slices as there are, "
+        f"with replacement; default: every slice once per epoch{note}",
     )
 
 

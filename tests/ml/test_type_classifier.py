@@ -1,25 +1,29 @@
 """The tumour-type classifier: shapes, warm start from a segmenter, bundle round trip, metrics, training."""
 
+import argparse
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from ml.data import TUMOUR_TYPES, Record
+from ml.data import AUGMENTATIONS, TUMOUR_TYPES, Record, read_records, split_ids_as_trained
+from ml.encoders import ENCODERS
 from ml.inference import save_bundle
 from ml.models import build_model
 from ml.models.type_classifier import build_type_classifier
 from ml.train import transfer_weights
 from ml.type_classification import (
-    ClassifierConfig,
     TypeClassifier,
     accuracy_by_type,
+    add_arguments,
+    config_from_args,
     labels_of,
     load_type_classifier,
     prepare,
     train_type_classifier,
 )
+from tests.ml.builders import tiny_classifier
 
 
 @pytest.mark.slow
@@ -127,26 +131,12 @@ def test_a_slice_without_a_type_cannot_be_trained_on():
 def test_two_training_steps_on_real_slices_write_a_classifier_bundle(figshare_dir, tmp_path):
     seg = build_model("unet", input_size=32, base_filters=4, depth=2)
     seg.save(tmp_path / "seg.keras")
-    cfg = ClassifierConfig(
-        data_dir=str(figshare_dir),
-        image_size=32,
-        base_filters=4,
-        depth=2,
-        hidden=8,
-        epochs=1,
-        batch_size=4,
-        limit=8,
-        output_dir=str(tmp_path / "out"),
-        run_dir=str(tmp_path / "run"),
-        name="tc_smoke",
-        precision="fp32",
-        init_from=str(tmp_path / "seg.keras"),
-    )
+    cfg = tiny_classifier(figshare_dir, tmp_path, "tc_smoke", limit=8, init_from=str(tmp_path / "seg.keras"))
     messages = []
     result = train_type_classifier(cfg, log=messages.append, verbose=0)
     assert any("initialised 12 layers" in m for m in messages)  # 2 stages + bottleneck, 4 layers each
-    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 2  # header + 1 epoch (2 steps)
-    meta = json.loads((tmp_path / "out" / "tc_smoke.json").read_text())
+    assert len((tmp_path / "tc_smoke" / "log.csv").read_text().splitlines()) == 2  # header + 1 epoch
+    meta = json.loads((tmp_path / "bundles" / "tc_smoke.json").read_text())
     assert meta["task"] == "tumour_type_classification" and meta["classes"] == list(TUMOUR_TYPES)
     assert meta["training"]["split"]["by"] == "patient_group" and meta["training"]["split"]["n_val"] == 8
     assert meta["metrics"]["val"]["n"] == 8 and 0.0 <= meta["metrics"]["val"]["accuracy"] <= 1.0
@@ -157,3 +147,41 @@ def test_two_training_steps_on_real_slices_write_a_classifier_bundle(figshare_di
     )
     probs = load_type_classifier(result["path"]).probabilities([np.zeros((256, 256), np.uint8)])
     assert probs.shape == (1, 3) and probs.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def _classifier_options(*argv):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, ENCODERS, AUGMENTATIONS)
+    parser.add_argument("--data", default="data")
+    parser.add_argument("--output-dir", default="out")
+    return config_from_args(vars(parser.parse_args(list(argv))))
+
+
+def test_a_classifier_can_train_on_one_fold_with_type_weights():
+    cfg = _classifier_options("--fold", "2", "--type-weight", "meningioma=2")
+    assert (cfg.fold, cfg.folds, cfg.type_weights) == (2, 5, {"meningioma": 2.0})
+    assert _classifier_options().fold is None and _classifier_options().type_weights == {}
+    with pytest.raises(ValueError, match=r"fold must be in 0\.\.4"):
+        _classifier_options("--fold", "5")
+    with pytest.raises(SystemExit):
+        _classifier_options("--type-weight", "meningioma")
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_a_fold_classifier_trains_on_its_fold_and_records_it(figshare_dir, tmp_path):
+    cfg = tiny_classifier(
+        figshare_dir, tmp_path, "tc_fold", limit=8, fold=1, type_weights={"meningioma": 2.0}
+    )
+    messages = []
+    train_type_classifier(cfg, log=messages.append, verbose=0)
+    assert any(m.startswith("fold 1 of 5 over the development patients") for m in messages)
+    meta = json.loads((tmp_path / "bundles" / "tc_fold.json").read_text())
+    split = meta["training"]["split"]
+    assert (split["fold"], split["folds"]) == (1, 5) and meta["training"]["type_weights"] == {
+        "meningioma": 2.0
+    }
+    records = read_records(figshare_dir)
+    fold_val = split_ids_as_trained(records, split, "val")
+    ordinary_val = split_ids_as_trained(records, {**split, "fold": None}, "val")
+    assert fold_val != ordinary_val and len(fold_val) > 300  # the fold's patients, not the usual split's

@@ -8,10 +8,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from ml.data import read_records, split_by_patient
+from ml.type_classification import train_type_classifier
 from recommender import features as feature_extractor
 from recommender.tuning import Described, cross_validate, grid
 from segmentation.services import model_versions_sync
 from segmentation.testing import write_shared_layout
+from tests.ml.builders import tiny_classifier
 
 TYPES = ("glioma", "meningioma", "pituitary")
 
@@ -109,6 +111,27 @@ def test_the_balanced_vote_is_scored_and_recorded_as_such():
     assert balanced["type_accuracy_by_type"]["meningioma"] > plain["type_accuracy_by_type"]["meningioma"]
 
 
+def test_an_out_of_fold_classifier_is_blended_with_the_vote_at_each_weight():
+    d = _described(12, separable="embedding")  # the features (w_e 0) carry no type: the vote is near chance
+    d.query_ok[0] = False
+    sure = {i: {t: float(t == typ) for t in TYPES} for i, typ in zip(d.ids, d.types, strict=True)}
+    w = {"discriminant": 0.0, "features": 1.0, "embedding": 0.0}
+    result = cross_validate(
+        d, _folds(d), w, embedding=None, classifier=sure, classifier_weights=[0.0, 0.6, 1.0]
+    )
+    blends = result["by_classifier_weight"]
+    assert set(blends) == {"0.0", "0.6", "1.0"}
+    assert blends["0.0"]["type_accuracy"] == result["type_accuracy"] < 0.6  # w 0: the vote alone
+    # A sure classifier outweighs any vote from w > 0.5; the query with no outline stays wrong.
+    assert (
+        blends["0.6"]["type_accuracy"] == blends["1.0"]["type_accuracy"] == pytest.approx(35 / 36, abs=1e-4)
+    )
+    assert len(blends["1.0"]["type_accuracy_by_fold"]) == 3 and set(
+        blends["1.0"]["type_accuracy_by_type"]
+    ) == set(TYPES)
+    assert "by_classifier_weight" not in cross_validate(d, _folds(d), w, embedding=None)
+
+
 def test_grid_is_every_combination():
     settings = grid([0.5, 1.0], [1.0], [0.0, 0.6, 1.2])
     assert len(settings) == 6 and {"discriminant": 0.5, "features": 1.0, "embedding": 1.2} in settings
@@ -174,3 +197,34 @@ def test_tune_retrieval_refuses_bad_input(models_dir, tmp_path):
             "--embedding-models",
             "nope",
         )
+
+
+def _fold_classifiers(data, tmp_path, folds):
+    return [
+        train_type_classifier(
+            tiny_classifier(data, tmp_path, f"tc_cv{fold}", fold=fold, folds=3), log=lambda _: None, verbose=0
+        )["path"]
+        for fold in folds
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.slow
+def test_tune_retrieval_scores_the_blend_with_classifiers_that_held_each_fold_out(models_dir, tmp_path):
+    data = tmp_path / "data"
+    write_shared_layout(data, n_per_type=8)
+    model_versions_sync()
+    bundles = _fold_classifiers(data, tmp_path, [0, 1, 2])
+    out = tmp_path / "tune.json"
+    args = ["tune_retrieval", "--data", str(data), "--json", str(out), "--folds", "3"]
+    args += ["--cache", str(tmp_path / "cache.npz"), "--w-embedding", "0", "--classifier-weights", "0", "1"]
+    call_command(*args, "--classifier-folds", *bundles)
+    result = json.loads(out.read_text())
+    assert result["classifier_folds"] == ["tc_cv0.keras", "tc_cv1.keras", "tc_cv2.keras"]
+    (scored,) = result["results"]
+    assert set(scored["by_classifier_weight"]) == {"0.0", "1.0"}
+    assert scored["by_classifier_weight"]["0.0"]["type_accuracy"] == scored["type_accuracy"]
+    with pytest.raises(CommandError, match="no classifier bundle held out fold 2"):
+        call_command(*args, "--classifier-folds", *bundles[:2])
+    with pytest.raises(CommandError, match=r"must lie in \[0, 1\]"):
+        call_command(*args, "--classifier-folds", *bundles, "--classifier-weights", "1.5")

@@ -75,6 +75,23 @@ class Command(BaseCommand):
             help="the kNN type vote as served (off), corrected by each type's share of the base so a rare "
             "type is not outvoted for being rare (on), or both, each setting scored either way",
         )
+        parser.add_argument(
+            "--classifier-folds",
+            nargs="+",
+            metavar="KERAS",
+            help="type classifier bundles trained with --fold K, one per fold (the same --folds and "
+            "--seed): each query is also typed by the one that held its fold out, blended with the kNN "
+            "vote at each --classifier-weights, as the served suggestion is",
+        )
+        parser.add_argument(
+            "--classifier-weights",
+            type=float,
+            nargs="+",
+            default=[0.0, 0.25, 0.5, 0.75, 1.0],
+            metavar="W",
+            help="the classifier's shares to score with --classifier-folds (default 0 0.25 0.5 0.75 1; "
+            "0 is the kNN vote alone)",
+        )
         parser.add_argument("--limit", type=int, help="at most this many slices (a quick look)")
 
     def handle(self, *args, **o):
@@ -124,6 +141,17 @@ class Command(BaseCommand):
 
         folds = kfold_by_patient(records, k=o["folds"], seed=o["seed"])
         settings_ = tuning.grid(o["w_discriminant"], o["w_features"], o["w_embedding"])
+        classifier, classifier_weights = None, []
+        if o["classifier_folds"]:
+            if any(not 0.0 <= w <= 1.0 for w in o["classifier_weights"]):
+                raise CommandError("--classifier-weights must lie in [0, 1].")
+            try:
+                classifier = tuning.out_of_fold_classifier(
+                    data, folds, [Path(p) for p in o["classifier_folds"]]
+                )
+            except (ValueError, FileNotFoundError) as exc:
+                raise CommandError(str(exc)) from exc
+            classifier_weights = list(dict.fromkeys(o["classifier_weights"]))
 
         balanced = {"off": [False], "on": [True], "both": [False, True]}[o["balanced_vote"]]
         runs = [
@@ -136,7 +164,15 @@ class Command(BaseCommand):
         fitted: dict = {}  # each fold's scaler fit, shared by every weight setting of one embedding
         results = [
             tuning.cross_validate(
-                described, folds, weights, embedding=name, k=o["k"], fitted=fitted, balanced=corrected
+                described,
+                folds,
+                weights,
+                embedding=name,
+                k=o["k"],
+                fitted=fitted,
+                balanced=corrected,
+                classifier=classifier,
+                classifier_weights=classifier_weights,
             )
             for name, weights, corrected in tqdm(runs, unit="setting", disable=o["verbosity"] == 0)
         ]
@@ -150,6 +186,12 @@ class Command(BaseCommand):
                 f"(meningioma {r['type_accuracy_by_type'].get('meningioma', float('nan')):.4f}) "
                 f"mAP {r['map']:.4f} folds {r['type_accuracy_by_fold']}"
             )
+            for w, blend in r.get("by_classifier_weight", {}).items():
+                self.stdout.write(
+                    f"    with the out-of-fold classifier at w {w}: accuracy {blend['type_accuracy']:.4f} "
+                    f"(meningioma {blend['type_accuracy_by_type'].get('meningioma', float('nan')):.4f}) "
+                    f"folds {blend['type_accuracy_by_fold']}"
+                )
         out = {
             "folds": o["folds"],
             "seed": o["seed"],
@@ -157,6 +199,7 @@ class Command(BaseCommand):
             "n_slices": len(records),
             "patients": "train + val of ml.data.split_by_patient",
             "primary": primary.weights_key,
+            "classifier_folds": [Path(p).name for p in o["classifier_folds"] or []],
             "results": results,
         }
         Path(o["json"]).write_text(json.dumps(out, indent=2) + "\n")
