@@ -339,13 +339,16 @@ def weighted_draws(images: np.ndarray, targets: np.ndarray, weights: Sequence[fl
 
     p = np.asarray(weights, dtype=np.float64)
     if p.shape != (len(images),) or not np.all(np.isfinite(p)) or (p <= 0).any():
-        raise ValueError(f"draw_weights needs one weight > 0 per slice ({len(images)}); got {p.shape[0]}.")
+        raise ValueError(
+            f"draw_weights needs one finite weight > 0 per slice ({len(images)}); got {p.size} weights, "
+            f"the smallest {p.min() if p.size else None}."
+        )
     cdf = tf.constant(np.cumsum(p) / p.sum())
     images_t, targets_t = tf.constant(images), tf.constant(targets)
     last = len(images) - 1
 
     def pick(r):
-        u = tf.cast(r % (2**32), tf.float64) / 2.0**32  # Dataset.random gives 32-bit values
+        u = tf.cast(r % (2**32), tf.float64) / 2.0**32  # uniform in [0, 1)
         i = tf.minimum(tf.searchsorted(cdf, tf.reshape(u, [1]), side="right")[0], last)
         return tf.gather(images_t, i), tf.gather(targets_t, i)
 

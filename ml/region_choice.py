@@ -32,8 +32,14 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
+from ml.data import load_slices, read_records, split_ids_as_trained
 from ml.evaluate import dice_iou
+from ml.inference import load_segmenter
 from ml.postprocess import region_peaks
 
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -182,11 +188,6 @@ def fit_rule(rule: str, slices: list[SliceRegions], *, c: float = 1.0, seed: int
     """A classifier of 'this region holds the tumour' (Dice of the region alone ≥ 0.1) over every region
     of ``slices``: a logistic regression on standardised features (``c``: its inverse regularisation)
     for ``logistic``, shallow gradient-boosted trees for ``boosted``."""
-    from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415 (the study's dependency)
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
-    from sklearn.pipeline import make_pipeline  # noqa: PLC0415
-    from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
-
     x = np.concatenate([s.features for s in slices if len(s.features)])
     y = np.concatenate([s.dice >= 0.1 for s in slices if len(s.features)])
     if rule == "logistic":
@@ -244,9 +245,6 @@ def summarise_folds(per_fold: dict) -> dict:
 def fold_regions(data: Path, bundle: Path, cache: Path | None) -> list[SliceRegions]:
     """The regions of a fold bundle's maps on its own fold's validation slices (maps cached as float32
     in ``cache``, keyed by the bundle's file time)."""
-    from ml.data import load_slices, read_records, split_ids_as_trained  # noqa: PLC0415
-    from ml.inference import load_segmenter  # noqa: PLC0415 (TensorFlow loads lazily)
-
     model = load_segmenter(bundle, runtime="auto")
     records = read_records(data)
     ids = split_ids_as_trained(records, model.metadata.get("training", {}).get("split", {}), "val")

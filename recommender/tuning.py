@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ml.data import load_slices, read_records, split_ids_as_trained
+from ml.type_classification import load_type_classifier
 from recommender import features as feature_extractor
 from recommender import ranking
 from recommender.evaluation import average_precision_at_k
@@ -283,9 +285,6 @@ def out_of_fold_classifier(
     """Each slice of ``folds``, by id: its type probabilities from the classifier bundle that held its
     fold out (trained with ``--fold``; its validation slices hold the whole fold), so no slice is
     scored by a classifier that trained on it. ``ValueError`` naming a fold no bundle held out."""
-    from ml.data import load_slices, read_records, split_ids_as_trained  # noqa: PLC0415 (loads Keras)
-    from ml.type_classification import load_type_classifier  # noqa: PLC0415
-
     records = read_records(data_dir)
     classifiers, held_out = [], []
     for path in bundles:

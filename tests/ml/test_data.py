@@ -178,7 +178,7 @@ def test_type_weights_draw_a_type_as_often_as_its_weight_says_anew_each_pass():
 def test_no_type_weights_keep_every_slice_once_per_pass():
     records = [Record(str(i), "glioma", f"g{i}") for i in range(3)]
     assert type_draw_weights(records, {}) is None
-    with pytest.raises(ValueError, match="one weight > 0 per slice"):
+    with pytest.raises(ValueError, match="finite weight > 0 per slice"):
         make_dataset(np.zeros((3, 4, 4, 1), np.float32), np.zeros((3, 4, 4, 1)), draw_weights=[1.0, 0.0, 1.0])
 
 
