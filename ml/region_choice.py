@@ -7,7 +7,7 @@ kept instead of the tumour (docs/training.md, "Where the misses are"). This modu
 (its probabilities, size, place in the head and brightness in the image), and scores rules that choose
 one region per slice:
 
-- ``peak`` and ``area``: the clean-up's own rules;
+- ``peak`` and ``area``: the clean-up's rules (``own``: each bundle's own of the two, as served);
 - ``logistic``: a logistic regression on the regions' descriptions (scikit-learn), trained on the regions
   of the *other* folds' bundles (their own out-of-fold maps) and applied to the held-out fold's;
 - ``boosted``: gradient-boosted trees (scikit-learn's ``HistGradientBoostingClassifier``) on the same,
@@ -214,13 +214,18 @@ def score(rule: str, slices: list[SliceRegions], model=None, *, below: float = 0
     }
 
 
-def cross_validate(folds: dict[str, list[SliceRegions]], *, c: float = 1.0) -> dict:
-    """Each rule on each fold; the learned ones trained on the other folds' regions only."""
+def cross_validate(
+    folds: dict[str, list[SliceRegions]], *, c: float = 1.0, own: dict[str, str] | None = None
+) -> dict:
+    """Each rule on each fold; the learned ones trained on the other folds' regions only. ``own``: each
+    fold bundle's own rule (``peak`` or ``area``, as its calibration chose), scored as ``own``."""
     out = {}
     for name, held in folds.items():
         others = [s for other, ss in folds.items() if other != name for s in ss]
         learned = {rule: fit_rule(rule, others, c=c) for rule in ("logistic", "boosted")}
         out[name] = {rule: score(rule, held, learned.get(rule)) for rule in RULES}
+        if own and name in own:
+            out[name]["own"] = {**score(own[name], held), "rule": own[name]}
         out[name]["logistic_coefficients"] = dict(
             zip(FEATURES, np.round(learned["logistic"][-1].coef_[0], 4).tolist(), strict=True)
         )
@@ -228,9 +233,10 @@ def cross_validate(folds: dict[str, list[SliceRegions]], *, c: float = 1.0) -> d
 
 
 def summarise_folds(per_fold: dict) -> dict:
-    """Mean and sd over folds of each rule's Dice, and its misses summed."""
+    """Mean and sd over folds of each rule's Dice, and its misses summed (``own`` first, when every fold
+    has it)."""
     summary = {}
-    for rule in RULES:
+    for rule in [r for r in ("own", *RULES) if all(r in f for f in per_fold.values())]:
         dice = np.array([f[rule]["dice_mean"] for f in per_fold.values()])
         summary[rule] = {
             "dice_mean": float(dice.mean()),
@@ -298,7 +304,12 @@ def main(argv=None) -> int:
         parser.error(f"no bundle {', '.join(missing)} in {models_dir}")
     cache = Path(args.cache) if args.cache else None
     folds = {n: fold_regions(data, models_dir / f"{n}.keras", cache) for n in names}
-    per_fold = cross_validate(folds, c=args.c)
+    own = {}
+    for n in names:  # the clean-up each bundle's calibration chose, when it keeps one region
+        post = json.loads((models_dir / f"{n}.json").read_text()).get("postprocess") or {}
+        if post.get("keep_largest"):
+            own[n] = post.get("keep_by", "area")
+    per_fold = cross_validate(folds, c=args.c, own=own)
     summary = summarise_folds(per_fold)
     for rule, s in summary.items():
         print(f"{rule:9s} Dice {s['dice_mean']:.4f} ± {s['dice_sd']:.4f}, missed {s['missed']} of {s['n']}")

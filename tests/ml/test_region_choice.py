@@ -100,6 +100,11 @@ def test_cross_validation_trains_on_the_other_folds_and_learns_what_peak_misses(
     summary = region_choice.summarise_folds(per_fold)
     assert set(summary) == set(RULES)
     assert summary["peak"]["missed"] == 120 and summary["logistic"]["dice_mean"] > 0.95
+    # Each bundle's own clean-up, as served, is scored as "own" and leads the summary.
+    own = cross_validate(folds, own={"fold0": "area", "fold1": "peak", "fold2": "area"})
+    assert own["fold0"]["own"] == {**own["fold0"]["area"], "rule": "area"}
+    assert own["fold1"]["own"]["missed"] == 40
+    assert next(iter(region_choice.summarise_folds(own))) == "own"
 
 
 def test_a_learned_rule_sees_only_the_other_folds(monkeypatch):
