@@ -1495,12 +1495,17 @@ def cv_recipe(meta: dict) -> str:
 RUNTIME_NAMES = {"tensorflow": "TensorFlow", "openvino": "OpenVINO (the CPU workers' runtime)"}
 
 
+def region_choice_baseline(summary: dict) -> str:
+    """The rule the region study compares against: each bundle's own clean-up where it was scored."""
+    return "own" if "own" in summary else "peak"
+
+
 def region_choice_bound(root: Path) -> str:
     """A sentence on what choosing among the map's regions can do at most (``make cv-regions``), or ''."""
     if not (root / "docs" / "results" / "cv" / "region_choice.json").is_file():
         return ""
     summary = read(root, "docs/results/cv/region_choice.json")["summary"]
-    peak, oracle = summary.get("own", summary["peak"]), summary["oracle"]
+    peak, oracle = summary[region_choice_baseline(summary)], summary["oracle"]
     return (
         "Choosing better among the map's regions cannot close it: the choice best on the expert masks "
         f"gains {signed(oracle['dice_mean'] - peak['dice_mean'])} of mean Dice over the folds and still "
@@ -1707,11 +1712,11 @@ def training_cv_region_choice(root: Path) -> str:
         ]
         for rule in summary
     ]
-    peak, oracle = summary.get("own", summary["peak"]), summary["oracle"]
-    baseline = "the served clean-up" if "own" in summary else "the peak rule"
+    base_rule = region_choice_baseline(summary)
+    peak, oracle = summary[base_rule], summary["oracle"]
+    baseline = "the served clean-up" if base_rule == "own" else "the peak rule"
     learned = max(("logistic", "boosted"), key=lambda r: summary[r]["dice_mean"])
     best = summary[learned]
-    base_rule = "own" if "own" in summary else "peak"
     paired = [folds[b][learned]["dice_mean"] - folds[b][base_rule]["dice_mean"] for b in report["bundles"]]
     gain, spread = statistics.mean(paired), statistics.stdev(paired) if len(paired) > 1 else 0.0
     verdict = (

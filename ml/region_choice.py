@@ -40,7 +40,7 @@ from sklearn.preprocessing import StandardScaler
 from ml.data import load_slices, read_records, split_ids_as_trained
 from ml.evaluate import dice_iou
 from ml.inference import load_segmenter
-from ml.postprocess import region_peaks
+from ml.postprocess import largest_region, region_peaks
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -81,12 +81,7 @@ def head_geometry(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(head mask, centre (y, x), radius) of a slice: above a low threshold, the largest region filled."""
     img = np.asarray(image, dtype=np.float32)
     fg = img > max(float(img.max()) * 0.05, 1e-6)
-    labels, n = ndimage.label(fg)
-    if n == 0:
-        head = np.ones(img.shape, dtype=bool)
-    else:
-        head = labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
-        head = ndimage.binary_fill_holes(head)
+    head = ndimage.binary_fill_holes(largest_region(fg)) if fg.any() else np.ones(img.shape, dtype=bool)
     centre = np.array(ndimage.center_of_mass(head))
     radius = max(float(np.sqrt(head.sum() / np.pi)), 1.0)
     return head, centre, radius
@@ -112,7 +107,8 @@ def describe_regions(prob: np.ndarray, image: np.ndarray, threshold: float, *, m
     head, centre, radius = head_geometry(image)
     img = np.asarray(image, dtype=np.float32)
     h_mean, h_sd = float(img[head].mean()), float(img[head].std()) + 1e-6
-    brightness = (np.asarray(ndimage.mean(img, labels, index), dtype=float) - h_mean) / h_sd
+    region_mean = np.asarray(ndimage.mean(img, labels, index), dtype=float)
+    brightness = (region_mean - h_mean) / h_sd
     depth_map = ndimage.distance_transform_edt(head)
     depth = np.asarray(ndimage.maximum(depth_map, labels, index), dtype=float) / radius
     centroids = np.array(ndimage.center_of_mass(np.ones_like(prob), labels, index)).reshape(n, 2)
@@ -132,10 +128,7 @@ def describe_regions(prob: np.ndarray, image: np.ndarray, threshold: float, *, m
     # The mirror image across the head's vertical midline: normal anatomy is roughly symmetric, a tumour
     # is not.
     mirror = np.clip(np.round(2 * centre[1] - np.arange(img.shape[1])).astype(int), 0, img.shape[1] - 1)
-    asymmetry = (
-        np.asarray(ndimage.mean(img, labels, index), dtype=float)
-        - np.asarray(ndimage.mean(img[:, mirror], labels, index), dtype=float)
-    ) / h_sd
+    asymmetry = (region_mean - np.asarray(ndimage.mean(img[:, mirror], labels, index), dtype=float)) / h_sd
     mirror_prob = np.asarray(ndimage.mean(prob[:, mirror], labels, index), dtype=float)
     features = np.column_stack(
         [
