@@ -105,10 +105,17 @@ def resolve_runtime(runtime: str) -> str:
     return "tensorflow" if tf.config.list_physical_devices("GPU") else "openvino"
 
 
-def openvino_forward(function, precision: str | None):
+def openvino_forward(function, precision: str | None, *, streams: bool = False) -> OpenVinoForward:
     """``function`` (a ``tf.function`` with an input signature) compiled for the CPU by OpenVINO: a
-    callable from a numpy batch to a numpy array. ``precision`` 'bf16' lets OpenVINO compute in bfloat16
-    (on AMX or AVX512-BF16); anything else keeps float32, which OpenVINO would otherwise leave on such CPUs.
+    callable from a numpy batch to a numpy array (``OpenVinoForward``). ``precision`` 'bf16' lets OpenVINO
+    compute in bfloat16 (on AMX or AVX512-BF16); anything else keeps float32, which OpenVINO would
+    otherwise leave on such CPUs.
+
+    ``streams`` False compiles for latency: one request, every core on each layer (a batch of one, as the
+    embedding is). True compiles for throughput: OpenVINO's streams (on 2 cores, two of one thread each),
+    and a batch is split over them (``OpenVinoForward``). A segmentation batch of views runs faster so, and
+    faster still when the web process or the database takes a share of a core: a stream's thread waits for
+    no other at each layer (``benchmarks/pipeline.py``, 'OpenVINO streams').
 
     The graph is frozen (variables to constants) and read by the runtime's TensorFlow front end, not by
     ``openvino.convert_model``: the conversion tool reports usage to Intel unless opted out, the runtime
@@ -125,12 +132,60 @@ def openvino_forward(function, precision: str | None):
         graph = Path(directory) / "model.pb"
         graph.write_bytes(frozen.graph.as_graph_def().SerializeToString())
         model = core.read_model(str(graph))
-    config = {
-        "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-    }
-    request = core.compile_model(model, "CPU", config).create_infer_request()
-    return lambda x: request.infer({0: np.ascontiguousarray(x, np.float32)})[0]  # copied out
+    return OpenVinoForward(core, model, "bf16" if precision == "bf16" else "f32", streams=streams)
+
+
+class OpenVinoForward:
+    """A model compiled by OpenVINO for the CPU: ``forward(x)`` for a batch's output, or ``forward.start(x)``
+    to start it and go on (another model's batch, say) until ``result()`` is called. With ``streams`` a
+    batch of several samples is split into one consecutive part per request of the throughput-compiled
+    model (each sample's output does not depend on the others', so the parts put together are the batch's
+    output); a single sample runs on a latency-compiled one, made when first needed, on every core. Not
+    for two threads at once (a segmenter's lock guards it)."""
+
+    def __init__(self, core, model, precision: str, *, streams: bool):
+        self._core, self._model, self._precision = core, model, precision
+        self._latency = None
+        self._throughput = None
+        if streams:
+            compiled = self._compile("THROUGHPUT")
+            n = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+            self._throughput = [compiled.create_infer_request() for _ in range(n)]
+        else:
+            self._latency = [self._compile("LATENCY").create_infer_request()]
+
+    def _compile(self, hint: str):
+        return self._core.compile_model(
+            self._model, "CPU", {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": self._precision}
+        )
+
+    def _requests(self, n: int) -> list:
+        if self._throughput is not None and (n > 1 or len(self._throughput) == 1):
+            return self._throughput
+        if self._latency is None:
+            self._latency = [self._compile("LATENCY").create_infer_request()]
+        return self._latency
+
+    def start(self, x: np.ndarray):
+        """Start ``x`` (``(N, ...)``) on the requests; returns ``result``, which waits for the output."""
+        x = np.ascontiguousarray(x, np.float32)
+        requests = self._requests(len(x))
+        parts = np.array_split(x, min(len(requests), len(x))) if len(x) else [x]
+        busy = list(zip(requests, parts, strict=False))
+        for request, part in busy:
+            request.start_async({0: part})
+
+        def result() -> np.ndarray:
+            out = []
+            for request, _ in busy:
+                request.wait()
+                out.append(request.get_output_tensor(0).data.copy())
+            return out[0] if len(out) == 1 else np.concatenate(out)
+
+        return result
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.start(x)()
 
 
 def check_scales(scales) -> tuple[float, ...]:
@@ -249,12 +304,20 @@ class Segmenter(_Masks):
     def use_openvino(self, precision: str) -> None:
         """Run the maps, and the embedding when first asked for, through OpenVINO (``openvino_forward``)."""
         self.runtime, self._openvino_precision = "openvino", precision
-        self._run = openvino_forward(self._forward, precision)
+        self._run = openvino_forward(self._forward, precision, streams=True)
 
     # --- probabilities ---------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
         """The model's probabilities for a prepared batch, by its runtime (the caller holds ``_lock``)."""
         return self._run(x)
+
+    def start_forward(self, x: np.ndarray):
+        """``forward(x)`` started: returns a callable that gives its result. OpenVINO's runs while the caller
+        starts other models' batches; TensorFlow's is done before this returns."""
+        if isinstance(self._run, OpenVinoForward):
+            return self._run.start(x)
+        y = self._run(x)
+        return lambda: y
 
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
         import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
@@ -459,15 +522,18 @@ def predict_proba_together(
 
 def _forward_together(segmenters: list[Segmenter], batches: list[np.ndarray]) -> list[np.ndarray]:
     """Each segmenter's forward pass on its batch, holding every segmenter's lock: TensorFlow's all in
-    one ``tf.function`` call (made once per set of segmenters, ``_GROUPS``), OpenVINO's one after another
-    (each already uses every core)."""
+    one ``tf.function`` call (made once per set of segmenters, ``_GROUPS``), OpenVINO's all started and
+    then collected, so that one model's last part overlaps the next model's first."""
     import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports ml.inference)
 
     with contextlib.ExitStack() as locks:
         for seg in sorted(set(segmenters), key=id):
             locks.enter_context(seg._lock)
         if len(segmenters) == 1 or any(s.runtime != "tensorflow" for s in segmenters):
-            return [s.forward(b) for s, b in zip(segmenters, batches, strict=True)]
+            if len(set(segmenters)) < len(segmenters):  # a model twice: its requests take one batch at once
+                return [s.forward(b) for s, b in zip(segmenters, batches, strict=True)]
+            results = [s.start_forward(b) for s, b in zip(segmenters, batches, strict=True)]
+            return [result() for result in results]
         key = tuple(segmenters)
         with _CACHE_LOCK:
             together = _GROUPS.get(key)

@@ -10,7 +10,9 @@ import tensorflow as tf
 
 from ml.data import load_slices, read_records
 from ml.inference import (
+    _forward_together,
     load_segmenter,
+    openvino_forward,
     predict_proba_together,
     resolve_runtime,
     save_bundle,
@@ -134,3 +136,25 @@ def test_shipped_embedding_and_type_classifier_agree_between_runtimes(figshare_d
         and load_type_classifier(path, runtime="openvino") is ov_classifier
     )
     np.testing.assert_allclose(ov_classifier.probabilities(data.images), tf_probs, atol=1e-5)
+
+
+def test_a_batch_split_over_openvino_streams_is_the_batch_run_whole(tiny):
+    """The maps are compiled for throughput and a batch is split over the requests; a single sample runs
+    on a latency-compiled copy. Every batch size gives what one latency request gives, and two models
+    started side by side give what each gives alone."""
+    seg = load_segmenter(tiny, runtime="openvino")
+    whole = openvino_forward(seg._forward, "fp32")
+    split = openvino_forward(seg._forward, "fp32", streams=True)
+    assert len(whole._latency) == 1 and split._throughput and split._latency is None
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 3, 5, 8):
+        x = rng.random((n, 32, 32, 1), dtype=np.float32)
+        np.testing.assert_allclose(split(x), whole(x), atol=1e-6)
+    assert split._latency is not None or len(split._throughput) == 1  # the one-sample batch
+
+    other = load_segmenter(tiny, runtime="openvino", precision="bf16")
+    x, y = rng.random((4, 32, 32, 1), dtype=np.float32), rng.random((3, 32, 32, 1), dtype=np.float32)
+    alone = [seg.forward(x), other.forward(y)]
+    together = _forward_together([seg, other], [x, y])
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_array_equal(b, a)
