@@ -122,7 +122,7 @@ class Case(models.Model):
     )
     predicted_confidence = models.FloatField(null=True, blank=True)
     # What the suggestion was made of: {"similar_cases": {type: share}, "classifier": {type: p} or None,
-    # "classifier_weight": w}, written with the suggestion.
+    # "classifier_weight": w, "classifier_version": "name@hash12" or None}, written with the suggestion.
     predicted_type_sources = models.JSONField(null=True, blank=True)
     ground_truth_mask = models.FileField(upload_to="masks/%Y/%m/", null=True, blank=True)
     mask_source = models.CharField(  # noqa: DJ001 (null: not known yet)

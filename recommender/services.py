@@ -288,11 +288,12 @@ def case_tumour_type_suggest(*, case: Case, image: np.ndarray | None = None) -> 
     if query is None:
         return None, 0.0
     weight = float(settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT)
+    classifier = type_classifier() if weight > 0 else None
     probabilities = None
-    if weight > 0 and type_classifier() is not None:
+    if classifier is not None:
         if image is None:
             image = case_pixels(case=case)
-        probabilities = type_classifier_probabilities(image)
+        probabilities = classifier.predict(image)
     voters = type_neighbours(query)
     knn = type_vote(voters)
     ttype, confidence = ranking.blend_votes(knn, probabilities, weight)
@@ -303,6 +304,7 @@ def case_tumour_type_suggest(*, case: Case, image: np.ndarray | None = None) -> 
         "similar_cases": rounded(knn),
         "classifier": rounded(probabilities) if probabilities else None,
         "classifier_weight": weight if probabilities else 0.0,
+        "classifier_version": classifier.version if probabilities else None,
         # The voters, nearest first: the similar-cases panel shows these (selectors.suggestion_neighbours).
         "neighbours": [
             {"case": h.case_id, "tumour_type": h.tumour_type, "distance": round(float(h.distance), 6)}

@@ -63,6 +63,12 @@ class TypeSourcesSerializer(serializers.Serializer):
         help_text="the type classifier's {type: probability}; null when it had no say",
     )
     classifier_weight = serializers.FloatField(required=False)
+    classifier_version = serializers.CharField(
+        allow_null=True,
+        required=False,
+        help_text="the classifier that gave those probabilities: its name and the first 12 hex digits of "
+        "its weights' SHA-256 (name@hash), as a mask names its model version; null when it had no say",
+    )
     neighbours = VoterSerializer(
         many=True,
         required=False,
