@@ -1627,6 +1627,67 @@ def training_cv(root: Path) -> str:
     )
 
 
+def classifier_recipe(meta: dict) -> str:
+    """A fold classifier's recipe: its draw weights by type (``--type-weight``), or every slice alike."""
+    weights = meta["training"].get("type_weights") or {}
+    if not weights:
+        return "every slice drawn alike"
+    return ", ".join(f"{t} drawn {w:g} times as often" for t, w in sorted(weights.items()))
+
+
+def training_cv_classifier(root: Path) -> str:
+    """Each fold classifier of models/cv/type_classifier/ with its accuracy on its own fold's validation
+    patients, grouped by recipe (``classifier_recipe``), and the mean ± sd over the folds there are."""
+    by_recipe: dict[str, list[dict]] = {}
+    for path in sorted((root / "models" / "cv" / "type_classifier").glob("*.json")):
+        meta = read(root, f"models/cv/type_classifier/{path.name}")
+        by_recipe.setdefault(classifier_recipe(meta), []).append(meta)
+    lines = []
+    for recipe, metas in by_recipe.items():
+        metas.sort(key=lambda m: m["training"]["split"]["fold"])
+        folds = metas[0]["training"]["split"]["folds"]
+        lines += [
+            "",
+            f"Classifier, {recipe}: {len(metas)} of {folds} folds trained.",
+            "",
+            *rows(
+                ["fold", "bundle", "seeded from", "epochs", "minutes", "precision", "accuracy", *TYPES],
+                [
+                    [
+                        str(m["training"]["split"]["fold"]),
+                        f"`{m['name']}`",
+                        f"`{Path(m['initialised_from']['path']).stem}`" if m.get("initialised_from") else "—",
+                        str(m["training"]["epochs_done"]),
+                        minutes(m["training"]["train_seconds"]),
+                        m["training"]["precision"],
+                        f3(m["metrics"]["val"]["accuracy"]),
+                        *(f3(m["metrics"]["val"]["accuracy_by_type"][t]) for t in TYPES),
+                    ]
+                    for m in metas
+                ],
+            ),
+        ]
+        if len(metas) > 1:
+            columns = [
+                [m["metrics"]["val"]["accuracy"] for m in metas],
+                *([m["metrics"]["val"]["accuracy_by_type"][t] for m in metas] for t in TYPES),
+            ]
+            (mean, sd), *typed = [(statistics.mean(c), statistics.stdev(c)) for c in columns]
+            lines += [
+                "",
+                f"Mean ± sd over the {len(metas)} folds: accuracy {mean:.3f} ± {sd:.3f}; "
+                + ", ".join(f"{t} {m:.3f} ± {d:.3f}" for t, (m, d) in zip(TYPES, typed, strict=True))
+                + ".",
+            ]
+    if not lines:
+        return "\nNo fold classifier in `models/cv/type_classifier/` yet.\n"
+    return (
+        "\n".join(lines)
+        + "\n\n(Generated from `models/cv/type_classifier/*.json`; each bundle's command is in "
+        "`models/cv/README.md`.)\n"
+    )
+
+
 CLEANUP_NAMES = {
     "model": "the bundle's own",
     "none": "every region",
@@ -2414,6 +2475,7 @@ BLOCKS = {
         "cv-folds": training_cv,
         "cv-misses": training_cv_misses,
         "cv-region-choice": training_cv_region_choice,
+        "cv-type-classifier": training_cv_classifier,
         "targets": training_targets,
     },
     "docs/architecture.md": {
