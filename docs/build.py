@@ -1580,6 +1580,24 @@ def cv_bundles(root: Path) -> dict[str, list[dict]]:
     return by_recipe
 
 
+def fold_mean_sd(metas: list[dict], label: str, overall: str, by_type: str) -> list[str]:
+    """A line with the mean ± sd over fold bundles (sd with n - 1) of ``metrics.val[overall]`` and of each
+    type's ``metrics.val[by_type][type]``; nothing for one fold."""
+    if len(metas) < 2:
+        return []
+    columns = [
+        [m["metrics"]["val"][overall] for m in metas],
+        *([m["metrics"]["val"][by_type][t] for m in metas] for t in TYPES),
+    ]
+    (mean, sd), *typed = [(statistics.mean(c), statistics.stdev(c)) for c in columns]
+    return [
+        "",
+        f"Mean ± sd over the {len(metas)} folds: {label} {mean:.3f} ± {sd:.3f}; "
+        + ", ".join(f"{t} {m:.3f} ± {d:.3f}" for t, (m, d) in zip(TYPES, typed, strict=True))
+        + ".",
+    ]
+
+
 def training_cv(root: Path) -> str:
     """Each fold bundle of models/cv/ with its calibrated validation Dice on its own fold, grouped by recipe,
     and the mean ± sd over the folds there are (sd with n - 1; none for one fold). Epochs and precision
@@ -1607,18 +1625,7 @@ def training_cv(root: Path) -> str:
                 ],
             ),
         ]
-        columns = [
-            [m["metrics"]["val"]["dice_mean"] for m in metas],
-            *([m["metrics"]["val"]["dice_by_type"][t] for m in metas] for t in TYPES),
-        ]
-        if len(metas) > 1:
-            (mean, sd), *typed = [(statistics.mean(c), statistics.stdev(c)) for c in columns]
-            lines += [
-                "",
-                f"Mean ± sd over the {len(metas)} folds: Dice {mean:.3f} ± {sd:.3f}; "
-                + ", ".join(f"{t} {m:.3f} ± {d:.3f}" for t, (m, d) in zip(TYPES, typed, strict=True))
-                + ".",
-            ]
+        lines += fold_mean_sd(metas, "Dice", "dice_mean", "dice_by_type")
     if not lines:
         return "\nNo fold bundle in `models/cv/` yet.\n"
     return (
@@ -1667,18 +1674,7 @@ def training_cv_classifier(root: Path) -> str:
                 ],
             ),
         ]
-        if len(metas) > 1:
-            columns = [
-                [m["metrics"]["val"]["accuracy"] for m in metas],
-                *([m["metrics"]["val"]["accuracy_by_type"][t] for m in metas] for t in TYPES),
-            ]
-            (mean, sd), *typed = [(statistics.mean(c), statistics.stdev(c)) for c in columns]
-            lines += [
-                "",
-                f"Mean ± sd over the {len(metas)} folds: accuracy {mean:.3f} ± {sd:.3f}; "
-                + ", ".join(f"{t} {m:.3f} ± {d:.3f}" for t, (m, d) in zip(TYPES, typed, strict=True))
-                + ".",
-            ]
+        lines += fold_mean_sd(metas, "accuracy", "accuracy", "accuracy_by_type")
     if not lines:
         return "\nNo fold classifier in `models/cv/type_classifier/` yet.\n"
     return (
