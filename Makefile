@@ -7,7 +7,7 @@ SHARED_DATA := ../shared/data/figshare
 DATA   ?= $(if $(wildcard $(SHARED_DATA)/cases.csv),$(SHARED_DATA),)
 HOST   ?= 127.0.0.1:8000
 
-.PHONY: install lock check-lock lint demo test bench docs rescore cv-misses cv-regions check-compose clean help
+.PHONY: install lock check-lock lint demo test bench docs rescore cv-misses cv-regions cv-classifiers check-compose clean help
 
 install: $(VENV)/.installed
 
@@ -117,6 +117,24 @@ cv-regions: install
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m ml.region_choice --data '$(DATA)' --models-dir models/cv \
 	  --json docs/results/cv/region_choice.json
 
+# One type classifier per fold, seeded from that fold's U-Net (models/cv/unet_cv<K>.keras), for each fold
+# that has one and no classifier yet: trained in runs/type_cv/ (resumable), kept in models/cv/type_classifier/
+# with its per-epoch log. TYPE_WEIGHT=meningioma=2 trains the class-balanced variant (name suffix _w).
+cv-classifiers: install
+	@test -f '$(DATA)/cases.csv' || { echo "cv-classifiers: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
+	@mkdir -p models/cv/type_classifier
+	@for seg in models/cv/unet_cv?.keras; do \
+	  k=$${seg#models/cv/unet_cv}; k=$${k%.keras}; \
+	  name=type_classifier_cv$$k$(if $(TYPE_WEIGHT),_w); \
+	  test -f models/cv/type_classifier/$$name.keras && continue; \
+	  echo "== $$name (fold $$k, seeded from $$seg)"; \
+	  env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m ml.type_classification --data '$(DATA)' --fold $$k \
+	    --init-from $$seg --name $$name --output-dir runs/type_cv --run-dir runs/type_cv/$$name \
+	    $(if $(TYPE_WEIGHT),--type-weight $(TYPE_WEIGHT)) || exit 1; \
+	  cp runs/type_cv/$$name.keras runs/type_cv/$$name.json models/cv/type_classifier/ && \
+	  cp runs/type_cv/$$name/log.csv models/cv/type_classifier/$$name.log.csv || exit 1; \
+	done
+
 check-compose: install
 	SECRET_KEY=placeholder POSTGRES_PASSWORD=placeholder $(VENV)/bin/docker-compose -f docker-compose.yml config -q
 
@@ -133,4 +151,5 @@ help:
 	@echo "make bench        the benchmarks; make rescore: re-derive the published figures (DATA=...)"
 	@echo "make cv-misses    each cross-validation bundle on its fold's validation: Dice and misses (DATA=...)"
 	@echo "make cv-regions   rules choosing one region of the map, by cross-validation over models/cv (DATA=...)"
+	@echo "make cv-classifiers  a type classifier per fold with a U-Net in models/cv (DATA=..., TYPE_WEIGHT=...)"
 	@echo "make check-compose  docker-compose.yml is valid; make clean: remove var, static and test output"
