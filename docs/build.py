@@ -1569,12 +1569,13 @@ def training_targets(root: Path) -> str:
     )
 
 
-def cv_bundles(root: Path) -> dict[str, list[dict]]:
-    """The fold bundles of models/cv/ by recipe (``cv_recipe``), each recipe's in fold order."""
+def cv_bundles(root: Path, folder: str = "models/cv", recipe=None) -> dict[str, list[dict]]:
+    """The fold bundles of ``folder`` by recipe (``recipe(meta)``, default ``cv_recipe``), each recipe's in
+    fold order."""
     by_recipe: dict[str, list[dict]] = {}
-    for path in sorted((root / "models" / "cv").glob("*.json")):
-        meta = read(root, f"models/cv/{path.name}")
-        by_recipe.setdefault(cv_recipe(meta), []).append(meta)
+    for path in sorted((root / folder).glob("*.json")):
+        meta = read(root, f"{folder}/{path.name}")
+        by_recipe.setdefault((recipe or cv_recipe)(meta), []).append(meta)
     for metas in by_recipe.values():
         metas.sort(key=lambda m: m["training"]["split"]["fold"])
     return by_recipe
@@ -1645,13 +1646,8 @@ def classifier_recipe(meta: dict) -> str:
 def training_cv_classifier(root: Path) -> str:
     """Each fold classifier of models/cv/type_classifier/ with its accuracy on its own fold's validation
     patients, grouped by recipe (``classifier_recipe``), and the mean ± sd over the folds there are."""
-    by_recipe: dict[str, list[dict]] = {}
-    for path in sorted((root / "models" / "cv" / "type_classifier").glob("*.json")):
-        meta = read(root, f"models/cv/type_classifier/{path.name}")
-        by_recipe.setdefault(classifier_recipe(meta), []).append(meta)
     lines = []
-    for recipe, metas in by_recipe.items():
-        metas.sort(key=lambda m: m["training"]["split"]["fold"])
+    for recipe, metas in cv_bundles(root, "models/cv/type_classifier", classifier_recipe).items():
         folds = metas[0]["training"]["split"]["folds"]
         lines += [
             "",
