@@ -7,7 +7,7 @@ SHARED_DATA := ../shared/data/figshare
 DATA   ?= $(if $(wildcard $(SHARED_DATA)/cases.csv),$(SHARED_DATA),)
 HOST   ?= 127.0.0.1:8000
 
-.PHONY: install lock check-lock lint demo test bench docs rescore cv-misses cv-regions cv-classifiers check-compose clean help
+.PHONY: install lock check-lock lint demo test bench docs rescore cv-misses cv-regions cv-classifiers cv-ensemble check-compose clean help
 
 install: $(VENV)/.installed
 
@@ -117,6 +117,17 @@ cv-regions: install
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m ml.region_choice --data '$(DATA)' --models-dir models/cv \
 	  --json docs/results/cv/region_choice.json
 
+# The fold U-Nets as one ensemble, as nnU-Net serves its folds: the mean of their maps, each with its own
+# test-time augmentation; the threshold the mean of theirs and the clean-up the majority's, since no patient
+# is held out from all five to calibrate on. Scored once, on the test split none of them trained on.
+cv-ensemble: install
+	@test -f '$(DATA)/cases.csv' || { echo "cv-ensemble: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
+	@n=$$(ls models/cv/*.keras | wc -l); folds=$$(ls models/cv/unet_cv?.keras | wc -l); \
+	  test "$$n" -eq 5 -a "$$folds" -eq 5 || { echo "cv-ensemble: needs exactly the 5 fold U-Nets in models/cv ($$folds of $$n bundles there)"; exit 2; }
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py evaluate_segmentation --data '$(DATA)' \
+	  --models-dir models/cv --models ensemble --split test --runtime openvino \
+	  --json docs/results/cv/fold_ensemble_test.json
+
 # One type classifier per fold, seeded from that fold's U-Net (models/cv/unet_cv<K>.keras), for each fold
 # that has one and no classifier yet: trained in runs/type_cv/ (resumable), kept in models/cv/type_classifier/
 # with its per-epoch log. TYPE_WEIGHT=meningioma=2 trains the class-balanced variant (name suffix _w).
@@ -152,4 +163,5 @@ help:
 	@echo "make cv-misses    each cross-validation bundle on its fold's validation: Dice and misses (DATA=...)"
 	@echo "make cv-regions   rules choosing one region of the map, by cross-validation over models/cv (DATA=...)"
 	@echo "make cv-classifiers  a type classifier per fold with a U-Net in models/cv (DATA=..., TYPE_WEIGHT=...)"
+	@echo "make cv-ensemble  the 5 fold U-Nets as one ensemble, scored once on the test split (DATA=...)"
 	@echo "make check-compose  docker-compose.yml is valid; make clean: remove var, static and test output"

@@ -1738,6 +1738,70 @@ def training_cv_misses(root: Path) -> str:
     )
 
 
+def ensemble_row(label: str, scored: dict) -> list[str]:
+    """One ensemble's line in the fold-ensemble table: its test-split Dice, interval and missed slices."""
+    missed = scored["misses"]
+    kinds = ", ".join(f"{n} {t}" for t, n in sorted(missed["by_type"].items(), key=lambda kv: -kv[1]))
+    return [
+        label,
+        f"{f3(scored['dice_mean'])} ({span(scored['dice_ci95'])})",
+        f"{missed['n']} of {missed['of']}" + (f" ({kinds})" if kinds else ""),
+        f3(missed["dice_mean_of_the_rest"]),
+        *(f3(scored["dice_by_type"][t]) for t in TYPES),
+    ]
+
+
+def training_cv_ensemble(root: Path) -> str:
+    """The fold U-Nets as one ensemble (``make cv-ensemble``), scored once on the test split, beside the
+    served ensemble there, and whether it meets the next release's targets."""
+    path = root / "docs" / "results" / "cv" / "fold_ensemble_test.json"
+    if not path.is_file():
+        return "\nNot scored yet: it needs the 5 fold U-Nets (`make cv-ensemble DATA=...`).\n"
+    served = read(root, "docs/results/segmentation_test.json")["models"]["ensemble"]
+    folds = read(root, "docs/results/cv/fold_ensemble_test.json")["models"]["ensemble"]
+    members = sorted(folds["tta_scales"])
+    goal = served["misses"]["n"] // 2
+    n, dice = folds["misses"]["n"], folds["dice_mean"]
+    verdict = (
+        "It meets both targets"
+        if n <= goal and dice > served["dice_mean"]
+        else "It misses "
+        + " and ".join(
+            part
+            for part, missed in (
+                (f"the target of at most {goal} missed slices", n > goal),
+                (f"a mean Dice above {f3(served['dice_mean'])}", dice <= served["dice_mean"]),
+            )
+            if missed
+        )
+    )
+    return "\n".join(
+        [
+            "",
+            *rows(
+                ["ensemble", "Dice (95 % CI)", "missed (Dice < 0.1)", "Dice of the rest", *TYPES],
+                [
+                    ensemble_row(
+                        "served: " + ", ".join(f"`{m}`" for m in sorted(served["tta_scales"])), served
+                    ),
+                    ensemble_row(f"the {len(members)} fold U-Nets", folds),
+                ],
+            ),
+            "",
+            para(
+                f"{verdict} on the test split ({folds['n']} slices of {folds['n_patient_groups']} patient ",
+                f"groups): {n} missed slices against the served ensemble's {served['misses']['n']}, mean ",
+                f"Dice {signed(dice - served['dice_mean'])} against it (the intervals resample patient ",
+                "groups; they are not paired).",
+            ),
+            "",
+            "(Generated from `docs/results/cv/fold_ensemble_test.json`, written by `make cv-ensemble`",
+            "`DATA=...`, and `docs/results/segmentation_test.json`.)",
+            "",
+        ]
+    )
+
+
 REGION_RULE_NAMES = {
     "own": "the bundle's own clean-up (served)",
     "peak": "the highest peak",
@@ -2467,6 +2531,7 @@ BLOCKS = {
         "cv-folds": training_cv,
         "cv-misses": training_cv_misses,
         "cv-region-choice": training_cv_region_choice,
+        "cv-fold-ensemble": training_cv_ensemble,
         "cv-type-classifier": training_cv_classifier,
         "targets": training_targets,
     },

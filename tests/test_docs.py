@@ -447,3 +447,37 @@ def test_every_release_json_feeds_a_table_of_the_model_history():
         assert (saved["metrics"], saved["threshold"]) == (shipped["metrics"], shipped["threshold"]), (
             f"models/{name}.json was recalibrated: a new release belongs in RELEASES with its bundles' JSONs"
         )
+
+
+@pytest.mark.parametrize(
+    ("missed", "dice", "verdict"),
+    [
+        (16, 0.750, "It meets both targets"),
+        (17, 0.750, "It misses the target of at most 16 missed slices on"),
+        (10, 0.745, "It misses a mean Dice above 0.745 on"),
+    ],
+)
+def test_the_fold_ensemble_is_judged_against_the_served_ensembles_targets(tmp_path, missed, dice, verdict):
+    served = published("docs/results/segmentation_test.json")
+    assert served["models"]["ensemble"]["misses"]["n"] // 2 == 16  # the targets the cases below test
+    scored = {
+        **served["models"]["ensemble"],
+        "dice_mean": round(served["models"]["ensemble"]["dice_mean"], 3),
+    }
+    (tmp_path / "docs/results/cv").mkdir(parents=True)
+    served["models"]["ensemble"] = scored
+    (tmp_path / "docs/results/segmentation_test.json").write_text(json.dumps(served))
+    folds = {
+        **scored,
+        "dice_mean": dice,
+        "tta_scales": {f"unet_cv{k}": [1.0] for k in range(5)},
+        "misses": {**scored["misses"], "n": missed},
+    }
+    (tmp_path / "docs/results/cv/fold_ensemble_test.json").write_text(
+        json.dumps({"models": {"ensemble": folds}})
+    )
+    text = build.training_cv_ensemble(tmp_path)
+    words = " ".join(text.split())
+    assert verdict in words
+    assert f"| the 5 fold U-Nets | {dice:.3f} (" in text
+    assert f"{missed} missed slices against the served ensemble's 32" in words
