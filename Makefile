@@ -101,15 +101,18 @@ rescore: install
 	    --data '$(DATA)' --split test --classifier-weights 0 1 --json docs/results/retrieval_test.json
 
 # Each cross-validation bundle on its own fold's validation patients, with its clean-up and with every region
-# kept: Dice and the missed slices (empty, elsewhere, grazing), tabulated in docs/training.md.
+# kept: Dice and the missed slices (empty, elsewhere, grazing), tabulated in docs/training.md. Bundles already
+# scored are skipped; FORCE=1 scores them all again.
 cv-misses: install
 	@test -f '$(DATA)/cases.csv' || { echo "cv-misses: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
 	@mkdir -p docs/results/cv
 	@set -e; for bundle in models/cv/*.keras; do name=$$(basename $$bundle .keras); \
 	  for cleanup in model none; do \
+	    out=docs/results/cv/$${name}_val_cleanup_$$cleanup.json; \
+	    if [ -f $$out ] && [ -z '$(FORCE)' ]; then echo "$$out: scored already (FORCE=1 to redo)"; continue; fi; \
 	    env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py evaluate_segmentation --data '$(DATA)' \
 	      --models-dir models/cv --models $$name --split val --runtime openvino --cleanup $$cleanup \
-	      --json docs/results/cv/$${name}_val_cleanup_$$cleanup.json; \
+	      --json $$out; \
 	  done; done
 
 cv-regions: install
@@ -160,7 +163,8 @@ help:
 	@echo "make test         the suite in the embedded mode, with coverage and its floor"
 	@echo "make demo         the embedded mode on http://$(HOST)/"
 	@echo "make bench        the benchmarks; make rescore: re-derive the published figures (DATA=...)"
-	@echo "make cv-misses    each cross-validation bundle on its fold's validation: Dice and misses (DATA=...)"
+	@echo "make cv-misses    each cross-validation bundle on its fold's validation: Dice and misses (DATA=...;"
+	@echo "                  bundles scored already are skipped, FORCE=1 redoes them)"
 	@echo "make cv-regions   rules choosing one region of the map, by cross-validation over models/cv (DATA=...)"
 	@echo "make cv-classifiers  a type classifier per fold with a U-Net in models/cv (DATA=..., TYPE_WEIGHT=...)"
 	@echo "make cv-ensemble  the 5 fold U-Nets as one ensemble, scored once on the test split (DATA=...)"
