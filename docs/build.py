@@ -455,7 +455,7 @@ def classifier_card(root: Path, meta: dict, retrieval: dict) -> list[str]:
                 [
                     "parameters",
                     f"{meta['parameters'] / 1e6:.2f} M; `models/type_classifier/{meta['name']}.keras`, "
-                    f"{size_mb:.1f} MB (a folder `sync_models` does not scan)",
+                    f"{size_mb:.1f} MB (`sync_models` records it in the slot `type_classifier`)",
                 ],
                 [
                     "training data",

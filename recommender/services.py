@@ -32,7 +32,15 @@ from recommender.models import (
 from recommender.selectors import case_base, current_scaler, query_for_case, type_neighbours, type_vote
 from segmentation.models import ModelVersion, ReviewStatus, RunStatus, SegmentationRun
 from segmentation.selectors import load_mask
-from segmentation.services import best_per_architecture, primary_model_version, segmenter, val_dice
+from segmentation.services import (
+    best_per_architecture,
+    primary_model_version,
+    segmenter,
+    type_classifier_version,
+    val_dice,
+    version_file,
+    weights_problem,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +56,9 @@ def embedding_model_version():
     bottleneck of its own)."""
     wanted = getattr(settings, "TUMORSITE_EMBEDDING_MODEL", "")
     if wanted:
-        version = ModelVersion.objects.filter(name=wanted, is_active=True, is_ensemble=False).first()
+        version = (
+            ModelVersion.objects.segmenters().filter(name=wanted, is_active=True, is_ensemble=False).first()
+        )
         if version is not None:
             return version
         if wanted not in _warned_embedding_models:  # once per process, not once per upload
@@ -253,24 +263,43 @@ def feature_vectors_recombine(*, scaler_row: FeatureScaler, scaler: ranking.Scal
 _classifier_problems: set[str] = set()
 
 
-def type_classifier():
-    """The loaded type classifier (``TUMORSITE_TYPE_CLASSIFIER``), or None when it is disabled or missing.
-
-    A missing or unreadable bundle leaves the kNN vote alone, with a warning once per process and path.
+def type_classifier_served():
+    """``(the loaded classifier, its weights key)`` for the type classifier served now: the active version
+    of the ``type_classifier`` slot (``sync_models`` records the bundle ``TUMORSITE_TYPE_CLASSIFIER``
+    names; ``promote_model`` and ``rollback_model`` switch it). None when the setting is empty, or when no
+    classifier is recorded or its file is not the one recorded: the kNN vote then decides alone, with a
+    warning once per process and problem.
     """
-    path = getattr(settings, "TUMORSITE_TYPE_CLASSIFIER", "")
-    if not path:
+    if not getattr(settings, "TUMORSITE_TYPE_CLASSIFIER", ""):
         return None
     # ml.type_classification brings the training code (matplotlib among it): a worker's import, not the web's.
     from ml.type_classification import load_type_classifier  # noqa: PLC0415 (only workers classify)
 
-    try:
-        return load_type_classifier(path, runtime=settings.TUMORSITE_INFERENCE_RUNTIME)
-    except (OSError, ValueError) as exc:
-        if path not in _classifier_problems:
-            _classifier_problems.add(path)
-            logger.warning("no type classifier (%s); the type suggestion is the kNN vote alone", exc)
-        return None
+    version = type_classifier_version()
+    problem = (
+        "no active version recorded (manage.py sync_models)" if version is None else weights_problem(version)
+    )
+    if problem is None:
+        try:
+            classifier = load_type_classifier(
+                version_file(version), runtime=settings.TUMORSITE_INFERENCE_RUNTIME
+            )
+        except (OSError, ValueError) as exc:
+            problem = str(exc)
+        else:
+            return classifier, version.weights_key
+    which = version.weights_key if version else "none recorded"
+    said = f"{settings.TUMORSITE_TYPE_CLASSIFIER}: {which}: {problem}"
+    if said not in _classifier_problems:
+        _classifier_problems.add(said)
+        logger.warning("no type classifier (%s); the type suggestion is the kNN vote alone", said)
+    return None
+
+
+def type_classifier():
+    """The loaded classifier served now (``type_classifier_served``), or None."""
+    served = type_classifier_served()
+    return None if served is None else served[0]
 
 
 def type_classifier_probabilities(image: np.ndarray) -> dict[str, float] | None:
@@ -288,7 +317,8 @@ def case_tumour_type_suggest(*, case: Case, image: np.ndarray | None = None) -> 
     if query is None:
         return None, 0.0
     weight = float(settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT)
-    classifier = type_classifier() if weight > 0 else None
+    served = type_classifier_served() if weight > 0 else None
+    classifier, classifier_version = served if served is not None else (None, None)
     probabilities = None
     if classifier is not None:
         if image is None:
@@ -304,7 +334,7 @@ def case_tumour_type_suggest(*, case: Case, image: np.ndarray | None = None) -> 
         "similar_cases": rounded(knn),
         "classifier": rounded(probabilities) if probabilities else None,
         "classifier_weight": weight if probabilities else 0.0,
-        "classifier_version": classifier.version if probabilities else None,
+        "classifier_version": classifier_version if probabilities else None,
         # The voters, nearest first: the similar-cases panel shows these (selectors.suggestion_neighbours).
         "neighbours": [
             {"case": h.case_id, "tumour_type": h.tumour_type, "distance": round(float(h.distance), 6)}

@@ -9,6 +9,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_display = [
         "name",
         "slot",
+        "kind",
         "stage",
         "architecture",
         "encoder",
@@ -18,7 +19,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "is_ensemble",
         "created_at",
     ]
-    list_filter = ["stage", "is_active", "is_ensemble", "architecture"]
+    list_filter = ["kind", "stage", "is_active", "is_ensemble", "architecture"]
     search_fields = ["name", "slot"]
     # What the weights are is sync_models' to record (from the file); the admin may switch a version on
     # or off and set its threshold, and each such save is one model.changed entry in the audit trail.
@@ -27,6 +28,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     readonly_fields = [
         "name",
         "slot",
+        "kind",
         "stage",
         "evaluation",
         "retired_at",

@@ -1,9 +1,12 @@
-"""Model versions (the segmenters this site can run) and segmentation runs (one model on one case)."""
+"""Model versions (the segmenters this site can run, and the tumour-type classifier) and segmentation runs
+(one segmenter on one case)."""
 
 from django.conf import settings
 from django.db import models
 
 ENSEMBLE_NAME = "ensemble"
+# The type classifier's slot: one classifier suggests the type, whatever its bundle is called.
+TYPE_CLASSIFIER_SLOT = "type_classifier"
 
 
 class Stage(models.TextChoices):
@@ -12,6 +15,20 @@ class Stage(models.TextChoices):
     CANDIDATE = "candidate", "Candidate (recorded, never served)"
     ACTIVE = "active", "Active (serves its slot)"
     RETIRED = "retired", "Retired (replaced; kept with its file for a rollback)"
+
+
+class Kind(models.TextChoices):
+    """What a version does: a segmenter outlines the tumour (runs are made with it); the type classifier
+    takes part in the type suggestion (recommender.services)."""
+
+    SEGMENTER = "segmenter", "Segmenter (outlines the tumour)"
+    TYPE_CLASSIFIER = "type_classifier", "Type classifier (suggests the tumour type)"
+
+
+class ModelVersionQuerySet(models.QuerySet):
+    def segmenters(self) -> "ModelVersionQuerySet":
+        """The versions that outline tumours (the ensemble among them): what runs are made with."""
+        return self.filter(kind=Kind.SEGMENTER)
 
 
 class ModelVersion(models.Model):
@@ -44,6 +61,9 @@ class ModelVersion(models.Model):
         null=True, blank=True, help_text="candidates: evaluate_candidate's paired comparison with the active"
     )
     retired_at = models.DateTimeField(null=True, blank=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SEGMENTER, db_index=True)
+
+    objects = ModelVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["is_ensemble", "name"]

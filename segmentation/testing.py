@@ -21,6 +21,7 @@ from cases.models import TypeSource
 from cases.readers import read_image
 from cases.rendering import png_bytes
 from cases.services import case_prepare, cases_save, patients_get_or_create
+from ml.data import TUMOUR_TYPES
 from ml.inference import save_bundle
 
 TINY_ARCHITECTURES = ("unet", "attention_unet")
@@ -109,29 +110,46 @@ def models_dir(settings, tiny_bundles_dir):
     return tiny_bundles_dir
 
 
-@pytest.fixture(scope="session")
-def tiny_type_classifier_path(tmp_path_factory):
-    """A tiny untrained type-classifier bundle (64 px, 4 base filters): it exercises the wiring only."""
+TINY_TYPE_CLASSIFIER_SPEC = {"input_size": 64, "base_filters": 4, "depth": 4, "dropout": 0.0, "hidden": 8}
+
+
+def tiny_type_classifier_bundle(directory, name: str, *, says: str | None = None, seed: int = 7, meta=None):
+    """A tiny untrained type-classifier bundle (64 px, 4 base filters) in ``directory``: it exercises the
+    wiring only. With ``says``, its last layer is set to type every slice so (its kernel zeroed, its bias
+    ``seed`` for that type and ``-seed`` for the others), for tests that need a classifier right or wrong
+    on purpose."""
     import keras  # noqa: PLC0415 (TensorFlow loads only for the tests that build a bundle)
 
     from ml.models.type_classifier import build_type_classifier  # noqa: PLC0415 (imports Keras)
 
-    directory = tmp_path_factory.mktemp("type_classifier")
-    spec = {"input_size": 64, "base_filters": 4, "depth": 4, "dropout": 0.0, "hidden": 8}
-    keras.utils.set_random_seed(7)
+    spec = TINY_TYPE_CLASSIFIER_SPEC
+    keras.utils.set_random_seed(seed)
+    model = build_type_classifier(**spec)
+    if says is not None:
+        last = model.get_layer("tumour_type")
+        kernel, bias = last.get_weights()
+        bias = np.where(np.array(TUMOUR_TYPES) == says, float(seed), -float(seed)).astype(bias.dtype)
+        last.set_weights([np.zeros_like(kernel), bias])
     save_bundle(
-        build_type_classifier(**spec),
-        directory,
-        "tiny_type_classifier",
+        model,
+        Path(directory),
+        name,
         {
             "task": "tumour_type_classification",
-            "classes": ["meningioma", "glioma", "pituitary"],
+            "classes": list(TUMOUR_TYPES),
             "spec": spec,
             "tta": True,
+            **(meta or {}),
         },
         rebuild=lambda: build_type_classifier(**spec),
     )
-    return directory / "tiny_type_classifier.keras"
+    return Path(directory) / f"{name}.keras"
+
+
+@pytest.fixture(scope="session")
+def tiny_type_classifier_path(tmp_path_factory):
+    """A tiny untrained type-classifier bundle (``tiny_type_classifier_bundle``)."""
+    return tiny_type_classifier_bundle(tmp_path_factory.mktemp("type_classifier"), "tiny_type_classifier")
 
 
 @pytest.fixture

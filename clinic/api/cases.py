@@ -66,8 +66,9 @@ class TypeSourcesSerializer(serializers.Serializer):
     classifier_version = serializers.CharField(
         allow_null=True,
         required=False,
-        help_text="the classifier that gave those probabilities: its name and the first 12 hex digits of "
-        "its weights' SHA-256 (name@hash), as a mask names its model version; null when it had no say",
+        help_text="the classifier version that gave those probabilities: its slot and the first 12 hex "
+        "digits of its weights' SHA-256 (type_classifier@hash), as a mask names its model version; null "
+        "when it had no say",
     )
     neighbours = VoterSerializer(
         many=True,

@@ -23,7 +23,10 @@ from segmentation.services.registry import (
     model_versions_sync,
     models_dir,
     primary_model_version,
+    type_classifier_version,
     val_dice,
+    version_file,
+    weights_problem,
     weights_used,
 )
 from segmentation.services.runs import (
@@ -70,6 +73,9 @@ __all__ = [
     "segmentation_runs_sweep",
     "segmenter",
     "stale_run_after",
+    "type_classifier_version",
     "val_dice",
+    "version_file",
+    "weights_problem",
     "weights_used",
 ]

@@ -69,7 +69,9 @@ def predict_probability(
     A single model's map is made together with those of the other active single models (their runs of
     the same case follow), or taken from those made so by an earlier run in this process."""
     if not version.is_ensemble:
-        siblings = ModelVersion.objects.filter(is_active=True, is_ensemble=False).exclude(pk=version.pk)
+        siblings = (
+            ModelVersion.objects.segmenters().filter(is_active=True, is_ensemble=False).exclude(pk=version.pk)
+        )
         return probabilities_together([version, *siblings], image)[0]
     return ensemble_proba([prob for _, prob in member_probabilities(version, image, stored=stored)])
 

@@ -7,6 +7,9 @@ constraint). Candidate files live in ``<models dir>/candidates/`` under a name m
 ``sync_models`` (which reads only the top of the models directory) never sees them and nothing can
 overwrite them; promotion copies no file, it moves the slot's name from one row to the other. Rows are
 never repointed at other weights, so a run's ``model_version`` still names the weights that made it.
+
+The type classifier goes through the same steps in its slot ``type_classifier``; it is compared with the
+active one by the share of slices typed right instead of Dice.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from audit.services import audit_record
 from ml.data import kfold_by_patient, load_slices, read_records, split_ids_as_trained
 from ml.evaluate import evaluate_masks, group_bootstrap_ci
 from ml.inference import file_sha256, load_segmenter
-from segmentation.models import ENSEMBLE_NAME, ModelVersion, Stage
+from segmentation.models import ENSEMBLE_NAME, Kind, ModelVersion, Stage
 from segmentation.services.errors import SegmentationError
 from segmentation.services.registry import (
     bundle_fields,
@@ -43,6 +46,9 @@ from segmentation.services.registry import (
 # is at least -DEFAULT_MARGIN: half a Dice point is below what a clinician sees on an outline, and well
 # inside the spread between two trainings of the same recipe.
 DEFAULT_MARGIN = 0.005
+
+# What a candidate is compared on: Dice per slice for a segmenter, typed right or not for the classifier.
+METRIC_NAMES = {"dice": "Dice", "accuracy": "Accuracy"}
 
 
 class LifecycleError(SegmentationError):
@@ -64,10 +70,16 @@ def candidate_register(*, path: Path, slot: str | None = None) -> ModelVersion:
         raise LifecycleError(
             f"{path.with_suffix('.json')} is missing: a bundle is <name>.keras + <name>.json."
         )
-    name, _ = bundle_fields(path)
+    name, fields = bundle_fields(path)
     slot = slot or name
     if slot == ENSEMBLE_NAME:
         raise LifecycleError(f'"{ENSEMBLE_NAME}" is the ensemble, not a model slot: pass --replaces NAME.')
+    served = ModelVersion.objects.filter(slot=slot, is_ensemble=False).exclude(kind=fields["kind"]).first()
+    if served is not None:
+        raise LifecycleError(
+            f"{path.name} is a {Kind(fields['kind']).label.split(' (')[0].lower()}, but slot {slot} holds "
+            f"{Kind(served.kind).label.split(' (')[0].lower()}s: pass --replaces with a slot of its kind."
+        )
     sha = file_sha256(path)
     recorded = ModelVersion.objects.filter(slot=slot, file_sha256=sha).first()
     if recorded is not None:
@@ -203,6 +215,11 @@ def candidate_evaluate_on_record(
     *, candidate: ModelVersion, min_slices: int = MIN_RECORD_SLICES, limit: int | None = None
 ) -> dict:
     """``candidate_evaluate`` on the clinicians' outlines that neither model was trained on."""
+    if candidate.kind != Kind.SEGMENTER:
+        raise LifecycleError(
+            f"{candidate.name} is a type classifier: the record's outlines compare segmenters. Score it on "
+            "held-out dataset patients (--data)."
+        )
     with tempfile.TemporaryDirectory(prefix="tumorsite-evaluate-") as tmp:
         held_out = record_outlines_export(candidate=candidate, folder=Path(tmp), min_slices=min_slices)
         evaluation = candidate_evaluate(
@@ -218,8 +235,9 @@ def candidate_evaluate(
     *, candidate: ModelVersion, data_dir: Path, held_out: HeldOut, limit: int | None = None
 ) -> dict:
     """Score the candidate and its slot's active version on the same held-out slices of ``data_dir``;
-    store and return the paired comparison (per-slice Dice of candidate minus active, its mean and a
-    95 % interval that resamples whole patient groups, ``ml.evaluate.group_bootstrap_ci``)."""
+    store and return the paired comparison (per slice, candidate minus active: Dice for segmenters, typed
+    right (1) or not (0) for the classifier; its mean and a 95 % interval that resamples whole patient
+    groups, ``ml.evaluate.group_bootstrap_ci``)."""
     active = active_of(candidate.slot)
     if active is None:
         raise LifecycleError(
@@ -234,39 +252,63 @@ def candidate_evaluate(
         if not ids:
             raise LifecycleError(f"No held-out slices in {data_dir} ({held_out.describe()}).")
         slices = load_slices(data_dir, ids)
-        models = {
-            "active": load_segmenter(version_file(active)),
-            "candidate": load_segmenter(version_file(candidate)),
+        score = _accuracy_per_slice if candidate.kind == Kind.TYPE_CLASSIFIER else _dice_per_slice
+        scores = {
+            role: score(version, slices) for role, version in (("active", active), ("candidate", candidate))
         }
     except (FileNotFoundError, ValueError) as exc:
         raise LifecycleError(str(exc)) from exc
-    scores = {role: evaluate_masks(model.segment, slices) for role, model in models.items()}
-    diff = np.array(scores["candidate"]["dice_per_slice"]) - np.array(scores["active"]["dice_per_slice"])
+    metric = "accuracy" if candidate.kind == Kind.TYPE_CLASSIFIER else "dice"
+    diff = np.array(scores["candidate"]["per_slice"]) - np.array(scores["active"]["per_slice"])
     groups = [r.patient_group for r in slices.records]
     lo, hi = group_bootstrap_ci(diff, groups)
     evaluation = {
+        "metric": metric,
         "active": active.weights_key,
         "candidate": candidate.weights_key,
         "data": str(data_dir),
         "held_out": held_out.describe(),
         "n": len(slices),
         "n_patient_groups": len(set(groups)),
-        "dice": {
-            role: {
-                "mean": s["dice_mean"],
-                "ci95": s["dice_ci95"],
-                "by_type": s["dice_by_type"],
-                "missed": int(np.sum(np.array(s["dice_per_slice"]) < 0.1)),
-            }
-            for role, s in scores.items()
-        },
-        "dice_diff": float(diff.mean()),
+        metric: {role: {k: v for k, v in s.items() if k != "per_slice"} for role, s in scores.items()},
+        f"{metric}_diff": float(diff.mean()),
         "ci95": [lo, hi],
         "evaluated_at": timezone.now().isoformat(),
     }
     candidate.evaluation = evaluation
     candidate.save(update_fields=["evaluation"])
     return evaluation
+
+
+def _dice_per_slice(version: ModelVersion, slices) -> dict:
+    """A segmenter's Dice per slice at each image's size, with its own threshold and clean-up."""
+    s = evaluate_masks(load_segmenter(version_file(version)).segment, slices)
+    missed = int(np.sum(np.array(s["dice_per_slice"]) < 0.1))
+    return {
+        "mean": s["dice_mean"],
+        "ci95": s["dice_ci95"],
+        "by_type": s["dice_by_type"],
+        "missed": missed,
+        "per_slice": s["dice_per_slice"],
+    }
+
+
+def _accuracy_per_slice(version: ModelVersion, slices) -> dict:
+    """A type classifier's right (1) or wrong (0) per slice, with its own test-time augmentation."""
+    from ml.type_classification import load_type_classifier  # noqa: PLC0415 (imports the training code)
+
+    classifier = load_type_classifier(version_file(version))
+    probabilities = classifier.probabilities(slices.images)
+    truth = [r.tumour_type for r in slices.records]
+    predicted = [classifier.classes[i] for i in probabilities.argmax(axis=1)]
+    right = np.array([p == t for p, t in zip(predicted, truth, strict=True)])
+    groups = [r.patient_group for r in slices.records]
+    return {
+        "mean": float(right.mean()),
+        "ci95": list(group_bootstrap_ci(right.astype(float), groups)),
+        "by_type": {t: float(right[[x == t for x in truth]].mean()) for t in sorted(set(truth))},
+        "per_slice": right.astype(float).tolist(),
+    }
 
 
 def model_promote(
@@ -283,7 +325,7 @@ def model_promote(
     if force and not reason.strip():
         raise LifecycleError("--force needs --reason TEXT: the audit trail records why.")
     if margin < 0:
-        raise LifecycleError("--margin is a Dice difference >= 0 (e.g. 0.005).")
+        raise LifecycleError("--margin is a difference of Dice (or accuracy) >= 0 (e.g. 0.005).")
     _file_intact(candidate)
     with transaction.atomic():
         candidate = ModelVersion.objects.select_for_update().get(pk=candidate.pk)
@@ -342,10 +384,12 @@ def _check_not_worse(candidate: ModelVersion, active: ModelVersion | None, evalu
             "is active now: run evaluate_candidate again."
         )
     lo, hi = evaluation["ci95"]
+    metric = evaluation.get("metric", "dice")
     if lo < -margin:
         raise LifecycleError(
-            f"Refused: {candidate.name} may be worse than {active.weights_key}. Dice difference "
-            f"{evaluation['dice_diff']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f}) on {evaluation['n']} slices "
+            f"Refused: {candidate.name} may be worse than {active.weights_key}. {METRIC_NAMES[metric]} "
+            f"difference {evaluation[f'{metric}_diff']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f}) on "
+            f"{evaluation['n']} slices "
             f"of {evaluation['n_patient_groups']} patient groups; the lower end must be >= {-margin:+.4f} "
             "(--margin). Use --force --reason TEXT to promote it anyway."
         )
@@ -354,9 +398,12 @@ def _check_not_worse(candidate: ModelVersion, active: ModelVersion | None, evalu
 def _figures(evaluation: dict | None) -> dict | None:
     if not evaluation:
         return None
-    keys = ("active", "candidate", "held_out", "n", "n_patient_groups", "dice_diff", "ci95", "evaluated_at")
+    metric = evaluation.get("metric", "dice")
+    keys = ("active", "candidate", "held_out", "n", "n_patient_groups", "ci95", "evaluated_at")
     return {k: evaluation.get(k) for k in keys} | {
-        "dice_mean": {role: d["mean"] for role, d in evaluation.get("dice", {}).items()}
+        "metric": metric,
+        f"{metric}_diff": evaluation.get(f"{metric}_diff"),
+        f"{metric}_mean": {role: d["mean"] for role, d in evaluation.get(metric, {}).items()},
     }
 
 
@@ -408,16 +455,22 @@ def _activate(version: ModelVersion) -> None:
 
 def evaluation_table(evaluation: dict) -> str:
     """The comparison as a small text table, for the commands."""
-    rows = [f"{'':10} {'weights':32} {'mean Dice':>9}  {'95% CI':>15}  {'Dice<0.1':>8}"]
+    metric = evaluation.get("metric", "dice")
+    last = "Dice<0.1" if metric == "dice" else "meningioma"
+    rows = [f"{'':10} {'weights':32} {'mean ' + METRIC_NAMES[metric]:>13}  {'95% CI':>15}  {last:>10}"]
     for role in ("active", "candidate"):
-        d = evaluation["dice"][role]
+        d = evaluation[metric][role]
+        if metric == "dice":
+            figure = f"{d['missed']:10d}"
+        else:
+            figure = f"{d['by_type'].get('meningioma', float('nan')):10.3f}"
         rows.append(
-            f"{role:10} {evaluation[role]:32} {d['mean']:9.4f}  {d['ci95'][0]:.3f} to {d['ci95'][1]:.3f}  "
-            f"{d['missed']:8d}"
+            f"{role:10} {evaluation[role]:32} {d['mean']:13.4f}  {d['ci95'][0]:.3f} to {d['ci95'][1]:.3f}  "
+            + figure
         )
     lo, hi = evaluation["ci95"]
     rows.append(
-        f"{'difference':10} {'candidate - active (paired)':32} {evaluation['dice_diff']:+9.4f}  "
+        f"{'difference':10} {'candidate - active (paired)':32} {evaluation[f'{metric}_diff']:+13.4f}  "
         f"{lo:+.3f} to {hi:+.3f}"
     )
     rows.append(

@@ -1,4 +1,5 @@
-"""The model registry: which segmenters this site serves, the ensemble over them, and the primary one."""
+"""The model registry: which segmenters this site serves, the ensemble over them, the primary one, and the
+type classifier."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
 from ml.inference import ensemble_calibration, file_sha256
-from segmentation.models import ENSEMBLE_NAME, ModelVersion, Stage
+from segmentation.models import ENSEMBLE_NAME, TYPE_CLASSIFIER_SLOT, Kind, ModelVersion, Stage
 from segmentation.services.errors import SegmentationError
 
 logger = logging.getLogger(__name__)
@@ -62,8 +63,9 @@ def weights_problem(version: ModelVersion) -> str | None:
 
 
 def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
-    """Register every ``<name>.keras`` + ``<name>.json`` bundle at the top of the models directory, and
-    the ensemble over the active versions.
+    """Register every ``<name>.keras`` + ``<name>.json`` bundle at the top of the models directory, the
+    ensemble over the active segmenters, and the type classifier ``TUMORSITE_TYPE_CLASSIFIER`` names (slot
+    ``type_classifier``, by the same rules).
 
     A bundle's name is its slot. Weights already recorded keep their stage: a retired version whose file
     is still there is not served again, and a version promoted from ``candidates/`` stays served (see
@@ -76,6 +78,9 @@ def model_versions_sync(*, directory: Path | None = None) -> list[ModelVersion]:
     """
     directory = Path(directory or models_dir())
     bundles = _bundles(directory)  # the files are read and hashed before the transaction, not inside it
+    classifier = type_classifier_bundle()
+    if classifier is not None and classifier[1]["file_path"] not in {f["file_path"] for _, f in bundles}:
+        bundles.append(classifier)
     with transaction.atomic():
         seen = [
             _version_save(name=name, defaults=defaults, directory=directory) for name, defaults in bundles
@@ -98,12 +103,49 @@ def ensemble_refresh(*, directory: Path | None = None) -> ModelVersion | None:
     """Point the ensemble at the best active version per architecture (by name), or switch it off when
     none is served. Audited when that changes something; call it inside the writer's transaction."""
     directory = Path(directory or models_dir())
-    members = best_per_architecture(list(ModelVersion.objects.filter(is_ensemble=False, is_active=True)))
+    members = best_per_architecture(
+        list(ModelVersion.objects.segmenters().filter(is_ensemble=False, is_active=True))
+    )
     if members:
         fields = _ensemble_fields(directory, members)
         return _version_save(name=ENSEMBLE_NAME, defaults=fields, directory=directory)
     _versions_deactivate(ModelVersion.objects.filter(is_ensemble=True, is_active=True), directory=directory)
     return None
+
+
+def type_classifier_bundle() -> tuple[str, dict] | None:
+    """``bundle_fields`` of the type classifier ``TUMORSITE_TYPE_CLASSIFIER`` names, or None when the setting
+    is empty (no classifier) or its bundle is missing or not a classifier's (logged)."""
+    setting = getattr(settings, "TUMORSITE_TYPE_CLASSIFIER", "")
+    if not setting:
+        return None
+    path = Path(setting)
+    if not (path.is_file() and path.with_suffix(".json").is_file()):
+        logger.warning("no type classifier bundle at %s (+ .json): none recorded", path)
+        return None
+    name, fields = bundle_fields(path)
+    if fields["kind"] != Kind.TYPE_CLASSIFIER:
+        logger.warning("%s is not a type classifier bundle (its JSON task): not recorded", path)
+        return None
+    return name, fields
+
+
+def type_classifier_version() -> ModelVersion | None:
+    """The active type classifier. Before ``sync_models`` ever recorded one, the bundle that
+    ``TUMORSITE_TYPE_CLASSIFIER`` names is recorded first, as ``sync_models`` would (audited)."""
+    served = ModelVersion.objects.filter(kind=Kind.TYPE_CLASSIFIER, stage=Stage.ACTIVE, is_active=True)
+    version = served.first()
+    if version is not None or ModelVersion.objects.filter(kind=Kind.TYPE_CLASSIFIER).exists():
+        return version
+    bundle = type_classifier_bundle()
+    if bundle is None:
+        return None
+    try:
+        with transaction.atomic():
+            _version_save(name=bundle[0], defaults=bundle[1], directory=models_dir())
+    except IntegrityError:  # another process recorded it meanwhile
+        pass
+    return served.first()
 
 
 def version_file(version: ModelVersion) -> Path:
@@ -163,12 +205,17 @@ def _bundles(directory: Path) -> list[tuple[str, dict]]:
 def bundle_fields(keras_path: Path) -> tuple[str, dict]:
     """``(name, the ModelVersion's fields)`` of the bundle ``keras_path`` + its ``.json``, hashed."""
     meta = json.loads(keras_path.with_suffix(".json").read_text())
-    name = meta.get("name") or keras_path.stem
+    classifier = meta.get("task") == "tumour_type_classification"
+    # One classifier serves the type suggestion, whatever its bundle is called.
+    name = TYPE_CLASSIFIER_SLOT if classifier else meta.get("name") or keras_path.stem
     if name == ENSEMBLE_NAME:
         raise SegmentationError(f'"{ENSEMBLE_NAME}" is reserved for the ensemble; rename {keras_path.name}')
     spec = meta.get("spec") or {}
     defaults = {
-        "architecture": meta.get("architecture") or spec.get("architecture") or "",
+        "kind": Kind.TYPE_CLASSIFIER if classifier else Kind.SEGMENTER,
+        "architecture": TYPE_CLASSIFIER_SLOT
+        if classifier
+        else meta.get("architecture") or spec.get("architecture") or "",
         "encoder": meta.get("encoder") or spec.get("encoder") or "",
         # Relative to TUMORSITE_MODELS_DIR when inside it (the record survives moving the volume).
         "file_path": str(keras_path.resolve().relative_to(models_dir().resolve()))
@@ -282,9 +329,9 @@ def best_per_architecture(versions: list[ModelVersion]) -> list[ModelVersion]:
 def primary_model_version() -> ModelVersion | None:
     """The model whose mask is the case's primary mask: TUMORSITE_PRIMARY_MODEL, else the best active one."""
     wanted = getattr(settings, "TUMORSITE_PRIMARY_MODEL", ENSEMBLE_NAME)
-    version = ModelVersion.objects.filter(name=wanted, is_active=True).first()
+    version = ModelVersion.objects.segmenters().filter(name=wanted, is_active=True).first()
     if version is None:
-        active = list(ModelVersion.objects.filter(is_active=True))
+        active = list(ModelVersion.objects.segmenters().filter(is_active=True))
         version = max(active, key=lambda v: (v.is_ensemble, val_dice(v)), default=None)
     return version
 

@@ -36,7 +36,7 @@ from cases.models import Case
 from cases.selectors import case_pixels
 from cases.storage import atomic_with_files
 from ml.inference import ensemble_proba
-from segmentation.models import ModelVersion, ReviewStatus, RunStatus, SegmentationRun
+from segmentation.models import Kind, ModelVersion, ReviewStatus, RunStatus, SegmentationRun
 from segmentation.selectors import load_probability
 from segmentation.services.errors import SegmentationError, TransientError
 from segmentation.services.files import run_files_save
@@ -70,10 +70,10 @@ def segmentation_runs_create_for_case(*, case: Case) -> list[SegmentationRun]:
 
     Idempotent: a model that already has a run for this case keeps it.
     """
-    versions = list(ModelVersion.objects.filter(is_active=True))
+    versions = list(ModelVersion.objects.segmenters().filter(is_active=True))
     if not versions:
         versions = model_versions_sync()
-        versions = [v for v in versions if v.is_active]
+        versions = [v for v in versions if v.is_active and v.kind == Kind.SEGMENTER]
     runs = []
     created_ids = []
     with transaction.atomic():

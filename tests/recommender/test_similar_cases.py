@@ -105,7 +105,8 @@ def test_the_type_classifier_is_blended_into_the_suggestion(base, tiny_type_clas
         "similar_cases": {t: pytest.approx(v, abs=1e-4) for t, v in knn.items()},
         "classifier": {t: pytest.approx(v, abs=1e-4) for t, v in opinion.items()},
         "classifier_weight": 0.5,
-        "classifier_version": f"tiny_type_classifier@{file_sha256(tiny_type_classifier)[:12]}",
+        # the served version's key: the classifier's slot and its weights
+        "classifier_version": f"type_classifier@{file_sha256(tiny_type_classifier)[:12]}",
     }
     assert [n["case"] for n in voters] == [h.case_id for h in type_neighbours(query_for_case(case))]
 

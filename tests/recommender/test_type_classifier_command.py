@@ -1,4 +1,5 @@
-"""`manage.py train_type_classifier`: one command trains and writes the bundle; bad input is refused."""
+"""`manage.py train_type_classifier`: one command trains the classifier and registers it as a candidate, never
+as the served one; bad input is refused."""
 
 import json
 from io import StringIO
@@ -8,11 +9,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from ml.models import build_model
+from segmentation.models import ModelVersion
 
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_one_command_trains_and_writes_the_classifier(figshare_dir, tmp_path):
+@pytest.mark.django_db
+def test_one_command_trains_the_classifier_and_registers_a_candidate(figshare_dir, tmp_path, settings):
+    settings.TUMORSITE_MODELS_DIR = tmp_path / "models"
     out = StringIO()
     call_command(
         "train_type_classifier",
@@ -41,7 +45,25 @@ def test_one_command_trains_and_writes_the_classifier(figshare_dir, tmp_path):
     meta = json.loads((tmp_path / "out" / "tc.json").read_text())
     assert meta["task"] == "tumour_type_classification" and meta["metrics"]["val"]["n"] == 8
     assert "tc: validation accuracy" in out.getvalue()
-    assert "TUMORSITE_TYPE_CLASSIFIER points elsewhere" in out.getvalue()  # the tests run with it off
+    candidate = ModelVersion.objects.get()
+    assert (candidate.slot, candidate.kind, candidate.stage, candidate.is_active) == (
+        "type_classifier",
+        "type_classifier",
+        "candidate",
+        False,
+    )
+    assert f"registered candidate {candidate.name} for slot type_classifier (not served)" in out.getvalue()
+    assert (settings.TUMORSITE_MODELS_DIR / candidate.file_path).is_file()
+
+
+def test_it_never_writes_where_the_served_classifier_or_segmenters_are(tmp_path, settings):
+    settings.TUMORSITE_MODELS_DIR = tmp_path / "models"
+    settings.TUMORSITE_TYPE_CLASSIFIER = str(
+        tmp_path / "models" / "type_classifier" / "type_classifier.keras"
+    )
+    for served in (tmp_path / "models", tmp_path / "models" / "type_classifier"):
+        with pytest.raises(CommandError, match="holds served models"):
+            call_command("train_type_classifier", "--data", str(tmp_path), "--output-dir", str(served))
 
 
 def test_a_folder_that_is_not_in_the_shared_layout_is_refused(tmp_path):

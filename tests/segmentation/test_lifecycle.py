@@ -2,9 +2,11 @@
 
 The bundles are segmentation.testing's tiny untrained ones; thresholds set in a candidate's JSON make its
 masks predictably full (threshold 0, like the active ones) or empty (above 1), so "not worse" and "worse"
-do not depend on what an untrained net happens to output.
+do not depend on what an untrained net happens to output. The type classifiers are tiny too, set to type
+every slice one way, and scored on slices that are all glioma, for the same reason.
 """
 
+import csv
 import json
 import shutil
 from datetime import timedelta
@@ -19,7 +21,9 @@ from django.utils import timezone
 from audit.models import AuditEntry
 from cases.models import Case
 from cases.services import case_ground_truth_set
+from clinic.health import OK, check_models
 from ml.data import read_records, split_ids_as_trained
+from recommender.services import type_classifier_served
 from segmentation import services
 from segmentation.models import ModelVersion, SegmentationRun
 from segmentation.services.lifecycle import (
@@ -31,7 +35,14 @@ from segmentation.services.lifecycle import (
     model_rollback,
 )
 from segmentation.tasks import run_segmentation_task
-from segmentation.testing import make_case, retrain_bundle, synthetic_case_kwargs, write_shared_layout
+from segmentation.testing import (
+    make_case,
+    retrain_bundle,
+    synthetic_case_kwargs,
+    synthetic_slice,
+    tiny_type_classifier_bundle,
+    write_shared_layout,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -78,6 +89,17 @@ def _new_case_runs(seed: int) -> dict[str, SegmentationRun]:
 
 def _entries() -> list[AuditEntry]:
     return list(AuditEntry.objects.filter(event="model.changed").order_by("id"))
+
+
+def _promoted(candidate: ModelVersion, *, replacing: ModelVersion) -> dict:
+    """``promote_model`` the candidate; check its one audit entry and return the entry's detail."""
+    before = len(_entries())
+    call_command("promote_model", candidate.name)
+    promoted = _entries()[before:]
+    assert len(promoted) == 1 and promoted[0].object_pk == str(candidate.pk)
+    detail = promoted[0].additional_data
+    assert detail["action"] == "promote" and detail["replaces"] == replacing.weights_key
+    return detail
 
 
 def _stages() -> dict:
@@ -153,11 +175,7 @@ def test_promote_and_rollback_are_audited_and_switch_what_new_runs_use(served, t
     assert "candidate - active (paired)" in out.getvalue() and old.weights_key in out.getvalue()
 
     before = len(_entries())
-    call_command("promote_model", candidate.name)
-    promoted = _entries()[before:]
-    assert len(promoted) == 1 and promoted[0].object_pk == str(candidate.pk)
-    detail = promoted[0].additional_data
-    assert detail["action"] == "promote" and detail["replaces"] == old.weights_key
+    detail = _promoted(candidate, replacing=old)
     assert detail["evaluation"]["dice_diff"] == 0.0 and detail["evaluation"]["n"] == candidate.evaluation["n"]
     old.refresh_from_db()
     candidate.refresh_from_db()
@@ -291,3 +309,126 @@ def test_evaluate_from_record_refuses_too_few_outlines_or_outlines_older_than_th
 def test_export_cases_refuses_a_since_without_a_time_zone(tmp_path):
     with pytest.raises(CommandError, match="not an ISO 8601 time with a time zone"):
         call_command("export_cases", str(tmp_path), "--since", "2026-12-01")
+
+
+# === The type classifier: the same steps, in its own slot ===
+
+
+@pytest.fixture
+def classifier_served(served, settings):
+    """The tiny segmenters serve, and a classifier that types every slice glioma, recorded by sync_models
+    from where TUMORSITE_TYPE_CLASSIFIER points."""
+    bundle = tiny_type_classifier_bundle(served / "type_classifier", "type_classifier", says="glioma")
+    settings.TUMORSITE_TYPE_CLASSIFIER = str(bundle)
+    settings.TUMORSITE_TYPE_CLASSIFIER_WEIGHT = 1.0
+    services.model_versions_sync()
+    return ModelVersion.objects.get(slot="type_classifier", stage="active")
+
+
+@pytest.fixture
+def gliomas(tmp_path):
+    """Held-out slices that are all glioma: a classifier that says glioma is right on each of them."""
+    data = tmp_path / "gliomas"
+    rows = [r for r in write_shared_layout(data, n_per_type=4) if r["label_name"] == "glioma"]
+    with (data / "cases.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return data
+
+
+def _classifier_candidate(tmp_path, *, says: str, seed: int):
+    folder = tmp_path / f"classifier-{says}-{seed}"
+    return candidate_register(
+        path=tiny_type_classifier_bundle(folder, "type_classifier", says=says, seed=seed)
+    )
+
+
+def _served_classifier_says(seed: int) -> tuple[str, str]:
+    """What the served classifier makes of a slice, and the weights key a suggestion records for it."""
+    classifier, version = type_classifier_served()
+    opinion = classifier.predict(synthetic_slice(64, center=(32, 32), radius=8, seed=seed)[0])
+    return max(opinion, key=opinion.get), version
+
+
+def test_the_classifier_has_its_own_slot_and_never_outlines(classifier_served, served):
+    assert (classifier_served.name, classifier_served.kind) == ("type_classifier", "type_classifier")
+    assert classifier_served.file_path == "type_classifier/type_classifier.keras"
+    assert classifier_served.is_active and not classifier_served.is_ensemble
+    added = [e for e in _entries() if e.object_pk == str(classifier_served.pk)]
+    assert [e.additional_data["change"] for e in added] == ["added"]
+
+    runs = set(_new_case_runs(20))
+    assert "type_classifier" not in runs and "ensemble" in runs
+    assert runs == {
+        v.slot for v in ModelVersion.objects.filter(is_active=True).exclude(pk=classifier_served.pk)
+    }
+    assert "type_classifier" not in ModelVersion.objects.get(name="ensemble").members
+    assert services.primary_model_version().name == "ensemble"
+    assert check_models().status == OK
+    assert _served_classifier_says(21) == ("glioma", classifier_served.weights_key)
+
+
+def test_a_classifier_candidate_never_serves_before_promotion(classifier_served, tmp_path):
+    candidate = _classifier_candidate(tmp_path, says="meningioma", seed=9)
+    assert (candidate.slot, candidate.kind, candidate.stage, candidate.is_active) == (
+        "type_classifier",
+        "type_classifier",
+        "candidate",
+        False,
+    )
+    assert candidate.file_path == f"candidates/type_classifier-{candidate.file_sha256[:12]}.keras"
+    assert _served_classifier_says(22) == ("glioma", classifier_served.weights_key)
+    assert "type_classifier" not in _new_case_runs(23)
+    with pytest.raises(LifecycleError, match="is a type classifier, but slot tiny_unet holds segmenters"):
+        candidate_register(
+            path=tiny_type_classifier_bundle(tmp_path / "elsewhere", "tc", says="glioma"), slot="tiny_unet"
+        )
+
+
+def test_a_worse_classifier_is_refused_with_the_figures(classifier_served, tmp_path, gliomas):
+    candidate = _classifier_candidate(tmp_path, says="meningioma", seed=9)
+    evaluation = candidate_evaluate(candidate=candidate, data_dir=gliomas, held_out=FOLD)
+    assert evaluation["metric"] == "accuracy" and evaluation["n"] > 0
+    assert (
+        evaluation["accuracy"]["active"]["mean"] == 1.0 and evaluation["accuracy"]["candidate"]["mean"] == 0.0
+    )
+    assert evaluation["accuracy_diff"] == -1.0 and evaluation["ci95"] == [-1.0, -1.0]
+    with pytest.raises(CommandError) as refused:
+        call_command("promote_model", candidate.name)
+    assert str(refused.value).startswith(
+        f"Refused: {candidate.name} may be worse than {classifier_served.weights_key}. Accuracy difference "
+        "-1.0000 (95% CI -1.0000 to -1.0000)"
+    )
+    assert _served_classifier_says(24) == ("glioma", classifier_served.weights_key)
+    with pytest.raises(
+        LifecycleError, match="is a type classifier: the record's outlines compare segmenters"
+    ):
+        services.lifecycle.candidate_evaluate_on_record(candidate=candidate)
+
+
+def test_classifier_promote_and_rollback_are_audited_and_switch_the_suggestion(
+    classifier_served, tmp_path, gliomas
+):
+    old = classifier_served
+    candidate = _classifier_candidate(tmp_path, says="glioma", seed=11)  # right as often as the old one
+    out = StringIO()
+    call_command(
+        "evaluate_candidate",
+        candidate.name,
+        *("--data", str(gliomas), "--fold", "0", "--folds", "2"),
+        stdout=out,
+    )
+    assert "mean Accuracy" in out.getvalue() and old.weights_key in out.getvalue()
+    before = len(_entries())
+    detail = _promoted(candidate, replacing=old)
+    assert detail["evaluation"]["metric"] == "accuracy" and detail["evaluation"]["accuracy_diff"] == 0.0
+    assert _served_classifier_says(25) == ("glioma", candidate.weights_key)
+    assert ModelVersion.objects.get(pk=old.pk).stage == "retired"
+
+    call_command("rollback_model", "type_classifier", "--reason", "typed worse in clinic")
+    rolled = _entries()[before + 1 :]
+    assert len(rolled) == 1 and rolled[0].additional_data["action"] == "rollback"
+    assert _served_classifier_says(26) == ("glioma", old.weights_key)
+    call_command("sync_models", stdout=StringIO())  # the setting still names the old file: nothing changes
+    assert ModelVersion.objects.get(slot="type_classifier", stage="active") == old

@@ -1,4 +1,5 @@
-"""Train the tumour-type classifier (thin wrapper over ``ml.type_classification``)."""
+"""Train the tumour-type classifier and register it as a candidate (thin wrapper over
+``ml.type_classification``)."""
 
 from pathlib import Path
 
@@ -9,14 +10,18 @@ from ml.data import AUGMENTATIONS
 from ml.encoders import ENCODERS
 from ml.training.loop import set_threads
 from ml.type_classification import add_arguments, config_from_args, train_type_classifier
+from segmentation.services import models_dir
+from segmentation.services.lifecycle import LifecycleError, candidate_register
 
 
 class Command(BaseCommand):
     help = (
         "Train the tumour-type classifier (meningioma, glioma, pituitary) on data in the shared layout, "
-        "split by patient group as the segmenters are; write <name>.keras and <name>.json (default: where "
-        "TUMORSITE_TYPE_CLASSIFIER points). Seed it from a segmenter's encoder with --init-from "
-        "models/unet.keras. Re-running the same --name resumes from its last epoch."
+        "split by patient group as the segmenters are; write <name>.keras and <name>.json to --output-dir "
+        "(default: <models dir>/candidates) and register the bundle as a CANDIDATE for the slot "
+        "type_classifier: the type suggestion keeps the active classifier until evaluate_candidate and "
+        "promote_model (docs/training.md, Model lifecycle). Seed it from a segmenter's encoder with "
+        "--init-from models/unet.keras. Re-running the same --name resumes from its last epoch."
     )
 
     def add_arguments(self, parser):
@@ -26,16 +31,24 @@ class Command(BaseCommand):
             default=str(settings.TUMORSITE_DATA),
             help="folder in the shared layout (default: TUMORSITE_DATA)",
         )
-        default_dir = (
-            Path(settings.TUMORSITE_TYPE_CLASSIFIER).parent
-            if settings.TUMORSITE_TYPE_CLASSIFIER
-            else Path(settings.TUMORSITE_MODELS_DIR) / "type_classifier"
-        )
+        default_dir = Path(settings.TUMORSITE_MODELS_DIR) / "candidates"
         parser.add_argument(
             "--output-dir", default=str(default_dir), help=f"where the bundle goes (default {default_dir})"
         )
+        parser.add_argument(
+            "--no-register", action="store_true", help="write the bundle only; record no candidate"
+        )
 
     def handle(self, *args, **o):
+        served = settings.TUMORSITE_TYPE_CLASSIFIER
+        output = Path(o["output_dir"]).resolve()
+        if output == models_dir().resolve() or (served and output == Path(served).resolve().parent):
+            # A bundle written there could replace the served classifier without any comparison.
+            raise CommandError(
+                f"--output-dir {o['output_dir']} holds served models; write to another folder (default "
+                f"{models_dir() / 'candidates'}): the bundle is registered as a candidate and serves only "
+                "after promote_model."
+            )
         data = Path(o["data"])
         if not (data / "cases.csv").is_file():
             raise CommandError(f"{data} has no cases.csv: pass --data DIR in the shared layout.")
@@ -54,7 +67,13 @@ class Command(BaseCommand):
                 + ", ".join(f"{t} {a:.3f}" for t, a in val["accuracy_by_type"].items())
             )
         )
-        if Path(result["path"]).resolve() != Path(settings.TUMORSITE_TYPE_CLASSIFIER or "").resolve():
-            self.stdout.write(
-                f"TUMORSITE_TYPE_CLASSIFIER points elsewhere; set it to {result['path']} to use this one"
-            )
+        if o["no_register"]:
+            return
+        try:
+            candidate = candidate_register(path=Path(result["path"]))
+        except LifecycleError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(
+            f"registered candidate {candidate.name} for slot {candidate.slot} (not served); next: "
+            f"manage.py evaluate_candidate {candidate.name} --data DIR, then promote_model {candidate.name}"
+        )

@@ -109,7 +109,9 @@ class Command(BaseCommand):
             raise CommandError("No segmentation model is registered: run `manage.py sync_models`.")
         if o["embedding_models"]:
             versions = list(
-                ModelVersion.objects.filter(name__in=o["embedding_models"], is_active=True, is_ensemble=False)
+                ModelVersion.objects.segmenters().filter(
+                    name__in=o["embedding_models"], is_active=True, is_ensemble=False
+                )
             )
             missing = set(o["embedding_models"]) - {v.name for v in versions}
             if missing:
