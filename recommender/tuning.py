@@ -14,6 +14,12 @@ similar-case ranking (``ranking.score`` over the same candidate pool as
 exact. The test patients are never read, so the weights can be chosen here and the test split
 scored once afterwards with ``evaluate_retrieval``.
 
+The primary model trained on most of these patients, so its masks of them are better than an upload's
+would be, and the cross-validation flatters. ``describe_by_fold`` describes them as the folds see them
+instead: each fold's queries are outlined and embedded by the fold bundle (``ml.train --fold K``) that
+held that fold out, and the base's embeddings for that fold come from the same bundle (which trained on
+the base cases, as the served model trained on the case base).
+
 The describing pass (a segmentation and an embedding per slice) is the slow part; its result is cached
 in an ``.npz`` keyed by the models' weights and the extractor version, so a grid can be widened cheaply.
 """
@@ -32,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from ml.data import load_slices, read_records, split_ids_as_trained
+from ml.inference import file_sha256, load_segmenter
 from ml.type_classification import load_type_classifier
 from recommender import features as feature_extractor
 from recommender import ranking
@@ -110,27 +117,40 @@ def describe_records(
     progress: Callable[[int, int], None] | None = None,
 ) -> Described:
     """Describe each record from its ground-truth mask and from ``primary``'s predicted mask."""
+    segmenters = {v.weights_key: segmenter(v) for v in embed_versions}
+
+    def describe_one(record, image: np.ndarray, truth: np.ndarray):
+        prob, mask = segment_image(primary, image)
+        predicted = outline_from_probability(prob, mask)
+        base = {key: seg.embed(image, truth) for key, seg in segmenters.items()}
+        return predicted, base, {key: seg.embed(image, predicted) for key, seg in segmenters.items()}
+
+    return _describe(data_dir, records, describe_one, progress)
+
+
+def _describe(data_dir: Path, records: list, describe_one, progress) -> Described:
+    """The describing pass: each record's image and ground-truth mask read once, the hand-made features of
+    the ground truth (the base case) and of the outline ``describe_one(record, image, truth)`` returns
+    (the query), with the base and query embeddings it returns by name."""
     n = len(records)
     dim = feature_extractor.N_FEATURES
     base_f, query_f = np.zeros((n, dim), np.float32), np.zeros((n, dim), np.float32)
     base_ok, query_ok = np.zeros(n, bool), np.zeros(n, bool)
-    base_e: dict[str, list] = {v.weights_key: [] for v in embed_versions}
-    query_e: dict[str, list] = {v.weights_key: [] for v in embed_versions}
-    segmenters = {v.weights_key: segmenter(v) for v in embed_versions}
+    base_e: dict[str, list] = {}
+    query_e: dict[str, list] = {}
     for i, r in enumerate(records):
         image = np.asarray(Image.open(Path(data_dir) / "images" / f"{r.id}.png").convert("L"))
         truth = np.asarray(Image.open(Path(data_dir) / "masks" / f"{r.id}.png").convert("L")) > 127
-        prob, mask = segment_image(primary, image)
-        predicted = outline_from_probability(prob, mask)
+        predicted, base, query = describe_one(r, image, truth)
         for target, ok, m in ((base_f, base_ok, truth), (query_f, query_ok, predicted)):
             try:
                 target[i] = feature_extractor.extract(image, m)
                 ok[i] = True
             except feature_extractor.FeatureError:
                 pass
-        for key, seg in segmenters.items():
-            base_e[key].append(seg.embed(image, truth))
-            query_e[key].append(seg.embed(image, predicted))
+        for into, embeddings in ((base_e, base), (query_e, query)):
+            for key, e in embeddings.items():
+                into.setdefault(key, []).append(e)
         if progress:
             progress(i + 1, n)
     return Described(
@@ -144,6 +164,74 @@ def describe_records(
         {k: np.asarray(v, np.float32) for k, v in base_e.items()},
         {k: np.asarray(v, np.float32) for k, v in query_e.items()},
     )
+
+
+def fold_bundles(data_dir: Path, folds: list[list[str]], bundles: list[Path]) -> tuple[list[Path], list[str]]:
+    """Per fold, the segmenter bundle that held it out (``fold_holders``, from the bundles' JSON) and the
+    name its embeddings are stored under: the bundle's ``name@hash12``."""
+    metas = [json.loads(Path(p).with_suffix(".json").read_text()) for p in bundles]
+    holders = fold_holders(data_dir, folds, [(Path(p).name, m) for p, m in zip(bundles, metas, strict=True)])
+    if len(set(holders)) < len(holders):
+        raise ValueError("one bundle holds out more than one fold: pass one trained with --fold K per fold")
+    paths = [Path(bundles[h]) for h in holders]
+    return paths, [
+        f"{metas[h].get('name', p.stem)}@{file_sha256(p)[:12]}" for h, p in zip(holders, paths, strict=True)
+    ]
+
+
+def describe_by_fold(
+    data_dir: Path,
+    records: list,
+    folds: list[list[str]],
+    bundles: list[Path],
+    *,
+    runtime: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> Described:
+    """Describe each record as ``describe_records`` does, as each fold sees it: a slice of fold ``n`` is a
+    query outlined and embedded by the bundle that held fold ``n`` out, and every slice's base embedding
+    for fold ``n`` comes from that bundle; fold ``n``'s embeddings are stored under the name
+    ``fold_bundles`` gives it, to pass to ``cross_validate(embedding=...)``."""
+    paths, keys = fold_bundles(data_dir, folds, bundles)
+    loaded = {p: load_segmenter(p, runtime=runtime) for p in dict.fromkeys(paths)}
+    by_fold = [loaded[p] for p in paths]
+    fold_of = {identifier: n for n, fold in enumerate(folds) for identifier in fold}
+
+    def describe_one(record, image: np.ndarray, truth: np.ndarray):
+        own = fold_of[record.id]
+        model = by_fold[own]
+        prob = model.predict_proba([image])[0]
+        predicted = outline_from_probability(prob, model.binarize(prob))
+        query = model.embed(image, predicted)
+        none = np.zeros_like(query)
+        # A slice is a base case in every fold but its own, and a query only in its own.
+        base = {key: none if n == own else by_fold[n].embed(image, truth) for n, key in enumerate(keys)}
+        return predicted, base, {key: query if n == own else none for n, key in enumerate(keys)}
+
+    return _describe(data_dir, records, describe_one, progress)
+
+
+def fold_holders(data_dir: Path, folds: list[list[str]], bundles: list[tuple[str, dict]]) -> list[int]:
+    """For each fold, the index in ``bundles`` (``(name, metadata)``) of the one trained with ``--fold``
+    whose validation slices hold the whole fold. ``ValueError`` for a bundle not trained on a fold, or
+    naming a fold that none held out."""
+    records = read_records(data_dir)
+    held_out = []
+    for name, meta in bundles:
+        split = meta.get("training", {}).get("split", {})
+        if split.get("fold") is None:
+            raise ValueError(f"{name} was not trained on a cross-validation fold (--fold K).")
+        held_out.append(set(split_ids_as_trained(records, split, "val")))
+    holders = []
+    for n, fold in enumerate(folds):
+        holder = next((i for i, val in enumerate(held_out) if set(fold) <= val), None)
+        if holder is None:
+            raise ValueError(
+                f"no bundle held out fold {n} ({len(fold)} slices): train one with --fold {n} and the same "
+                "--folds and --seed"
+            )
+        holders.append(holder)
+    return holders
 
 
 def _fold_scores(
@@ -215,7 +303,7 @@ def cross_validate(
     folds: list[list[str]],
     weights: dict,
     *,
-    embedding: str | None,
+    embedding: str | list[str] | None,
     k: int = 10,
     fitted: dict | None = None,
     balanced: bool = False,
@@ -224,6 +312,7 @@ def cross_validate(
 ) -> dict:
     """Type accuracy and mAP@k of ``weights`` over the folds (mean over queries, and per fold).
 
+    ``embedding``: the name of the embeddings in ``d`` to use, or one name per fold (``describe_by_fold``).
     ``fitted``: a dict kept across calls on the same ``d`` and ``folds`` to reuse each fold's fit.
     ``balanced``: the kNN vote corrected by each type's share of the fold's base (``ranking.knn_vote``).
     ``classifier``: each slice's type probabilities from a classifier that never trained on its fold
@@ -236,7 +325,8 @@ def cross_validate(
     for n, fold in enumerate(folds):
         query_rows = np.array([position[i] for i in fold if i in position], dtype=int)
         base_rows = np.setdiff1d(everything, query_rows)
-        c, a, t, dists = _fold_scores(d, base_rows, query_rows, weights, embedding, k, fitted, n, balanced)
+        used = embedding[n] if isinstance(embedding, list) else embedding
+        c, a, t, dists = _fold_scores(d, base_rows, query_rows, weights, used, k, fitted, n, balanced)
         correct += c
         aps += a
         types += t
@@ -249,7 +339,7 @@ def cross_validate(
                 hits.append(int(voted == truth))
     result = {
         "weights": weights,
-        "embedding_model": embedding or "",
+        "embedding_model": ", ".join(embedding) if isinstance(embedding, list) else embedding or "",
         "balanced_vote": balanced,
         "type_accuracy": round(float(np.mean(correct)), 4),
         "map": round(float(np.mean(aps)), 4),
@@ -285,23 +375,12 @@ def out_of_fold_classifier(
     """Each slice of ``folds``, by id: its type probabilities from the classifier bundle that held its
     fold out (trained with ``--fold``; its validation slices hold the whole fold), so no slice is
     scored by a classifier that trained on it. ``ValueError`` naming a fold no bundle held out."""
-    records = read_records(data_dir)
-    classifiers, held_out = [], []
-    for path in bundles:
-        classifier = load_type_classifier(path, runtime=runtime)
-        split = classifier.metadata.get("training", {}).get("split", {})
-        if split.get("fold") is None:
-            raise ValueError(f"{Path(path).name} was not trained on a cross-validation fold (--fold K).")
-        classifiers.append(classifier)
-        held_out.append(set(split_ids_as_trained(records, split, "val")))
+    classifiers = [load_type_classifier(path, runtime=runtime) for path in bundles]
+    holders = fold_holders(
+        data_dir, folds, [(Path(p).name, c.metadata) for p, c in zip(bundles, classifiers, strict=True)]
+    )
     out: dict[str, dict[str, float]] = {}
-    for n, fold in enumerate(folds):
-        holder = next((i for i, val in enumerate(held_out) if set(fold) <= val), None)
-        if holder is None:
-            raise ValueError(
-                f"no classifier bundle held out fold {n} ({len(fold)} slices): train one with --fold {n} "
-                "and the same --folds and --seed"
-            )
+    for fold, holder in zip(folds, holders, strict=True):
         classifier = classifiers[holder]
         slices = load_slices(data_dir, fold)
         for record, p in zip(slices.records, classifier.probabilities(slices.images), strict=True):

@@ -1,18 +1,23 @@
 """Cross-validation of the combined vector's weights (recommender.tuning, manage.py tune_retrieval)."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from PIL import Image
 
-from ml.data import read_records, split_by_patient
+from ml.data import kfold_by_patient, read_records, split_by_patient
+from ml.inference import load_segmenter
 from ml.type_classification import train_type_classifier
 from recommender import features as feature_extractor
-from recommender.tuning import Described, cross_validate, grid
+from recommender.services import outline_from_probability
+from recommender.tuning import Described, cross_validate, describe_by_fold, fold_bundles, grid
 from segmentation.services import model_versions_sync
-from segmentation.testing import write_shared_layout
+from segmentation.testing import retrain_bundle, write_shared_layout
 from tests.ml.builders import tiny_classifier
 
 TYPES = ("glioma", "meningioma", "pituitary")
@@ -224,7 +229,76 @@ def test_tune_retrieval_scores_the_blend_with_classifiers_that_held_each_fold_ou
     (scored,) = result["results"]
     assert set(scored["by_classifier_weight"]) == {"0.0", "1.0"}
     assert scored["by_classifier_weight"]["0.0"]["type_accuracy"] == scored["type_accuracy"]
-    with pytest.raises(CommandError, match="no classifier bundle held out fold 2"):
+    with pytest.raises(CommandError, match="no bundle held out fold 2"):
         call_command(*args, "--classifier-folds", *bundles[:2])
     with pytest.raises(CommandError, match=r"must lie in \[0, 1\]"):
         call_command(*args, "--classifier-folds", *bundles, "--classifier-weights", "1.5")
+
+
+def _fold_segmenters(models: Path, out: Path, folds: int) -> list[Path]:
+    """The tiny U-Net retrained once per fold (new weights each), its JSON saying it held that fold out."""
+    paths = []
+    for fold in range(folds):
+        folder = out / f"cv{fold}"
+        folder.mkdir(parents=True)
+        for suffix in (".keras", ".json"):
+            shutil.copy(models / f"tiny_unet{suffix}", folder / f"tiny_unet{suffix}")
+        retrain_bundle(folder, "tiny_unet", seed=40 + fold)
+        meta = json.loads((folder / "tiny_unet.json").read_text())
+        split = {"by": "patient_group", "seed": 42, "fold": fold, "folds": folds}
+        meta["training"] = {**meta.get("training", {}), "split": split}
+        (folder / "tiny_unet.json").write_text(json.dumps(meta))
+        paths.append(folder / "tiny_unet.keras")
+    return paths
+
+
+def test_each_fold_is_described_by_the_model_that_held_it_out(models_dir, tmp_path):
+    data = tmp_path / "data"
+    write_shared_layout(data, n_per_type=8)
+    records = _development(data)
+    folds = kfold_by_patient(records, k=3, seed=42)
+    bundles = _fold_segmenters(models_dir, tmp_path, 3)[::-1]  # in any order
+    paths, names = fold_bundles(data, folds, bundles)
+    assert paths == bundles[::-1] and len(set(names)) == 3
+    described = describe_by_fold(data, records, folds, bundles, runtime="tensorflow")
+
+    row = {r.id: i for i, r in enumerate(records)}
+    for fold, (path, name) in enumerate(zip(paths, names, strict=True)):
+        own = np.zeros(len(records), bool)
+        own[[row[i] for i in folds[fold]]] = True
+        query, base = described.query_embeddings[name], described.base_embeddings[name]
+        assert np.abs(query[own]).sum(axis=1).min() > 0 and not query[~own].any()
+        assert not base[own].any() and np.abs(base[~own]).sum(axis=1).min() > 0
+        # A query of this fold: the mask and embedding of the model that held the fold out.
+        first = next(r for r in records if r.id in folds[fold])
+        model = load_segmenter(path, runtime="tensorflow")
+        image = np.asarray(Image.open(data / "images" / f"{first.id}.png").convert("L"))
+        prob = model.predict_proba([image])[0]
+        expected = model.embed(image, outline_from_probability(prob, model.binarize(prob)))
+        np.testing.assert_allclose(query[row[first.id]], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.django_db
+def test_tune_retrieval_with_fold_models_names_them_and_refuses_a_missing_fold(models_dir, tmp_path):
+    data = tmp_path / "data"
+    write_shared_layout(data, n_per_type=8)
+    bundles = _fold_segmenters(models_dir, tmp_path, 3)
+    out = tmp_path / "tune.json"
+    args = ["tune_retrieval", "--data", str(data), "--json", str(out), "--folds", "3"]
+    args += ["--cache", str(tmp_path / "cache.npz"), "--w-embedding", "0", "1"]
+    call_command(*args, "--fold-models", *map(str, bundles))  # no sync_models needed: no served model
+    result = json.loads(out.read_text())
+    names = fold_bundles(data, kfold_by_patient(_development(data), k=3, seed=42), bundles)[1]
+    assert result["described_by"] == f"each fold's own model: {', '.join(names)}"
+    assert {r["embedding_model"] for r in result["results"]} == {", ".join(names)}
+    assert len(result["results"]) == 2
+    with pytest.raises(CommandError, match="no bundle held out fold 2"):
+        call_command(*args, "--fold-models", *map(str, bundles[:2]))
+    with pytest.raises(CommandError, match="takes no --embedding-models"):
+        call_command(*args, "--fold-models", *map(str, bundles), "--embedding-models", "tiny_unet")
+
+
+def _development(data: Path) -> list:
+    records = read_records(data)
+    split = split_by_patient(records, seed=42)
+    return [r for r in records if r.id in set(split["train"]) | set(split["val"])]

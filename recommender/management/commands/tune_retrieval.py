@@ -16,8 +16,9 @@ class Command(BaseCommand):
         "Choose the combined vector's weights (discriminant, features, embedding) and the embedding model by "
         "k-fold cross-validation by patient group on the training + validation patients (the test patients "
         "are never read). Prints type accuracy and mAP@k for every setting, best first, and writes them as "
-        "JSON. "
-        "Needs `sync_models` first; the slow describing pass is cached (--cache)."
+        "JSON. By default the queries are outlined and embedded by the served primary model (run "
+        "`sync_models` first), which trained on most of these patients; --fold-models describes each fold "
+        "with the U-Net that held it out instead. The slow describing pass is cached (--cache)."
     )
 
     def add_arguments(self, parser):
@@ -64,6 +65,15 @@ class Command(BaseCommand):
             "(default: the one build_case_base uses)",
         )
         parser.add_argument(
+            "--fold-models",
+            nargs="+",
+            metavar="KERAS",
+            help="segmenter bundles trained with --fold K, one per fold (the same --folds and --seed): each "
+            "fold's queries are outlined and embedded by the one that held the fold out, and the base's "
+            "embeddings for that fold come from it too, so no query is described by a model that trained "
+            "on it (instead of the primary model and --embedding-models)",
+        )
+        parser.add_argument(
             "--cache",
             default="var/tune_retrieval.npz",
             help="cache of the described slices (default var/tune_retrieval.npz)",
@@ -104,44 +114,15 @@ class Command(BaseCommand):
         split = split_by_patient(records, seed=o["seed"])
         wanted = set(split["train"]) | set(split["val"])
         records = [r for r in records if r.id in wanted][: o["limit"] or None]
-        primary = primary_model_version()
-        if primary is None:
-            raise CommandError("No segmentation model is registered: run `manage.py sync_models`.")
-        if o["embedding_models"]:
-            versions = list(
-                ModelVersion.objects.segmenters().filter(
-                    name__in=o["embedding_models"], is_active=True, is_ensemble=False
-                )
-            )
-            missing = set(o["embedding_models"]) - {v.name for v in versions}
-            if missing:
-                raise CommandError(f"not an active single model: {', '.join(sorted(missing))}")
-        else:
-            default = embedding_model_version()
-            versions = [default] if default is not None else []
-
-        cache = Path(o["cache"])
-        key = tuning.cache_key(
-            [r.id for r in records], primary.weights_key, [v.weights_key for v in versions]
-        )
-        described = tuning.Described.load(cache, key)
-        if described is None:
-            self.stdout.write(f"describing {len(records)} slices (ground-truth and {primary.name} masks)…")
-            bar = tqdm(total=len(records), unit="slice", disable=o["verbosity"] == 0)
-            described = tuning.describe_records(
-                data,
-                records,
-                primary=primary,
-                embed_versions=versions,
-                progress=lambda done, total: bar.update(done - bar.n),
-            )
-            bar.close()
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            described.save(cache, key)
-        else:
-            self.stdout.write(f"using the described slices cached in {cache}")
-
         folds = kfold_by_patient(records, k=o["folds"], seed=o["seed"])
+        if o["fold_models"]:
+            if o["embedding_models"]:
+                raise CommandError(
+                    "--fold-models embeds with the fold models: it takes no --embedding-models."
+                )
+            described, names, described_by = self._describe_by_fold(data, records, folds, o)
+        else:
+            described, names, described_by = self._describe(data, records, o)
         settings_ = tuning.grid(o["w_discriminant"], o["w_features"], o["w_embedding"])
         classifier, classifier_weights = None, []
         if o["classifier_folds"]:
@@ -158,7 +139,7 @@ class Command(BaseCommand):
         balanced = {"off": [False], "on": [True], "both": [False, True]}[o["balanced_vote"]]
         runs = [
             (name, weights, corrected)
-            for name in [v.weights_key for v in versions] or [None]
+            for name in names or [None]
             for weights in settings_
             if name is not None or not weights["embedding"]
             for corrected in balanced
@@ -200,8 +181,73 @@ class Command(BaseCommand):
             "k": o["k"],
             "n_slices": len(records),
             "patients": "train + val of ml.data.split_by_patient",
-            "primary": primary.weights_key,
+            "described_by": described_by,
             "classifier_folds": [Path(p).name for p in o["classifier_folds"] or []],
             "results": results,
         }
         Path(o["json"]).write_text(json.dumps(out, indent=2) + "\n")
+
+    def _describe(self, data: Path, records: list, o: dict) -> tuple[tuning.Described, list, str]:
+        """The slices described by the primary model's masks, with each embedding model's embeddings."""
+        primary = primary_model_version()
+        if primary is None:
+            raise CommandError("No segmentation model is registered: run `manage.py sync_models`.")
+        if o["embedding_models"]:
+            versions = list(
+                ModelVersion.objects.segmenters().filter(
+                    name__in=o["embedding_models"], is_active=True, is_ensemble=False
+                )
+            )
+            missing = set(o["embedding_models"]) - {v.name for v in versions}
+            if missing:
+                raise CommandError(f"not an active single model: {', '.join(sorted(missing))}")
+        else:
+            default = embedding_model_version()
+            versions = [default] if default is not None else []
+        key = tuning.cache_key(
+            [r.id for r in records], primary.weights_key, [v.weights_key for v in versions]
+        )
+        described = self._cached(
+            o,
+            key,
+            f"ground-truth and {primary.name} masks",
+            len(records),
+            lambda progress: tuning.describe_records(
+                data, records, primary=primary, embed_versions=versions, progress=progress
+            ),
+        )
+        return described, [v.weights_key for v in versions], f"the primary model {primary.weights_key}"
+
+    def _describe_by_fold(
+        self, data: Path, records: list, folds: list, o: dict
+    ) -> tuple[tuning.Described, list, str]:
+        """The slices described as each fold sees them, by the fold model that held it out."""
+        bundles = [Path(p) for p in o["fold_models"]]
+        try:
+            _, names = tuning.fold_bundles(data, folds, bundles)
+        except (ValueError, FileNotFoundError) as exc:
+            raise CommandError(str(exc)) from exc
+        key = tuning.cache_key([r.id for r in records], "by fold", names)
+        described = self._cached(
+            o,
+            key,
+            "ground-truth masks and each fold model's",
+            len(records),
+            lambda progress: tuning.describe_by_fold(data, records, folds, bundles, progress=progress),
+        )
+        # One embedding per fold: cross_validate takes the list as one setting.
+        return described, [names], f"each fold's own model: {', '.join(names)}"
+
+    def _cached(self, o: dict, key: str, what: str, n: int, describe):
+        cache = Path(o["cache"])
+        described = tuning.Described.load(cache, key)
+        if described is not None:
+            self.stdout.write(f"using the described slices cached in {cache}")
+            return described
+        self.stdout.write(f"describing {n} slices ({what})…")
+        bar = tqdm(total=n, unit="slice", disable=o["verbosity"] == 0)
+        described = describe(lambda done, total: bar.update(done - bar.n))
+        bar.close()
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        described.save(cache, key)
+        return described
