@@ -171,8 +171,6 @@ def fold_bundles(data_dir: Path, folds: list[list[str]], bundles: list[Path]) ->
     name its embeddings are stored under: the bundle's ``name@hash12``."""
     metas = [json.loads(Path(p).with_suffix(".json").read_text()) for p in bundles]
     holders = fold_holders(data_dir, folds, [(Path(p).name, m) for p, m in zip(bundles, metas, strict=True)])
-    if len(set(holders)) < len(holders):
-        raise ValueError("one bundle holds out more than one fold: pass one trained with --fold K per fold")
     paths = [Path(bundles[h]) for h in holders]
     return paths, [
         f"{metas[h].get('name', p.stem)}@{file_sha256(p)[:12]}" for h, p in zip(holders, paths, strict=True)
@@ -212,19 +210,28 @@ def describe_by_fold(
 
 
 def fold_holders(data_dir: Path, folds: list[list[str]], bundles: list[tuple[str, dict]]) -> list[int]:
-    """For each fold, the index in ``bundles`` (``(name, metadata)``) of the one trained with ``--fold``
-    whose validation slices hold the whole fold. ``ValueError`` for a bundle not trained on a fold, or
-    naming a fold that none held out."""
+    """For each fold ``n``, the index in ``bundles`` (``(name, metadata)``) of the one trained with
+    ``--fold n`` of ``len(folds)`` whose validation slices hold the whole fold. ``ValueError`` for a bundle
+    not trained on a fold, or naming a fold that none held out."""
     records = read_records(data_dir)
     held_out = []
     for name, meta in bundles:
         split = meta.get("training", {}).get("split", {})
         if split.get("fold") is None:
             raise ValueError(f"{name} was not trained on a cross-validation fold (--fold K).")
-        held_out.append(set(split_ids_as_trained(records, split, "val")))
+        held_out.append(
+            (split["fold"], split.get("folds", 5), set(split_ids_as_trained(records, split, "val")))
+        )
     holders = []
     for n, fold in enumerate(folds):
-        holder = next((i for i, val in enumerate(held_out) if set(fold) <= val), None)
+        holder = next(
+            (
+                i
+                for i, (trained, of, val) in enumerate(held_out)
+                if (trained, of) == (n, len(folds)) and set(fold) <= val
+            ),
+            None,
+        )
         if holder is None:
             raise ValueError(
                 f"no bundle held out fold {n} ({len(fold)} slices): train one with --fold {n} and the same "

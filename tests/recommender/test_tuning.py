@@ -294,6 +294,11 @@ def test_tune_retrieval_with_fold_models_names_them_and_refuses_a_missing_fold(m
     assert len(result["results"]) == 2
     with pytest.raises(CommandError, match="no bundle held out fold 2"):
         call_command(*args, "--fold-models", *map(str, bundles[:2]))
+    # A quick look: the folds are still those the bundles were trained on, cut to the first slices.
+    call_command(
+        *args, "--fold-models", *map(str, bundles), "--limit", "7", "--cache", str(tmp_path / "c7.npz")
+    )
+    assert json.loads(out.read_text())["n_slices"] == 7
     with pytest.raises(CommandError, match="takes no --embedding-models"):
         call_command(*args, "--fold-models", *map(str, bundles), "--embedding-models", "tiny_unet")
 

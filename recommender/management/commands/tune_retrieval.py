@@ -113,8 +113,13 @@ class Command(BaseCommand):
         records = read_records(data)
         split = split_by_patient(records, seed=o["seed"])
         wanted = set(split["train"]) | set(split["val"])
-        records = [r for r in records if r.id in wanted][: o["limit"] or None]
+        records = [r for r in records if r.id in wanted]
+        # Dealt over every development patient, as ml.train --fold K deals them, then cut to --limit.
         folds = kfold_by_patient(records, k=o["folds"], seed=o["seed"])
+        if o["limit"]:
+            records = records[: o["limit"]]
+            kept = {r.id for r in records}
+            folds = [[i for i in fold if i in kept] for fold in folds]
         if o["fold_models"]:
             if o["embedding_models"]:
                 raise CommandError(
