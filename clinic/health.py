@@ -30,7 +30,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from segmentation.models import Kind, ModelVersion
+from segmentation.models import ModelVersion
 from segmentation.services.registry import weights_problem
 from tumorsite.celery import app as celery_app
 
@@ -150,8 +150,9 @@ def check_worker(*, broker_ok: bool) -> CheckResult:
 
 
 def check_models() -> CheckResult:
-    active = list(ModelVersion.objects.filter(is_active=True))
-    if not any(v.kind == Kind.SEGMENTER for v in active):
+    # The segmenters: without the type classifier the suggestion is the kNN vote alone (a worker warns).
+    active = list(ModelVersion.objects.segmenters().filter(is_active=True))
+    if not active:
         return CheckResult(FAIL, "no active model version: run manage.py sync_models")
     weights_ok = {}
     problems = []
