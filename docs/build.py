@@ -1688,6 +1688,81 @@ CLEANUP_NAMES = {
 }
 
 
+TYPE_VOTE_BY_FOLD = "docs/results/cv/type_vote_by_fold.json"
+
+
+def in_sample_type_cv(root: Path, retrieval: dict) -> dict:
+    """``tune_retrieval``'s result for the served weights with the served model describing every query
+    (``retrieval_tuning.json``): the cross-validation in which that model had trained on the queries."""
+    tuning = read(root, "docs/results/retrieval_tuning.json")
+    return next(
+        r
+        for r in tuning["results"]
+        if r["weights"] == retrieval["weights"]
+        and r["embedding_model"].split("@")[0] == retrieval["embedding_model"].split("@")[0]
+    )
+
+
+def training_cv_type_vote(root: Path) -> str:
+    """The type suggestion by cross-validation with each fold described by its own fold models
+    (``tune_retrieval --fold-models --classifier-folds``): every embedding weight and classifier share, the
+    served pair in bold, beside the cross-validation in which the served model described the queries."""
+    if not (root / TYPE_VOTE_BY_FOLD).is_file():
+        return "\nNot measured yet: it needs the five fold U-Nets and the five fold classifiers.\n"
+    tuning = read(root, TYPE_VOTE_BY_FOLD)
+    retrieval = read(root, "docs/results/retrieval_test.json")
+    body, served_pair = [], None
+    for r in tuning["results"]:
+        shares = r.get("by_classifier_weight") or {"0.0": r}
+        for share, scored in sorted(shares.items(), key=lambda kv: float(kv[0])):
+            folds = scored["type_accuracy_by_fold"]
+            served = r["weights"] == retrieval["weights"] and float(share) == retrieval["classifier_weight"]
+            cells = [
+                f"{r['weights']['embedding']:g}",
+                f"{float(share):g}" + (" (the vote alone)" if float(share) == 0 else ""),
+                f"{statistics.mean(folds):.3f} ± {statistics.stdev(folds):.3f}",
+                *(f3(scored["type_accuracy_by_type"][t]) for t in TYPES),
+            ]
+            body.append([f"**{c}**" for c in cells] if served else cells)
+            if served:
+                served_pair = (statistics.mean(folds), scored["type_accuracy_by_type"]["meningioma"])
+    in_sample = in_sample_type_cv(root, retrieval)
+    alone = [
+        statistics.mean(r["type_accuracy_by_fold"])
+        for r in tuning["results"]
+        if r["weights"] == retrieval["weights"]
+    ]
+    compared = (
+        f"the vote alone with the served weights {alone[0]:.3f}, against "
+        f"{statistics.mean(in_sample['type_accuracy_by_fold']):.3f} when the served model described the "
+        "queries it had trained on (`docs/results/retrieval_tuning.json`)"
+        if alone
+        else "the served weights were not among those scored"
+    )
+    verdict = (
+        f"The served suggestion (embedding weight {retrieval['weights']['embedding']:g}, classifier share "
+        f"{retrieval['classifier_weight']:g}): {served_pair[0]:.3f} by fold, meningioma "
+        f"{served_pair[1]:.3f}; "
+        if served_pair
+        else ""
+    )
+    return "\n".join(
+        [
+            "",
+            *rows(
+                ["embedding weight", "classifier share", "accuracy, mean ± sd over folds", *TYPES],
+                body,
+            ),
+            "",
+            para(verdict, compared, "."),
+            "",
+            f"(Generated from `{TYPE_VOTE_BY_FOLD}`, written by the command above with",
+            "`--json docs/results/cv/type_vote_by_fold.json`.)",
+            "",
+        ]
+    )
+
+
 def training_cv_misses(root: Path) -> str:
     """Each fold bundle on its fold's validation patients under each clean-up (``make cv-misses``): Dice and
     the missed slices by how they were missed, with the totals over the folds per clean-up."""
@@ -2533,6 +2608,7 @@ BLOCKS = {
         "cv-region-choice": training_cv_region_choice,
         "cv-fold-ensemble": training_cv_ensemble,
         "cv-type-classifier": training_cv_classifier,
+        "cv-type-vote": training_cv_type_vote,
         "targets": training_targets,
     },
     "docs/architecture.md": {
@@ -2701,12 +2777,7 @@ def headline_segmentation_cv(root: Path) -> list[str]:
 def headline_type_cv(root: Path, retrieval: dict) -> list[str]:
     """The served retrieval weights' type accuracy by cross-validation: one small test split flatters."""
     tuning = read(root, "docs/results/retrieval_tuning.json")
-    served = next(
-        r
-        for r in tuning["results"]
-        if r["weights"] == retrieval["weights"]
-        and r["embedding_model"].split("@")[0] == retrieval["embedding_model"].split("@")[0]
-    )
+    served = in_sample_type_cv(root, retrieval)
     by_fold = served["type_accuracy_by_fold"]
     return [
         f"- Tumour type by {tuning['folds']}-fold cross-validation over the {tuning['n_slices']} ",

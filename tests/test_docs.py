@@ -481,3 +481,37 @@ def test_the_fold_ensemble_is_judged_against_the_served_ensembles_targets(tmp_pa
     assert verdict in words
     assert f"| the 5 fold U-Nets | {dice:.3f} (" in text
     assert f"{missed} missed slices against the served ensemble's 32" in words
+
+
+def test_the_type_vote_by_fold_sets_the_served_pair_beside_the_in_sample_cross_validation(tmp_path):
+    (tmp_path / "docs/results/cv").mkdir(parents=True)
+    for name in ("retrieval_test.json", "retrieval_tuning.json"):
+        (tmp_path / "docs/results" / name).write_text((REPO_ROOT / "docs/results" / name).read_text())
+    served = published("docs/results/retrieval_test.json")
+    assert not (tmp_path / build.TYPE_VOTE_BY_FOLD).exists()
+    assert "Not measured yet" in build.training_cv_type_vote(tmp_path)
+
+    def scored(folds, meningioma):
+        return {
+            "type_accuracy_by_fold": folds,
+            "type_accuracy": sum(folds) / len(folds),
+            "type_accuracy_by_type": {"meningioma": meningioma, "glioma": 0.95, "pituitary": 0.97},
+        }
+
+    alone = scored([0.90, 0.92, 0.88, 0.94, 0.86], 0.70)
+    share = str(float(served["classifier_weight"]))
+    result = {**alone, "weights": served["weights"], "by_classifier_weight": {"0.0": alone}}
+    result["by_classifier_weight"][share] = scored([0.93, 0.95, 0.91, 0.97, 0.89], 0.80)
+    other = {**alone, "weights": {**served["weights"], "embedding": 0.0}}
+    (tmp_path / build.TYPE_VOTE_BY_FOLD).write_text(json.dumps({"results": [other, result]}))
+    text = build.training_cv_type_vote(tmp_path)
+    words = " ".join(text.split())
+    bold = f"| **{served['weights']['embedding']:g}** | **{float(share):g}** | **0.930 ± 0.032** |"
+    assert bold in text and text.count("**") == 2 * 6  # the served pair's row alone
+    assert "| 0 | 0 (the vote alone) | 0.900 ± 0.032 |" in text
+    in_sample = build.in_sample_type_cv(REPO_ROOT, served)["type_accuracy_by_fold"]
+    assert "): 0.930 by fold, meningioma 0.800;" in words
+    assert (
+        f"the vote alone with the served weights 0.900, against {sum(in_sample) / len(in_sample):.3f}"
+        in words
+    )
