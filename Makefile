@@ -7,7 +7,7 @@ SHARED_DATA := ../shared/data/figshare
 DATA   ?= $(if $(wildcard $(SHARED_DATA)/cases.csv),$(SHARED_DATA),)
 HOST   ?= 127.0.0.1:8000
 
-.PHONY: install lock check-lock lint demo test bench docs rescore cv-misses cv-regions cv-classifiers cv-ensemble check-compose clean help
+.PHONY: install lock check-lock lint demo test bench docs rescore cv-misses cv-regions cv-classifiers cv-ensemble cv-calibration check-compose clean help
 
 install: $(VENV)/.installed
 
@@ -115,6 +115,13 @@ cv-misses: install
 	      --json $$out; \
 	  done; done
 
+# Each fold bundle's Dice with the settings (flip and zoom TTA, threshold, clean-up) chosen on its own fold,
+# as its calibration did, and with those chosen on the other folds' out-of-fold maps.
+cv-calibration: install
+	@test -f '$(DATA)/cases.csv' || { echo "cv-calibration: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
+	$(PY) -m ml.calibrate --data '$(DATA)' --models-dir models/cv --nested-folds \
+	  --json docs/results/cv/calibration_nested.json
+
 cv-regions: install
 	@test -f '$(DATA)/cases.csv' || { echo "cv-regions: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m ml.region_choice --data '$(DATA)' --models-dir models/cv \
@@ -168,4 +175,5 @@ help:
 	@echo "make cv-regions   rules choosing one region of the map, by cross-validation over models/cv (DATA=...)"
 	@echo "make cv-classifiers  a type classifier per fold with a U-Net in models/cv (DATA=..., TYPE_WEIGHT=...)"
 	@echo "make cv-ensemble  the 5 fold U-Nets as one ensemble, scored once on the test split (DATA=...)"
+	@echo "make cv-calibration  each fold's Dice with the settings chosen on the other folds (DATA=...)"
 	@echo "make check-compose  docker-compose.yml is valid; make clean: remove var, static and test output"

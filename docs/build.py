@@ -1688,6 +1688,71 @@ CLEANUP_NAMES = {
 }
 
 
+CALIBRATION_NESTED = "docs/results/cv/calibration_nested.json"
+
+
+def training_cv_calibration(root: Path) -> str:
+    """Each fold bundle's Dice with its own calibration's choice and with the settings chosen on the other
+    folds (``make cv-calibration``): how much the fold table's figures owe to choosing on the fold."""
+    if not (root / CALIBRATION_NESTED).is_file():
+        return "\nNot measured yet (`make cv-calibration DATA=...`).\n"
+    report = read(root, CALIBRATION_NESTED)
+    bundles = report["bundles"]
+
+    def setting(s: dict) -> str:
+        zoom = "/".join(f"{z:g}" for z in s["tta_scales"])
+        post = s["postprocess"]
+        kept = f"the {'largest' if post['keep_by'] == 'area' else 'highest-peak'} region"
+        return (
+            f"{s['threshold']:.2f}, flip {'on' if s['tta'] else 'off'}, zoom {zoom}, "
+            f"{kept if post['keep_largest'] else 'every region'}"
+        )
+
+    body = [
+        [
+            str(b["fold"]),
+            f"`{b['bundle']}`",
+            f"{f3(b['in_sample']['dice'])}, {b['in_sample']['missed']}",
+            setting(b["in_sample"]),
+            f"{f3(b['nested']['dice'])}, {b['nested']['missed']}",
+            setting(b["nested"]),
+        ]
+        for b in bundles
+    ]
+    own = [b["in_sample"]["dice"] for b in bundles]
+    nested = [b["nested"]["dice"] for b in bundles]
+    diff = [n - o for n, o in zip(nested, own, strict=True)]
+    spread = (lambda v: f" ± {statistics.stdev(v):.3f}") if len(bundles) > 1 else (lambda v: "")
+    return "\n".join(
+        [
+            "",
+            *rows(
+                [
+                    "fold",
+                    "bundle",
+                    "own choice: Dice, missed",
+                    "threshold, TTA, clean-up",
+                    "chosen on the other folds: Dice, missed",
+                    "threshold, TTA, clean-up",
+                ],
+                body,
+            ),
+            "",
+            para(
+                f"Over the {len(bundles)} folds: Dice {statistics.mean(own):.3f}{spread(own)} with each ",
+                f"fold's own choice, {statistics.mean(nested):.3f}{spread(nested)} with the other folds'; ",
+                f"the difference {signed(statistics.mean(diff))} per fold (from {signed(min(diff))} to ",
+                f"{signed(max(diff))}). Missed slices: {sum(b['in_sample']['missed'] for b in bundles)} and ",
+                f"{sum(b['nested']['missed'] for b in bundles)}. Runtime {report['runtime']}, ",
+                f"{report['candidates']} candidate settings per fold.",
+            ),
+            "",
+            f"(Generated from `{CALIBRATION_NESTED}`, written by `make cv-calibration DATA=...`.)",
+            "",
+        ]
+    )
+
+
 TYPE_VOTE_BY_FOLD = "docs/results/cv/type_vote_by_fold.json"
 
 
@@ -2604,6 +2669,7 @@ BLOCKS = {
     "docs/training.md": {
         "split-sizes": training_split,
         "cv-folds": training_cv,
+        "cv-calibration": training_cv_calibration,
         "cv-misses": training_cv_misses,
         "cv-region-choice": training_cv_region_choice,
         "cv-fold-ensemble": training_cv_ensemble,

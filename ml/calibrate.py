@@ -4,6 +4,11 @@
 bundles in a models folder (for example after changing the candidates) and chooses the ensemble's
 own settings, written to ``<models-dir>/ensemble.json``. The split comes from each bundle's metadata,
 so the test split is never looked at.
+
+A fold bundle (``ml.train --fold K``) is calibrated on its own fold's validation patients, which are also
+the patients its cross-validation figure is measured on, so that figure includes the choice.
+``--nested-folds`` measures what the choice is worth: each fold scored with the settings chosen on the
+other folds' out-of-fold maps (``calibrate_across_folds``).
 """
 
 from __future__ import annotations
@@ -216,6 +221,73 @@ def _chosen(probs, tables):
     return probs[row // len(tables[0])], table[row]
 
 
+def _row_setting(row: int) -> dict:
+    """The flip and zoom TTA, threshold and clean-up of a row of ``_stacked_tables``' stacked table: the
+    flip/zoom candidates in ``_candidate_probs``' order, each with ``dice_table``'s settings."""
+    per = len(THRESHOLDS) * len(CLEANUPS)
+    candidate, setting = divmod(row, per)
+    tta, scales = divmod(candidate, len(SCALE_CHOICES))
+    cleanup, threshold = divmod(setting, len(THRESHOLDS))
+    return {
+        "tta": bool(tta),
+        "tta_scales": list(SCALE_CHOICES[scales]),
+        "threshold": THRESHOLDS[threshold],
+        "postprocess": dict(CLEANUPS[cleanup]),
+    }
+
+
+def nested_fold_choice(tables: list[np.ndarray]) -> list[int]:
+    """For each fold's table (the same candidate rows; that fold's slices as columns), the row with the best
+    mean Dice over the *other* folds' slices pooled; a tie keeps the earlier, simpler row."""
+    return [
+        _best_setting(np.hstack([t for j, t in enumerate(tables) if j != k]).mean(axis=1))
+        for k in range(len(tables))
+    ]
+
+
+def calibrate_across_folds(bundles: list[Path], data_dir: str | Path, *, runtime: str = "openvino") -> dict:
+    """For fold bundles (``ml.train --fold K``, one per fold), each on its own fold's validation patients:
+    mean Dice and slices missed (Dice < 0.1) with the settings chosen there (``in_sample``, as its own
+    calibration chose) and with those chosen on the other folds (``nested``). Writes nothing."""
+    folds = []
+    for path in bundles:
+        split = read_metadata(path).get("training", {}).get("split", {})
+        if split.get("fold") is None:
+            raise SystemExit(f"{path.name} was not trained on a cross-validation fold (--fold K).")
+        val = validation_slices(data_dir, split)
+        _, tables = _stacked_tables(load_segmenter(path, runtime=runtime), val)
+        folds.append((path.stem, split["fold"], np.vstack(tables)))
+        print(
+            f"{path.stem}: fold {split['fold']}, {len(val)} slices, {len(tables)} flip/zoom candidates",
+            flush=True,
+        )
+    if len({fold for _, fold, _ in folds}) < len(folds) or len(folds) < 2:
+        raise SystemExit("--nested-folds needs one bundle per fold, at least two folds.")
+
+    def scored(table: np.ndarray, row: int) -> dict:
+        return {
+            "dice": float(table[row].mean()),
+            "missed": int((table[row] < 0.1).sum()),
+            **_row_setting(row),
+        }
+
+    chosen = nested_fold_choice([table for _, _, table in folds])
+    return {
+        "runtime": runtime,
+        "candidates": int(folds[0][2].shape[0]),
+        "bundles": [
+            {
+                "bundle": name,
+                "fold": fold,
+                "n": int(table.shape[1]),
+                "in_sample": scored(table, _best_setting(table.mean(axis=1))),
+                "nested": scored(table, row),
+            }
+            for (name, fold, table), row in sorted(zip(folds, chosen, strict=True), key=lambda x: x[0][1])
+        ],
+    }
+
+
 def compare_bundles(
     candidate: Path, bundles: list[Path], val: Slices, *, folds: int = 5, repeats: int = 3
 ) -> dict:
@@ -341,12 +413,32 @@ def main(argv=None) -> None:
         "--models-dir, both calibrated by the same code, alone and in the ensemble: "
         "in-sample and held-out validation Dice (--cv-folds, default 5) and paired intervals",
     )
-    parser.add_argument("--json", metavar="OUT", help="with --compare: also write its figures to this file")
+    parser.add_argument(
+        "--nested-folds",
+        action="store_true",
+        help="write nothing to the bundles; instead, for the fold bundles in --models-dir (one per fold, "
+        "each trained with --fold K), report each fold's Dice with the settings chosen on its own "
+        "validation patients and with those chosen on the other folds' (--json)",
+    )
+    parser.add_argument(
+        "--json", metavar="OUT", help="with --compare or --nested-folds: also write its figures to this file"
+    )
     args = parser.parse_args(argv)
 
     bundles = shipped_bundles(args.models_dir)
     if not bundles:
         raise SystemExit(f"No bundles in {args.models_dir}.")
+    if args.nested_folds:
+        report = calibrate_across_folds(bundles, args.data)
+        for b in report["bundles"]:
+            print(
+                f"{b['bundle']}: Dice {b['in_sample']['dice']:.4f} with its own choice, "
+                f"{b['nested']['dice']:.4f} with the other folds' (threshold {b['nested']['threshold']}, "
+                f"{tta_text(b['nested'])}, {cleanup_text(b['nested']['postprocess'])})"
+            )
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        return None
     split_meta = read_metadata(bundles[0])["training"]["split"]
     val = validation_slices(args.data, split_meta)
     if args.compare:

@@ -515,3 +515,46 @@ def test_the_type_vote_by_fold_sets_the_served_pair_beside_the_in_sample_cross_v
         f"the vote alone with the served weights 0.900, against {sum(in_sample) / len(in_sample):.3f}"
         in words
     )
+
+
+def test_the_nested_calibration_table_sets_each_folds_own_choice_beside_the_others(tmp_path):
+    assert "Not measured yet" in build.training_cv_calibration(tmp_path)
+
+    def choice(dice, missed, threshold, keep_by="peak"):
+        return {
+            "dice": dice,
+            "missed": missed,
+            "threshold": threshold,
+            "tta": True,
+            "tta_scales": [1.0, 1.15],
+            "postprocess": {"keep_largest": True, "keep_by": keep_by},
+        }
+
+    report = {
+        "runtime": "openvino",
+        "candidates": 234,
+        "bundles": [
+            {
+                "bundle": "unet_cv0",
+                "fold": 0,
+                "n": 400,
+                "in_sample": choice(0.72, 33, 0.2),
+                "nested": choice(0.71, 35, 0.3),
+            },
+            {
+                "bundle": "unet_cv1",
+                "fold": 1,
+                "n": 400,
+                "in_sample": choice(0.75, 22, 0.2),
+                "nested": choice(0.74, 20, 0.25, "area"),
+            },
+        ],
+    }
+    (tmp_path / "docs/results/cv").mkdir(parents=True)
+    (tmp_path / build.CALIBRATION_NESTED).write_text(json.dumps(report))
+    text = build.training_cv_calibration(tmp_path)
+    words = " ".join(text.split())
+    row = "| 1 | `unet_cv1` | 0.750, 22 | 0.20, flip on, zoom 1/1.15, the highest-peak region | 0.740, 20 |"
+    assert row + " 0.25, flip on, zoom 1/1.15, the largest region |" in text
+    assert "Dice 0.735 ± 0.021 with each fold's own choice, 0.725 ± 0.021 with the other folds'" in words
+    assert f"the difference {build.MINUS}0.010 per fold" in words and "Missed slices: 55 and 55." in words
