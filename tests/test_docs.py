@@ -490,6 +490,8 @@ def test_the_type_vote_by_fold_sets_the_served_pair_beside_the_in_sample_cross_v
     served = published("docs/results/retrieval_test.json")
     assert not (tmp_path / build.TYPE_VOTE_BY_FOLD).exists()
     assert "Not measured yet" in build.training_cv_type_vote(tmp_path)
+    before = "".join(build.headline_type_cv(tmp_path, served))
+    assert "the similar cases' vote alone with the served weights" in before  # in sample, until measured
 
     def scored(folds, meningioma):
         return {
@@ -503,7 +505,9 @@ def test_the_type_vote_by_fold_sets_the_served_pair_beside_the_in_sample_cross_v
     result = {**alone, "weights": served["weights"], "by_classifier_weight": {"0.0": alone}}
     result["by_classifier_weight"][share] = scored([0.93, 0.95, 0.91, 0.97, 0.89], 0.80)
     other = {**alone, "weights": {**served["weights"], "embedding": 0.0}}
-    (tmp_path / build.TYPE_VOTE_BY_FOLD).write_text(json.dumps({"results": [other, result]}))
+    (tmp_path / build.TYPE_VOTE_BY_FOLD).write_text(
+        json.dumps({"n_slices": 2020, "results": [other, result]})
+    )
     text = build.training_cv_type_vote(tmp_path)
     words = " ".join(text.split())
     bold = f"| **{served['weights']['embedding']:g}** | **{float(share):g}** | **0.930 ± 0.032** |"
@@ -515,6 +519,13 @@ def test_the_type_vote_by_fold_sets_the_served_pair_beside_the_in_sample_cross_v
         f"the vote alone with the served weights 0.900, against {sum(in_sample) / len(in_sample):.3f}"
         in words
     )
+
+    headline = "".join(build.headline_type_cv(tmp_path, served))
+    assert (
+        "each fold outlined and typed by models that never saw it, the served suggestion: 0.930 ± 0.032"
+        in headline
+    )
+    assert "meningioma 0.800" in headline and "2020 development slices" in headline
 
 
 def test_the_nested_calibration_table_sets_each_folds_own_choice_beside_the_others(tmp_path):
