@@ -10,9 +10,10 @@ from segmentation.services.lifecycle import LifecycleError, candidate_register
 class Command(BaseCommand):
     help = (
         "Record the bundle PATH.keras (+ PATH.json beside it) as a candidate for the served slot NAME "
-        "(--replaces; default: the bundle's own name). Its files are copied to "
-        "<models dir>/candidates/<slot>-<hash12>.keras|.json, which sync_models never serves; nothing "
-        "served changes. Next: evaluate_candidate, then promote_model (docs/training.md, Model lifecycle)."
+        "(--replaces; default: the bundle's own name, and type_classifier for a type classifier's). Its "
+        "files are copied to <models dir>/candidates/<slot>-<hash12>.keras|.json, which sync_models never "
+        "serves; nothing served changes. Next: evaluate_candidate, then promote_model (docs/training.md, "
+        "Model lifecycle)."
     )
 
     def add_arguments(self, parser):
@@ -20,7 +21,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--replaces",
             metavar="NAME",
-            help="the served slot this candidate may replace (default: the name in its .json)",
+            help="the served slot this candidate may replace (default: the name in its .json; a type "
+            "classifier's slot is type_classifier)",
         )
 
     def handle(self, *args, path: str, replaces: str | None, **options):
