@@ -8,8 +8,11 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from cases.models import Case, TypeSource
+from ml.data import read_records
 from ml.models import build_model
 from segmentation.models import ModelVersion
+from segmentation.testing import make_case_base
 
 
 @pytest.mark.slow
@@ -96,3 +99,31 @@ def test_a_warm_start_that_shares_nothing_is_refused(figshare_dir, tmp_path):
             stdout=StringIO(),
         )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_from_the_record_it_learns_trusted_types_only_and_ends_with_a_candidate(
+    tmp_path, settings, media_dir
+):
+    settings.TUMORSITE_MODELS_DIR = tmp_path / "models"
+    cases = make_case_base(n_per_type=6, size=64)  # imported, each with the dataset's type
+    suggested = cases[0]
+    Case.objects.filter(pk=suggested.pk).update(tumour_type_source=TypeSource.PREDICTED)
+    call_command(
+        "export_cases", str(tmp_path / "export"), "--trusted-types", "--no-progress", stdout=StringIO()
+    )
+    exported = {r.id for r in read_records(tmp_path / "export")}
+    assert len(exported) == len(cases) - 1 and f"case{suggested.pk}" not in exported
+
+    out = StringIO()
+    call_command(
+        "train_type_classifier",
+        "--from-record",
+        *("--image-size", "32", "--base-filters", "4", "--epochs", "1", "--batch-size", "4"),
+        *("--precision", "fp32", "--run-dir", str(tmp_path / "run"), "--name", "tc"),
+        stdout=out,
+    )
+    assert f"exported {len(cases) - 1}" in out.getvalue()
+    candidate = ModelVersion.objects.get(kind="type_classifier")
+    assert (candidate.stage, candidate.is_active, candidate.slot) == ("candidate", False, "type_classifier")

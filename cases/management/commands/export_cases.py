@@ -7,7 +7,7 @@ from django.utils.dateparse import parse_datetime
 from tqdm import tqdm
 
 from cases.management.reporting import ReportingCommand, RunReport
-from cases.models import Case, MaskSource
+from cases.models import Case, MaskSource, TypeSource
 from cases.readers import FIGSHARE_LABELS, ImageReadError, to_uint8
 from cases.rendering import mask_png_bytes, pixels_png_bytes
 from cases.selectors import case_base_list, case_ground_truth_mask, scan_read
@@ -30,7 +30,8 @@ class Command(ReportingCommand):
         "Export every case with a ground-truth mask in the shared dataset layout: cases.csv, images/{id}.png "
         "(8-bit grayscale) and masks/{id}.png (0/255), at the stored resolution, so import_cases can read it "
         "back. Imported cases keep their dataset id; others are named case<pk>. --clinician-outlines and "
-        "--since narrow it to the outlines clinicians drew, to score models on cases none saw in training."
+        "--since narrow it to the outlines clinicians drew, to score models on cases none saw in training; "
+        "--trusted-types to the cases whose tumour type a clinician entered or the dataset gave."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -49,12 +50,20 @@ class Command(ReportingCommand):
             help="Only cases whose outline was last set at or after this ISO 8601 time with a zone "
             "(e.g. 2026-12-01T00:00Z).",
         )
+        parser.add_argument(
+            "--trusted-types",
+            action="store_true",
+            help="Only cases whose tumour type a clinician entered or the dataset gave, never a suggested "
+            "one: the labels to train a type classifier on, which must not learn its own suggestions.",
+        )
         super().add_arguments(parser)
 
     def handle(self, *args, outdir: str, **options):
         cases = case_base_list().order_by("id")
         if options["clinician_outlines"]:
             cases = cases.filter(mask_source__in=(MaskSource.CORRECTED, MaskSource.RESTORED))
+        if options["trusted_types"]:
+            cases = cases.filter(tumour_type_source__in=(TypeSource.CLINICIAN, TypeSource.IMPORTED))
         if options["since"]:
             since = parse_datetime(options["since"])
             if since is None or since.tzinfo is None:

@@ -1,9 +1,12 @@
 """Train the tumour-type classifier and register it as a candidate (thin wrapper over
 ``ml.type_classification``)."""
 
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from ml.data import AUGMENTATIONS
@@ -21,7 +24,8 @@ class Command(BaseCommand):
         "(default: <models dir>/candidates) and register the bundle as a CANDIDATE for the slot "
         "type_classifier: the type suggestion keeps the active classifier until evaluate_candidate and "
         "promote_model (docs/training.md, Model lifecycle). Seed it from a segmenter's encoder with "
-        "--init-from models/unet.keras. Re-running the same --name resumes from its last epoch."
+        "--init-from models/unet.keras. --from-record trains on the record's cases typed by a clinician or "
+        "by the dataset instead. Re-running the same --name resumes from its last epoch."
     )
 
     def add_arguments(self, parser):
@@ -34,6 +38,13 @@ class Command(BaseCommand):
         default_dir = Path(settings.TUMORSITE_MODELS_DIR) / "candidates"
         parser.add_argument(
             "--output-dir", default=str(default_dir), help=f"where the bundle goes (default {default_dir})"
+        )
+        parser.add_argument(
+            "--from-record",
+            action="store_true",
+            help="train on the clinical record instead: every case with a trusted outline whose tumour type "
+            "a clinician entered or the dataset gave (never a suggested one), exported with export_cases "
+            "--trusted-types to a temporary folder",
         )
         parser.add_argument(
             "--no-register", action="store_true", help="write the bundle only; record no candidate"
@@ -49,14 +60,22 @@ class Command(BaseCommand):
                 f"{models_dir() / 'candidates'}): the bundle is registered as a candidate and serves only "
                 "after promote_model."
             )
-        data = Path(o["data"])
-        if not (data / "cases.csv").is_file():
-            raise CommandError(f"{data} has no cases.csv: pass --data DIR in the shared layout.")
         if o["threads"]:
             set_threads(o["threads"])
+        cfg = config_from_args(o)
+        if o["from_record"]:
+            with tempfile.TemporaryDirectory(prefix="tumorsite-record-") as tmp:
+                call_command("export_cases", tmp, "--trusted-types", "--no-progress", stdout=self.stdout)
+                return self._train(replace(cfg, data_dir=tmp), o)
+        return self._train(cfg, o)
+
+    def _train(self, cfg, o: dict) -> None:
+        data = Path(cfg.data_dir)
+        if not (data / "cases.csv").is_file():
+            raise CommandError(f"{data} has no cases.csv: pass --data DIR in the shared layout.")
         try:
             result = train_type_classifier(
-                config_from_args(o), log=self.stdout.write, verbose=1 if self.stdout.isatty() else 2
+                cfg, log=self.stdout.write, verbose=1 if self.stdout.isatty() else 2
             )
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
