@@ -100,6 +100,9 @@ rescore: install
 	  TUMORSITE_PRIMARY_MODEL=ensemble $(PY) manage.py evaluate_retrieval \
 	    --data '$(DATA)' --split test --classifier-weights 0 1 --json docs/results/retrieval_test.json
 
+# The fold bundles of the shipped U-Net recipe; other recipes' folds may sit beside them in models/cv.
+SHIPPED_FOLDS = $(sort $(wildcard models/cv/unet_cv[0-9].keras))
+
 # Each cross-validation bundle on its own fold's validation patients, with its clean-up and with every region
 # kept: Dice and the missed slices (empty, elsewhere, grazing), tabulated in docs/training.md. Bundles already
 # scored are skipped; FORCE=1 scores them all again.
@@ -119,24 +122,27 @@ cv-misses: install
 # as its calibration did, and with those chosen on the other folds' out-of-fold maps.
 cv-calibration: install
 	@test -f '$(DATA)/cases.csv' || { echo "cv-calibration: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
-	$(PY) -m ml.calibrate --data '$(DATA)' --models-dir models/cv --nested-folds \
-	  --json docs/results/cv/calibration_nested.json
+	@set -e; members=$$(mktemp -d); trap 'rm -rf "$$members"' EXIT; \
+	  for f in $(SHIPPED_FOLDS) $(SHIPPED_FOLDS:.keras=.json); do ln -s "$$PWD/$$f" "$$members/"; done; \
+	  $(PY) -m ml.calibrate --data '$(DATA)' --models-dir "$$members" --nested-folds \
+	    --json docs/results/cv/calibration_nested.json
 
 cv-regions: install
 	@test -f '$(DATA)/cases.csv' || { echo "cv-regions: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m ml.region_choice --data '$(DATA)' --models-dir models/cv \
-	  --json docs/results/cv/region_choice.json
+	  --bundles $(notdir $(basename $(SHIPPED_FOLDS))) --json docs/results/cv/region_choice.json
 
 # The fold U-Nets as one ensemble, as nnU-Net serves its folds: the mean of their maps, each with its own
 # test-time augmentation; the threshold the mean of theirs and the clean-up the majority's, since no patient
 # is held out from all five to calibrate on. Scored once, on the test split none of them trained on.
 cv-ensemble: install
 	@test -f '$(DATA)/cases.csv' || { echo "cv-ensemble: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
-	@n=$$(ls models/cv/*.keras | wc -l); folds=$$(ls models/cv/unet_cv?.keras | wc -l); \
-	  test "$$n" -eq 5 -a "$$folds" -eq 5 || { echo "cv-ensemble: needs exactly the 5 fold U-Nets in models/cv ($$folds of $$n bundles there)"; exit 2; }
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py evaluate_segmentation --data '$(DATA)' \
-	  --models-dir models/cv --models ensemble --split test --runtime openvino \
-	  --json docs/results/cv/fold_ensemble_test.json
+	@test $(words $(SHIPPED_FOLDS)) -eq 5 || { echo "cv-ensemble: needs the 5 fold U-Nets models/cv/unet_cv0..4 ($(words $(SHIPPED_FOLDS)) there)"; exit 2; }
+	@set -e; members=$$(mktemp -d); trap 'rm -rf "$$members"' EXIT; \
+	  for f in $(SHIPPED_FOLDS) $(SHIPPED_FOLDS:.keras=.json); do ln -s "$$PWD/$$f" "$$members/"; done; \
+	  env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py evaluate_segmentation --data '$(DATA)' \
+	    --models-dir "$$members" --models ensemble --split test --runtime openvino \
+	    --json docs/results/cv/fold_ensemble_test.json
 
 # One type classifier per fold, seeded from that fold's U-Net (models/cv/unet_cv<K>.keras), for each fold
 # that has one and no classifier yet: trained in runs/type_cv/ (resumable), kept in models/cv/type_classifier/

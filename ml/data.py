@@ -297,9 +297,12 @@ def make_dataset(
     repeat_outputs: int = 1,
     soft_targets: bool = False,
     draw_weights: Sequence[float] | None = None,
+    types: np.ndarray | None = None,
 ):
     """A ``tf.data.Dataset`` of ``(image, mask)`` batches from ``(N, S, S, 1)`` arrays.
 
+    ``types``: ``(N, len(TUMOUR_TYPES))`` one-hot tumour types; the targets are then
+    ``{"mask": mask, "tumour_type": type}``, for a model with a type head (``ml.models.with_type_head``).
     ``repeat_outputs`` > 1 repeats the mask as a tuple, for deep-supervision models with several heads.
     ``soft_targets``: the masks are probabilities in [0, 1] (distillation), which augmentation
     interpolates instead of re-binarising. ``draw_weights`` (one per slice, > 0): each pass draws N slices
@@ -308,18 +311,28 @@ def make_dataset(
     """
     import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: Django imports ml.data)
 
+    if types is not None and (repeat_outputs > 1 or len(types) != len(images)):
+        raise ValueError("types need one row per image, and a model with one mask head.")
+    targets = masks if types is None else (masks, np.asarray(types, np.float32))
     if draw_weights is not None:
-        ds = weighted_draws(images, masks, draw_weights, seed)
+        ds = weighted_draws(images, targets, draw_weights, seed)
     else:
-        ds = tf.data.Dataset.from_tensor_slices((images, masks))
+        ds = tf.data.Dataset.from_tensor_slices((images, targets))
     if shuffle and draw_weights is None:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if augmentation is not None:
-        ds = ds.map(
-            lambda x, y: _augment(x, y, augmentation, soft=soft_targets), num_parallel_calls=tf.data.AUTOTUNE
-        )
+
+        def augment(x, y):
+            if types is None:
+                return _augment(x, y, augmentation, soft=soft_targets)
+            x, mask = _augment(x, y[0], augmentation, soft=soft_targets)
+            return x, (mask, y[1])  # the type does not move with the pixels
+
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     if repeat_outputs > 1:
         ds = ds.map(lambda x, y: (x, tuple([y] * repeat_outputs)))
+    if types is not None:
+        ds = ds.map(lambda x, y: (x, {"mask": y[0], "tumour_type": y[1]}))
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -332,9 +345,9 @@ def type_draw_weights(records: Sequence[Record], weights: dict[str, float]) -> l
 
 
 def weighted_draws(images: np.ndarray, targets: np.ndarray, weights: Sequence[float], seed: int):
-    """A ``tf.data.Dataset`` of ``len(images)`` ``(image, target)`` pairs drawn with replacement, each
-    with probability proportional to its weight: inverse-CDF sampling of a seeded random stream that is
-    drawn anew each time the dataset is iterated."""
+    """A ``tf.data.Dataset`` of ``len(images)`` ``(image, target)`` pairs (a target may be a tuple of
+    arrays) drawn with replacement, each with probability proportional to its weight: inverse-CDF sampling
+    of a seeded random stream that is drawn anew each time the dataset is iterated."""
     import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: Django imports ml.data)
 
     p = np.asarray(weights, dtype=np.float64)
@@ -344,13 +357,13 @@ def weighted_draws(images: np.ndarray, targets: np.ndarray, weights: Sequence[fl
             f"the smallest {p.min() if p.size else None}."
         )
     cdf = tf.constant(np.cumsum(p) / p.sum())
-    images_t, targets_t = tf.constant(images), tf.constant(targets)
+    images_t, targets_t = tf.constant(images), tf.nest.map_structure(tf.constant, targets)
     last = len(images) - 1
 
     def pick(r):
         u = tf.cast(r % (2**32), tf.float64) / 2.0**32  # uniform in [0, 1)
         i = tf.minimum(tf.searchsorted(cdf, tf.reshape(u, [1]), side="right")[0], last)
-        return tf.gather(images_t, i), tf.gather(targets_t, i)
+        return tf.gather(images_t, i), tf.nest.map_structure(lambda t: tf.gather(t, i), targets_t)
 
     draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(len(images))
     return draws.map(pick, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -49,8 +49,10 @@ def summarise(bundle_json: str | Path, runs_dir: str | Path = "runs") -> dict:
     log = Path(runs_dir) / row["name"] / "log.csv"
     if log.is_file():
         epochs = list(csv.DictReader(log.open()))
-        row["in_training_val_dice_by_epoch"] = [round(float(r["val_dice"]), 4) for r in epochs]
-        row["train_dice_by_epoch"] = [round(float(r["dice"]), 4) for r in epochs]
+        # A joint model (--type-head) logs its mask's Dice as mask_dice.
+        dice = "dice" if not epochs or "dice" in epochs[0] else "mask_dice"
+        row["in_training_val_dice_by_epoch"] = [round(float(r[f"val_{dice}"]), 4) for r in epochs]
+        row["train_dice_by_epoch"] = [round(float(r[dice]), 4) for r in epochs]
     return row
 
 

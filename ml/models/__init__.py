@@ -13,6 +13,7 @@ import keras
 
 from ml.encoders import ENCODERS, check_encoder
 from ml.models.attention_unet import build_attention_unet
+from ml.models.type_classifier import type_head
 from ml.models.unet import build_unet
 from ml.models.unet_plus_plus import build_unet_plus_plus
 
@@ -77,4 +78,27 @@ def build_model(architecture: str, encoder: str = "plain", *, encoder_weights=No
     return ModelSpec(architecture=architecture, encoder=encoder, **spec).build(encoder_weights)
 
 
-__all__ = ["ARCHITECTURES", "ENCODERS", "ModelSpec", "build_model"]
+# The plain encoder's bottleneck, where a joint model's type head reads (``Segmenter.embed`` reads there too).
+BOTTLENECK = "bottleneck_relu2"
+
+
+def with_type_head(segmenter: keras.Model) -> keras.Model:
+    """The segmenter with a second output, the tumour type from its bottleneck (``type_head``), to learn
+    segmentation and type together through one encoder (Mehta et al., "Y-Net: Joint Segmentation and
+    Classification for Diagnosis of Breast Biopsy Images", MICCAI 2018). Outputs ``{"mask", "tumour_type"}``;
+    ``segmentation_only`` takes the head off again. Plain encoders only."""
+    names = {layer.name for layer in segmenter.layers}
+    if BOTTLENECK not in names or "mask" not in names:
+        raise ValueError("a type head reads the plain encoder's bottleneck: train it with --encoder plain.")
+    outputs = {"mask": segmenter.output, "tumour_type": type_head(segmenter.get_layer(BOTTLENECK).output)}
+    return keras.Model(segmenter.input, outputs, name=segmenter.name)
+
+
+def segmentation_only(model: keras.Model) -> keras.Model:
+    """A joint model's segmenter (its mask output, sharing its weights); any other model as it is."""
+    if not isinstance(model.output, dict):
+        return model
+    return keras.Model(model.input, model.output["mask"], name=model.name)
+
+
+__all__ = ["ARCHITECTURES", "ENCODERS", "ModelSpec", "build_model", "segmentation_only", "with_type_head"]

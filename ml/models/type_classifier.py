@@ -54,13 +54,19 @@ def build_type_classifier(
     # === Functional Model ===
     inputs = keras.Input((input_size, input_size, 1), name="image")
     _, x = build_encoder(inputs, encoder, base_filters=base_filters, depth=depth, weights=encoder_weights)
+    return keras.Model(inputs, type_head(x, dropout=dropout, hidden=hidden), name=name)
+
+
+def type_head(bottleneck, *, dropout: float = 0.3, hidden: int = 64):
+    """The tumour-type probabilities from a bottleneck: global mean and max pooling, dropout, one hidden
+    layer and a softmax over ``TUMOUR_TYPES`` (float32). The classifier's head, and a segmenter's second
+    head when both are trained together (``ml.models.with_type_head``)."""
     pooled = layers.Concatenate(name="type_pooled")(
         [
-            layers.GlobalAveragePooling2D(name="type_avg_pool")(x),
-            layers.GlobalMaxPooling2D(name="type_max_pool")(x),
+            layers.GlobalAveragePooling2D(name="type_avg_pool")(bottleneck),
+            layers.GlobalMaxPooling2D(name="type_max_pool")(bottleneck),
         ]
     )
     x = layers.Dropout(dropout, name="type_dropout")(pooled)
     x = layers.Dense(hidden, activation="relu", name="type_hidden")(x)
-    outputs = layers.Dense(len(TUMOUR_TYPES), activation="softmax", dtype="float32", name="tumour_type")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return layers.Dense(len(TUMOUR_TYPES), activation="softmax", dtype="float32", name="tumour_type")(x)

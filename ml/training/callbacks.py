@@ -33,8 +33,11 @@ def training_callbacks(cfg, run_dir: Path, state: dict, log, *, monitor: str = "
     class EpochState(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            if monitor == "val_dice":  # a deep-supervision model names its last head's Dice
-                score = float(logs.get("val_dice", logs.get("val_mask_x0" + str(cfg.depth) + "_dice", 0.0)))
+            if (
+                monitor == "val_dice"
+            ):  # a deep-supervision model names its last head's Dice, a joint one its mask's
+                named = ("val_dice", f"val_mask_x0{cfg.depth}_dice", "val_mask_dice")
+                score = float(next((logs[k] for k in named if k in logs), 0.0))
             else:
                 score = float(logs.get(monitor, 0.0))
             best_key = f"best_{monitor}"

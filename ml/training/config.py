@@ -49,6 +49,9 @@ class TrainConfig:
     # with replacement, a slice's chance proportional to its type's weight (1 if not named). Empty: every
     # slice once per epoch, shuffled.
     type_weights: dict[str, float] = field(default_factory=dict)
+    # The weight of a tumour-type head's cross-entropy in the loss (ml.models.with_type_head): segmentation
+    # and type learnt together through the encoder. 0: no head. The bundle keeps the segmenter only.
+    type_head: float = 0.0
 
     def __post_init__(self):
         if self.name is None:
@@ -66,6 +69,14 @@ class TrainConfig:
             )
         augmentation_preset(self.augmentation)  # fails early on an unknown name
         check_folds_and_weights(self)
+        if self.type_head:
+            if not self.type_head > 0:
+                raise ValueError(f"type_head is a loss weight > 0 (or 0 for none), got {self.type_head}.")
+            if self.encoder != "plain" or self.deep_supervision or self.distill_from:
+                raise ValueError(
+                    "a type head reads the plain encoder's bottleneck beside one mask head: train it with "
+                    "--encoder plain, without deep supervision or distillation."
+                )
         if self.distill_from:
             if not 0.0 < self.distill_weight <= 1.0:
                 raise ValueError(f"distill_weight must be in (0, 1], got {self.distill_weight}.")
@@ -126,6 +137,7 @@ LIKE_FIELDS = (
     "loss",
     "batch_size",
     "type_weights",
+    "type_head",
 )
 
 
@@ -165,4 +177,5 @@ def bundle_recipe(path: str | Path) -> dict:
     recipe["loss"], recipe["batch_size"] = training.get("loss"), training.get("batch_size")
     # Bundles from before the option drew every slice once per epoch, as no weights do.
     recipe["type_weights"] = training.get("type_weights") or {}
+    recipe["type_head"] = training.get("type_head") or 0.0
     return {key: recipe[key] for key in LIKE_FIELDS if recipe.get(key) is not None}

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from ml.calibrate import apply_choice, calibrate, cleanup_text, tta_text
 from ml.data import (
+    TUMOUR_TYPES,
+    Slices,
     augmentation_preset,
     data_fingerprint,
     development_fold,
@@ -27,6 +29,7 @@ from ml.data import (
     type_draw_weights,
 )
 from ml.inference import Segmenter, save_bundle, set_precision
+from ml.models import with_type_head
 from ml.training.callbacks import training_callbacks
 from ml.training.config import TrainConfig
 from ml.training.distillation import distillation_meta, teacher_targets
@@ -121,15 +124,28 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
 
     spec = cfg.model_spec()
     heads = cfg.depth if cfg.deep_supervision else 1
+    types = (one_hot_types(train_slices), one_hot_types(val_slices)) if cfg.type_head else (None, None)
+
+    def build():
+        segmenter = spec.build(cfg.encoder_weights)
+        return with_type_head(segmenter) if cfg.type_head else segmenter
 
     def compile_model(model):
+        if cfg.type_head:  # the mask's loss and Dice as ever, the type's cross-entropy weighted beside it
+            model.compile(
+                optimizer=keras.optimizers.Adam(cfg.lr_start),
+                loss={"mask": losses.get_loss(cfg.loss), "tumour_type": "categorical_crossentropy"},
+                loss_weights={"mask": 1.0, "tumour_type": cfg.type_head},
+                metrics={"mask": [losses.dice, losses.iou], "tumour_type": ["accuracy"]},
+            )
+            return
         model.compile(
             optimizer=keras.optimizers.Adam(cfg.lr_start),
             loss=losses.get_loss(cfg.loss),
             metrics=[losses.dice, losses.iou] if heads == 1 else None,
         )
 
-    model, state = start_or_resume(cfg, run_dir, lambda: spec.build(cfg.encoder_weights), compile_model, log)
+    model, state = start_or_resume(cfg, run_dir, build, compile_model, log)
     log(f"{cfg.name}: {model.count_params():,} parameters, {precision}, input {cfg.image_size}px")
 
     if state["epochs_done"] < cfg.epochs and not state.get("stale", 0) >= cfg.patience:
@@ -149,8 +165,9 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             repeat_outputs=heads,
             soft_targets=bool(cfg.distill_from),
             draw_weights=type_draw_weights(train_slices.records, cfg.type_weights),
+            types=types[0],
         )
-        val_ds = make_dataset(x_val, y_val, batch_size=cfg.batch_size, repeat_outputs=heads)
+        val_ds = make_dataset(x_val, y_val, batch_size=cfg.batch_size, repeat_outputs=heads, types=types[1])
         if heads > 1:  # name the last head's Dice val_dice for the epoch bookkeeping
             model.compile(
                 optimizer=model.optimizer,
@@ -168,6 +185,8 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
         )  # the dataset reshuffles itself each epoch (seeded)
     (run_dir / "state.json").write_text(json.dumps(state, indent=2))
     model.load_weights(run_dir / "best.weights.h5")
+    if cfg.type_head:  # the bundle is the segmenter alone: its layers, by name, from the joint model
+        model = transfer_segmenter(model, spec.build())
 
     # TTA, threshold and clean-up chosen on the validation split, at the masks' native resolution.
     choice = calibrate(Segmenter(model, {"name": cfg.name}), val_slices)
@@ -211,6 +230,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             "early_stopping": {"monitor": "val_dice", "patience": cfg.patience},
             "batch_size": cfg.batch_size,
             "type_weights": cfg.type_weights,
+            "type_head": cfg.type_head,
             "loss": cfg.loss,
             "optimizer": "adam",
             "like": like_meta(cfg),
@@ -240,6 +260,31 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
     log(f"wrote {path} and {path.with_suffix('.json')}; run files in {run_dir}")
     keras.backend.clear_session()  # free the graph before another run in the same process
     return {"name": cfg.name, "path": str(path), **metadata}
+
+
+def one_hot_types(slices: Slices):
+    """``(N, len(TUMOUR_TYPES))`` one-hot tumour types, for a type head; ``ValueError`` naming a slice
+    without a known type."""
+    import numpy as np  # noqa: PLC0415 (as the rest of the run: loaded when a run starts)
+
+    unknown = [r.id for r in slices.records if r.tumour_type not in TUMOUR_TYPES]
+    if unknown:
+        raise ValueError(
+            f"a type head needs every slice's tumour type; {len(unknown)} have none (e.g. {unknown[0]})."
+        )
+    return np.eye(len(TUMOUR_TYPES), dtype=np.float32)[
+        [TUMOUR_TYPES.index(r.tumour_type) for r in slices.records]
+    ]
+
+
+def transfer_segmenter(joint, segmenter):
+    """``segmenter`` (a fresh build of the joint model's segmenter) with every layer's weights from
+    ``joint``; ``RuntimeError`` if a layer is missing, which would leave it untrained."""
+    copied = transfer_weights(joint, segmenter)
+    missing = [layer.name for layer in segmenter.layers if layer.weights and layer.name not in copied]
+    if missing:
+        raise RuntimeError(f"the joint model lacks the segmenter's layers {', '.join(missing)}")
+    return segmenter
 
 
 def set_threads(n: int) -> None:

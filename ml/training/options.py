@@ -172,6 +172,14 @@ def add_training_arguments(parser, *, data_default: str | None, output_default: 
     )
     add_type_weight_argument(parser, example="glioma=2", note=" (--like takes the bundle's weights)")
     parser.add_argument(
+        "--type-head",
+        type=float,
+        metavar="WEIGHT",
+        help="also learn the tumour type from the bottleneck (a second head on the shared encoder), its "
+        "cross-entropy weighted by WEIGHT in the loss (e.g. 0.3; plain encoder, one mask head); the "
+        "bundle keeps the segmenter only (default 0: no head; --like takes the bundle's)",
+    )
+    parser.add_argument(
         "--distill-weight",
         type=float,
         default=d["distill_weight"],

@@ -87,6 +87,7 @@ def test_a_bundle_without_the_newer_fields_leaves_their_defaults(tmp_path):
         "base_filters": 16,
         "augmentation": "none",
         "type_weights": {},  # drawn once per epoch each, as before the option
+        "type_head": 0.0,  # no type head, as before the option
     }
 
 
