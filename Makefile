@@ -7,7 +7,7 @@ SHARED_DATA := ../shared/data/figshare
 DATA   ?= $(if $(wildcard $(SHARED_DATA)/cases.csv),$(SHARED_DATA),)
 HOST   ?= 127.0.0.1:8000
 
-.PHONY: install lock check-lock lint demo test bench docs rescore cv-misses cv-regions cv-classifiers cv-ensemble cv-calibration check-compose clean help
+.PHONY: install lock check-lock lint demo test bench docs rescore cv-misses cv-regions cv-classifiers cv-ensemble cv-calibration cv-type-vote check-compose clean help
 
 install: $(VENV)/.installed
 
@@ -127,6 +127,15 @@ cv-calibration: install
 	  $(PY) -m ml.calibrate --data '$(DATA)' --models-dir "$$members" --nested-folds \
 	    --json docs/results/cv/calibration_nested.json
 
+# The type suggestion by cross-validation, each fold's queries outlined, embedded and typed by the fold models
+# that held it out (the shipped recipe's U-Nets and the fold classifiers): docs/training.md, "cv-type-vote".
+cv-type-vote: install
+	@test -f '$(DATA)/cases.csv' || { echo "cv-type-vote: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py tune_retrieval --data '$(DATA)' \
+	  --json docs/results/cv/type_vote_by_fold.json --w-embedding 0 0.6 --fold-models $(SHIPPED_FOLDS) \
+	  --classifier-folds $(sort $(wildcard models/cv/type_classifier/type_classifier_cv[0-9].keras)) \
+	  --cache var/tune_retrieval_by_fold.npz
+
 cv-regions: install
 	@test -f '$(DATA)/cases.csv' || { echo "cv-regions: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m ml.region_choice --data '$(DATA)' --models-dir models/cv \
@@ -182,4 +191,5 @@ help:
 	@echo "make cv-classifiers  a type classifier per fold with a U-Net in models/cv (DATA=..., TYPE_WEIGHT=...)"
 	@echo "make cv-ensemble  the 5 fold U-Nets as one ensemble, scored once on the test split (DATA=...)"
 	@echo "make cv-calibration  each fold's Dice with the settings chosen on the other folds (DATA=...)"
+	@echo "make cv-type-vote the type suggestion by CV, each fold typed by models that never saw it (DATA=...)"
 	@echo "make check-compose  docker-compose.yml is valid; make clean: remove var, static and test output"
