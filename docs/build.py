@@ -1796,11 +1796,12 @@ def training_cv_type_vote(root: Path) -> str:
         return "\nNot measured yet: it needs the five fold U-Nets and the five fold classifiers.\n"
     tuning = read(root, TYPE_VOTE_BY_FOLD)
     retrieval = read(root, "docs/results/retrieval_test.json")
-    body = []
+    body, pairs = [], []
     for r in tuning["results"]:
         shares = r.get("by_classifier_weight") or {"0.0": r}
         for share, scored in sorted(shares.items(), key=lambda kv: float(kv[0])):
             folds = scored["type_accuracy_by_fold"]
+            pairs.append((statistics.mean(folds), r["weights"]["embedding"], float(share)))
             served = r["weights"] == retrieval["weights"] and float(share) == retrieval["classifier_weight"]
             cells = [
                 f"{r['weights']['embedding']:g}",
@@ -1823,10 +1824,18 @@ def training_cv_type_vote(root: Path) -> str:
         else "the served weights were not among those scored"
     )
     served = served_type_vote_by_fold(root, retrieval)
+    best, best_embedding, best_share = max(pairs)
+    served_pair = (retrieval["weights"]["embedding"], float(retrieval["classifier_weight"]))
+    ranked = (
+        "the best pair scored"
+        if (best_embedding, best_share) == served_pair
+        else f"below the best pair scored (embedding weight {best_embedding:g}, share {best_share:g}: "
+        f"{best:.3f})"
+    )
     verdict = (
-        f"The served suggestion (embedding weight {retrieval['weights']['embedding']:g}, classifier share "
-        f"{retrieval['classifier_weight']:g}): {statistics.mean(served['type_accuracy_by_fold']):.3f} by "
-        f"fold, meningioma {served['type_accuracy_by_type']['meningioma']:.3f}; "
+        f"The served suggestion (embedding weight {served_pair[0]:g}, classifier share {served_pair[1]:g}): "
+        f"{statistics.mean(served['type_accuracy_by_fold']):.3f} by fold, {ranked}, meningioma "
+        f"{served['type_accuracy_by_type']['meningioma']:.3f}; "
         if served
         else ""
     )

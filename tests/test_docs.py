@@ -514,7 +514,7 @@ def test_the_type_vote_by_fold_sets_the_served_pair_beside_the_in_sample_cross_v
     assert bold in text and text.count("**") == 2 * 6  # the served pair's row alone
     assert "| 0 | 0 (the vote alone) | 0.900 ± 0.032 |" in text
     in_sample = build.in_sample_type_cv(REPO_ROOT, served)["type_accuracy_by_fold"]
-    assert "): 0.930 by fold, meningioma 0.800;" in words
+    assert "): 0.930 by fold, the best pair scored, meningioma 0.800;" in words
     assert (
         f"the vote alone with the served weights 0.900, against {sum(in_sample) / len(in_sample):.3f}"
         in words
