@@ -36,7 +36,7 @@ from ml.data import (
     type_draw_weights,
     weighted_draws,
 )
-from ml.inference import file_sha256, openvino_forward, read_metadata, resolve_runtime, save_bundle
+from ml.inference import openvino_forward, read_metadata, resolve_runtime, save_bundle
 from ml.training.callbacks import training_callbacks
 from ml.training.config import check_folds_and_weights
 from ml.training.loop import set_threads, start_or_resume, start_run
@@ -303,9 +303,6 @@ class TypeClassifier:
 
         self.model, self.metadata, self.path = model, metadata, path
         self.name = metadata.get("name", model.name)
-        # ``name@<first 12 hex of the .keras file's SHA-256>``, as a model version is named: what a type
-        # suggestion records, so that it names the exact weights behind it after the bundle is replaced.
-        self.version = f"{self.name}@{file_sha256(path)[:12]}" if path is not None else self.name
         self.classes = tuple(metadata.get("classes") or TUMOUR_TYPES)
         self.tta = bool(metadata.get("tta", True))
         self.input_size = int(model.input_shape[1])
