@@ -1488,12 +1488,26 @@ def training_split(root: Path) -> str:
     )
 
 
+# cv_recipe's name for the shipped U-Net recipe's fold bundles: trained like it, nothing changed.
+SHIPPED_RECIPE = "like `models/unet.json`"
+
+
+def recipe_value(meta: dict, key: str) -> str:
+    """What a fold bundle set ``key`` of its recipe to (``--like`` fields live in its spec or its
+    training record), as the option is written: ``glioma=2`` for type weights."""
+    value = meta.get("spec", {}).get(key, meta["training"].get(key))
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def cv_recipe(meta: dict) -> str:
-    """A fold bundle's recipe: the shipped JSON it was trained like, with what it overrode."""
+    """A fold bundle's recipe: the shipped JSON it was trained like, with what it overrode and to what."""
     like = meta["training"].get("like") or {}
     overridden = like.get("overridden") or []
     recipe = f"like `{like.get('path', meta['architecture'])}`"
-    return recipe + (f", with {', '.join(f'`{o}`' for o in overridden)} changed" if overridden else "")
+    changed = ", ".join(f"`{o}` {recipe_value(meta, o)}" for o in overridden)
+    return recipe + (f", with {changed}" if overridden else "")
 
 
 RUNTIME_NAMES = {"tensorflow": "TensorFlow", "openvino": "OpenVINO (the CPU workers' runtime)"}
@@ -1647,12 +1661,63 @@ def training_cv(root: Path) -> str:
             ),
         ]
         lines += fold_mean_sd(metas, "Dice", "dice_mean", "dice_by_type")
+        if recipe != SHIPPED_RECIPE:
+            lines += against_the_shipped_recipe(root, metas)
     if not lines:
         return "\nNo fold bundle in `models/cv/` yet.\n"
     return (
         "\n".join(lines)
         + "\n\n(Generated from `models/cv/*.json`; each bundle's command is in `models/cv/README.md`.)\n"
     )
+
+
+def fold_misses(root: Path, name: str) -> dict | None:
+    """A fold bundle's missed slices on its own fold with its own clean-up (``make cv-misses``), if scored."""
+    path = f"docs/results/cv/{name}_val_cleanup_model.json"
+    return read(root, path)["models"][name]["misses"] if (root / path).is_file() else None
+
+
+def against_the_shipped_recipe(root: Path, metas: list[dict]) -> list[str]:
+    """An idea's fold bundles against the shipped recipe's on the same folds, paired by fold: the change of
+    Dice (and of glioma's) and the missed slices of both where ``make cv-misses`` scored them."""
+    shipped = {m["training"]["split"]["fold"]: m for m in cv_bundles(root).get(SHIPPED_RECIPE, [])}
+    pairs = [
+        (shipped[m["training"]["split"]["fold"]], m)
+        for m in metas
+        if m["training"]["split"]["fold"] in shipped
+    ]
+    if not pairs:
+        return ["", "No fold of the shipped recipe to compare it with yet."]
+    per_fold = []
+    for base, idea in pairs:
+        before, after = base["metrics"]["val"], idea["metrics"]["val"]
+        missed = [fold_misses(root, m["name"]) for m in (base, idea)]
+        per_fold.append(
+            f"fold {idea['training']['split']['fold']}: Dice {f3(before['dice_mean'])} → "
+            f"{f3(after['dice_mean'])} ({signed(after['dice_mean'] - before['dice_mean'])}), glioma "
+            f"{f3(before['dice_by_type']['glioma'])} → {f3(after['dice_by_type']['glioma'])}"
+            + (f", missed {missed[0]['n']} → {missed[1]['n']}" if all(missed) else "")
+        )
+    diffs = [
+        idea["metrics"]["val"]["dice_mean"] - base["metrics"]["val"]["dice_mean"] for base, idea in pairs
+    ]
+    spread = (
+        f"; the change per fold {signed(statistics.mean(diffs))} ± {f3(statistics.stdev(diffs))}"
+        if len(diffs) > 1
+        else ""
+    )
+    return [
+        "",
+        para(
+            f"Against the shipped recipe on the same fold{'s' if len(pairs) > 1 else ''}, ",
+            "each bundle calibrated on its own fold: ",
+            "; ".join(per_fold),
+            spread,
+            "."
+            if len(pairs) > 1
+            else ". One fold is not yet a cross-validation: the other folds are to train.",
+        ),
+    ]
 
 
 def classifier_recipe(meta: dict) -> str:
@@ -1860,6 +1925,7 @@ def training_cv_misses(root: Path) -> str:
     """Each fold bundle on its fold's validation patients under each clean-up (``make cv-misses``): Dice and
     the missed slices by how they were missed, with the totals over the folds per clean-up."""
     results = []
+    recipes = {m["name"]: recipe for recipe, metas in cv_bundles(root).items() for m in metas}
     for path in sorted((root / "docs" / "results" / "cv").glob("*_val_cleanup_*.json")):
         report = read(root, f"docs/results/cv/{path.name}")
         (name, scored), *_ = report["models"].items()
@@ -1867,7 +1933,7 @@ def training_cv_misses(root: Path) -> str:
     if not results:
         return "\nNo fold bundle scored yet (`make cv-misses DATA=...`).\n"
     body = []
-    totals: dict[str, dict] = {}
+    totals: dict[str, dict] = {}  # the shipped recipe's, by clean-up: its folds are the ones to sum
     for name, cleanup, scored in results:
         missed = scored["misses"]
         body.append(
@@ -1880,6 +1946,8 @@ def training_cv_misses(root: Path) -> str:
                 f3(missed["dice_mean_of_the_rest"]),
             ]
         )
+        if recipes.get(name) != SHIPPED_RECIPE:
+            continue
         total = totals.setdefault(cleanup, {"dice": [], "n": 0, "of": 0, "elsewhere": 0})
         total["dice"].append(scored["dice_mean"])
         total["n"] += missed["n"]
@@ -1898,7 +1966,11 @@ def training_cv_misses(root: Path) -> str:
                 body,
             ),
             "",
-            para(f"Over the {len(totals.get('model', {}).get('dice', []))} folds scored: ", summary, "."),
+            para(
+                f"Over the shipped recipe's {len(totals.get('model', {}).get('dice', []))} folds scored: ",
+                summary,
+                ". Other recipes' bundles are compared with it fold by fold under the table of folds above.",
+            ),
             "",
             "(Generated from `docs/results/cv/*_val_cleanup_*.json`, written by `make cv-misses DATA=...`.)",
             "",
@@ -2843,16 +2915,12 @@ def headline_misses(ensemble: dict) -> list[str]:
 def headline_segmentation_cv(root: Path) -> list[str]:
     """The shipped U-Net recipe by cross-validation: each fold bundle's calibrated Dice on its own fold's
     validation patients, and the slices they miss (``make cv-misses``, with the bundle's own clean-up)."""
-    metas = cv_bundles(root).get("like `models/unet.json`", [])  # cv_recipe's name for it, nothing changed
+    metas = cv_bundles(root).get(SHIPPED_RECIPE, [])
     if len(metas) < 2:
         return []
     dices = [m["metrics"]["val"]["dice_mean"] for m in metas]
     glioma = [m["metrics"]["val"]["dice_by_type"]["glioma"] for m in metas]
-    missed = [
-        read(root, f"docs/results/cv/{m['name']}_val_cleanup_model.json")["models"][m["name"]]["misses"]
-        for m in metas
-        if (root / "docs" / "results" / "cv" / f"{m['name']}_val_cleanup_model.json").is_file()
-    ]
+    missed = [x for x in (fold_misses(root, m["name"]) for m in metas) if x]
     missed_text = (
         f"; missed outright: {sum(x['n'] for x in missed)} of {sum(x['of'] for x in missed)} slices "
         f"({len(missed)} folds)"

@@ -569,3 +569,48 @@ def test_the_nested_calibration_table_sets_each_folds_own_choice_beside_the_othe
     assert row + " 0.25, flip on, zoom 1/1.15, the largest region |" in text
     assert "Dice 0.735 ± 0.021 with each fold's own choice, 0.725 ± 0.021 with the other folds'" in words
     assert f"the difference {build.MINUS}0.010 per fold" in words and "Missed slices: 55 and 55." in words
+
+
+def test_an_idea_is_set_against_the_shipped_recipe_fold_by_fold_and_kept_out_of_its_totals(tmp_path):
+    def fold_bundle(name, fold, dice, glioma, **changed):
+        return {
+            "name": name,
+            "architecture": "unet",
+            "spec": {"architecture": "unet"},
+            "training": {
+                "split": {"fold": fold, "folds": 5},
+                "like": {"path": "models/unet.json", "overridden": sorted(changed)},
+                **changed,
+            },
+            "metrics": {
+                "val": {"dice_mean": dice, "dice_by_type": {**dict.fromkeys(TYPES, 0.8), "glioma": glioma}}
+            },
+        }
+
+    def scored(name, missed):
+        misses = {"n": missed, "of": 400, "how": {"empty": 0, "elsewhere": missed, "grazing": 0}}
+        misses["dice_mean_of_the_rest"] = 0.8
+        return {"cleanup": "model", "models": {name: {"dice_mean": 0.7, "misses": misses}}}
+
+    (tmp_path / "models/cv").mkdir(parents=True)
+    (tmp_path / "docs/results/cv").mkdir(parents=True)
+    bundles = [
+        fold_bundle("unet_cv2", 2, 0.74, 0.60),
+        fold_bundle("unet_cv3", 3, 0.70, 0.55),
+        fold_bundle("unet_th_cv3", 3, 0.72, 0.61, type_head=0.3),
+    ]
+    for meta, missed in zip(bundles, (20, 30, 24), strict=True):
+        (tmp_path / f"models/cv/{meta['name']}.json").write_text(json.dumps(meta))
+        (tmp_path / f"docs/results/cv/{meta['name']}_val_cleanup_model.json").write_text(
+            json.dumps(scored(meta["name"], missed))
+        )
+
+    words = " ".join(build.training_cv(tmp_path).split())
+    assert "like `models/unet.json`, with `type_head` 0.3: 1 of 5 folds trained." in words
+    assert (
+        "Against the shipped recipe on the same fold, each bundle calibrated on its own fold: fold 3: Dice "
+        "0.700 → 0.720 (+0.020), glioma 0.550 → 0.610, missed 30 → 24. One fold is not yet" in words
+    )
+    misses = " ".join(build.training_cv_misses(tmp_path).split())
+    assert "| `unet_th_cv3` | the bundle's own | 0.700 | 24 of 400 |" in misses  # listed
+    assert "Over the shipped recipe's 2 folds scored: the bundle's own: mean Dice 0.700, 50 of 800" in misses
