@@ -296,7 +296,7 @@ def make_dataset(
     seed: int = 42,
     repeat_outputs: int = 1,
     soft_targets: bool = False,
-    draw_weights: Sequence[float] | None = None,
+    draw_weights: Sequence[float] | DrawWeights | None = None,
     types: np.ndarray | None = None,
 ):
     """A ``tf.data.Dataset`` of ``(image, mask)`` batches from ``(N, S, S, 1)`` arrays.
@@ -307,7 +307,8 @@ def make_dataset(
     ``soft_targets``: the masks are probabilities in [0, 1] (distillation), which augmentation
     interpolates instead of re-binarising. ``draw_weights`` (one per slice, > 0): each pass draws N slices
     with replacement, each with probability proportional to its weight, anew every pass (seeded), instead
-    of every slice once in a shuffled order (``type_draw_weights`` makes them by tumour type).
+    of every slice once in a shuffled order (``type_draw_weights`` makes them by tumour type; a
+    ``DrawWeights`` may change them between passes).
     """
     import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: Django imports ml.data)
 
@@ -344,19 +345,51 @@ def type_draw_weights(records: Sequence[Record], weights: dict[str, float]) -> l
     return [float(weights.get(r.tumour_type or "", 1.0)) for r in records]
 
 
-def weighted_draws(images: np.ndarray, targets: np.ndarray, weights: Sequence[float], seed: int):
-    """A ``tf.data.Dataset`` of ``len(images)`` ``(image, target)`` pairs (a target may be a tuple of
-    arrays) drawn with replacement, each with probability proportional to its weight: inverse-CDF sampling
-    of a seeded random stream that is drawn anew each time the dataset is iterated."""
-    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: Django imports ml.data)
-
+def draw_cdf(weights: Sequence[float], n: int) -> np.ndarray:
+    """The cumulative draw probabilities of ``n`` slices' weights; ``ValueError`` unless there is one
+    finite weight > 0 per slice."""
     p = np.asarray(weights, dtype=np.float64)
-    if p.shape != (len(images),) or not np.all(np.isfinite(p)) or (p <= 0).any():
+    if p.shape != (n,) or not np.all(np.isfinite(p)) or (p <= 0).any():
         raise ValueError(
-            f"draw_weights needs one finite weight > 0 per slice ({len(images)}); got {p.size} weights, "
+            f"draw_weights needs one finite weight > 0 per slice ({n}); got {p.size} weights, "
             f"the smallest {p.min() if p.size else None}."
         )
-    cdf = tf.constant(np.cumsum(p) / p.sum())
+    return np.cumsum(p) / p.sum()
+
+
+class DrawWeights:
+    """Draw weights that may change between passes (hard-example mining, ``ml.training.mining``): the
+    dataset reads them at every draw, so weights ``set`` after a pass shape the next one. ``base``: the
+    weights it starts with, one per slice, > 0."""
+
+    def __init__(self, base: Sequence[float]):
+        import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: Django imports ml.data)
+
+        self.base = np.asarray(base, dtype=np.float64)
+        self.cdf = tf.Variable(draw_cdf(self.base, len(self.base)), trainable=False, dtype=tf.float64)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def set(self, weights: Sequence[float]) -> None:
+        self.cdf.assign(draw_cdf(weights, len(self.base)))
+
+
+def weighted_draws(
+    images: np.ndarray, targets: np.ndarray, weights: Sequence[float] | DrawWeights, seed: int
+):
+    """A ``tf.data.Dataset`` of ``len(images)`` ``(image, target)`` pairs (a target may be a tuple of
+    arrays) drawn with replacement, each with probability proportional to its weight: inverse-CDF sampling
+    of a seeded random stream that is drawn anew each time the dataset is iterated. ``DrawWeights`` are
+    read at each draw, so they may change between passes."""
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: Django imports ml.data)
+
+    if isinstance(weights, DrawWeights):
+        if len(weights) != len(images):
+            raise ValueError(f"draw_weights needs one weight per slice ({len(images)}); got {len(weights)}.")
+        cdf = weights.cdf
+    else:
+        cdf = tf.constant(draw_cdf(weights, len(images)))
     images_t, targets_t = tf.constant(images), tf.nest.map_structure(tf.constant, targets)
     last = len(images) - 1
 

@@ -10,11 +10,15 @@ from pathlib import Path
 from ml.training.schedule import schedule_callbacks
 
 
-def training_callbacks(cfg, run_dir: Path, state: dict, log, *, monitor: str = "val_dice") -> list:
+def training_callbacks(
+    cfg, run_dir: Path, state: dict, log, *, monitor: str = "val_dice", before_log: tuple = ()
+) -> list:
     """LR schedule, CSV log, and per epoch: checkpoint, best weights by ``monitor``, early stopping and the
     time budget. ``cfg`` needs epochs, lr_start, lr_end, patience, max_minutes and depth (a ``TrainConfig``
     or ``ml.type_classification.ClassifierConfig``); ``state`` is updated in place and written to
-    ``<run_dir>/state.json`` every epoch, so a rerun resumes."""
+    ``<run_dir>/state.json`` every epoch, so a rerun resumes. ``before_log``: callbacks that run after
+    each epoch before the CSV log is written, so what they add to the epoch's logs is logged, and their
+    time counts against the budget."""
     import keras  # noqa: PLC0415 (TensorFlow loads only when a run starts)
 
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
@@ -69,6 +73,7 @@ def training_callbacks(cfg, run_dir: Path, state: dict, log, *, monitor: str = "
 
     return [
         *schedule_callbacks(cfg, time_progress),
+        *before_log,
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
         EpochState(),
     ]

@@ -52,6 +52,9 @@ class TrainConfig:
     # The weight of a tumour-type head's cross-entropy in the loss (ml.models.with_type_head): segmentation
     # and type learnt together through the encoder. 0: no head. The bundle keeps the segmenter only.
     type_head: float = 0.0
+    # Hard-example mining (ml.training.mining): after each epoch a slice's draw weight becomes its type's
+    # times 1 + hard_mining * (1 - the model's Dice on it). 0: none.
+    hard_mining: float = 0.0
 
     def __post_init__(self):
         if self.name is None:
@@ -76,6 +79,13 @@ class TrainConfig:
                 raise ValueError(
                     "a type head reads the plain encoder's bottleneck beside one mask head: train it with "
                     "--encoder plain, without deep supervision or distillation."
+                )
+        if self.hard_mining:
+            if not self.hard_mining > 0:
+                raise ValueError(f"hard_mining is a strength > 0 (or 0 for none), got {self.hard_mining}.")
+            if self.distill_from:
+                raise ValueError(
+                    "hard-example mining scores the expert masks: train it without distillation."
                 )
         if self.distill_from:
             if not 0.0 < self.distill_weight <= 1.0:
@@ -138,6 +148,7 @@ LIKE_FIELDS = (
     "batch_size",
     "type_weights",
     "type_head",
+    "hard_mining",
 )
 
 
@@ -178,4 +189,5 @@ def bundle_recipe(path: str | Path) -> dict:
     # Bundles from before the option drew every slice once per epoch, as no weights do.
     recipe["type_weights"] = training.get("type_weights") or {}
     recipe["type_head"] = training.get("type_head") or 0.0
+    recipe["hard_mining"] = training.get("hard_mining") or 0.0
     return {key: recipe[key] for key in LIKE_FIELDS if recipe.get(key) is not None}

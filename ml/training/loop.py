@@ -17,6 +17,7 @@ from pathlib import Path
 from ml.calibrate import apply_choice, calibrate, cleanup_text, tta_text
 from ml.data import (
     TUMOUR_TYPES,
+    DrawWeights,
     Slices,
     augmentation_preset,
     data_fingerprint,
@@ -33,6 +34,7 @@ from ml.models import with_type_head
 from ml.training.callbacks import training_callbacks
 from ml.training.config import TrainConfig
 from ml.training.distillation import distillation_meta, teacher_targets
+from ml.training.mining import hard_example_mining
 from ml.training.plots import plot_curves
 from ml.training.provenance import encoder_weights_note, library_versions, like_meta, source_provenance
 from ml.training.transfer import transfer_weights
@@ -155,6 +157,21 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             targets = teacher_targets(
                 cfg.distill_from, x_train, y_train, cfg.distill_weight, precision=precision, log=log
             )
+        draw_weights = type_draw_weights(train_slices.records, cfg.type_weights)
+        mining = ()
+        if cfg.hard_mining:
+            draw_weights = DrawWeights(draw_weights or [1.0] * len(x_train))
+            mining = (
+                hard_example_mining(
+                    x_train,
+                    y_train,
+                    draw_weights,
+                    cfg.hard_mining,
+                    batch_size=cfg.batch_size,
+                    log=log,
+                    mine_at_start=bool(state["epochs_done"] or cfg.init_from),
+                ),
+            )
         train_ds = make_dataset(
             x_train,
             targets,
@@ -164,7 +181,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             seed=cfg.seed,
             repeat_outputs=heads,
             soft_targets=bool(cfg.distill_from),
-            draw_weights=type_draw_weights(train_slices.records, cfg.type_weights),
+            draw_weights=draw_weights,
             types=types[0],
         )
         val_ds = make_dataset(x_val, y_val, batch_size=cfg.batch_size, repeat_outputs=heads, types=types[1])
@@ -179,7 +196,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             validation_data=val_ds,
             epochs=cfg.epochs,
             initial_epoch=state["epochs_done"],
-            callbacks=training_callbacks(cfg, run_dir, state, log),
+            callbacks=training_callbacks(cfg, run_dir, state, log, before_log=mining),
             verbose=verbose,
             shuffle=False,
         )  # the dataset reshuffles itself each epoch (seeded)
@@ -231,6 +248,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             "batch_size": cfg.batch_size,
             "type_weights": cfg.type_weights,
             "type_head": cfg.type_head,
+            "hard_mining": cfg.hard_mining,
             "loss": cfg.loss,
             "optimizer": "adam",
             "like": like_meta(cfg),

@@ -180,6 +180,15 @@ def add_training_arguments(parser, *, data_default: str | None, output_default: 
         "bundle keeps the segmenter only (default 0: no head; --like takes the bundle's)",
     )
     parser.add_argument(
+        "--hard-mining",
+        type=float,
+        metavar="STRENGTH",
+        help="hard-example mining: after each epoch, draw each training slice with weight 1 + STRENGTH x "
+        "(1 - the model's Dice on it), times its --type-weight (e.g. 2: a missed slice 3 times as often "
+        "as a perfect one); costs a forward pass over the training slices per epoch (default 0: none; "
+        "--like takes the bundle's)",
+    )
+    parser.add_argument(
         "--distill-weight",
         type=float,
         default=d["distill_weight"],

@@ -88,6 +88,7 @@ def test_a_bundle_without_the_newer_fields_leaves_their_defaults(tmp_path):
         "augmentation": "none",
         "type_weights": {},  # drawn once per epoch each, as before the option
         "type_head": 0.0,  # no type head, as before the option
+        "hard_mining": 0.0,  # no mining, as before the option
     }
 
 
@@ -103,6 +104,21 @@ def test_type_weights_are_parsed_checked_and_win_over_the_bundle():
             _options("--type-weight", bad)
     with pytest.raises(ValueError, match="type weights are <type>=<weight > 0>"):
         TrainConfig(architecture="unet", data_dir="data", type_weights={"glioma": 0.0})
+
+
+def test_hard_mining_is_read_and_like_carries_it(tmp_path):
+    cfg = config_from_options(_options("--architecture", "unet", "--hard-mining", "2"), "data")
+    assert cfg.hard_mining == 2.0
+    meta = json.loads((settings.TUMORSITE_MODELS_DIR / "unet.json").read_text())
+    meta["training"]["hard_mining"] = 1.5
+    (tmp_path / "mined.json").write_text(json.dumps(meta))
+    assert config_from_options(_options("--like", str(tmp_path / "mined.json")), "data").hard_mining == 1.5
+    assert (
+        config_from_options(
+            _options("--like", str(settings.TUMORSITE_MODELS_DIR / "unet.json")), "data"
+        ).hard_mining
+        == 0.0
+    )
 
 
 def test_bad_like_arguments_say_what_to_pass(tmp_path):

@@ -14,7 +14,7 @@ from ml.models import ModelSpec, segmentation_only, with_type_head
 from ml.runs import summarise
 from ml.training.config import TrainConfig
 from ml.training.loop import train
-from segmentation.testing import write_shared_layout
+from tests.ml.builders import tiny_segmenter
 
 
 def test_the_joint_model_has_both_heads_and_strips_to_the_segmenter():
@@ -61,21 +61,7 @@ def test_each_slice_keeps_its_type_through_weighted_draws_and_augmentation():
 
 @pytest.mark.slow
 def test_a_run_with_a_type_head_writes_the_segmenter_it_trained(tmp_path):
-    write_shared_layout(tmp_path / "data", n_per_type=6)
-    cfg = TrainConfig(
-        architecture="unet",
-        data_dir=str(tmp_path / "data"),
-        image_size=32,
-        base_filters=4,
-        depth=2,
-        epochs=1,
-        batch_size=4,
-        precision="fp32",
-        type_head=0.5,
-        output_dir=str(tmp_path / "out"),
-        run_dir=str(tmp_path / "runs" / "joint"),
-        name="joint",
-    )
+    cfg = tiny_segmenter(tmp_path, "joint", type_head=0.5)
     meta = train(cfg, log=lambda *_: None, verbose=0)
     assert meta["training"]["type_head"] == 0.5
     log = list(csv.DictReader((tmp_path / "runs" / "joint" / "log.csv").open()))
