@@ -1721,11 +1721,18 @@ def against_the_shipped_recipe(root: Path, metas: list[dict]) -> list[str]:
 
 
 def classifier_recipe(meta: dict) -> str:
-    """A fold classifier's recipe: its draw weights by type (``--type-weight``), or every slice alike."""
+    """A fold classifier's recipe: its draw weights by type (``--type-weight``), or every slice alike; for
+    the type head of a joint segmenter (``ml.train --type-head``), that."""
     weights = meta["training"].get("type_weights") or {}
-    if not weights:
-        return "every slice drawn alike"
-    return ", ".join(f"{t} drawn {w:g} times as often" for t, w in sorted(weights.items()))
+    drawn = (
+        ", ".join(f"{t} drawn {w:g} times as often" for t, w in sorted(weights.items()))
+        if weights
+        else "every slice drawn alike"
+    )
+    joint = meta["training"].get("joint_segmenter")
+    if joint:
+        return f"the type head of a segmenter trained with it (`--type-head {joint['type_head']:g}`), {drawn}"
+    return drawn
 
 
 def training_cv_classifier(root: Path) -> str:

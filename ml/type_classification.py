@@ -28,6 +28,7 @@ import numpy as np
 from ml.data import (
     AUGMENTATIONS,
     TUMOUR_TYPES,
+    Slices,
     _augment,
     augmentation_preset,
     data_fingerprint,
@@ -282,6 +283,89 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
     log(f"wrote {path} and {path.with_suffix('.json')}; run files in {run_dir}")
     keras.backend.clear_session()
     return {"name": cfg.name, "path": str(path), **metadata}
+
+
+def type_head_bundle(
+    joint, segmenter_meta: dict, val_slices: Slices, output_dir: str | Path, *, log=print
+) -> dict:
+    """A joint segmenter's type branch (``ml.train --type-head``: its encoder and its type head) as a
+    type-classifier bundle ``<output_dir>/<segmenter>_type_head.keras``: the same weights, nothing trained
+    here, the branch being exactly ``build_type_classifier`` of the segmenter's encoder. Scored as a
+    classifier trained alone is, with flip TTA on the run's validation slices, so that the two ways of
+    learning the type compare fold by fold. ``segmenter_meta``: the metadata the run wrote for its
+    segmenter (spec, split, schedule). Returns the classifier's metadata."""
+    import keras  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports this module)
+
+    from ml.models.type_classifier import build_type_classifier  # noqa: PLC0415 (imports Keras, as above)
+    from ml.training.transfer import transfer_weights  # noqa: PLC0415 (imports Keras, as above)
+
+    seg_spec, seg_training = segmenter_meta["spec"], segmenter_meta["training"]
+    name = f"{segmenter_meta['name']}_type_head"
+    spec = {
+        "encoder": seg_spec["encoder"],
+        "input_size": seg_spec["input_size"],
+        "base_filters": seg_spec["base_filters"],
+        "depth": seg_spec["depth"],
+        "dropout": 0.3,  # type_head's defaults, as with_type_head builds it
+        "hidden": 64,
+    }
+
+    def build():
+        return build_type_classifier(name=name, **spec)
+
+    classifier = build()
+    copied = transfer_weights(joint, classifier)
+    missing = [layer.name for layer in classifier.layers if layer.weights and layer.name not in copied]
+    if missing:
+        raise RuntimeError(f"the joint model lacks the classifier's layers {', '.join(missing)}")
+    keep = (
+        "split",
+        "type_weights",
+        "epochs_planned",
+        "epochs_done",
+        "best_epoch",
+        "stopped_by_time_budget",
+        "batch_size",
+        "optimizer",
+        "lr",
+        "augmentation",
+        "precision",
+        "train_seconds",
+        "finished_at",
+        "library_versions",
+    )
+    metadata = {
+        "task": "tumour_type_classification",
+        "classes": list(TUMOUR_TYPES),
+        "spec": spec,
+        "encoder": spec["encoder"],
+        "encoder_weights": segmenter_meta["encoder_weights"],
+        "encoder_weights_note": segmenter_meta["encoder_weights_note"],
+        "input_size": spec["input_size"],
+        "initialised_from": segmenter_meta.get("initialised_from"),
+        "parameters": int(classifier.count_params()),
+        "tta": True,
+        "training": {
+            **{key: seg_training[key] for key in keep if key in seg_training},
+            "joint_segmenter": {"name": segmenter_meta["name"], "type_head": seg_training["type_head"]},
+            "loss": (
+                f"the joint model's: the mask's {seg_training['loss']} + {seg_training['type_head']:g} x "
+                "categorical cross-entropy of the type; the best epoch by the mask's validation Dice"
+            ),
+        },
+    }
+    path = save_bundle(classifier, output_dir, name, metadata, rebuild=build)
+    shipped = TypeClassifier(keras.models.load_model(path, compile=False), {"name": name, "tta": True})
+    val = accuracy_by_type(shipped.probabilities(val_slices.images), labels_of(val_slices.records))
+    metadata["metrics"] = {"val": val}
+    path.with_suffix(".json").write_text(
+        json.dumps({"name": name, **metadata}, indent=2, sort_keys=True) + "\n"
+    )
+    log(
+        f"the type head as a classifier (flip TTA): validation accuracy {val['accuracy']:.4f}, by type "
+        f"{json.dumps({k: round(v, 4) for k, v in val['accuracy_by_type'].items()})}; wrote {path}"
+    )
+    return {"name": name, "path": str(path), **metadata}
 
 
 def _weights_note(weights_source: str, init_from: str | None) -> str:

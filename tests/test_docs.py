@@ -614,3 +614,12 @@ def test_an_idea_is_set_against_the_shipped_recipe_fold_by_fold_and_kept_out_of_
     misses = " ".join(build.training_cv_misses(tmp_path).split())
     assert "| `unet_th_cv3` | the bundle's own | 0.700 | 24 of 400 |" in misses  # listed
     assert "Over the shipped recipe's 2 folds scored: the bundle's own: mean Dice 0.700, 50 of 800" in misses
+
+
+def test_a_joint_segmenters_type_head_is_its_own_classifier_recipe():
+    alone = {"training": {"type_weights": {"meningioma": 2.0}}}
+    joint = {"training": {"type_weights": {}, "joint_segmenter": {"name": "unet_th_cv3", "type_head": 0.3}}}
+    assert build.classifier_recipe(alone) == "meningioma drawn 2 times as often"
+    assert build.classifier_recipe(joint) == (
+        "the type head of a segmenter trained with it (`--type-head 0.3`), every slice drawn alike"
+    )

@@ -202,6 +202,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
         )  # the dataset reshuffles itself each epoch (seeded)
     (run_dir / "state.json").write_text(json.dumps(state, indent=2))
     model.load_weights(run_dir / "best.weights.h5")
+    joint = model
     if cfg.type_head:  # the bundle is the segmenter alone: its layers, by name, from the joint model
         model = transfer_segmenter(model, spec.build())
 
@@ -273,6 +274,16 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
     }
     metadata = apply_choice(metadata, choice)  # threshold, TTA, clean-up and validation metrics
     path = save_bundle(model, cfg.output_dir, cfg.name, metadata)
+    if cfg.type_head:  # and the type branch, as a classifier to compare with one trained alone
+        from ml.type_classification import type_head_bundle  # noqa: PLC0415 (ml.type_classification imports this module)
+
+        type_head_bundle(
+            joint,
+            {"name": cfg.name, **metadata},
+            val_slices,
+            Path(cfg.output_dir) / "type_classifier",
+            log=log,
+        )
     if (run_dir / "log.csv").exists():
         plot_curves(run_dir / "log.csv", run_dir / "curves.png")
     log(f"wrote {path} and {path.with_suffix('.json')}; run files in {run_dir}")

@@ -14,6 +14,7 @@ from ml.models import ModelSpec, segmentation_only, with_type_head
 from ml.runs import summarise
 from ml.training.config import TrainConfig
 from ml.training.loop import train
+from ml.type_classification import load_type_classifier
 from tests.ml.builders import tiny_segmenter
 
 
@@ -78,3 +79,12 @@ def test_a_run_with_a_type_head_writes_the_segmenter_it_trained(tmp_path):
     np.testing.assert_allclose(bundle.model(x), joint(x)["mask"], rtol=1e-5, atol=1e-6)
     summary = summarise(tmp_path / "out" / "joint.json", tmp_path / "runs")  # python -m ml.runs reads it
     assert summary["in_training_val_dice_by_epoch"] == [round(float(log[0]["val_mask_dice"]), 4)]
+
+    # The type branch, written as a classifier bundle with the same weights, scored on the same patients.
+    head_path = tmp_path / "out" / "type_classifier" / "joint_type_head.keras"
+    classifier = load_type_classifier(head_path)
+    np.testing.assert_allclose(classifier.model(x), joint(x)["tumour_type"], rtol=1e-5, atol=1e-6)
+    head = json.loads(head_path.with_suffix(".json").read_text())
+    assert head["training"]["joint_segmenter"] == {"name": "joint", "type_head": 0.5}
+    assert head["training"]["split"] == meta["training"]["split"] and head["tta"] is True
+    assert head["metrics"]["val"]["n"] == meta["training"]["split"]["n_val"]
