@@ -38,7 +38,7 @@ from ml.data import (
     weighted_draws,
 )
 from ml.inference import openvino_forward, read_metadata, resolve_runtime, save_bundle
-from ml.training.callbacks import training_callbacks
+from ml.training.callbacks import run_finished, training_callbacks
 from ml.training.config import check_folds_and_weights
 from ml.training.loop import set_threads, start_or_resume, start_run
 from ml.training.options import add_type_weight_argument
@@ -196,7 +196,7 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
     log(f"{cfg.name}: {model.count_params():,} parameters, {precision}, input {cfg.image_size}px")
 
     started = time.time()
-    if state["epochs_done"] < cfg.epochs and not state.get("stale", 0) >= cfg.patience:
+    if not run_finished(cfg, state):
         train_ds = make_classification_dataset(
             x_train,
             y_train,

@@ -10,6 +10,22 @@ from pathlib import Path
 from ml.training.schedule import schedule_callbacks
 
 
+def run_finished(cfg, state: dict) -> bool:
+    """Whether a run (its ``state.json``) has nothing left to train: every epoch done, early stopping
+    reached, or its time budget (``cfg.max_minutes``) spent by the rule the last epoch stops by (another
+    epoch at the mean pace would overrun it). Rerunning the command of a finished run then writes its
+    bundle again without training; a larger ``--max-minutes`` or ``--epochs`` continues it."""
+    if state.get("epochs_done", 0) >= cfg.epochs or state.get("stale", 0) >= cfg.patience:
+        return True
+    return budget_spent(cfg, state)
+
+
+def budget_spent(cfg, state: dict) -> bool:
+    """Whether another epoch at the run's mean pace so far would overrun ``cfg.max_minutes``."""
+    done, spent = state.get("epochs_done", 0), state.get("train_seconds", 0.0)
+    return bool(cfg.max_minutes and done and spent + spent / done > cfg.max_minutes * 60)
+
+
 def training_callbacks(
     cfg, run_dir: Path, state: dict, log, *, monitor: str = "val_dice", before_log: tuple = ()
 ) -> list:
@@ -66,7 +82,7 @@ def training_callbacks(
             elapsed = used_before + time.time() - session_start
             state["train_seconds"] = elapsed
             (run_dir / "state.json").write_text(json.dumps(state, indent=2))
-            if budget_s and elapsed + elapsed / state["epochs_done"] > budget_s:
+            if budget_spent(cfg, state):
                 log(f"time budget of {cfg.max_minutes} min reached: stopping after epoch {epoch + 1}")
                 state["stopped_by_time_budget"] = True
                 self.model.stop_training = True

@@ -31,7 +31,7 @@ from ml.data import (
 )
 from ml.inference import Segmenter, save_bundle, set_precision
 from ml.models import with_type_head
-from ml.training.callbacks import training_callbacks
+from ml.training.callbacks import run_finished, training_callbacks
 from ml.training.config import TrainConfig
 from ml.training.distillation import distillation_meta, teacher_targets
 from ml.training.mining import hard_example_mining
@@ -150,7 +150,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
     model, state = start_or_resume(cfg, run_dir, build, compile_model, log)
     log(f"{cfg.name}: {model.count_params():,} parameters, {precision}, input {cfg.image_size}px")
 
-    if state["epochs_done"] < cfg.epochs and not state.get("stale", 0) >= cfg.patience:
+    if not run_finished(cfg, state):
         augmentation = augmentation_preset(cfg.augmentation)
         targets = y_train
         if cfg.distill_from:
