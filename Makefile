@@ -7,7 +7,7 @@ SHARED_DATA := ../shared/data/figshare
 DATA   ?= $(if $(wildcard $(SHARED_DATA)/cases.csv),$(SHARED_DATA),)
 HOST   ?= 127.0.0.1:8000
 
-.PHONY: install lock check-lock lint demo test bench docs rescore cv-misses cv-regions cv-classifiers cv-ensemble cv-calibration cv-type-vote check-compose clean help
+.PHONY: install lock check-lock lint demo test bench docs rescore cv-collect cv-misses cv-regions cv-classifiers cv-ensemble cv-calibration cv-type-vote check-compose clean help
 
 install: $(VENV)/.installed
 
@@ -103,6 +103,15 @@ rescore: install
 # The fold bundles of the shipped U-Net recipe; other recipes' folds may sit beside them in models/cv.
 SHIPPED_FOLDS = $(sort $(wildcard models/cv/unet_cv[0-9].keras))
 
+# A finished fold run of ml.train (--output-dir runs/cv --run-dir runs/cv/<name>) into models/cv/: its bundle,
+# its per-epoch log as <name>.log.csv and, for a --type-head run, its type branch into models/cv/type_classifier/.
+cv-collect:
+	@test -n '$(RUN)' && test -f 'runs/cv/$(RUN).keras' && test -f 'runs/cv/$(RUN)/log.csv' || { echo "cv-collect: RUN=<name> of a finished run is required (runs/cv/<name>.keras and runs/cv/<name>/log.csv)"; exit 2; }
+	cp runs/cv/$(RUN).keras runs/cv/$(RUN).json models/cv/
+	cp runs/cv/$(RUN)/log.csv models/cv/$(RUN).log.csv
+	@if [ -f runs/cv/type_classifier/$(RUN)_type_head.keras ]; then mkdir -p models/cv/type_classifier && \
+	  cp -v runs/cv/type_classifier/$(RUN)_type_head.keras runs/cv/type_classifier/$(RUN)_type_head.json models/cv/type_classifier/; fi
+
 # Each cross-validation bundle on its own fold's validation patients, with its clean-up and with every region
 # kept: Dice and the missed slices (empty, elsewhere, grazing), tabulated in docs/training.md. Bundles already
 # scored are skipped; FORCE=1 scores them all again.
@@ -185,6 +194,7 @@ help:
 	@echo "make test         the suite in the embedded mode, with coverage and its floor"
 	@echo "make demo         the embedded mode on http://$(HOST)/"
 	@echo "make bench        the benchmarks; make rescore: re-derive the published figures (DATA=...)"
+	@echo "make cv-collect   a finished fold run (RUN=<name>, trained into runs/cv) into models/cv with its log"
 	@echo "make cv-misses    each cross-validation bundle on its fold's validation: Dice and misses (DATA=...;"
 	@echo "                  bundles scored already are skipped, FORCE=1 redoes them)"
 	@echo "make cv-regions   rules choosing one region of the map, by cross-validation over models/cv (DATA=...)"
