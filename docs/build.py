@@ -1692,8 +1692,10 @@ def against_the_shipped_recipe(root: Path, metas: list[dict]) -> list[str]:
     for base, idea in pairs:
         before, after = base["metrics"]["val"], idea["metrics"]["val"]
         missed = [fold_misses(root, m["name"]) for m in (base, idea)]
+        epochs = [sum(r.get("epochs_done") or 0 for r in chain(m)) for m in (base, idea)]
         per_fold.append(
-            f"fold {idea['training']['split']['fold']}: Dice {f3(before['dice_mean'])} → "
+            f"fold {idea['training']['split']['fold']} ({epochs[0]} → {epochs[1]} epochs): Dice "
+            f"{f3(before['dice_mean'])} → "
             f"{f3(after['dice_mean'])} ({signed(after['dice_mean'] - before['dice_mean'])}), glioma "
             f"{f3(before['dice_by_type']['glioma'])} → {f3(after['dice_by_type']['glioma'])}"
             + (f", missed {missed[0]['n']} → {missed[1]['n']}" if all(missed) else "")

@@ -579,6 +579,7 @@ def test_an_idea_is_set_against_the_shipped_recipe_fold_by_fold_and_kept_out_of_
             "spec": {"architecture": "unet"},
             "training": {
                 "split": {"fold": fold, "folds": 5},
+                "epochs_done": 35 if changed else 23,
                 "like": {"path": "models/unet.json", "overridden": sorted(changed)},
                 **changed,
             },
@@ -608,8 +609,9 @@ def test_an_idea_is_set_against_the_shipped_recipe_fold_by_fold_and_kept_out_of_
     words = " ".join(build.training_cv(tmp_path).split())
     assert "like `models/unet.json`, with `type_head` 0.3: 1 of 5 folds trained." in words
     assert (
-        "Against the shipped recipe on the same fold, each bundle calibrated on its own fold: fold 3: Dice "
-        "0.700 → 0.720 (+0.020), glioma 0.550 → 0.610, missed 30 → 24. One fold is not yet" in words
+        "Against the shipped recipe on the same fold, each bundle calibrated on its own fold: fold 3 "
+        "(23 → 35 epochs): Dice 0.700 → 0.720 (+0.020), glioma 0.550 → 0.610, missed 30 → 24. "
+        "One fold is not yet" in words
     )
     misses = " ".join(build.training_cv_misses(tmp_path).split())
     assert "| `unet_th_cv3` | the bundle's own | 0.700 | 24 of 400 |" in misses  # listed
