@@ -170,7 +170,7 @@ cv-classifiers: install
 	@mkdir -p models/cv/type_classifier
 	@for seg in models/cv/unet_cv?.keras; do \
 	  k=$${seg#models/cv/unet_cv}; k=$${k%.keras}; \
-	  name=type_classifier_cv$$k$(if $(TYPE_WEIGHT),_w); \
+	  name=type_classifier_cv$${k}$(if $(TYPE_WEIGHT),_w); \
 	  test -f models/cv/type_classifier/$$name.keras && continue; \
 	  echo "== $$name (fold $$k, seeded from $$seg)"; \
 	  env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m ml.type_classification --data '$(DATA)' --fold $$k \
