@@ -266,14 +266,7 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
         },
     }
     path = save_bundle(model, cfg.output_dir, cfg.name, metadata, rebuild=build)
-    # Scored as shipped: the saved float32 bundle, not the (possibly bf16) training graph, whose
-    # rounding flips a few borderline slices.
-    shipped = TypeClassifier(keras.models.load_model(path, compile=False), {"name": cfg.name, "tta": True})
-    metadata["metrics"] = {"val": accuracy_by_type(shipped.probabilities(val_slices.images), y_val)}
-    path.with_suffix(".json").write_text(
-        json.dumps({"name": cfg.name, **metadata}, indent=2, sort_keys=True) + "\n"
-    )
-    val_metrics = metadata["metrics"]["val"]
+    val_metrics = score_as_shipped(path, cfg.name, metadata, val_slices)
     log(
         f"validation (flip TTA): accuracy {val_metrics['accuracy']:.4f}, by type "
         f"{json.dumps({k: round(v, 4) for k, v in val_metrics['accuracy_by_type'].items()})}"
@@ -285,6 +278,21 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
     return {"name": cfg.name, "path": str(path), **metadata}
 
 
+def score_as_shipped(path: Path, name: str, metadata: dict, val_slices: Slices) -> dict:
+    """The saved bundle at ``path`` scored with flip TTA on ``val_slices``, as ``metadata["metrics"]["val"]``
+    in its JSON (rewritten): the float32 file, not the (possibly bf16) training graph, whose rounding flips
+    a few borderline slices. Returns those metrics."""
+    import keras  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports this module)
+
+    shipped = TypeClassifier(keras.models.load_model(path, compile=False), {"name": name, "tta": True})
+    val = accuracy_by_type(shipped.probabilities(val_slices.images), labels_of(val_slices.records))
+    metadata["metrics"] = {"val": val}
+    path.with_suffix(".json").write_text(
+        json.dumps({"name": name, **metadata}, indent=2, sort_keys=True) + "\n"
+    )
+    return val
+
+
 def type_head_bundle(
     joint, segmenter_meta: dict, val_slices: Slices, output_dir: str | Path, *, log=print
 ) -> dict:
@@ -294,10 +302,8 @@ def type_head_bundle(
     classifier trained alone is, with flip TTA on the run's validation slices, so that the two ways of
     learning the type compare fold by fold. ``segmenter_meta``: the metadata the run wrote for its
     segmenter (spec, split, schedule). Returns the classifier's metadata."""
-    import keras  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports this module)
-
-    from ml.models.type_classifier import build_type_classifier  # noqa: PLC0415 (imports Keras, as above)
-    from ml.training.transfer import transfer_weights  # noqa: PLC0415 (imports Keras, as above)
+    from ml.models.type_classifier import build_type_classifier  # noqa: PLC0415 (imports Keras, loaded lazily)
+    from ml.training.transfer import transfer_weights  # noqa: PLC0415 (imports Keras, loaded lazily)
 
     seg_spec, seg_training = segmenter_meta["spec"], segmenter_meta["training"]
     name = f"{segmenter_meta['name']}_type_head"
@@ -355,12 +361,7 @@ def type_head_bundle(
         },
     }
     path = save_bundle(classifier, output_dir, name, metadata, rebuild=build)
-    shipped = TypeClassifier(keras.models.load_model(path, compile=False), {"name": name, "tta": True})
-    val = accuracy_by_type(shipped.probabilities(val_slices.images), labels_of(val_slices.records))
-    metadata["metrics"] = {"val": val}
-    path.with_suffix(".json").write_text(
-        json.dumps({"name": name, **metadata}, indent=2, sort_keys=True) + "\n"
-    )
+    val = score_as_shipped(path, name, metadata, val_slices)
     log(
         f"the type head as a classifier (flip TTA): validation accuracy {val['accuracy']:.4f}, by type "
         f"{json.dumps({k: round(v, 4) for k, v in val['accuracy_by_type'].items()})}; wrote {path}"
