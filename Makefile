@@ -138,12 +138,16 @@ cv-calibration: install
 
 # The type suggestion by cross-validation, each fold's queries outlined, embedded and typed by the fold models
 # that held it out (the shipped recipe's U-Nets and the fold classifiers): docs/training.md, "cv-type-vote".
+# CLASSIFIERS=_w blends the class-balanced fold classifiers (make cv-classifiers TYPE_WEIGHT=...) instead,
+# into type_vote_by_fold_w.json; the described slices are cached once for both.
+CLASSIFIERS ?=
+CV_CLASSIFIERS = $(sort $(wildcard models/cv/type_classifier/type_classifier_cv[0-9]$(CLASSIFIERS).keras))
 cv-type-vote: install
 	@test -f '$(DATA)/cases.csv' || { echo "cv-type-vote: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
+	@test $(words $(CV_CLASSIFIERS)) -eq 5 || { echo "cv-type-vote: needs 5 fold classifiers models/cv/type_classifier/type_classifier_cv0..4$(CLASSIFIERS).keras ($(words $(CV_CLASSIFIERS)) there)"; exit 2; }
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py tune_retrieval --data '$(DATA)' \
-	  --json docs/results/cv/type_vote_by_fold.json --w-embedding 0 0.6 --fold-models $(SHIPPED_FOLDS) \
-	  --classifier-folds $(sort $(wildcard models/cv/type_classifier/type_classifier_cv[0-9].keras)) \
-	  --cache var/tune_retrieval_by_fold.npz
+	  --json docs/results/cv/type_vote_by_fold$(CLASSIFIERS).json --w-embedding 0 0.6 --fold-models $(SHIPPED_FOLDS) \
+	  --classifier-folds $(CV_CLASSIFIERS) --cache var/tune_retrieval_by_fold.npz
 
 cv-regions: install
 	@test -f '$(DATA)/cases.csv' || { echo "cv-regions: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
@@ -201,5 +205,6 @@ help:
 	@echo "make cv-classifiers  a type classifier per fold with a U-Net in models/cv (DATA=..., TYPE_WEIGHT=...)"
 	@echo "make cv-ensemble  the 5 fold U-Nets as one ensemble, scored once on the test split (DATA=...)"
 	@echo "make cv-calibration  each fold's Dice with the settings chosen on the other folds (DATA=...)"
-	@echo "make cv-type-vote the type suggestion by CV, each fold typed by models that never saw it (DATA=...)"
+	@echo "make cv-type-vote the type suggestion by CV, each fold typed by models that never saw it (DATA=...;"
+	@echo "                  CLASSIFIERS=_w: the class-balanced fold classifiers)"
 	@echo "make check-compose  docker-compose.yml is valid; make clean: remove var, static and test output"

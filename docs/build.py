@@ -1848,6 +1848,8 @@ def training_cv_calibration(root: Path) -> str:
 
 
 TYPE_VOTE_BY_FOLD = "docs/results/cv/type_vote_by_fold.json"
+# The same with the class-balanced fold classifiers (make cv-type-vote CLASSIFIERS=_w).
+TYPE_VOTE_BY_FOLD_BALANCED = "docs/results/cv/type_vote_by_fold_w.json"
 
 
 def in_sample_type_cv(root: Path, retrieval: dict) -> dict:
@@ -1926,8 +1928,52 @@ def training_cv_type_vote(root: Path) -> str:
             f"(Generated from `{TYPE_VOTE_BY_FOLD}`, written by the command above with",
             "`--json docs/results/cv/type_vote_by_fold.json`.)",
             "",
+            *balanced_type_vote(root, tuning, retrieval),
         ]
     )
+
+
+def balanced_type_vote(root: Path, tuning: dict, retrieval: dict) -> list[str]:
+    """The same suggestion with the class-balanced fold classifiers (``TYPE_VOTE_BY_FOLD_BALANCED``) beside
+    the plain ones, share by share at the served embedding weight, paired by fold; nothing until measured."""
+    if not (root / TYPE_VOTE_BY_FOLD_BALANCED).is_file():
+        return []
+    balanced = read(root, TYPE_VOTE_BY_FOLD_BALANCED)
+
+    def at_served_weights(scored: dict) -> dict:
+        found = next(r for r in scored["results"] if r["weights"] == retrieval["weights"])
+        return {float(k): v for k, v in found["by_classifier_weight"].items()}
+
+    plain, weighted = at_served_weights(tuning), at_served_weights(balanced)
+    meta = read(root, f"models/cv/type_classifier/{Path(balanced['classifier_folds'][0]).stem}.json")
+    body = []
+    for share in sorted(set(plain) & set(weighted)):
+        a, b = plain[share], weighted[share]
+        gains = [y - x for x, y in zip(a["type_accuracy_by_fold"], b["type_accuracy_by_fold"], strict=True)]
+        cells = [
+            f"{share:g}" + (" (the vote alone)" if share == 0 else ""),
+            f"{statistics.mean(a['type_accuracy_by_fold']):.3f} → "
+            f"{statistics.mean(b['type_accuracy_by_fold']):.3f}",
+            f"{signed(statistics.mean(gains))} ± {statistics.stdev(gains):.3f}",
+            *(f"{f3(a['type_accuracy_by_type'][t])} → {f3(b['type_accuracy_by_type'][t])}" for t in TYPES),
+        ]
+        served = share == float(retrieval["classifier_weight"])
+        body.append([f"**{c}**" for c in cells] if served else cells)
+    names = ", ".join(f"`{Path(n).stem}`" for n in balanced["classifier_folds"])
+    return [
+        para(
+            f"With the fold classifiers trained with {classifier_recipe(meta)} ({names}) in place of ",
+            "those that drew every slice alike, at the served embedding weight ",
+            f"{retrieval['weights']['embedding']:g}, each cell plain → class-balanced, the gain paired by ",
+            "fold:",
+        ),
+        "",
+        *rows(["classifier share", "accuracy, mean over folds", "gain, mean ± sd over folds", *TYPES], body),
+        "",
+        f"(Generated from `{TYPE_VOTE_BY_FOLD_BALANCED}`, written by `make cv-type-vote DATA=... "
+        "CLASSIFIERS=_w`.)",
+        "",
+    ]
 
 
 def training_cv_misses(root: Path) -> str:

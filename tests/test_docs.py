@@ -625,3 +625,43 @@ def test_a_joint_segmenters_type_head_is_its_own_classifier_recipe():
     assert build.classifier_recipe(joint) == (
         "the type head of a segmenter trained with it (`--type-head 0.3`), every slice drawn alike"
     )
+
+
+def test_the_class_balanced_type_vote_is_set_beside_the_plain_one_share_by_share(tmp_path):
+    (tmp_path / "docs/results/cv").mkdir(parents=True)
+    (tmp_path / "models/cv/type_classifier").mkdir(parents=True)
+    for name in ("retrieval_test.json", "retrieval_tuning.json"):
+        (tmp_path / "docs/results" / name).write_text((REPO_ROOT / "docs/results" / name).read_text())
+    served = published("docs/results/retrieval_test.json")
+    share = float(served["classifier_weight"])
+
+    def vote(by_share: dict, classifiers: list[str]) -> str:
+        shares = {
+            str(s): {
+                "type_accuracy_by_fold": folds,
+                "type_accuracy": sum(folds) / len(folds),
+                "type_accuracy_by_type": {"meningioma": men, "glioma": 0.95, "pituitary": 0.97},
+            }
+            for s, (folds, men) in by_share.items()
+        }
+        result = {**shares["0.0"], "weights": served["weights"], "by_classifier_weight": shares}
+        return json.dumps({"n_slices": 2020, "classifier_folds": classifiers, "results": [result]})
+
+    plain = {0.0: ([0.90, 0.92, 0.88, 0.94, 0.86], 0.70), share: ([0.93, 0.95, 0.91, 0.97, 0.89], 0.80)}
+    (tmp_path / build.TYPE_VOTE_BY_FOLD).write_text(vote(plain, []))
+    without = build.training_cv_type_vote(tmp_path)
+    assert "class-balanced" not in without  # nothing until measured
+
+    names = [f"type_classifier_cv{k}_w.keras" for k in range(5)]
+    weighted = {0.0: plain[0.0], share: ([0.95, 0.95, 0.93, 0.96, 0.92], 0.90)}
+    (tmp_path / build.TYPE_VOTE_BY_FOLD_BALANCED).write_text(vote(weighted, names))
+    (tmp_path / "models/cv/type_classifier/type_classifier_cv0_w.json").write_text(
+        json.dumps({"training": {"type_weights": {"meningioma": 2}}})
+    )
+    text = build.training_cv_type_vote(tmp_path)
+    words = " ".join(text.split())
+    assert text.startswith(without)
+    assert "trained with meningioma drawn 2 times as often (`type_classifier_cv0_w`," in words
+    # gains by fold: +0.02, 0, +0.02, -0.01, +0.03
+    assert f"| **{share:g}** | **0.930 → 0.942** | **+0.012 ± 0.016** | **0.800 → 0.900** |" in text
+    assert "| 0 (the vote alone) | 0.900 → 0.900 | +0.000 ± 0.000 | 0.700 → 0.700 |" in text
