@@ -2162,10 +2162,33 @@ def training_cv_region_choice(root: Path) -> str:
                 f"{spread:.3f} (paired, mean ± sd over folds), {verdict}",
             ),
             "",
+            *likeliest_offer(report),
             "(Generated from `docs/results/cv/region_choice.json`, written by `make cv-regions DATA=...`.)",
             "",
         ]
     )
+
+
+def likeliest_offer(report: dict) -> list[str]:
+    """How often the region the correction page offers when a map outlines nothing
+    (``ml.postprocess.likeliest_region``) held the tumour on the folds; nothing where not measured."""
+    e = report.get("empty_maps")
+    if e is None:
+        return []
+    if e["n"] == 0:
+        return [
+            para("No fold bundle outlined nothing on a slice: the likeliest region was never offered."),
+            "",
+        ]
+    held = f"held the tumour (Dice ≥ 0.1) on {e['hit']} of them" if e["offered"] else "was never offered"
+    return [
+        para(
+            f"Where a bundle outlined nothing ({e['n']} slices over the folds), the correction page offers ",
+            "the region around its map's highest point, down to half of it, marked very low confidence ",
+            f"(`ml.postprocess.likeliest_region`): it would have been offered on {e['offered']} and {held}.",
+        ),
+        "",
+    ]
 
 
 def architecture_slice_check(root: Path) -> str:

@@ -100,3 +100,34 @@ def other_regions(
     candidates = [i for i in range(n) if sizes[i] >= max(min_component_px, 1) and (i + 1) not in touched]
     candidates.sort(key=lambda i: (-peaks[i], -sizes[i], i))
     return [(labels == i + 1, float(peaks[i]), int(sizes[i])) for i in candidates[:limit]]
+
+
+# ``likeliest_region``'s defaults: the region down to half the map's peak, offered only where the peak is at
+# least 5/255, the least a run's stored 8-bit probability map tells apart from nothing.
+LIKELIEST_FRACTION = 0.5
+LIKELIEST_FLOOR = 5 / 255
+
+
+def likeliest_region(
+    prob: np.ndarray, *, fraction: float = LIKELIEST_FRACTION, floor: float = LIKELIEST_FLOOR
+) -> tuple[np.ndarray, float, int] | None:
+    """Where a map that outlines nothing is highest: the connected region (8-connectivity) of
+    ``prob >= fraction * peak`` that holds the map's peak, as ``(bool mask, peak probability, area in px)``;
+    None when the peak is under ``floor``.
+
+    A map with no region above its threshold leaves the clinician with nothing to start from. Its highest
+    place is the model's best guess below its own threshold: the correction page offers it, marked as
+    such, never as the mask (docs/training.md, "Where the misses are", says how often it holds the
+    tumour)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must lie in (0, 1]; got {fraction!r}.")
+    prob = np.asarray(prob)
+    if prob.size == 0:
+        return None
+    top = np.unravel_index(int(np.argmax(prob)), prob.shape)
+    peak = float(prob[top])
+    if peak < floor or peak <= 0.0:
+        return None
+    labels, _ = ndimage.label(prob >= fraction * peak, structure=_EIGHT)
+    region = labels == labels[top]
+    return region, peak, int(region.sum())

@@ -40,7 +40,7 @@ from sklearn.preprocessing import StandardScaler
 from ml.data import load_slices, read_records, split_ids_as_trained
 from ml.evaluate import dice_iou
 from ml.inference import load_segmenter
-from ml.postprocess import largest_region, region_peaks
+from ml.postprocess import largest_region, likeliest_region, region_peaks
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -75,6 +75,9 @@ class SliceRegions:
     tumour_type: str | None
     features: np.ndarray  # (n, len(FEATURES)) float
     dice: np.ndarray  # (n,) float
+    # With no region: the Dice of the map's likeliest region (``ml.postprocess.likeliest_region``, what the
+    # correction page offers then), None where it offers none.
+    likeliest_dice: float | None = None
 
 
 def head_geometry(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -156,7 +159,29 @@ def describe_regions(prob: np.ndarray, image: np.ndarray, threshold: float, *, m
 def slice_regions(record, prob, image, truth, threshold: float, *, min_component_px: int = 0) -> SliceRegions:
     labels, features = describe_regions(prob, image, threshold, min_component_px=min_component_px)
     dice = np.array([dice_iou(labels == i + 1, truth)[0] for i in range(len(features))])
-    return SliceRegions(record.id, record.patient_group, record.tumour_type, features, dice)
+    likeliest = likeliest_region(prob) if len(features) == 0 else None
+    return SliceRegions(
+        record.id,
+        record.patient_group,
+        record.tumour_type,
+        features,
+        dice,
+        None if likeliest is None else float(dice_iou(likeliest[0], truth)[0]),
+    )
+
+
+def empty_maps(slices: list[SliceRegions], *, below: float = 0.1) -> dict:
+    """The slices whose map has no region (the served mask is empty): how many, on how many the correction
+    page would offer the likeliest region instead, on how many that region holds the tumour (Dice of at
+    least ``below``), and its mean Dice where offered."""
+    empty = [s for s in slices if len(s.features) == 0]
+    offered = [s.likeliest_dice for s in empty if s.likeliest_dice is not None]
+    return {
+        "n": len(empty),
+        "offered": len(offered),
+        "hit": sum(d >= below for d in offered),
+        "dice_mean": float(np.mean(offered)) if offered else None,
+    }
 
 
 # --- choosing --------------------------------------------------------------------------------------
@@ -217,6 +242,7 @@ def cross_validate(
         others = [s for other, ss in folds.items() if other != name for s in ss]
         learned = {rule: fit_rule(rule, others, c=c) for rule in ("logistic", "boosted")}
         out[name] = {rule: score(rule, held, learned.get(rule)) for rule in RULES}
+        out[name]["empty_maps"] = empty_maps(held)
         if own and name in own:
             out[name]["own"] = {**score(own[name], held), "rule": own[name]}
         out[name]["logistic_coefficients"] = dict(
@@ -306,7 +332,19 @@ def main(argv=None) -> int:
     summary = summarise_folds(per_fold)
     for rule, s in summary.items():
         print(f"{rule:9s} Dice {s['dice_mean']:.4f} ± {s['dice_sd']:.4f}, missed {s['missed']} of {s['n']}")
-    out = {"bundles": names, "features": list(FEATURES), "c": args.c, "folds": per_fold, "summary": summary}
+    e = {k: sum(f["empty_maps"][k] for f in per_fold.values()) for k in ("n", "offered", "hit")}
+    print(
+        f"empty maps: {e['n']}; the likeliest region offered on {e['offered']}, "
+        f"holding the tumour on {e['hit']}"
+    )
+    out = {
+        "bundles": names,
+        "features": list(FEATURES),
+        "c": args.c,
+        "folds": per_fold,
+        "summary": summary,
+        "empty_maps": e,
+    }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.json}")

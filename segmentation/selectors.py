@@ -10,7 +10,7 @@ from PIL import Image
 
 from cases.dicom_out import MaskOrigin
 from cases.models import Case
-from ml.postprocess import other_regions, postprocess_options
+from ml.postprocess import likeliest_region, other_regions, postprocess_options
 from segmentation.models import RunStatus, SegmentationRun
 
 
@@ -67,17 +67,25 @@ class OtherRegion:
     mask: np.ndarray = field(repr=False)
     peak: float  # the highest probability in it
     area_px: int
+    # The model outlined nothing and no region reached its threshold and size floor: this is the region
+    # around the map's highest point, down to half of it (``ml.postprocess.likeliest_region``), lower
+    # confidence still than a region left out.
+    likeliest: bool = False
 
 
 def run_other_regions(run: SegmentationRun, *, limit: int = 3) -> list[OtherRegion]:
     """The regions of the run's stored probability map above its model's threshold (and size floor) that
-    its mask leaves out, highest peak first (``ml.postprocess.other_regions``); none before it is done."""
+    its mask leaves out, highest peak first (``ml.postprocess.other_regions``); when the mask is empty and
+    there is none, the map's likeliest region, marked so; none before the run is done."""
     prob, mask = load_probability(run), load_mask(run)
     if prob is None or mask is None:
         return []
     version = run.model_version
     floor = postprocess_options(version.metadata.get("postprocess"))["min_component_px"]
     found = other_regions(prob, mask, version.threshold, min_component_px=floor, limit=limit)
+    if not found and not mask.any() and (likeliest := likeliest_region(prob)) is not None:
+        region, peak, area = likeliest
+        return [OtherRegion(rank=1, mask=region, peak=peak, area_px=area, likeliest=True)]
     return [
         OtherRegion(rank=n, mask=region, peak=peak, area_px=area)
         for n, (region, peak, area) in enumerate(found, 1)

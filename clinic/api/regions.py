@@ -24,11 +24,16 @@ class OtherRegionSerializer(serializers.Serializer):
     area_px = serializers.IntegerField()
     area_mm2 = serializers.FloatField(allow_null=True, help_text="null when the scan has no pixel spacing")
     png_url = serializers.CharField(help_text="the region as a 0/255 PNG at the slice's size")
+    likeliest = serializers.BooleanField(
+        help_text="true: the model outlined nothing and no region reached its threshold; this is the region "
+        "around its map's highest point, down to half of it, lower confidence still (the only one listed)"
+    )
 
 
 class OtherRegionListApi(APIView):
     """The other regions the primary model saw in the case (at most three), highest probability first;
-    empty when its mask holds every region above its threshold, or before it is done."""
+    when it outlined nothing, the region where its map was highest (``likeliest``); empty when its mask
+    holds every region above its threshold, or before it is done."""
 
     required_permissions = {"GET": "cases.view_case"}
 
@@ -47,6 +52,7 @@ class OtherRegionListApi(APIView):
                     "peak": round(region.peak, 4),
                     **case_area(case, region.mask),
                     "png_url": request.build_absolute_uri(url),
+                    "likeliest": region.likeliest,
                 }
             )
         return Response(OtherRegionSerializer(rows, many=True).data)

@@ -214,6 +214,7 @@ def case_correct_view(request: HttpRequest, case_id: int) -> HttpResponse:
                 {
                     "rank": r.rank,
                     "peak_percent": round(100 * r.peak),
+                    "likeliest": r.likeliest,
                     "area": case_area(case, r.mask),
                     "picture": "data:image/png;base64,"
                     + base64.b64encode(rendering.mask_png_bytes(r.mask)).decode("ascii"),

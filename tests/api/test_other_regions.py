@@ -45,3 +45,17 @@ def test_a_region_download_is_audited_and_the_list_is_not(api, case, clinician):
     api.get(f"/api/cases/{case.pk}/other-regions/1.png")
     [entry] = AuditEntry.objects.filter(event="mask.downloaded")
     assert entry.actor == clinician and entry.object_pk == str(case.pk)
+
+
+def test_an_empty_outline_lists_where_the_map_was_highest_marked_as_such(api, clinician, media_dir):
+    case = make_case(user=clinician, patient="API-NOTHING", seed=10)
+    prob = np.zeros((96, 96), np.float32)
+    prob[20:28, 20:30] = 0.12  # nothing reaches the threshold
+    add_finished_run(case, "ensemble", np.zeros((96, 96), bool), ensemble=True, probability=prob)
+    [row] = api.get(f"/api/cases/{case.pk}/other-regions/").json()
+    assert row["likeliest"] is True and row["rank"] == 1 and row["area_px"] == 80
+    assert row["peak"] == pytest.approx(0.12, abs=0.005)
+
+
+def test_regions_left_out_are_not_marked_likeliest(api, case):
+    assert [r["likeliest"] for r in api.get(f"/api/cases/{case.pk}/other-regions/").json()] == [False, False]

@@ -10,7 +10,7 @@ from ml.evaluate import (
     cross_validate_choice,
     cross_validate_tables,
 )
-from ml.postprocess import binarize, other_regions, postprocess_options, region_peaks
+from ml.postprocess import binarize, likeliest_region, other_regions, postprocess_options, region_peaks
 
 
 def _two_blobs():
@@ -150,3 +150,25 @@ def test_other_regions_are_those_the_clean_up_left_out_highest_peak_first():
     # Nothing above the threshold, or nothing else: no region.
     assert other_regions(prob, served, 0.99) == []
     assert other_regions(_two_blobs(), binarize(_two_blobs(), 0.5), 0.5) == []
+
+
+def test_the_likeliest_region_is_the_half_peak_blob_around_the_maps_highest_point():
+    prob = np.zeros((32, 32), np.float32)
+    prob[4:8, 4:8] = 0.30  # the peak's blob: 16 px at or above half the peak
+    prob[5, 5] = 0.40
+    prob[20:30, 20:30] = 0.25  # larger and above half the peak, but apart from it
+    prob[8, 8] = 0.19  # touches the blob diagonally, under half the peak
+    region, peak, area = likeliest_region(prob)
+    assert peak == pytest.approx(0.40) and area == 16
+    assert region[4:8, 4:8].all() and not region[20:30, 20:30].any() and not region[8, 8]
+    region, _, area = likeliest_region(prob, fraction=0.45)  # 0.18: the diagonal neighbour joins
+    assert area == 17 and region[8, 8]
+
+
+def test_no_likeliest_region_where_the_map_is_all_but_zero():
+    prob = np.full((16, 16), 2 / 255, np.float32)
+    assert likeliest_region(prob) is None
+    assert likeliest_region(np.zeros((16, 16))) is None
+    assert likeliest_region(prob, floor=0.0)[2] == 256  # a flat map is one region
+    with pytest.raises(ValueError, match="fraction"):
+        likeliest_region(prob, fraction=0.0)

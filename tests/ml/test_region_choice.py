@@ -143,3 +143,22 @@ def test_the_command_needs_two_fold_bundles(tmp_path, capsys):
             ["--data", str(tmp_path), "--models-dir", str(tmp_path), "--bundles", "a", "b", "--json", "x"]
         )
     assert "no bundle a, b" in capsys.readouterr().err
+
+
+def test_an_empty_map_is_scored_by_the_likeliest_region_the_correction_page_would_offer():
+    truth = np.zeros((32, 32), bool)
+    truth[10:16, 10:16] = True
+    faint = np.zeros((32, 32), np.float32)
+    faint[10:16, 10:16] = 0.2  # on the tumour, under the threshold
+    elsewhere = np.zeros((32, 32), np.float32)
+    elsewhere[24:28, 24:28] = 0.3
+    slices = [
+        slice_regions(_Record(0), faint, _head(32), truth, 0.5),
+        slice_regions(_Record(1), elsewhere, _head(32), truth, 0.5),
+        slice_regions(_Record(2), np.zeros((32, 32)), _head(32), truth, 0.5),  # nothing to offer
+        slice_regions(_Record(3), faint * 3, _head(32), truth, 0.5),  # outlined: not an empty map
+    ]
+    assert slices[0].likeliest_dice == pytest.approx(1.0) and slices[1].likeliest_dice < 1e-6
+    assert slices[2].likeliest_dice is None and slices[3].likeliest_dice is None
+    summary = region_choice.empty_maps(slices)
+    assert summary == {"n": 3, "offered": 2, "hit": 1, "dice_mean": pytest.approx(0.5)}

@@ -76,3 +76,37 @@ def test_a_signed_out_visitor_gets_no_region(client, owner, media_dir):
     case, _ = _case_with_a_runner_up(owner)
     response = client.get(f"/cases/{case.pk}/other-regions/1.png")
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_when_the_models_outline_nothing_the_page_offers_where_their_map_was_highest(
+    owner_client, owner, media_dir
+):
+    case = make_case(user=owner, patient="NOTHING-OUTLINED", seed=7)
+    prob = np.zeros((96, 96), np.float32)
+    prob[50:60, 30:42] = 0.2  # under the threshold (0.5): the mask is empty
+    prob[54, 36] = 0.3
+    prob[10:20, 70:80] = 0.08  # a fainter place, under half the peak
+    add_finished_run(case, "ensemble", np.zeros((96, 96), bool), ensemble=True, probability=prob)
+    response = owner_client.get(f"/cases/{case.pk}/correct/")
+    [region] = response.context["other_regions"]
+    assert region["likeliest"] and region["peak_percent"] == 30 and region["area"]["area_px"] == 120
+    page = " ".join(response.content.decode().split())
+    assert "Where the models' map was highest" in page and "Very low confidence:" in page
+    assert "Other regions the models saw" not in page
+    picture = _png_mask(owner_client.get(f"/cases/{case.pk}/other-regions/1.png"))
+    assert picture.sum() == 120 and picture[55, 35] and not picture[15, 75]
+
+
+def test_the_likeliest_region_is_not_offered_beside_an_outline_or_a_region_left_out(
+    owner_client, owner, media_dir
+):
+    case, _ = _case_with_a_runner_up(owner)  # a mask, and a region above the threshold left out
+    assert not any(
+        r["likeliest"] for r in owner_client.get(f"/cases/{case.pk}/correct/").context["other_regions"]
+    )
+    outlined = make_case(user=owner, patient="OUTLINED-ONLY", seed=8)
+    lesion = np.zeros((96, 96), bool)
+    lesion[40:50, 40:50] = True
+    prob = lesion * 0.9 + 0.2 * (~lesion)  # everything else under the threshold
+    add_finished_run(outlined, "ensemble", lesion, ensemble=True, probability=prob)
+    assert owner_client.get(f"/cases/{outlined.pk}/correct/").context["other_regions"] == []
