@@ -117,8 +117,8 @@ def likeliest_region(
 
     A map with no region above its threshold leaves the clinician with nothing to start from. Its highest
     place is the model's best guess below its own threshold: the correction page offers it, marked as
-    such, never as the mask (docs/training.md, "Where the misses are", says how often it holds the
-    tumour)."""
+    such, never as the mask. How often it holds the tumour: docs/training.md, "A better choice among the
+    regions?"."""
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must lie in (0, 1]; got {fraction!r}.")
     prob = np.asarray(prob)
