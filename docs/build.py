@@ -1960,6 +1960,22 @@ def balanced_type_vote(root: Path, tuning: dict, retrieval: dict) -> list[str]:
         served = share == float(retrieval["classifier_weight"])
         body.append([f"**{c}**" for c in cells] if served else cells)
     names = ", ".join(f"`{Path(n).stem}`" for n in balanced["classifier_folds"])
+    share = float(retrieval["classifier_weight"])
+    gains = [
+        y - x
+        for x, y in zip(
+            plain[share]["type_accuracy_by_fold"], weighted[share]["type_accuracy_by_fold"], strict=True
+        )
+    ]
+    gain, spread = statistics.mean(gains), statistics.stdev(gains)
+    men = [w[share]["type_accuracy_by_type"]["meningioma"] for w in (plain, weighted)]
+    verdict = para(
+        f"At the served share {share:g} the class-balanced set changes accuracy by {signed(gain)} ± ",
+        f"{spread:.3f} and meningioma {men[0]:.3f} → {men[1]:.3f}: ",
+        "a gain beyond the spread over folds, worth serving."
+        if gain - spread > 0
+        else "no gain beyond the spread over folds, so the served classifier stays as it is.",
+    )
     return [
         para(
             f"With the fold classifiers trained with {classifier_recipe(meta)} ({names}) in place of ",
@@ -1969,6 +1985,8 @@ def balanced_type_vote(root: Path, tuning: dict, retrieval: dict) -> list[str]:
         ),
         "",
         *rows(["classifier share", "accuracy, mean over folds", "gain, mean ± sd over folds", *TYPES], body),
+        "",
+        verdict,
         "",
         f"(Generated from `{TYPE_VOTE_BY_FOLD_BALANCED}`, written by `make cv-type-vote DATA=... "
         "CLASSIFIERS=_w`.)",

@@ -665,3 +665,5 @@ def test_the_class_balanced_type_vote_is_set_beside_the_plain_one_share_by_share
     # gains by fold: +0.02, 0, +0.02, -0.01, +0.03
     assert f"| **{share:g}** | **0.930 → 0.942** | **+0.012 ± 0.016** | **0.800 → 0.900** |" in text
     assert "| 0 (the vote alone) | 0.900 → 0.900 | +0.000 ± 0.000 | 0.700 → 0.700 |" in text
+    assert f"At the served share {share:g} the class-balanced set changes accuracy by +0.012 ± 0.016" in words
+    assert "meningioma 0.800 → 0.900: no gain beyond the spread over folds" in words
