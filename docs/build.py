@@ -19,6 +19,7 @@ does). Plain Python: it reads JSON only, so it needs neither Django, nor TensorF
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import statistics
@@ -1677,6 +1678,22 @@ def fold_misses(root: Path, name: str) -> dict | None:
     return read(root, path)["models"][name]["misses"] if (root / path).is_file() else None
 
 
+def best_logged_val_dice(root: Path, meta: dict, epochs: int) -> float | None:
+    """The best validation Dice a fold bundle's training log (``models/cv/<name>.log.csv``, ``make
+    cv-collect``) shows in its first ``epochs`` epochs (``val_mask_dice`` for a joint model); None without
+    a log, when the bundle continued an earlier run (the log holds the last run only) or when the log is
+    shorter."""
+    log = root / "models" / "cv" / f"{meta['name']}.log.csv"
+    if not log.is_file() or len(chain(meta)) > 1:
+        return None
+    with log.open(newline="") as fh:
+        logged = list(csv.DictReader(fh))
+    column = "val_dice" if logged and "val_dice" in logged[0] else "val_mask_dice"
+    if len(logged) < epochs or not logged or column not in logged[0]:
+        return None
+    return max(float(r[column]) for r in logged[:epochs])
+
+
 def against_the_shipped_recipe(root: Path, metas: list[dict]) -> list[str]:
     """An idea's fold bundles against the shipped recipe's on the same folds, paired by fold: the change of
     Dice (and of glioma's) and the missed slices of both where ``make cv-misses`` scored them."""
@@ -1693,12 +1710,23 @@ def against_the_shipped_recipe(root: Path, metas: list[dict]) -> list[str]:
         before, after = base["metrics"]["val"], idea["metrics"]["val"]
         missed = [fold_misses(root, m["name"]) for m in (base, idea)]
         epochs = [sum(r.get("epochs_done") or 0 for r in chain(m)) for m in (base, idea)]
+        equal = (
+            [best_logged_val_dice(root, m, min(epochs)) for m in (base, idea)]
+            if epochs[0] != epochs[1]
+            else []
+        )
         per_fold.append(
             f"fold {idea['training']['split']['fold']} ({epochs[0]} → {epochs[1]} epochs): Dice "
             f"{f3(before['dice_mean'])} → "
             f"{f3(after['dice_mean'])} ({signed(after['dice_mean'] - before['dice_mean'])}), glioma "
             f"{f3(before['dice_by_type']['glioma'])} → {f3(after['dice_by_type']['glioma'])}"
             + (f", missed {missed[0]['n']} → {missed[1]['n']}" if all(missed) else "")
+            + (
+                f"; at equal epochs (the first {min(epochs)} of each, the training logs' validation Dice "
+                f"before calibration) the best {f3(equal[0])} → {f3(equal[1])}"
+                if equal and None not in equal
+                else ""
+            )
         )
     diffs = [
         idea["metrics"]["val"]["dice_mean"] - base["metrics"]["val"]["dice_mean"] for base, idea in pairs

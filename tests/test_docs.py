@@ -615,6 +615,17 @@ def test_an_idea_is_set_against_the_shipped_recipe_fold_by_fold_and_kept_out_of_
     )
     misses = " ".join(build.training_cv_misses(tmp_path).split())
     assert "| `unet_th_cv3` | the bundle's own | 0.700 | 24 of 400 |" in misses  # listed
+
+    # With both training logs, the best validation Dice of the first epochs both ran, as each logged it.
+    base = [f"{e},0.9,{0.5 + e / 100}" for e in range(23)]  # best 0.72, the 23rd epoch
+    joint = [f"{e},0.9,{0.4 + e / 100}" for e in range(35)]  # 0.62 after 23 epochs, 0.74 after 35
+    (tmp_path / "models/cv/unet_cv3.log.csv").write_text("\n".join(["epoch,dice,val_dice", *base]))
+    (tmp_path / "models/cv/unet_th_cv3.log.csv").write_text("\n".join(["epoch,dice,val_mask_dice", *joint]))
+    words = " ".join(build.training_cv(tmp_path).split())
+    assert (
+        "missed 30 → 24; at equal epochs (the first 23 of each, the training logs' validation Dice before "
+        "calibration) the best 0.720 → 0.620. One fold is not yet" in words
+    )
     assert "Over the shipped recipe's 2 folds scored: the bundle's own: mean Dice 0.700, 50 of 800" in misses
 
 
