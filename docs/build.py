@@ -1974,31 +1974,25 @@ def balanced_type_vote(root: Path, tuning: dict, retrieval: dict) -> list[str]:
 
     plain, weighted = at_served_weights(tuning), at_served_weights(balanced)
     meta = read(root, f"models/cv/type_classifier/{Path(balanced['classifier_folds'][0]).stem}.json")
-    body = []
+    served_share = float(retrieval["classifier_weight"])
+    body, paired = [], {}
     for share in sorted(set(plain) & set(weighted)):
         a, b = plain[share], weighted[share]
         gains = [y - x for x, y in zip(a["type_accuracy_by_fold"], b["type_accuracy_by_fold"], strict=True)]
+        paired[share] = statistics.mean(gains), statistics.stdev(gains)
         cells = [
             f"{share:g}" + (" (the vote alone)" if share == 0 else ""),
             f"{statistics.mean(a['type_accuracy_by_fold']):.3f} → "
             f"{statistics.mean(b['type_accuracy_by_fold']):.3f}",
-            f"{signed(statistics.mean(gains))} ± {statistics.stdev(gains):.3f}",
+            f"{signed(paired[share][0])} ± {paired[share][1]:.3f}",
             *(f"{f3(a['type_accuracy_by_type'][t])} → {f3(b['type_accuracy_by_type'][t])}" for t in TYPES),
         ]
-        served = share == float(retrieval["classifier_weight"])
-        body.append([f"**{c}**" for c in cells] if served else cells)
+        body.append([f"**{c}**" for c in cells] if share == served_share else cells)
     names = ", ".join(f"`{Path(n).stem}`" for n in balanced["classifier_folds"])
-    share = float(retrieval["classifier_weight"])
-    gains = [
-        y - x
-        for x, y in zip(
-            plain[share]["type_accuracy_by_fold"], weighted[share]["type_accuracy_by_fold"], strict=True
-        )
-    ]
-    gain, spread = statistics.mean(gains), statistics.stdev(gains)
-    men = [w[share]["type_accuracy_by_type"]["meningioma"] for w in (plain, weighted)]
+    gain, spread = paired[served_share]
+    men = [w[served_share]["type_accuracy_by_type"]["meningioma"] for w in (plain, weighted)]
     verdict = para(
-        f"At the served share {share:g} the class-balanced set changes accuracy by {signed(gain)} ± ",
+        f"At the served share {served_share:g} the class-balanced set changes accuracy by {signed(gain)} ± ",
         f"{spread:.3f} and meningioma {men[0]:.3f} → {men[1]:.3f}: ",
         "a gain beyond the spread over folds, worth serving."
         if gain - spread > 0
