@@ -2220,12 +2220,16 @@ def likeliest_offer(report: dict) -> list[str]:
             para("No fold bundle outlined nothing on a slice: the likeliest region was never offered."),
             "",
         ]
-    held = f"held the tumour (Dice ≥ 0.1) on {e['hit']} of them" if e["offered"] else "was never offered"
+    if e["offered"]:
+        held = f"held the tumour (Dice ≥ 0.1) on {e['hit']} of them"
+        outcome = f"it would have been offered on {e['offered']} and {held}"
+    else:
+        outcome = "no map rose above the floor of 5/255 on any of them, so it would never have been offered"
     return [
         para(
             f"Where a bundle outlined nothing ({e['n']} slices over the folds), the correction page offers ",
             "the region around its map's highest point, down to half of it, marked very low confidence ",
-            f"(`ml.postprocess.likeliest_region`): it would have been offered on {e['offered']} and {held}.",
+            f"(`ml.postprocess.likeliest_region`): {outcome}.",
         ),
         "",
     ]

@@ -678,3 +678,18 @@ def test_the_class_balanced_type_vote_is_set_beside_the_plain_one_share_by_share
     assert "| 0 (the vote alone) | 0.900 → 0.900 | +0.000 ± 0.000 | 0.700 → 0.700 |" in text
     assert f"At the served share {share:g} the class-balanced set changes accuracy by +0.012 ± 0.016" in words
     assert "meningioma 0.800 → 0.900: no gain beyond the spread over folds" in words
+
+
+@pytest.mark.parametrize(
+    ("empty", "says"),
+    [
+        ({"n": 8, "offered": 7, "hit": 2}, "offered on 7 and held the tumour (Dice ≥ 0.1) on 2 of them"),
+        ({"n": 3, "offered": 0, "hit": 0}, "so it would never have been offered"),
+        ({"n": 0, "offered": 0, "hit": 0}, "the likeliest region was never offered"),
+    ],
+)
+def test_the_offer_when_a_map_outlines_nothing_is_told_as_measured(empty, says):
+    words = " ".join(" ".join(build.likeliest_offer({"empty_maps": empty})).split())
+    assert says in words
+    assert "held the tumour" not in words or empty["offered"]
+    assert build.likeliest_offer({}) == []
