@@ -7,7 +7,7 @@ SHARED_DATA := ../shared/data/figshare
 DATA   ?= $(if $(wildcard $(SHARED_DATA)/cases.csv),$(SHARED_DATA),)
 HOST   ?= 127.0.0.1:8000
 
-.PHONY: install lock check-lock lint demo test bench docs rescore cv-collect cv-misses cv-regions cv-classifiers cv-ensemble cv-calibration cv-type-vote check-compose clean help
+.PHONY: install lock check-lock lint demo test bench docs rescore cv-collect cv-misses cv-regions cv-classifiers cv-type-classifiers cv-ensemble cv-calibration cv-type-vote check-compose clean help
 
 install: $(VENV)/.installed
 
@@ -149,6 +149,14 @@ cv-type-vote: install
 	  --json docs/results/cv/type_vote_by_fold$(CLASSIFIERS).json --w-embedding 0 0.6 --fold-models $(SHIPPED_FOLDS) \
 	  --classifier-folds $(CV_CLASSIFIERS) --cache var/tune_retrieval_by_fold.npz
 
+# Each set of five fold classifiers alone on its folds' validation patients; one that reads the tumour's
+# outline (REGION=1 above) with the fold U-Net's outline, the expert's and none: docs/training.md,
+# "cv-type-alone". The U-Nets' maps come from (and go to) cv-regions' cache.
+cv-type-classifiers: install
+	@test -f '$(DATA)/cases.csv' || { echo "cv-type-classifiers: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m ml.type_cv --data '$(DATA)' --models-dir models/cv \
+	  --json docs/results/cv/type_classifiers_by_fold.json
+
 cv-regions: install
 	@test -f '$(DATA)/cases.csv' || { echo "cv-regions: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m ml.region_choice --data '$(DATA)' --models-dir models/cv \
@@ -168,18 +176,19 @@ cv-ensemble: install
 
 # One type classifier per fold, seeded from that fold's U-Net (models/cv/unet_cv<K>.keras), for each fold
 # that has one and no classifier yet: trained in runs/type_cv/ (resumable), kept in models/cv/type_classifier/
-# with its per-epoch log. TYPE_WEIGHT=meningioma=2 trains the class-balanced variant (name suffix _w).
+# with its per-epoch log. TYPE_WEIGHT=meningioma=2 trains the class-balanced variant (name suffix _w),
+# REGION=1 the one that also looks at the tumour's outline (--tumour-region, name suffix _r).
 cv-classifiers: install
 	@test -f '$(DATA)/cases.csv' || { echo "cv-classifiers: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
 	@mkdir -p models/cv/type_classifier
 	@for seg in models/cv/unet_cv?.keras; do \
 	  k=$${seg#models/cv/unet_cv}; k=$${k%.keras}; \
-	  name=type_classifier_cv$${k}$(if $(TYPE_WEIGHT),_w); \
+	  name=type_classifier_cv$${k}$(if $(TYPE_WEIGHT),_w)$(if $(REGION),_r); \
 	  test -f models/cv/type_classifier/$$name.keras && continue; \
 	  echo "== $$name (fold $$k, seeded from $$seg)"; \
 	  env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m ml.type_classification --data '$(DATA)' --fold $$k \
 	    --init-from $$seg --name $$name --output-dir runs/type_cv --run-dir runs/type_cv/$$name \
-	    $(if $(TYPE_WEIGHT),--type-weight $(TYPE_WEIGHT)) || exit 1; \
+	    $(if $(TYPE_WEIGHT),--type-weight $(TYPE_WEIGHT)) $(if $(REGION),--tumour-region) || exit 1; \
 	  cp runs/type_cv/$$name.keras runs/type_cv/$$name.json models/cv/type_classifier/ && \
 	  cp runs/type_cv/$$name/log.csv models/cv/type_classifier/$$name.log.csv || exit 1; \
 	done
@@ -202,7 +211,9 @@ help:
 	@echo "make cv-misses    each cross-validation bundle on its fold's validation: Dice and misses (DATA=...;"
 	@echo "                  bundles scored already are skipped, FORCE=1 redoes them)"
 	@echo "make cv-regions   rules choosing one region of the map, by cross-validation over models/cv (DATA=...)"
-	@echo "make cv-classifiers  a type classifier per fold with a U-Net in models/cv (DATA=..., TYPE_WEIGHT=...)"
+	@echo "make cv-classifiers  a type classifier per fold with a U-Net in models/cv (DATA=..., TYPE_WEIGHT=...,"
+	@echo "                  REGION=1: one that also reads the tumour's outline)"
+	@echo "make cv-type-classifiers  each set of fold classifiers alone on its folds (DATA=...)"
 	@echo "make cv-ensemble  the 5 fold U-Nets as one ensemble, scored once on the test split (DATA=...)"
 	@echo "make cv-calibration  each fold's Dice with the settings chosen on the other folds (DATA=...)"
 	@echo "make cv-type-vote the type suggestion by CV, each fold typed by models that never saw it (DATA=...;"

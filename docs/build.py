@@ -1762,6 +1762,8 @@ def classifier_recipe(meta: dict) -> str:
     joint = meta["training"].get("joint_segmenter")
     if joint:
         return f"the type head of a segmenter trained with it (`--type-head {joint['type_head']:g}`), {drawn}"
+    if meta["training"].get("tumour_region"):
+        return f"{drawn}, looking at the tumour's outline too (`--tumour-region`)"
     return drawn
 
 
@@ -1771,9 +1773,15 @@ def training_cv_classifier(root: Path) -> str:
     lines = []
     for recipe, metas in cv_bundles(root, "models/cv/type_classifier", classifier_recipe).items():
         folds = metas[0]["training"]["split"]["folds"]
+        region = metas[0]["training"].get("tumour_region")
         lines += [
             "",
-            f"Classifier, {recipe}: {len(metas)} of {folds} folds trained.",
+            f"Classifier, {recipe}: {len(metas)} of {folds} folds trained"
+            + (
+                ", each scored here with the expert masks as its outlines (with the U-Nets' below)."
+                if region
+                else "."
+            ),
             "",
             *rows(
                 ["fold", "bundle", "seeded from", "epochs", "minutes", "precision", "accuracy", *TYPES],
@@ -2014,6 +2022,80 @@ def balanced_type_vote(root: Path, tuning: dict, retrieval: dict) -> list[str]:
         "CLASSIFIERS=_w`.)",
         "",
     ]
+
+
+TYPE_CLASSIFIERS_BY_FOLD = "docs/results/cv/type_classifiers_by_fold.json"
+OUTLINE_WORDS = {
+    "segmenter": "the fold U-Net's, as served",
+    "expert": "the expert's",
+    "none": "none",
+}
+
+
+def training_cv_type_alone(root: Path) -> str:
+    """Each set of fold classifiers alone on its folds (``make cv-type-classifiers``): accuracy by fold,
+    the gain over the plain set paired by fold, and a classifier that reads the outline with each outline."""
+    if not (root / TYPE_CLASSIFIERS_BY_FOLD).is_file():
+        return "\nNot measured yet: `make cv-type-classifiers DATA=...` scores each set of five.\n"
+    scored = read(root, TYPE_CLASSIFIERS_BY_FOLD)
+    plain = next((r for r in scored["results"] if r["set"] == ""), None)
+    body, gains = [], {}
+    for r in scored["results"]:
+        meta = read(root, f"models/cv/type_classifier/type_classifier_cv0{r['set']}.json")
+        reads = bool(meta["training"].get("tumour_region"))
+        accuracy = [f["accuracy"] for f in r["by_fold"]]
+        gain = "—"
+        if plain is not None and r is not plain:
+            paired = [b - a for a, b in zip((f["accuracy"] for f in plain["by_fold"]), accuracy, strict=True)]
+            gains[(r["set"], r["outline"])] = statistics.mean(paired), statistics.stdev(paired)
+            gain = f"{signed(statistics.mean(paired))} ± {statistics.stdev(paired):.3f}"
+        body.append(
+            [
+                f"`type_classifier_cvK{r['set']}`: {classifier_recipe(meta)}",
+                OUTLINE_WORDS[r["outline"]] if reads else "not read",
+                f"{r['accuracy_mean']:.3f} ± {r['accuracy_sd']:.3f}",
+                gain,
+                f"{r['meningioma_mean']:.3f} ± {r['meningioma_sd']:.3f}",
+                *(f3(r[f"{t}_mean"]) for t in TYPES[1:]),
+            ]
+        )
+    lines = [
+        "",
+        *rows(
+            [
+                "classifiers",
+                "outline",
+                "accuracy, mean ± sd over folds",
+                "gain over the plain set, paired by fold",
+                "meningioma",
+                *TYPES[1:],
+            ],
+            body,
+        ),
+        "",
+    ]
+    served = [(k, v) for k, v in gains.items() if k[1] == "segmenter"]
+    if plain is not None and served:
+        (suffix, _), (gain, spread) = served[0]
+        region = next(r for r in scored["results"] if (r["set"], r["outline"]) == (suffix, "segmenter"))
+        lines += [
+            para(
+                "Reading the outline the fold U-Net draws, as an upload's would be, changes accuracy by ",
+                f"{signed(gain)} ± {spread:.3f} over the plain set and meningioma ",
+                f"{plain['meningioma_mean']:.3f} → {region['meningioma_mean']:.3f}: ",
+                "a gain beyond the spread over folds; the blend with the kNN vote is the next measure."
+                if gain - spread > 0
+                else "no gain beyond the spread over folds, so the served classifier stays as it is.",
+            ),
+            "",
+        ]
+    return "\n".join(
+        [
+            *lines,
+            f"(Generated from `{TYPE_CLASSIFIERS_BY_FOLD}`, written by `make cv-type-classifiers DATA=...`.)",
+            "",
+        ]
+    )
 
 
 def training_cv_misses(root: Path) -> str:
@@ -2896,6 +2978,7 @@ BLOCKS = {
         "cv-region-choice": training_cv_region_choice,
         "cv-fold-ensemble": training_cv_ensemble,
         "cv-type-classifier": training_cv_classifier,
+        "cv-type-alone": training_cv_type_alone,
         "cv-type-vote": training_cv_type_vote,
         "targets": training_targets,
     },

@@ -37,9 +37,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ml.data import load_slices, read_records, split_ids_as_trained
+from ml.data import Slices, load_slices, read_records, split_ids_as_trained
 from ml.evaluate import dice_iou
-from ml.inference import load_segmenter
+from ml.inference import Segmenter, load_segmenter
 from ml.postprocess import largest_region, likeliest_region, region_peaks
 
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -267,9 +267,9 @@ def summarise_folds(per_fold: dict) -> dict:
 
 
 # --- maps of the fold bundles ----------------------------------------------------------------------
-def fold_regions(data: Path, bundle: Path, cache: Path | None) -> list[SliceRegions]:
-    """The regions of a fold bundle's maps on its own fold's validation slices (maps cached as float32
-    in ``cache``, keyed by the bundle's file time)."""
+def fold_maps(data: Path, bundle: Path, cache: Path | None) -> tuple[Segmenter, Slices, list[np.ndarray]]:
+    """A fold bundle, its own fold's validation slices and its maps of them, as served (the bundle's own
+    test-time augmentation), cached as float32 in ``cache``, keyed by the bundle's file time."""
     model = load_segmenter(bundle, runtime="auto")
     records = read_records(data)
     ids = split_ids_as_trained(records, model.metadata.get("training", {}).get("split", {}), "val")
@@ -287,6 +287,12 @@ def fold_regions(data: Path, bundle: Path, cache: Path | None) -> list[SliceRegi
         if cached:
             cached.parent.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(cached, **{f"m{i}": np.asarray(m, np.float32) for i, m in enumerate(maps)})
+    return model, slices, maps
+
+
+def fold_regions(data: Path, bundle: Path, cache: Path | None) -> list[SliceRegions]:
+    """The regions of a fold bundle's maps on its own fold's validation slices (``fold_maps``)."""
+    model, slices, maps = fold_maps(data, bundle, cache)
     return [
         slice_regions(r, p, img, t, model.threshold, min_component_px=model.postprocess["min_component_px"])
         for r, p, img, t in zip(slices.records, maps, slices.images, slices.masks, strict=True)

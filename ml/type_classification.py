@@ -10,6 +10,11 @@ accuracy per tumour type.
 Inference: ``load_type_classifier(path)`` loads a bundle once per process; ``probabilities(images)``
 takes slices of any size and returns ``(N, 3)`` probabilities in the order of ``ml.data.TUMOUR_TYPES``,
 averaged with the horizontally flipped slice (flip TTA), through a ``tf.function`` in batches.
+
+``--tumour-region`` trains a classifier that also takes the tumour's outline (``ml.models.type_classifier``,
+``tumour_input``): the expert mask in training, and in use whatever outline the caller has, such as the
+segmenter's; ``probabilities(images, masks)`` takes them, and a slice with no outline is typed from the
+whole slice alone (training drops the outline of one slice in ``1 / TUMOUR_DROPOUT`` for that).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from ml.training.plots import plot_curves
 from ml.training.provenance import library_versions
 
 DEFAULT_NAME = "type_classifier"
+TUMOUR_DROPOUT = 0.1  # the share of training slices shown without their outline (--tumour-region)
 _CACHE: dict[tuple, TypeClassifier] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -80,6 +86,7 @@ class ClassifierConfig:
     fold: int | None = None  # cross-validation: validate on this fold of the development patients
     folds: int = 5  # as ml.train's: the development patients (never the test ones) in this many folds
     type_weights: dict[str, float] = field(default_factory=dict)  # draw weights by type, as ml.train's
+    tumour_region: bool = False  # a second input, the tumour's outline, pooled over (see the module doc)
 
     def __post_init__(self):
         if self.run_dir is None:
@@ -99,6 +106,7 @@ class ClassifierConfig:
             "depth": self.depth,
             "dropout": self.dropout,
             "hidden": self.hidden,
+            **({"tumour_input": True} if self.tumour_region else {}),
         }
 
 
@@ -122,6 +130,37 @@ def prepare(images: Sequence[np.ndarray], size: int) -> np.ndarray:
     return batch
 
 
+def prepare_masks(masks: Sequence[np.ndarray | None], size: int) -> np.ndarray:
+    """Outlines of any size as ``(N, size, size, 1)`` float32 0/1 (area-resized, then over a half); None or
+    an empty outline gives zeros."""
+    batch = np.zeros((len(masks), size, size, 1), np.float32)
+    for i, mask in enumerate(masks):
+        if mask is not None and np.any(mask):
+            batch[i, ..., 0] = resize_batch(np.asarray(mask, np.float32)[None], size, masks=True)[0]
+    return batch
+
+
+def tumour_weights(masks: np.ndarray) -> np.ndarray:
+    """The classifier's tumour input from ``(N, S, S, 1)`` 0/1 outlines: each scaled so that its mean over
+    the slice is 1; an empty one stays zeros."""
+    area = masks.sum(axis=(1, 2, 3), keepdims=True)
+    return np.where(area > 0, masks * (masks.shape[1] * masks.shape[2]) / np.maximum(area, 1.0), 0.0).astype(
+        np.float32
+    )
+
+
+def _tumour_weights_tf(mask, dropout: float):
+    """``tumour_weights`` for one ``(S, S, 1)`` outline in a ``tf.data`` map, the outline dropped (zeros)
+    with probability ``dropout``."""
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports this module)
+
+    if dropout:
+        mask = mask * tf.cast(tf.random.uniform(()) >= dropout, mask.dtype)
+    area = tf.reduce_sum(mask)
+    pixels = tf.cast(tf.shape(mask)[0] * tf.shape(mask)[1], mask.dtype)
+    return tf.where(area > 0, mask * pixels / tf.maximum(area, 1.0), tf.zeros_like(mask))
+
+
 def make_classification_dataset(
     images: np.ndarray,
     labels: np.ndarray,
@@ -131,21 +170,33 @@ def make_classification_dataset(
     augmentation=None,
     seed: int = 42,
     draw_weights: Sequence[float] | None = None,
+    masks: np.ndarray | None = None,
+    tumour_dropout: float = 0.0,
 ):
     """``tf.data`` batches of ``(image, one-hot label)``; augmentation as for the segmenters (image only);
-    ``draw_weights`` as ``ml.data.make_dataset``'s (draws with replacement instead of a shuffle)."""
+    ``draw_weights`` as ``ml.data.make_dataset``'s (draws with replacement instead of a shuffle).
+
+    With ``masks`` (``prepare_masks``'s 0/1 outlines) the inputs are ``(image, tumour weights)``: the outline
+    takes the image's augmentation, then is dropped with probability ``tumour_dropout`` and turned into
+    weights (``tumour_weights``)."""
     import tensorflow as tf  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports this module)
 
     onehot = np.eye(len(TUMOUR_TYPES), dtype=np.float32)[labels]
+    outlines = np.zeros_like(images) if masks is None else masks
     if draw_weights is not None:
-        ds = weighted_draws(images, onehot, draw_weights, seed)
+        ds = weighted_draws(images, (onehot, outlines), draw_weights, seed)
+        ds = ds.map(lambda x, t: (x, t[1], t[0]))
     else:
-        ds = tf.data.Dataset.from_tensor_slices((images, onehot))
+        ds = tf.data.Dataset.from_tensor_slices((images, outlines, onehot))
     if shuffle and draw_weights is None:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if augmentation is not None:
+        ds = ds.map(lambda x, m, y: (*_augment(x, m, augmentation), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if masks is None:
+        ds = ds.map(lambda x, m, y: (x, y))
+    else:
         ds = ds.map(
-            lambda x, y: (_augment(x, tf.zeros_like(x), augmentation)[0], y),
+            lambda x, m, y: ((x, _tumour_weights_tf(m, tumour_dropout)), y),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -181,6 +232,11 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
     train_ids, val_ids = [r.id for r in train_slices.records], [r.id for r in val_slices.records]
     y_train, y_val = labels_of(train_slices.records), labels_of(val_slices.records)
     x_train, x_val = prepare(train_slices.images, cfg.image_size), prepare(val_slices.images, cfg.image_size)
+    m_train, m_val = (
+        (prepare_masks(train_slices.masks, cfg.image_size), prepare_masks(val_slices.masks, cfg.image_size))
+        if cfg.tumour_region
+        else (None, None)
+    )
 
     def build():
         return build_type_classifier(encoder_weights=cfg.encoder_weights, name=cfg.name, **cfg.spec())
@@ -205,8 +261,10 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
             augmentation=augmentation_preset(cfg.augmentation),
             seed=cfg.seed,
             draw_weights=type_draw_weights(train_slices.records, cfg.type_weights),
+            masks=m_train,
+            tumour_dropout=TUMOUR_DROPOUT,
         )
-        val_ds = make_classification_dataset(x_val, y_val, batch_size=cfg.batch_size)
+        val_ds = make_classification_dataset(x_val, y_val, batch_size=cfg.batch_size, masks=m_val)
         model.fit(
             train_ds,
             validation_data=val_ds,
@@ -246,6 +304,17 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
                 "n_test": len(split["test"]),
             },
             "type_weights": cfg.type_weights,
+            **(
+                {
+                    "tumour_region": {
+                        "outline": "the expert mask, with the image's augmentation",
+                        "dropped": TUMOUR_DROPOUT,
+                        "validation": "the expert masks",
+                    }
+                }
+                if cfg.tumour_region
+                else {}
+            ),
             "epochs_planned": cfg.epochs,
             "epochs_done": state["epochs_done"],
             "best_epoch": state["best_epoch"],
@@ -285,7 +354,8 @@ def score_as_shipped(path: Path, name: str, metadata: dict, val_slices: Slices) 
     import keras  # noqa: PLC0415 (TensorFlow loads lazily: the web process imports this module)
 
     shipped = TypeClassifier(keras.models.load_model(path, compile=False), {"name": name, "tta": True})
-    val = accuracy_by_type(shipped.probabilities(val_slices.images), labels_of(val_slices.records))
+    probabilities = shipped.probabilities(val_slices.images, masks=val_slices.masks)
+    val = accuracy_by_type(probabilities, labels_of(val_slices.records))
     metadata["metrics"] = {"val": val}
     path.with_suffix(".json").write_text(
         json.dumps({"name": name, **metadata}, indent=2, sort_keys=True) + "\n"
@@ -390,36 +460,63 @@ class TypeClassifier:
         self.name = metadata.get("name", model.name)
         self.classes = tuple(metadata.get("classes") or TUMOUR_TYPES)
         self.tta = bool(metadata.get("tta", True))
-        self.input_size = int(model.input_shape[1])
+        shape = model.input_shape
+        self.takes_outline = isinstance(shape, list) and len(shape) == 2  # trained with --tumour-region
+        self.input_size = int(shape[0][1] if self.takes_outline else shape[1])
         self._lock = threading.Lock()
         spec = tf.TensorSpec((None, self.input_size, self.input_size, 1), tf.float32)
-        self._forward = tf.function(
-            lambda x: tf.cast(model(x, training=False), tf.float32), input_signature=[spec]
-        )
+        if self.takes_outline:
+            self._forward = tf.function(
+                lambda x, w: tf.cast(model([x, w], training=False), tf.float32), input_signature=[spec, spec]
+            )
+            self._run = lambda x, w: self._forward(x, w).numpy()
+        else:
+            self._forward = tf.function(
+                lambda x: tf.cast(model(x, training=False), tf.float32), input_signature=[spec]
+            )
+            self._run = lambda x, w: self._forward(x).numpy()
         self.runtime = "tensorflow"
-        self._run = lambda x: self._forward(x).numpy()
 
     def use_openvino(self) -> None:
-        """Run the float32 graph through OpenVINO (``ml.inference.openvino_forward``)."""
+        """Run the float32 graph through OpenVINO (``ml.inference.openvino_forward``); a classifier that
+        takes the outline stays on TensorFlow."""
+        if self.takes_outline:
+            return
         self.runtime = "openvino"
-        self._run = openvino_forward(self._forward, "fp32")
+        forward = openvino_forward(self._forward, "fp32")
+        self._run = lambda x, w: forward(x)
 
-    def probabilities(self, images: Sequence[np.ndarray], *, batch_size: int = 16) -> np.ndarray:
-        """``(N, len(classes))`` probabilities for slices of any size (flip TTA when the bundle says so)."""
+    def probabilities(
+        self,
+        images: Sequence[np.ndarray],
+        masks: Sequence[np.ndarray | None] | None = None,
+        *,
+        batch_size: int = 16,
+    ) -> np.ndarray:
+        """``(N, len(classes))`` probabilities for slices of any size (flip TTA when the bundle says so).
+        ``masks``, one outline (or None) per slice, are read only by a classifier that takes the outline;
+        without them it types each slice from the whole slice alone."""
+        if masks is not None and len(masks) != len(images):
+            raise ValueError(f"probabilities: {len(images)} images but {len(masks)} outlines.")
         batch = prepare(images, self.input_size)
+        outlines = masks if masks is not None else [None] * len(images)
+        weights = np.zeros_like(batch)
+        if self.takes_outline:
+            weights = tumour_weights(prepare_masks(outlines, self.input_size))
         out = []
         with self._lock:
             for start in range(0, len(batch), batch_size):
-                x = batch[start : start + batch_size]
-                p = self._run(x)
+                x, w = batch[start : start + batch_size], weights[start : start + batch_size]
+                p = self._run(x, w)
                 if self.tta:
-                    p = (p + self._run(x[:, :, ::-1].copy())) / 2.0
+                    p = (p + self._run(x[:, :, ::-1].copy(), w[:, :, ::-1].copy())) / 2.0
                 out.append(p)
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
-    def predict(self, image: np.ndarray) -> dict[str, float]:
-        """One slice: ``{type: probability}``."""
-        return {t: float(p) for t, p in zip(self.classes, self.probabilities([image])[0], strict=True)}
+    def predict(self, image: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+        """One slice (and its outline, for a classifier that takes it): ``{type: probability}``."""
+        p = self.probabilities([image], None if mask is None else [mask])[0]
+        return {t: float(v) for t, v in zip(self.classes, p, strict=True)}
 
 
 def load_type_classifier(keras_path: str | Path, *, runtime: str = "tensorflow") -> TypeClassifier:
@@ -457,6 +554,7 @@ def main(argv=None) -> None:
         description="Train the tumour-type classifier on data in the shared layout."
     )
     add_arguments(parser, ENCODERS, AUGMENTATIONS)
+    add_tumour_region_argument(parser)
     parser.add_argument("--data", required=True, help="folder with cases.csv, images/ and masks/")
     parser.add_argument(
         "--output-dir",
@@ -524,6 +622,18 @@ def add_arguments(parser, encoders, augmentations) -> None:
     add_type_weight_argument(parser, example="meningioma=2")
 
 
+def add_tumour_region_argument(parser) -> None:
+    """``--tumour-region``, for ``python -m ml.type_classification`` only: the served type suggestion gives
+    the classifier no outline yet, so ``manage.py train_type_classifier`` does not offer it."""
+    parser.add_argument(
+        "--tumour-region",
+        action="store_true",
+        help="also look at the tumour: a second input takes the outline (the expert mask in training, "
+        f"dropped for {TUMOUR_DROPOUT:.0%} of slices) and the head pools the features over it too, after "
+        "Cheng et al. 2015's tumour region (a cross-validation study: not for serving yet)",
+    )
+
+
 def config_from_args(o: dict) -> ClassifierConfig:
     return ClassifierConfig(
         data_dir=str(o["data"]),
@@ -548,6 +658,7 @@ def config_from_args(o: dict) -> ClassifierConfig:
         fold=o.get("fold"),
         folds=o.get("folds") or 5,
         type_weights=dict(o.get("type_weights") or []),
+        tumour_region=bool(o.get("tumour_region")),
     )
 
 

@@ -15,13 +15,18 @@ from ml.models.type_classifier import build_type_classifier
 from ml.train import transfer_weights
 from ml.type_classification import (
     TypeClassifier,
+    _tumour_weights_tf,
     accuracy_by_type,
     add_arguments,
+    add_tumour_region_argument,
     config_from_args,
     labels_of,
     load_type_classifier,
+    make_classification_dataset,
     prepare,
+    prepare_masks,
     train_type_classifier,
+    tumour_weights,
 )
 from tests.ml.builders import tiny_classifier
 
@@ -185,3 +190,94 @@ def test_a_fold_classifier_trains_on_its_fold_and_records_it(figshare_dir, tmp_p
     fold_val = split_ids_as_trained(records, split, "val")
     ordinary_val = split_ids_as_trained(records, {**split, "fold": None}, "val")
     assert fold_val != ordinary_val and len(fold_val) > 300  # the fold's patients, not the usual split's
+
+
+def test_the_tumour_weights_average_one_over_the_slice_and_no_outline_stays_zero():
+    masks = np.zeros((3, 8, 8, 1), np.float32)
+    masks[0, 2:4, 2:6] = 1.0  # 8 of 64 pixels
+    masks[2] = 1.0
+    w = tumour_weights(masks)
+    np.testing.assert_allclose(w.mean(axis=(1, 2, 3)), [1.0, 0.0, 1.0])
+    assert w[0, 2, 2, 0] == pytest.approx(8.0) and w[0, 0, 0, 0] == 0.0
+    np.testing.assert_allclose(np.asarray(_tumour_weights_tf(tf.constant(masks[0]), 0.0)), w[0], rtol=1e-6)
+    assert not np.any(np.asarray(_tumour_weights_tf(tf.constant(masks[0]), 1.0)))  # always dropped
+    resized = prepare_masks([np.ones((100, 60), bool), None, np.zeros((10, 10), bool)], 16)
+    assert resized.shape == (3, 16, 16, 1) and resized[0].all() and not resized[1:].any()
+
+
+def test_a_dataset_with_outlines_gives_the_classifier_image_and_tumour_weights():
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 8, 8, 1)).astype(np.float32)
+    masks = np.zeros_like(images)
+    masks[:, 1:3, 1:3] = 1.0
+    labels = np.array([0, 1, 2, 0])
+    (x, w), y = next(iter(make_classification_dataset(images, labels, batch_size=4, masks=masks)))
+    np.testing.assert_array_equal(np.asarray(x), images)
+    np.testing.assert_allclose(np.asarray(w), tumour_weights(masks), rtol=1e-6)
+    assert np.asarray(y).argmax(axis=1).tolist() == [0, 1, 2, 0]
+    x_only, _ = next(iter(make_classification_dataset(images, labels, batch_size=4)))
+    assert tuple(x_only.shape) == (4, 8, 8, 1)
+
+
+@pytest.mark.slow
+def test_a_classifier_that_reads_the_outline_pools_over_it_and_round_trips(tmp_path):
+    spec = {"input_size": 32, "base_filters": 4, "depth": 2, "hidden": 8, "dropout": 0.0}
+    spec["tumour_input"] = True
+    model = build_type_classifier(**spec)
+    assert [i.name for i in model.inputs] == ["image", "tumour"]
+    unet = build_model("unet", input_size=32, base_filters=4, depth=2)
+    assert len(transfer_weights(unet, model)) == 3 * 4  # the same encoder: a U-Net still seeds it
+    path = save_bundle(
+        model,
+        tmp_path,
+        "tcr",
+        {"task": "tumour_type_classification", "classes": list(TUMOUR_TYPES), "spec": spec, "tta": False},
+        rebuild=lambda: build_type_classifier(**spec),
+    )
+    loaded = load_type_classifier(path)
+    assert loaded.takes_outline and loaded.input_size == 32
+    image = (np.random.default_rng(2).random((64, 64)) * 255).astype(np.uint8)
+    left, right = np.zeros((64, 64), bool), np.zeros((64, 64), bool)
+    left[20:40, 4:20], right[20:40, 44:60] = True, True
+    x = prepare([image], 32)
+
+    def direct(mask):
+        return np.asarray(model([x, tumour_weights(prepare_masks([mask], 32))]))[0]
+
+    for mask in (left, right, None):
+        got = loaded.predict(image, mask)
+        np.testing.assert_allclose([got[t] for t in TUMOUR_TYPES], direct(mask), atol=1e-5)
+    assert not np.allclose(direct(left), direct(right))  # where the tumour is changes the answer
+    np.testing.assert_allclose(loaded.probabilities([image]), [direct(None)], atol=1e-5)  # no outline
+    with pytest.raises(ValueError, match="1 images but 2 outlines"):
+        loaded.probabilities([image], [left, right])
+    loaded.use_openvino()
+    assert loaded.runtime == "tensorflow"  # two inputs: it stays on TensorFlow
+
+
+def test_the_tumour_region_option_reaches_the_config_and_the_spec():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, ENCODERS, AUGMENTATIONS)
+    add_tumour_region_argument(parser)
+    parser.add_argument("--data", default="data")
+    parser.add_argument("--output-dir", default="out")
+    cfg = config_from_args(vars(parser.parse_args(["--tumour-region"])))
+    assert cfg.tumour_region and cfg.spec()["tumour_input"] is True
+    assert "tumour_input" not in _classifier_options().spec()  # earlier bundles' specs are unchanged
+    with pytest.raises(SystemExit):  # not offered where the classifier is trained for serving
+        _classifier_options("--tumour-region")
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_a_classifier_trained_on_the_tumour_region_records_it(figshare_dir, tmp_path):
+    cfg = tiny_classifier(figshare_dir, tmp_path, "tc_region", limit=8, tumour_region=True)
+    result = train_type_classifier(cfg, log=lambda _: None, verbose=0)
+    meta = json.loads((tmp_path / "bundles" / "tc_region.json").read_text())
+    assert meta["spec"]["tumour_input"] is True
+    assert meta["training"]["tumour_region"]["dropped"] == pytest.approx(0.1)
+    assert meta["metrics"]["val"]["n"] == 8
+    loaded = load_type_classifier(result["path"])
+    image, mask = np.zeros((256, 256), np.uint8), np.zeros((256, 256), bool)
+    mask[100:140, 100:140] = True
+    assert loaded.takes_outline and loaded.probabilities([image], [mask]).shape == (1, 3)
