@@ -1579,14 +1579,81 @@ def training_targets(root: Path) -> str:
             else f"the {total} folds of the shipped recipe ({len(folds)} trained), so that each idea is "
             "judged by its mean and spread over folds, not by one split"
         ),
-        f"; for the missed slices{which}, where a brighter structure often takes the mask, ideas measured ",
-        "that way: a shared encoder with a type head, sampling weighted toward the missed kind, a cascade ",
-        "that outlines a crop at the scan's 512 px. ",
+        f"; for the missed slices{which}, where a brighter structure often takes the mask, ",
+        segmentation_ideas(folds, total),
         fold_ensemble_sentence(root),
         region_choice_bound(root),
+        typing_ideas(root),
         "The price on this project's 2-core CPUs, from the fold bundles' records: ",
         f"{cost or 'not measured'}, ",
         "so one idea's 5 folds take days of CPU; a GPU would take each fold in minutes.",
+    )
+
+
+# The recipe changes aimed at the missed slices (``ml.train`` options, as a fold bundle's JSON names them),
+# in words; the ideas no option trains yet follow them.
+SEGMENTATION_IDEAS = {
+    "type_head": "a shared encoder with a type head",
+    "hard_mining": "hard-example mining",
+    "type_weights": "sampling weighted toward the missed kind",
+}
+UNBUILT_IDEAS = ("a cascade that outlines a crop at the scan's 512 px", "self-supervised pretraining")
+
+
+def segmentation_ideas(folds: list[dict], total: int) -> str:
+    """Which ideas for the missed slices have fold bundles (``models/cv``), on how many folds, and which are
+    still to try."""
+    trained: dict[str, int] = {}
+    for meta in folds:
+        for key in (meta["training"].get("like") or {}).get("overridden") or []:
+            if key in SEGMENTATION_IDEAS:
+                trained[key] = trained.get(key, 0) + 1
+    measured = [f"{SEGMENTATION_IDEAS[k]} ({n} of {total} folds)" for k, n in sorted(trained.items())]
+    untried = [words for k, words in SEGMENTATION_IDEAS.items() if k not in trained] + list(UNBUILT_IDEAS)
+    partial = all(n < total for n in trained.values())
+    where = (
+        f"none yet on all {total} folds (the paired figures are under the table of folds)"
+        if partial
+        else "the paired figures, and the means over folds, are under the table of folds"
+    )
+    measured_text = f"measured so far: {', '.join(measured)}, {where}; " if measured else ""
+    return measured_text + f"still to try: {', '.join(untried)}. "
+
+
+def typing_ideas(root: Path) -> str:
+    """The ideas for the type measured by cross-validation, each as its accuracy gain paired by fold over
+    what is served: the class-balanced classifiers in the blend, a classifier reading the outline alone."""
+    parts, beyond = [], []
+    if (root / TYPE_VOTE_BY_FOLD).is_file() and (root / TYPE_VOTE_BY_FOLD_BALANCED).is_file():
+        share = float(read(root, "docs/results/retrieval_test.json")["classifier_weight"])
+        plain = served_type_blend(root, TYPE_VOTE_BY_FOLD)[share]["type_accuracy_by_fold"]
+        weighted = served_type_blend(root, TYPE_VOTE_BY_FOLD_BALANCED)[share]["type_accuracy_by_fold"]
+        gain, sd = paired_gain(plain, weighted)
+        parts.append(f"class-balanced classifiers in the served blend {signed(gain)} ± {sd:.3f}")
+        beyond.append(gain - sd > 0)
+    if (root / TYPE_CLASSIFIERS_BY_FOLD).is_file():
+        results = read(root, TYPE_CLASSIFIERS_BY_FOLD)["results"]
+        plain_set = next((r for r in results if r["set"] == ""), None)
+        for r in results:
+            if plain_set is not None and r["outline"] == "segmenter":
+                before = [f["accuracy"] for f in plain_set["by_fold"]]
+                gain, sd = paired_gain(before, [f["accuracy"] for f in r["by_fold"]])
+                parts.append(
+                    f"a classifier that reads the fold U-Net's outline, alone, {signed(gain)} ± {sd:.3f} "
+                    "against the plain classifier"
+                )
+                beyond.append(gain - sd > 0)
+    if not parts:
+        return ""
+    verdict = (
+        ": none beyond the spread over folds. "
+        if not any(beyond)
+        else ": see the type classifier's section. "
+    )
+    return (
+        "For the type, measured by cross-validation as accuracy gained, paired by fold (mean ± sd): "
+        + "; ".join(parts)
+        + verdict
     )
 
 
@@ -1964,30 +2031,40 @@ def training_cv_type_vote(root: Path) -> str:
             f"(Generated from `{TYPE_VOTE_BY_FOLD}`, written by the command above with",
             "`--json docs/results/cv/type_vote_by_fold.json`.)",
             "",
-            *balanced_type_vote(root, tuning, retrieval),
+            *balanced_type_vote(root, retrieval),
         ]
     )
 
 
-def balanced_type_vote(root: Path, tuning: dict, retrieval: dict) -> list[str]:
+def paired_gain(before: list[float], after: list[float]) -> tuple[float, float]:
+    """The mean and sd over folds of ``after - before``, fold by fold."""
+    gains = [b - a for a, b in zip(before, after, strict=True)]
+    return statistics.mean(gains), statistics.stdev(gains)
+
+
+def served_type_blend(root: Path, path: str) -> dict[float, dict]:
+    """``{classifier share: figures}`` of a ``tune_retrieval`` result at the served weights."""
+    retrieval = read(root, "docs/results/retrieval_test.json")
+    found = next(r for r in read(root, path)["results"] if r["weights"] == retrieval["weights"])
+    return {float(k): v for k, v in found["by_classifier_weight"].items()}
+
+
+def balanced_type_vote(root: Path, retrieval: dict) -> list[str]:
     """The same suggestion with the class-balanced fold classifiers (``TYPE_VOTE_BY_FOLD_BALANCED``) beside
     the plain ones, share by share at the served embedding weight, paired by fold; nothing until measured."""
     if not (root / TYPE_VOTE_BY_FOLD_BALANCED).is_file():
         return []
     balanced = read(root, TYPE_VOTE_BY_FOLD_BALANCED)
-
-    def at_served_weights(scored: dict) -> dict:
-        found = next(r for r in scored["results"] if r["weights"] == retrieval["weights"])
-        return {float(k): v for k, v in found["by_classifier_weight"].items()}
-
-    plain, weighted = at_served_weights(tuning), at_served_weights(balanced)
+    plain, weighted = (
+        served_type_blend(root, TYPE_VOTE_BY_FOLD),
+        served_type_blend(root, TYPE_VOTE_BY_FOLD_BALANCED),
+    )
     meta = read(root, f"models/cv/type_classifier/{Path(balanced['classifier_folds'][0]).stem}.json")
     served_share = float(retrieval["classifier_weight"])
     body, paired = [], {}
     for share in sorted(set(plain) & set(weighted)):
         a, b = plain[share], weighted[share]
-        gains = [y - x for x, y in zip(a["type_accuracy_by_fold"], b["type_accuracy_by_fold"], strict=True)]
-        paired[share] = statistics.mean(gains), statistics.stdev(gains)
+        paired[share] = paired_gain(a["type_accuracy_by_fold"], b["type_accuracy_by_fold"])
         cells = [
             f"{share:g}" + (" (the vote alone)" if share == 0 else ""),
             f"{statistics.mean(a['type_accuracy_by_fold']):.3f} → "
@@ -2046,9 +2123,10 @@ def training_cv_type_alone(root: Path) -> str:
         accuracy = [f["accuracy"] for f in r["by_fold"]]
         gain = "—"
         if plain is not None and r is not plain:
-            paired = [b - a for a, b in zip((f["accuracy"] for f in plain["by_fold"]), accuracy, strict=True)]
-            gains[(r["set"], r["outline"])] = statistics.mean(paired), statistics.stdev(paired)
-            gain = f"{signed(statistics.mean(paired))} ± {statistics.stdev(paired):.3f}"
+            mean, sd = gains[(r["set"], r["outline"])] = paired_gain(
+                [f["accuracy"] for f in plain["by_fold"]], accuracy
+            )
+            gain = f"{signed(mean)} ± {sd:.3f}"
         body.append(
             [
                 f"`type_classifier_cvK{r['set']}`: {classifier_recipe(meta)}",

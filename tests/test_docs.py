@@ -733,3 +733,37 @@ def test_the_classifiers_alone_are_set_against_the_plain_set_fold_by_fold(tmp_pa
     assert "| the expert's | 0.950 ± 0.020 | +0.050 ± 0.000 | 0.950 ± 0.100 |" in text
     assert "changes accuracy by +0.012 ± 0.016 over the plain set and meningioma 0.800 → 0.850" in words
     assert "no gain beyond the spread over folds" in words  # 0.012 - 0.016 < 0
+
+
+def test_the_targets_say_which_ideas_were_measured_and_on_how_many_folds():
+    def fold(*overridden):
+        return {"training": {"like": {"overridden": list(overridden)}}}
+
+    shipped = [fold() for _ in range(5)]
+    text = build.segmentation_ideas([*shipped, fold("hard_mining")], 5)
+    assert text.startswith("measured so far: hard-example mining (1 of 5 folds), none yet on all 5 folds")
+    assert "still to try: a shared encoder with a type head, sampling weighted toward the missed kind" in text
+    assert "hard-example mining" not in text.split("still to try")[1]
+    every = build.segmentation_ideas([*shipped, *(fold("hard_mining") for _ in range(5))], 5)
+    assert "(5 of 5 folds), the paired figures, and the means over folds, are under" in every
+    assert build.segmentation_ideas(shipped, 5).startswith("still to try: a shared encoder with a type head")
+
+
+@pytest.mark.parametrize(
+    ("gains", "verdict"), [([0.02, 0, 0.02, -0.01, 0.03], "none beyond"), ([0.03] * 5, "see")]
+)
+def test_the_targets_weigh_each_typing_idea_by_its_paired_gain(tmp_path, gains, verdict):
+    (tmp_path / "docs/results/cv").mkdir(parents=True)
+    assert build.typing_ideas(tmp_path) == ""
+
+    def row(suffix, outline, accuracy):
+        return {"set": suffix, "outline": outline, "by_fold": [{"accuracy": a} for a in accuracy]}
+
+    plain = [0.90, 0.92, 0.88, 0.94, 0.86]
+    region = [a + g for a, g in zip(plain, gains, strict=True)]
+    results = [row("", "none", plain), row("_r", "segmenter", region)]
+    (tmp_path / build.TYPE_CLASSIFIERS_BY_FOLD).write_text(json.dumps({"results": results}))
+    text = build.typing_ideas(tmp_path)
+    mean = sum(gains) / 5
+    assert f"a classifier that reads the fold U-Net's outline, alone, +{mean:.3f} ± " in text
+    assert f": {verdict}" in text
