@@ -383,6 +383,12 @@ def out_of_fold_classifier(
     fold out (trained with ``--fold``; its validation slices hold the whole fold), so no slice is
     scored by a classifier that trained on it. ``ValueError`` naming a fold no bundle held out."""
     classifiers = [load_type_classifier(path, runtime=runtime) for path in bundles]
+    reads = [Path(p).name for p, c in zip(bundles, classifiers, strict=True) if c.takes_outline]
+    if reads:
+        raise ValueError(
+            f"{', '.join(reads)} read the tumour's outline (--tumour-region), which this blend does not give "
+            "them yet: `python -m ml.type_cv` scores them alone, with the fold U-Nets' outlines."
+        )
     holders = fold_holders(
         data_dir, folds, [(Path(p).name, c.metadata) for p, c in zip(bundles, classifiers, strict=True)]
     )

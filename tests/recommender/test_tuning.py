@@ -233,6 +233,13 @@ def test_tune_retrieval_scores_the_blend_with_classifiers_that_held_each_fold_ou
         call_command(*args, "--classifier-folds", *bundles[:2])
     with pytest.raises(CommandError, match=r"must lie in \[0, 1\]"):
         call_command(*args, "--classifier-folds", *bundles, "--classifier-weights", "1.5")
+    reader = train_type_classifier(
+        tiny_classifier(data, tmp_path, "tc_cv2_r", fold=2, folds=3, tumour_region=True),
+        log=lambda _: None,
+        verbose=0,
+    )["path"]
+    with pytest.raises(CommandError, match=r"tc_cv2_r\.keras read the tumour's outline"):
+        call_command(*args, "--classifier-folds", *bundles[:2], reader)
 
 
 def _fold_segmenters(models: Path, out: Path, folds: int) -> list[Path]:
