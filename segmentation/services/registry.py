@@ -211,6 +211,11 @@ def bundle_fields(keras_path: Path) -> tuple[str, dict]:
     if name == ENSEMBLE_NAME:
         raise SegmentationError(f'"{ENSEMBLE_NAME}" is reserved for the ensemble; rename {keras_path.name}')
     spec = meta.get("spec") or {}
+    if classifier and spec.get("tumour_input"):
+        raise SegmentationError(
+            f"{keras_path.name} reads the tumour's outline (--tumour-region), which the type suggestion does "
+            "not give a classifier yet: it is a cross-validation study's bundle, not one to serve."
+        )
     defaults = {
         "kind": Kind.TYPE_CLASSIFIER if classifier else Kind.SEGMENTER,
         "architecture": TYPE_CLASSIFIER_SLOT

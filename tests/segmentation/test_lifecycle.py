@@ -26,6 +26,7 @@ from ml.data import read_records, split_ids_as_trained
 from recommender.services import type_classifier_served
 from segmentation import services
 from segmentation.models import ModelVersion, SegmentationRun
+from segmentation.services import SegmentationError
 from segmentation.services.lifecycle import (
     HeldOut,
     LifecycleError,
@@ -36,6 +37,7 @@ from segmentation.services.lifecycle import (
 )
 from segmentation.tasks import run_segmentation_task
 from segmentation.testing import (
+    TINY_TYPE_CLASSIFIER_SPEC,
     make_case,
     retrain_bundle,
     synthetic_case_kwargs,
@@ -384,6 +386,14 @@ def test_a_classifier_candidate_never_serves_before_promotion(classifier_served,
         candidate_register(
             path=tiny_type_classifier_bundle(tmp_path / "elsewhere", "tc", says="glioma"), slot="tiny_unet"
         )
+
+
+def test_a_classifier_that_reads_the_outline_cannot_become_a_candidate(classifier_served, tmp_path):
+    spec = {**TINY_TYPE_CLASSIFIER_SPEC, "tumour_input": True}
+    bundle = tiny_type_classifier_bundle(tmp_path / "region", "type_classifier", meta={"spec": spec})
+    with pytest.raises(SegmentationError, match="reads the tumour's outline"):
+        candidate_register(path=bundle)
+    assert not ModelVersion.objects.filter(stage="candidate").exists()
 
 
 def test_a_worse_classifier_is_refused_with_the_figures(classifier_served, tmp_path, gliomas):
