@@ -139,7 +139,9 @@ cv-calibration: install
 # The type suggestion by cross-validation, each fold's queries outlined, embedded and typed by the fold models
 # that held it out (the shipped recipe's U-Nets and the fold classifiers): docs/training.md, "cv-type-vote".
 # CLASSIFIERS=_w blends the class-balanced fold classifiers (make cv-classifiers TYPE_WEIGHT=...) instead,
-# into type_vote_by_fold_w.json; the described slices are cached once for both.
+# into type_vote_by_fold_w.json; CLASSIFIERS=_r those that read the tumour's outline (make cv-classifiers
+# REGION=1), each given its query's outline from the fold U-Net, into type_vote_by_fold_r.json. The described
+# slices are cached once for all; the U-Nets' maps for the outlines come from (and go to) cv-regions' cache.
 CLASSIFIERS ?=
 CV_CLASSIFIERS = $(sort $(wildcard models/cv/type_classifier/type_classifier_cv[0-9]$(CLASSIFIERS).keras))
 cv-type-vote: install
@@ -217,5 +219,5 @@ help:
 	@echo "make cv-ensemble  the 5 fold U-Nets as one ensemble, scored once on the test split (DATA=...)"
 	@echo "make cv-calibration  each fold's Dice with the settings chosen on the other folds (DATA=...)"
 	@echo "make cv-type-vote the type suggestion by CV, each fold typed by models that never saw it (DATA=...;"
-	@echo "                  CLASSIFIERS=_w: the class-balanced fold classifiers)"
+	@echo "                  CLASSIFIERS=_w: the class-balanced fold classifiers, _r: those reading the outline)"
 	@echo "make check-compose  docker-compose.yml is valid; make clean: remove var, static and test output"

@@ -1622,15 +1622,21 @@ def segmentation_ideas(folds: list[dict], total: int) -> str:
 
 def typing_ideas(root: Path) -> str:
     """The ideas for the type measured by cross-validation, each as its accuracy gain paired by fold over
-    what is served: the class-balanced classifiers in the blend, a classifier reading the outline alone."""
+    what is served: the class-balanced classifiers and those reading the outline in the blend, the latter
+    alone too."""
     parts, beyond = [], []
-    if (root / TYPE_VOTE_BY_FOLD).is_file() and (root / TYPE_VOTE_BY_FOLD_BALANCED).is_file():
-        share = float(read(root, "docs/results/retrieval_test.json")["classifier_weight"])
-        plain = served_type_blend(root, TYPE_VOTE_BY_FOLD)[share]["type_accuracy_by_fold"]
-        weighted = served_type_blend(root, TYPE_VOTE_BY_FOLD_BALANCED)[share]["type_accuracy_by_fold"]
-        gain, sd = paired_gain(plain, weighted)
-        parts.append(f"class-balanced classifiers in the served blend {signed(gain)} ± {sd:.3f}")
-        beyond.append(gain - sd > 0)
+    blended = {
+        TYPE_VOTE_BY_FOLD_BALANCED: "class-balanced classifiers in the served blend",
+        TYPE_VOTE_BY_FOLD_OUTLINE: "classifiers that read the fold U-Net's outline, in the served blend",
+    }
+    for path, what in blended.items():
+        if (root / TYPE_VOTE_BY_FOLD).is_file() and (root / path).is_file():
+            share = float(read(root, "docs/results/retrieval_test.json")["classifier_weight"])
+            plain = served_type_blend(root, TYPE_VOTE_BY_FOLD)[share]["type_accuracy_by_fold"]
+            other = served_type_blend(root, path)[share]["type_accuracy_by_fold"]
+            gain, sd = paired_gain(plain, other)
+            parts.append(f"{what} {signed(gain)} ± {sd:.3f}")
+            beyond.append(gain - sd > 0)
     if (root / TYPE_CLASSIFIERS_BY_FOLD).is_file():
         results = read(root, TYPE_CLASSIFIERS_BY_FOLD)["results"]
         plain_set = next((r for r in results if r["set"] == ""), None)
@@ -1953,6 +1959,13 @@ def training_cv_calibration(root: Path) -> str:
 TYPE_VOTE_BY_FOLD = "docs/results/cv/type_vote_by_fold.json"
 # The same with the class-balanced fold classifiers (make cv-type-vote CLASSIFIERS=_w).
 TYPE_VOTE_BY_FOLD_BALANCED = "docs/results/cv/type_vote_by_fold_w.json"
+# The same with the fold classifiers that read the tumour's outline (make cv-type-vote CLASSIFIERS=_r).
+TYPE_VOTE_BY_FOLD_OUTLINE = "docs/results/cv/type_vote_by_fold_r.json"
+# Each variant set's result: what to call it in the text and the command that writes it.
+TYPE_VOTE_VARIANTS = {
+    TYPE_VOTE_BY_FOLD_BALANCED: ("class-balanced", "make cv-type-vote DATA=... CLASSIFIERS=_w"),
+    TYPE_VOTE_BY_FOLD_OUTLINE: ("outline-reading", "make cv-type-vote DATA=... CLASSIFIERS=_r"),
+}
 
 
 def in_sample_type_cv(root: Path, retrieval: dict) -> dict:
@@ -2031,7 +2044,7 @@ def training_cv_type_vote(root: Path) -> str:
             f"(Generated from `{TYPE_VOTE_BY_FOLD}`, written by the command above with",
             "`--json docs/results/cv/type_vote_by_fold.json`.)",
             "",
-            *balanced_type_vote(root, retrieval),
+            *variant_type_votes(root, retrieval),
         ]
     )
 
@@ -2049,21 +2062,24 @@ def served_type_blend(root: Path, path: str) -> dict[float, dict]:
     return {float(k): v for k, v in found["by_classifier_weight"].items()}
 
 
-def balanced_type_vote(root: Path, retrieval: dict) -> list[str]:
-    """The same suggestion with the class-balanced fold classifiers (``TYPE_VOTE_BY_FOLD_BALANCED``) beside
-    the plain ones, share by share at the served embedding weight, paired by fold; nothing until measured."""
-    if not (root / TYPE_VOTE_BY_FOLD_BALANCED).is_file():
+def variant_type_votes(root: Path, retrieval: dict) -> list[str]:
+    """``variant_type_vote`` for each variant set of fold classifiers measured in the blend."""
+    return [line for path in TYPE_VOTE_VARIANTS for line in variant_type_vote(root, retrieval, path)]
+
+
+def variant_type_vote(root: Path, retrieval: dict, path: str) -> list[str]:
+    """The same suggestion with a variant set of fold classifiers (``TYPE_VOTE_VARIANTS``) beside the plain
+    ones, share by share at the served embedding weight, paired by fold; nothing until measured."""
+    if not (root / path).is_file():
         return []
-    balanced = read(root, TYPE_VOTE_BY_FOLD_BALANCED)
-    plain, weighted = (
-        served_type_blend(root, TYPE_VOTE_BY_FOLD),
-        served_type_blend(root, TYPE_VOTE_BY_FOLD_BALANCED),
-    )
-    meta = read(root, f"models/cv/type_classifier/{Path(balanced['classifier_folds'][0]).stem}.json")
+    label, command = TYPE_VOTE_VARIANTS[path]
+    variant = read(root, path)
+    plain, other = served_type_blend(root, TYPE_VOTE_BY_FOLD), served_type_blend(root, path)
+    meta = read(root, f"models/cv/type_classifier/{Path(variant['classifier_folds'][0]).stem}.json")
     served_share = float(retrieval["classifier_weight"])
     body, paired = [], {}
-    for share in sorted(set(plain) & set(weighted)):
-        a, b = plain[share], weighted[share]
+    for share in sorted(set(plain) & set(other)):
+        a, b = plain[share], other[share]
         paired[share] = paired_gain(a["type_accuracy_by_fold"], b["type_accuracy_by_fold"])
         cells = [
             f"{share:g}" + (" (the vote alone)" if share == 0 else ""),
@@ -2073,11 +2089,17 @@ def balanced_type_vote(root: Path, retrieval: dict) -> list[str]:
             *(f"{f3(a['type_accuracy_by_type'][t])} → {f3(b['type_accuracy_by_type'][t])}" for t in TYPES),
         ]
         body.append([f"**{c}**" for c in cells] if share == served_share else cells)
-    names = ", ".join(f"`{Path(n).stem}`" for n in balanced["classifier_folds"])
+    folds = [Path(n).stem for n in variant["classifier_folds"]]
+    names = re.sub(r"_cv\d+", "_cvK", folds[0])
     gain, spread = paired[served_share]
-    men = [w[served_share]["type_accuracy_by_type"]["meningioma"] for w in (plain, weighted)]
+    men = [w[served_share]["type_accuracy_by_type"]["meningioma"] for w in (plain, other)]
+    outline = (
+        " Each query is typed with the outline its fold U-Net draws, the one the kNN vote describes."
+        if meta["training"].get("tumour_region")
+        else ""
+    )
     verdict = para(
-        f"At the served share {served_share:g} the class-balanced set changes accuracy by {signed(gain)} ± ",
+        f"At the served share {served_share:g} the {label} set changes accuracy by {signed(gain)} ± ",
         f"{spread:.3f} and meningioma {men[0]:.3f} → {men[1]:.3f}: ",
         "a gain beyond the spread over folds, worth serving."
         if gain - spread > 0
@@ -2085,18 +2107,16 @@ def balanced_type_vote(root: Path, retrieval: dict) -> list[str]:
     )
     return [
         para(
-            f"With the fold classifiers trained with {classifier_recipe(meta)} ({names}) in place of ",
-            "those that drew every slice alike, at the served embedding weight ",
-            f"{retrieval['weights']['embedding']:g}, each cell plain → class-balanced, the gain paired by ",
-            "fold:",
+            f"The same with the {len(folds)} fold classifiers `{names}` in place of the plain ones, trained ",
+            f"with {classifier_recipe(meta)}.{outline} At the served embedding weight ",
+            f"{retrieval['weights']['embedding']:g}, each cell plain → {label}, the gain paired by fold:",
         ),
         "",
         *rows(["classifier share", "accuracy, mean over folds", "gain, mean ± sd over folds", *TYPES], body),
         "",
         verdict,
         "",
-        f"(Generated from `{TYPE_VOTE_BY_FOLD_BALANCED}`, written by `make cv-type-vote DATA=... "
-        "CLASSIFIERS=_w`.)",
+        f"(Generated from `{path}`, written by `{command}`.)",
         "",
     ]
 

@@ -39,6 +39,7 @@ from PIL import Image
 
 from ml.data import load_slices, read_records, split_ids_as_trained
 from ml.inference import file_sha256, load_segmenter
+from ml.region_choice import fold_maps
 from ml.type_classification import load_type_classifier
 from recommender import features as feature_extractor
 from recommender import ranking
@@ -377,28 +378,50 @@ def _by_type(hits: list[int], types: list[str]) -> dict[str, float]:
 
 
 def out_of_fold_classifier(
-    data_dir: Path, folds: list[list[str]], bundles: list[Path], *, runtime: str = "auto"
+    data_dir: Path,
+    folds: list[list[str]],
+    bundles: list[Path],
+    *,
+    segmenters: list[Path] | None = None,
+    maps_cache: Path | None = None,
+    runtime: str = "auto",
 ) -> dict[str, dict[str, float]]:
     """Each slice of ``folds``, by id: its type probabilities from the classifier bundle that held its
     fold out (trained with ``--fold``; its validation slices hold the whole fold), so no slice is
-    scored by a classifier that trained on it. ``ValueError`` naming a fold no bundle held out."""
+    scored by a classifier that trained on it. ``ValueError`` naming a fold no bundle held out.
+
+    A classifier that reads the tumour's outline (``--tumour-region``) is given the outline the query
+    has in ``describe_by_fold``: that of the fold segmenter among ``segmenters`` that held the same fold
+    out (its maps from ``ml.region_choice.fold_maps``, cached in ``maps_cache``). Without
+    ``segmenters`` such a classifier is refused rather than typed without one."""
     classifiers = [load_type_classifier(path, runtime=runtime) for path in bundles]
     reads = [Path(p).name for p, c in zip(bundles, classifiers, strict=True) if c.takes_outline]
-    if reads:
+    if reads and not segmenters:
         raise ValueError(
-            f"{', '.join(reads)} read the tumour's outline (--tumour-region), which this blend does not give "
-            "them yet: `python -m ml.type_cv` scores them alone, with the fold U-Nets' outlines."
+            f"{', '.join(reads)} read the tumour's outline (--tumour-region): pass the fold segmenters "
+            "that outline each fold's queries (--fold-models)."
         )
     holders = fold_holders(
         data_dir, folds, [(Path(p).name, c.metadata) for p, c in zip(bundles, classifiers, strict=True)]
     )
+    outliners = fold_bundles(data_dir, folds, segmenters)[0] if reads else [None] * len(folds)
     out: dict[str, dict[str, float]] = {}
-    for fold, holder in zip(folds, holders, strict=True):
+    for fold, holder, outliner in zip(folds, holders, outliners, strict=True):
         classifier = classifiers[holder]
         slices = load_slices(data_dir, fold)
-        for record, p in zip(slices.records, classifier.probabilities(slices.images), strict=True):
+        ids = [r.id for r in slices.records]
+        outlines = _fold_outlines(data_dir, outliner, ids, maps_cache) if classifier.takes_outline else None
+        for record, p in zip(slices.records, classifier.probabilities(slices.images, outlines), strict=True):
             out[record.id] = {t: float(v) for t, v in zip(classifier.classes, p, strict=True)}
     return out
+
+
+def _fold_outlines(data_dir: Path, segmenter: Path, ids: list[str], cache: Path | None) -> list[np.ndarray]:
+    """The outlines ``describe_by_fold`` gives the queries ``ids`` of one fold: the fold segmenter's mask,
+    or the likeliest region of its map where that is empty."""
+    model, slices, maps = fold_maps(data_dir, segmenter, cache)
+    by_id = {r.id: m for r, m in zip(slices.records, maps, strict=True)}
+    return [outline_from_probability(by_id[i], model.binarize(by_id[i])) for i in ids]
 
 
 def grid(discriminant: list[float], features: list[float], embedding: list[float]) -> list[dict]:

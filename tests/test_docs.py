@@ -638,7 +638,21 @@ def test_a_joint_segmenters_type_head_is_its_own_classifier_recipe():
     )
 
 
-def test_the_class_balanced_type_vote_is_set_beside_the_plain_one_share_by_share(tmp_path):
+@pytest.mark.parametrize(
+    ("suffix", "training", "label", "recipe"),
+    [
+        ("_w", {"type_weights": {"meningioma": 2}}, "class-balanced", "meningioma drawn 2 times as often"),
+        (
+            "_r",
+            {"tumour_region": True},
+            "outline-reading",
+            "every slice drawn alike, looking at the tumour's outline too (`--tumour-region`)",
+        ),
+    ],
+)
+def test_a_variant_type_vote_is_set_beside_the_plain_one_share_by_share(
+    tmp_path, suffix, training, label, recipe
+):
     (tmp_path / "docs/results/cv").mkdir(parents=True)
     (tmp_path / "models/cv/type_classifier").mkdir(parents=True)
     for name in ("retrieval_test.json", "retrieval_tuning.json"):
@@ -661,22 +675,26 @@ def test_the_class_balanced_type_vote_is_set_beside_the_plain_one_share_by_share
     plain = {0.0: ([0.90, 0.92, 0.88, 0.94, 0.86], 0.70), share: ([0.93, 0.95, 0.91, 0.97, 0.89], 0.80)}
     (tmp_path / build.TYPE_VOTE_BY_FOLD).write_text(vote(plain, []))
     without = build.training_cv_type_vote(tmp_path)
-    assert "class-balanced" not in without  # nothing until measured
+    assert label not in without  # nothing until measured
 
-    names = [f"type_classifier_cv{k}_w.keras" for k in range(5)]
+    names = [f"type_classifier_cv{k}{suffix}.keras" for k in range(5)]
     weighted = {0.0: plain[0.0], share: ([0.95, 0.95, 0.93, 0.96, 0.92], 0.90)}
-    (tmp_path / build.TYPE_VOTE_BY_FOLD_BALANCED).write_text(vote(weighted, names))
-    (tmp_path / "models/cv/type_classifier/type_classifier_cv0_w.json").write_text(
-        json.dumps({"training": {"type_weights": {"meningioma": 2}}})
+    (tmp_path / f"docs/results/cv/type_vote_by_fold{suffix}.json").write_text(vote(weighted, names))
+    (tmp_path / f"models/cv/type_classifier/type_classifier_cv0{suffix}.json").write_text(
+        json.dumps({"training": training})
     )
     text = build.training_cv_type_vote(tmp_path)
     words = " ".join(text.split())
     assert text.startswith(without)
-    assert "trained with meningioma drawn 2 times as often (`type_classifier_cv0_w`," in words
+    assert f"The same with the 5 fold classifiers `type_classifier_cvK{suffix}` in place of the" in words
+    assert f"trained with {recipe}." in words
+    assert ("typed with the outline its fold U-Net draws" in words) == (suffix == "_r")
+    assert f"each cell plain → {label}" in words
+    assert f"make cv-type-vote DATA=... CLASSIFIERS={suffix}" in words
     # gains by fold: +0.02, 0, +0.02, -0.01, +0.03
     assert f"| **{share:g}** | **0.930 → 0.942** | **+0.012 ± 0.016** | **0.800 → 0.900** |" in text
     assert "| 0 (the vote alone) | 0.900 → 0.900 | +0.000 ± 0.000 | 0.700 → 0.700 |" in text
-    assert f"At the served share {share:g} the class-balanced set changes accuracy by +0.012 ± 0.016" in words
+    assert f"At the served share {share:g} the {label} set changes accuracy by +0.012 ± 0.016" in words
     assert "meningioma 0.800 → 0.900: no gain beyond the spread over folds" in words
 
 

@@ -10,12 +10,19 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from PIL import Image
 
-from ml.data import kfold_by_patient, read_records, split_by_patient
+from ml.data import kfold_by_patient, load_slices, read_records, split_by_patient
 from ml.inference import load_segmenter
-from ml.type_classification import train_type_classifier
+from ml.type_classification import load_type_classifier, train_type_classifier
 from recommender import features as feature_extractor
 from recommender.services import outline_from_probability
-from recommender.tuning import Described, cross_validate, describe_by_fold, fold_bundles, grid
+from recommender.tuning import (
+    Described,
+    cross_validate,
+    describe_by_fold,
+    fold_bundles,
+    grid,
+    out_of_fold_classifier,
+)
 from segmentation.services import model_versions_sync
 from segmentation.testing import retrain_bundle, write_shared_layout
 from tests.ml.builders import tiny_classifier
@@ -238,7 +245,7 @@ def test_tune_retrieval_scores_the_blend_with_classifiers_that_held_each_fold_ou
         log=lambda _: None,
         verbose=0,
     )["path"]
-    with pytest.raises(CommandError, match=r"tc_cv2_r\.keras read the tumour's outline"):
+    with pytest.raises(CommandError, match=r"tc_cv2_r\.keras read the tumour's outline.*--fold-models"):
         call_command(*args, "--classifier-folds", *bundles[:2], reader)
 
 
@@ -308,6 +315,37 @@ def test_tune_retrieval_with_fold_models_names_them_and_refuses_a_missing_fold(m
     assert json.loads(out.read_text())["n_slices"] == 7
     with pytest.raises(CommandError, match="takes no --embedding-models"):
         call_command(*args, "--fold-models", *map(str, bundles), "--embedding-models", "tiny_unet")
+
+
+@pytest.mark.slow
+def test_a_classifier_reading_the_outline_gets_the_fold_segmenters_outline_of_the_query(models_dir, tmp_path):
+    data = tmp_path / "data"
+    write_shared_layout(data, n_per_type=8)
+    folds = kfold_by_patient(_development(data), k=3, seed=42)
+    segmenters = _fold_segmenters(models_dir, tmp_path, 3)
+    reader = train_type_classifier(
+        tiny_classifier(data, tmp_path, "tc_cv2_r", fold=2, folds=3, tumour_region=True),
+        log=lambda _: None,
+        verbose=0,
+    )["path"]
+    bundles = [*_fold_classifiers(data, tmp_path, [0, 1]), reader]
+    maps = tmp_path / "maps"
+    typed = out_of_fold_classifier(data, folds, bundles, segmenters=segmenters, maps_cache=maps)
+    assert set(typed) == {i for fold in folds for i in fold}
+
+    # Fold 2's queries: typed with the outline that fold 2's segmenter gives them in describe_by_fold.
+    model, classifier = load_segmenter(segmenters[2]), load_type_classifier(reader)
+    slices = load_slices(data, folds[2])
+    outlines = [outline_from_probability(p, model.binarize(p)) for p in model.predict_proba(slices.images)]
+    assert any(o.any() for o in outlines)
+    with_outline = classifier.probabilities(slices.images, outlines)
+    got = np.array([[typed[r.id][t] for t in classifier.classes] for r in slices.records])
+    np.testing.assert_allclose(got, with_outline, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(got, classifier.probabilities(slices.images), atol=1e-5)
+    assert len(list(maps.glob("*.npz"))) == 1  # only the reader's fold was segmented
+
+    with pytest.raises(ValueError, match=r"tc_cv2_r\.keras read the tumour's outline.*--fold-models"):
+        out_of_fold_classifier(data, folds, bundles)
 
 
 def _development(data: Path) -> list:

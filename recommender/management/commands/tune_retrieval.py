@@ -91,7 +91,14 @@ class Command(BaseCommand):
             metavar="KERAS",
             help="type classifier bundles trained with --fold K, one per fold (the same --folds and "
             "--seed): each query is also typed by the one that held its fold out, blended with the kNN "
-            "vote at each --classifier-weights, as the served suggestion is",
+            "vote at each --classifier-weights, as the served suggestion is; one that reads the tumour's "
+            "outline (--tumour-region) gets the query's outline from --fold-models",
+        )
+        parser.add_argument(
+            "--maps-cache",
+            default="var/region_choice",
+            help="folder caching the fold models' maps of their folds for the outlines a classifier reads "
+            "(default var/region_choice, shared with python -m ml.region_choice; '' for none)",
         )
         parser.add_argument(
             "--classifier-weights",
@@ -135,7 +142,11 @@ class Command(BaseCommand):
                 raise CommandError("--classifier-weights must lie in [0, 1].")
             try:
                 classifier = tuning.out_of_fold_classifier(
-                    data, folds, [Path(p) for p in o["classifier_folds"]]
+                    data,
+                    folds,
+                    [Path(p) for p in o["classifier_folds"]],
+                    segmenters=[Path(p) for p in o["fold_models"] or []],
+                    maps_cache=Path(o["maps_cache"]) if o["maps_cache"] else None,
                 )
             except (ValueError, FileNotFoundError) as exc:
                 raise CommandError(str(exc)) from exc
