@@ -179,18 +179,21 @@ cv-ensemble: install
 # One type classifier per fold, seeded from that fold's U-Net (models/cv/unet_cv<K>.keras), for each fold
 # that has one and no classifier yet: trained in runs/type_cv/ (resumable), kept in models/cv/type_classifier/
 # with its per-epoch log. TYPE_WEIGHT=meningioma=2 trains the class-balanced variant (name suffix _w),
-# REGION=1 the one that also looks at the tumour's outline (--tumour-region, name suffix _r).
+# REGION=1 the one that also looks at the tumour's outline (--tumour-region, name suffix _r); INIT_SEED=N the
+# same recipe again from another initialisation on the same patients (--init-seed N, name suffix _sN), to
+# measure how much two trainings differ.
 cv-classifiers: install
 	@test -f '$(DATA)/cases.csv' || { echo "cv-classifiers: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
 	@mkdir -p models/cv/type_classifier
 	@for seg in models/cv/unet_cv?.keras; do \
 	  k=$${seg#models/cv/unet_cv}; k=$${k%.keras}; \
-	  name=type_classifier_cv$${k}$(if $(TYPE_WEIGHT),_w)$(if $(REGION),_r); \
+	  name=type_classifier_cv$${k}$(if $(TYPE_WEIGHT),_w)$(if $(REGION),_r)$(if $(INIT_SEED),_s$(INIT_SEED)); \
 	  test -f models/cv/type_classifier/$$name.keras && continue; \
 	  echo "== $$name (fold $$k, seeded from $$seg)"; \
 	  env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m ml.type_classification --data '$(DATA)' --fold $$k \
 	    --init-from $$seg --name $$name --output-dir runs/type_cv --run-dir runs/type_cv/$$name \
-	    $(if $(TYPE_WEIGHT),--type-weight $(TYPE_WEIGHT)) $(if $(REGION),--tumour-region) || exit 1; \
+	    $(if $(TYPE_WEIGHT),--type-weight $(TYPE_WEIGHT)) $(if $(REGION),--tumour-region) \
+	    $(if $(INIT_SEED),--init-seed $(INIT_SEED)) || exit 1; \
 	  cp runs/type_cv/$$name.keras runs/type_cv/$$name.json models/cv/type_classifier/ && \
 	  cp runs/type_cv/$$name/log.csv models/cv/type_classifier/$$name.log.csv || exit 1; \
 	done

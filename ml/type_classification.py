@@ -45,8 +45,8 @@ from ml.data import (
 from ml.inference import openvino_forward, read_metadata, resolve_runtime, save_bundle
 from ml.training.callbacks import run_finished, training_callbacks
 from ml.training.config import check_folds_and_weights
-from ml.training.loop import set_threads, start_or_resume, start_run
-from ml.training.options import add_type_weight_argument
+from ml.training.loop import init_seed, set_threads, start_or_resume, start_run
+from ml.training.options import add_init_seed_argument, add_type_weight_argument
 from ml.training.plots import plot_curves
 from ml.training.provenance import library_versions
 
@@ -77,6 +77,7 @@ class ClassifierConfig:
     patience: int = 8
     precision: str = "auto"
     seed: int = 42
+    init_seed: int | None = None  # weights, augmentation and draw order; None: seed's
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     max_minutes: float | None = None
@@ -259,7 +260,7 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
             batch_size=cfg.batch_size,
             shuffle=True,
             augmentation=augmentation_preset(cfg.augmentation),
-            seed=cfg.seed,
+            seed=init_seed(cfg),
             draw_weights=type_draw_weights(train_slices.records, cfg.type_weights),
             masks=m_train,
             tumour_dropout=TUMOUR_DROPOUT,
@@ -291,6 +292,7 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
         "tta": True,
         "training": {
             "data_dir_fingerprint": data_fingerprint(cfg.data_dir),
+            "init_seed": init_seed(cfg),
             "split": {
                 "by": "patient_group",
                 "stratified_by": "tumour_type",
@@ -602,7 +604,10 @@ def add_arguments(parser, encoders, augmentations) -> None:
         choices=["auto", "fp32", "bf16"],
         help="auto: bf16 where the CPU has AMX/AVX512-BF16 or on a GPU",
     )
-    parser.add_argument("--seed", type=int, default=42, help="split and initialisation seed")
+    parser.add_argument(
+        "--seed", type=int, default=42, help="split seed, and the initialisation's unless --init-seed"
+    )
+    add_init_seed_argument(parser)
     parser.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
     parser.add_argument("--limit", type=int, help="use at most N train and N val slices (smoke runs)")
     parser.add_argument(
@@ -652,6 +657,7 @@ def config_from_args(o: dict) -> ClassifierConfig:
         lr_end=o["lr_end"],
         precision=o["precision"],
         seed=o["seed"],
+        init_seed=o.get("init_seed"),
         limit=o.get("limit"),
         init_from=o.get("init_from"),
         augmentation=o["augmentation"],

@@ -33,6 +33,7 @@ class TrainConfig:
     patience: int = 12
     precision: str = "auto"
     seed: int = 42
+    init_seed: int | None = None  # weights, augmentation and draw order; None: seed's
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     max_minutes: float | None = None

@@ -40,6 +40,11 @@ from ml.training.provenance import encoder_weights_note, library_versions, like_
 from ml.training.transfer import transfer_weights
 
 
+def init_seed(cfg) -> int:
+    """The seed of a run's initial weights, augmentation and draw order: ``init_seed``, else ``seed``."""
+    return cfg.seed if cfg.init_seed is None else cfg.init_seed
+
+
 def start_run(cfg, log):
     """Set the precision and seed, make the run folder and load the split's slices.
 
@@ -50,7 +55,7 @@ def start_run(cfg, log):
     import keras  # noqa: PLC0415 (TensorFlow loads only when a run starts)
 
     precision = set_precision(cfg.precision)
-    keras.utils.set_random_seed(cfg.seed)
+    keras.utils.set_random_seed(init_seed(cfg))
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     records = read_records(cfg.data_dir)
@@ -178,7 +183,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
             batch_size=cfg.batch_size,
             shuffle=True,
             augmentation=augmentation,
-            seed=cfg.seed,
+            seed=init_seed(cfg),
             repeat_outputs=heads,
             soft_targets=bool(cfg.distill_from),
             draw_weights=draw_weights,
@@ -228,6 +233,7 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
         "tta_scales": [1.0],  # replaced by the choice's zoom, when it made one
         "training": {
             "data_dir_fingerprint": data_fingerprint(cfg.data_dir),
+            "init_seed": init_seed(cfg),
             "split": {
                 "by": "patient_group",
                 "stratified_by": "tumour_type",

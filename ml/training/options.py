@@ -110,8 +110,12 @@ def add_training_arguments(parser, *, data_default: str | None, output_default: 
         help="auto: bf16 where the CPU has AMX/AVX512-BF16 or on a GPU, else fp32",
     )
     parser.add_argument(
-        "--seed", type=int, default=d["seed"], help=f"split and initialisation seed (default {d['seed']})"
+        "--seed",
+        type=int,
+        default=d["seed"],
+        help=f"split seed, and the initialisation's unless --init-seed (default {d['seed']})",
     )
+    add_init_seed_argument(parser)
     parser.add_argument(
         "--init-from",
         help="a .keras model whose same-named, same-shaped layers seed this one "
@@ -194,6 +198,16 @@ def add_training_arguments(parser, *, data_default: str | None, output_default: 
         default=d["distill_weight"],
         help="the teachers' share of each training target with --distill-from "
         f"(default {d['distill_weight']})",
+    )
+
+
+def add_init_seed_argument(parser) -> None:
+    """``--init-seed``: another initialisation on the same split, to measure how much runs differ."""
+    parser.add_argument(
+        "--init-seed",
+        type=int,
+        help="seed of the initial weights, the augmentation and the draw order, the split staying that "
+        "of --seed: a second run of a recipe on the same patients (default: --seed)",
     )
 
 

@@ -28,6 +28,7 @@ from ml.type_classification import (
     train_type_classifier,
     tumour_weights,
 )
+from segmentation.testing import write_shared_layout
 from tests.ml.builders import tiny_classifier
 
 
@@ -190,6 +191,28 @@ def test_a_fold_classifier_trains_on_its_fold_and_records_it(figshare_dir, tmp_p
     fold_val = split_ids_as_trained(records, split, "val")
     ordinary_val = split_ids_as_trained(records, {**split, "fold": None}, "val")
     assert fold_val != ordinary_val and len(fold_val) > 300  # the fold's patients, not the usual split's
+
+
+def test_the_init_seed_option_reaches_the_config_and_defaults_to_the_split_seed():
+    assert _classifier_options("--init-seed", "7").init_seed == 7
+    assert _classifier_options().init_seed is None
+
+
+@pytest.mark.slow
+def test_another_init_seed_trains_other_weights_on_the_same_patients(tmp_path):
+    data = tmp_path / "data"
+    write_shared_layout(data, n_per_type=8)
+    metas, weights = [], []
+    for name, overrides in (("tc_a", {}), ("tc_b", {"init_seed": 7})):
+        result = train_type_classifier(
+            tiny_classifier(data, tmp_path, name, fold=1, folds=3, **overrides), log=lambda _: None, verbose=0
+        )
+        metas.append(json.loads((tmp_path / "bundles" / f"{name}.json").read_text()))
+        weights.append(load_type_classifier(result["path"]).model.get_weights())
+    assert [m["training"]["init_seed"] for m in metas] == [42, 7]
+    assert metas[0]["training"]["split"] == metas[1]["training"]["split"]  # the same patients
+    assert metas[0]["metrics"]["val"]["n"] == metas[1]["metrics"]["val"]["n"] > 0
+    assert any(not np.allclose(a, b) for a, b in zip(*weights, strict=True))
 
 
 def test_the_tumour_weights_average_one_over_the_slice_and_no_outline_stays_zero():
