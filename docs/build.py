@@ -1824,8 +1824,9 @@ def against_the_shipped_recipe(root: Path, metas: list[dict]) -> list[str]:
 
 
 def classifier_recipe(meta: dict) -> str:
-    """A fold classifier's recipe: its draw weights by type (``--type-weight``), or every slice alike; for
-    the type head of a joint segmenter (``ml.train --type-head``), that."""
+    """A fold classifier's recipe: its draw weights by type (``--type-weight``), or every slice alike, and its
+    initialisation when not the split's seed (``--init-seed``); for the type head of a joint segmenter
+    (``ml.train --type-head``), that."""
     weights = meta["training"].get("type_weights") or {}
     drawn = (
         ", ".join(f"{t} drawn {w:g} times as often" for t, w in sorted(weights.items()))
@@ -1835,6 +1836,9 @@ def classifier_recipe(meta: dict) -> str:
     joint = meta["training"].get("joint_segmenter")
     if joint:
         return f"the type head of a segmenter trained with it (`--type-head {joint['type_head']:g}`), {drawn}"
+    seed = meta["training"].get("init_seed")
+    if seed is not None and seed != meta["training"].get("split", {}).get("seed"):
+        drawn += f", from another initialisation (`--init-seed {seed}`)"
     if meta["training"].get("tumour_region"):
         return f"{drawn}, looking at the tumour's outline too (`--tumour-region`)"
     return drawn

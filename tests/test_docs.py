@@ -633,6 +633,14 @@ def test_a_joint_segmenters_type_head_is_its_own_classifier_recipe():
     alone = {"training": {"type_weights": {"meningioma": 2.0}}}
     joint = {"training": {"type_weights": {}, "joint_segmenter": {"name": "unet_th_cv3", "type_head": 0.3}}}
     assert build.classifier_recipe(alone) == "meningioma drawn 2 times as often"
+    again = {"training": {"type_weights": {}, "init_seed": 7, "split": {"seed": 42}}}
+    assert (
+        build.classifier_recipe(again)
+        == "every slice drawn alike, from another initialisation (`--init-seed 7`)"
+    )
+    assert build.classifier_recipe({"training": {"init_seed": 42, "split": {"seed": 42}}}) == (
+        "every slice drawn alike"
+    )
     assert build.classifier_recipe(joint) == (
         "the type head of a segmenter trained with it (`--type-head 0.3`), every slice drawn alike"
     )
