@@ -87,7 +87,11 @@ READS = [
 ]
 
 
-@pytest.mark.parametrize(("how", "route", "arguments", "event", "target"), READS, ids=lambda v: str(v))
+# The ids name each read by its strings (pytest numbers the two of case-mask apart): the same in every
+# process, as pytest-xdist needs.
+@pytest.mark.parametrize(
+    ("how", "route", "arguments", "event", "target"), READS, ids=lambda v: v if isinstance(v, str) else "by"
+)
 def test_each_audited_read_writes_one_entry_with_who_what_and_where(
     case, viewer, how, route, arguments, event, target
 ):
