@@ -62,9 +62,14 @@ demo: install
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) manage.py runserver $(HOST)
 
 # The whole suite on the embedded defaults (tests that need Postgres/Redis skip themselves here), with
-# the coverage of the code (lines not run, per file) and its floor, fail_under in pyproject.toml.
+# the coverage of the code (lines not run, per file) and its floor, fail_under in pyproject.toml. It runs in
+# TEST_WORKERS processes (pytest-xdist; each loads TensorFlow, 1-3 GB): 2 for this project's 2-core machines,
+# TEST_WORKERS=auto for one per core. A worker that finishes its share takes tests from the other's
+# (worksteal), so the longest tests (the shipped models' test-split reproduction) do not leave one waiting.
+TEST_WORKERS ?= 2
 test: install
-	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m pytest --cov --cov-report=term-missing:skip-covered
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal \
+	  --cov --cov-report=term-missing:skip-covered
 
 bench: install
 	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

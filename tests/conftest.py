@@ -21,6 +21,52 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 
 
+# === The production pass: only the tests its services can change ===
+# CI runs the suite twice: embedded, then against Postgres, Redis, an object store and a Celery worker. A test
+# in tests/ml that touches no database runs ml/, which imports no Django (.importlinter, "ml-is-pure"), or a
+# command over files alone; the docs', house rules' and help texts' tests read the repository's files and
+# the commands' parsers. They run the same in both modes, so the second pass (`--mode-dependent-only`)
+# leaves them to the first. pytest-django refuses a database to a test that did not ask for one, so a test
+# left out here cannot have needed Postgres without failing in the first pass.
+MODE_FREE = ("tests/ml/", "tests/test_docs.py", "tests/test_house_rules.py", "tests/test_help_texts.py")
+# The fixtures through which a test reaches the database (pytest-django's), and so the mode's engine.
+DATABASE_FIXTURES = {
+    "db",
+    "transactional_db",
+    "django_db_reset_sequences",
+    "django_db_serialized_rollback",
+    "live_server",
+}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--mode-dependent-only",
+        action="store_true",
+        help="leave out the tests that run the same in every mode: those of tests/ml that use no database, "
+        "and the docs', house rules' and help texts' (CI's production pass; the embedded pass ran them)",
+    )
+
+
+def runs_the_same_in_every_mode(item) -> bool:
+    path = item.path.relative_to(REPO_ROOT).as_posix()
+    uses_services = (
+        item.get_closest_marker("django_db") is not None
+        or item.get_closest_marker("services") is not None
+        or bool(DATABASE_FIXTURES & set(item.fixturenames))
+    )
+    return path.startswith(MODE_FREE) and not uses_services
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--mode-dependent-only"):
+        return
+    left = [item for item in items if runs_the_same_in_every_mode(item)]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = [item for item in items if not runs_the_same_in_every_mode(item)]
+
+
 # === Factories ===
 
 
