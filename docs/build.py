@@ -1848,7 +1848,8 @@ def training_cv_classifier(root: Path) -> str:
     """Each fold classifier of models/cv/type_classifier/ with its accuracy on its own fold's validation
     patients, grouped by recipe (``classifier_recipe``), and the mean ± sd over the folds there are."""
     lines = []
-    for recipe, metas in cv_bundles(root, "models/cv/type_classifier", classifier_recipe).items():
+    by_recipe = cv_bundles(root, "models/cv/type_classifier", classifier_recipe)
+    for recipe, metas in by_recipe.items():
         folds = metas[0]["training"]["split"]["folds"]
         region = metas[0]["training"].get("tumour_region")
         lines += [
@@ -1878,6 +1879,7 @@ def training_cv_classifier(root: Path) -> str:
             ),
         ]
         lines += fold_mean_sd(metas, "accuracy", "accuracy", "accuracy_by_type")
+        lines += retrained_classifiers(metas, by_recipe)
     if not lines:
         return "\nNo fold classifier in `models/cv/type_classifier/` yet.\n"
     return (
@@ -1885,6 +1887,37 @@ def training_cv_classifier(root: Path) -> str:
         + "\n\n(Generated from `models/cv/type_classifier/*.json`; each bundle's command is in "
         "`models/cv/README.md`.)\n"
     )
+
+
+def retrained_classifiers(metas: list[dict], by_recipe: dict[str, list[dict]]) -> list[str]:
+    """For fold classifiers trained again from another initialisation (``--init-seed``), each fold beside
+    the same recipe's first training on it: how much two trainings differ with nothing else changed."""
+    first = []
+    for meta in metas:
+        training = meta["training"]
+        if training.get("init_seed") in (None, training["split"].get("seed")):
+            continue  # the first training of its recipe
+        same = by_recipe.get(classifier_recipe({**meta, "training": {**training, "init_seed": None}}), [])
+        fold = training["split"]["fold"]
+        before = next((m for m in same if m["training"]["split"]["fold"] == fold), None)
+        if before is not None:
+            first.append((fold, before, meta))
+    if not first:
+        return []
+    pairs = [
+        f"fold {fold}: accuracy {f3(a['accuracy'])} → {f3(b['accuracy'])}, meningioma "
+        f"{f3(a['accuracy_by_type']['meningioma'])} → {f3(b['accuracy_by_type']['meningioma'])}"
+        for fold, a, b in ((f, x["metrics"]["val"], y["metrics"]["val"]) for f, x, y in first)
+    ]
+    return [
+        "",
+        para(
+            "Against the same recipe's first training on the same patients, nothing changed but the ",
+            "initialisation (a typing idea's gain smaller than this is not told apart from a second run): ",
+            "; ".join(pairs),
+            ".",
+        ),
+    ]
 
 
 CLEANUP_NAMES = {

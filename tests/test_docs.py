@@ -629,6 +629,47 @@ def test_an_idea_is_set_against_the_shipped_recipe_fold_by_fold_and_kept_out_of_
     assert "Over the shipped recipe's 2 folds scored: the bundle's own: mean Dice 0.700, 50 of 800" in misses
 
 
+def test_a_fold_classifier_trained_again_is_set_beside_the_first_training_of_its_fold(tmp_path):
+    folder = tmp_path / "models/cv/type_classifier"
+    folder.mkdir(parents=True)
+
+    def bundle(name: str, fold: int, accuracy: float, meningioma: float, **training) -> None:
+        meta = {
+            "name": name,
+            "training": {
+                "split": {"fold": fold, "folds": 5, "seed": 42},
+                "type_weights": {},
+                "epochs_done": 10,
+                "train_seconds": 600,
+                "precision": "fp32",
+                **training,
+            },
+            "metrics": {
+                "val": {
+                    "accuracy": accuracy,
+                    "accuracy_by_type": {"meningioma": meningioma, "glioma": 0.9, "pituitary": 0.9},
+                }
+            },
+        }
+        (folder / f"{name}.json").write_text(json.dumps(meta))
+
+    bundle("type_classifier_cv0", 0, 0.95, 0.97)
+    bundle("type_classifier_cv1", 1, 0.92, 0.83)
+    bundle("type_classifier_cv0_w", 0, 0.94, 0.99, type_weights={"meningioma": 2})
+    assert "Against the same recipe's first training" not in build.training_cv_classifier(tmp_path)
+    bundle("type_classifier_cv0_s7", 0, 0.953, 0.863, init_seed=7)
+    words = " ".join(build.training_cv_classifier(tmp_path).split())
+    assert (
+        "Classifier, every slice drawn alike, from another initialisation (`--init-seed 7`): 1 of 5" in words
+    )
+    assert (
+        "Against the same recipe's first training on the same patients, nothing changed but the "
+        "initialisation (a typing idea's gain smaller than this is not told apart from a second run): "
+        "fold 0: accuracy 0.950 → 0.953, meningioma 0.970 → 0.863." in words
+    )
+    assert words.count("Against the same recipe's first training") == 1  # not for the class-balanced set
+
+
 def test_a_joint_segmenters_type_head_is_its_own_classifier_recipe():
     alone = {"training": {"type_weights": {"meningioma": 2.0}}}
     joint = {"training": {"type_weights": {}, "joint_segmenter": {"name": "unet_th_cv3", "type_head": 0.3}}}
