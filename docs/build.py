@@ -1625,17 +1625,14 @@ def typing_ideas(root: Path) -> str:
     what is served: the class-balanced classifiers and those reading the outline in the blend, the latter
     alone too."""
     parts, beyond = [], []
-    blended = {
-        TYPE_VOTE_BY_FOLD_BALANCED: "class-balanced classifiers in the served blend",
-        TYPE_VOTE_BY_FOLD_OUTLINE: "classifiers that read the fold U-Net's outline, in the served blend",
-    }
-    for path, what in blended.items():
-        if (root / TYPE_VOTE_BY_FOLD).is_file() and (root / path).is_file():
-            share = float(read(root, "docs/results/retrieval_test.json")["classifier_weight"])
-            plain = served_type_blend(root, TYPE_VOTE_BY_FOLD)[share]["type_accuracy_by_fold"]
+    measured = [path for path in TYPE_VOTE_VARIANTS if (root / path).is_file()]
+    if (root / TYPE_VOTE_BY_FOLD).is_file() and measured:
+        share = float(read(root, "docs/results/retrieval_test.json")["classifier_weight"])
+        plain = served_type_blend(root, TYPE_VOTE_BY_FOLD)[share]["type_accuracy_by_fold"]
+        for path in measured:
             other = served_type_blend(root, path)[share]["type_accuracy_by_fold"]
             gain, sd = paired_gain(plain, other)
-            parts.append(f"{what} {signed(gain)} ± {sd:.3f}")
+            parts.append(f"{TYPE_VOTE_VARIANTS[path][2]} in the served blend {signed(gain)} ± {sd:.3f}")
             beyond.append(gain - sd > 0)
     if (root / TYPE_CLASSIFIERS_BY_FOLD).is_file():
         results = read(root, TYPE_CLASSIFIERS_BY_FOLD)["results"]
@@ -1823,6 +1820,12 @@ def against_the_shipped_recipe(root: Path, metas: list[dict]) -> list[str]:
     ]
 
 
+def other_initialisation(meta: dict) -> int | None:
+    """A bundle's ``--init-seed`` when it is not its split's seed (a recipe trained again), else None."""
+    seed = meta["training"].get("init_seed")
+    return None if seed in (None, meta["training"].get("split", {}).get("seed")) else seed
+
+
 def classifier_recipe(meta: dict) -> str:
     """A fold classifier's recipe: its draw weights by type (``--type-weight``), or every slice alike, and its
     initialisation when not the split's seed (``--init-seed``); for the type head of a joint segmenter
@@ -1836,8 +1839,8 @@ def classifier_recipe(meta: dict) -> str:
     joint = meta["training"].get("joint_segmenter")
     if joint:
         return f"the type head of a segmenter trained with it (`--type-head {joint['type_head']:g}`), {drawn}"
-    seed = meta["training"].get("init_seed")
-    if seed is not None and seed != meta["training"].get("split", {}).get("seed"):
+    seed = other_initialisation(meta)
+    if seed is not None:
         drawn += f", from another initialisation (`--init-seed {seed}`)"
     if meta["training"].get("tumour_region"):
         return f"{drawn}, looking at the tumour's outline too (`--tumour-region`)"
@@ -1895,7 +1898,7 @@ def retrained_classifiers(metas: list[dict], by_recipe: dict[str, list[dict]]) -
     first = []
     for meta in metas:
         training = meta["training"]
-        if training.get("init_seed") in (None, training["split"].get("seed")):
+        if other_initialisation(meta) is None:
             continue  # the first training of its recipe
         same = by_recipe.get(classifier_recipe({**meta, "training": {**training, "init_seed": None}}), [])
         fold = training["split"]["fold"]
@@ -1998,10 +2001,19 @@ TYPE_VOTE_BY_FOLD = "docs/results/cv/type_vote_by_fold.json"
 TYPE_VOTE_BY_FOLD_BALANCED = "docs/results/cv/type_vote_by_fold_w.json"
 # The same with the fold classifiers that read the tumour's outline (make cv-type-vote CLASSIFIERS=_r).
 TYPE_VOTE_BY_FOLD_OUTLINE = "docs/results/cv/type_vote_by_fold_r.json"
-# Each variant set's result: what to call it in the text and the command that writes it.
+# Each variant set's result: what to call it in its table, the command that writes it, and what to call the
+# classifiers in the Targets paragraph.
 TYPE_VOTE_VARIANTS = {
-    TYPE_VOTE_BY_FOLD_BALANCED: ("class-balanced", "make cv-type-vote DATA=... CLASSIFIERS=_w"),
-    TYPE_VOTE_BY_FOLD_OUTLINE: ("outline-reading", "make cv-type-vote DATA=... CLASSIFIERS=_r"),
+    TYPE_VOTE_BY_FOLD_BALANCED: (
+        "class-balanced",
+        "make cv-type-vote DATA=... CLASSIFIERS=_w",
+        "class-balanced classifiers",
+    ),
+    TYPE_VOTE_BY_FOLD_OUTLINE: (
+        "outline-reading",
+        "make cv-type-vote DATA=... CLASSIFIERS=_r",
+        "classifiers that read the fold U-Net's outline,",
+    ),
 }
 
 
@@ -2109,7 +2121,7 @@ def variant_type_vote(root: Path, retrieval: dict, path: str) -> list[str]:
     ones, share by share at the served embedding weight, paired by fold; nothing until measured."""
     if not (root / path).is_file():
         return []
-    label, command = TYPE_VOTE_VARIANTS[path]
+    label, command, _ = TYPE_VOTE_VARIANTS[path]
     variant = read(root, path)
     plain, other = served_type_blend(root, TYPE_VOTE_BY_FOLD), served_type_blend(root, path)
     meta = read(root, f"models/cv/type_classifier/{Path(variant['classifier_folds'][0]).stem}.json")
