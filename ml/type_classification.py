@@ -633,8 +633,9 @@ def add_tumour_region_argument(parser) -> None:
     parser.add_argument(
         "--tumour-region",
         action="store_true",
+        # argparse formats help with %, so the percentage's sign is doubled
         help="also look at the tumour: a second input takes the outline (the expert mask in training, "
-        f"dropped for {TUMOUR_DROPOUT:.0%} of slices) and the head pools the features over it too, after "
+        f"dropped for {TUMOUR_DROPOUT:.0%}% of slices) and the head pools the features over it too, after "
         "Cheng et al. 2015's tumour region (a cross-validation study: not for serving yet)",
     )
 

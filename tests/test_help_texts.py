@@ -21,6 +21,8 @@ BENCHMARKS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if "argpa
 
 
 def _undocumented(parser: argparse.ArgumentParser) -> list[str]:
+    """The options without a help text; ``--help`` itself must render, so a stray ``%`` fails here."""
+    assert parser.format_help()
     return [
         action.option_strings[0] if action.option_strings else action.dest
         for action in parser._actions
