@@ -186,11 +186,13 @@ cv-ensemble: install
 # with its per-epoch log. TYPE_WEIGHT=meningioma=2 trains the class-balanced variant (name suffix _w),
 # REGION=1 the one that also looks at the tumour's outline (--tumour-region, name suffix _r); INIT_SEED=N the
 # same recipe again from another initialisation on the same patients (--init-seed N, name suffix _sN), to
-# measure how much two trainings differ.
+# measure how much two trainings differ. FOLD=K trains fold K only; PRECISION=fp32|bf16 overrides the CPU's
+# choice (a second training compares with the first only in the first one's precision).
 cv-classifiers: install
 	@test -f '$(DATA)/cases.csv' || { echo "cv-classifiers: DATA=<folder in the shared layout> is required (no cases.csv in '$(DATA)')"; exit 2; }
 	@mkdir -p models/cv/type_classifier
-	@for seg in models/cv/unet_cv?.keras; do \
+	@for seg in $(if $(FOLD),models/cv/unet_cv$(FOLD).keras,models/cv/unet_cv?.keras); do \
+	  test -f $$seg || { echo "cv-classifiers: no fold U-Net $$seg"; exit 2; }; \
 	  k=$${seg#models/cv/unet_cv}; k=$${k%.keras}; \
 	  name=type_classifier_cv$${k}$(if $(TYPE_WEIGHT),_w)$(if $(REGION),_r)$(if $(INIT_SEED),_s$(INIT_SEED)); \
 	  test -f models/cv/type_classifier/$$name.keras && continue; \
@@ -198,7 +200,7 @@ cv-classifiers: install
 	  env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m ml.type_classification --data '$(DATA)' --fold $$k \
 	    --init-from $$seg --name $$name --output-dir runs/type_cv --run-dir runs/type_cv/$$name \
 	    $(if $(TYPE_WEIGHT),--type-weight $(TYPE_WEIGHT)) $(if $(REGION),--tumour-region) \
-	    $(if $(INIT_SEED),--init-seed $(INIT_SEED)) || exit 1; \
+	    $(if $(INIT_SEED),--init-seed $(INIT_SEED)) $(if $(PRECISION),--precision $(PRECISION)) || exit 1; \
 	  cp runs/type_cv/$$name.keras runs/type_cv/$$name.json models/cv/type_classifier/ && \
 	  cp runs/type_cv/$$name/log.csv models/cv/type_classifier/$$name.log.csv || exit 1; \
 	done
@@ -222,7 +224,8 @@ help:
 	@echo "                  bundles scored already are skipped, FORCE=1 redoes them)"
 	@echo "make cv-regions   rules choosing one region of the map, by cross-validation over models/cv (DATA=...)"
 	@echo "make cv-classifiers  a type classifier per fold with a U-Net in models/cv (DATA=..., TYPE_WEIGHT=...,"
-	@echo "                  REGION=1: one that also reads the tumour's outline)"
+	@echo "                  REGION=1: one that also reads the tumour's outline, INIT_SEED=N: the plain one"
+	@echo "                  again from another initialisation; FOLD=K: that fold only, PRECISION=fp32|bf16)"
 	@echo "make cv-type-classifiers  each set of fold classifiers alone on its folds (DATA=...)"
 	@echo "make cv-ensemble  the 5 fold U-Nets as one ensemble, scored once on the test split (DATA=...)"
 	@echo "make cv-calibration  each fold's Dice with the settings chosen on the other folds (DATA=...)"
