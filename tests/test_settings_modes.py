@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from cases.tasks import scan_checksum_verify_task
 from tests.conftest import CaseFactory
 from tests.media import OBJECT_STORE_VARIABLES
 from tumorsite.env import EnvError, envbool, envfloat, envint, parse_database_url
-from tumorsite.queue import enqueue, wait_idle
+from tumorsite.queue import enqueue, start_periodic, stop_periodic, wait_idle
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE = """
@@ -243,6 +244,38 @@ def test_embedded_enqueue_returns_at_once_and_runs_jobs_one_at_a_time(settings):
     assert [f.result().get() for f in futures] == [2, 4, 6]
     assert [value for value, _ in seen] == [1, 2, 3]
     assert {thread for _, thread in seen} == {"tumorsite-tasks_0"}
+
+
+ticks = []
+
+
+@shared_task
+def _record_a_tick_task():
+    ticks.append(threading.current_thread().name)
+
+
+def test_the_embedded_beat_queues_its_schedule_on_the_in_process_queue_until_stopped(settings):
+    settings.CELERY_BROKER_URL = ""
+    settings.CELERY_BEAT_SCHEDULE = {"tick": {"task": _record_a_tick_task.name, "schedule": 0.1}}
+    ticks.clear()
+    settings.TUMORSITE_EMBEDDED_BEAT = False  # the tests' settings: no beat
+    start_periodic()
+    assert not any(t.name == "tumorsite-beat" for t in threading.enumerate())
+    settings.TUMORSITE_EMBEDDED_BEAT = True
+    start_periodic()
+    try:
+        for _ in range(100):  # a tick every 0.1 s: three within 10 s however busy the machine is
+            if len(ticks) >= 3:
+                break
+            time.sleep(0.1)
+    finally:
+        stop_periodic()
+    assert not any(t.name == "tumorsite-beat" for t in threading.enumerate())
+    assert wait_idle(timeout=20)
+    assert len(ticks) >= 3 and set(ticks) == {"tumorsite-tasks_0"}  # run by the in-process queue
+    stopped_at = len(ticks)
+    time.sleep(0.5)
+    assert len(ticks) == stopped_at  # stopped: nothing queued since
 
 
 @pytest.mark.django_db(transaction=True)

@@ -28,6 +28,7 @@ _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _pending: set[Future] = set()
 _periodic: threading.Thread | None = None
+_stop_periodic = threading.Event()
 
 
 def enqueue(task: Any, *args: Any, **kwargs: Any) -> Any:
@@ -124,17 +125,30 @@ def start_periodic() -> None:
         _start_periodic()
 
 
+def stop_periodic(timeout: float = 5.0) -> None:
+    """Stop the embedded beat and wait for its thread; the next job or ``start_periodic`` starts it again."""
+    global _periodic
+    with _lock:
+        thread, _periodic = _periodic, None
+    if thread is None:
+        return
+    _stop_periodic.set()
+    thread.join(timeout)
+
+
 def _start_periodic() -> None:
     """The embedded beat: a daemon thread that queues each ``CELERY_BEAT_SCHEDULE`` entry on its
-    schedule (seconds). Call with ``_lock`` held."""
+    schedule (seconds), unless ``TUMORSITE_EMBEDDED_BEAT`` is off (the tests' settings). Call with ``_lock``
+    held."""
     global _periodic
     entries = [
         (entry["task"], float(entry["schedule"]))
         for entry in getattr(settings, "CELERY_BEAT_SCHEDULE", {}).values()
         if float(entry["schedule"]) > 0
     ]
-    if not entries or _periodic is not None:
+    if not entries or _periodic is not None or not settings.TUMORSITE_EMBEDDED_BEAT:
         return
+    _stop_periodic.clear()
     _periodic = threading.Thread(target=_beat, args=(entries,), name="tumorsite-beat", daemon=True)
     _periodic.start()
 
@@ -144,14 +158,14 @@ def _beat(entries: list[tuple[str, float]]) -> None:
 
     # The first tick one period after the first job, as the beat does: not in the middle of start-up.
     next_run = {name: time.monotonic() + every for name, every in entries}
-    while True:
+    while not _stop_periodic.is_set():
         now = time.monotonic()
         for name, every in entries:
             if now >= next_run[name]:
                 next_run[name] = now + every
                 with contextlib.suppress(Exception):
                     enqueue(app.tasks[name])
-        time.sleep(max(0.5, min(next_run.values()) - time.monotonic()))
+        _stop_periodic.wait(max(0.05, min(next_run.values()) - time.monotonic()))
 
 
 def _forget(future: Future) -> None:

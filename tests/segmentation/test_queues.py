@@ -82,7 +82,7 @@ def memory_broker(settings, monkeypatch):
     test_thread = threading.get_ident()
 
     # Celery publishes to a direct queue through the anonymous exchange: the routing key is the queue.
-    # Only this thread's sends: an embedded beat left running by another test may send a sweep meanwhile.
+    # Only this thread's sends: a job another test left on the in-process queue may send meanwhile.
     def record(sender=None, routing_key=None, body=None, **kwargs):
         if threading.get_ident() == test_thread:
             published.append((sender, routing_key, tuple(body[0])))

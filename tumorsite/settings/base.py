@@ -404,6 +404,9 @@ TUMORSITE_RUNS_SWEEP_EVERY_S = envint("TUMORSITE_RUNS_SWEEP_EVERY_S", 60)
 # A description asked for (after a review, a correction, a chosen type) and not done past this lost its
 # message or its worker: the same sweep sends it again. Longer than the hard limit of the task.
 TUMORSITE_DESCRIPTION_LOST_AFTER_S = envint("TUMORSITE_DESCRIPTION_LOST_AFTER_S", 300)
+# The embedded mode's beat: a thread of the web process that queues CELERY_BEAT_SCHEDULE's tasks on the
+# in-process queue (tumorsite.queue). Off in the tests' settings: a test that sweeps does so itself.
+TUMORSITE_EMBEDDED_BEAT = True
 CELERY_BEAT_SCHEDULE = (
     {
         "segmentation-runs-sweep": {

@@ -28,6 +28,10 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "NAME": os.path.join(tempfile.gettempdir(), f"tumorsite-test-{os.getpid()}.sqlite3")
     }
 
+# No embedded beat sweeping the test database from a thread of its own between (and after) tests; the beat's
+# own test turns it on (tests/test_settings_modes.py).
+TUMORSITE_EMBEDDED_BEAT = False
+
 # Tests never run collectstatic; without a STATIC_ROOT WhiteNoise serves through the finders only.
 STATIC_ROOT = None
 
