@@ -1502,13 +1502,27 @@ def recipe_value(meta: dict, key: str) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def self_supervised_start(meta: dict) -> dict | None:
+    """The self-supervised pretraining (``ml.pretrain``) a bundle's chain of warm starts began from, or
+    None."""
+    start = meta.get("initialised_from")
+    while start:
+        source = start.get("source") or {}
+        if source.get("self_supervised"):
+            return source["self_supervised"]
+        start = source.get("initialised_from")
+    return None
+
+
 def cv_recipe(meta: dict) -> str:
-    """A fold bundle's recipe: the shipped JSON it was trained like, with what it overrode and to what."""
+    """A fold bundle's recipe: the shipped JSON it was trained like, with what it overrode and to what, and
+    whether it started from self-supervised pretraining."""
     like = meta["training"].get("like") or {}
     overridden = like.get("overridden") or []
     recipe = f"like `{like.get('path', meta['architecture'])}`"
     changed = ", ".join(f"`{o}` {recipe_value(meta, o)}" for o in overridden)
-    return recipe + (f", with {changed}" if overridden else "")
+    pretrained = ", from self-supervised pretraining (`ml.pretrain`)" if self_supervised_start(meta) else ""
+    return recipe + (f", with {changed}" if overridden else "") + pretrained
 
 
 RUNTIME_NAMES = {"tensorflow": "TensorFlow", "openvino": "OpenVINO (the CPU workers' runtime)"}
@@ -1596,8 +1610,9 @@ SEGMENTATION_IDEAS = {
     "type_head": "a shared encoder with a type head",
     "hard_mining": "hard-example mining",
     "type_weights": "sampling weighted toward the missed kind",
+    "self_supervised": "self-supervised pretraining",  # not an option: a start from ml.pretrain
 }
-UNBUILT_IDEAS = ("a cascade that outlines a crop at the scan's 512 px", "self-supervised pretraining")
+UNBUILT_IDEAS = ("a cascade that outlines a crop at the scan's 512 px",)
 
 
 def segmentation_ideas(folds: list[dict], total: int) -> str:
@@ -1605,7 +1620,9 @@ def segmentation_ideas(folds: list[dict], total: int) -> str:
     still to try."""
     trained: dict[str, int] = {}
     for meta in folds:
-        for key in (meta["training"].get("like") or {}).get("overridden") or []:
+        keys = list((meta["training"].get("like") or {}).get("overridden") or [])
+        keys += ["self_supervised"] if self_supervised_start(meta) else []
+        for key in keys:
             if key in SEGMENTATION_IDEAS:
                 trained[key] = trained.get(key, 0) + 1
     measured = [f"{SEGMENTATION_IDEAS[k]} ({n} of {total} folds)" for k, n in sorted(trained.items())]

@@ -10,6 +10,8 @@ Figshare set has a tumour, so this matters only for user data and synthetic test
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -106,6 +108,14 @@ def iou(y_true, y_pred):
     return per_image_iou(y_true, y_pred)
 
 
+def psnr(y_true, y_pred):
+    """Keras metric: per-image peak signal-to-noise ratio in dB of a restored slice in [0, 1] (higher is
+    better; self-supervised pretraining, ``ml.pretrain``)."""
+    y_true, y_pred = _flatten(y_true, y_pred)
+    mse = ops.mean(ops.square(y_true - y_pred), axis=1)
+    return -10.0 * ops.log(ops.maximum(mse, 1e-10)) / math.log(10.0)
+
+
 LOSSES = {"bce_dice": bce_dice_loss, "focal": focal_loss, "dice": soft_dice_loss, "lovasz": lovasz_hinge_loss}
 
 
@@ -119,3 +129,4 @@ keras.saving.register_keras_serializable("tumorsite")(bce_dice_loss)
 keras.saving.register_keras_serializable("tumorsite")(lovasz_hinge_loss)
 keras.saving.register_keras_serializable("tumorsite")(dice)
 keras.saving.register_keras_serializable("tumorsite")(iou)
+keras.saving.register_keras_serializable("tumorsite")(psnr)

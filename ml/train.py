@@ -12,7 +12,7 @@ import argparse
 from ml.training.config import LIKE_FIELDS, TrainConfig, bundle_recipe
 from ml.training.distillation import teacher_targets
 from ml.training.loop import development_fold, set_threads, start_or_resume, start_run, train
-from ml.training.options import add_training_arguments, config_from_options
+from ml.training.options import add_training_arguments, config_from_command_line, config_from_options
 from ml.training.plots import plot_curves
 from ml.training.provenance import source_provenance
 from ml.training.schedule import warmup_factor
@@ -42,11 +42,7 @@ def main(argv=None) -> None:
     """``python -m ml.train``: the same training as ``manage.py train_model``, without Django."""
     parser = argparse.ArgumentParser(description="Train a TumorSite segmenter on data in the shared layout.")
     add_training_arguments(parser, data_default=None, output_default="models")
-    args = parser.parse_args(argv)
-    try:
-        cfg = config_from_options(vars(args), args.data)
-    except (ValueError, FileNotFoundError) as exc:
-        parser.error(str(exc))
+    cfg, args = config_from_command_line(parser, argv)
     if args.threads:
         set_threads(args.threads)
     train(cfg, log=lambda msg: print(msg, flush=True))

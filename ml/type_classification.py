@@ -45,7 +45,7 @@ from ml.data import (
 from ml.inference import openvino_forward, read_metadata, resolve_runtime, save_bundle
 from ml.training.callbacks import run_finished, training_callbacks
 from ml.training.config import check_folds_and_weights
-from ml.training.loop import init_seed, set_threads, start_or_resume, start_run
+from ml.training.loop import init_seed, set_threads, split_record, start_or_resume, start_run
 from ml.training.options import add_init_seed_argument, add_type_weight_argument
 from ml.training.plots import plot_curves
 from ml.training.provenance import library_versions
@@ -293,18 +293,7 @@ def train_type_classifier(cfg: ClassifierConfig, *, log=print, verbose: int = 2)
         "training": {
             "data_dir_fingerprint": data_fingerprint(cfg.data_dir),
             "init_seed": init_seed(cfg),
-            "split": {
-                "by": "patient_group",
-                "stratified_by": "tumour_type",
-                "seed": cfg.seed,
-                "val_fraction": cfg.val_fraction,
-                "test_fraction": cfg.test_fraction,
-                "fold": cfg.fold,
-                "folds": cfg.folds if cfg.fold is not None else None,
-                "n_train": len(train_ids),
-                "n_val": len(val_ids),
-                "n_test": len(split["test"]),
-            },
+            "split": split_record(cfg, split, n_train=len(train_ids), n_val=len(val_ids)),
             "type_weights": cfg.type_weights,
             **(
                 {

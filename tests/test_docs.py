@@ -816,6 +816,27 @@ def test_the_targets_say_which_ideas_were_measured_and_on_how_many_folds():
     assert build.segmentation_ideas(shipped, 5).startswith("still to try: a shared encoder with a type head")
 
 
+def test_a_fold_bundle_started_from_self_supervised_pretraining_is_a_recipe_and_an_idea_of_its_own():
+    def bundle(start):
+        return {
+            "architecture": "unet",
+            "training": {"like": {"path": "models/unet.json", "overridden": []}},
+            "initialised_from": start,
+        }
+
+    pretrained = {"source": {"name": "unet_ssl_cv2_pre", "self_supervised": {"fold": 2}}}
+    continued = {"source": {"name": "unet_ssl_cv2", "initialised_from": pretrained}}  # a second warm start
+    own_checkpoint = {"source": {"name": "unet_cv0", "initialised_from": None}}  # as unet_cv0 continued
+    assert build.cv_recipe(bundle(None)) == build.cv_recipe(bundle(own_checkpoint)) == build.SHIPPED_RECIPE
+    assert build.cv_recipe(bundle(pretrained)) == build.cv_recipe(bundle(continued))
+    assert build.cv_recipe(bundle(pretrained)) == (
+        "like `models/unet.json`, from self-supervised pretraining (`ml.pretrain`)"
+    )
+    text = build.segmentation_ideas([bundle(None), bundle(pretrained)], 5)
+    assert text.startswith("measured so far: self-supervised pretraining (1 of 5 folds)")
+    assert "self-supervised" not in text.split("still to try")[1]
+
+
 @pytest.mark.parametrize(
     ("gains", "verdict"), [([0.02, 0, 0.02, -0.01, 0.03], "none beyond"), ([0.03] * 5, "see")]
 )

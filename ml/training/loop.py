@@ -113,9 +113,25 @@ def start_or_resume(cfg, run_dir: Path, build, compile_model, log, *, monitor: s
             "layers_with_weights": sum(1 for layer in model.layers if layer.weights),
             "source": source_provenance(cfg.init_from),
         }
+        check_pretrained_on_the_same_patients(cfg, state["init_from"]["source"])
         log(f"initialised {len(copied)} layers from {cfg.init_from}")
     compile_model(model)
     return model, state
+
+
+def check_pretrained_on_the_same_patients(cfg, source: dict | None) -> None:
+    """``ValueError`` when a warm start's source was pretrained without masks (``ml.pretrain``) on another
+    split or fold than this run's: its images would hold this run's validation patients."""
+    pretrained = (source or {}).get("self_supervised")
+    if not pretrained:
+        return
+    theirs, ours = (pretrained.get("seed"), pretrained.get("fold")), (cfg.seed, cfg.fold)
+    if theirs != ours:
+        raise ValueError(
+            f"{cfg.init_from} was pretrained on the training patients of split seed {theirs[0]}, fold "
+            f"{theirs[1]}; this run is seed {ours[0]}, fold {ours[1]}, whose validation patients it may "
+            "have read: pretrain on this run's fold (python -m ml.pretrain --fold ...) or start from another."
+        )
 
 
 def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
@@ -232,33 +248,12 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
         "parameters": int(model.count_params()),
         "tta_scales": [1.0],  # replaced by the choice's zoom, when it made one
         "training": {
-            "data_dir_fingerprint": data_fingerprint(cfg.data_dir),
-            "init_seed": init_seed(cfg),
-            "split": {
-                "by": "patient_group",
-                "stratified_by": "tumour_type",
-                "seed": cfg.seed,
-                "val_fraction": cfg.val_fraction,
-                "test_fraction": cfg.test_fraction,
-                "fold": cfg.fold,
-                "folds": cfg.folds if cfg.fold is not None else None,
-                "n_train": len(train_ids),
-                "n_val": len(val_ids),
-                "n_test": len(split["test"]),
-                "sizes": {side: len(ids) for side, ids in split.items()},
-            },
-            "epochs_planned": cfg.epochs,
-            "epochs_done": state["epochs_done"],
-            "best_epoch": state["best_epoch"],
-            "stopped_by_time_budget": bool(state.get("stopped_by_time_budget")),
-            "early_stopping": {"monitor": "val_dice", "patience": cfg.patience},
-            "batch_size": cfg.batch_size,
+            **run_record(cfg, state, split, n_train=len(train_ids), n_val=len(val_ids), monitor="val_dice"),
             "type_weights": cfg.type_weights,
             "type_head": cfg.type_head,
             "hard_mining": cfg.hard_mining,
             "loss": cfg.loss,
             "optimizer": "adam",
-            "like": like_meta(cfg),
             "distillation": distillation_meta(cfg),
             "lr": {
                 "start": cfg.lr_start,
@@ -272,10 +267,6 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
                 else {"preset": cfg.augmentation, **asdict(augmentation_preset(cfg.augmentation))}
             ),
             "precision": precision,
-            "train_seconds": round(state["train_seconds"], 1),
-            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "library_versions": library_versions(),
-            "machine": platform.machine(),
         },
     }
     metadata = apply_choice(metadata, choice)  # threshold, TTA, clean-up and validation metrics
@@ -295,6 +286,45 @@ def train(cfg: TrainConfig, *, log=print, verbose: int = 2) -> dict:
     log(f"wrote {path} and {path.with_suffix('.json')}; run files in {run_dir}")
     keras.backend.clear_session()  # free the graph before another run in the same process
     return {"name": cfg.name, "path": str(path), **metadata}
+
+
+def split_record(cfg, split: dict, *, n_train: int, n_val: int) -> dict:
+    """A run's ``training.split``: how the patients were split (seed, fractions, fold) and how many slices
+    each side had (``n_train`` and ``n_val`` as used, after ``--limit``)."""
+    return {
+        "by": "patient_group",
+        "stratified_by": "tumour_type",
+        "seed": cfg.seed,
+        "val_fraction": cfg.val_fraction,
+        "test_fraction": cfg.test_fraction,
+        "fold": cfg.fold,
+        "folds": cfg.folds if cfg.fold is not None else None,
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_test": len(split["test"]),
+        "sizes": {side: len(ids) for side, ids in split.items()},
+    }
+
+
+def run_record(cfg, state: dict, split: dict, *, n_train: int, n_val: int, monitor: str) -> dict:
+    """What a run records in its JSON's ``training`` of its data, split, epochs, time and libraries, the
+    same for a segmenter (``train``) and a pretraining (``ml.pretrain``)."""
+    return {
+        "data_dir_fingerprint": data_fingerprint(cfg.data_dir),
+        "init_seed": init_seed(cfg),
+        "split": split_record(cfg, split, n_train=n_train, n_val=n_val),
+        "epochs_planned": cfg.epochs,
+        "epochs_done": state["epochs_done"],
+        "best_epoch": state["best_epoch"],
+        "stopped_by_time_budget": bool(state.get("stopped_by_time_budget")),
+        "early_stopping": {"monitor": monitor, "patience": cfg.patience},
+        "batch_size": cfg.batch_size,
+        "like": like_meta(cfg),
+        "train_seconds": round(state["train_seconds"], 1),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "library_versions": library_versions(),
+        "machine": platform.machine(),
+    }
 
 
 def one_hot_types(slices: Slices):

@@ -77,25 +77,7 @@ def add_training_arguments(parser, *, data_default: str | None, output_default: 
         "same name there is replaced when the run ends)",
     )
     parser.add_argument("--run-dir", help="checkpoints, CSV log and curves (default: runs/<name>)")
-    parser.add_argument(
-        "--max-minutes", type=float, help="stop after the epoch that would exceed this budget"
-    )
-    parser.add_argument(
-        "--patience",
-        type=int,
-        default=d["patience"],
-        help="early stopping: epochs without a validation Dice gain before stopping "
-        f"(default {d['patience']})",
-    )
-    parser.add_argument(
-        "--lr-start",
-        type=float,
-        default=d["lr_start"],
-        help=f"initial learning rate (default {d['lr_start']:g}; lower it to fine-tune a warm start)",
-    )
-    parser.add_argument(
-        "--lr-end", type=float, default=d["lr_end"], help=f"final learning rate (default {d['lr_end']:g})"
-    )
+    add_schedule_arguments(parser, improving="validation Dice")
     parser.add_argument(
         "--warmup-epochs",
         type=float,
@@ -103,12 +85,7 @@ def add_training_arguments(parser, *, data_default: str | None, output_default: 
         help="raise the learning rate linearly from near 0 over this many epochs (fractions "
         "allowed), e.g. 1 for a warm start (--init-from); default 0, no warm-up",
     )
-    parser.add_argument(
-        "--precision",
-        default=d["precision"],
-        choices=["auto", "fp32", "bf16"],
-        help="auto: bf16 where the CPU has AMX/AVX512-BF16 or on a GPU, else fp32",
-    )
+    add_precision_argument(parser)
     parser.add_argument(
         "--seed",
         type=int,
@@ -199,6 +176,51 @@ def add_training_arguments(parser, *, data_default: str | None, output_default: 
         help="the teachers' share of each training target with --distill-from "
         f"(default {d['distill_weight']})",
     )
+
+
+def add_schedule_arguments(parser, *, improving: str) -> None:
+    """``--max-minutes``, ``--patience`` (epochs without a gain of ``improving``), ``--lr-start`` and
+    ``--lr-end``, with ``TrainConfig``'s defaults."""
+    d = {f.name: f.default for f in fields(TrainConfig)}
+    parser.add_argument(
+        "--max-minutes", type=float, help="stop after the epoch that would exceed this budget"
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=d["patience"],
+        help=f"early stopping: epochs without a {improving} gain before stopping (default {d['patience']})",
+    )
+    parser.add_argument(
+        "--lr-start",
+        type=float,
+        default=d["lr_start"],
+        help=f"initial learning rate (default {d['lr_start']:g}; lower it to fine-tune a warm start)",
+    )
+    parser.add_argument(
+        "--lr-end", type=float, default=d["lr_end"], help=f"final learning rate (default {d['lr_end']:g})"
+    )
+
+
+def add_precision_argument(parser) -> None:
+    """``--precision``: auto, fp32 or bf16."""
+    parser.add_argument(
+        "--precision",
+        default=TrainConfig.precision,
+        choices=["auto", "fp32", "bf16"],
+        help="auto: bf16 where the CPU has AMX/AVX512-BF16 or on a GPU, else fp32",
+    )
+
+
+def config_from_command_line(parser, argv=None) -> tuple[TrainConfig, argparse.Namespace]:
+    """``parser``'s arguments and the ``TrainConfig`` they make (``config_from_options``); a bad
+    combination ends the command with the parser's usage and what to pass."""
+    args = parser.parse_args(argv)
+    try:
+        return config_from_options(vars(args), args.data), args
+    except (ValueError, FileNotFoundError) as exc:
+        parser.error(str(exc))
+        raise  # parser.error exits; this line only tells the type checker so
 
 
 def add_init_seed_argument(parser) -> None:

@@ -65,6 +65,7 @@ def source_provenance(model_path) -> dict | None:
         "val_dice_mean": meta.get("metrics", {}).get("val", {}).get("dice_mean"),
         "training": {key: training[key] for key in keep if key in training},
         "initialised_from": meta.get("initialised_from"),
+        "self_supervised": meta.get("self_supervised"),  # ml.pretrain's: how and on which patients
     }
 
 
