@@ -22,7 +22,8 @@ class Distortions:
     local_shuffle: float = 0.5
     paint: float = 0.9
     inpaint_share: float = 0.2  # of the painted slices; the others are out-painted
-    shuffle_windows: int = 200  # at 256 px; scaled with the slice's area
+    # at 256 px, scaled with the slice's area: ours (the paper counts windows of 3D sub-volumes)
+    shuffle_windows: int = 200
 
     def as_dict(self) -> dict:
         return asdict(self)
