@@ -97,7 +97,7 @@ def test_pretraining_restores_without_masks_and_seeds_a_segmenter_of_the_same_fo
     messages = []
     meta = pretrain(cfg, log=messages.append, verbose=0)
     written = json.loads((tmp_path / "pretrain" / "pre.json").read_text())
-    assert written == json.loads(json.dumps(meta))
+    assert written == json.loads(json.dumps(meta)) and written["name"] == "pre"
     ssl = meta["self_supervised"]
     assert ssl["fold"] == 1 and ssl["seed"] == 42 and ssl["loss"] == "mse"
     assert meta["training"]["epochs_done"] == 2 and meta["training"]["split"]["fold"] == 1
