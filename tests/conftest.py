@@ -4,6 +4,7 @@ dataset."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import factory
@@ -19,6 +20,22 @@ from tumorsite import queue
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
+
+
+def _float32_if_keras_is_loaded() -> None:
+    keras = sys.modules.get("keras")  # not imported here: the import costs seconds
+    if keras is not None:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture(autouse=True)
+def _keras_dtype_policy_float32():
+    """Every test starts and ends in Keras' float32 policy. A run with ``--precision auto`` sets mixed
+    bfloat16 on a CPU with AMX or AVX512-BF16 (``ml.inference.set_precision``), and the next test in the same
+    process, whatever its folder, would build its models in it and compute other numbers."""
+    _float32_if_keras_is_loaded()
+    yield
+    _float32_if_keras_is_loaded()
 
 
 # === The production pass: only the tests its services can change ===
