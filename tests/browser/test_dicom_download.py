@@ -3,6 +3,7 @@ link serves a SEG of that mask (#32, item 6); a case that is not DICOM offers no
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,12 @@ from pydicom.data import get_testdata_file
 
 from cases.review import case_mask_correct
 from cases.services import case_create
+from recommender.models import DescriptionRequest
 from segmentation.testing import make_case
 from tests.browser.helpers import sign_in
 from tests.conftest import UserFactory, with_roles
 from tests.web.builders import add_finished_run
+from tumorsite.queue import wait_idle
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 
@@ -75,3 +78,11 @@ def test_a_png_case_page_offers_no_dicom_segmentation(page, live_server, clinici
     expect(page.get_by_label("Download the ground truth mask as a DICOM Segmentation")).to_have_count(0)
     expect(page.get_by_label("Version 1 as a DICOM Segmentation")).to_have_count(0)
     assert page.js_errors == []
+    # The correction asked for a description; the test database is flushed after the test, so it ends when
+    # the task has answered (it deletes the ask last): in production mode a Celery worker still writing
+    # the case's rows deadlocked with the flush.
+    assert wait_idle(timeout=60)
+    deadline = time.monotonic() + 60
+    while DescriptionRequest.objects.filter(case=case).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not DescriptionRequest.objects.filter(case=case).exists()
