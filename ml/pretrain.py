@@ -157,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=d["seed"], help=f"split seed, as ml.train's (default {d['seed']})"
     )
     add_init_seed_argument(parser)
+    parser.add_argument(
+        "--init-from",
+        help="continue from an earlier pretraining of the same fold (its .keras, e.g. one committed in "
+        "models/cv/pretrain/), as a new run; another fold's is refused",
+    )
     parser.add_argument("--name", required=True, help="name of the pretrained model's files")
     parser.add_argument(
         "--output-dir",

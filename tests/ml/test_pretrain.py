@@ -109,6 +109,14 @@ def test_pretraining_restores_without_masks_and_seeds_a_segmenter_of_the_same_fo
     again = pretrain(cfg, log=messages.append, verbose=0)
     assert again["training"]["epochs_done"] == 2
 
+    # a later session continues it as a new run, from the saved weights
+    more = tiny_segmenter(tmp_path, "pre2", epochs=1, fold=1, output_dir=str(tmp_path / "pretrain"))
+    more.init_from = str(tmp_path / "pretrain" / "pre.keras")
+    continued = pretrain(more, log=messages.append, verbose=0)
+    start = continued["initialised_from"]
+    assert start["source"]["self_supervised"]["fold"] == 1
+    assert start["layers_copied"] == start["layers_with_weights"]
+
     # the segmenter of the same fold starts from every layer and records where they came from
     seg = tiny_segmenter(tmp_path, "tuned", fold=1, init_from=str(tmp_path / "pretrain" / "pre.keras"))
     tuned = train(seg, verbose=0, log=lambda m: None)
